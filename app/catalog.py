@@ -1,0 +1,128 @@
+"""The one list of the app's pages and the map of the field they fill.
+
+The router builds ``st.navigation`` from :data:`PAGES`; the overview page draws the knowledge x
+mode map from :data:`MAP`. A map cell names a page slug; a slug with no page file yet is shown as
+"coming" rather than linked to an empty page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES_DIR = ROOT / "pages"
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    slug: str  # URL path, e.g. "temperature" -> /temperature
+    title: str
+    family: str  # sidebar group
+    icon: str  # a Material symbol, ":material/name:"
+    file: str  # under pages/
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / self.file
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+
+PAGES: tuple[PageInfo, ...] = (
+    PageInfo("overview", "Overview", "Start here", ":material/hub:", "overview.py"),
+    PageInfo(
+        "temperature",
+        "Temperature & soft targets",
+        "Response-based",
+        ":material/device_thermostat:",
+        "temperature.py",
+    ),
+    PageInfo(
+        "kd-loss", "The distillation loss", "Response-based", ":material/functions:", "kd_loss.py"
+    ),
+    PageInfo("lab", "Distillation lab", "Experiments", ":material/science:", "lab.py"),
+    PageInfo("runs", "Run history", "Experiments", ":material/history:", "runs.py"),
+)
+
+
+@dataclass(frozen=True)
+class MapCell:
+    knowledge: str  # "Response", "Feature", "Relation"
+    mode: str  # "Offline", "Online", "Self"
+    what: str  # what is transferred, one line
+    methods: str  # the classic methods in this cell
+    slug: str | None  # the page that shows it, or None when not yet written
+
+
+KNOWLEDGE = ("Response", "Feature", "Relation")
+MODES = ("Offline", "Online", "Self")
+
+MAP: tuple[MapCell, ...] = (
+    MapCell(
+        "Response",
+        "Offline",
+        "the teacher's softened class probabilities",
+        "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022)",
+        "temperature",
+    ),
+    MapCell(
+        "Response",
+        "Online",
+        "peers' predictions, learned together",
+        "Deep mutual learning (Zhang 2018)",
+        "mutual-learning",
+    ),
+    MapCell(
+        "Response",
+        "Self",
+        "an earlier generation's predictions",
+        "Born-Again Networks (Furlanello 2018)",
+        "born-again",
+    ),
+    MapCell(
+        "Feature",
+        "Offline",
+        "intermediate activations or attention maps",
+        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017)",
+        "features",
+    ),
+    MapCell(
+        "Feature",
+        "Online",
+        "features shared while both nets train",
+        "online feature distillation",
+        None,
+    ),
+    MapCell(
+        "Feature", "Self", "deep layers teach shallow ones", "self-distillation (Zhang 2019)", None
+    ),
+    MapCell(
+        "Relation",
+        "Offline",
+        "distances and angles between examples",
+        "RKD (Park 2019), CRD (Tian 2020)",
+        "relations",
+    ),
+    MapCell(
+        "Relation", "Online", "relations agreed between peers", "collaborative relation KD", None
+    ),
+    MapCell(
+        "Relation",
+        "Self",
+        "a model's own similarity structure",
+        "self relational distillation",
+        None,
+    ),
+)
+
+
+def page(slug: str | None) -> PageInfo | None:
+    return next((p for p in PAGES if p.slug == slug), None)
+
+
+def available(slug: str | None) -> bool:
+    p = page(slug)
+    return p is not None and p.exists

@@ -1,0 +1,30 @@
+"""Entry point: ``streamlit run app/streamlit_app.py``. A small router, nothing else."""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so pages can import kdcore and app without installing them
+    sys.path.insert(0, str(ROOT))
+
+from app.catalog import PAGES  # noqa: E402
+
+st.set_page_config(
+    page_title="Knowledge distillation, explained", page_icon=":material/school:", layout="wide"
+)
+
+groups: dict[str, list] = {}
+for info in PAGES:
+    if info.exists:
+        groups.setdefault(info.family, []).append(
+            st.Page(
+                str(info.path),
+                title=info.title,
+                icon=info.icon,
+                url_path=info.slug,
+                default=info.slug == "overview",
+            )
+        )
+st.navigation(groups).run()

@@ -1,0 +1,169 @@
+"""Command line: ``python -m kdcore presets`` and ``python -m kdcore run PRESET``.
+
+Runs use the same code path as the app's lab (:func:`kdcore.presets.run_preset`). Problems the
+user can fix (no data, an unknown preset, no GPU) end with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from .checkpoint import CheckpointError
+from .data import DATA_DIR_ENV, DataUnavailable
+from .presets import PRESETS, Monitor, run_preset
+from .train import EpochRecord, Progress
+
+
+class ProgressBar(Monitor):
+    """A one-line progress bar on stderr (redrawn in place on a terminal, per epoch otherwise)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 28):
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.model, self.index, self.count = "", 0, 1
+        self._last = 0.0
+
+    def on_model_start(self, name: str, index: int, count: int) -> None:
+        self.model, self.index, self.count = name, index, count
+
+    def _line(self, p: Progress, extra: str = "") -> str:
+        filled = int(self.width * p.fraction)
+        eta = "" if p.eta != p.eta else f" ETA {p.eta:5.0f}s"  # NaN check
+        return (
+            f"[{self.index + 1}/{self.count} {self.model}] epoch {p.epoch} "
+            f"|{'#' * filled}{'.' * (self.width - filled)}| {100 * p.fraction:3.0f}%{eta}{extra}"
+        )
+
+    def on_step(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if self.tty and now - self._last > 0.2:
+            self._last = now
+            self.stream.write("\r" + self._line(progress) + "\033[K")
+            self.stream.flush()
+
+    def on_epoch(self, record: EpochRecord, progress: Progress) -> None:
+        extra = (
+            f"  loss {record.losses['total']:.4f}  test acc {record.test_accuracy:.4f}"
+            f"  errors {record.test_errors}  {record.seconds:.1f}s"
+        )
+        self.stream.write(("\r" if self.tty else "") + self._line(progress, extra) + "\n")
+        self.stream.flush()
+
+    def on_model_end(self, name: str, summary: dict) -> None:
+        cached = " (cached teacher)" if summary.get("cached") else ""
+        self.stream.write(
+            f"  {name}: {summary['test_errors']} test errors, "
+            f"accuracy {summary['test_accuracy']:.4f}{cached}\n"
+        )
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for p in PRESETS.values():
+        print(f"{p.name:20s} {p.title}")
+        print(f"{'':20s} default epochs {p.config.epochs}; paper: {p.source}")
+    return 0
+
+
+def _print_summary(result: dict) -> None:
+    paper = result.get("paper", {}).get("test_errors", {})
+    print(f"{'model':16s}{'test errors':>12s}{'accuracy':>10s}{'paper':>8s}{'seconds':>9s}")
+    for name, m in result["models"].items():
+        ref = paper.get(name, "")
+        print(
+            f"{name:16s}{m['test_errors']:12d}{m['test_accuracy']:10.4f}{ref!s:>8s}"
+            f"{m['seconds']:9.1f}"
+        )
+    print(f"status: {result['status']} {result['message']}".rstrip())
+
+
+def parse_overrides(pairs: list[str], config) -> dict:
+    """``["T=4", "student=mlp-30"]`` -> typed values, checked against the preset's config."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(
+                f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}"
+            )
+        current = getattr(config, key)
+        try:
+            if isinstance(current, bool):
+                out[key] = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(current, int | float | str):
+                out[key] = type(current)(raw)
+            else:  # tuples and the like: JSON
+                value = json.loads(raw)
+                out[key] = tuple(value) if isinstance(current, tuple) else value
+        except (ValueError, json.JSONDecodeError):
+            raise ValueError(
+                f"--set {pair!r}: {raw!r} is not a valid {type(current).__name__}"
+            ) from None
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+    overrides = parse_overrides(args.set, PRESETS[args.preset].config)
+    result = run_preset(
+        args.preset,
+        epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+        monitor=ProgressBar(),
+        use_cache=not args.no_cache,
+        data_dir=args.data_dir,
+        **overrides,
+    )
+    _print_summary(result)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+        print(f"wrote {args.out}")
+    return 0 if result["status"] == "completed" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m kdcore", description="Knowledge distillation core")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("presets", help="list the presets")
+    p.set_defaults(func=cmd_presets)
+    p = sub.add_parser("run", help="run a preset and print/write its results")
+    p.add_argument("preset", help="a name from `python -m kdcore presets`")
+    p.add_argument("--epochs", type=int, help="epochs per model (default: the preset's)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
+    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument("--out", help="write the results as JSON to this file")
+    p.add_argument("--data-dir", help=f"folder with data sets (default: ${DATA_DIR_ENV})")
+    p.add_argument("--no-cache", action="store_true", help="retrain the teacher even if cached")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set T=4 --set student=mlp-30 (repeatable)",
+    )
+    p.set_defaults(func=cmd_run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        print("error: --epochs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (DataUnavailable, CheckpointError, KeyError, ValueError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

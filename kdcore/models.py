@@ -1,0 +1,206 @@
+"""Models, all behind one interface.
+
+Every model is a :class:`KDModel`: ``model(x)`` returns the logits ``(B, K)``, and
+``model.forward_features(x)`` returns :class:`ModelOutput` with the same logits plus the named
+intermediate features that feature- and relation-based distillation read (FitNets hints, attention
+maps, RKD distances). No flag changes a return type.
+
+Architectures:
+- :class:`MLP` -- Hinton et al. (2015, §3) MNIST nets: teacher 784-1200-1200-10 with dropout,
+  student 784-800-800-10 without; widths down to 30 units for the small-student experiments.
+- :class:`SmallCNN` -- two conv blocks and a linear head, a fast MNIST teacher.
+- :class:`ResNet` -- the CIFAR ResNet family of He et al. (2016, §4.2): depth 6n+2, three stages
+  of n basic blocks, widths (16, 32, 64) times a multiplier (resnet8/14/20/32/56).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, K)
+    features: dict[str, torch.Tensor]  # name -> (B, ...) in forward order; "embedding" is (B, D)
+
+
+class KDModel(nn.Module):
+    """Base class: subclasses implement ``forward_features``; ``forward`` returns the logits."""
+
+    def forward_features(self, x: torch.Tensor) -> ModelOutput:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x).logits
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class MLP(KDModel):
+    """Fully connected ReLU net on flattened images.
+
+    Hinton et al. (2015, §3) regularised the teacher with dropout; we use the rates of Srivastava et
+    al. (2014) for MNIST: 20% on the inputs, 50% on hidden units.
+    """
+
+    def __init__(
+        self,
+        in_dim: int = 784,
+        hidden: tuple[int, ...] = (1200, 1200),
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.hidden = tuple(hidden)
+        self.input_dropout = nn.Dropout(input_dropout)
+        dims = (in_dim, *self.hidden)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(dims[-1], num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> ModelOutput:
+        h = self.input_dropout(x.flatten(1))  # (B, 784)
+        feats: dict[str, torch.Tensor] = {}
+        for i, layer in enumerate(self.layers):
+            h = self.dropout(F.relu(layer(h)))  # (B, H_i)
+            feats[f"hidden{i + 1}"] = h
+        feats["embedding"] = h
+        return ModelOutput(self.head(h), feats)
+
+
+class SmallCNN(KDModel):
+    """conv(32)-pool-conv(64)-pool-fc(128)-fc(K). About 0.4M parameters on 28x28 inputs."""
+
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, width: int = 32, image: int = 28
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc = nn.Linear(2 * width * (image // 4) ** 2, 128)
+        self.head = nn.Linear(128, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> ModelOutput:
+        c1 = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (B, w, H/2, W/2)
+        c2 = F.max_pool2d(F.relu(self.conv2(c1)), 2)  # (B, 2w, H/4, W/4)
+        emb = F.relu(self.fc(c2.flatten(1)))  # (B, 128)
+        return ModelOutput(self.head(emb), {"conv1": c1, "conv2": c2, "embedding": emb})
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet(KDModel):
+    """CIFAR ResNet (He et al. 2016, §4.2): depth = 6n + 2, stage widths (16, 32, 64) x width."""
+
+    def __init__(
+        self, depth: int = 20, width: int = 1, num_classes: int = 10, in_channels: int = 3
+    ):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        widths = [16 * width, 32 * width, 64 * width]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        stages, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            blocks = [
+                BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1)
+                for j in range(n)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Linear(widths[-1], num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> ModelOutput:
+        h = self.stem(x)  # (B, 16w, H, W)
+        feats: dict[str, torch.Tensor] = {}
+        for i, stage in enumerate(self.stages):
+            h = stage(h)  # (B, C_i, H/2^i, W/2^i)
+            feats[f"stage{i + 1}"] = h
+        emb = F.adaptive_avg_pool2d(h, 1).flatten(1)  # (B, 64w)
+        feats["embedding"] = emb
+        return ModelOutput(self.head(emb), feats)
+
+
+def _mlp(hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0.0):
+    def build(num_classes: int = 10, in_shape: tuple[int, int, int] = (1, 28, 28)) -> KDModel:
+        c, h, w = in_shape
+        return MLP(c * h * w, hidden, num_classes, dropout, input_dropout)
+
+    return build
+
+
+def _cnn(num_classes: int = 10, in_shape: tuple[int, int, int] = (1, 28, 28)) -> KDModel:
+    return SmallCNN(in_shape[0], num_classes, image=in_shape[1])
+
+
+def _resnet(depth: int, width: int = 1):
+    def build(num_classes: int = 10, in_shape: tuple[int, int, int] = (3, 32, 32)) -> KDModel:
+        return ResNet(depth, width, num_classes, in_shape[0])
+
+    return build
+
+
+# The one table of architectures: name -> builder(num_classes, in_shape).
+MODELS = {
+    "mlp-1200-dropout": _mlp((1200, 1200), dropout=0.5, input_dropout=0.2),  # Hinton teacher
+    "mlp-1200": _mlp((1200, 1200)),
+    "mlp-800": _mlp((800, 800)),  # Hinton student
+    "mlp-300": _mlp((300, 300)),
+    "mlp-100": _mlp((100, 100)),
+    "mlp-30": _mlp((30, 30)),  # Hinton's smallest student
+    "cnn": _cnn,
+    "resnet8": _resnet(8),
+    "resnet14": _resnet(14),
+    "resnet20": _resnet(20),
+    "resnet32": _resnet(32),
+    "resnet56": _resnet(56),
+    "resnet8x4": _resnet(8, 4),
+    "resnet32x4": _resnet(32, 4),
+}
+
+
+def build_model(
+    name: str, num_classes: int = 10, in_shape: tuple[int, int, int] = (1, 28, 28)
+) -> KDModel:
+    """Build a model from :data:`MODELS`, or ``mlp-W`` / ``mlp-W1-W2-...`` for any widths."""
+    if name in MODELS:
+        return MODELS[name](num_classes=num_classes, in_shape=in_shape)
+    if name.startswith("mlp-"):
+        try:
+            hidden = tuple(int(w) for w in name[4:].split("-"))
+        except ValueError:
+            hidden = ()
+        if hidden and all(w > 0 for w in hidden):
+            if len(hidden) == 1:
+                hidden = hidden * 2  # "mlp-30" style names mean two layers of that width
+            return _mlp(hidden)(num_classes=num_classes, in_shape=in_shape)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)} or mlp-W")

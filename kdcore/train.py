@@ -1,0 +1,291 @@
+"""A method-agnostic training loop over tensors held in memory.
+
+The trainer knows nothing about distillation: it shuffles index tensors, slices the batch (and any
+per-example ``extras`` such as cached teacher logits), calls a ``loss_fn(model, batch)`` that
+returns the logits and named loss parts, steps the optimiser, and reports to callbacks. There is
+no DataLoader and no per-sample Python; on MNIST an epoch is a few hundred tensor slices.
+
+Runs are seeded and reproducible, can be cancelled through a ``threading.Event`` (the partial
+history is kept), and stop as ``failed`` with a one-line message when the loss stops being finite
+or the device runs out of memory.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Dataset, random_shift
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``"auto"``/None: CUDA when present, else CPU. Anything else is passed to torch.device."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adam"
+    schedule: str = "cosine"  # "cosine" (per step, to zero) or "constant"
+    augment_shift: int = 0  # pixels of random translation per training image; 0 = none
+    seed: int = 0
+    eval_batch_size: int = 4096
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # (B, C, H, W), augmented when the config says so
+    y: torch.Tensor  # (B,)
+    index: torch.Tensor  # (B,) positions in the training set
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # per-example tensors, sliced
+
+
+@dataclass
+class StepOutput:
+    logits: torch.Tensor  # (B, K) student logits, for the running train accuracy
+    parts: dict[str, torch.Tensor]  # named scalar losses; their sum is optimised
+
+
+LossFn = Callable[[nn.Module, Batch], StepOutput]
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    losses: dict[str, float]  # mean of each part over the epoch, plus "total"
+    train_accuracy: float  # running accuracy on the (augmented, dropout) training batches
+    test_accuracy: float
+    test_errors: int
+    lr: float  # learning rate at the end of the epoch
+    seconds: float  # wall time of this epoch, evaluation included
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    epoch: int  # 1-based
+    step: int  # 1-based within the epoch
+    steps_per_epoch: int
+    total_steps: int
+    done_steps: int
+    elapsed: float  # seconds since fit started
+
+    @property
+    def fraction(self) -> float:
+        return self.done_steps / max(self.total_steps, 1)
+
+    @property
+    def eta(self) -> float:
+        """Seconds left, extrapolated from the pace so far."""
+        if self.done_steps == 0:
+            return float("nan")
+        return self.elapsed / self.done_steps * (self.total_steps - self.done_steps)
+
+
+class Callback:
+    """Override what you need. Called from the training thread; never touch a UI from here."""
+
+    def on_step(self, progress: Progress) -> None:
+        pass
+
+    def on_epoch(self, record: EpochRecord, progress: Progress) -> None:
+        pass
+
+
+@dataclass
+class FitResult:
+    status: str  # "completed", "cancelled" or "failed"
+    message: str
+    history: list[EpochRecord]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Logits for every row of ``x`` in eval mode (dropout off, BN running stats). (N, K)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def accuracy_report(logits: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
+    """Accuracy, error count and per-class accuracy from logits (N, K) and labels (N,)."""
+    pred = logits.argmax(1)
+    correct = pred == y
+    per_class_total = torch.bincount(y, minlength=num_classes).clamp_min(1)
+    per_class_ok = torch.bincount(y[correct], minlength=num_classes)
+    return {
+        "test_accuracy": correct.float().mean().item(),
+        "test_errors": int((~correct).sum().item()),
+        "per_class_accuracy": (per_class_ok / per_class_total).tolist(),
+    }
+
+
+def evaluate(model: nn.Module, data: Dataset, batch_size: int = 4096) -> dict:
+    return accuracy_report(
+        predict_logits(model, data.x_test, batch_size), data.y_test, data.num_classes
+    )
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def cross_entropy_loss(model: nn.Module, batch: Batch) -> StepOutput:
+    """The plain supervised step: cross-entropy on hard labels."""
+    logits = model(batch.x)
+    return StepOutput(logits, {"ce": F.cross_entropy(logits, batch.y)})
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'sgd' or 'adam'")
+
+
+def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / max(total, 1)))
+
+
+# How often (in steps) the loop synchronises with the device to look for a non-finite loss.
+# Every step would stall a GPU on each .item(); a divergence is still caught within this many.
+_FINITE_CHECK_EVERY = 16
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    loss_fn: LossFn = cross_entropy_loss,
+    extras: dict[str, torch.Tensor] | None = None,
+    callbacks: Iterable[Callback] = (),
+    cancel: threading.Event | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``data.x_train`` for ``cfg.epochs`` epochs.
+
+    ``extras`` are per-training-example tensors (first dimension N_train) sliced alongside each
+    batch, e.g. teacher logits computed once. Evaluates on the test set after every epoch.
+    The model must already be on ``data.device``.
+    """
+    callbacks = list(callbacks)
+    extras = extras or {}
+    dev = data.device
+    n = len(data.y_train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation, on the CPU
+    seed_everything(cfg.seed)  # dropout
+    opt = _optimizer(model, cfg)
+    history: list[EpochRecord] = []
+    t0 = time.perf_counter()
+    done = 0
+
+    def progress(epoch: int, step: int) -> Progress:
+        elapsed = time.perf_counter() - t0
+        return Progress(epoch, step, steps_per_epoch, total, done, elapsed)
+
+    def finish(status: str, message: str) -> FitResult:
+        model.eval()
+        return FitResult(status, message, history, time.perf_counter() - t0)
+
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            te = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=gen).to(dev)
+            sums: dict[str, torch.Tensor] = {}
+            correct = torch.zeros((), device=dev)
+            bad = torch.zeros((), dtype=torch.bool, device=dev)
+            for step in range(1, steps_per_epoch + 1):
+                if cancel is not None and cancel.is_set():
+                    return finish("cancelled", f"cancelled during epoch {epoch}")
+                idx = order[(step - 1) * cfg.batch_size : step * cfg.batch_size]
+                x = data.x_train[idx]
+                if cfg.augment_shift:
+                    x = random_shift(x, cfg.augment_shift, gen)
+                batch = Batch(x, data.y_train[idx], idx, {k: v[idx] for k, v in extras.items()})
+                out = loss_fn(model, batch)
+                loss = sum(out.parts.values())
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(cfg, done, total)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                done += 1
+                with torch.no_grad():
+                    for k, v in out.parts.items():
+                        sums[k] = sums.get(k, 0) + v.detach()
+                    correct += (out.logits.argmax(1) == batch.y).sum()
+                    bad |= ~torch.isfinite(loss.detach())
+                check = step % _FINITE_CHECK_EVERY == 0 or step == steps_per_epoch
+                if check and bad.item():
+                    return finish(
+                        "failed",
+                        f"training diverged: the loss became NaN or infinite in epoch {epoch}"
+                        " (try a lower learning rate)",
+                    )
+                for cb in callbacks:
+                    cb.on_step(progress(epoch, step))
+            losses = {k: float(v) / steps_per_epoch for k, v in sums.items()}
+            losses["total"] = sum(losses.values())
+            test = evaluate(model, data, cfg.eval_batch_size)
+            record = EpochRecord(
+                epoch=epoch,
+                losses=losses,
+                train_accuracy=float(correct) / n,
+                test_accuracy=test["test_accuracy"],
+                test_errors=test["test_errors"],
+                lr=_lr_at(cfg, done, total),
+                seconds=time.perf_counter() - te,
+            )
+            history.append(record)
+            for cb in callbacks:
+                cb.on_epoch(record, progress(epoch, steps_per_epoch))
+    except torch.OutOfMemoryError:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        return finish("failed", f"out of memory on {dev}: try a smaller batch size or model")
+    return finish("completed", f"finished {cfg.epochs} epochs")
