@@ -22,8 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .bias import BiasSweep, bias_grid, bias_sweep
 from .checkpoint import CheckpointError, cache_dir, load_model, save_model
-from .data import Dataset, load_dataset
+from .data import Dataset, class_counts, drop_classes, keep_classes, load_dataset
 from .distill import distill
 from .models import build_model
 from .train import (
@@ -64,6 +65,9 @@ class RunContext:
     count: int = 1  # how many models the run trains, for "model 2 of 3" progress
     history: dict[str, list[dict]] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
+    # Preset-specific results (a sweep, a bias adjustment) that runners fill in as they go; they
+    # join the result dict, so a cancelled sweep still returns the points it finished.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def train(self, name: str, run: Callable[[list[Callback]], FitResult]) -> FitResult:
         self.monitor.on_model_start(name, len(self.history), self.count)
@@ -191,6 +195,7 @@ def _finish(preset: Preset, cfg: Any, ctx: RunContext, t0: float, **extra) -> di
         "models": ctx.models,
         "paper": {"source": preset.source, **preset.paper},
         "seconds": round(time.perf_counter() - t0, 2),
+        **ctx.extra,
         **extra,
     }
 
@@ -209,7 +214,9 @@ class HintonMnistConfig:
     alpha: float = 0.9  # weight of the soft term; the paper put "considerably lower" on hard
     lr: float = 0.05
     batch_size: int = 128
-    teacher_shift: int = 2  # the paper jittered the teacher's inputs by up to 2 pixels
+    # The paper jittered the teacher's inputs by up to 2 pixels; over 8 epochs 1 pixel trains a
+    # better teacher (measured: 110 vs 131 test errors), 2 pays off only in long runs.
+    teacher_shift: int = 1
     seed: int = 0
     dataset: str = "mnist"
 
@@ -226,6 +233,279 @@ def run_hinton_mnist(cfg: HintonMnistConfig, ctx: RunContext) -> dict:
         ctx, data, cfg.student, base, "student_kd", "kd", teacher, cfg.T, cfg.alpha, t_logits
     )
     return _finish(PRESETS["hinton-mnist"], cfg, ctx, t0)
+
+
+# ----------------------------------------------------------------------------- Hinton's other demos
+#
+# The presets below reuse hinton-mnist's teacher: the same architecture, data, jitter, seed and
+# number of epochs give the same cache key in train_teacher, so whichever preset runs first trains
+# it and the others load it. Their ``epochs`` counts the *students'* epochs.
+
+
+@dataclass(frozen=True)
+class HintonTeacherConfig:
+    """The teacher of Hinton, Vinyals & Dean (2015, §3), as hinton-mnist trains it by default."""
+
+    teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 20% in / 50% hidden
+    teacher_epochs: int = 8  # hinton-mnist's default, so its cached teacher is shared
+    # The paper jittered the teacher's inputs by up to 2 pixels; over 8 epochs 1 pixel trains a
+    # better teacher (measured: 110 vs 131 test errors), 2 pays off only in long runs.
+    teacher_shift: int = 1
+    lr: float = 0.05  # for the teacher and the students
+    batch_size: int = 128
+    seed: int = 0
+    dataset: str = "mnist"
+
+
+def _shared_teacher(ctx: RunContext, data: Dataset, cfg: HintonTeacherConfig) -> nn.Module:
+    # Built field by field like hinton-mnist's teacher config, so the cache keys agree.
+    tcfg = TrainConfig(
+        epochs=cfg.teacher_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        augment_shift=cfg.teacher_shift,
+    )
+    return train_teacher(ctx, data, cfg.teacher, tcfg)
+
+
+def _student_cfg(cfg: HintonTeacherConfig) -> TrainConfig:
+    return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+
+
+def holdout(data: Dataset, n: int, seed: int) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
+    """Set ``n`` random training examples aside (seeded): returns the data set with the rest as
+    its training set, and the held-out images and labels. The test set is unchanged."""
+    if n <= 0:
+        return data, data.x_train[:0], data.y_train[:0]
+    order = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(seed))
+    rest, held = order[n:].to(data.device), order[:n].to(data.device)
+    rest = rest.sort().values  # keep the original order of the remaining examples
+    return (
+        data.with_train(data.x_train[rest], data.y_train[rest]),
+        data.x_train[held],
+        data.y_train[held],
+    )
+
+
+def _transfer_info(y: torch.Tensor, num_classes: int, held_out: int) -> dict:
+    return {"size": len(y), "class_counts": class_counts(y, num_classes), "held_out": held_out}
+
+
+def _bias_adjustment(test: BiasSweep, val: BiasSweep | None) -> dict:
+    """The bias that minimises test errors (the paper's choice), and the honest alternative: the
+    bias that minimises errors on held-out training images, applied to the test set."""
+    b = test.best()
+
+    def at(i: int) -> dict:
+        return {
+            "errors": test.errors[i],
+            "errors_on_classes": test.errors_on_classes[i],
+            "error_percent": round(100.0 * test.errors[i] / test.n, 3),
+        }
+
+    before, after = at(0), at(b)  # the grid starts at 0: no adjustment
+    out = {
+        "classes": list(test.classes),
+        "bias": test.bias[b],
+        "chosen_on": "test",
+        "errors_before": before["errors"],
+        "errors_after": after["errors"],
+        "errors_on_classes_before": before["errors_on_classes"],
+        "errors_on_classes_after": after["errors_on_classes"],
+        "error_percent_before": before["error_percent"],
+        "error_percent_after": after["error_percent"],
+        "n_test": test.n,
+        "n_test_classes": test.n_classes,
+        "sweep": test.to_dict(),
+    }
+    if val is not None and val.n:
+        v = val.best()
+        i = test.index_of(val.bias[v])
+        out["validation"] = {
+            "bias": val.bias[v],
+            "n": val.n,
+            "n_classes": val.n_classes,
+            "errors_after": test.errors[i],
+            "errors_on_classes_after": test.errors_on_classes[i],
+            "error_percent_after": at(i)["error_percent"],
+            "sweep": val.to_dict(),
+        }
+    return out
+
+
+def _bias_demo(
+    data: Dataset,
+    student: nn.Module,
+    classes: tuple[int, ...],
+    grid: list[float],
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+) -> dict:
+    test = bias_sweep(predict_logits(student, data.x_test), data.y_test, classes, grid)
+    val = None
+    if len(y_val):
+        val = bias_sweep(predict_logits(student, x_val), y_val, classes, grid)
+    return _bias_adjustment(test, val)
+
+
+# ----------------------------------------------------------------------------- omitted-3
+
+
+@dataclass(frozen=True)
+class Omitted3Config(HintonTeacherConfig):
+    """Hinton, Vinyals & Dean (2015, §3): distil the 800-800 net on a transfer set with no 3s."""
+
+    epochs: int = 8  # of the student; the paper trained far longer
+    student: str = "mlp-800"
+    T: float = 20.0  # as for the paper's distilled 800-800 net
+    alpha: float = 0.9  # weight of the soft term
+    omitted: int = 3  # the digit left out of the transfer set
+    val_size: int = 5000  # training images held out to choose the bias honestly; 0 = none
+    bias_max: float = 10.0  # sweep the bias added to the omitted digit's logit over 0..max
+    bias_step: float = 0.05
+
+
+def run_omitted_3(cfg: Omitted3Config, ctx: RunContext) -> dict:
+    t0 = time.perf_counter()
+    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
+    ctx.count = 2
+    teacher = _shared_teacher(ctx, data, cfg)
+    rest, x_val, y_val = holdout(data, cfg.val_size, cfg.seed)
+    x, y = drop_classes(rest.x_train, rest.y_train, (cfg.omitted,))
+    ctx.extra["transfer_set"] = _transfer_info(y, data.num_classes, len(y_val))
+    transfer = data.with_train(x, y)
+    student = train_student(
+        ctx,
+        transfer,
+        cfg.student,
+        _student_cfg(cfg),
+        "student_no3",
+        "kd",
+        teacher,
+        cfg.T,
+        cfg.alpha,
+    )
+    grid = bias_grid(0.0, cfg.bias_max, cfg.bias_step)
+    adj = _bias_demo(data, student, (cfg.omitted,), grid, x_val, y_val)
+    d = cfg.omitted  # the keys the issue asks for, e.g. errors_on_3_before
+    adj[f"errors_on_{d}_before"] = adj["errors_on_classes_before"]
+    adj[f"errors_on_{d}_after"] = adj["errors_on_classes_after"]
+    return _finish(PRESETS["omitted-3"], cfg, ctx, t0, bias_adjustment=adj)
+
+
+# ----------------------------------------------------------------------------- only-7-8
+
+
+@dataclass(frozen=True)
+class Only78Config(HintonTeacherConfig):
+    """Hinton, Vinyals & Dean (2015, §3): distil the 800-800 net on only the 7s and 8s."""
+
+    # The transfer set is a fifth of MNIST, so 30 epochs take about as many steps as 6 on the
+    # full set.
+    epochs: int = 30
+    student: str = "mlp-800"
+    T: float = 20.0
+    alpha: float = 0.9
+    kept: tuple[int, ...] = (7, 8)  # the only digits in the transfer set
+    val_size: int = 5000  # training images held out to choose the bias honestly; 0 = none
+    bias_max: float = 15.0  # sweep the *reduction* of the kept digits' biases over 0..max
+    bias_step: float = 0.05
+
+
+def run_only_7_8(cfg: Only78Config, ctx: RunContext) -> dict:
+    t0 = time.perf_counter()
+    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
+    ctx.count = 2
+    teacher = _shared_teacher(ctx, data, cfg)
+    rest, x_val, y_val = holdout(data, cfg.val_size, cfg.seed)
+    x, y = keep_classes(rest.x_train, rest.y_train, tuple(cfg.kept))
+    ctx.extra["transfer_set"] = _transfer_info(y, data.num_classes, len(y_val))
+    transfer = data.with_train(x, y)
+    student = train_student(
+        ctx, transfer, cfg.student, _student_cfg(cfg), "student_78", "kd", teacher, cfg.T, cfg.alpha
+    )
+    grid = [-b for b in bias_grid(0.0, cfg.bias_max, cfg.bias_step)]  # lowering the biases
+    adj = _bias_demo(data, student, tuple(cfg.kept), grid, x_val, y_val)
+    return _finish(PRESETS["only-7-8"], cfg, ctx, t0, bias_adjustment=adj)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def _sweep_record(parameter: str, values: tuple[float, ...], students: tuple[str, ...], **fixed):
+    return {
+        "parameter": parameter,
+        "values": list(values),
+        "fixed": fixed,
+        "errors": {s: [] for s in students},  # filled as students finish; shorter if cancelled
+        "accuracy": {s: [] for s in students},
+        "baseline_errors": {},  # the same student on hard labels only, when trained
+    }
+
+
+def _add_point(ctx: RunContext, sweep: dict, student: str, name: str) -> None:
+    sweep["errors"][student].append(ctx.models[name]["test_errors"])
+    sweep["accuracy"][student].append(ctx.models[name]["test_accuracy"])
+
+
+@dataclass(frozen=True)
+class TemperatureSweepConfig(HintonTeacherConfig):
+    """Hinton, Vinyals & Dean (2015, §3): the best temperature depends on the student's size."""
+
+    epochs: int = 3  # per student; the sweep trains len(students) x len(temperatures) of them
+    students: tuple[str, ...] = ("mlp-300", "mlp-30")  # a wide (>=300 units) and a 30-unit net
+    temperatures: tuple[float, ...] = (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
+    alpha: float = 0.9
+    baseline: bool = True  # also train each student on hard labels, for reference
+
+
+def run_temperature_sweep(cfg: TemperatureSweepConfig, ctx: RunContext) -> dict:
+    t0 = time.perf_counter()
+    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
+    per_student = len(cfg.temperatures) + int(cfg.baseline)
+    ctx.count = 1 + len(cfg.students) * per_student
+    teacher = _shared_teacher(ctx, data, cfg)
+    t_logits = predict_logits(teacher, data.x_train)  # (N, K), once for every student
+    sweep = _sweep_record("T", cfg.temperatures, cfg.students, alpha=cfg.alpha)
+    ctx.extra["sweep"] = sweep
+    scfg = _student_cfg(cfg)
+    for arch in cfg.students:
+        if cfg.baseline:
+            name = f"{arch} hard"
+            train_student(ctx, data, arch, scfg, name, "hard")
+            sweep["baseline_errors"][arch] = ctx.models[name]["test_errors"]
+        for T in cfg.temperatures:
+            name = f"{arch} T={T:g}"
+            train_student(ctx, data, arch, scfg, name, "kd", teacher, T, cfg.alpha, t_logits)
+            _add_point(ctx, sweep, arch, name)
+    return _finish(PRESETS["temperature-sweep"], cfg, ctx, t0)
+
+
+@dataclass(frozen=True)
+class AlphaSweepConfig(HintonTeacherConfig):
+    """The weight of the soft term against the hard labels, at the paper's T=20."""
+
+    epochs: int = 3  # per student
+    student: str = "mlp-800"
+    T: float = 20.0
+    alphas: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)  # 0 = hard labels only
+
+
+def run_alpha_sweep(cfg: AlphaSweepConfig, ctx: RunContext) -> dict:
+    t0 = time.perf_counter()
+    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
+    ctx.count = 1 + len(cfg.alphas)
+    teacher = _shared_teacher(ctx, data, cfg)
+    t_logits = predict_logits(teacher, data.x_train)
+    sweep = _sweep_record("alpha", cfg.alphas, (cfg.student,), T=cfg.T)
+    ctx.extra["sweep"] = sweep
+    scfg = _student_cfg(cfg)
+    for a in cfg.alphas:
+        name = f"{cfg.student} alpha={a:g}"
+        train_student(ctx, data, cfg.student, scfg, name, "kd", teacher, cfg.T, a, t_logits)
+        _add_point(ctx, sweep, cfg.student, name)
+    return _finish(PRESETS["alpha-sweep"], cfg, ctx, t0)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -254,6 +534,119 @@ register(
         "weight-norm constraints and a tuned schedule; the default here is a few epochs so "
         "it finishes in minutes on a laptop CPU. The ordering (teacher < distilled < hard) is "
         "what to look for; raise --epochs to close the gap.",
+    )
+)
+
+
+register(
+    Preset(
+        name="omitted-3",
+        title="Hinton et al. 2015: a student that never saw a 3",
+        summary="The 800-800 student distilled at T=20 from the hinton-mnist teacher on a "
+        "transfer set with every 3 removed. Its errors on the 1010 test 3s, then the same "
+        "student with the bias of its 3 logit raised: accuracy against the bias.",
+        source="Hinton, Vinyals & Dean 2015 (arXiv:1503.02531), §3",
+        paper={
+            "test_errors": {"teacher": 67, "student_no3": 206},
+            "bias_adjustment": {
+                "classes": [3],
+                "bias": 3.5,
+                "chosen_on": "test",
+                "errors_before": 206,
+                "errors_on_3_before": 133,
+                "errors_after": 109,
+                "errors_on_3_after": 14,
+                "errors_on_classes_before": 133,
+                "errors_on_classes_after": 14,
+            },
+        },
+        config=Omitted3Config(),
+        runner=run_omitted_3,
+        differences="The paper trained to convergence; the student here trains 8 epochs. The "
+        "paper chose the +3.5 bias to optimise the test set itself, and `bias` here does the "
+        "same, so it is an optimistic figure; `validation` instead picks the bias on 5,000 "
+        "held-out training images the student never saw and reports the test errors at that "
+        "bias. Holding them out leaves the student 5,000 fewer transfer images than the paper's. "
+        "The loss keeps a 10% hard-label term (no label is ever 3), as in hinton-mnist.",
+    )
+)
+
+register(
+    Preset(
+        name="only-7-8",
+        title="Hinton et al. 2015: a student taught only on 7s and 8s",
+        summary="The 800-800 student distilled at T=20 on a transfer set of only the 7s and 8s, "
+        "then the same student with the biases of its 7 and 8 logits lowered: test error "
+        "against the reduction.",
+        source="Hinton, Vinyals & Dean 2015 (arXiv:1503.02531), §3",
+        paper={
+            "test_errors": {"teacher": 67},
+            "test_error_percent": {"teacher": 0.67, "student_78": 47.3},
+            "bias_adjustment": {
+                "classes": [7, 8],
+                "bias": -7.6,
+                "chosen_on": "test",
+                "error_percent_before": 47.3,
+                "error_percent_after": 13.2,
+            },
+        },
+        config=Only78Config(),
+        runner=run_only_7_8,
+        differences="The paper trained to convergence; the student here trains 30 epochs of "
+        "the ~11,000 7s and 8s (about as many steps as 6 epochs of MNIST). As for omitted-3, "
+        "`bias` is chosen on the test set like the paper's -7.6, and `validation` chooses it "
+        "on 5,000 held-out training images instead. The 10% hard-label term only ever sees "
+        "the labels 7 and 8, which is what drives those two biases up.",
+    )
+)
+
+register(
+    Preset(
+        name="temperature-sweep",
+        title="Hinton et al. 2015: which temperature, for a wide and a 30-unit student",
+        summary="Distilled test errors against T for a 300-300 and a 30-30 student, each from "
+        "the same seed and the same cached teacher logits, beside each student on hard labels.",
+        source="Hinton, Vinyals & Dean 2015 (arXiv:1503.02531), §3",
+        paper={
+            "test_errors": {"teacher": 67},
+            "claims": [
+                "When the distilled net had 300 or more units in each of its two hidden "
+                "layers, all temperatures above 8 gave fairly similar results.",
+                "When this was radically reduced to 30 units per layer, temperatures in the "
+                "range 2.5 to 4 worked significantly better than higher or lower temperatures.",
+            ],
+            "similar_above_T": 8.0,  # for >= 300 units
+            "best_T_range_30_units": [2.5, 4.0],
+        },
+        config=TemperatureSweepConfig(),
+        runner=run_temperature_sweep,
+        differences="The paper gives no table for this, only the two statements quoted. Each "
+        "student here trains 3 epochs (the paper trained to convergence), so differences of a "
+        "few errors between temperatures are within seed-to-seed noise; raise `epochs` or "
+        "change `seed` to see which trends hold.",
+    )
+)
+
+register(
+    Preset(
+        name="alpha-sweep",
+        title="How much weight on the soft targets: test error against alpha at T=20",
+        summary="The 800-800 student distilled from the same teacher at T=20 with the soft "
+        "term weighted alpha and the hard-label term 1-alpha; alpha=0 is hard labels only.",
+        source="Hinton, Vinyals & Dean 2015 (arXiv:1503.02531), §2",
+        paper={
+            "test_errors": {"teacher": 67},
+            "claims": [
+                "The best results were generally obtained by using a considerably lower "
+                "weight on the second objective function (cross-entropy with the correct "
+                "labels).",
+            ],
+        },
+        config=AlphaSweepConfig(),
+        runner=run_alpha_sweep,
+        differences="The paper reports no numbers for this sweep, only the statement quoted, "
+        "so there is nothing to match point by point. Each student trains 3 epochs here; the "
+        "soft term is multiplied by T^2 as the paper prescribes, so alpha is a true share.",
     )
 )
 

@@ -48,6 +48,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adam"
     schedule: str = "cosine"  # "cosine" (per step, to zero) or "constant"
+    warmup: float = 0.02  # fraction of all steps with a linear ramp up to lr (steadies the start)
+    grad_clip: float = 0.0  # max global gradient norm; 0 = no clipping
     augment_shift: int = 0  # pixels of random translation per training image; 0 = none
     seed: int = 0
     eval_batch_size: int = 4096
@@ -185,9 +187,12 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    warm = int(cfg.warmup * total)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
     if cfg.schedule == "constant":
         return cfg.lr
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / max(total, 1)))
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
 
 
 # How often (in steps) the loop synchronises with the device to look for a non-finite loss.
@@ -253,6 +258,8 @@ def fit(
                     g["lr"] = _lr_at(cfg, done, total)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 done += 1
                 with torch.no_grad():
