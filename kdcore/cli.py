@@ -1,7 +1,11 @@
-"""Command line: ``python -m kdcore presets`` and ``python -m kdcore run PRESET``.
+"""Command line: ``python -m kdcore presets``, ``python -m kdcore run PRESET`` and
+``python -m kdcore runs``.
 
-Runs use the same code path as the app's lab (:func:`kdcore.presets.run_preset`). Problems the
-user can fix (no data, an unknown preset, no GPU) end with one line on stderr and exit code 2.
+Runs use the same code path as the app's lab (:func:`kdcore.jobs.execute`, which calls
+:func:`kdcore.presets.run_preset`) and land in the same run store, so a run started here shows in
+the app's history. ``run custom --set student=mlp-30 ...`` runs a lab-style custom config.
+Problems the user can fix (no data, an unknown preset, no GPU) end with one line on stderr and
+exit code 2.
 """
 
 from __future__ import annotations
@@ -9,14 +13,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .data import DATA_DIR_ENV, DataUnavailable
+from .jobs import RunSpec, execute
+from .lab import CustomConfig
 from .presets import PRESETS, Monitor, run_preset
-from .train import EpochRecord, Progress
+from .store import STATUSES, STORE_ENV, Store, StoreError, iso
+from .train import EpochRecord, Progress, pick_device
 
 
 class ProgressBar(Monitor):
@@ -108,19 +116,26 @@ def parse_overrides(pairs: list[str], config) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.preset not in PRESETS:
+    if args.preset != "custom" and args.preset not in PRESETS:
         raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
-    overrides = parse_overrides(args.set, PRESETS[args.preset].config)
-    result = run_preset(
-        args.preset,
-        epochs=args.epochs,
-        device=args.device,
-        seed=args.seed,
-        monitor=ProgressBar(),
-        use_cache=not args.no_cache,
-        data_dir=args.data_dir,
-        **overrides,
-    )
+    if args.no_store:
+        if args.preset == "custom":
+            raise ValueError("custom runs go through the run store; drop --no-store")
+        overrides = parse_overrides(args.set, PRESETS[args.preset].config)
+        result = run_preset(
+            args.preset,
+            epochs=args.epochs,
+            device=args.device,
+            seed=args.seed,
+            monitor=ProgressBar(),
+            use_cache=not args.no_cache,
+            data_dir=args.data_dir,
+            **overrides,
+        )
+    else:
+        result = _run_stored(args)
+        if result is None:  # no data, out of memory, ...: already explained on stderr
+            return 2
     _print_summary(result)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -129,13 +144,74 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result["status"] == "completed" else 1
 
 
+def _spec(args: argparse.Namespace) -> RunSpec:
+    if args.preset == "custom":
+        changes = parse_overrides(args.set, CustomConfig())
+        if args.epochs is not None:
+            changes["epochs"] = args.epochs
+        if args.seed is not None:
+            changes["seed"] = args.seed
+        return RunSpec.custom(device=args.device, **changes)
+    overrides = parse_overrides(args.set, PRESETS[args.preset].config)
+    return RunSpec.preset(args.preset, args.epochs, args.seed, args.device, **overrides)
+
+
+def _run_stored(args: argparse.Namespace) -> dict | None:
+    """Run through the store (the app's code path). None when the run failed without a result."""
+    store = Store(args.store)
+    spec = _spec(args)
+    if args.reuse:
+        done = store.find_completed(spec.key(pick_device(spec.device)))
+        if done is not None and done.result is not None:
+            print(f"identical run #{done.id} of {iso(done.finished)} found in {store.path}")
+            return done.result
+    run_id, result = execute(
+        store,
+        spec,
+        monitors=(ProgressBar(),),
+        use_cache=not args.no_cache,
+        data_dir=args.data_dir,
+    )
+    print(f"run #{run_id} stored in {store.path}", file=sys.stderr)
+    if result is None:
+        run = store.get(run_id)
+        print(f"error: {run.message if run else 'the run failed'}", file=sys.stderr)
+    return result
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    store.reap_stale()
+    runs = store.list(status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=1))
+        return 0
+    if not runs:
+        print(f"no runs in {store.path}")
+        return 0
+    print(f"{'id':>5s}  {'created':19s}  {'status':9s}  {'run':26s}  {'device':7s}  results")
+    for r in runs:
+        if r.active:
+            what = f"{100 * r.progress:.0f}% {r.live.get('model', '')}".strip()
+        else:
+            what = ", ".join(f"{k} {m['test_errors']}" for k, m in r.models.items())
+            what = (what + "  " + r.message).strip() if r.status != "completed" else what
+        print(
+            f"{r.id:5d}  {iso(r.created):19s}  {r.status:9s}  {r.title:26s}  {r.device:7s}  {what}"
+        )
+    return 0
+
+
+_DEFAULT_STORE = "~/.cache/kdcore/runs.sqlite"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdcore", description="Knowledge distillation core")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
     p = sub.add_parser("run", help="run a preset and print/write its results")
-    p.add_argument("preset", help="a name from `python -m kdcore presets`")
+    p.add_argument("preset", help="a name from `python -m kdcore presets`, or custom")
     p.add_argument("--epochs", type=int, help="epochs per model (default: the preset's)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
@@ -149,7 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set T=4 --set student=mlp-30 (repeatable)",
     )
+    p.add_argument("--store", help=f"run store file (default: ${STORE_ENV} or {_DEFAULT_STORE})")
+    p.add_argument("--no-store", action="store_true", help="do not record the run")
+    p.add_argument(
+        "--reuse", action="store_true", help="print an identical stored run instead of training"
+    )
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("runs", help="list the runs in the run store")
+    p.add_argument("--store", help=f"run store file (default: ${STORE_ENV} or {_DEFAULT_STORE})")
+    p.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    p.add_argument("--limit", type=int, help="at most this many, newest first")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    p.set_defaults(func=cmd_runs)
     return ap
 
 
@@ -160,10 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (DataUnavailable, CheckpointError, KeyError, ValueError) as err:
+    except (DataUnavailable, CheckpointError, StoreError, KeyError, ValueError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `python -m kdcore runs --json | head`: the reader left early
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
+        return 0

@@ -1,0 +1,410 @@
+"""Background training: run specs, one shared executor, and a bounded job queue.
+
+:func:`execute` runs one spec (a preset or a custom lab run) and records it in the
+:class:`~kdcore.store.Store` as it goes: status, live progress, every epoch's history, the final
+result dict and the trained weights. The CLI calls it directly; the app submits specs to a
+:class:`JobQueue`, whose worker threads call it, one training at a time per device by default.
+
+Nothing here touches a UI. Pages poll the store (and :meth:`JobQueue.place`) to draw progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .data import DataUnavailable
+from .lab import CustomConfig, Trained, run_custom
+from .presets import PRESETS, Monitor, RunContext, run_preset
+from .store import RunRecord, Store
+from .train import EpochRecord, Progress, pick_device
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run: a preset with its (possibly changed) config, or a custom lab config.
+
+    ``config`` is the fully resolved frozen config, so two specs that would train the same thing
+    have the same :meth:`key` however they were written.
+    """
+
+    kind: str  # "preset" or "custom"
+    name: str  # the preset's name, or "custom"
+    config: Any  # the preset's config dataclass, or a CustomConfig
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
+
+    @classmethod
+    def preset(
+        cls,
+        name: str,
+        epochs: int | None = None,
+        seed: int | None = None,
+        device: str = "auto",
+        **overrides: Any,
+    ) -> RunSpec:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        changes = dict(overrides)
+        if epochs is not None:
+            changes["epochs"] = epochs
+        if seed is not None:
+            changes["seed"] = seed
+        base = PRESETS[name].config
+        known = {f.name for f in fields(base)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"{name} has no setting {', '.join(unknown)}")
+        cfg = replace(base, **changes)
+        if cfg.epochs < 1:
+            raise ValueError("epochs must be at least 1")
+        return cls("preset", name, cfg, device)
+
+    @classmethod
+    def custom(cls, config: CustomConfig | None = None, device: str = "auto", **changes) -> RunSpec:
+        cfg = replace(config or CustomConfig(), **changes)
+        cfg.check()
+        return cls("custom", "custom", cfg, device)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    def key(self, device: torch.device) -> str:
+        """Identity of the run for reuse: kind, name, config (seed and data set included), the
+        device type and the code version. Runs on CPU and GPU differ in the last digits."""
+        src = {
+            "kind": self.kind,
+            "name": self.name,
+            "config": self.config_dict(),
+            "device": device.type,
+            "version": __version__,
+        }
+        return hashlib.sha256(json.dumps(src, sort_keys=True, default=str).encode()).hexdigest()[
+            :20
+        ]
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] if text else type(err).__name__
+
+
+class StoreMonitor(Monitor):
+    """Writes a run's progress and history to the store as training goes, and forwards every
+    event to ``forward`` (e.g. the CLI's progress bar). Step updates are throttled."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        forward: tuple[Monitor, ...] = (),
+        every_s: float = 0.5,
+    ):
+        self.store, self.run_id, self.forward, self.every_s = store, run_id, forward, every_s
+        self.model, self.index, self.count = "", 0, 1
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def _live(self, progress: Progress | None) -> tuple[float, dict]:
+        frac = progress.fraction if progress else 0.0
+        overall = (self.index + frac) / max(self.count, 1)
+        live = {
+            "model": self.model,
+            "index": self.index,
+            "count": self.count,
+            "elapsed": round(time.monotonic() - self._t0, 1),
+        }
+        if progress is not None:
+            eta = progress.eta
+            if eta == eta:  # not NaN: extrapolate the models still to come at this one's pace
+                per_model = progress.elapsed + eta
+                live["eta"] = round(eta + (self.count - self.index - 1) * per_model, 1)
+            live.update(
+                epoch=progress.epoch,
+                epochs=progress.total_steps // max(progress.steps_per_epoch, 1),
+                model_fraction=round(frac, 4),
+            )
+        return overall, live
+
+    def on_model_start(self, name: str, index: int, count: int) -> None:
+        self.model, self.index, self.count = name, index, count
+        self.store.set_progress(self.run_id, *self._live(None))
+        for m in self.forward:
+            m.on_model_start(name, index, count)
+
+    def on_step(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self.store.set_progress(self.run_id, *self._live(progress))
+        for m in self.forward:
+            m.on_step(progress)
+
+    def on_epoch(self, record: EpochRecord, progress: Progress) -> None:
+        self.store.append_epoch(self.run_id, self.model, record.to_dict())
+        self.store.set_progress(self.run_id, *self._live(progress))
+        for m in self.forward:
+            m.on_epoch(record, progress)
+
+    def on_model_end(self, name: str, summary: dict) -> None:
+        # A teacher loaded from the cache brings its history without epochs being run; it
+        # reaches the store with the final result.
+        self.index += 1
+        overall = self.index / max(self.count, 1)
+        live = {"model": name, "index": self.index - 1, "count": self.count, "done": name}
+        self.store.set_progress(self.run_id, overall, live)
+        for m in self.forward:
+            m.on_model_end(name, summary)
+
+
+def _run(
+    spec: RunSpec,
+    device: torch.device,
+    monitor: Monitor,
+    cancel: threading.Event | None,
+    use_cache: bool,
+    data_dir: str | None,
+    keep: dict[str, Trained],
+) -> dict:
+    if spec.kind == "custom":
+        ctx = RunContext(device, monitor, cancel, use_cache, data_dir)
+        return run_custom(spec.config, ctx, keep)
+    base = PRESETS[spec.name].config
+    changes = {
+        f.name: getattr(spec.config, f.name)
+        for f in fields(base)
+        if getattr(spec.config, f.name) != getattr(base, f.name)
+    }
+    return run_preset(
+        spec.name,
+        device=str(device),
+        monitor=monitor,
+        cancel=cancel,
+        use_cache=use_cache,
+        data_dir=data_dir,
+        **changes,
+    )
+
+
+def execute(
+    store: Store,
+    spec: RunSpec,
+    run_id: int | None = None,
+    monitors: tuple[Monitor, ...] = (),
+    cancel: threading.Event | None = None,
+    use_cache: bool = True,
+    data_dir: str | None = None,
+) -> tuple[int, dict | None]:
+    """Run ``spec`` here and now, recording it in ``store``. Returns (run id, result dict).
+
+    The result is None when the run could not produce one (missing data, out of memory, any
+    error): the run is then stored as failed with a one-line message, keeping the epochs done.
+    """
+    try:
+        device = pick_device(spec.device)
+    except (ValueError, RuntimeError) as err:
+        if run_id is None:
+            raise
+        store.finish(run_id, "failed", one_line(err))
+        return run_id, None
+    if run_id is None:
+        run_id = store.create(
+            spec.kind, spec.name, spec.config_dict(), spec.key(device), "running", str(device)
+        )
+    store.start(run_id, str(device))
+    monitor = StoreMonitor(store, run_id, tuple(monitors))
+    keep: dict[str, Trained] = {}
+    try:
+        result = _run(spec, device, monitor, cancel, use_cache, data_dir, keep)
+    except torch.OutOfMemoryError:
+        store.finish(run_id, "failed", f"out of memory on {device}: try a smaller model or batch")
+        return run_id, None
+    except (DataUnavailable, CheckpointError, ValueError, KeyError) as err:
+        store.finish(run_id, "failed", one_line(err))
+        return run_id, None
+    except Exception as err:  # the worker must survive anything a run throws
+        store.finish(run_id, "failed", f"{type(err).__name__}: {one_line(err)}")
+        return run_id, None
+    except BaseException:  # Ctrl-C in the CLI: record it, then let it stop the process
+        store.finish(run_id, "cancelled", "interrupted")
+        raise
+    for name, t in keep.items():
+        meta = {"config": spec.config_dict(), "kind": spec.kind, "name": spec.name}
+        store.save_weights(run_id, name, t.model, t.arch, t.num_classes, t.in_shape, meta)
+    store.finish(run_id, result["status"], result.get("message", ""), result)
+    return run_id, result
+
+
+class QueueFull(RuntimeError):
+    """Too many runs are waiting; ``str(err)`` is one line for the user."""
+
+
+@dataclass
+class Job:
+    run_id: int
+    spec: RunSpec
+    device: str  # the resolved device, e.g. "cpu" or "cuda:0": the queue it waits in
+    key: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class JobQueue:
+    """A bounded FIFO of runs per device, served by ``per_device`` worker threads each.
+
+    ``submit`` returns a run id at once. An identical finished run (same :meth:`RunSpec.key`)
+    is returned instead of training again, and so is an identical run already queued or running:
+    a whole class pressing the same button costs one run.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        per_device: int = 1,
+        max_pending: int = 16,
+        use_cache: bool = True,
+        data_dir: str | None = None,
+    ):
+        self.store = store
+        self.per_device, self.max_pending = per_device, max_pending
+        self.use_cache, self.data_dir = use_cache, data_dir
+        self._cv = threading.Condition()
+        self._pending: dict[str, deque[Job]] = {}
+        self._running: dict[int, Job] = {}
+        self._by_key: dict[str, int] = {}  # config key -> run id, for queued and running jobs
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+        store.reap_stale()  # runs a previous server process left behind
+
+    def submit(self, spec: RunSpec, reuse: bool = True) -> int:
+        device = pick_device(spec.device)
+        dev = str(device)
+        key = spec.key(device)
+        with self._cv:
+            if self._closed:
+                raise QueueFull("the job queue has been shut down")
+            if reuse:
+                done = self.store.find_completed(key)
+                if done is not None:
+                    return done.id
+                if key in self._by_key:
+                    return self._by_key[key]
+            waiting = sum(len(q) for q in self._pending.values())
+            if waiting >= self.max_pending:
+                raise QueueFull(
+                    f"the queue is full ({waiting} runs waiting); try again when one finishes"
+                )
+            run_id = self.store.create(spec.kind, spec.name, spec.config_dict(), key, device=dev)
+            job = Job(run_id, spec, dev, key)
+            if dev not in self._pending:
+                self._pending[dev] = deque()
+                for i in range(self.per_device):
+                    t = threading.Thread(
+                        target=self._work, args=(dev,), name=f"kd-{dev}-{i}", daemon=True
+                    )
+                    self._workers.append(t)
+                    t.start()
+            self._pending[dev].append(job)
+            self._by_key[key] = run_id
+            self._cv.notify_all()
+            return run_id
+
+    def _work(self, dev: str) -> None:
+        while True:
+            with self._cv:
+                while not self._pending[dev] and not self._closed:
+                    self._cv.wait()
+                if self._closed:
+                    return
+                job = self._pending[dev].popleft()
+                self._running[job.run_id] = job
+            try:
+                execute(
+                    self.store,
+                    job.spec,
+                    job.run_id,
+                    cancel=job.cancel,
+                    use_cache=self.use_cache,
+                    data_dir=self.data_dir,
+                )
+            except Exception as err:  # the store itself failed; keep serving the queue
+                with contextlib.suppress(Exception):
+                    self.store.finish(job.run_id, "failed", one_line(err))
+            finally:
+                with self._cv:
+                    self._running.pop(job.run_id, None)
+                    if self._by_key.get(job.key) == job.run_id:
+                        del self._by_key[job.key]
+                    self._cv.notify_all()
+
+    def place(self, run_id: int) -> int | None:
+        """0 while the run trains, 1 for the next in line, ...; None when this queue does not
+        hold it (finished, or started by another process)."""
+        with self._cv:
+            if run_id in self._running:
+                return 0
+            for q in self._pending.values():
+                for i, job in enumerate(q):
+                    if job.run_id == run_id:
+                        return i + 1
+        return None
+
+    def active(self) -> list[int]:
+        """Run ids held by this queue: running first, then waiting in order."""
+        with self._cv:
+            return [*self._running, *(j.run_id for q in self._pending.values() for j in q)]
+
+    def cancel(self, run_id: int) -> bool:
+        """Stop a run: a waiting one is dropped at once, a training one stops at its next step
+        and keeps its partial history. Returns False when this queue does not hold the run."""
+        with self._cv:
+            if run_id in self._running:
+                self._running[run_id].cancel.set()
+                return True
+            for q in self._pending.values():
+                for job in q:
+                    if job.run_id == run_id:
+                        q.remove(job)
+                        self._by_key.pop(job.key, None)
+                        self.store.finish(run_id, "cancelled", "cancelled before it started")
+                        return True
+        return False
+
+    def wait(self, run_id: int, timeout: float | None = None) -> RunRecord | None:
+        """Block until the run has ended (or the timeout passed); returns its record."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while self._holds(run_id):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._cv.wait(left)
+        return self.store.get(run_id)
+
+    def _holds(self, run_id: int) -> bool:
+        return run_id in self._running or any(
+            j.run_id == run_id for q in self._pending.values() for j in q
+        )
+
+    def shutdown(self, timeout: float | None = 30.0) -> None:
+        """Cancel everything waiting and training, and wait for the workers to stop."""
+        with self._cv:
+            self._closed = True
+            for q in self._pending.values():
+                while q:
+                    job = q.popleft()
+                    self.store.finish(job.run_id, "cancelled", "the job queue was shut down")
+            for job in self._running.values():
+                job.cancel.set()
+            self._by_key.clear()
+            self._cv.notify_all()
+        for t in self._workers:
+            t.join(timeout)

@@ -1,0 +1,156 @@
+"""The job queue and the shared executor, with real (tiny) training runs.
+
+Tiny means 20 images per class and one or two epochs of MLPs: each run takes about a second.
+"""
+
+import json
+import time
+
+import pytest
+
+from kdcore import cli
+from kdcore.jobs import JobQueue, QueueFull, RunSpec
+from kdcore.lab import CustomConfig
+from kdcore.store import Store
+
+TINY = CustomConfig(teacher="mlp-100", student="mlp-30", epochs=1, per_class=20)
+RESULT_KEYS = {"preset", "status", "message", "config", "device", "history", "models", "paper"}
+
+
+@pytest.fixture
+def queue(tmp_path):
+    q = JobQueue(Store(tmp_path / "runs.sqlite"))
+    yield q
+    q.shutdown()
+    q.store.close()
+
+
+def _until(cond, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_tiny_run_completes_with_history_weights_and_result(queue):
+    run_id = queue.submit(RunSpec.custom(TINY, device="cpu"))
+    run = queue.wait(run_id, timeout=120)
+    assert run.status == "completed", run.message
+    assert list(run.history) == ["teacher", "student_hard", "student_kd"]
+    assert all(len(h) == 1 for h in run.history.values())
+    assert set(run.result) >= RESULT_KEYS and run.result["preset"] == "custom"
+    assert run.models["student_kd"]["test_errors"] + run.models["student_kd"]["params"] > 0
+    assert run.progress == 1.0 and run.device == "cpu" and run.started <= run.finished
+    assert sorted(run.weights) == ["student_hard", "student_kd", "teacher"]
+    model, meta = queue.store.load_weights(run_id, "student_kd")
+    assert (
+        meta["config"]["student"] == "mlp-30"
+        and model.num_params() == (run.models["student_kd"]["params"])
+    )
+
+
+def test_identical_config_is_served_from_the_store(queue):
+    spec = RunSpec.custom(TINY, device="cpu", baseline=False, seed=3)
+    first = queue.submit(spec)
+    assert queue.submit(spec) == first  # still queued or running: joins it
+    assert queue.wait(first, timeout=120).status == "completed"
+    again = RunSpec.custom(CustomConfig(**{**TINY.__dict__, "baseline": False}), "cpu", seed=3)
+    assert queue.submit(again) == first  # finished: the stored run, at once
+    assert queue.place(first) is None and len(queue.store.list()) == 1
+    other = queue.submit(RunSpec.custom(TINY, device="cpu", baseline=False, seed=4))
+    assert other != first
+    queue.wait(other, timeout=120)
+
+
+def test_cancel_keeps_partial_history(queue):
+    spec = RunSpec.custom(TINY, device="cpu", method="hard", epochs=500)
+    run_id = queue.submit(spec)
+    _until(lambda: queue.store.get(run_id).history.get("student_hard"))
+    assert queue.cancel(run_id)
+    run = queue.wait(run_id, timeout=60)
+    assert run.status == "cancelled" and "cancelled during epoch" in run.message
+    assert 1 <= len(run.history["student_hard"]) < 500
+    assert run.result["status"] == "cancelled"
+    assert not queue.cancel(run_id)  # no longer held
+
+
+def test_diverging_run_fails_with_one_line(queue):
+    run_id = queue.submit(RunSpec.custom(TINY, device="cpu", method="hard", lr=1e6, epochs=3))
+    run = queue.wait(run_id, timeout=60)
+    assert run.status == "failed"
+    assert "diverged" in run.message and "\n" not in run.message
+
+
+def test_missing_data_fails_with_one_line(tmp_path):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    (bad / "train-images-idx3-ubyte").write_bytes(b"garbage")  # MNIST folder, incomplete
+    q = JobQueue(Store(tmp_path / "runs.sqlite"), data_dir=str(bad))
+    try:
+        run = q.wait(q.submit(RunSpec.custom(TINY, device="cpu")), timeout=60)
+    finally:
+        q.shutdown()
+    assert run.status == "failed" and "no data in" in run.message and "\n" not in run.message
+    assert q.store.list(status="failed")[0].id == run.id
+
+
+def test_queue_order_place_cancel_and_bound(tmp_path):
+    q = JobQueue(Store(tmp_path / "runs.sqlite"), max_pending=2)
+    try:
+        long = q.submit(RunSpec.custom(TINY, device="cpu", method="hard", epochs=500))
+        _until(lambda: q.place(long) == 0)
+        b = q.submit(RunSpec.custom(TINY, device="cpu", method="hard", seed=1))
+        c = q.submit(RunSpec.custom(TINY, device="cpu", method="hard", seed=2))
+        assert (q.place(b), q.place(c)) == (1, 2)
+        assert q.active() == [long, b, c]
+        assert q.store.get(c).status == "queued"
+        with pytest.raises(QueueFull, match="queue is full"):
+            q.submit(RunSpec.custom(TINY, device="cpu", method="hard", seed=9))
+        assert q.cancel(c)
+        assert q.store.get(c).status == "cancelled" and q.place(c) is None
+        q.cancel(long)
+        assert q.wait(b, timeout=60).status == "completed"  # the next in line ran
+        assert q.store.get(long).status == "cancelled"
+    finally:
+        q.shutdown()
+
+
+def test_preset_spec_runs_through_the_same_path(queue):
+    # A preset trains on all 60,000 images, too slow for a unit test: start it, cancel it as
+    # soon as it trains, and check the preset-shaped result that the store keeps.
+    spec = RunSpec.preset("hinton-mnist", epochs=1, teacher="mlp-100", student="mlp-30")
+    assert spec.config.T == 20.0 and spec.config.epochs == 1
+    run_id = queue.submit(spec)
+    _until(lambda: queue.store.get(run_id).live.get("model") == "teacher")
+    queue.cancel(run_id)
+    run = queue.wait(run_id, timeout=60)
+    assert run.status == "cancelled" and run.kind == "preset" and run.name == "hinton-mnist"
+    assert run.message.startswith("teacher: cancelled")
+    assert set(run.result) >= RESULT_KEYS and run.result["config"]["student"] == "mlp-30"
+    assert run.result["paper"]["test_errors"]["student_kd"] == 74
+    with pytest.raises(ValueError, match="no setting"):
+        RunSpec.preset("hinton-mnist", colour="red")
+    with pytest.raises(ValueError, match="unknown preset"):
+        RunSpec.preset("nope")
+
+
+def test_cli_runs_land_in_the_store(tmp_path, capsys):
+    path = str(tmp_path / "cli.sqlite")
+    args = ["run", "custom", "--epochs", "1", "--device", "cpu", "--store", path]
+    sets = ["--set", "per_class=20", "--set", "teacher=mlp-100", "--set", "baseline=false"]
+    assert cli.main(args + sets) == 0
+    assert "student_kd" in capsys.readouterr().out
+    assert cli.main(args + sets + ["--reuse"]) == 0
+    assert "identical run #1" in capsys.readouterr().out
+    assert cli.main(["runs", "--store", path, "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"], r["kind"]) for r in runs] == [(1, "completed", "custom")]
+    assert cli.main(["runs", "--store", path, "--status", "failed"]) == 0
+    assert "no runs in" in capsys.readouterr().out
+    assert cli.main(["runs", "--store", path]) == 0
+    assert "custom kd mlp-30" in capsys.readouterr().out
+    diverge = ["--set", "lr=1e6", "--set", "method=hard", "--epochs", "3"]
+    assert cli.main([*args, *sets, *diverge]) == 1
+    assert "diverged" in capsys.readouterr().out
+    assert cli.main(["runs", "--store", path, "--status", "failed"]) == 0
+    assert "diverged" in capsys.readouterr().out
