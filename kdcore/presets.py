@@ -208,7 +208,7 @@ class HintonMnistConfig:
     """Hinton, Vinyals & Dean (2015, §3): a big regularised teacher, a small plain student."""
 
     epochs: int = 8  # per model; the paper trained far longer
-    teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 20% in / 50% hidden
+    teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 30% on hidden units
     student: str = "mlp-800"  # 784-800-800-10, no regularisation
     T: float = 20.0  # the paper's temperature for the 800-800 student
     alpha: float = 0.9  # weight of the soft term; the paper put "considerably lower" on hard
@@ -246,7 +246,7 @@ def run_hinton_mnist(cfg: HintonMnistConfig, ctx: RunContext) -> dict:
 class HintonTeacherConfig:
     """The teacher of Hinton, Vinyals & Dean (2015, §3), as hinton-mnist trains it by default."""
 
-    teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 20% in / 50% hidden
+    teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 30% on hidden units
     teacher_epochs: int = 8  # hinton-mnist's default, so its cached teacher is shared
     # The paper jittered the teacher's inputs by up to 2 pixels; over 8 epochs 1 pixel trains a
     # better teacher (measured: 110 vs 131 test errors), 2 pays off only in long runs.
