@@ -244,29 +244,35 @@ def run_hinton_mnist(cfg: HintonMnistConfig, ctx: RunContext) -> dict:
 
 @dataclass(frozen=True)
 class HintonTeacherConfig:
-    """The teacher of Hinton, Vinyals & Dean (2015, §3), as hinton-mnist trains it by default."""
+    """The teacher of Hinton, Vinyals & Dean (2015, §3), as hinton-mnist trains it by default.
 
-    teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 30% on hidden units
-    teacher_epochs: int = 8  # hinton-mnist's default, so its cached teacher is shared
-    # The paper jittered the teacher's inputs by up to 2 pixels; over 8 epochs 1 pixel trains a
-    # better teacher (measured: 110 vs 131 test errors), 2 pays off only in long runs.
-    teacher_shift: int = 1
-    lr: float = 0.05  # for the teacher and the students
-    batch_size: int = 128
-    seed: int = 0
-    dataset: str = "mnist"
+    The defaults are read from :class:`HintonMnistConfig` so the two never drift apart (a
+    different value would silently train a second teacher instead of loading the cached one).
+    """
+
+    teacher: str = HintonMnistConfig.teacher
+    teacher_epochs: int = HintonMnistConfig.epochs
+    teacher_shift: int = HintonMnistConfig.teacher_shift  # pixels of input jitter
+    lr: float = HintonMnistConfig.lr  # for the teacher and the students
+    batch_size: int = HintonMnistConfig.batch_size
+    seed: int = HintonMnistConfig.seed
+    dataset: str = HintonMnistConfig.dataset
 
 
-def _shared_teacher(ctx: RunContext, data: Dataset, cfg: HintonTeacherConfig) -> nn.Module:
-    # Built field by field like hinton-mnist's teacher config, so the cache keys agree.
-    tcfg = TrainConfig(
+def teacher_train_config(cfg: HintonTeacherConfig) -> TrainConfig:
+    """The teacher's TrainConfig, field for field as run_hinton_mnist builds it, so that the
+    cache keys agree."""
+    return TrainConfig(
         epochs=cfg.teacher_epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         seed=cfg.seed,
         augment_shift=cfg.teacher_shift,
     )
-    return train_teacher(ctx, data, cfg.teacher, tcfg)
+
+
+def _shared_teacher(ctx: RunContext, data: Dataset, cfg: HintonTeacherConfig) -> nn.Module:
+    return train_teacher(ctx, data, cfg.teacher, teacher_train_config(cfg))
 
 
 def _student_cfg(cfg: HintonTeacherConfig) -> TrainConfig:

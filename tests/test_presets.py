@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,15 @@ from hypothesis import strategies as st
 
 from kdcore.bias import bias_grid, bias_sweep, predictions_with_bias
 from kdcore.data import class_counts, load_dataset
-from kdcore.presets import PRESETS, Monitor, holdout, run_preset
+from kdcore.presets import (
+    PRESETS,
+    HintonMnistConfig,
+    Monitor,
+    holdout,
+    run_preset,
+    teacher_train_config,
+)
+from kdcore.train import TrainConfig
 from tests.tiny_mnist import TINY_OVERRIDES, write_tiny_mnist
 
 STANDARD = {"preset", "status", "message", "config", "device", "history", "models", "paper"}
@@ -205,3 +214,13 @@ def test_a_cancelled_sweep_keeps_its_partial_history_and_points(tiny_dir):
     assert len(r["history"]["mlp-30 T=1"]) == 2 and len(r["history"]["mlp-30 T=2"]) == 1
     assert "mlp-30 T=4" not in r["history"] and "mlp-30 T=2" not in r["models"]
     assert r["sweep"]["errors"]["mlp-30"] == [r["models"]["mlp-30 T=1"]["test_errors"]]
+
+
+def test_default_teacher_is_hinton_mnists_so_the_cache_is_shared():
+    h = HintonMnistConfig()
+    base = TrainConfig(epochs=h.epochs, batch_size=h.batch_size, lr=h.lr, seed=h.seed)
+    expected = replace(base, augment_shift=h.teacher_shift)  # as run_hinton_mnist builds it
+    for name in NEW_PRESETS:
+        cfg = PRESETS[name].config
+        assert teacher_train_config(cfg) == expected
+        assert (cfg.teacher, cfg.dataset) == (h.teacher, h.dataset)
