@@ -1,0 +1,95 @@
+"""The distillation lab: start a run in the background, watch it learn, see how it compares.
+
+Training never happens in this script: Start hands a spec to the shared job queue
+(:mod:`kdcore.jobs`) and the page polls the run store while the worker thread trains.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # when the page runs on its own (AppTest, `streamlit run pages/...`)
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st
+
+from app import lab_ui
+from kdcore.jobs import QueueFull, one_line
+from kdcore.store import StoreError
+
+st.title("Distillation lab")
+st.markdown(
+    "Pick a teacher and a student, or one of the paper's demonstrations, and press **Start**. "
+    "The run trains in the background, one at a time per device, so this page and the others "
+    "stay usable; the curves below fill in epoch by epoch. Every run is kept in the "
+    "[run history](runs), and a configuration that has already run is served from there at "
+    "once instead of training again."
+)
+
+queue = lab_ui.job_queue()
+store = queue.store
+
+# ----------------------------------------------------------------------------- which run to show
+
+run = None
+raw = st.query_params.get("run")
+if raw is not None:
+    run = store.get(int(raw)) if raw.isdigit() else None
+    if run is None:
+        st.caption(f":material/warning: Link value run={raw[:20]!r} names no stored run.")
+        del st.query_params["run"]
+if run is None and isinstance(st.session_state.get("lab_run"), int):
+    run = store.get(st.session_state["lab_run"])
+
+# ----------------------------------------------------------------------------- what to run
+
+mode = st.segmented_control(
+    "What to run",
+    ["Custom run", "Preset"],
+    default="Custom run",
+    required=True,
+    key="mode",
+    bind="query-params",
+)
+with st.container(border=True):
+    if mode == "Preset":
+        spec, problem = lab_ui.preset_controls()
+    else:
+        spec, problem = lab_ui.custom_controls()
+    if problem:
+        st.warning(problem, icon=":material/warning:")
+    blocked = spec is None or bool(problem)
+    start = st.button("Start", type="primary", icon=":material/play_arrow:", disabled=blocked)
+
+if start and spec is not None:
+    try:
+        run_id = queue.submit(spec)
+    except (ValueError, QueueFull, StoreError) as err:
+        st.error(one_line(err), icon=":material/error:")
+    else:
+        st.session_state["lab_run"] = run_id
+        st.query_params["run"] = str(run_id)
+        run = store.get(run_id)
+        st.session_state["lab_reused"] = run_id if run and run.status == "completed" else None
+
+# ----------------------------------------------------------------------------- the run
+
+if run is not None:
+    if st.session_state.get("lab_reused") == run.id:
+        st.info(
+            f"This exact configuration has run before (run #{run.id}), so here is the stored "
+            "result without training again. Change the seed to train a fresh one.",
+            icon=":material/history:",
+        )
+    lab_ui.show_run(queue, run)
+
+shown_id = run.id if run is not None else None
+others = [r for r in store.list(status="running") + store.list(status="queued") if r.id != shown_id]
+if others:
+    with st.expander(f"Other runs in progress ({len(others)})"):
+        for r in others:
+            place = queue.place(r.id)
+            where = f"place {place} in line" if place else f"{100 * r.progress:.0f}%"
+            if place is None:
+                where = "started elsewhere"
+            st.markdown(f"- **{r.label}** · {r.status} · {where} · {lab_ui.describe(r)}")

@@ -1,0 +1,136 @@
+"""Run history: every run of the lab and the command line, filtered, compared, exported, deleted."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # when the page runs on its own (AppTest, `streamlit run pages/...`)
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st
+
+from app import lab_ui
+from kdcore.losses import METHODS
+from kdcore.store import STATUSES, iso
+
+st.title("Run history")
+st.markdown(
+    "Every run started in the [lab](lab) or with `python -m kdcore run` is kept here with its "
+    "configuration, per-epoch history and results. Select a few to lay their curves over each "
+    "other and compare their test errors."
+)
+queue = lab_ui.job_queue()
+store = queue.store
+st.caption(f"Store: `{store.path}` (set `KD_STORE` to use another file).")
+
+all_runs = store.list()
+if not all_runs:
+    st.info("No runs yet. Start one in the [lab](lab).", icon=":material/science:")
+    st.stop()
+
+# ----------------------------------------------------------------------------- filters
+
+ALL = "all"
+names = sorted({r.name for r in all_runs})
+c1, c2, c3 = st.columns(3)
+status = c1.selectbox("Status", [ALL, *STATUSES], key="status", bind="query-params")
+name = c2.selectbox("Preset", [ALL, *names], key="preset", bind="query-params")
+method = c3.selectbox("Method", [ALL, *METHODS], key="method", bind="query-params")
+runs = store.list(
+    status=None if status == ALL else status,
+    name=None if name == ALL else name,
+    method=None if method == ALL else method,
+)
+st.dataframe(
+    [
+        {
+            "id": r.id,
+            "created": iso(r.created),
+            "status": r.status,
+            "run": r.title,
+            "what": lab_ui.describe(r),
+            "test errors": ", ".join(f"{k} {m['test_errors']}" for k, m in r.models.items()),
+            "time": lab_ui.duration(r.seconds),
+            "device": r.device,
+            "message": r.message,
+        }
+        for r in runs
+    ],
+    hide_index=True,
+    key="table",
+)
+if not runs:
+    st.info("No run matches these filters.")
+    st.stop()
+
+# ----------------------------------------------------------------------------- compare
+
+by_id = {r.id: r for r in runs}
+with_curves = [r.id for r in runs if any(r.history.values())]
+picked = st.multiselect(
+    "Runs to compare",
+    list(by_id),
+    default=with_curves[:3],
+    format_func=lambda i: f"{by_id[i].label} ({by_id[i].status})",
+    key="picked",
+)
+chosen = [by_id[i] for i in picked]
+if chosen:
+    metric = st.segmented_control(
+        "Curve",
+        ["test_accuracy", "train_accuracy", "test_errors"],
+        default="test_accuracy",
+        required=True,
+        format_func=lambda m: m.replace("_", " "),
+        key="metric",
+    )
+    lab_ui.plot(lab_ui.overlay_figure(chosen, metric or "test_accuracy"), key="overlay")
+    if any(r.models for r in chosen):
+        st.markdown("##### Final test errors (paper's as black ticks where it gives them)")
+        lab_ui.plot(lab_ui.errors_figure(chosen), key="errors")
+
+# ----------------------------------------------------------------------------- export and delete
+
+ids = picked or [r.id for r in runs]
+which = "selected" if picked else "listed"
+c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
+c1.download_button(
+    f"JSON ({len(ids)} {which})",
+    data=store.export_json(ids),
+    file_name="kd-runs.json",
+    mime="application/json",
+    icon=":material/download:",
+    on_click="ignore",
+)
+c2.download_button(
+    f"CSV ({len(ids)} {which})",
+    data=store.export_csv(ids),
+    file_name="kd-runs.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    on_click="ignore",
+)
+with c3.popover("Delete", icon=":material/delete:", disabled=not picked):
+    doomed = [i for i in picked if not by_id[i].active]
+    if len(doomed) < len(picked):
+        st.caption("Runs still queued or running are kept: cancel them in the lab first.")
+    sure = st.checkbox(f"Yes, delete {len(doomed)} run(s) and their weights", key="sure")
+    if st.button("Delete for good", type="primary", disabled=not (sure and doomed), key="delete"):
+        store.delete(doomed)
+        st.session_state.pop("picked", None)
+        st.session_state.pop("sure", None)
+        st.toast(f"Deleted {len(doomed)} run(s).")
+        st.rerun()
+
+# ----------------------------------------------------------------------------- one run in full
+
+st.divider()
+shown = st.selectbox(
+    "Show one run in full",
+    [r.id for r in runs],
+    format_func=lambda i: f"{by_id[i].label} · {by_id[i].status} · {iso(by_id[i].created)}",
+    key="show",
+)
+if shown in by_id:
+    st.markdown(f"[Open run #{shown} in the lab](lab?run={shown})")
+    lab_ui.show_run(queue, by_id[shown])

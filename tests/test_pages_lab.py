@@ -1,0 +1,190 @@
+"""The lab and run-history pages in AppTest, with real tiny runs in the background queue.
+
+AppTest does not fire ``run_every`` fragments by itself, so the tests rerun the page in a loop
+while the worker thread trains, as a browser's polling would.
+"""
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdcore.store import Store
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
+    return path
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _header(at: AppTest) -> str:
+    found = [m.value for m in at.markdown if m.value.startswith("### ")]
+    return found[0] if found else ""
+
+
+def _tiny(at: AppTest, epochs: int = 2, method: str | None = None) -> AppTest:
+    at.selectbox(key="teacher").set_value("mlp-100")
+    at.selectbox(key="per_class").set_value(20)
+    at.number_input(key="epochs").set_value(epochs)
+    if method:
+        at.button_group(key="method").set_value(method)
+    return at.run()
+
+
+def _until_done(at: AppTest, timeout: float = 120) -> set[str]:
+    """Rerun until the run's header says it ended; returns the progress texts seen."""
+    seen = set()
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, at.exception
+        seen |= {p.proto.text for p in at.get("progress")}
+        header = _header(at)
+        if any(s in header for s in ("completed", "failed", "cancelled")):
+            return seen
+        assert time.monotonic() < deadline, f"run did not end: {header}"
+        time.sleep(0.2)
+
+
+def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
+    at = _tiny(_page("lab.py"))
+    at.button[0].click().run()  # Start
+    assert not at.exception, at.exception
+    assert "Run #1" in _header(at)
+    live = any(b.label == "Cancel" for b in at.button)  # the live view while it runs
+    assert live or "completed" in _header(at)  # (a fast machine may finish first)
+    _until_done(at)
+    assert "completed" in _header(at)
+    assert at.dataframe and not at.error  # the results table
+    run = Store(store_path).get(1)
+    assert run.status == "completed" and len(run.history["student_kd"]) == 2
+
+    at.button[0].click().run()  # the same config again: served from the store
+    assert "run #1" in at.info[0].value and len(Store(store_path).list()) == 1
+
+    runs = _page("runs.py")
+    table = runs.dataframe[0].value
+    assert list(table["id"]) == [1] and table["status"][0] == "completed"
+    assert runs.multiselect(key="picked").value == [1]
+    assert len(runs.get("plotly_chart")) >= 2  # overlaid curves and the bar chart of errors
+
+
+def test_lab_cancel_keeps_partial_history(store_path):
+    at = _tiny(_page("lab.py"), epochs=500, method="hard")
+    at.button[0].click().run()
+    store = Store(store_path)
+    deadline = time.monotonic() + 60
+    while not store.get(1).history.get("student_hard"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    at.run()
+    assert "1/1 student_hard · epoch" in at.get("progress")[0].proto.text  # live progress
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert not at.exception, at.exception
+    _until_done(at)
+    assert "cancelled" in _header(at) and at.warning
+    run = store.get(1)
+    assert run.status == "cancelled" and 1 <= len(run.history["student_hard"]) < 500
+
+
+def test_lab_failed_run_shows_one_line(store_path):
+    at = _tiny(_page("lab.py"), epochs=3, method="hard")
+    at.number_input(key="lr").set_value(1000.0).run()
+    at.button[0].click().run()
+    _until_done(at)
+    assert "failed" in _header(at)
+    assert "diverged" in at.error[0].value and "\n" not in at.error[0].value
+
+
+def test_lab_odd_url_params_fall_back(store_path):
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(run="abc", mode="bogus", T="-3", teacher="nope", epochs="x")
+    at.run()
+    assert not at.exception, at.exception
+    assert any("run='abc'" in c.value for c in at.caption)
+    assert at.selectbox(key="teacher").value == "mlp-1200-dropout"
+    assert at.number_input(key="T").value == 4.0 and at.number_input(key="epochs").value == 3
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(run="999")
+    at.run()
+    assert not at.exception and any("names no stored run" in c.value for c in at.caption)
+
+
+def test_lab_preset_mode_shows_paper_numbers(store_path):
+    at = _page("lab.py")
+    at.button_group(key="mode").set_value("Preset").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="preset").value == "hinton-mnist"
+    assert at.number_input(key="ep-hinton-mnist").value >= 1
+    assert any("Hinton" in c.value for c in at.caption)
+    assert not at.button[0].disabled  # Start is ready
+
+
+def _fake_run(store: Store, name: str, status: str, errors: int, method: str = "kd") -> int:
+    """A finished run written straight to the store (no training): what the page reads."""
+    kind = "custom" if name == "custom" else "preset"
+    run_id = store.create(kind, name, {"method": method, "epochs": 2, "seed": 0}, f"k{errors}")
+    model = f"student_{method}"
+    history = {model: [{"epoch": e, "test_accuracy": 0.9 + e / 100, "train_accuracy": 0.9,
+                        "test_errors": errors + 10 - e, "losses": {"total": 1.0 / e}}
+                       for e in (1, 2)]}  # fmt: skip
+    result = {
+        "preset": name,
+        "status": status,
+        "message": "",
+        "config": {},
+        "history": history,
+        "models": {model: {"test_errors": errors, "test_accuracy": 1 - errors / 1e4}},
+        "paper": {"source": "paper", "test_errors": {model: 74}},
+    }
+    store.finish(run_id, status, "" if status == "completed" else "stopped", result)
+    return run_id
+
+
+def test_runs_page_filters_selects_and_deletes(store_path):
+    store = Store(store_path)
+    a = _fake_run(store, "hinton-mnist", "completed", 80)
+    b = _fake_run(store, "custom", "failed", 300, method="logits")
+    c = _fake_run(store, "custom", "completed", 120, method="hard")
+    at = _page("runs.py")
+    assert list(at.dataframe[0].value["id"]) == [c, b, a]
+
+    at.selectbox(key="status").set_value("failed").run()
+    assert list(at.dataframe[0].value["id"]) == [b]
+    at.selectbox(key="status").set_value("all")
+    at.selectbox(key="method").set_value("kd").run()
+    assert list(at.dataframe[0].value["id"]) == [a]
+    at.selectbox(key="method").set_value("all")
+    at.selectbox(key="preset").set_value("custom").run()
+    assert list(at.dataframe[0].value["id"]) == [c, b]
+    at.selectbox(key="preset").set_value("all").run()
+
+    at.multiselect(key="picked").set_value([a, c]).run()
+    overlay = at.get("plotly_chart")[0].proto.spec
+    assert f"#{a} hinton-mnist" in overlay and f"#{c} custom hard" in overlay
+
+    assert at.button(key="delete").disabled  # not before the confirmation
+    at.checkbox(key="sure").check().run()
+    at.button(key="delete").click().run()
+    assert not at.exception, at.exception
+    assert [r.id for r in store.list()] == [b]
+    assert list(at.dataframe[0].value["id"]) == [b]
+
+
+def test_runs_page_empty_and_odd_params(store_path):
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params.update(status="nonsense", method="??")
+    at.run()
+    assert not at.exception and "No runs yet" in at.info[0].value
