@@ -1,0 +1,150 @@
+"""The preset result view on real results: every preset is run briefly on a slice of MNIST, its
+result goes through JSON (as the CLI and the run store keep it) and is rendered by
+``show_result`` in AppTest, and the figure builders are checked against the numbers."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.preset_views import bias_figure, bias_table, results_table, sweep_figure
+from kdcore.presets import PRESETS, Monitor, run_preset
+from tests.tiny_mnist import TINY_OVERRIDES, write_tiny_mnist
+
+ALL = ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict[str, dict]:
+    folder = str(write_tiny_mnist(tmp_path_factory.mktemp("mnist")))
+    out = {}
+    for name in ALL:
+        result = run_preset(name, data_dir=folder, **TINY_OVERRIDES[name])
+        out[name] = json.loads(json.dumps(result))  # the shape a stored run comes back in
+    return out
+
+
+def page(result: dict) -> None:
+    from app.preset_views import show_result
+
+    show_result(result)
+
+
+def render(result: dict) -> AppTest:
+    at = AppTest.from_function(page, args=(result,), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def text_of(at: AppTest) -> str:
+    return "\n".join(m.value for m in [*at.markdown, *at.caption])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_preset_result_renders_with_the_papers_numbers(results, name):
+    result = results[name]
+    at = render(result)
+    table = at.dataframe[0].value
+    assert list(table["model"]) == list(result["models"])
+    assert list(table["test errors"]) == [m["test_errors"] for m in result["models"].values()]
+    paper = result["paper"]["test_errors"]
+    for model, errors in paper.items():
+        if model in result["models"]:
+            assert table.set_index("model").loc[model, "paper errors"] == errors
+    text = text_of(at)
+    assert result["paper"]["source"] in text
+    assert PRESETS[name].differences in text
+    assert not at.warning  # completed runs carry no warning
+    charts = at.get("plotly_chart")
+    extra = int("bias_adjustment" in result) + int("sweep" in result)
+    assert len(charts) == 1 + extra  # the curves, plus the preset's own chart
+
+
+def test_bias_view_marks_the_best_bias_and_compares_with_the_paper(results):
+    result = results["omitted-3"]
+    adj, paper_adj = result["bias_adjustment"], result["paper"]["bias_adjustment"]
+    fig = bias_figure(adj, paper_adj)
+    best = [t for t in fig.data if t.mode == "markers"]
+    assert len(best) == 2  # on both panels
+    i = adj["sweep"]["bias"].index(adj["bias"])
+    assert best[0].x[0] == adj["bias"] and best[0].y[0] == pytest.approx(
+        100 * adj["sweep"]["accuracy_on_classes"][i]
+    )
+    vlines = sorted(s.x0 for s in fig.layout.shapes)  # each drawn on both panels
+    assert vlines == sorted([adj["bias"], adj["validation"]["bias"], 3.5] * 2)
+
+    table = bias_table(adj, paper_adj)
+    assert "paper, bias chosen on test" in table.columns
+    row = dict(zip(table[""], table["paper, bias chosen on test"], strict=True))
+    assert row["bias added"] == "3.5" and row["errors on 3s after"] == "14"
+    ours = dict(zip(table[""], table["ours, bias chosen on test"], strict=True))
+    assert ours["test errors after"] == str(adj["errors_after"])
+
+    at = render(result)
+    tables = [d.value for d in at.dataframe]
+    assert len(tables) == 2 and "ours, bias chosen on test" in tables[1].columns
+
+
+def test_lowering_biases_is_drawn_against_the_reduction(results):
+    adj = results["only-7-8"]["bias_adjustment"]
+    fig = bias_figure(adj, results["only-7-8"]["paper"]["bias_adjustment"])
+    assert min(fig.data[0].x) == 0 and max(fig.data[0].x) > 0
+    assert 7.6 in [s.x0 for s in fig.layout.shapes]
+    assert "reduction of the 7 and 8 logits" in fig.layout.xaxis2.title.text
+
+
+def test_sweep_figure_has_one_panel_per_student_and_the_papers_band(results):
+    result = results["temperature-sweep"]
+    sweep = result["sweep"]
+    fig = sweep_figure(sweep, result["paper"])
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [list(t.y) for t in lines] == [sweep["errors"][s] for s in sweep["errors"]]
+    assert fig.layout.xaxis.type == "log"
+    kinds = [s.type for s in fig.layout.shapes]  # per panel: the band, T=8, the baseline
+    assert kinds.count("rect") == 2 and kinds.count("line") == 2 * 2
+
+    alpha = results["alpha-sweep"]
+    fig = sweep_figure(alpha["sweep"], alpha["paper"])
+    assert fig.layout.xaxis.type == "linear" and not any(
+        s.type == "rect" for s in fig.layout.shapes
+    )
+    assert list(fig.data[0].x) == [0.0, 0.5, 1.0]
+
+
+def test_results_table_leaves_missing_paper_numbers_blank(results):
+    table = results_table(results["temperature-sweep"])
+    assert table["paper errors"].isna().sum() == len(table) - 1  # only the teacher has one
+    pct = results_table(results["only-7-8"]).set_index("model")["paper error %"]
+    assert pct["student_78"] == 47.3
+
+
+class CancelSecondStudent(Monitor):
+    def __init__(self, cancel: threading.Event):
+        self.cancel, self.students = cancel, 0
+
+    def on_model_start(self, name, index, count):
+        self.students += name != "teacher"
+
+    def on_step(self, progress):
+        if self.students == 2:
+            self.cancel.set()
+
+
+def test_a_cancelled_run_shows_a_warning_and_what_finished(tmp_path):
+    folder = str(write_tiny_mnist(tmp_path / "mnist", n_train=1000, n_test=500))
+    cancel = threading.Event()
+    result = run_preset(
+        "alpha-sweep",
+        data_dir=folder,
+        monitor=CancelSecondStudent(cancel),
+        cancel=cancel,
+        **TINY_OVERRIDES["alpha-sweep"],
+    )
+    assert result["status"] == "cancelled"
+    at = render(json.loads(json.dumps(result)))
+    assert "cancelled" in at.warning[0].value
+    assert list(at.dataframe[0].value["model"]) == ["teacher", "mlp-30 alpha=0"]
+    assert len(at.get("plotly_chart")) == 2  # the one-point sweep and the curves
