@@ -11,6 +11,7 @@ Python), which is what makes the trainer fast.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import zlib
@@ -134,9 +135,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataUnavailable(f"{path.name} is not an IDX file of unsigned bytes")
     ndim = raw[3]
-    dims = struct.unpack(f">{ndim}i", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataUnavailable(f"{path.name} is truncated: its header needs {header} bytes")
+    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=header)
+    if data.size != math.prod(dims):
         raise DataUnavailable(f"{path.name} is truncated: expected {dims}, got {data.size} bytes")
     return data.reshape(dims)
 
@@ -201,7 +205,9 @@ def default_data_dir() -> Path:
 
 
 _TV_EXPECTED = {
-    "fashion-mnist": "FashionMNIST/raw/ (the four IDX files of Fashion-MNIST)",
+    "fashion-mnist": "FashionMNIST/raw/ (the four uncompressed IDX files: "
+    + ", ".join(MNIST_FILES)
+    + ")",
     "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)",
     "cifar100": "cifar-100-python/ (train, test, meta)",
 }
@@ -233,8 +239,11 @@ def _load_torchvision(name: str, root: str, download: bool) -> Dataset:
         train, test = _torchvision_set(name, Path(root), download)
     except Exception as err:  # offline, corrupt archive, bad checksum: all end the same way
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # Without download, torchvision's reason ("use download=True") is advice for its API,
+        # not for our user; say plainly that downloading was off.
+        how = f"could not be downloaded ({reason[:120]})" if download else "downloading is off"
         raise DataUnavailable(
-            f"{name}: not found in {root} and could not be downloaded ({reason[:120]}); "
+            f"{name}: not found (or damaged) in {root} and {how}; "
             f"put {_TV_EXPECTED[name]} under {root} or set {DATA_DIR_ENV}"
         ) from None
 
@@ -326,20 +335,25 @@ def class_counts(y: torch.Tensor, num_classes: int = 10) -> list[int]:
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None):
-    """Translate each image by up to ``max_shift`` pixels in each direction, zero-filled.
+    """Translate each image by up to ``max_shift`` pixels in each direction, filled with black.
 
     Hinton et al. (2015, §3) jittered the teacher's inputs "by up to two pixels in any direction".
     Pure tensor code: pad once, then gather one shifted window per image.  x: (B, C, H, W).
     """
     if max_shift <= 0:
         return x
-    b, _, h, w = x.shape
-    fill = x.amin()  # the normalised value of a black pixel
-    padded = torch.nn.functional.pad(x, (max_shift,) * 4, value=float(fill))
+    b, c, h, w = x.shape
+    s = max_shift
+    # Black is each channel's own minimum once normalised (per-channel means differ on CIFAR), so
+    # the border is filled channel by channel; the interior is copied, not recomputed, so it is
+    # bit-for-bit the input.
+    fill = x.amin(dim=(0, 2, 3), keepdim=True)  # (1, C, 1, 1)
+    padded = fill.expand(b, c, h + 2 * s, w + 2 * s).clone()  # (B, C, H+2s, W+2s)
+    padded[:, :, s : s + h, s : s + w] = x
     dev = x.device
     off = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator, device="cpu").to(dev)
     rows = (torch.arange(h, device=dev).view(1, h) + off[0].view(b, 1)).view(b, 1, h, 1)
     cols = (torch.arange(w, device=dev).view(1, w) + off[1].view(b, 1)).view(b, 1, 1, w)
     bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
-    ci = torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1)
+    ci = torch.arange(c, device=dev).view(1, c, 1, 1)
     return padded[bi, ci, rows, cols]  # (B, C, H, W)
