@@ -86,5 +86,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[KD
     except (SafetensorError, KeyError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path.name} does not match its architecture: {first}") from None
-    meta = json.loads(info.get("meta", "{}"))
+    try:
+        meta = json.loads(info.get("meta", "{}"))
+    except ValueError as err:
+        raise CheckpointError(f"{path.name} has unreadable metadata ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path.name} has unreadable metadata (not a JSON object)")
     return model.to(device).eval(), meta
