@@ -21,6 +21,8 @@ from .train import Batch, Callback, FitResult, StepOutput, TrainConfig, fit, pre
 
 def make_loss_fn(method: str, T: float, alpha: float, teacher: nn.Module | None = None):
     """A trainer step for ``method``: student forward, teacher logits (cached or live), parts."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     m = METHODS[method]
     if m.uses_teacher and teacher is None:
         raise ValueError(f"method {method!r} needs a teacher")
@@ -61,12 +63,18 @@ def distill(
     training many students from one teacher); otherwise they are computed here when the inputs
     are not augmented.
     """
+    loss_fn = make_loss_fn(method, T, alpha, teacher)  # first: checks the method and teacher
     extras: dict[str, torch.Tensor] = {}
     if METHODS[method].uses_teacher:
         freeze(teacher)
         if cfg.augment_shift == 0:
             if teacher_logits is None:
                 teacher_logits = predict_logits(teacher, data.x_train, cfg.eval_batch_size)
+            elif teacher_logits.shape[0] != len(data.y_train):
+                # Logits of another transfer set would be sliced by the wrong indices, silently.
+                raise ValueError(
+                    f"teacher_logits has {teacher_logits.shape[0]} rows but the training set"
+                    f" has {len(data.y_train)} examples"
+                )
             extras["teacher_logits"] = teacher_logits
-    loss_fn = make_loss_fn(method, T, alpha, teacher)
     return fit(student, data, cfg, loss_fn, extras, callbacks, cancel)

@@ -219,6 +219,8 @@ def fit(
     extras = extras or {}
     dev = data.device
     n = len(data.y_train)
+    if n == 0:
+        raise ValueError("the training set is empty: no examples to train on")
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation, on the CPU
