@@ -84,9 +84,13 @@ def describe(run: RunRecord) -> str:
         size = f", {c['per_class']}/class" if c.get("per_class") else ""
         return (
             f"{c.get('dataset')}: {c.get('teacher')} → {c.get('student')}, {c.get('method')}"
-            f"{soft}, {c.get('epochs')} epochs, lr {c.get('lr', 0):g}, seed {c.get('seed')}{size}"
+            f"{soft}, {_epochs(c.get('epochs'))}, lr {c.get('lr', 0):g}, seed {c.get('seed')}{size}"
         )
-    return f"preset {run.name}, {c.get('epochs')} epochs, seed {c.get('seed')}"
+    return f"preset {run.name}, {_epochs(c.get('epochs'))}, seed {c.get('seed')}"
+
+
+def _epochs(n) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
 
 
 # ----------------------------------------------------------------------------- figures
@@ -133,7 +137,7 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
                 col=2,
             )
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(height=330, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 10, "r": 10})
     return fig
 
 
@@ -187,7 +191,7 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
                 )
             )
     fig.update_layout(
-        barmode="group", yaxis_title="test errors", height=360, margin={"t": 20, "b": 10}
+        barmode="group", yaxis_title="test errors", height=360, margin={"t": 20, "b": 40}
     )
     return fig
 
@@ -209,27 +213,53 @@ def progress_line(run: RunRecord) -> str:
 
 
 def results_table(run: RunRecord) -> None:
-    """Fallback when preset_views is not there: our test errors beside the paper's."""
+    """Our test errors per model, beside the paper's where it gives them."""
     paper = ((run.result or {}).get("paper") or {}).get("test_errors") or {}
-    rows = [
-        {
+    rows = []
+    for name, m in run.models.items():
+        row = {
             "model": name,
             "test errors": m.get("test_errors"),
             "accuracy %": round(100 * m.get("test_accuracy", 0), 2),
-            "paper test errors": paper.get(name),
-            "parameters": m.get("params"),
-            "seconds": m.get("seconds"),
         }
-        for name, m in run.models.items()
-    ]
+        if paper:
+            row["paper test errors"] = paper.get(name)
+        rows.append({**row, "parameters": m.get("params"), "seconds": m.get("seconds")})
     if rows:
         st.dataframe(rows, hide_index=True)
+
+
+def kd_gain(run: RunRecord) -> str | None:
+    """A sentence comparing the distilled student with the same student on hard labels."""
+    hard = run.models.get("student_hard")
+    soft = [
+        (k, m) for k, m in run.models.items() if k.startswith("student_") and k != "student_hard"
+    ]
+    if hard is None or not soft:
+        return None
+    name, m = soft[0]
+    delta = m["test_errors"] - hard["test_errors"]
+    verdict = "fewer" if delta < 0 else "more"
+    return (
+        f"With the teacher ({name.removeprefix('student_')}), the student makes "
+        f"**{m['test_errors']}** test errors against **{hard['test_errors']}** on hard labels "
+        f"alone: {abs(delta)} {verdict}. One seed, short training: rerun with other seeds "
+        "before reading much into a small difference."
+    )
 
 
 def show_result(run: RunRecord) -> None:
     if run.result is None:
         if any(run.history.values()):
             plot(live_figure(run.history), key=f"partial-{run.id}")
+        return
+    if run.kind == "custom":  # no paper to compare with: our table, the gain, the curves
+        results_table(run)
+        gain = kd_gain(run)
+        if gain:
+            st.markdown(gain)
+        if any(run.history.values()):
+            plot(live_figure(run.history), key=f"curves-{run.id}")
         return
     if preset_views is not None:
         try:
@@ -306,10 +336,12 @@ def show_run(queue: JobQueue, run: RunRecord) -> None:
         live_view(queue, run.id)
         return
     header(run)
-    if run.status == "failed":
-        st.error(run.message or "failed", icon=":material/error:")
-    elif run.status == "cancelled":
-        st.warning(f"Cancelled: {run.message}", icon=":material/cancel:")
+    # preset_views.show_result states the outcome itself for a preset's result
+    if run.result is None or run.kind == "custom" or preset_views is None:
+        if run.status == "failed":
+            st.error(run.message or "failed", icon=":material/error:")
+        elif run.status == "cancelled":
+            st.warning(f"Cancelled: {run.message}", icon=":material/cancel:")
     show_result(run)
     show_weights(queue.store, run)
 
@@ -395,11 +427,12 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
     with c3:
         device = _device_box("device")
     baseline = c4.toggle(
-        "Also train the student on hard labels",
+        "Hard-label baseline",
         d.baseline,
         key="baseline",
         disabled=method == "hard",
-        help="The same student from the same seed without the teacher: the fair comparison.",
+        help="Also train the same student from the same seed on hard labels only: the fair "
+        "comparison for the distilled one.",
     )
     problem = data_problem(dataset) if dataset != "mnist" else None
     cfg = CustomConfig(
@@ -436,27 +469,43 @@ def _field_widget(name: str, value, key: str):
 def preset_controls() -> tuple[RunSpec | None, str | None]:
     """A preset with its paper numbers, an epochs control and all its settings."""
     names = list(PRESETS)
-    name = st.selectbox(
-        "Preset",
-        names,
-        format_func=lambda n: f"{n} — {PRESETS[n].title}",
-        key="preset",
-        bind="query-params",
-    )
+    # No format_func: a bound selectbox keeps its label in the URL, and ?preset=omitted-3 reads
+    # better in a shared link than the preset's title.
+    name = st.selectbox("Preset", names, key="preset", bind="query-params")
     p = PRESETS[name]
-    st.markdown(p.summary)
-    paper = {k: v for k, v in p.paper.items() if isinstance(v, dict) and v}
-    if paper.get("test_errors") or paper.get("test_error_percent"):
-        rows = {k: paper[k] for k in ("test_errors", "test_error_percent") if k in paper}
-        st.dataframe(rows, key=f"paper-{name}")
+    st.markdown(f"**{p.title}.** {p.summary}")
+    errors = p.paper.get("test_errors") or {}
+    percent = p.paper.get("test_error_percent") or {}
+    if isinstance(errors, dict) and isinstance(percent, dict) and (errors or percent):
+        rows = []
+        for m in dict.fromkeys([*errors, *percent]):
+            row = {"model": m}
+            if errors:
+                row["paper test errors"] = errors.get(m)
+            if percent:
+                row["paper error %"] = percent.get(m)
+            rows.append(row)
+        st.dataframe(rows, hide_index=True, key=f"paper-{name}")
+    adj = p.paper.get("bias_adjustment")
+    if isinstance(adj, dict) and adj.get("bias") is not None:
+        if "errors_after" in adj:
+            after = f"{adj['errors_after']} test errors"
+        else:
+            after = f"{adj.get('error_percent_after')}% test error"
+        st.markdown(f"Paper, after shifting the bias by {adj['bias']:+g}: {after}.")
+    for claim in p.paper.get("claims", []):
+        st.markdown(f"> {claim}")
     st.caption(f"Paper: {p.source}. Why our numbers differ: {p.differences}")
     c1, c2, c3 = st.columns(3)
     default_epochs = p.config.epochs
     epochs = c1.number_input(
         f"Epochs per model (default {default_epochs})", 1, 1000, default_epochs,
-        key=f"ep-{name}", help="More epochs come closer to the paper; each takes longer.",
+        key=f"ep-{name}", bind="query-params",
+        help="More epochs come closer to the paper; each takes longer.",
     )  # fmt: skip
-    seed = c2.number_input("Seed", 0, 1_000_000, p.config.seed, key=f"seed-{name}")
+    seed = c2.number_input(
+        "Seed", 0, 1_000_000, p.config.seed, key=f"seed-{name}", bind="query-params"
+    )
     with c3:
         device = _device_box("pdevice")
     overrides: dict = {}

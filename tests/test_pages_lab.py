@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from kdcore.presets import PRESETS
 from kdcore.store import Store
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
@@ -122,14 +123,16 @@ def test_lab_odd_url_params_fall_back(store_path):
     assert not at.exception and any("names no stored run" in c.value for c in at.caption)
 
 
-def test_lab_preset_mode_shows_paper_numbers(store_path):
+def test_lab_preset_mode_shows_every_preset(store_path):
     at = _page("lab.py")
     at.button_group(key="mode").set_value("Preset").run()
-    assert not at.exception, at.exception
     assert at.selectbox(key="preset").value == "hinton-mnist"
-    assert at.number_input(key="ep-hinton-mnist").value >= 1
-    assert any("Hinton" in c.value for c in at.caption)
-    assert not at.button[0].disabled  # Start is ready
+    for name, preset in PRESETS.items():
+        at.selectbox(key="preset").set_value(name).run()
+        assert not at.exception, (name, at.exception)
+        assert at.number_input(key=f"ep-{name}").value == preset.config.epochs
+        assert any(preset.source in c.value for c in at.caption)
+        assert not at.button[0].disabled  # Start is ready
 
 
 def _fake_run(store: Store, name: str, status: str, errors: int, method: str = "kd") -> int:
