@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from kdcore.data import DATASETS, DataUnavailable, load_dataset
+from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
 from kdcore.jobs import JobQueue, RunSpec
 from kdcore.lab import CustomConfig
 from kdcore.losses import METHODS
@@ -350,11 +350,11 @@ def show_run(queue: JobQueue, run: RunRecord) -> None:
 
 
 @st.cache_data(ttl=120, show_spinner="Looking for the data set...")
-def data_problem(name: str) -> str | None:
-    """None when the data set can be read locally, else the one-line reason (no download here:
-    the page must stay quick; a run may still download it in the background)."""
+def data_problem(name: str, folder: str) -> str | None:
+    """None when the data set can be read from ``folder``, else the one-line reason (no download
+    here: the page must stay quick; a run may still download it in the background)."""
     try:
-        load_dataset(name, "cpu", download=False)
+        load_dataset(name, "cpu", folder, download=False)
     except DataUnavailable as err:
         return str(err)
     return None
@@ -434,7 +434,7 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
         help="Also train the same student from the same seed on hard labels only: the fair "
         "comparison for the distilled one.",
     )
-    problem = data_problem(dataset) if dataset != "mnist" else None
+    problem = data_problem(dataset, str(default_data_dir())) if dataset != "mnist" else None
     cfg = CustomConfig(
         dataset=dataset, teacher=teacher, student=student, method=method, T=float(T),
         alpha=float(alpha), epochs=int(epochs), lr=float(lr), seed=int(seed),

@@ -191,3 +191,13 @@ def test_runs_page_empty_and_odd_params(store_path):
     at.query_params.update(status="nonsense", method="??")
     at.run()
     assert not at.exception and "No runs yet" in at.info[0].value
+
+
+def test_lab_missing_data_set_gives_one_line_and_no_start(store_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_DATA_DIR", str(tmp_path / "no-data-here"))
+    at = _page("lab.py")
+    at.selectbox(key="data").set_value("fashion-mnist").run()
+    assert not at.exception, at.exception
+    notice = at.warning[0].value
+    assert "fashion-mnist" in notice and "\n" not in notice
+    assert at.button[0].disabled  # Start
