@@ -137,7 +137,7 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
                 col=2,
             )
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 10, "r": 10})
+    fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 50, "r": 10})
     return fig
 
 
