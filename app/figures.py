@@ -1,0 +1,351 @@
+"""Plotly figures for the response-based pages: one template, figure builders from numpy arrays.
+
+No Streamlit here, so the benchmark can build (and measure) the same figures the pages show.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from kdcore.analysis import TemperatureSweep, regime
+
+COLORS = {
+    "teacher": "#3b5bdb",  # the theme's primary colour
+    "top": "#3b5bdb",
+    "other": "#91a7ff",
+    "student": "#e8590c",
+    "ce": "#f59f00",
+    "kd": "#3b5bdb",
+    "uniform": "#868e96",
+    "muted": "#adb5bd",
+    "sharp": "rgba(59, 91, 219, 0.07)",
+    "soft": "rgba(232, 89, 12, 0.06)",
+}
+
+TEMPLATE = go.layout.Template(
+    layout=dict(
+        font=dict(family="Source Sans Pro, Helvetica, Arial, sans-serif", size=13, color="#1f2430"),
+        colorway=[COLORS["teacher"], COLORS["student"], COLORS["ce"], COLORS["uniform"]],
+        paper_bgcolor="#ffffff",
+        plot_bgcolor="#ffffff",
+        margin=dict(l=60, r=20, t=50, b=50),
+        xaxis=dict(gridcolor="#e9ecef", zerolinecolor="#ced4da", linecolor="#ced4da"),
+        yaxis=dict(
+            gridcolor="#e9ecef",
+            zerolinecolor="#ced4da",
+            linecolor="#ced4da",
+            exponentformat="power",
+        ),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, bgcolor="rgba(0,0,0,0)"),
+        hoverlabel=dict(font_size=12),
+        bargap=0.25,
+    )
+)
+
+
+def _fig(**layout) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(template=TEMPLATE, **layout)
+    return fig
+
+
+# ----------------------------------------------------------------------------- temperature
+
+
+def _summary(sweep: TemperatureSweep, i: int) -> str:
+    T, h = float(sweep.temps[i]), float(sweep.entropy[i])
+    return (
+        f"<b>T = {T:.2f}</b>: {regime(T, h / sweep.max_entropy)}<br>"
+        f"entropy {h:.2f} of log N = {sweep.max_entropy:.2f} nats · "
+        f"top class {sweep.top_prob[i]:.3f} · dark knowledge {sweep.dark_mass[i]:.3f}"
+    )
+
+
+def _bars(s: TemperatureSweep, i: int, log_y: bool) -> dict:
+    """Trace 0, the bars p_i(T), as a plain dict (frames are built from dicts: see below)."""
+    fmt = "%{y:.2e}" if log_y else "%{y:.3f}"
+    colors = [COLORS["top"] if k == s.top_class else COLORS["other"] for k in range(s.num_classes)]
+    return dict(
+        type="bar",
+        x=[str(c) for c in range(s.num_classes)],
+        y=s.probs[i],
+        xaxis="x",
+        yaxis="y",
+        marker=dict(color=colors),
+        name="p_i(T)",
+        showlegend=False,
+        hovertemplate=f"class %{{x}}: {fmt}<extra></extra>",
+    )
+
+
+def _markers(s: TemperatureSweep, i: int) -> dict:
+    """Trace 4: where the current T sits on the three curves."""
+    t = float(s.temps[i])
+    return dict(
+        type="scatter",
+        x=[t, t, t],
+        xaxis="x2",
+        yaxis="y2",
+        mode="markers",
+        showlegend=False,
+        y=[s.entropy[i] / s.max_entropy, s.top_prob[i], s.dark_mass[i]],
+        hoverinfo="skip",
+        marker=dict(
+            size=11,
+            color=[COLORS["uniform"], COLORS["top"], COLORS["student"]],
+            line=dict(width=2, color="white"),
+        ),
+    )
+
+
+def temperature_spec(grid: TemperatureSweep, log_y: bool = False, height: int = 560) -> dict:
+    """The temperature chart as a plain dict: layout, curves and one animation frame per grid T.
+
+    Traces: 0 bars, 1-3 static curves (entropy / log N, top prob, dark mass), 4 moving markers.
+    Plotly's own slider switches frames in the browser while it is dragged, with no round trip
+    to Python. This is the expensive part (about 0.3 s), so pages cache it per logit vector and
+    open it at the exact T with :func:`temperature_figure`.
+    """
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.58, 0.42],
+        horizontal_spacing=0.08,
+        subplot_titles=("p_i(T): the soft targets", "as T grows"),
+    )
+    fig.update_layout(template=TEMPLATE, height=height, showlegend=True)
+    fig.add_trace(_bars(grid, 0, log_y))
+    curves = (
+        ("entropy / log N", grid.entropy / grid.max_entropy, COLORS["uniform"]),
+        ("top-class probability", grid.top_prob, COLORS["top"]),
+        ("dark knowledge (1 - top)", grid.dark_mass, COLORS["student"]),
+    )
+    for name, y, color in curves:
+        fig.add_trace(
+            go.Scatter(
+                x=grid.temps,
+                y=y,
+                name=name,
+                mode="lines",
+                line=dict(color=color, width=2),
+                hovertemplate="T=%{x:.2f}: %{y:.3f}<extra>" + name + "</extra>",
+            ),
+            row=1,
+            col=2,
+        )
+    fig.add_trace(_markers(grid, 0))
+
+    t_lo, t_hi = float(grid.temps[0]), float(grid.temps[-1])
+    fig.add_vrect(x0=t_lo, x1=1, fillcolor=COLORS["sharp"], line_width=0, row=1, col=2)
+    fig.add_vrect(x0=1, x1=t_hi, fillcolor=COLORS["soft"], line_width=0, row=1, col=2)
+    fig.add_vline(x=1, line=dict(color=COLORS["muted"], dash="dot"), row=1, col=2)
+    for x, text in ((math.sqrt(t_lo), "sharper"), (math.sqrt(t_hi), "softer → uniform")):
+        fig.add_annotation(
+            x=math.log10(x),
+            y=1.04,
+            text=text,
+            showarrow=False,
+            xref="x2",
+            yref="y2",
+            font=dict(size=11, color="#495057"),
+        )
+    if log_y:
+        fig.update_yaxes(type="log", range=[-12, 0.05], title_text="probability", row=1, col=1)
+    else:
+        fig.update_yaxes(range=[0, 1.02], title_text="probability", row=1, col=1)
+    fig.update_xaxes(title_text="class", type="category", row=1, col=1)
+    fig.update_xaxes(type="log", title_text="temperature T", row=1, col=2)
+    fig.update_yaxes(range=[-0.02, 1.1], row=1, col=2)
+    names = [f"{t:.3g}" for t in grid.temps]
+    step_args = dict(
+        mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0)
+    )
+    fig.update_layout(
+        title=dict(text=_summary(grid, 0), x=0, font=dict(size=14)),
+        margin=dict(l=60, r=20, t=100, b=190),
+        legend=dict(y=-0.6, yanchor="top"),
+        sliders=[
+            dict(
+                active=0,
+                x=0,
+                len=1.0,
+                y=-0.2,
+                yanchor="top",
+                pad=dict(t=30, b=0),
+                currentvalue=dict(prefix="drag T = ", font=dict(size=14, color="#1f2430")),
+                ticklen=3,
+                font=dict(
+                    size=10, color="rgba(0,0,0,0)"
+                ),  # 100 step labels would overlap: hide them
+                steps=[dict(label=n, method="animate", args=[[n], step_args]) for n in names],
+            )
+        ],
+    )
+    spec = fig.to_dict()
+    # A frame carries only what changes (Plotly merges it into traces 0 and 4), as plain dicts:
+    # validating 100 full traces again on every T would cost more than the rest of the page.
+    spec["frames"] = [
+        dict(
+            name=names[i],
+            traces=[0, 4],
+            layout=dict(title=dict(text=_summary(grid, i))),
+            data=[
+                dict(type="bar", y=grid.probs[i]),
+                dict(type="scatter", x=[grid.temps[i]] * 3, y=_markers(grid, i)["y"]),
+            ],
+        )
+        for i in range(len(names))
+    ]
+    return spec
+
+
+def temperature_figure(spec: dict, exact: TemperatureSweep, log_y: bool = False) -> go.Figure:
+    """The chart of :func:`temperature_spec` opened at the exact T of ``exact`` (one row).
+
+    The exact T gets its own frame and slider step, in order, so the slider starts where the
+    Streamlit control says. Builds new top-level containers and never mutates ``spec``, which
+    pages share across users.
+    """
+    T = float(exact.temps[0])
+    name = f"{T:.3g}"
+    steps = spec["layout"]["sliders"][0]["steps"]
+    frames = spec["frames"]
+    names = [s["label"] for s in steps]
+    if name in names:  # the grid already has (nearly) this T
+        active = names.index(name)
+    else:
+        temps = np.array([float(f["data"][1]["x"][0]) for f in frames])
+        active = int(np.searchsorted(temps, T))
+        step = {**steps[0], "label": name, "args": [[name], steps[0]["args"][1]]}
+        steps = [*steps[:active], step, *steps[active:]]
+        own = dict(
+            name=name,
+            traces=[0, 4],
+            layout=dict(title=dict(text=_summary(exact, 0))),
+            data=[
+                dict(type="bar", y=exact.probs[0]),
+                dict(type="scatter", x=[T] * 3, y=_markers(exact, 0)["y"]),
+            ],
+        )
+        frames = [*frames, own]
+    data = list(spec["data"])
+    data[0], data[4] = _bars(exact, 0, log_y), _markers(exact, 0)
+    layout = dict(spec["layout"])
+    layout["title"] = {**layout["title"], "text": _summary(exact, 0)}
+    layout["sliders"] = [{**layout["sliders"][0], "active": active, "steps": steps}]
+    return go.Figure(dict(data=data, layout=layout, frames=frames))
+
+
+def targets_figure(
+    hard: np.ndarray, smoothed: np.ndarray, teacher: np.ndarray, eps: float, T: float
+) -> go.Figure:
+    """Three training targets for one image: the one-hot label, the label-smoothed target (a
+    uniform teacher) and the real teacher's soft targets."""
+    fig = _fig(height=320, barmode="group", yaxis=dict(title="target probability", range=[0, 1.02]))
+    labels = [str(c) for c in range(len(hard))]
+    for y, name, color in (
+        (hard, "hard label (one-hot)", COLORS["muted"]),
+        (smoothed, f"label smoothing, ε = {eps:.2f} (uniform teacher)", COLORS["uniform"]),
+        (teacher, f"teacher at T = {T:.2f}", COLORS["teacher"]),
+    ):
+        fig.add_bar(
+            x=labels,
+            y=y,
+            name=name,
+            marker_color=color,
+            hovertemplate="class %{x}: %{y:.3f}<extra></extra>",
+        )
+    fig.update_xaxes(type="category", title="class")
+    return fig
+
+
+# ----------------------------------------------------------------------------- the KD loss
+
+
+def loss_mix_figure(
+    alphas: np.ndarray, ce: np.ndarray, kd: np.ndarray, alpha: float, T: float
+) -> go.Figure:
+    """Stacked bars of (1 - α) CE and α T² KL for a range of α; the chosen α is opaque."""
+    fig = _fig(
+        height=340,
+        barmode="stack",
+        xaxis=dict(title="α (weight of the teacher)"),
+        yaxis=dict(title="loss for this image"),
+    )
+    chosen = np.isclose(alphas, alpha)
+    opacity = np.where(chosen, 1.0, 0.35)
+    x = [f"{a:.2f}" for a in alphas]
+    fig.add_bar(
+        x=x, y=ce, name="(1 − α) · CE(y, q)", marker=dict(color=COLORS["ce"], opacity=opacity)
+    )
+    fig.add_bar(
+        x=x,
+        y=kd,
+        name=f"α · T² · KL(p‖q), T = {T:.2f}",
+        marker=dict(color=COLORS["kd"], opacity=opacity),
+    )
+    fig.update_xaxes(type="category")
+    return fig
+
+
+def gradient_figure(
+    temps: np.ndarray, with_t2: np.ndarray, without_t2: np.ndarray, T: float
+) -> go.Figure:
+    """‖∂L/∂z‖ across T on log-log axes, with a 1/T² guide through the plain-KL curve at T = 1."""
+    fig = _fig(
+        height=360,
+        xaxis=dict(type="log", title="temperature T"),
+        yaxis=dict(type="log", title="‖∂L/∂z‖ (student logits)"),
+    )
+    fig.add_scatter(
+        x=temps,
+        y=with_t2,
+        name="T² · KL (what kd_loss returns)",
+        mode="lines",
+        line=dict(color=COLORS["kd"], width=3),
+    )
+    fig.add_scatter(
+        x=temps,
+        y=without_t2,
+        name="KL alone",
+        mode="lines",
+        line=dict(color=COLORS["student"], width=3),
+    )
+    # The 1/T² guide runs through the plain-KL curve at the largest T, where the §2.1 limit holds.
+    guide = without_t2[-1] * (temps / temps[-1]) ** -2.0
+    high = temps >= 1
+    fig.add_scatter(
+        x=temps[high],
+        y=guide[high],
+        name="∝ 1/T²",
+        mode="lines",
+        line=dict(color=COLORS["muted"], dash="dot"),
+    )
+    fig.add_vline(x=T, line=dict(color="#495057", dash="dash"))
+    # Below T ~ 0.5 both softmaxes are one-hot and the gradients vanish; do not let that
+    # underflow stretch the axis over twenty decades.
+    shown = temps >= 0.5
+    lo = max(float(min(without_t2[shown].min(), with_t2[shown].min())) / 3, 1e-12)
+    fig.update_yaxes(range=[math.log10(lo), math.log10(float(with_t2.max()) * 3)])
+    return fig
+
+
+def limit_figure(temps: np.ndarray, t2_kl: np.ndarray, limit: float, T: float) -> go.Figure:
+    """T² KL on zero-mean logits converging to ‖z − v‖² / (2N) as T grows."""
+    fig = _fig(height=360, xaxis=dict(type="log", title="temperature T"), yaxis=dict(title="loss"))
+    fig.add_scatter(
+        x=temps, y=t2_kl, name="T² · KL(p‖q)", mode="lines", line=dict(color=COLORS["kd"], width=3)
+    )
+    fig.add_scatter(
+        x=[temps[0], temps[-1]],
+        y=[limit, limit],
+        name="‖z − v‖² / (2N)",
+        mode="lines",
+        line=dict(color=COLORS["student"], dash="dash", width=2),
+    )
+    fig.add_vline(x=T, line=dict(color="#495057", dash="dash"))
+    return fig

@@ -1,0 +1,310 @@
+"""Shared UI parts: the plot style, URL-bound controls, "show the real code", cached loaders.
+
+Pages import this module and :mod:`app.figures`; neither holds tensor maths (that is
+:mod:`kdcore.analysis`). The demo-model recipe lives here too, as plain functions without ``st``
+calls, so ``scripts/train_demo_models.py`` and the in-app fallback train exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+import torch
+
+from kdcore.checkpoint import CheckpointError, cache_dir, load_model, save_model
+from kdcore.data import Dataset, load_mnist, per_class
+from kdcore.models import KDModel, build_model
+from kdcore.train import TrainConfig, fit, predict_logits
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = ROOT / "assets" / "models"
+MODELS_ENV = "KD_DEMO_MODELS"  # another folder of demo models, e.g. a corrupt one in tests
+
+# ----------------------------------------------------------------------------- demo models
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    role: str  # "teacher" or "student"; also the file stem under assets/models
+    arch: str
+    per_class: int  # training images per digit (MNIST has about 6,000 of each)
+    cfg: TrainConfig
+    quick_per_class: int  # the in-app stand-in when the file is missing: seconds of training
+
+
+DEMO_SPECS = (
+    # 784-300-300-10, about 98% test accuracy after 2 epochs: confident, and its mistakes rank
+    # the look-alike digits, which is all the temperature page needs.
+    DemoSpec("teacher", "mlp-300", 6000, TrainConfig(epochs=2, lr=0.1, seed=0), 300),
+    # 784-30-30-10 (Hinton et al. 2015 §3's smallest width) on 400 images a digit: a weak student
+    # whose logits differ visibly from the teacher's, so the KD loss is not close to zero.
+    DemoSpec("student", "mlp-30", 400, TrainConfig(epochs=2, lr=0.05, seed=1), 200),
+)
+
+
+def train_demo_model(spec: DemoSpec, data: Dataset, quick: bool = False) -> tuple[KDModel, dict]:
+    """Train one demo model on hard labels; returns (model in eval mode, metadata)."""
+    x, y = per_class(data.x_train, data.y_train, spec.quick_per_class if quick else spec.per_class)
+    cfg = replace(spec.cfg, epochs=1) if quick else spec.cfg
+    model = build_model(spec.arch, data.num_classes, data.image_shape)
+    result = fit(model, data.with_train(x, y), cfg)
+    if not result.ok:
+        raise RuntimeError(f"training the demo {spec.role} {result.status}: {result.message}")
+    meta = {
+        "role": spec.role,
+        "arch": spec.arch,
+        "train_images": len(y),
+        "epochs": cfg.epochs,
+        "quick": quick,
+        "test_accuracy": round(result.history[-1].test_accuracy, 4),
+        "seconds": round(result.seconds, 1),
+    }
+    return model.eval(), meta
+
+
+def models_dir() -> Path:
+    return Path(os.environ.get(MODELS_ENV) or MODELS_DIR)
+
+
+@dataclass(frozen=True)
+class Demo:
+    data: Dataset
+    teacher: KDModel
+    student: KDModel
+    meta: dict[str, dict]  # role -> metadata
+    teacher_logits: torch.Tensor  # (N_test, K)
+    student_logits: torch.Tensor  # (N_test, K)
+    by_digit: tuple[torch.Tensor, ...]  # test-set indices of each digit, in test-set order
+    notes: tuple[str, ...]  # one line per model that had to be trained here
+
+    @property
+    def per_digit(self) -> int:
+        """How many test images every digit has at least (for one index range across digits)."""
+        return min(len(ix) for ix in self.by_digit)
+
+
+def _load_or_train(spec: DemoSpec, folder: Path, data: Dataset) -> tuple[KDModel, dict, str]:
+    try:
+        model, meta = load_model(folder / f"{spec.role}.safetensors")
+        return model, meta, ""
+    except CheckpointError as err:
+        reason = str(err)
+    stand_in = cache_dir() / "demo" / f"{spec.role}-quick.safetensors"
+    try:  # a stand-in trained by an earlier process
+        model, meta = load_model(stand_in)
+        return model, meta, f"Demo {spec.role}: {reason}; using the quick stand-in trained earlier."
+    except CheckpointError:
+        pass
+    t0 = time.perf_counter()
+    model, meta = train_demo_model(spec, data, quick=True)
+    save_model(model, stand_in, spec.arch, data.num_classes, data.image_shape, meta)
+    return (
+        model,
+        meta,
+        (
+            f"Demo {spec.role}: {reason}; trained a quick stand-in in "
+            f"{time.perf_counter() - t0:.0f} s "
+            "(run scripts/train_demo_models.py for the real one)."
+        ),
+    )
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading MNIST and the demo models...")
+def load_demo(folder: str) -> Demo:
+    """MNIST, the demo teacher and student, and their logits on the whole test set."""
+    data = load_mnist()
+    teacher, t_meta, t_note = _load_or_train(DEMO_SPECS[0], Path(folder), data)
+    student, s_meta, s_note = _load_or_train(DEMO_SPECS[1], Path(folder), data)
+    by_digit = tuple(torch.nonzero(data.y_test == d).flatten() for d in range(data.num_classes))
+    return Demo(
+        data=data,
+        teacher=teacher,
+        student=student,
+        meta={"teacher": t_meta, "student": s_meta},
+        teacher_logits=predict_logits(teacher, data.x_test),
+        student_logits=predict_logits(student, data.x_test),
+        by_digit=by_digit,
+        notes=tuple(n for n in (t_note, s_note) if n),
+    )
+
+
+def demo() -> Demo:
+    """The cached demo bundle; shows a one-line notice for any model that had to be trained."""
+    bundle = load_demo(str(models_dir()))
+    for note in bundle.notes:
+        st.caption(f":material/info: {note}")
+    return bundle
+
+
+# ----------------------------------------------------------------------------- URL-bound controls
+
+
+def _notice(key: str, raw: str, default: Any) -> None:
+    """One short toast per bad value: the link still opens, with the default in its place."""
+    seen = st.session_state.setdefault("_url_notices", set())
+    if (key, raw) not in seen:
+        seen.add((key, raw))
+        st.toast(
+            f"Link value {key}={raw[:40]!r} not understood; using {default}.",
+            icon=":material/link_off:",
+        )
+
+
+def _check_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
+    raw = st.query_params.get(key)
+    if raw is not None and not ok(raw):
+        _notice(key, raw, default)
+
+
+def _float_ok(lo: float, hi: float) -> Callable[[str], bool]:
+    def ok(raw: str) -> bool:
+        try:
+            v = float(raw)
+        except ValueError:
+            return False
+        return math.isfinite(v) and lo <= v <= hi
+
+    return ok
+
+
+def _int_ok(lo: int, hi: int) -> Callable[[str], bool]:
+    def ok(raw: str) -> bool:
+        try:
+            return lo <= int(raw) <= hi
+        except ValueError:
+            return False
+
+    return ok
+
+
+def url_float(
+    label: str,
+    key: str,
+    lo: float,
+    hi: float,
+    default: float,
+    step: float,
+    slider: bool = False,
+    **kw,
+) -> float:
+    """A float control kept in the URL as ``?key=value``; bad values fall back with a toast."""
+    _check_url(key, _float_ok(lo, hi), default)
+    widget = st.slider if slider else st.number_input
+    return float(widget(label, lo, hi, default, step, key=key, bind="query-params", **kw))
+
+
+def url_int(label: str, key: str, lo: int, hi: int, default: int, **kw) -> int:
+    _check_url(key, _int_ok(lo, hi), default)
+    return int(st.number_input(label, lo, hi, default, 1, key=key, bind="query-params", **kw))
+
+
+def url_choice(
+    label: str,
+    options: Sequence,
+    key: str,
+    default: Any,
+    format_func: Callable[[Any], str] = str,
+    **kw,
+) -> Any:
+    """A one-of-several control (segmented buttons) kept in the URL by its label."""
+    labels = {format_func(o) for o in options}
+    _check_url(key, labels.__contains__, format_func(default))
+    value = st.segmented_control(
+        label,
+        options,
+        default=default,
+        required=True,
+        format_func=format_func,
+        key=key,
+        bind="query-params",
+        **kw,
+    )
+    return default if value is None else value
+
+
+def url_toggle(label: str, key: str, default: bool = False, **kw) -> bool:
+    _check_url(key, lambda raw: raw.lower() in ("true", "false"), default)
+    return bool(st.toggle(label, default, key=key, bind="query-params", **kw))
+
+
+def url_text(label: str, key: str, default: str, **kw) -> str:
+    """Free text kept in the URL; the caller parses it and calls :func:`fallback` if it cannot."""
+    return st.text_input(label, default, key=key, bind="query-params", **kw)
+
+
+def fallback(message: str) -> None:
+    st.caption(f":material/warning: {message}")
+
+
+# ----------------------------------------------------------------------------- the example picker
+
+
+@dataclass(frozen=True)
+class Example:
+    index: int  # position in the MNIST test set
+    digit: int
+    image: Any  # (H, W) uint8 array, upscaled for a crisp thumbnail
+
+
+def pick_example(bundle: Demo, default_digit: int = 2, default_k: int = 0) -> Example:
+    """Digit and index controls with a thumbnail; both kept in the URL (?digit=, ?idx=)."""
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    with left:
+        digit = url_choice("Digit", range(10), key="digit", default=default_digit)
+        k = url_int(
+            "Which one (index among the test images of this digit)",
+            "idx",
+            0,
+            bundle.per_digit - 1,
+            default_k,
+        )
+    index = int(bundle.by_digit[digit][k])
+    pixels = bundle.data.denormalise(bundle.data.x_test[index])[0]  # (H, W) in [0, 1]
+    image = (pixels.repeat_interleave(4, 0).repeat_interleave(4, 1) * 255).byte().numpy()
+    with right:
+        st.image(image, caption=f"test image #{index}", width=112)
+    return Example(index, digit, image)
+
+
+# ----------------------------------------------------------------------------- plots and code
+
+
+def plot(fig, **kw) -> None:
+    """Every chart goes through here: our template (not Streamlit's theme), no mode bar."""
+    st.plotly_chart(fig, theme=None, config={"displayModeBar": False}, **kw)
+
+
+def show_code(*objects: Any, title: str = "The real code") -> None:
+    """The source that actually runs (``inspect.getsource``): the page cannot drift from it."""
+    with st.expander(title, icon=":material/code:"):
+        for obj in objects:
+            st.caption(f"`{obj.__module__}.{obj.__qualname__}`")
+            st.code(inspect.getsource(obj), language="python")
+
+
+def page_link(slug: str, label: str | None = None) -> None:
+    """A link to another page of the app by its file, or "coming" when that page is not written.
+
+    Outside the router (a page run on its own, as in AppTest) no page is registered, so the link
+    degrades to a plain URL instead of failing.
+    """
+    from streamlit.errors import StreamlitAPIException
+
+    from app.catalog import available, page
+
+    info = page(slug)
+    if info is None or not available(slug):
+        st.caption(":material/schedule: coming")
+        return
+    try:
+        st.page_link(str(info.path), label=label or info.title, icon=info.icon)
+    except StreamlitAPIException:
+        st.markdown(f"[{label or info.title}](/{info.slug})")
