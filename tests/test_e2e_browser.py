@@ -1,0 +1,191 @@
+"""End to end in a real headless Chromium: the app as a user sees it.
+
+Starts ``streamlit run app/streamlit_app.py`` on a free port, visits every page listed in
+``app.catalog.PAGES`` whose file exists, checks that no exception box is shown, saves a screenshot
+of each under tests/artifacts/, and drags the temperature chart's own slider with the mouse to
+check that the bars move while the button is still held (no rerun involved).
+
+Needs Debian's chromium (``apt-get install chromium``) and Playwright for Python, launched with
+``executable_path`` (no browser download). Without them the test skips, unless
+``KD_REQUIRE_BROWSER=1`` (CI), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app.catalog import PAGES
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+PAGE_TIMEOUT_MS = 120_000  # the first visit loads MNIST and the demo models
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("KD_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (KD_REQUIRE_BROWSER=1, so this is an error)")
+    pytest.skip(f"{reason}; install it to run the browser test (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"no Chromium at {CHROMIUM}")
+    if importlib.util.find_spec("playwright") is None:
+        _unavailable("Playwright for Python is not installed")
+    port = _free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "streamlit.log", "w")  # noqa: SIM115 -- closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app/streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+    # Streamlit loads Plotly lazily: wait until every chart element holds a drawn plot.
+    page.wait_for_function(
+        """() => [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
+                 .every(el => el.querySelector('.main-svg'))""",
+        timeout=PAGE_TIMEOUT_MS,
+    )
+    page.wait_for_timeout(500)
+    return page
+
+
+@pytest.mark.parametrize("info", [p for p in PAGES if p.exists], ids=lambda p: p.slug)
+def test_every_page_renders_without_an_exception(browser, server, info):
+    page = open_page(browser, f"{server}/{info.slug}")
+    try:
+        errors = page.locator("[data-testid='stException']")
+        assert errors.count() == 0, errors.first.inner_text()
+        assert "Traceback" not in page.locator("[data-testid='stMain']").inner_text()
+        page.screenshot(path=str(ARTIFACTS / f"{info.slug}.png"))
+    finally:
+        page.close()
+
+
+def test_temperature_chart_moves_while_the_slider_is_dragged(browser, server):
+    page = open_page(browser, f"{server}/temperature")
+    try:
+        chart = page.locator(".js-plotly-plot").first
+        chart.scroll_into_view_if_needed()
+        bars = chart.locator("g.trace.bars").first.locator("path")
+        title = chart.locator(".gtitle")
+
+        def heights() -> list[float]:
+            return [round(b.bounding_box()["height"], 1) for b in bars.all()]
+
+        before, before_title = heights(), title.text_content()
+        assert len(before) == 10 and "T = 1.00" in before_title
+        grip = chart.locator(".slider-grip-rect").first.bounding_box()
+        rail = chart.locator(".slider-rail-rect").first.bounding_box()
+        y = grip["y"] + grip["height"] / 2
+        page.mouse.move(grip["x"] + grip["width"] / 2, y)
+        page.mouse.down()
+        page.mouse.move(rail["x"] + 0.8 * rail["width"], y, steps=15)
+        page.wait_for_timeout(300)
+        during, during_title = heights(), title.text_content()  # the button is still held
+        page.screenshot(path=str(ARTIFACTS / "temperature-dragging.png"))
+        page.mouse.up()
+        assert during != before, "the bars did not move while dragging"
+        assert max(during) < max(before)  # a higher T: the top bar shrinks, the others grow
+        assert during_title != before_title and "softer" in during_title
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
+
+
+def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, server):
+    page = open_page(browser, f"{server}/kd-loss?alpha=0.3&T=8&digit=5&idx=3")
+    try:
+        thumbs = page.locator("[data-testid='stSliderThumbValue']").all_inner_texts()
+        assert thumbs[:2] == ["0.30", "8.00"]
+        assert "alpha=0.3" in page.url and "digit=5" in page.url
+        page.screenshot(path=str(ARTIFACTS / "kd-loss-shared-link.png"))
+    finally:
+        page.close()
+    page = open_page(browser, f"{server}/temperature?T=hot&digit=x")
+    try:
+        toasts = page.locator("[data-testid='stToast']")
+        toasts.first.wait_for(timeout=10_000)
+        assert "not understood" in " ".join(toasts.all_inner_texts())
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
