@@ -243,11 +243,12 @@ def run_hinton_mnist(cfg: HintonMnistConfig, ctx: RunContext) -> dict:
 
 
 @dataclass(frozen=True)
-class HintonTeacherConfig:
-    """The teacher of Hinton, Vinyals & Dean (2015, §3), as hinton-mnist trains it by default.
+class HintonDemoConfig:
+    """What the demos below share: the teacher of Hinton, Vinyals & Dean (2015, §3) as
+    hinton-mnist trains it by default, and the students' optimiser settings.
 
-    The defaults are read from :class:`HintonMnistConfig` so the two never drift apart (a
-    different value would silently train a second teacher instead of loading the cached one).
+    The teacher's defaults are read from :class:`HintonMnistConfig` so the two never drift apart
+    (a different value would silently train a second teacher instead of loading the cached one).
     """
 
     teacher: str = HintonMnistConfig.teacher
@@ -257,9 +258,14 @@ class HintonTeacherConfig:
     batch_size: int = HintonMnistConfig.batch_size
     seed: int = HintonMnistConfig.seed
     dataset: str = HintonMnistConfig.dataset
+    # Students only. At lr 0.05 the T^2-scaled soft loss sometimes blows up in the first epoch
+    # (measured on the GPU: only-7-8 at T=20, alpha 0.7 and 1.0, the 300-unit student at T=12);
+    # clipping the global gradient norm at 3 or 10 removed every such failure and cut the
+    # errors of the runs that survived (e.g. 149 -> 130 for alpha 0.9 after 3 epochs).
+    grad_clip: float = 5.0
 
 
-def teacher_train_config(cfg: HintonTeacherConfig) -> TrainConfig:
+def teacher_train_config(cfg: HintonDemoConfig) -> TrainConfig:
     """The teacher's TrainConfig, field for field as run_hinton_mnist builds it, so that the
     cache keys agree."""
     return TrainConfig(
@@ -271,12 +277,18 @@ def teacher_train_config(cfg: HintonTeacherConfig) -> TrainConfig:
     )
 
 
-def _shared_teacher(ctx: RunContext, data: Dataset, cfg: HintonTeacherConfig) -> nn.Module:
+def _shared_teacher(ctx: RunContext, data: Dataset, cfg: HintonDemoConfig) -> nn.Module:
     return train_teacher(ctx, data, cfg.teacher, teacher_train_config(cfg))
 
 
-def _student_cfg(cfg: HintonTeacherConfig) -> TrainConfig:
-    return TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+def _student_cfg(cfg: HintonDemoConfig) -> TrainConfig:
+    return TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        grad_clip=cfg.grad_clip,
+    )
 
 
 def holdout(data: Dataset, n: int, seed: int) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
@@ -359,7 +371,7 @@ def _bias_demo(
 
 
 @dataclass(frozen=True)
-class Omitted3Config(HintonTeacherConfig):
+class Omitted3Config(HintonDemoConfig):
     """Hinton, Vinyals & Dean (2015, §3): distil the 800-800 net on a transfer set with no 3s."""
 
     epochs: int = 8  # of the student; the paper trained far longer
@@ -404,7 +416,7 @@ def run_omitted_3(cfg: Omitted3Config, ctx: RunContext) -> dict:
 
 
 @dataclass(frozen=True)
-class Only78Config(HintonTeacherConfig):
+class Only78Config(HintonDemoConfig):
     """Hinton, Vinyals & Dean (2015, §3): distil the 800-800 net on only the 7s and 8s."""
 
     # The transfer set is a fifth of MNIST, so 30 epochs take about as many steps as 6 on the
@@ -456,7 +468,7 @@ def _add_point(ctx: RunContext, sweep: dict, student: str, name: str) -> None:
 
 
 @dataclass(frozen=True)
-class TemperatureSweepConfig(HintonTeacherConfig):
+class TemperatureSweepConfig(HintonDemoConfig):
     """Hinton, Vinyals & Dean (2015, §3): the best temperature depends on the student's size."""
 
     epochs: int = 3  # per student; the sweep trains len(students) x len(temperatures) of them
@@ -489,7 +501,7 @@ def run_temperature_sweep(cfg: TemperatureSweepConfig, ctx: RunContext) -> dict:
 
 
 @dataclass(frozen=True)
-class AlphaSweepConfig(HintonTeacherConfig):
+class AlphaSweepConfig(HintonDemoConfig):
     """The weight of the soft term against the hard labels, at the paper's T=20."""
 
     epochs: int = 3  # per student
@@ -515,6 +527,12 @@ def run_alpha_sweep(cfg: AlphaSweepConfig, ctx: RunContext) -> dict:
 
 
 # ----------------------------------------------------------------------------- the table
+
+# Shared by the demos' "differences": the one training change the paper did not make.
+_STUDENT_NOTE = (
+    "Students clip the gradient norm at 5: without it, the soft loss at lr 0.05 blew up in "
+    "some runs (only-7-8, alpha 0.7 and 1.0, T=12)."
+)
 
 PRESETS: dict[str, Preset] = {}
 
@@ -573,7 +591,10 @@ register(
         "same, so it is an optimistic figure; `validation` instead picks the bias on 5,000 "
         "held-out training images the student never saw and reports the test errors at that "
         "bias. Holding them out leaves the student 5,000 fewer transfer images than the paper's. "
-        "The loss keeps a 10% hard-label term (no label is ever 3), as in hinton-mnist.",
+        "The loss keeps a 10% hard-label term (no label is ever 3), as in hinton-mnist. "
+        "Our student misses far fewer 3s before the shift than the paper's, so it needs a "
+        "smaller one; the paper gives no training details for this run, and we have not "
+        "established what accounts for the gap. " + _STUDENT_NOTE,
     )
 )
 
@@ -602,7 +623,10 @@ register(
         "the ~11,000 7s and 8s (about as many steps as 6 epochs of MNIST). As for omitted-3, "
         "`bias` is chosen on the test set like the paper's -7.6, and `validation` chooses it "
         "on 5,000 held-out training images instead. The 10% hard-label term only ever sees "
-        "the labels 7 and 8, which is what drives those two biases up.",
+        "the labels 7 and 8, which pushes those two biases up. Our student errs far less "
+        "than the paper's before the shift (so a smaller shift is best); the paper gives no "
+        "training details for this run, and we have not established what accounts for the "
+        "gap. " + _STUDENT_NOTE,
     )
 )
 
@@ -629,7 +653,7 @@ register(
         differences="The paper gives no table for this, only the two statements quoted. Each "
         "student here trains 3 epochs (the paper trained to convergence), so differences of a "
         "few errors between temperatures are within seed-to-seed noise; raise `epochs` or "
-        "change `seed` to see which trends hold.",
+        "change `seed` to see which trends hold. " + _STUDENT_NOTE,
     )
 )
 
@@ -652,7 +676,8 @@ register(
         runner=run_alpha_sweep,
         differences="The paper reports no numbers for this sweep, only the statement quoted, "
         "so there is nothing to match point by point. Each student trains 3 epochs here; the "
-        "soft term is multiplied by T^2 as the paper prescribes, so alpha is a true share.",
+        "soft term is multiplied by T^2 as the paper prescribes, so alpha is a true share. "
+        + _STUDENT_NOTE,
     )
 )
 
