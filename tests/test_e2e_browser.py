@@ -175,8 +175,11 @@ def test_temperature_chart_moves_while_the_slider_is_dragged(browser, server):
 def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, server):
     page = open_page(browser, f"{server}/kd-loss?alpha=0.3&T=8&digit=5&idx=3")
     try:
-        thumbs = page.locator("[data-testid='stSliderThumbValue']").all_inner_texts()
-        assert thumbs[:2] == ["0.30", "8.00"]
+        from playwright.sync_api import expect
+
+        # The two sliders (alpha, T) show the values from the link; retried while they mount.
+        thumbs = page.locator("[data-testid='stSliderThumbValue']")
+        expect(thumbs).to_have_text(["0.30", "8.00"], timeout=15_000)
         assert "alpha=0.3" in page.url and "digit=5" in page.url
         page.screenshot(path=str(ARTIFACTS / "kd-loss-shared-link.png"))
     finally:
