@@ -189,3 +189,27 @@ def test_missing_or_corrupt_models_are_replaced_with_a_notice(tmp_path, monkeypa
     assert "teacher" in notes[0] and "not a readable safetensors" in notes[0]
     assert "student" in notes[1] and "no checkpoint" in notes[1]
     assert len(figures(at)[0]["frames"]) == 100
+
+
+# ----------------------------------------------------------------------------- the shared chart
+
+
+def test_opening_the_chart_at_an_exact_t_leaves_the_shared_frames_alone():
+    import torch
+
+    from app.figures import temperature_figure, temperature_spec
+    from kdcore import analysis
+
+    z = torch.tensor([-4.7, 2.8, 16.4, 4.7, -4.2, -5.3, -5.5, 3.8, -0.9, -5.2])
+    spec = temperature_spec(analysis.temperature_sweep(z, analysis.temperature_grid()))
+    dump = lambda: json.dumps(spec, default=lambda a: a.tolist())  # noqa: E731
+    before = dump()
+    fig = temperature_figure(spec, analysis.temperature_sweep(z, np.array([3.0])))
+    slider = fig.layout.sliders[0]
+    assert slider.steps[slider.active].label == "3" and len(fig.frames) == 101
+    assert values(fig.to_dict()["data"][0]["y"]) == pytest.approx(
+        analysis.temperature_sweep(z, np.array([3.0])).probs[0]
+    )
+    fig = temperature_figure(spec, analysis.temperature_sweep(z, np.array([1.0])))
+    assert len(fig.frames) == 100  # T = 1 is on the grid: no extra frame
+    assert dump() == before  # the cached spec is shared by every user: never mutated
