@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES_DIR = ROOT / "pages"
+DEFAULT = "overview"  # the page shown at the app's root URL
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class PageInfo:
     @property
     def path(self) -> Path:
         return PAGES_DIR / self.file
+
+    @property
+    def url(self) -> str:
+        """The page's address under the app root. The default page lives at the root itself:
+        Streamlit gives it no path of its own, so "/overview" would be "page not found"."""
+        return "" if self.slug == DEFAULT else self.slug
 
     @property
     def exists(self) -> bool:

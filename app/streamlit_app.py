@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # so pages can import kdcore and app without installing them
     sys.path.insert(0, str(ROOT))
 
-from app.catalog import PAGES  # noqa: E402
+from app.catalog import DEFAULT, PAGES  # noqa: E402
 
 st.set_page_config(
     page_title="Knowledge distillation, explained", page_icon=":material/school:", layout="wide"
@@ -24,7 +24,7 @@ for info in PAGES:
                 title=info.title,
                 icon=info.icon,
                 url_path=info.slug,
-                default=info.slug == "overview",
+                default=info.slug == DEFAULT,
             )
         )
 st.navigation(groups).run()

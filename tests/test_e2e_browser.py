@@ -131,11 +131,12 @@ def open_page(browser, url: str):
 
 @pytest.mark.parametrize("info", [p for p in PAGES if p.exists], ids=lambda p: p.slug)
 def test_every_page_renders_without_an_exception(browser, server, info):
-    page = open_page(browser, f"{server}/{info.slug}")
+    page = open_page(browser, f"{server}/{info.url}")
     try:
         errors = page.locator("[data-testid='stException']")
         assert errors.count() == 0, errors.first.inner_text()
         assert "Traceback" not in page.locator("[data-testid='stMain']").inner_text()
+        assert "Page not found" not in page.locator("body").inner_text()
         page.screenshot(path=str(ARTIFACTS / f"{info.slug}.png"))
     finally:
         page.close()
