@@ -172,10 +172,11 @@ def _run_stored(args: argparse.Namespace) -> dict | None:
         use_cache=not args.no_cache,
         data_dir=args.data_dir,
     )
-    print(f"run #{run_id} stored in {store.path}", file=sys.stderr)
-    if result is None:
+    if result is None:  # one line, like every other user-fixable error
         run = store.get(run_id)
         print(f"error: {run.message if run else 'the run failed'}", file=sys.stderr)
+    else:
+        print(f"run #{run_id} stored in {store.path}", file=sys.stderr)
     return result
 
 
