@@ -150,10 +150,6 @@ def test_missing_cifar_folder_without_the_store(env, tmp_path):
     assert_names_cifar_folder(line, folder)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._run_stored prints 'run #N stored in ...' on stderr before the error line",
-)
 def test_missing_cifar_folder(env, tmp_path):
     folder = tmp_path / "nonexistent"
     out = kdcore(env, *CIFAR_ARGS, "--data-dir", str(folder))
