@@ -12,6 +12,9 @@ and testable outside a page; only :func:`show_result` talks to Streamlit.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -22,6 +25,7 @@ from kdcore.presets import PRESETS
 PAPER_COLOUR = "#7f7f7f"
 BEST_COLOUR = "#d62728"
 VAL_COLOUR = "#2ca02c"
+LINE_COLOUR = "#1f77b4"
 
 
 def results_table(result: dict) -> pd.DataFrame:
@@ -44,9 +48,12 @@ def results_table(result: dict) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows)
-    if not frame.empty:  # nullable integers: a missing paper figure shows blank, not NaN
-        frame["paper errors"] = frame["paper errors"].astype("Int64")
-    return frame
+    if frame.empty:
+        return frame
+    frame["paper errors"] = frame["paper errors"].astype("Int64")  # blanks stay blank
+    # A paper column with no figure at all (the sweeps give none per model) is only noise.
+    empty = [c for c in ("paper errors", "paper error %") if frame[c].isna().all()]
+    return frame.drop(columns=empty)
 
 
 # ----------------------------------------------------------------------------- bias adjustment
@@ -78,13 +85,14 @@ def bias_table(adj: dict, paper_adj: dict | None) -> pd.DataFrame:
     val = adj.get("validation")
     columns: dict[str, list] = {
         "": [row for row, _, _ in keys],
-        "ours, bias chosen on test": [adj.get(key) for _, key, _ in keys],
+        "ours: best on test": [adj.get(key) for _, key, _ in keys],
     }
     if val:
-        col = f"ours, bias chosen on {val['n']:,} held-out training images"
-        columns[col] = [val.get(vkey) if vkey else adj.get(key) for _, key, vkey in keys]
+        columns["ours: chosen on held-out"] = [
+            val.get(vkey) if vkey else adj.get(key) for _, key, vkey in keys
+        ]
     if paper_adj:
-        columns["paper, bias chosen on test"] = [paper_adj.get(key) for _, key, _ in keys]
+        columns["paper: best on test"] = [paper_adj.get(key) for _, key, _ in keys]
     # A column mixes counts and percentages: show them as text so nothing is rounded away.
     for name, values in columns.items():
         if name:
@@ -172,7 +180,14 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
         errs = sweep["errors"][student]
         xs = sweep["values"][: len(errs)]  # a cancelled sweep has fewer points than values
         fig.add_trace(
-            go.Scatter(x=xs, y=errs, mode="lines+markers", name=student, showlegend=False),
+            go.Scatter(
+                x=xs,
+                y=errs,
+                mode="lines+markers",
+                name=student,
+                showlegend=False,
+                line={"color": LINE_COLOUR},
+            ),
             row=1,
             col=col,
         )
@@ -192,7 +207,13 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
         base = sweep.get("baseline_errors", {}).get(student)
         if base is not None:
             fig.add_hline(y=base, line={"color": PAPER_COLOUR, "dash": "dot"}, row=1, col=col)
-        fig.update_xaxes(title_text=param, type="log" if is_t else "linear", row=1, col=col)
+        fig.update_xaxes(
+            title_text=param,
+            type="log" if is_t else "linear",
+            tickvals=sweep["values"],  # label the values tried, not log decades
+            row=1,
+            col=col,
+        )
     if sweep.get("baseline_errors"):
         _legend_entry(fig, "same student, hard labels only", PAPER_COLOUR, "dot")
     if is_t and "best_T_range_30_units" in paper:
@@ -247,8 +268,23 @@ def curves_figure(history: dict[str, list[dict]]) -> go.Figure:
 # ----------------------------------------------------------------------------- the view
 
 
-def show_result(result: dict) -> None:
-    """Render one preset result (as returned by ``kdcore.presets.run_preset``)."""
+def _key(result: dict) -> str:
+    """A stable widget-key prefix for one result, so a page may show several results (the lab
+    lists runs) without Streamlit finding two identical charts."""
+    ident = [result.get(k) for k in ("preset", "status", "seconds", "config", "device")]
+    return (
+        "pv-"
+        + hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    )
+
+
+def show_result(result: dict, key: str | None = None) -> None:
+    """Render one preset result (as returned by ``kdcore.presets.run_preset``).
+
+    ``key`` prefixes the charts' keys; by default it is derived from the result, which is
+    enough unless the same result is shown twice on one page.
+    """
+    key = key or _key(result)
     preset = PRESETS.get(result.get("preset", ""))
     paper = result.get("paper", {})
     status = result.get("status", "completed")
@@ -265,7 +301,7 @@ def show_result(result: dict) -> None:
     if table.empty:
         st.info("No model finished, so there is nothing to compare yet.")
     else:
-        st.dataframe(table, hide_index=True)
+        st.dataframe(table, hide_index=True, key=f"{key}-table")
     cap = f"Paper: {paper.get('source', 'not given')}. Ours on {result.get('device', '?')}"
     st.caption(f"{cap}, {result.get('seconds', 0):.0f} s in all.")
     for claim in paper.get("claims", []):
@@ -276,12 +312,16 @@ def show_result(result: dict) -> None:
     adj = result.get("bias_adjustment")
     if adj:
         st.markdown(f"#### Shifting the bias of {_logits_label(adj['classes'])}")
-        st.plotly_chart(bias_figure(adj, paper.get("bias_adjustment")))
-        st.dataframe(bias_table(adj, paper.get("bias_adjustment")), hide_index=True)
+        st.plotly_chart(bias_figure(adj, paper.get("bias_adjustment")), key=f"{key}-bias")
+        st.dataframe(
+            bias_table(adj, paper.get("bias_adjustment")), hide_index=True, key=f"{key}-biastable"
+        )
+        held = adj.get("validation", {}).get("n")
+        held = f"{held:,} " if held else ""
         st.caption(
-            "The paper, like the first column, picks the bias that does best on the test set "
-            "itself, which flatters the result. The held-out column picks it on training images "
-            "the student never saw, then reports the test errors at that bias."
+            "The paper, like our first column, picks the bias that does best on the test set "
+            f"itself, which flatters the result. The held-out column picks it on {held}training "
+            "images the student never saw, then reports the test errors at that bias."
         )
     ts = result.get("transfer_set")
     if ts:
@@ -292,11 +332,11 @@ def show_result(result: dict) -> None:
     if sweep:
         fixed = ", ".join(f"{k}={v:g}" for k, v in sweep.get("fixed", {}).items())
         st.markdown(f"#### Test errors against {sweep['parameter']} ({fixed})")
-        st.plotly_chart(sweep_figure(sweep, paper))
+        st.plotly_chart(sweep_figure(sweep, paper), key=f"{key}-sweep")
 
     history = {k: v for k, v in result.get("history", {}).items() if v}
     if history:
         with st.expander("Training curves per model", expanded=len(history) <= 4):
-            st.plotly_chart(curves_figure(history))
+            st.plotly_chart(curves_figure(history), key=f"{key}-curves")
     with st.expander("Configuration"):
         st.json(result.get("config", {}))

@@ -77,15 +77,20 @@ def test_bias_view_marks_the_best_bias_and_compares_with_the_paper(results):
     assert vlines == sorted([adj["bias"], adj["validation"]["bias"], 3.5] * 2)
 
     table = bias_table(adj, paper_adj)
-    assert "paper, bias chosen on test" in table.columns
-    row = dict(zip(table[""], table["paper, bias chosen on test"], strict=True))
+    assert list(table.columns) == [
+        "",
+        "ours: best on test",
+        "ours: chosen on held-out",
+        "paper: best on test",
+    ]
+    row = dict(zip(table[""], table["paper: best on test"], strict=True))
     assert row["bias added"] == "3.5" and row["errors on 3s after"] == "14"
-    ours = dict(zip(table[""], table["ours, bias chosen on test"], strict=True))
+    ours = dict(zip(table[""], table["ours: best on test"], strict=True))
     assert ours["test errors after"] == str(adj["errors_after"])
 
     at = render(result)
     tables = [d.value for d in at.dataframe]
-    assert len(tables) == 2 and "ours, bias chosen on test" in tables[1].columns
+    assert len(tables) == 2 and "ours: best on test" in tables[1].columns
 
 
 def test_lowering_biases_is_drawn_against_the_reduction(results):
@@ -117,6 +122,7 @@ def test_sweep_figure_has_one_panel_per_student_and_the_papers_band(results):
 def test_results_table_leaves_missing_paper_numbers_blank(results):
     table = results_table(results["temperature-sweep"])
     assert table["paper errors"].isna().sum() == len(table) - 1  # only the teacher has one
+    assert "paper error %" not in table.columns  # no percentages in this paper entry at all
     pct = results_table(results["only-7-8"]).set_index("model")["paper error %"]
     assert pct["student_78"] == 47.3
 
@@ -148,3 +154,19 @@ def test_a_cancelled_run_shows_a_warning_and_what_finished(tmp_path):
     assert "cancelled" in at.warning[0].value
     assert list(at.dataframe[0].value["model"]) == ["teacher", "mlp-30 alpha=0"]
     assert len(at.get("plotly_chart")) == 2  # the one-point sweep and the curves
+
+
+def two_results(a: dict, b: dict) -> None:
+    from app.preset_views import show_result
+
+    show_result(a)
+    show_result(b)
+    show_result(a, key="again")  # the same result twice needs its own key
+
+
+def test_several_results_on_one_page(results):
+    at = AppTest.from_function(
+        two_results, args=(results["omitted-3"], results["only-7-8"]), default_timeout=60
+    ).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 2 * 3
