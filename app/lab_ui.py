@@ -400,7 +400,7 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
     )
     method = method or d.method
     soft = METHODS[method].uses_teacher
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     T = c1.number_input(
         "Temperature T", 0.5, 100.0, d.T, 0.5, key="T", bind="query-params", disabled=not soft
     )
@@ -408,13 +408,17 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
         "α (weight of the teacher's term)", 0.0, 1.0, d.alpha, 0.05, key="alpha",
         bind="query-params", disabled=not soft,
     )  # fmt: skip
-    epochs = c3.number_input(
-        "Epochs per model", 1, 500, d.epochs, key="epochs", bind="query-params"
-    )
-    lr = c4.number_input(
+    teacher_epochs = c3.number_input(
+        "Teacher epochs", 1, 500, d.teacher_epochs, key="teacher_epochs", bind="query-params",
+        disabled=not soft,
+        help="Trained once and cached: with the default teacher and settings, the teacher of the "
+        "Hinton presets is loaded instead of trained.",
+    )  # fmt: skip
+    epochs = c4.number_input("Student epochs", 1, 500, d.epochs, key="epochs", bind="query-params")
+    lr = c5.number_input(
         "Learning rate", 1e-4, 1000.0, d.lr, 0.01, format="%.4f", key="lr", bind="query-params"
     )
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     seed = c1.number_input("Seed", 0, 1_000_000, d.seed, key="seed", bind="query-params")
     sizes = [0, 1000, 500, 100, 20]
     per = c2.selectbox(
@@ -426,7 +430,12 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
     )
     with c3:
         device = _device_box("device")
-    baseline = c4.toggle(
+    clip = c4.number_input(
+        "Gradient clipping", 0.0, 1000.0, d.grad_clip, 1.0, key="grad_clip", bind="query-params",
+        help="Largest global gradient norm of the students' steps; 0 turns clipping off. The "
+        "T²-scaled soft loss can blow up at lr 0.05 without it.",
+    )  # fmt: skip
+    baseline = c5.toggle(
         "Hard-label baseline",
         d.baseline,
         key="baseline",
@@ -438,6 +447,7 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
     cfg = CustomConfig(
         dataset=dataset, teacher=teacher, student=student, method=method, T=float(T),
         alpha=float(alpha), epochs=int(epochs), lr=float(lr), seed=int(seed),
+        teacher_epochs=int(teacher_epochs), grad_clip=float(clip),
         per_class=int(per), baseline=bool(baseline),
     )  # fmt: skip
     try:

@@ -15,7 +15,7 @@ from torch import nn
 from .data import load_dataset, per_class
 from .losses import METHODS
 from .models import build_model
-from .presets import RunContext, Stopped, train_student, train_teacher
+from .presets import HintonMnistConfig, RunContext, Stopped, train_student, train_teacher
 from .train import TrainConfig, predict_logits
 
 
@@ -27,10 +27,15 @@ class CustomConfig:
     method: str = "kd"  # a key of kdcore.losses.METHODS
     T: float = 4.0  # temperature of the soft targets
     alpha: float = 0.9  # weight of the teacher's term; (1 - alpha) goes to the hard labels
-    epochs: int = 3  # per model
+    epochs: int = 3  # per student
     lr: float = 0.05
     batch_size: int = 128
     seed: int = 0
+    # The teacher trains as hinton-mnist's does (same epochs, jitter, lr, batch and seed), so with
+    # the default architecture the teacher cached by any Hinton preset is loaded, not retrained.
+    teacher_epochs: int = HintonMnistConfig.epochs
+    teacher_shift: int = HintonMnistConfig.teacher_shift  # pixels of input jitter
+    grad_clip: float = HintonMnistConfig.grad_clip  # students only; see HintonMnistConfig
     per_class: int = 0  # training images per class, for quick runs; 0 = the whole training set
     baseline: bool = True  # also train the student on hard labels, from the same seed
 
@@ -40,7 +45,7 @@ class CustomConfig:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         for arch in (self.teacher, self.student):
             build_model(arch)  # raises ValueError naming the choices
-        if self.epochs < 1:
+        if self.epochs < 1 or self.teacher_epochs < 1:
             raise ValueError("epochs must be at least 1")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], not {self.alpha}")
@@ -88,7 +93,21 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
         data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
         if cfg.per_class:
             data = data.with_train(*per_class(data.x_train, data.y_train, cfg.per_class, cfg.seed))
-        base = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+        base = TrainConfig(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed,
+            grad_clip=cfg.grad_clip,
+        )
+        # Field for field what run_hinton_mnist gives its teacher, so the cache keys agree.
+        teacher_cfg = TrainConfig(
+            epochs=cfg.teacher_epochs,
+            batch_size=HintonMnistConfig.batch_size,
+            lr=HintonMnistConfig.lr,
+            seed=cfg.seed,
+            augment_shift=cfg.teacher_shift,
+        )
 
         def kept(name: str, arch: str, model: nn.Module) -> nn.Module:
             keep[name] = Trained(arch, model, data.num_classes, data.image_shape)
@@ -96,7 +115,9 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
 
         teacher = t_logits = None
         if "teacher" in names:
-            teacher = kept("teacher", cfg.teacher, train_teacher(ctx, data, cfg.teacher, base))
+            teacher = kept(
+                "teacher", cfg.teacher, train_teacher(ctx, data, cfg.teacher, teacher_cfg)
+            )
             t_logits = predict_logits(teacher, data.x_train)
         for name in names[1:] if teacher is not None else names:
             method = name.removeprefix("student_")

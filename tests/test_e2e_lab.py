@@ -33,7 +33,7 @@ ARGS = [
     "--no-first-run",
 ]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-TINY = "teacher=mlp-100&per_class=20&epochs=2&seed=11"
+TINY = "teacher=mlp-100&per_class=20&epochs=2&teacher_epochs=1&seed=11"
 
 
 def _need(ok: bool, reason: str) -> None:

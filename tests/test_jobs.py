@@ -13,7 +13,7 @@ from kdcore.jobs import JobQueue, QueueFull, RunSpec
 from kdcore.lab import CustomConfig
 from kdcore.store import Store
 
-TINY = CustomConfig(teacher="mlp-100", student="mlp-30", epochs=1, per_class=20)
+TINY = CustomConfig(teacher="mlp-100", student="mlp-30", epochs=1, teacher_epochs=1, per_class=20)
 RESULT_KEYS = {"preset", "status", "message", "config", "device", "history", "models", "paper"}
 
 
@@ -75,7 +75,9 @@ def test_cancel_keeps_partial_history(queue):
 
 
 def test_diverging_run_fails_with_one_line(queue):
-    run_id = queue.submit(RunSpec.custom(TINY, device="cpu", method="hard", lr=1e6, epochs=3))
+    run_id = queue.submit(
+        RunSpec.custom(TINY, device="cpu", method="hard", lr=1e6, epochs=3, grad_clip=0.0)
+    )
     run = queue.wait(run_id, timeout=60)
     assert run.status == "failed"
     assert "diverged" in run.message and "\n" not in run.message
@@ -138,6 +140,7 @@ def test_cli_runs_land_in_the_store(tmp_path, capsys):
     path = str(tmp_path / "cli.sqlite")
     args = ["run", "custom", "--epochs", "1", "--device", "cpu", "--store", path]
     sets = ["--set", "per_class=20", "--set", "teacher=mlp-100", "--set", "baseline=false"]
+    sets += ["--set", "teacher_epochs=1"]
     assert cli.main(args + sets) == 0
     assert "student_kd" in capsys.readouterr().out
     assert cli.main(args + sets + ["--reuse"]) == 0
@@ -149,7 +152,7 @@ def test_cli_runs_land_in_the_store(tmp_path, capsys):
     assert "no runs in" in capsys.readouterr().out
     assert cli.main(["runs", "--store", path]) == 0
     assert "custom kd mlp-30" in capsys.readouterr().out
-    diverge = ["--set", "lr=1e6", "--set", "method=hard", "--epochs", "3"]
+    diverge = ["--set", "lr=1e6", "--set", "method=hard", "--set", "grad_clip=0", "--epochs", "3"]
     assert cli.main([*args, *sets, *diverge]) == 1
     assert "diverged" in capsys.readouterr().out
     assert cli.main(["runs", "--store", path, "--status", "failed"]) == 0

@@ -39,6 +39,7 @@ def _tiny(at: AppTest, epochs: int = 2, method: str | None = None) -> AppTest:
     at.selectbox(key="teacher").set_value("mlp-100")
     at.selectbox(key="per_class").set_value(20)
     at.number_input(key="epochs").set_value(epochs)
+    at.number_input(key="teacher_epochs").set_value(1)
     if method:
         at.button_group(key="method").set_value(method)
     return at.run()
@@ -102,7 +103,8 @@ def test_lab_cancel_keeps_partial_history(store_path):
 
 def test_lab_failed_run_shows_one_line(store_path):
     at = _tiny(_page("lab.py"), epochs=3, method="hard")
-    at.number_input(key="lr").set_value(1000.0).run()
+    at.number_input(key="lr").set_value(1000.0)
+    at.number_input(key="grad_clip").set_value(0.0).run()
     at.button[0].click().run()
     _until_done(at)
     assert "failed" in _header(at)
