@@ -94,14 +94,17 @@ def test_lab_run_in_the_browser(app):
         # The page keeps polling while the worker trains: the header flips by itself.
         page.get_by_text("· completed").first.wait_for(timeout=120_000)
         page.wait_for_selector(IDLE, timeout=60_000)
-        assert page.locator(".js-plotly-plot").count() >= 1  # the curves
+        # Streamlit loads Plotly lazily: wait for the curves to be drawn rather than count at once.
+        page.wait_for_selector(".js-plotly-plot", timeout=30_000)  # the curves
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(ARTIFACTS / "lab-run.png"), full_page=True)
 
         page.goto(f"{url}/runs")
         page.wait_for_selector(IDLE, timeout=60_000)
         page.get_by_text("#1 custom kd mlp-30").first.wait_for(timeout=30_000)
-        assert page.locator(".js-plotly-plot").count() >= 2  # overlay and errors
+        page.wait_for_function(  # overlay and errors
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=30_000
+        )
         assert page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         browser.close()
