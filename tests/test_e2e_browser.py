@@ -119,6 +119,12 @@ def open_page(browser, url: str):
     page.goto(url)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=PAGE_TIMEOUT_MS)
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+    # The first script run can start after the idle marker was first seen: wait until no
+    # placeholder of a not-yet-drawn widget is left, then for idle again.
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid^='stSkeleton']\")", timeout=PAGE_TIMEOUT_MS
+    )
+    page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
     # Streamlit loads Plotly lazily: wait until every chart element holds a drawn plot.
     page.wait_for_function(
         """() => [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
