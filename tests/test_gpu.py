@@ -1,0 +1,59 @@
+"""The CUDA path, where a GPU is present (skipped otherwise): data on the device, training,
+distillation with cached teacher logits, and agreement with the CPU."""
+
+import pytest
+import torch
+
+from kdcore.data import load_mnist, per_class
+from kdcore.distill import distill
+from kdcore.losses import distillation_loss
+from kdcore.models import build_model
+from kdcore.train import TrainConfig, fit, pick_device, predict_logits
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+
+
+def small(device):
+    data = load_mnist(device)
+    return data.with_train(*per_class(data.x_train, data.y_train, 200, seed=0))
+
+
+def test_auto_device_is_cuda():
+    assert pick_device("auto").type == "cuda"
+
+
+def test_data_lives_on_the_gpu():
+    data = load_mnist("cuda")
+    assert data.x_train.is_cuda and data.y_test.is_cuda and data.x_train.shape == (60000, 1, 28, 28)
+
+
+def test_training_and_distillation_on_cuda_learn():
+    data = small("cuda")
+    torch.manual_seed(0)
+    teacher = build_model("mlp-300").cuda()
+    res = fit(teacher, data, TrainConfig(epochs=3, lr=0.05, augment_shift=1))
+    assert res.ok and res.history[-1].test_accuracy > 0.85
+    torch.manual_seed(1)
+    student = build_model("mlp-30").cuda()
+    res = distill(student, teacher, data, TrainConfig(epochs=3, grad_clip=5.0), "kd", 4.0, 0.9)
+    assert res.ok and res.history[-1].test_accuracy > 0.6
+    assert next(student.parameters()).is_cuda
+
+
+def test_losses_agree_between_cpu_and_cuda():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(64, 10, generator=g) * 5, torch.randn(64, 10, generator=g) * 5
+    y = torch.randint(0, 10, (64,), generator=g)
+    for T in (0.5, 4.0, 20.0):
+        cpu = distillation_loss(s, t, y, T, 0.7)
+        gpu = distillation_loss(s.cuda(), t.cuda(), y.cuda(), T, 0.7)
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_logits_match_between_devices():
+    data = small("cpu")
+    torch.manual_seed(0)
+    model = build_model("mlp-100")
+    cpu = predict_logits(model, data.x_test[:512])
+    gpu = predict_logits(model.cuda(), data.x_test[:512].cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
