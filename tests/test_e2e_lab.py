@@ -6,76 +6,29 @@ Chromium or Playwright unless ``KD_REQUIRE_BROWSER=1``. Screenshots go to tests/
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from kdcore.store import Store
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    require_browser,
+    streamlit_server,
+)
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 TINY = "teacher=mlp-100&per_class=20&epochs=2&teacher_epochs=1&seed=11"
-
-
-def _need(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if os.environ.get("KD_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (KD_REQUIRE_BROWSER=1)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    _need(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}")
-    _need(importlib.util.find_spec("playwright") is not None, "Playwright is not installed")
+    require_browser()
     store = tmp_path_factory.mktemp("lab-e2e") / "runs.sqlite"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / "streamlit-lab.log", "w")  # noqa: SIM115 -- closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
-         "--server.headless", "true", "--server.port", str(port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "KD_STORE": str(store)},
-    )  # fmt: skip
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the app did not start"
-            time.sleep(0.3)
+    with streamlit_server("streamlit-lab.log", {"KD_STORE": str(store)}) as url:
         yield url, store
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def test_lab_run_in_the_browser(app):
@@ -83,7 +36,7 @@ def test_lab_run_in_the_browser(app):
 
     url, store = app
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 1400})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
