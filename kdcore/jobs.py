@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -24,8 +25,8 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError
 from .data import DataUnavailable
-from .lab import CustomConfig, Trained, run_custom
-from .presets import PRESETS, Monitor, RunContext, run_preset
+from .lab import CustomConfig, run_custom
+from .presets import PRESETS, Monitor, RunContext, Trained, run_preset
 from .store import RunRecord, Store
 from .train import EpochRecord, Progress, pick_device
 
@@ -191,6 +192,7 @@ def _run(
         cancel=cancel,
         use_cache=use_cache,
         data_dir=data_dir,
+        trained=keep,
         **changes,
     )
 
@@ -237,10 +239,15 @@ def execute(
     except BaseException:  # Ctrl-C in the CLI: record it, then let it stop the process
         store.finish(run_id, "cancelled", "interrupted")
         raise
-    for name, t in keep.items():
-        meta = {"config": spec.config_dict(), "kind": spec.kind, "name": spec.name}
-        store.save_weights(run_id, name, t.model, t.arch, t.num_classes, t.in_shape, meta)
-    store.finish(run_id, result["status"], result.get("message", ""), result)
+    message = result.get("message", "")
+    try:
+        for name, t in keep.items():
+            meta = {"config": spec.config_dict(), "kind": spec.kind, "name": spec.name}
+            file_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]  # "mlp-30 T=4" -> "mlp-30_T_4"
+            store.save_weights(run_id, file_name, t.model, t.arch, t.num_classes, t.in_shape, meta)
+    except (OSError, CheckpointError) as err:  # the results stand even if weights cannot be kept
+        message = f"{message} (weights not saved: {one_line(err)})".strip()
+    store.finish(run_id, result["status"], message, result)
     return run_id, result
 
 

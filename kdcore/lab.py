@@ -10,12 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from torch import nn
-
 from .data import load_dataset, per_class
 from .losses import METHODS
 from .models import build_model
-from .presets import HintonMnistConfig, RunContext, Stopped, train_student, train_teacher
+from .presets import (
+    HintonMnistConfig,
+    RunContext,
+    Stopped,
+    Trained,
+    train_student,
+    train_teacher,
+)
 from .train import TrainConfig, predict_logits
 
 
@@ -67,16 +72,6 @@ class CustomConfig:
         return names
 
 
-@dataclass
-class Trained:
-    """A model the run produced, with what :func:`kdcore.checkpoint.save_model` needs."""
-
-    arch: str
-    model: nn.Module
-    num_classes: int
-    in_shape: tuple[int, int, int]
-
-
 def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | None = None) -> dict:
     """Train the models of ``cfg`` and return a preset-shaped result dict.
 
@@ -85,7 +80,8 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
     """
     cfg.check()
     t0 = time.perf_counter()
-    keep = {} if keep is None else keep
+    if keep is not None:
+        ctx.trained = keep  # train_teacher/train_student record each model there
     names = cfg.model_names
     ctx.count = len(names)
     status, message = "completed", ""
@@ -108,23 +104,15 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
             seed=cfg.seed,
             augment_shift=cfg.teacher_shift,
         )
-
-        def kept(name: str, arch: str, model: nn.Module) -> nn.Module:
-            keep[name] = Trained(arch, model, data.num_classes, data.image_shape)
-            return model
-
         teacher = t_logits = None
         if "teacher" in names:
-            teacher = kept(
-                "teacher", cfg.teacher, train_teacher(ctx, data, cfg.teacher, teacher_cfg)
-            )
+            teacher = train_teacher(ctx, data, cfg.teacher, teacher_cfg)
             t_logits = predict_logits(teacher, data.x_train)
         for name in names[1:] if teacher is not None else names:
             method = name.removeprefix("student_")
-            model = train_student(
+            train_student(
                 ctx, data, cfg.student, base, name, method, teacher, cfg.T, cfg.alpha, t_logits
             )
-            kept(name, cfg.student, model)
     except Stopped as stop:
         status, message = stop.result.status, f"{stop.name}: {stop.result.message}"
     return {

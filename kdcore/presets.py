@@ -50,6 +50,16 @@ class Monitor(Callback):
 
 
 @dataclass
+class Trained:
+    """A model a run produced, with what :func:`kdcore.checkpoint.save_model` needs."""
+
+    arch: str
+    model: nn.Module
+    num_classes: int
+    in_shape: tuple[int, int, int]
+
+
+@dataclass
 class RunContext:
     """What a runner needs besides its config, and what it has produced so far.
 
@@ -65,6 +75,7 @@ class RunContext:
     count: int = 1  # how many models the run trains, for "model 2 of 3" progress
     history: dict[str, list[dict]] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
+    trained: dict[str, Trained] = field(default_factory=dict)  # name -> model, for saving
     # Preset-specific results (a sweep, a bias adjustment) that runners fill in as they go; they
     # join the result dict, so a cancelled sweep still returns the points it finished.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -77,8 +88,10 @@ class RunContext:
             raise Stopped(name, result)
         return result
 
-    def done(self, name: str, summary: dict) -> None:
+    def done(self, name: str, summary: dict, trained: Trained | None = None) -> None:
         self.models[name] = summary
+        if trained is not None:
+            self.trained[name] = trained
         self.monitor.on_model_end(name, summary)
 
 
@@ -142,7 +155,8 @@ def train_teacher(
             model, meta = load_model(path, ctx.device)
             ctx.monitor.on_model_start(name, len(ctx.history), ctx.count)
             ctx.history[name] = meta.get("history", [])
-            ctx.done(name, model_summary(model, data, meta.get("seconds", 0.0), cached=True))
+            summary = model_summary(model, data, meta.get("seconds", 0.0), cached=True)
+            ctx.done(name, summary, Trained(arch, model, data.num_classes, data.image_shape))
             return model
         except CheckpointError:
             pass  # a damaged cache entry is simply retrained and overwritten
@@ -151,7 +165,8 @@ def train_teacher(
     result = ctx.train(name, lambda cbs: fit(model, data, cfg, callbacks=cbs, cancel=ctx.cancel))
     meta = {"history": ctx.history[name], "seconds": result.seconds, "config": key_src}
     save_model(model, path, arch, data.num_classes, data.image_shape, meta)
-    ctx.done(name, model_summary(model, data, result.seconds, cached=False))
+    summary = model_summary(model, data, result.seconds, cached=False)
+    ctx.done(name, summary, Trained(arch, model, data.num_classes, data.image_shape))
     return model.eval()
 
 
@@ -180,7 +195,8 @@ def train_student(
             model, teacher, data, cfg, method, T, alpha, cbs, ctx.cancel, teacher_logits
         ),
     )
-    ctx.done(name, model_summary(model, eval_data or data, result.seconds))
+    summary = model_summary(model, eval_data or data, result.seconds)
+    ctx.done(name, summary, Trained(arch, model, data.num_classes, data.image_shape))
     return model.eval()
 
 
@@ -710,10 +726,13 @@ def run_preset(
     cancel: threading.Event | None = None,
     use_cache: bool = True,
     data_dir: str | None = None,
+    trained: dict[str, Trained] | None = None,
     **overrides: Any,
 ) -> dict:
     """Run a preset. A model that is cancelled or fails ends the run with that status; the
-    models finished before it and the partial history are kept in the returned dict."""
+    models finished before it and the partial history are kept in the returned dict.
+
+    ``trained``, when given, receives every model the run produced (to save their weights)."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[name]
@@ -725,6 +744,8 @@ def run_preset(
     cfg = replace(preset.config, **changes)
     check_architectures(cfg)
     ctx = RunContext(pick_device(device), monitor or Monitor(), cancel, use_cache, data_dir)
+    if trained is not None:
+        ctx.trained = trained
     t0 = time.perf_counter()
     try:
         return preset.runner(cfg, ctx)

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import torch
 
 from kdcore import cli
 from kdcore.jobs import JobQueue, QueueFull, RunSpec
@@ -157,3 +158,21 @@ def test_cli_runs_land_in_the_store(tmp_path, capsys):
     assert "diverged" in capsys.readouterr().out
     assert cli.main(["runs", "--store", path, "--status", "failed"]) == 0
     assert "diverged" in capsys.readouterr().out
+
+
+def test_preset_runs_keep_the_weights_of_every_model(tmp_path):
+    """A sweep's models ("mlp-30 T=4", ...) are saved under safe file names and load back."""
+    from kdcore.jobs import execute
+    from tests.tiny_mnist import TINY_OVERRIDES, write_tiny_mnist
+
+    folder = str(write_tiny_mnist(tmp_path / "mnist", n_train=600, n_test=200))
+    store = Store(tmp_path / "w.sqlite")
+    spec = RunSpec.preset("temperature-sweep", device="cpu", **TINY_OVERRIDES["temperature-sweep"])
+    run_id, result = execute(store, spec, data_dir=folder)
+    assert result is not None and result["status"] == "completed"
+    run = store.get(run_id)
+    assert "weights not saved" not in run.message
+    assert len(run.weights) == len(result["models"]) >= 5
+    assert "mlp-30_T_4" in run.weights
+    model, meta = store.load_weights(run_id, "mlp-30_T_4")
+    assert meta["model"] == "mlp-30_T_4" and model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
