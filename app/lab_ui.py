@@ -405,7 +405,7 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
         "Temperature T", 0.5, 100.0, d.T, 0.5, key="T", bind="query-params", disabled=not soft
     )
     alpha = c2.number_input(
-        "α (weight of the teacher's term)", 0.0, 1.0, d.alpha, 0.05, key="alpha",
+        "α, the teacher's weight", 0.0, 1.0, d.alpha, 0.05, key="alpha",
         bind="query-params", disabled=not soft,
     )  # fmt: skip
     teacher_epochs = c3.number_input(
