@@ -4,13 +4,6 @@ Training never happens in this script: Start hands a spec to the shared job queu
 (:mod:`kdcore.jobs`) and the page polls the run store while the worker thread trains.
 """
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # when the page runs on its own (AppTest, `streamlit run pages/...`)
-    sys.path.insert(0, str(ROOT))
-
 import streamlit as st
 
 from app import lab_ui

@@ -1,12 +1,5 @@
 """Run history: every run of the lab and the command line, filtered, compared, exported, deleted."""
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # when the page runs on its own (AppTest, `streamlit run pages/...`)
-    sys.path.insert(0, str(ROOT))
-
 import streamlit as st
 
 from app import lab_ui
