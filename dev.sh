@@ -17,7 +17,8 @@ install() {
   # Reinstall only when requirements.txt changed since the last successful install.
   local stamp="$VENV/.requirements.sha256"
   local want
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  want=$("$VENV/bin/python" -c \
+    'import hashlib; print(hashlib.sha256(open("requirements.txt", "rb").read()).hexdigest())')
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
     echo "$want" > "$stamp"
