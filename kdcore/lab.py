@@ -18,6 +18,7 @@ from .presets import (
     RunContext,
     Stopped,
     Trained,
+    teacher_config,
     train_student,
     train_teacher,
 )
@@ -96,13 +97,12 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
             seed=cfg.seed,
             grad_clip=cfg.grad_clip,
         )
-        # Field for field what run_hinton_mnist gives its teacher, so the cache keys agree.
-        teacher_cfg = TrainConfig(
-            epochs=cfg.teacher_epochs,
-            batch_size=HintonMnistConfig.batch_size,
-            lr=HintonMnistConfig.lr,
-            seed=cfg.seed,
-            augment_shift=cfg.teacher_shift,
+        teacher_cfg = teacher_config(
+            cfg.teacher_epochs,
+            HintonMnistConfig.batch_size,
+            HintonMnistConfig.lr,
+            cfg.seed,
+            cfg.teacher_shift,
         )
         teacher = t_logits = None
         if "teacher" in names:

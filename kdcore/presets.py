@@ -241,12 +241,19 @@ class HintonMnistConfig:
     grad_clip: float = 5.0
 
 
+def teacher_config(epochs: int, batch_size: int, lr: float, seed: int, shift: int) -> TrainConfig:
+    """The one way a Hinton teacher's TrainConfig is built. Every preset and the lab go through
+    here, so equal settings give equal cache keys in train_teacher and the teacher is shared."""
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment_shift=shift)
+
+
 def run_hinton_mnist(cfg: HintonMnistConfig, ctx: RunContext) -> dict:
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
     ctx.count = 3
     base = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
-    teacher = train_teacher(ctx, data, cfg.teacher, replace(base, augment_shift=cfg.teacher_shift))
+    t_cfg = teacher_config(cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.teacher_shift)
+    teacher = train_teacher(ctx, data, cfg.teacher, t_cfg)
     t_logits = predict_logits(teacher, data.x_train)
     student = replace(base, grad_clip=cfg.grad_clip)
     train_student(ctx, data, cfg.student, student, "student_hard", "hard")
@@ -287,15 +294,8 @@ class HintonDemoConfig:
 
 
 def teacher_train_config(cfg: HintonDemoConfig) -> TrainConfig:
-    """The teacher's TrainConfig, field for field as run_hinton_mnist builds it, so that the
-    cache keys agree."""
-    return TrainConfig(
-        epochs=cfg.teacher_epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-        augment_shift=cfg.teacher_shift,
-    )
+    """The demos' teacher TrainConfig, built as run_hinton_mnist builds its own."""
+    return teacher_config(cfg.teacher_epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.teacher_shift)
 
 
 def _shared_teacher(ctx: RunContext, data: Dataset, cfg: HintonDemoConfig) -> nn.Module:
