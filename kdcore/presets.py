@@ -405,28 +405,40 @@ class Omitted3Config(HintonDemoConfig):
     bias_step: float = 0.05
 
 
-def run_omitted_3(cfg: Omitted3Config, ctx: RunContext) -> dict:
+def _bias_transfer_demo(
+    cfg: Omitted3Config | Only78Config,
+    ctx: RunContext,
+    select: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    name: str,
+    classes: tuple[int, ...],
+    grid: list[float],
+) -> tuple[float, dict]:
+    """What omitted-3 and only-7-8 share: the cached teacher, a held-out set for an honest bias,
+    a student distilled on the transfer set ``select`` keeps, and the bias sweep on its logits.
+    Returns (start time, bias_adjustment)."""
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
     ctx.count = 2
     teacher = _shared_teacher(ctx, data, cfg)
     rest, x_val, y_val = holdout(data, cfg.val_size, cfg.seed)
-    x, y = drop_classes(rest.x_train, rest.y_train, (cfg.omitted,))
+    x, y = select(rest.x_train, rest.y_train)
     ctx.extra["transfer_set"] = _transfer_info(y, data.num_classes, len(y_val))
-    transfer = data.with_train(x, y)
     student = train_student(
-        ctx,
-        transfer,
-        cfg.student,
-        _student_cfg(cfg),
-        "student_no3",
-        "kd",
-        teacher,
-        cfg.T,
+        ctx, data.with_train(x, y), cfg.student, _student_cfg(cfg), name, "kd", teacher, cfg.T,
         cfg.alpha,
+    )  # fmt: skip
+    return t0, _bias_demo(data, student, classes, grid, x_val, y_val)
+
+
+def run_omitted_3(cfg: Omitted3Config, ctx: RunContext) -> dict:
+    t0, adj = _bias_transfer_demo(
+        cfg,
+        ctx,
+        lambda x, y: drop_classes(x, y, (cfg.omitted,)),
+        "student_no3",
+        (cfg.omitted,),
+        bias_grid(0.0, cfg.bias_max, cfg.bias_step),
     )
-    grid = bias_grid(0.0, cfg.bias_max, cfg.bias_step)
-    adj = _bias_demo(data, student, (cfg.omitted,), grid, x_val, y_val)
     d = cfg.omitted  # the keys the issue asks for, e.g. errors_on_3_before
     adj[f"errors_on_{d}_before"] = adj["errors_on_classes_before"]
     adj[f"errors_on_{d}_after"] = adj["errors_on_classes_after"]
@@ -453,19 +465,14 @@ class Only78Config(HintonDemoConfig):
 
 
 def run_only_7_8(cfg: Only78Config, ctx: RunContext) -> dict:
-    t0 = time.perf_counter()
-    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
-    ctx.count = 2
-    teacher = _shared_teacher(ctx, data, cfg)
-    rest, x_val, y_val = holdout(data, cfg.val_size, cfg.seed)
-    x, y = keep_classes(rest.x_train, rest.y_train, tuple(cfg.kept))
-    ctx.extra["transfer_set"] = _transfer_info(y, data.num_classes, len(y_val))
-    transfer = data.with_train(x, y)
-    student = train_student(
-        ctx, transfer, cfg.student, _student_cfg(cfg), "student_78", "kd", teacher, cfg.T, cfg.alpha
+    t0, adj = _bias_transfer_demo(
+        cfg,
+        ctx,
+        lambda x, y: keep_classes(x, y, tuple(cfg.kept)),
+        "student_78",
+        tuple(cfg.kept),
+        [-b for b in bias_grid(0.0, cfg.bias_max, cfg.bias_step)],  # lowering the biases
     )
-    grid = [-b for b in bias_grid(0.0, cfg.bias_max, cfg.bias_step)]  # lowering the biases
-    adj = _bias_demo(data, student, tuple(cfg.kept), grid, x_val, y_val)
     return _finish(PRESETS["only-7-8"], cfg, ctx, t0, bias_adjustment=adj)
 
 
