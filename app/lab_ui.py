@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
 from kdcore.jobs import JobQueue, RunSpec
 from kdcore.lab import CustomConfig
-from kdcore.losses import METHODS
+from kdcore.methods import METHODS
 from kdcore.models import MODELS
 from kdcore.presets import PRESETS
 from kdcore.store import RunRecord, Store, StoreError, default_store_path, iso

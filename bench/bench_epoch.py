@@ -112,7 +112,15 @@ def main() -> None:
     cfg = TrainConfig(epochs=args.epochs, batch_size=BATCH, lr=LR)
     sync(dev)
     t2 = time.perf_counter()
-    res = distill(student_b, teacher, data, cfg, "kd", T, ALPHA, teacher_logits=cached)
+    res = distill(
+        student_b,
+        teacher,
+        data,
+        cfg,
+        "kd",
+        {"T": T, "alpha": ALPHA},
+        teacher_targets={"logits": cached},
+    )
     sync(dev)
     t_ours = time.perf_counter() - t2
     acc_ours = res.history[-1].test_accuracy

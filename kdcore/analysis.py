@@ -16,7 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdcore.losses import METHODS, distillation_loss, kd_loss, logit_matching_loss, softmax_t
+from kdcore.losses import distillation_loss, kd_loss, logit_matching_loss, softmax_t
+from kdcore.methods import METHODS
+from kdcore.models import ModelOutput
+from kdcore.train import Batch
 
 # ----------------------------------------------------------------------------- temperature
 
@@ -139,13 +142,16 @@ def loss_mix(
     T: float,
     alpha: float,
 ) -> dict[str, float]:
-    """The two parts of (1 - alpha) CE + alpha T^2 KL, weighted and raw, via ``METHODS["kd"]``.
+    """The two parts of (1 - alpha) CE + alpha T^2 KL, weighted and raw, as the registered KD
+    method's distiller computes them in training.
 
     Returns ce, kd (the weighted parts that sum to total), raw_ce, raw_kd (unweighted) and total
     from :func:`~kdcore.losses.distillation_loss`. Inputs: (B, K), (B, K), (B,).
     """
     s, t = student_logits.detach(), teacher_logits.detach()
-    parts = METHODS["kd"].parts(s, t, labels, T, alpha)
+    kd = METHODS["kd"]
+    distiller = kd.build(kd.make_params({"T": T, "alpha": alpha}), None)
+    parts = distiller(ModelOutput(s, {}), {"logits": t}, Batch(s, labels, labels))
     return {
         "ce": float(parts["ce"]),
         "kd": float(parts["kd"]),

@@ -1,41 +1,32 @@
-"""Glue between the KD-agnostic trainer and the methods table.
+"""Glue between the KD-agnostic trainer and a method's :class:`~kdcore.method.Distiller`.
 
-:func:`make_loss_fn` turns a method from :data:`kdcore.losses.METHODS` into the trainer's
-``loss_fn``; :func:`distill` trains a student from a frozen teacher. When the inputs are not
-augmented the teacher's logits are computed once for the whole transfer set and sliced per batch
-(a teacher forward pass per step would cost as much as the student's own forward pass).
+:func:`distill` trains a student with any registered method: it probes both models on a few
+training images so the method can size its modules, builds the distiller, computes the teacher's
+targets once for the whole transfer set when the inputs are not augmented (a teacher forward pass
+per step would cost as much as the student's own), and runs each of the method's stages through
+:func:`kdcore.train.fit` with the distiller's modules trained beside the student.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from .data import Dataset
-from .losses import METHODS
-from .train import Batch, Callback, FitResult, StepOutput, TrainConfig, fit, predict_logits
+from .method import Distiller, Probe
+from .methods import get_method
+from .models import KDModel, ModelOutput
+from .train import Batch, Callback, EpochRecord, FitResult, StepOutput, TrainConfig, fit
 
-
-def make_loss_fn(method: str, T: float, alpha: float, teacher: nn.Module | None = None):
-    """A trainer step for ``method``: student forward, teacher logits (cached or live), parts."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    m = METHODS[method]
-    if m.uses_teacher and teacher is None:
-        raise ValueError(f"method {method!r} needs a teacher")
-
-    def loss_fn(model: nn.Module, batch: Batch) -> StepOutput:
-        s = model(batch.x)  # (B, K)
-        t = batch.extras.get("teacher_logits")
-        if t is None and m.uses_teacher:
-            with torch.no_grad():
-                t = teacher(batch.x)  # (B, K), live: the inputs were augmented
-        return StepOutput(s, m.parts(s, t, batch.y, T, alpha))
-
-    return loss_fn
+# Teacher targets larger than this are computed per batch instead of cached (e.g. a wide conv
+# feature map over all of MNIST would take gigabytes).
+CACHE_LIMIT_MB = float(os.environ.get("KD_TARGET_CACHE_MB", "1024"))
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -45,36 +36,147 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
+@torch.no_grad()
+def predict_targets(
+    teacher: KDModel,
+    select: Callable[[ModelOutput], dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    batch_size: int = 2048,
+) -> dict[str, torch.Tensor]:
+    """``select(teacher.forward_features(batch))`` for every row of ``x``, concatenated."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(x), batch_size):
+        for k, v in select(teacher.forward_features(x[i : i + batch_size])).items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def probe(student: KDModel, teacher: KDModel | None, data: Dataset, n: int = 8) -> Probe:
+    """Both models' outputs on the first ``n`` training images, in eval mode."""
+    x = data.x_train[:n]
+    was = student.training
+    student.eval()
+    with torch.no_grad():
+        s = student.forward_features(x)
+        t = teacher.forward_features(x) if teacher is not None else None
+    student.train(was)
+    return Probe(s, t, data.num_classes, len(data.y_train))
+
+
+def build_distiller(
+    method: str,
+    params: Any,
+    student: KDModel,
+    teacher: KDModel | None,
+    data: Dataset,
+) -> Distiller:
+    """The method's distiller for these models, on the data's device. Raises ValueError (one
+    line) for an unknown method, a missing teacher or parameters that do not fit the models."""
+    m = get_method(method)
+    if m.uses_teacher and teacher is None:
+        raise ValueError(f"method {method!r} needs a teacher")
+    p = m.make_params(params)
+    if m.uses_teacher:
+        freeze(teacher)  # before the probe: a train-mode pass would move BatchNorm statistics
+    return m.build(p, probe(student, teacher if m.uses_teacher else None, data)).to(data.device)
+
+
+def make_step(distiller: Distiller, teacher: KDModel | None, cached: bool):
+    """The trainer's step: the student's logits and features, the teacher's targets (sliced
+    from the cache, or computed now when the inputs were augmented), the method's parts."""
+
+    def step(student: KDModel, batch: Batch) -> StepOutput:
+        out = student.forward_features(batch.x)  # logits (B, K) and named features
+        if cached or teacher is None:
+            targets = {k[2:]: v for k, v in batch.extras.items() if k.startswith("t:")}
+        else:
+            with torch.no_grad():
+                targets = distiller.teacher_targets(teacher.forward_features(batch.x))
+        parts = distiller(out, targets, batch)
+        return StepOutput(out.logits, parts)
+
+    return step
+
+
+def _cache_targets(
+    distiller: Distiller, teacher: KDModel, data: Dataset, cfg: TrainConfig, given: dict | None
+) -> dict[str, torch.Tensor] | None:
+    """Teacher targets for the whole training set, or None when they must be computed live."""
+    n = len(data.y_train)
+    if given is not None:
+        for k, v in given.items():
+            if v.shape[0] != n:
+                # Targets of another transfer set would be sliced by the wrong indices, silently.
+                raise ValueError(
+                    f"teacher targets {k!r} have {v.shape[0]} rows but the training set has"
+                    f" {n} examples"
+                )
+        return given
+    if cfg.augment_shift:
+        return None
+    with torch.no_grad():
+        first = distiller.teacher_targets(teacher.forward_features(data.x_train[:2]))
+    per_example = sum(v[0].numel() * v.element_size() for v in first.values())
+    if per_example * n > CACHE_LIMIT_MB * 2**20:
+        return None
+    return predict_targets(teacher, distiller.teacher_targets, data.x_train, cfg.eval_batch_size)
+
+
 def distill(
-    student: nn.Module,
-    teacher: nn.Module | None,
+    student: KDModel,
+    teacher: KDModel | None,
     data: Dataset,
     cfg: TrainConfig,
     method: str = "kd",
-    T: float = 4.0,
-    alpha: float = 0.9,
+    params: Any = None,
     callbacks: Iterable[Callback] = (),
     cancel: threading.Event | None = None,
-    teacher_logits: torch.Tensor | None = None,
+    teacher_targets: dict[str, torch.Tensor] | None = None,
+    distiller: Distiller | None = None,
 ) -> FitResult:
-    """Train ``student`` on ``data`` with ``method``; the teacher stays frozen in eval mode.
+    """Train ``student`` on ``data`` with ``method`` (a key of :data:`kdcore.methods.METHODS`);
+    the teacher stays frozen in eval mode.
 
-    ``teacher_logits`` (N_train, K) may be passed when the caller already has them (a sweep
-    training many students from one teacher); otherwise they are computed here when the inputs
-    are not augmented.
+    ``params`` is the method's parameter dataclass or a dict of overrides of its defaults.
+    ``teacher_targets`` ({name: (N_train, ...)}) may be passed when the caller already has them
+    (a sweep training many students from one teacher: ``{"logits": logits}`` for KD); otherwise
+    they are computed here when the inputs are not augmented. Pass ``distiller`` to keep a
+    handle on the method's modules (it is built here otherwise). The histories of the method's
+    stages follow each other in the result, each record naming its stage.
     """
-    loss_fn = make_loss_fn(method, T, alpha, teacher)  # first: checks the method and teacher
+    if distiller is None:
+        distiller = build_distiller(method, params, student, teacher, data)
+    uses_teacher = get_method(method).uses_teacher
     extras: dict[str, torch.Tensor] = {}
-    if METHODS[method].uses_teacher:
+    cached = True
+    if uses_teacher:
         freeze(teacher)
-        if cfg.augment_shift == 0:
-            if teacher_logits is None:
-                teacher_logits = predict_logits(teacher, data.x_train, cfg.eval_batch_size)
-            elif teacher_logits.shape[0] != len(data.y_train):
-                # Logits of another transfer set would be sliced by the wrong indices, silently.
-                raise ValueError(
-                    f"teacher_logits has {teacher_logits.shape[0]} rows but the training set"
-                    f" has {len(data.y_train)} examples"
-                )
-            extras["teacher_logits"] = teacher_logits
-    return fit(student, data, cfg, loss_fn, extras, callbacks, cancel)
+        targets = _cache_targets(distiller, teacher, data, cfg, teacher_targets)
+        cached = targets is not None
+        extras = {f"t:{k}": v for k, v in (targets or {}).items()}
+    step = make_step(distiller, teacher if uses_teacher else None, cached)
+    stages = distiller.stages(cfg.epochs)
+    history: list[EpochRecord] = []
+    seconds = 0.0
+    result = FitResult("completed", "", {"model": history}, 0.0)
+    for stage in stages:
+        distiller.stage = stage.name
+        result = fit(
+            student,
+            data,
+            replace(cfg, epochs=stage.epochs),
+            step,
+            extras,
+            callbacks,
+            cancel,
+            modules=[distiller],
+            first_epoch=len(history) + 1,
+            stage=stage.name if len(stages) > 1 else "",
+            epoch_extra=distiller.epoch_summary,
+            after_step=distiller.after_step,
+        )
+        history.extend(result.history)
+        seconds += result.seconds
+        if not result.ok:
+            break
+    return FitResult(result.status, result.message, {"model": history}, seconds)

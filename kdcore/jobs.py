@@ -1,7 +1,7 @@
 """Background training: run specs, one shared executor, and a bounded job queue.
 
-:func:`execute` runs one spec (a preset or a custom lab run) and records it in the
-:class:`~kdcore.store.Store` as it goes: status, live progress, every epoch's history, the final
+:func:`execute` runs one spec (any registered runner: a preset, or the lab's custom run) and
+records it in the :class:`~kdcore.store.Store` as it goes: status, live progress, every epoch's history, the final
 result dict and the trained weights. The CLI calls it directly; the app submits specs to a
 :class:`JobQueue`, whose worker threads call it, one training at a time per device by default.
 
@@ -17,7 +17,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -25,56 +25,53 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError
 from .data import DataUnavailable
-from .lab import CustomConfig, run_custom
-from .presets import PRESETS, Monitor, RunContext, Trained, run_preset
+from .presets import RUNNERS, Monitor, Trained, run_preset
 from .store import RunRecord, Store
 from .train import EpochRecord, Progress, pick_device
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to run: a preset with its (possibly changed) config, or a custom lab config.
+    """What to run: a registered runner (a preset, or the lab's custom run) with its config.
 
     ``config`` is the fully resolved frozen config, so two specs that would train the same thing
     have the same :meth:`key` however they were written.
     """
 
-    kind: str  # "preset" or "custom"
-    name: str  # the preset's name, or "custom"
-    config: Any  # the preset's config dataclass, or a CustomConfig
+    kind: str  # the runner's kind: "preset" or "custom"
+    name: str  # the runner's name
+    config: Any  # the runner's config dataclass, resolved and checked
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
 
     @classmethod
-    def preset(
+    def make(
         cls,
         name: str,
         epochs: int | None = None,
         seed: int | None = None,
         device: str = "auto",
+        config: Any = None,
         **overrides: Any,
     ) -> RunSpec:
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        """A spec for runner ``name``: ``config`` (default: the runner's) with ``epochs``,
+        ``seed`` and ``overrides`` applied and checked. ValueError (one line) when it cannot
+        run."""
+        if name not in RUNNERS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(RUNNERS)}")
+        runner = RUNNERS[name]
         changes = dict(overrides)
         if epochs is not None:
             changes["epochs"] = epochs
         if seed is not None:
             changes["seed"] = seed
-        base = PRESETS[name].config
-        known = {f.name for f in fields(base)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"{name} has no setting {', '.join(unknown)}")
-        cfg = replace(base, **changes)
-        if cfg.epochs < 1:
-            raise ValueError("epochs must be at least 1")
-        return cls("preset", name, cfg, device)
+        return cls(runner.kind, name, runner.with_changes(changes, base=config), device)
+
+    preset = make
 
     @classmethod
-    def custom(cls, config: CustomConfig | None = None, device: str = "auto", **changes) -> RunSpec:
-        cfg = replace(config or CustomConfig(), **changes)
-        cfg.check()
-        return cls("custom", "custom", cfg, device)
+    def custom(cls, config: Any = None, device: str = "auto", **changes: Any) -> RunSpec:
+        """The lab's own run (the runner named "custom")."""
+        return cls.make("custom", device=device, config=config, **changes)
 
     def config_dict(self) -> dict:
         return asdict(self.config)
@@ -176,15 +173,6 @@ def _run(
     data_dir: str | None,
     keep: dict[str, Trained],
 ) -> dict:
-    if spec.kind == "custom":
-        ctx = RunContext(device, monitor, cancel, use_cache, data_dir)
-        return run_custom(spec.config, ctx, keep)
-    base = PRESETS[spec.name].config
-    changes = {
-        f.name: getattr(spec.config, f.name)
-        for f in fields(base)
-        if getattr(spec.config, f.name) != getattr(base, f.name)
-    }
     return run_preset(
         spec.name,
         device=str(device),
@@ -193,7 +181,7 @@ def _run(
         use_cache=use_cache,
         data_dir=data_dir,
         trained=keep,
-        **changes,
+        config=spec.config,
     )
 
 
@@ -242,7 +230,10 @@ def execute(
     message = result.get("message", "")
     try:
         for name, t in keep.items():
-            meta = {"config": spec.config_dict(), "kind": spec.kind, "name": spec.name}
+            meta = {
+                "config": spec.config_dict(), "kind": spec.kind, "name": spec.name,
+                "role": t.role, "method": t.method,
+            }  # fmt: skip
             file_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]  # "mlp-30 T=4" -> "mlp-30_T_4"
             store.save_weights(run_id, file_name, t.model, t.arch, t.num_classes, t.in_shape, meta)
     except (OSError, CheckpointError) as err:  # the results stand even if weights cannot be kept

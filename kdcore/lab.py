@@ -1,91 +1,134 @@
-"""A custom run from the lab: one teacher, one student, one method, chosen by the user.
+"""A custom run from the lab: one teacher, one student, any registered method, chosen by the user.
 
-It is built from the same steps as the presets (:func:`kdcore.presets.train_teacher`,
-:func:`kdcore.presets.train_student`, :class:`kdcore.presets.RunContext`), so a custom run and a
-preset report progress the same way and return a result dict of the same shape.
+It is one registered runner like the presets (name ``custom``, kind ``custom``), built from the
+same steps (:func:`kdcore.runner.train_teacher`, :func:`kdcore.runner.train_student`), so the job
+queue, the store and the CLI treat it like any preset. The method's own parameters live in
+``params``, checked against the method's dataclass; ``--set T=4`` on the command line and the
+lab's controls reach them by name without this module knowing any method.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
-from .data import load_dataset, per_class
-from .losses import METHODS
-from .models import build_model
-from .presets import (
-    HintonMnistConfig,
+from .data import DATASETS, load_dataset, per_class
+from .method import check_config, param
+from .methods import METHODS, baseline_method, get_method
+from .runner import (
+    Preset,
     RunContext,
     Stopped,
-    Trained,
-    teacher_config,
+    apply_changes,
+    check_architectures,
+    parse_value,
+    register,
     train_student,
     train_teacher,
 )
-from .train import TrainConfig, predict_logits
+from .train import TrainConfig
+
+# The teacher trains as hinton-mnist's does (same epochs, jitter, lr, batch and seed), so with the
+# default architecture the teacher cached by any Hinton preset is loaded, not retrained. These
+# are HintonMnistConfig's defaults, repeated as literals to keep this module below the presets;
+# tests/test_presets.py checks they agree.
+TEACHER_LR, TEACHER_BATCH, TEACHER_EPOCHS, TEACHER_SHIFT, STUDENT_CLIP = 0.05, 128, 8, 1, 5.0
 
 
 @dataclass(frozen=True)
 class CustomConfig:
-    dataset: str = "mnist"
+    dataset: str = param("mnist", "Data set", choices=DATASETS)
     teacher: str = "mlp-1200-dropout"
     student: str = "mlp-30"
-    method: str = "kd"  # a key of kdcore.losses.METHODS
-    T: float = 4.0  # temperature of the soft targets
-    alpha: float = 0.9  # weight of the teacher's term; (1 - alpha) goes to the hard labels
-    epochs: int = 3  # per student
-    lr: float = 0.05
-    batch_size: int = 128
-    seed: int = 0
-    # The teacher trains as hinton-mnist's does (same epochs, jitter, lr, batch and seed), so with
-    # the default architecture the teacher cached by any Hinton preset is loaded, not retrained.
-    teacher_epochs: int = HintonMnistConfig.epochs
-    teacher_shift: int = HintonMnistConfig.teacher_shift  # pixels of input jitter
-    grad_clip: float = HintonMnistConfig.grad_clip  # students only; see HintonMnistConfig
-    per_class: int = 0  # training images per class, for quick runs; 0 = the whole training set
-    baseline: bool = True  # also train the student on hard labels, from the same seed
+    method: str = param("kd", "Method", choices="methods")  # a key of kdcore.methods.METHODS
+    # the method's parameters, every field of its dataclass (see CustomConfig.resolved)
+    params: dict[str, Any] = field(default_factory=dict)
+    epochs: int = param(3, "Student epochs", 1, 1000)
+    lr: float = param(0.05, "Learning rate", 1e-5, 1000.0, 0.01, log=True)
+    batch_size: int = param(128, "Batch size", 1, 60000)
+    seed: int = param(0, "Seed", 0, 2**31 - 1)
+    teacher_epochs: int = param(
+        TEACHER_EPOCHS, "Teacher epochs", 1, 1000,
+        help="Trained once and cached: with the default teacher and settings, the teacher of "
+        "the Hinton presets is loaded instead of trained.",
+    )  # fmt: skip
+    teacher_shift: int = param(TEACHER_SHIFT, "Teacher jitter (pixels)", 0, 4)
+    grad_clip: float = param(
+        STUDENT_CLIP, "Gradient clipping", 0.0, 1e6, 1.0,
+        help="Largest global gradient norm of the students' steps; 0 turns clipping off. The "
+        "T²-scaled soft loss can blow up at lr 0.05 without it.",
+    )  # fmt: skip
+    # training images per class, for quick runs; 0 = the whole training set
+    per_class: int = param(0, "Training images per class", 0, 100000)
+    baseline: bool = param(
+        True, "Hard-label baseline",
+        help="Also train the same student from the same seed without a teacher: the fair "
+        "comparison for the distilled one.",
+    )  # fmt: skip
+
+    def resolved(self) -> CustomConfig:
+        """The same config with ``params`` completed to every field of the method's dataclass
+        and checked, so two configs that train the same thing compare (and hash) equal."""
+        return replace(self, params=get_method(self.method).params_dict(self.params))
 
     def check(self) -> None:
         """Raise ValueError (one line) for a config that cannot run."""
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for arch in (self.teacher, self.student):
-            build_model(arch)  # raises ValueError naming the choices
-        if self.epochs < 1 or self.teacher_epochs < 1:
-            raise ValueError("epochs must be at least 1")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], not {self.alpha}")
-        if self.T <= 0:
-            raise ValueError(f"the temperature T must be positive, not {self.T}")
-        if self.lr <= 0 or self.batch_size < 1 or self.per_class < 0:
-            raise ValueError("lr and batch size must be positive and per_class at least 0")
+        check_config(self)
+        check_architectures(self)
+        get_method(self.method).make_params(self.params)
+
+    @property
+    def plan(self) -> list[tuple[str, str | None]]:
+        """The models the run trains, in order: (name, method), None for the teacher."""
+        m, base = get_method(self.method), baseline_method()
+        out: list[tuple[str, str | None]] = [("teacher", None)] if m.uses_teacher else []
+        if self.baseline or m.baseline:
+            out.append((f"student_{base.name}", base.name))
+        if not m.baseline:
+            out.append((f"student_{m.name}", m.name))
+        return out
 
     @property
     def model_names(self) -> list[str]:
-        """The models the run trains, in order."""
-        names = []
-        if METHODS[self.method].uses_teacher:
-            names.append("teacher")
-        if self.baseline or self.method == "hard":
-            names.append("student_hard")
-        if self.method != "hard":
-            names.append(f"student_{self.method}")
-        return names
+        return [name for name, _ in self.plan]
 
 
-def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | None = None) -> dict:
+def configure(cfg: CustomConfig, changes: dict[str, Any]) -> CustomConfig:
+    """Apply overrides by name: the run's own fields, then the chosen method's parameters
+    (``T=4`` reaches ``params["T"]`` when the method has a T). Text values are parsed."""
+    own = {f.name for f in fields(CustomConfig)}
+    top = {k: v for k, v in changes.items() if k in own}
+    rest = {k: v for k, v in changes.items() if k not in own}
+    cfg = apply_changes(cfg, top)
+    method = get_method(cfg.method)
+    known = {f.name for f in fields(method.params)}
+    # another method keeps only the parameters it shares by name (T, alpha), the rest default
+    cfg = replace(cfg, params={k: v for k, v in cfg.params.items() if k in known})
+    if rest:
+        unknown = sorted(set(rest) - known)
+        if unknown:
+            raise ValueError(
+                f"no setting {', '.join(unknown)} for a custom run with method {method.name}; "
+                f"its parameters are {', '.join(sorted(known)) or 'none'}"
+            )
+        base = method.params(**{k: v for k, v in cfg.params.items() if k in known})
+        typed = {k: parse_value(base, k, v) for k, v in rest.items()}
+        cfg = replace(cfg, params={**cfg.params, **typed})
+    return cfg.resolved()
+
+
+def run_custom(cfg: CustomConfig, ctx: RunContext) -> dict:
     """Train the models of ``cfg`` and return a preset-shaped result dict.
 
-    Trained models are added to ``keep`` as they finish, so the caller can save their weights.
     A cancelled or failed model ends the run with that status and the partial history.
     """
-    cfg.check()
+    cfg = cfg.resolved()
     t0 = time.perf_counter()
-    if keep is not None:
-        ctx.trained = keep  # train_teacher/train_student record each model there
-    names = cfg.model_names
-    ctx.count = len(names)
+    plan = cfg.plan
+    ctx.count = len(plan)
     status, message = "completed", ""
+    method = get_method(cfg.method)
     try:
         data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
         if cfg.per_class:
@@ -97,22 +140,21 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
             seed=cfg.seed,
             grad_clip=cfg.grad_clip,
         )
-        teacher_cfg = teacher_config(
-            cfg.teacher_epochs,
-            HintonMnistConfig.batch_size,
-            HintonMnistConfig.lr,
-            cfg.seed,
-            cfg.teacher_shift,
+        teacher_cfg = TrainConfig(
+            epochs=cfg.teacher_epochs,
+            batch_size=TEACHER_BATCH,
+            lr=TEACHER_LR,
+            seed=cfg.seed,
+            augment_shift=cfg.teacher_shift,
         )
-        teacher = t_logits = None
-        if "teacher" in names:
+        teacher = None
+        if method.uses_teacher:
             teacher = train_teacher(ctx, data, cfg.teacher, teacher_cfg)
-            t_logits = predict_logits(teacher, data.x_train)
-        for name in names[1:] if teacher is not None else names:
-            method = name.removeprefix("student_")
+        for name, m in ((n, METHODS[k]) for n, k in plan if k is not None):
             train_student(
-                ctx, data, cfg.student, base, name, method, teacher, cfg.T, cfg.alpha, t_logits
-            )
+                ctx, data, cfg.student, base, name, m.name,
+                teacher if m.uses_teacher else None, cfg.params if m is method else None,
+            )  # fmt: skip
     except Stopped as stop:
         status, message = stop.result.status, f"{stop.name}: {stop.result.message}"
     return {
@@ -126,3 +168,21 @@ def run_custom(cfg: CustomConfig, ctx: RunContext, keep: dict[str, Trained] | No
         "paper": {"source": "", "test_errors": {}},
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+register(
+    Preset(
+        name="custom",
+        title="Your own run: a teacher, a student and a method of your choice",
+        summary="One teacher, one student, any registered method with its parameters, and the "
+        "same student on hard labels from the same seed for comparison.",
+        source="",
+        paper={},
+        config=CustomConfig().resolved(),
+        runner=run_custom,
+        differences="",
+        kind="custom",
+        configure=configure,
+        check=lambda cfg: cfg.check(),
+    )
+)

@@ -159,8 +159,11 @@ def _mlp(hidden: tuple[int, ...], dropout: float = 0.0, input_dropout: float = 0
     return build
 
 
-def _cnn(num_classes: int = 10, in_shape: tuple[int, int, int] = (1, 28, 28)) -> KDModel:
-    return SmallCNN(in_shape[0], num_classes, image=in_shape[1])
+def _cnn(width: int = 32):
+    def build(num_classes: int = 10, in_shape: tuple[int, int, int] = (1, 28, 28)) -> KDModel:
+        return SmallCNN(in_shape[0], num_classes, width, image=in_shape[1])
+
+    return build
 
 
 def _resnet(depth: int, width: int = 1):
@@ -180,7 +183,10 @@ MODELS = {
     "mlp-300": _mlp((300, 300)),
     "mlp-100": _mlp((100, 100)),
     "mlp-30": _mlp((30, 30)),  # Hinton's smallest student
-    "cnn": _cnn,
+    "cnn": _cnn(),
+    # A thin student for the feature methods: the same layers with a quarter of the channels
+    # (8 and 16), so its maps have the teacher's sizes and FitNets/AT pair layers by name.
+    "cnn-8": _cnn(8),
     "resnet8": _resnet(8),
     "resnet14": _resnet(14),
     "resnet20": _resnet(20),

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,11 +66,16 @@ class Batch:
 
 @dataclass
 class StepOutput:
-    logits: torch.Tensor  # (B, K) student logits, for the running train accuracy
-    parts: dict[str, torch.Tensor]  # named scalar losses; their sum is optimised
+    # (B, K) logits for the running train accuracy: one tensor when fit trains one model, else
+    # a dict keyed like the models
+    logits: torch.Tensor | dict[str, torch.Tensor]
+    # Named scalar losses; their sum is optimised. With several models, a part named
+    # "<model>/<part>" is that model's own and appears in its history alone.
+    parts: dict[str, torch.Tensor]
 
 
-LossFn = Callable[[nn.Module, Batch], StepOutput]
+# step(models, batch): ``models`` is what was passed to fit (one module, or the dict of them)
+LossFn = Callable[[Any, Batch], StepOutput]
 
 
 @dataclass
@@ -81,6 +87,9 @@ class EpochRecord:
     test_errors: int
     lr: float  # learning rate at the end of the epoch
     seconds: float  # wall time of this epoch, evaluation included
+    model: str = ""  # which model, when one fit trains several
+    stage: str = ""  # the method's training phase (e.g. FitNets' "hint"), when it has several
+    extra: dict[str, Any] = field(default_factory=dict)  # a method's figures for this epoch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,12 +130,17 @@ class Callback:
 class FitResult:
     status: str  # "completed", "cancelled" or "failed"
     message: str
-    history: list[EpochRecord]
+    histories: dict[str, list[EpochRecord]]  # per model, in the order the models were given
     seconds: float
 
     @property
     def ok(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def history(self) -> list[EpochRecord]:
+        """The first (for one model, the only) model's history."""
+        return next(iter(self.histories.values()), [])
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -171,8 +185,7 @@ def cross_entropy_loss(model: nn.Module, batch: Batch) -> StepOutput:
     return StepOutput(logits, {"ce": F.cross_entropy(logits, batch.y)})
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def _optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
@@ -200,23 +213,60 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
 _FINITE_CHECK_EVERY = 16
 
 
+def _parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
+    """Trainable parameters of all modules, each once (a distiller may hold a model too)."""
+    seen: dict[int, nn.Parameter] = {}
+    for m in modules:
+        for p in m.parameters():
+            if p.requires_grad:
+                seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+def _own_parts(losses: dict[str, float], name: str, several: bool) -> dict[str, float]:
+    """A model's share of the epoch's loss parts: its "<name>/..." parts and the shared ones."""
+    if not several:
+        return dict(losses)
+    out = {}
+    for k, v in losses.items():
+        owner, sep, part = k.partition("/")
+        if not sep:
+            out[k] = v
+        elif owner == name:
+            out[part] = v
+    return out
+
+
 def fit(
-    model: nn.Module,
+    model: nn.Module | dict[str, nn.Module],
     data: Dataset,
     cfg: TrainConfig,
     loss_fn: LossFn = cross_entropy_loss,
     extras: dict[str, torch.Tensor] | None = None,
     callbacks: Iterable[Callback] = (),
     cancel: threading.Event | None = None,
+    modules: Iterable[nn.Module] = (),
+    first_epoch: int = 1,
+    stage: str = "",
+    epoch_extra: Callable[[], dict] | None = None,
+    after_step: Callable[[Batch], None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``data.x_train`` for ``cfg.epochs`` epochs.
 
-    ``extras`` are per-training-example tensors (first dimension N_train) sliced alongside each
-    batch, e.g. teacher logits computed once. Evaluates on the test set after every epoch.
-    The model must already be on ``data.device``.
+    ``model`` is one module or a dict of named modules updated in the same step (peers trained
+    together); each is evaluated on the test set after every epoch and gets its own history.
+    ``modules`` are further trainable modules (a method's projector or embedding head): the
+    optimiser and gradient clipping include them, but they are not evaluated. ``extras`` are
+    per-training-example tensors (first dimension N_train) sliced alongside each batch, e.g.
+    teacher logits computed once. ``first_epoch`` numbers the epochs of a later training stage
+    after the earlier ones; ``epoch_extra()`` adds a method's figures to each epoch's record;
+    ``after_step(batch)`` runs after every optimiser step (a memory bank's update).
+    Every module must already be on ``data.device``.
     """
     callbacks = list(callbacks)
     extras = extras or {}
+    models = model if isinstance(model, dict) else {"model": model}
+    several = len(models) > 1
     dev = data.device
     n = len(data.y_train)
     if n == 0:
@@ -225,8 +275,10 @@ def fit(
     total = steps_per_epoch * cfg.epochs
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation, on the CPU
     seed_everything(cfg.seed)  # dropout
-    opt = _optimizer(model, cfg)
-    history: list[EpochRecord] = []
+    trainable = [*models.values(), *modules]
+    params = _parameters(trainable)
+    opt = _optimizer(params, cfg)
+    histories: dict[str, list[EpochRecord]] = {name: [] for name in models}
     t0 = time.perf_counter()
     done = 0
 
@@ -235,16 +287,18 @@ def fit(
         return Progress(epoch, step, steps_per_epoch, total, done, elapsed)
 
     def finish(status: str, message: str) -> FitResult:
-        model.eval()
-        return FitResult(status, message, history, time.perf_counter() - t0)
+        for m in trainable:
+            m.eval()
+        return FitResult(status, message, histories, time.perf_counter() - t0)
 
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(first_epoch, first_epoch + cfg.epochs):
             te = time.perf_counter()
-            model.train()
+            for m in trainable:
+                m.train()
             order = torch.randperm(n, generator=gen).to(dev)
             sums: dict[str, torch.Tensor] = {}
-            correct = torch.zeros((), device=dev)
+            correct = {name: torch.zeros((), device=dev) for name in models}
             bad = torch.zeros((), dtype=torch.bool, device=dev)
             for step in range(1, steps_per_epoch + 1):
                 if cancel is not None and cancel.is_set():
@@ -261,13 +315,18 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
+                if after_step is not None:
+                    with torch.no_grad():
+                        after_step(batch)
                 done += 1
                 with torch.no_grad():
                     for k, v in out.parts.items():
                         sums[k] = sums.get(k, 0) + v.detach()
-                    correct += (out.logits.argmax(1) == batch.y).sum()
+                    logits = out.logits if isinstance(out.logits, dict) else {"": out.logits}
+                    for name, z in zip(models, logits.values(), strict=False):
+                        correct[name] += (z.argmax(1) == batch.y).sum()
                     bad |= ~torch.isfinite(loss.detach())
                 check = step % _FINITE_CHECK_EVERY == 0 or step == steps_per_epoch
                 if check and bad.item():
@@ -279,20 +338,26 @@ def fit(
                 for cb in callbacks:
                     cb.on_step(progress(epoch, step))
             losses = {k: float(v) / steps_per_epoch for k, v in sums.items()}
-            losses["total"] = sum(losses.values())
-            test = evaluate(model, data, cfg.eval_batch_size)
-            record = EpochRecord(
-                epoch=epoch,
-                losses=losses,
-                train_accuracy=float(correct) / n,
-                test_accuracy=test["test_accuracy"],
-                test_errors=test["test_errors"],
-                lr=_lr_at(cfg, done, total),
-                seconds=time.perf_counter() - te,
-            )
-            history.append(record)
-            for cb in callbacks:
-                cb.on_epoch(record, progress(epoch, steps_per_epoch))
+            extra = epoch_extra() if epoch_extra is not None else {}
+            for name, m in models.items():
+                own = _own_parts(losses, name, several)
+                own["total"] = sum(own.values())
+                test = evaluate(m, data, cfg.eval_batch_size)
+                record = EpochRecord(
+                    epoch=epoch,
+                    losses=own,
+                    train_accuracy=float(correct[name]) / n,
+                    test_accuracy=test["test_accuracy"],
+                    test_errors=test["test_errors"],
+                    lr=_lr_at(cfg, done, total),
+                    seconds=time.perf_counter() - te,
+                    model=name if several else "",
+                    stage=stage,
+                    extra=extra,
+                )
+                histories[name].append(record)
+                for cb in callbacks:
+                    cb.on_epoch(record, progress(epoch, steps_per_epoch))
     except torch.OutOfMemoryError:
         if dev.type == "cuda":
             torch.cuda.empty_cache()

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import lab_ui
-from kdcore.losses import METHODS
+from kdcore.methods import METHODS
 from kdcore.store import STATUSES, iso
 
 st.title("Run history")

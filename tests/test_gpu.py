@@ -35,7 +35,9 @@ def test_training_and_distillation_on_cuda_learn():
     assert res.ok and res.history[-1].test_accuracy > 0.85
     torch.manual_seed(1)
     student = build_model("mlp-30").cuda()
-    res = distill(student, teacher, data, TrainConfig(epochs=3, grad_clip=5.0), "kd", 4.0, 0.9)
+    res = distill(
+        student, teacher, data, TrainConfig(epochs=3, grad_clip=5.0), "kd", {"T": 4.0, "alpha": 0.9}
+    )
     assert res.ok and res.history[-1].test_accuracy > 0.6
     assert next(student.parameters()).is_cuda
 

@@ -77,7 +77,7 @@ def test_cancel_keeps_partial_history(queue):
 
 def test_diverging_run_fails_with_one_line(queue):
     run_id = queue.submit(
-        RunSpec.custom(TINY, device="cpu", method="hard", lr=1e6, epochs=3, grad_clip=0.0)
+        RunSpec.custom(TINY, device="cpu", method="hard", lr=1000.0, epochs=3, grad_clip=0.0)
     )
     run = queue.wait(run_id, timeout=60)
     assert run.status == "failed"
@@ -153,7 +153,7 @@ def test_cli_runs_land_in_the_store(tmp_path, capsys):
     assert "no runs in" in capsys.readouterr().out
     assert cli.main(["runs", "--store", path]) == 0
     assert "custom kd mlp-30" in capsys.readouterr().out
-    diverge = ["--set", "lr=1e6", "--set", "method=hard", "--set", "grad_clip=0", "--epochs", "3"]
+    diverge = ["--set", "lr=1000", "--set", "method=hard", "--set", "grad_clip=0", "--epochs", "3"]
     assert cli.main([*args, *sets, *diverge]) == 1
     assert "diverged" in capsys.readouterr().out
     assert cli.main(["runs", "--store", path, "--status", "failed"]) == 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kdcore.data import load_mnist, per_class
-from kdcore.distill import distill, make_loss_fn
+from kdcore.distill import distill
 from kdcore.models import MLP, build_model
 from kdcore.train import (
     Callback,
@@ -225,8 +225,9 @@ def test_distill_with_cached_logits_equals_computing_them(small, teacher):
     cfg = TrainConfig(epochs=2, batch_size=64)
     logits = predict_logits(teacher, small.x_train)
     s1, s2 = model(seed=5), model(seed=5)
-    a = distill(s1, teacher, small, cfg, "kd", T=4.0, alpha=0.9)
-    b = distill(s2, teacher, small, cfg, "kd", T=4.0, alpha=0.9, teacher_logits=logits)
+    kd = {"T": 4.0, "alpha": 0.9}
+    a = distill(s1, teacher, small, cfg, "kd", kd)
+    b = distill(s2, teacher, small, cfg, "kd", kd, teacher_targets={"logits": logits})
     assert a.status == b.status == "completed"
     assert without_seconds(a.history) == without_seconds(b.history)
     assert same_weights(s1, s2)
@@ -238,7 +239,7 @@ def test_distill_rejects_logits_of_another_transfer_set(mnist, small, teacher):
     # and pair each student input with another image's teacher logits.
     wrong = predict_logits(teacher, mnist.x_train[:1000])
     with pytest.raises(ValueError, match="1000 rows"):
-        distill(model(), teacher, small, TrainConfig(epochs=1), teacher_logits=wrong)
+        distill(model(), teacher, small, TrainConfig(epochs=1), teacher_targets={"logits": wrong})
 
 
 @pytest.mark.parametrize("shift", [0, 1])
@@ -251,7 +252,7 @@ def test_teacher_stays_frozen_and_unchanged(small, shift):
     before = copy.deepcopy(bn_teacher.state_dict())
     sub = small.with_train(small.x_train[:128], small.y_train[:128])
     cfg = TrainConfig(epochs=1, batch_size=64, augment_shift=shift)
-    result = distill(model(), bn_teacher, sub, cfg, "kd", T=4.0, alpha=0.5)
+    result = distill(model(), bn_teacher, sub, cfg, "kd", {"T": 4.0, "alpha": 0.5})
     assert result.status == "completed"
     assert not bn_teacher.training
     assert all(not p.requires_grad for p in bn_teacher.parameters())
@@ -263,7 +264,8 @@ def test_kd_student_moves_towards_its_teacher(small, teacher):
     """Pure distillation (alpha=1) at T=1 for a few epochs: the student agrees with the
     teacher's predictions far more often than chance."""
     student = model("mlp-30", seed=7)
-    result = distill(student, teacher, small, TrainConfig(epochs=4, batch_size=64), "kd", 1.0, 1.0)
+    cfg = TrainConfig(epochs=4, batch_size=64)
+    result = distill(student, teacher, small, cfg, "kd", {"T": 1.0, "alpha": 1.0})
     assert result.status == "completed"
     t_pred = predict_logits(teacher, small.x_test).argmax(1)
     s_pred = predict_logits(student, small.x_test).argmax(1)
@@ -279,8 +281,10 @@ def test_hard_method_needs_no_teacher(small):
 def test_method_errors_are_value_errors(small):
     with pytest.raises(ValueError, match="needs a teacher"):
         distill(model(), None, small, TrainConfig(epochs=1), "kd")
-    with pytest.raises(ValueError, match="unknown method 'fitnets'"):
-        make_loss_fn("fitnets", 4.0, 0.5, model())
+    with pytest.raises(ValueError, match="unknown method 'no-such-method'"):
+        distill(model(), None, small, TrainConfig(epochs=1), "no-such-method")
+    with pytest.raises(ValueError, match="T must be"):
+        distill(model(), model(), small, TrainConfig(epochs=1), "kd", {"T": -1.0})
 
 
 # ----------------------------------------------------------------------------- evaluation

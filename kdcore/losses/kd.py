@@ -8,8 +8,12 @@ log-probabilities, never from ratios of probabilities.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from ..method import Distiller, param
 
 
 def softmax_t(logits: torch.Tensor, T: float) -> torch.Tensor:
@@ -75,3 +79,57 @@ def logit_matching_loss(student_logits: torch.Tensor, teacher_logits: torch.Tens
     """
     k = student_logits.shape[-1]
     return (student_logits - teacher_logits).pow(2).sum(-1).mean() / (2 * k)
+
+
+# ----------------------------------------------------------------------------- as methods
+#
+# The registry entries of kdcore.methods wrap the pure functions above. A Distiller sees the
+# student's logits and features and the teacher's targets (here: its logits), and returns the
+# named parts whose sum is minimised, so the lab can plot each part.
+
+
+@dataclass(frozen=True)
+class HardParams:
+    """Cross-entropy on the labels alone has no parameters."""
+
+
+@dataclass(frozen=True)
+class KDParams:
+    T: float = param(4.0, "Temperature T", 0.05, 100.0, 0.5, "Softens both distributions.")
+    alpha: float = param(
+        0.9, "α, the teacher's weight", 0.0, 1.0, 0.05, "(1 − α) goes to the hard labels."
+    )
+
+
+@dataclass(frozen=True)
+class LogitsParams:
+    alpha: float = param(
+        0.9, "α, the teacher's weight", 0.0, 1.0, 0.05, "(1 − α) goes to the hard labels."
+    )
+
+
+class HardLabels(Distiller):
+    def forward(self, student, teacher, batch):
+        return {"ce": F.cross_entropy(student.logits, batch.y)}
+
+
+class KD(Distiller):
+    """(1 − α)·CE + α·T²·KL, kept as two named parts (the same mix as distillation_loss)."""
+
+    def forward(self, student, teacher, batch):
+        p = self.params
+        s = student.logits  # (B, K)
+        return {
+            "ce": (1.0 - p.alpha) * F.cross_entropy(s, batch.y),
+            "kd": p.alpha * kd_loss(s, teacher["logits"], p.T),
+        }
+
+
+class LogitMatching(Distiller):
+    def forward(self, student, teacher, batch):
+        a = self.params.alpha
+        s = student.logits
+        return {
+            "ce": (1.0 - a) * F.cross_entropy(s, batch.y),
+            "l2": a * logit_matching_loss(s, teacher["logits"]),
+        }

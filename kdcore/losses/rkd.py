@@ -1,0 +1,132 @@
+"""Relational knowledge distillation: match the batch's shape, not its points (Park et al. 2019).
+
+Wonpyo Park, Dongju Kim, Yan Lu, Minsu Cho, "Relational Knowledge Distillation", CVPR 2019,
+arXiv:1904.05068. Reference code: github.com/lenscloth/RKD (``metric/loss.py``: ``RkdDistance``,
+``RKdAngle``), also used unchanged by RepDistiller and mdistiller.
+
+The student is not asked to reproduce the teacher's embedding, only its relations: the distances
+between pairs of examples (scaled by their mean) and the angles in triplets. Both are unchanged by
+rotating, translating or uniformly scaling either embedding, so the student and the teacher may live
+in spaces of different dimension.
+
+Where the reference code departs from the paper, this module follows the code, since the published
+weights (25 and 50) were tuned with it:
+
+* The paper sums the Huber loss over distinct pairs and triplets (Eq. 5 and 8); the code averages
+  ``F.smooth_l1_loss`` over all B² (resp. B³) entries, degenerate ones (i = j, ...) included. Both
+  are zero on those entries, so the two differ by a factor that depends only on B.
+* The code puts the vertex of the angle at the *first* index, ``angle[i, j, k]`` =
+  cos∠(x_j, x_i, x_k); the paper puts it in the middle, ψ_A(t_i, t_j, t_k) = cos∠t_i t_j t_k.
+  The set of triplets is the same; only the order of the entries differs.
+* The code's mean distance uses the positive entries (``d[d > 0]``); here it is the mean over the
+  pairs i ≠ j as in Eq. 4. They differ only when two embeddings coincide exactly.
+
+Zero distances (the diagonal, duplicated examples) are handled with a masked square root and a
+masked division, so values and gradients stay finite where the norm is not differentiable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# λ_RKD-D and λ_RKD-A as used for image classification (CIFAR-100) by RepDistiller's RKDLoss
+# (w_d=25, w_a=50) and mdistiller (CFG.RKD.DISTANCE_WEIGHT, ANGLE_WEIGHT); Park et al. 2019 use 1
+# and 2 in their metric-learning runs (lenscloth/RKD examples: --dist_ratio 1 --angle_ratio 2).
+# They weight the losses below; the losses themselves carry no weight.
+RKD_DISTANCE_WEIGHT = 25.0
+RKD_ANGLE_WEIGHT = 50.0
+
+
+def _flatten(emb: torch.Tensor) -> torch.Tensor:
+    if emb.shape[0] < 2:
+        raise ValueError(f"RKD needs at least 2 examples in the batch, got {emb.shape[0]}")
+    return emb.reshape(emb.shape[0], -1)  # (B, D)
+
+
+def _safe_norm(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over the last dimension, 0 with a zero gradient at the zero vector (where the
+    norm has no derivative); the clamp keeps the unused branch of ``where`` finite."""
+    sq = x.pow(2).sum(-1)
+    tiny = torch.finfo(sq.dtype).tiny
+    return torch.where(sq > 0, sq.clamp_min(tiny).sqrt(), torch.zeros_like(sq))
+
+
+def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
+    r"""All Euclidean distances :math:`d_{ij} = \lVert x_i - x_j \rVert_2` within a batch.
+
+    emb: (B, D), or (B, ...) flattened to (B, D). Returns (B, B), symmetric with a zero diagonal.
+    Computed from explicit differences rather than :math:`\lVert a \rVert^2 + \lVert b \rVert^2 -
+    2 a^\top b` (the reference code's ``pdist``), which loses small distances to cancellation.
+    """
+    x = _flatten(emb)
+    diff = x.unsqueeze(1) - x.unsqueeze(0)  # (B, B, D): x_i - x_j
+    return _safe_norm(diff)
+
+
+def normalised_distances(emb: torch.Tensor) -> torch.Tensor:
+    r"""The distance potential :math:`\psi_D(x_i, x_j) = d_{ij} / \mu` (Park et al. 2019, Eq. 3–4).
+
+    .. math:: \mu = \frac{1}{B(B-1)} \sum_{i \ne j} \lVert x_i - x_j \rVert_2
+
+    Dividing by the mean distance makes the matrix scale-free, so a student whose embedding is ten
+    times smaller than the teacher's is not penalised for it. emb: (B, D) or (B, ...). Returns
+    (B, B), zero diagonal, off-diagonal mean 1 (all zeros when every embedding is the same).
+    """
+    d = pairwise_distances(emb)  # (B, B)
+    b = d.shape[0]
+    mu = d.sum() / (b * (b - 1))
+    return d / mu.clamp_min(torch.finfo(d.dtype).tiny)
+
+
+def triplet_angles(emb: torch.Tensor) -> torch.Tensor:
+    r"""The angle potential: cosines of all angles in the batch (Park et al. 2019, Eq. 7).
+
+    .. math::
+        A_{ijk} = \langle e_{ij}, e_{ik} \rangle, \qquad
+        e_{ij} = \frac{x_j - x_i}{\lVert x_j - x_i \rVert_2}
+
+    :math:`A_{ijk}` is the cosine of the angle at vertex :math:`x_i` between :math:`x_j` and
+    :math:`x_k`, indexed as in the reference code (``e = x.unsqueeze(0) - x.unsqueeze(1)``, then
+    ``bmm(e, e^T)``). Entries with j = i or k = i, and any with coincident points, are 0.
+    emb: (B, D) or (B, ...). Returns (B, B, B).
+    """
+    x = _flatten(emb)
+    e = x.unsqueeze(0) - x.unsqueeze(1)  # (B, B, D): e[i, j] = x_j - x_i
+    norm = _safe_norm(e)  # (B, B)
+    unit = e / torch.where(norm > 0, norm, torch.ones_like(norm)).unsqueeze(-1)  # (B, B, D)
+    return unit @ unit.transpose(1, 2)  # (B, B, B)
+
+
+def rkd_distance_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    r"""Distance-wise RKD (Park et al. 2019, Eq. 5 with the Huber loss of Eq. 6, δ = 1).
+
+    .. math::
+        \mathcal{L}_{RKD\text{-}D} = \frac{1}{B^2} \sum_{i,j}
+            \ell_\delta\big(\psi_D(t_i, t_j), \psi_D(s_i, s_j)\big)
+
+    with :math:`\ell_1(a, b) = \tfrac12 (a-b)^2` if :math:`|a-b| \le 1`, else
+    :math:`|a-b| - \tfrac12` (``F.smooth_l1_loss``, as the reference code). The mean runs over all
+    B² entries as in the code (see the module docstring). student_emb: (B, D_s), teacher_emb:
+    (B, D_t), or (B, ...) each; D_s and D_t may differ. Returns a scalar. The teacher side is not
+    detached here.
+    """
+    return F.smooth_l1_loss(
+        normalised_distances(student_emb), normalised_distances(teacher_emb), reduction="mean"
+    )
+
+
+def rkd_angle_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    r"""Angle-wise RKD (Park et al. 2019, Eq. 8): Huber loss between all triplet-angle cosines.
+
+    .. math::
+        \mathcal{L}_{RKD\text{-}A} = \frac{1}{B^3} \sum_{i,j,k}
+            \ell_\delta\big(\psi_A(t_i, t_j, t_k), \psi_A(s_i, s_j, s_k)\big)
+
+    Angles need no normalisation: they are already free of scale. The mean runs over all B³
+    entries as in the reference code. student_emb: (B, D_s), teacher_emb: (B, D_t), or (B, ...).
+    Returns a scalar. Memory is O(B² D + B³): fine for the few hundred examples of a batch.
+    """
+    return F.smooth_l1_loss(
+        triplet_angles(student_emb), triplet_angles(teacher_emb), reduction="mean"
+    )

@@ -1,0 +1,48 @@
+"""Similarity-preserving distillation: match which examples look alike (Tung & Mori 2019).
+
+Frederick Tung, Greg Mori, "Similarity-Preserving Knowledge Distillation", ICCV 2019,
+arXiv:1907.09682, §3. Reference implementation: RepDistiller ``distiller_zoo/SP.py`` ("verified by
+original author"), which this module follows exactly.
+
+The student is never compared with the teacher's activations, only with the teacher's B × B table
+of how similar each pair of examples in the batch is. Channels, their number and their order do not
+matter: any layer of the student can be matched with any layer of the teacher.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# γ, the weight of L_SP against cross-entropy (Tung & Mori 2019, §4.1, CIFAR-10 experiments; also
+# mdistiller's CFG.SP.LOSS.FEAT_WEIGHT). For the caller; the loss carries no weight.
+SP_GAMMA = 3000.0
+
+
+def similarity_matrix(feat: torch.Tensor) -> torch.Tensor:
+    r"""The row-normalised batch similarity :math:`G` (Tung & Mori 2019, §3, Eq. 1–2).
+
+    .. math::
+        \tilde G = Q Q^\top, \qquad G_{[i,:]} = \tilde G_{[i,:]} / \lVert \tilde G_{[i,:]} \rVert_2
+
+    Q is the activation map reshaped to (B, C·H·W). Each *row of* :math:`\tilde G` (not of Q) is
+    L2-normalised, so G is not symmetric in general. feat: (B, ...) any shape. Returns (B, B).
+    A row of an all-zero example stays zero (its norm is replaced by 1 rather than divided by 0).
+    """
+    q = feat.reshape(feat.shape[0], -1)  # (B, C·H·W)
+    g = q @ q.t()  # (B, B)
+    norm = g.norm(dim=1, keepdim=True)  # (B, 1)
+    return g / torch.where(norm > 0, norm, torch.ones_like(norm))
+
+
+def similarity_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+    r"""The similarity-preserving loss (Tung & Mori 2019, §3):
+
+    .. math:: \mathcal{L}_{SP} = \frac{1}{B^2} \lVert G_T - G_S \rVert_F^2
+
+    The paper's total is :math:`\mathcal{L}_{CE} + \gamma \mathcal{L}_{SP}` (:data:`SP_GAMMA`).
+    student_feat: (B, ...), teacher_feat: (B, ...); only B must agree. Returns a scalar. The
+    teacher side is not detached here.
+    """
+    b = student_feat.shape[0]
+    diff = similarity_matrix(teacher_feat) - similarity_matrix(student_feat)  # (B, B)
+    return diff.pow(2).sum() / (b * b)

@@ -1,0 +1,77 @@
+"""The one table of distillation methods.
+
+Each entry names its parameter dataclass and a ``build(params, probe) -> Distiller``; nothing
+outside this table names a method. Adding one means a loss file (the pure function, its
+parameters, a thin distiller), one entry here, one test file and one page section.
+"""
+
+from __future__ import annotations
+
+from .losses import attention, fitnets, kd
+from .method import Method
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    """The entry for ``name``; ValueError (one line) naming the choices when there is none."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def baseline_method() -> Method:
+    """The method every distilled student is compared with (training on hard labels)."""
+    return next(m for m in METHODS.values() if m.baseline)
+
+
+FAMILIES = ("baseline", "response", "feature", "relation")
+
+register(
+    Method(
+        "hard", "Hard labels only", "baseline", "cross-entropy baseline", kd.HardParams,
+        lambda p, probe: kd.HardLabels(p), uses_teacher=False,
+        summary="No teacher: cross-entropy on the true labels.", baseline=True,
+    )
+)  # fmt: skip
+register(
+    Method(
+        "kd", "Knowledge distillation", "response",
+        "Hinton, Vinyals & Dean 2015, arXiv:1503.02531", kd.KDParams,
+        lambda p, probe: kd.KD(p),
+        summary="The teacher's class probabilities softened at a temperature T.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "logits", "Logit matching", "response",
+        "Buciluǎ, Caruana & Niculescu-Mizil 2006; Ba & Caruana 2014", kd.LogitsParams,
+        lambda p, probe: kd.LogitMatching(p),
+        summary="The teacher's logits themselves, by squared error.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "fitnets", "FitNets hints through a projector", "feature",
+        "Romero et al. 2015, arXiv:1412.6550; projectors: Miles & Mikolajczyk 2024, "
+        "arXiv:2303.11098; VkD, Miles et al. 2024, arXiv:2403.06213",
+        fitnets.FitNetsParams, fitnets.FitNets,
+        summary="An intermediate layer of the teacher, reproduced by the student's layer "
+        "through a trained projector.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "at", "Attention transfer", "feature",
+        "Zagoruyko & Komodakis 2017, arXiv:1612.03928", attention.ATParams,
+        attention.AttentionTransfer,
+        summary="Where the teacher's convolutional layers look: their spatial attention maps.",
+    )
+)  # fmt: skip

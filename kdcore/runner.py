@@ -1,0 +1,360 @@
+"""The run machinery below the presets and the lab: runners, contexts, monitors, model steps.
+
+A *runner* (:class:`Preset`) is a named, frozen configuration with a function that trains its
+models; the published demonstrations and the lab's own custom run are all registered here, so
+the job queue, the store and the CLI run any of them the same way (:func:`run_preset`).
+
+Every runner returns a JSON-ready dict with at least ``preset``, ``status``, ``message``,
+``config``, ``device``, ``history`` (per model, per epoch), ``models`` (per model: ``role``,
+``arch``, ``method``, ``test_accuracy``, ``test_errors``, ``per_class_accuracy``, ``params``,
+``seconds``) and ``paper``. A model's role (teacher, student, baseline, peer, generation),
+architecture and method are fields, so nothing downstream parses model names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, cache_dir, load_model, save_model
+from .data import Dataset
+from .distill import build_distiller, distill
+from .method import Distiller, check_config, coerce
+from .methods import baseline_method, get_method
+from .models import KDModel, build_model
+from .train import Callback, FitResult, TrainConfig, evaluate, fit, pick_device, seed_everything
+
+ROLES = ("teacher", "student", "baseline", "peer", "generation", "assistant")
+
+
+class Monitor(Callback):
+    """Progress of a multi-model run: which model is training, then the trainer's callbacks."""
+
+    def on_model_start(self, name: str, index: int, count: int) -> None:
+        pass
+
+    def on_model_end(self, name: str, summary: dict) -> None:
+        pass
+
+
+@dataclass
+class Trained:
+    """A model a run produced, with what :func:`kdcore.checkpoint.save_model` needs, and the
+    modules its method trained beside it (a projector, an embedding head)."""
+
+    arch: str
+    model: nn.Module
+    num_classes: int
+    in_shape: tuple[int, int, int]
+    role: str = "student"
+    method: str = ""
+    distiller: Distiller | None = None
+
+
+@dataclass
+class RunContext:
+    """What a runner needs besides its config, and what it has produced so far.
+
+    ``history`` and ``models`` fill in as models finish, so a run that is cancelled or fails
+    half-way still returns everything done before it stopped.
+    """
+
+    device: torch.device
+    monitor: Monitor = field(default_factory=Monitor)
+    cancel: threading.Event | None = None
+    use_cache: bool = True  # reuse a teacher trained earlier with the same config
+    data_dir: str | None = None
+    count: int = 1  # how many models the run trains, for "model 2 of 3" progress
+    history: dict[str, list[dict]] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)
+    trained: dict[str, Trained] = field(default_factory=dict)  # name -> model, for saving
+    # Runner-specific results (a sweep, a bias adjustment) that runners fill in as they go; they
+    # join the result dict, so a cancelled sweep still returns the points it finished.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def train(self, name: str, run: Callable[[list[Callback]], FitResult]) -> FitResult:
+        self.monitor.on_model_start(name, len(self.history), self.count)
+        result = run([self.monitor])
+        for model, records in result.histories.items():
+            key = name if len(result.histories) == 1 else model
+            self.history[key] = [r.to_dict() for r in records]
+        if not result.ok:
+            raise Stopped(name, result)
+        return result
+
+    def done(self, name: str, summary: dict, trained: Trained | None = None) -> None:
+        self.models[name] = summary
+        if trained is not None:
+            self.trained[name] = trained
+        self.monitor.on_model_end(name, summary)
+
+
+class Stopped(Exception):
+    """A model's training did not complete (cancelled or failed); carries the FitResult."""
+
+    def __init__(self, name: str, result: FitResult):
+        super().__init__(result.message)
+        self.name = name
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A registered runner: a published demonstration, or (``kind="custom"``) the lab's own."""
+
+    name: str
+    title: str
+    summary: str
+    source: str  # where the paper's numbers come from: authors, year, section/table
+    paper: dict[str, Any]  # the paper's figures, keyed like our results
+    config: Any  # a frozen dataclass instance with an ``epochs`` field
+    runner: Callable[[Any, RunContext], dict]
+    differences: str  # why our default numbers differ from the paper's
+    kind: str = "preset"  # "preset" (listed) or "custom" (the lab's configurable run)
+    # (config, changes) -> config: how overrides apply; the default replaces fields by name
+    configure: Callable[[Any, dict[str, Any]], Any] | None = None
+    check: Callable[[Any], None] | None = None  # more checks than each field's range
+
+    def with_changes(self, changes: dict[str, Any], base: Any = None) -> Any:
+        """The config with ``changes`` applied and every field checked (ValueError, one line).
+        Values may be typed, or text as typed after ``--set KEY=`` (parsed by the field)."""
+        base = self.config if base is None else base
+        cfg = (self.configure or apply_changes)(base, changes)
+        check_config(cfg)
+        check_architectures(cfg)
+        if self.check is not None:
+            self.check(cfg)
+        return cfg
+
+
+RUNNERS: dict[str, Preset] = {}  # every runner, the lab's custom one included
+PRESETS: dict[str, Preset] = {}  # the published demonstrations, listed in the CLI and the lab
+
+
+def register(preset: Preset) -> Preset:
+    RUNNERS[preset.name] = preset
+    if preset.kind == "preset":
+        PRESETS[preset.name] = preset
+    return preset
+
+
+def apply_changes(cfg: Any, changes: dict[str, Any]) -> Any:
+    """``replace(cfg, **changes)`` with unknown names refused and text values parsed."""
+    known = {f.name: f for f in fields(cfg)}
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise ValueError(f"no setting {', '.join(unknown)}; the settings are {', '.join(known)}")
+    typed = {k: parse_value(cfg, k, v) for k, v in changes.items()}
+    return replace(cfg, **typed)
+
+
+def parse_value(cfg: Any, key: str, value: Any) -> Any:
+    """A value for field ``key`` of ``cfg``: text is parsed by the field's type (tuples and
+    dicts as JSON); anything else is taken as it is."""
+    if not isinstance(value, str):
+        return value
+    current = getattr(cfg, key)
+    if isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, tuple | list | dict):
+            parsed = json.loads(value)
+            return tuple(parsed) if isinstance(current, tuple) else parsed
+        return coerce(type(cfg), key, value)
+    except (ValueError, json.JSONDecodeError):
+        raise ValueError(f"{key}: {value!r} is not a valid {type(current).__name__}") from None
+
+
+def check_architectures(cfg: Any) -> None:
+    """Fail before any training when a config names a model that does not exist (a typo in
+    ``--set student=...`` should not cost a teacher's training first)."""
+    for f in fields(cfg):
+        if "teacher" not in f.name and "student" not in f.name:
+            continue
+        value = getattr(cfg, f.name)
+        names = (
+            [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else []
+        )
+        for name in names:
+            if isinstance(name, str):
+                with torch.device("meta"):  # shapes only: a huge "mlp-20000" allocates nothing
+                    build_model(name)  # raises ValueError naming the choices
+
+
+def field_default(cls: type, name: str) -> Any:
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------- model steps
+
+
+def model_summary(model: nn.Module, data: Dataset, seconds: float, **extra) -> dict:
+    report = evaluate(model, data)
+    return {
+        **report,
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": round(seconds, 2),
+        **extra,
+    }
+
+
+def _config_key(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_teacher(
+    ctx: RunContext, data: Dataset, arch: str, cfg: TrainConfig, name: str = "teacher"
+) -> KDModel:
+    """Train a teacher on hard labels, or load the one trained earlier with exactly this config
+    and device type.
+
+    Teachers are cached under ``cache_dir()/teachers`` as safetensors (never pickles), so a sweep
+    or a second preset on the same teacher does not train it again.
+    """
+    key_src = {
+        "arch": arch,
+        "data": data.name,
+        "n": len(data.y_train),
+        "cfg": asdict(cfg),
+        "device": ctx.device.type,
+        "torch": torch.__version__.split("+")[0],
+    }
+    path = cache_dir() / "teachers" / f"{arch}-{data.name}-{_config_key(key_src)}.safetensors"
+    info = {"role": "teacher", "arch": arch, "method": baseline_method().name}
+    if ctx.use_cache and path.is_file():
+        try:
+            model, meta = load_model(path, ctx.device)
+            if meta.get("config", {}).get("arch", arch) != arch:
+                raise CheckpointError(f"{path.name} holds another architecture")
+            ctx.monitor.on_model_start(name, len(ctx.history), ctx.count)
+            ctx.history[name] = meta.get("history", [])
+            summary = model_summary(model, data, meta.get("seconds", 0.0), cached=True, **info)
+            trained = Trained(arch, model, data.num_classes, data.image_shape, "teacher")
+            ctx.done(name, summary, trained)
+            return model
+        except CheckpointError:
+            pass  # a damaged cache entry is simply retrained and overwritten
+    seed_everything(cfg.seed)
+    model = build_model(arch, data.num_classes, data.image_shape).to(ctx.device)
+    result = ctx.train(name, lambda cbs: fit(model, data, cfg, callbacks=cbs, cancel=ctx.cancel))
+    meta = {"history": ctx.history[name], "seconds": result.seconds, "config": key_src}
+    save_model(model, path, arch, data.num_classes, data.image_shape, meta)
+    summary = model_summary(model, data, result.seconds, cached=False, **info)
+    ctx.done(name, summary, Trained(arch, model, data.num_classes, data.image_shape, "teacher"))
+    return model.eval()
+
+
+def train_student(
+    ctx: RunContext,
+    data: Dataset,
+    arch: str,
+    cfg: TrainConfig,
+    name: str,
+    method: str,
+    teacher: KDModel | None = None,
+    params: Any = None,
+    targets: dict[str, torch.Tensor] | None = None,
+    eval_data: Dataset | None = None,
+    role: str | None = None,
+) -> KDModel:
+    """Train a student with ``method`` from the same seed as every other student of the run
+    (a fair comparison).
+
+    ``data`` is the transfer set; the summary is measured on ``eval_data`` (default ``data``).
+    ``params`` are the method's parameters (a dict of overrides or the dataclass); ``targets``
+    the teacher's targets when the caller already computed them (``{"logits": ...}`` for KD).
+    The role defaults to "baseline" for the registry's baseline method, else "student".
+    """
+    m = get_method(method)
+    seed_everything(cfg.seed + 1)
+    model = build_model(arch, data.num_classes, data.image_shape).to(ctx.device)
+    p = m.make_params(params)
+    distiller = build_distiller(method, p, model, teacher, data)
+    result = ctx.train(
+        name,
+        lambda cbs: distill(
+            model, teacher, data, cfg, method, p, cbs, ctx.cancel, targets, distiller
+        ),
+    )
+    role = role or ("baseline" if m.baseline else "student")
+    info = {"role": role, "arch": arch, "method": method, "method_params": asdict(p)}
+    summary = model_summary(model, eval_data or data, result.seconds, **info)
+    trained = Trained(arch, model, data.num_classes, data.image_shape, role, method, distiller)
+    ctx.done(name, summary, trained)
+    return model.eval()
+
+
+def finish(preset: Preset, cfg: Any, ctx: RunContext, t0: float, **extra) -> dict:
+    """The result dict of a completed run."""
+    return {
+        "preset": preset.name,
+        "status": "completed",
+        "message": "",
+        "config": asdict(cfg),
+        "device": str(ctx.device),
+        "history": ctx.history,
+        "models": ctx.models,
+        "paper": {"source": preset.source, **preset.paper},
+        "seconds": round(time.perf_counter() - t0, 2),
+        **ctx.extra,
+        **extra,
+    }
+
+
+def get_runner(name: str) -> Preset:
+    if name not in RUNNERS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join(RUNNERS)}")
+    return RUNNERS[name]
+
+
+def resolve(name: str, epochs: int | None = None, seed: int | None = None, **overrides: Any) -> Any:
+    """The runner's config with the overrides applied and checked."""
+    preset = get_runner(name)
+    changes = dict(overrides)
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if seed is not None:
+        changes["seed"] = seed
+    return preset.with_changes(changes)
+
+
+def run_preset(
+    name: str,
+    epochs: int | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    monitor: Monitor | None = None,
+    cancel: threading.Event | None = None,
+    use_cache: bool = True,
+    data_dir: str | None = None,
+    trained: dict[str, Trained] | None = None,
+    config: Any = None,
+    **overrides: Any,
+) -> dict:
+    """Run a registered runner. A model that is cancelled or fails ends the run with that
+    status; the models finished before it and the partial history are kept in the result.
+
+    ``config`` is a resolved config to run as it is; otherwise the runner's default with
+    ``epochs``, ``seed`` and ``overrides`` applied. ``trained``, when given, receives every
+    model the run produced (to save their weights)."""
+    preset = get_runner(name)
+    cfg = config if config is not None else resolve(name, epochs, seed, **overrides)
+    ctx = RunContext(pick_device(device), monitor or Monitor(), cancel, use_cache, data_dir)
+    if trained is not None:
+        ctx.trained = trained
+    t0 = time.perf_counter()
+    try:
+        return preset.runner(cfg, ctx)
+    except Stopped as stop:
+        out = finish(preset, cfg, ctx, t0)
+        out.update(status=stop.result.status, message=f"{stop.name}: {stop.result.message}")
+        return out
