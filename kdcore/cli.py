@@ -11,7 +11,6 @@ exit code 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys

@@ -133,6 +133,7 @@ def distill(
     cancel: threading.Event | None = None,
     teacher_targets: dict[str, torch.Tensor] | None = None,
     distiller: Distiller | None = None,
+    watch: Callable[[KDModel], dict] | None = None,
 ) -> FitResult:
     """Train ``student`` on ``data`` with ``method`` (a key of :data:`kdcore.methods.METHODS`);
     the teacher stays frozen in eval mode.
@@ -141,8 +142,10 @@ def distill(
     ``teacher_targets`` ({name: (N_train, ...)}) may be passed when the caller already has them
     (a sweep training many students from one teacher: ``{"logits": logits}`` for KD); otherwise
     they are computed here when the inputs are not augmented. Pass ``distiller`` to keep a
-    handle on the method's modules (it is built here otherwise). The histories of the method's
-    stages follow each other in the result, each record naming its stage.
+    handle on the method's modules (it is built here otherwise). ``watch(student)`` adds its
+    JSON-ready figures to every epoch's record (e.g. the embedding geometry of a fixed batch, or
+    attention maps), beside the distiller's own :meth:`~Distiller.epoch_summary`. The histories
+    of the method's stages follow each other in the result, each record naming its stage.
     """
     if distiller is None:
         distiller = build_distiller(method, params, student, teacher, data)
@@ -156,6 +159,17 @@ def distill(
         extras = {f"t:{k}": v for k, v in (targets or {}).items()}
     step = make_step(distiller, teacher if uses_teacher else None, cached)
     stages = distiller.stages(cfg.epochs)
+
+    def epoch_extra() -> dict:
+        extra = distiller.epoch_summary()
+        if watch is not None:
+            was = student.training
+            student.eval()
+            with torch.no_grad():
+                extra = {**extra, **watch(student)}
+            student.train(was)
+        return extra
+
     history: list[EpochRecord] = []
     seconds = 0.0
     result = FitResult("completed", "", {"model": history}, 0.0)
@@ -172,7 +186,7 @@ def distill(
             modules=[distiller],
             first_epoch=len(history) + 1,
             stage=stage.name if len(stages) > 1 else "",
-            epoch_extra=distiller.epoch_summary,
+            epoch_extra=epoch_extra,
             after_step=distiller.after_step,
         )
         history.extend(result.history)

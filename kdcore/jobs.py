@@ -1,9 +1,10 @@
 """Background training: run specs, one shared executor, and a bounded job queue.
 
 :func:`execute` runs one spec (any registered runner: a preset, or the lab's custom run) and
-records it in the :class:`~kdcore.store.Store` as it goes: status, live progress, every epoch's history, the final
-result dict and the trained weights. The CLI calls it directly; the app submits specs to a
-:class:`JobQueue`, whose worker threads call it, one training at a time per device by default.
+records it in the :class:`~kdcore.store.Store` as it goes: status, live progress, every epoch's
+history, the final result dict and the trained weights. The CLI calls it directly; the app
+submits specs to a :class:`JobQueue`, whose worker threads call it, one training at a time per
+device by default.
 
 Nothing here touches a UI. Pages poll the store (and :meth:`JobQueue.place`) to draw progress.
 """

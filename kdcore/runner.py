@@ -265,6 +265,7 @@ def train_student(
     targets: dict[str, torch.Tensor] | None = None,
     eval_data: Dataset | None = None,
     role: str | None = None,
+    watch: Callable[[KDModel], dict] | None = None,
 ) -> KDModel:
     """Train a student with ``method`` from the same seed as every other student of the run
     (a fair comparison).
@@ -273,6 +274,7 @@ def train_student(
     ``params`` are the method's parameters (a dict of overrides or the dataclass); ``targets``
     the teacher's targets when the caller already computed them (``{"logits": ...}`` for KD).
     The role defaults to "baseline" for the registry's baseline method, else "student".
+    ``watch(model)`` records figures of the student in every epoch's ``extra`` (see distill).
     """
     m = get_method(method)
     seed_everything(cfg.seed + 1)
@@ -282,7 +284,7 @@ def train_student(
     result = ctx.train(
         name,
         lambda cbs: distill(
-            model, teacher, data, cfg, method, p, cbs, ctx.cancel, targets, distiller
+            model, teacher, data, cfg, method, p, cbs, ctx.cancel, targets, distiller, watch
         ),
     )
     role = role or ("baseline" if m.baseline else "student")
