@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import fields
 
 import plotly.graph_objects as go
@@ -17,11 +18,13 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
+from app import ui
 from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
 from kdcore.jobs import JobQueue, RunSpec
 from kdcore.lab import CustomConfig
+from kdcore.method import describe_field
 from kdcore.methods import METHODS
-from kdcore.models import MODELS
+from kdcore.models import MODELS, build_model
 from kdcore.presets import PRESETS
 from kdcore.store import RunRecord, Store, StoreError, default_store_path, iso
 
@@ -77,14 +80,18 @@ def duration(seconds: float | None) -> str:
 
 
 def describe(run: RunRecord) -> str:
-    """One line: what the run trains, e.g. ``mlp-1200-dropout -> mlp-30, kd T=4 alpha=0.9``."""
+    """One line: what the run trains, e.g. ``mnist: mlp-1200-dropout → mlp-30, kd T=4``."""
     c = run.config
-    if run.kind == "custom":
-        soft = f" T={c.get('T', 0):g} α={c.get('alpha', 0):g}" if c.get("method") != "hard" else ""
+    if "method" in c and "student" in c:  # a run of one chosen method (the lab's own)
+        # the method's parameters (older runs kept T and alpha at the top level)
+        params = c.get("params") or {k: c[k] for k in ("T", "alpha") if k in c}
+        shown = "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}"
+                        for k, v in params.items())  # fmt: skip
         size = f", {c['per_class']}/class" if c.get("per_class") else ""
         return (
             f"{c.get('dataset')}: {c.get('teacher')} → {c.get('student')}, {c.get('method')}"
-            f"{soft}, {_epochs(c.get('epochs'))}, lr {c.get('lr', 0):g}, seed {c.get('seed')}{size}"
+            f"{shown}, {_epochs(c.get('epochs'))}, lr {c.get('lr', 0):g}, seed {c.get('seed')}"
+            f"{size}"
         )
     return f"preset {run.name}, {_epochs(c.get('epochs'))}, seed {c.get('seed')}"
 
@@ -230,22 +237,26 @@ def results_table(run: RunRecord) -> None:
 
 
 def kd_gain(run: RunRecord) -> str | None:
-    """A sentence comparing the distilled student with the same student on hard labels."""
-    hard = run.models.get("student_hard")
-    soft = [
-        (k, m) for k, m in run.models.items() if k.startswith("student_") and k != "student_hard"
-    ]
-    if hard is None or not soft:
+    """A sentence comparing the distilled student with the same student on hard labels, from
+    the models' roles (older runs without roles get none)."""
+    base = [m for m in run.models.values() if m.get("role") == "baseline"]
+    soft = [m for m in run.models.values() if m.get("role") == "student"]
+    if not base or not soft:
         return None
-    name, m = soft[0]
+    hard, m = base[0], soft[0]
     delta = m["test_errors"] - hard["test_errors"]
     verdict = "fewer" if delta < 0 else "more"
+    title = METHODS[m["method"]].title if m.get("method") in METHODS else m.get("method")
     return (
-        f"With the teacher ({name.removeprefix('student_')}), the student makes "
+        f"With the teacher ({title}), the student makes "
         f"**{m['test_errors']}** test errors against **{hard['test_errors']}** on hard labels "
         f"alone: {abs(delta)} {verdict}. One seed, short training: rerun with other seeds "
         "before reading much into a small difference."
     )
+
+
+def _paper_source(run: RunRecord) -> str:
+    return ((run.result or {}).get("paper") or {}).get("source") or ""
 
 
 def show_result(run: RunRecord) -> None:
@@ -253,7 +264,7 @@ def show_result(run: RunRecord) -> None:
         if any(run.history.values()):
             plot(live_figure(run.history), key=f"partial-{run.id}")
         return
-    if run.kind == "custom":  # no paper to compare with: our table, the gain, the curves
+    if not _paper_source(run):  # no paper to compare with: our table, the gain, the curves
         results_table(run)
         gain = kd_gain(run)
         if gain:
@@ -337,7 +348,7 @@ def show_run(queue: JobQueue, run: RunRecord) -> None:
         return
     header(run)
     # preset_views.show_result states the outcome itself for a preset's result
-    if run.result is None or run.kind == "custom" or preset_views is None:
+    if run.result is None or not _paper_source(run) or preset_views is None:
         if run.status == "failed":
             st.error(run.message or "failed", icon=":material/error:")
         elif run.status == "cancelled":
@@ -377,18 +388,69 @@ def _device_box(key: str) -> str:
     )
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def feature_names(arch: str, dataset: str) -> list[str]:
+    """The named features of an architecture, in forward order (for a method's layer choice)."""
+    shape = (1, 28, 28) if dataset in ("mnist", "fashion-mnist") else (3, 32, 32)
+    with torch.no_grad():
+        model = build_model(arch, in_shape=shape).eval()
+        return list(model.forward_features(torch.zeros(1, *shape)).features)
+
+
+def param_widget(f, default, key: str, choices: Sequence | None = None, **kw):
+    """One control for a dataclass field made with :func:`kdcore.method.param`, in the URL.
+
+    Numbers get their range and step from the field; a field with choices is a select box; text
+    is a text box. A link value the control cannot take is dropped with a notice first (so the
+    widget never receives it)."""
+    meta = describe_field(f)
+    label, help_ = meta["label"], meta["help"] or None
+    if choices is None and isinstance(meta["choices"], tuple):
+        choices = meta["choices"]
+    if isinstance(default, bool):
+        ui.guard_url(key, lambda raw: raw.lower() in ("true", "false"), default)
+        return st.toggle(label, default, key=key, help=help_, bind="query-params", **kw)
+    if choices is not None:
+        options = list(choices)
+        if default not in options:
+            options.insert(0, default)
+        ui.guard_url(key, lambda raw: raw in {str(o) for o in options}, default)
+        return st.selectbox(label, options, options.index(default), key=key, help=help_,
+                            bind="query-params", **kw)  # fmt: skip
+    if isinstance(default, int | float):
+        lo, hi, step = meta["lo"], meta["hi"], meta["step"]
+        is_int = isinstance(default, int)
+        cast = int if is_int else float
+        lo = None if lo is None else cast(lo)
+        hi = None if hi is None else cast(hi)
+        ok = ui.int_ok(lo, hi) if is_int else ui.float_ok(lo, hi)
+        ui.guard_url(key, ok, default)
+        value = st.number_input(
+            label, lo, hi, default, cast(step) if step else (1 if is_int else None),
+            key=key, help=help_, bind="query-params",
+            format=None if is_int else "%g", **kw,
+        )  # fmt: skip
+        return cast(value)
+    return st.text_input(label, str(default), key=key, help=help_, bind="query-params", **kw)
+
+
+def _field(name: str):
+    return next(f for f in fields(CustomConfig) if f.name == name)
+
+
 def custom_controls() -> tuple[RunSpec | None, str | None]:
-    """The lab's own run: returns (spec or None, a reason it cannot start)."""
+    """The lab's own run: returns (spec or None, a reason it cannot start). Every control comes
+    from a field of :class:`kdcore.lab.CustomConfig` or of the chosen method's parameters."""
     d = CustomConfig()
     archs = list(MODELS)
     c1, c2, c3 = st.columns(3)
-    dataset = c1.selectbox("Data set", DATASETS, key="data", bind="query-params")
-    teacher = c2.selectbox(
-        "Teacher", archs, archs.index(d.teacher), key="teacher", bind="query-params"
-    )
-    student = c3.selectbox(
-        "Student", archs, archs.index(d.student), key="student", bind="query-params"
-    )
+    with c1:
+        dataset = param_widget(_field("dataset"), d.dataset, "data")
+    with c2:
+        teacher = param_widget(_field("teacher"), d.teacher, "teacher", archs)
+    with c3:
+        student = param_widget(_field("student"), d.student, "student", archs)
+    ui.guard_url("method", METHODS.__contains__, d.method)
     method = st.segmented_control(
         "Method",
         list(METHODS),
@@ -399,61 +461,62 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
         bind="query-params",
     )
     method = method or d.method
-    soft = METHODS[method].uses_teacher
+    m = METHODS[method]
+    st.caption(f"{m.summary} ({m.citation})")
+    m_fields = fields(m.params)
+    if m_fields:
+        dynamic = {
+            "student features": feature_names(student, dataset),
+            "teacher features": feature_names(teacher, dataset),
+        }
+        cols = st.columns(min(len(m_fields), 5))
+        params = {}
+        for i, f in enumerate(m_fields):
+            choices = describe_field(f)["choices"]
+            with cols[i % len(cols)]:
+                params[f.name] = param_widget(
+                    f, getattr(m.params(), f.name), f.name, dynamic.get(choices)
+                )
+    else:
+        params = {}
     c1, c2, c3, c4, c5 = st.columns(5)
-    T = c1.number_input(
-        "Temperature T", 0.5, 100.0, d.T, 0.5, key="T", bind="query-params", disabled=not soft
-    )
-    alpha = c2.number_input(
-        "α, the teacher's weight", 0.0, 1.0, d.alpha, 0.05, key="alpha",
-        bind="query-params", disabled=not soft,
-    )  # fmt: skip
-    teacher_epochs = c3.number_input(
-        "Teacher epochs", 1, 500, d.teacher_epochs, key="teacher_epochs", bind="query-params",
-        disabled=not soft,
-        help="Trained once and cached: with the default teacher and settings, the teacher of the "
-        "Hinton presets is loaded instead of trained.",
-    )  # fmt: skip
-    epochs = c4.number_input("Student epochs", 1, 500, d.epochs, key="epochs", bind="query-params")
-    lr = c5.number_input(
-        "Learning rate", 1e-4, 1000.0, d.lr, 0.01, format="%.4f", key="lr", bind="query-params"
-    )
-    c1, c2, c3, c4, c5 = st.columns(5)
-    seed = c1.number_input("Seed", 0, 1_000_000, d.seed, key="seed", bind="query-params")
+    with c1:
+        epochs = param_widget(_field("epochs"), d.epochs, "epochs")
+    with c2:
+        lr = param_widget(_field("lr"), d.lr, "lr")
+    with c3:
+        teacher_epochs = param_widget(
+            _field("teacher_epochs"), d.teacher_epochs, "teacher_epochs",
+            disabled=not m.uses_teacher,
+        )  # fmt: skip
+    with c4:
+        seed = param_widget(_field("seed"), d.seed, "seed")
+    with c5:
+        clip = param_widget(_field("grad_clip"), d.grad_clip, "grad_clip")
+    c1, c2, c3 = st.columns(3)
     sizes = [0, 1000, 500, 100, 20]
-    per = c2.selectbox(
+    ui.guard_url("per_class", lambda raw: raw in {str(n) for n in sizes}, 0)
+    per = c1.selectbox(
         "Training images per class",
         sizes,
         format_func=lambda n: "all" if n == 0 else f"{n}",
         key="per_class",
         bind="query-params",
     )
-    with c3:
+    with c2:
         device = _device_box("device")
-    clip = c4.number_input(
-        "Gradient clipping", 0.0, 1000.0, d.grad_clip, 1.0, key="grad_clip", bind="query-params",
-        help="Largest global gradient norm of the students' steps; 0 turns clipping off. The "
-        "T²-scaled soft loss can blow up at lr 0.05 without it.",
-    )  # fmt: skip
-    baseline = c5.toggle(
-        "Hard-label baseline",
-        d.baseline,
-        key="baseline",
-        disabled=method == "hard",
-        help="Also train the same student from the same seed on hard labels only: the fair "
-        "comparison for the distilled one.",
-    )
+    with c3:
+        baseline = param_widget(_field("baseline"), d.baseline, "baseline", disabled=m.baseline)
     problem = data_problem(dataset, str(default_data_dir())) if dataset != "mnist" else None
-    cfg = CustomConfig(
-        dataset=dataset, teacher=teacher, student=student, method=method, T=float(T),
-        alpha=float(alpha), epochs=int(epochs), lr=float(lr), seed=int(seed),
-        teacher_epochs=int(teacher_epochs), grad_clip=float(clip),
-        per_class=int(per), baseline=bool(baseline),
-    )  # fmt: skip
     try:
+        cfg = CustomConfig(
+            dataset=dataset, teacher=teacher, student=student, method=method, params=params,
+            epochs=int(epochs), lr=float(lr), seed=int(seed), teacher_epochs=int(teacher_epochs),
+            grad_clip=float(clip), per_class=int(per), baseline=bool(baseline),
+        )  # fmt: skip
         return RunSpec.custom(cfg, device=device), problem
     except ValueError as err:
-        return None, str(err)
+        return None, " ".join(str(err).split())
 
 
 def _field_widget(name: str, value, key: str):

@@ -158,31 +158,46 @@ def _notice(key: str, raw: str, default: Any) -> None:
         )
 
 
-def _check_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
+def guard_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
+    """A link value a control cannot take is dropped from the URL (with a notice) before the
+    control is drawn, so the widget never receives it (``inf`` in a number box would raise)."""
     raw = st.query_params.get(key)
     if raw is not None and not ok(raw):
         _notice(key, raw, default)
+        del st.query_params[key]
+        st.session_state.pop(key, None)
 
 
-def _float_ok(lo: float, hi: float) -> Callable[[str], bool]:
+_check_url = guard_url
+
+
+def float_ok(lo: float | None, hi: float | None) -> Callable[[str], bool]:
     def ok(raw: str) -> bool:
         try:
             v = float(raw)
-        except ValueError:
+        except (ValueError, OverflowError):
             return False
-        return math.isfinite(v) and lo <= v <= hi
+        return math.isfinite(v) and (lo is None or lo <= v) and (hi is None or v <= hi)
 
     return ok
 
 
-def _int_ok(lo: int, hi: int) -> Callable[[str], bool]:
+def int_ok(lo: int | None, hi: int | None) -> Callable[[str], bool]:
     def ok(raw: str) -> bool:
+        text = raw.strip()
+        # int() accepts unicode digits and 5,000-digit numbers; a number box takes neither
+        if not text.isascii() or len(text) > 18:
+            return False
         try:
-            return lo <= int(raw) <= hi
+            v = int(text)
         except ValueError:
             return False
+        return (lo is None or lo <= v) and (hi is None or v <= hi)
 
     return ok
+
+
+_float_ok, _int_ok = float_ok, int_ok
 
 
 def url_float(

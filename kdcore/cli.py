@@ -159,6 +159,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = Store(args.store)
     store.reap_stale()
     runs = store.list(status=args.status, limit=args.limit)
+    for run_id, why in store.unreadable:  # stderr: --json output stays valid JSON
+        print(f"run #{run_id} is unreadable: {why}", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=1))
         return 0

@@ -27,7 +27,7 @@ from . import __version__
 from .checkpoint import CheckpointError
 from .data import DataUnavailable
 from .presets import RUNNERS, Monitor, Trained, run_preset
-from .store import RunRecord, Store
+from .store import RunRecord, Store, StoreError
 from .train import EpochRecord, Progress, pick_device
 
 
@@ -239,7 +239,10 @@ def execute(
             store.save_weights(run_id, file_name, t.model, t.arch, t.num_classes, t.in_shape, meta)
     except (OSError, CheckpointError) as err:  # the results stand even if weights cannot be kept
         message = f"{message} (weights not saved: {one_line(err)})".strip()
-    store.finish(run_id, result["status"], message, result)
+    try:
+        store.finish(run_id, result["status"], message, result)
+    except StoreError as err:  # kept in unsaved-result.json; the caller still gets the result
+        result = {**result, "message": f"{message} ({one_line(err)})".strip()}
     return run_id, result
 
 
@@ -290,18 +293,25 @@ class JobQueue:
         with self._cv:
             if self._closed:
                 raise QueueFull("the job queue has been shut down")
-            if reuse:
-                done = self.store.find_completed(key)
-                if done is not None:
-                    return done.id
-                if key in self._by_key:
-                    return self._by_key[key]
+            if reuse and key in self._by_key:
+                return self._by_key[key]
             waiting = sum(len(q) for q in self._pending.values())
             if waiting >= self.max_pending:
                 raise QueueFull(
                     f"the queue is full ({waiting} runs waiting); try again when one finishes"
                 )
-            run_id = self.store.create(spec.kind, spec.name, spec.config_dict(), key, device=dev)
+            if reuse:
+                # Claimed in the store itself: another app process (or a CLI run) that already
+                # queued, runs or finished this configuration is joined, not repeated.
+                run_id, new = self.store.claim(
+                    spec.kind, spec.name, spec.config_dict(), key, device=dev, reuse=True
+                )
+                if not new:
+                    return run_id
+            else:
+                run_id = self.store.create(
+                    spec.kind, spec.name, spec.config_dict(), key, device=dev
+                )
             job = Job(run_id, spec, dev, key)
             if dev not in self._pending:
                 self._pending[dev] = deque()

@@ -173,11 +173,14 @@ def parse_value(cfg: Any, key: str, value: Any) -> Any:
         raise ValueError(f"{key}: {value!r} is not a valid {type(current).__name__}") from None
 
 
+ARCH_FIELDS = ("teacher", "student", "teachers", "students", "assistant", "peers")
+
+
 def check_architectures(cfg: Any) -> None:
     """Fail before any training when a config names a model that does not exist (a typo in
     ``--set student=...`` should not cost a teacher's training first)."""
     for f in fields(cfg):
-        if "teacher" not in f.name and "student" not in f.name:
+        if f.name not in ARCH_FIELDS:
             continue
         value = getattr(cfg, f.name)
         names = (
@@ -232,9 +235,7 @@ def train_teacher(
     info = {"role": "teacher", "arch": arch, "method": baseline_method().name}
     if ctx.use_cache and path.is_file():
         try:
-            model, meta = load_model(path, ctx.device)
-            if meta.get("config", {}).get("arch", arch) != arch:
-                raise CheckpointError(f"{path.name} holds another architecture")
+            model, meta = load_model(path, ctx.device, expect_arch=arch)
             ctx.monitor.on_model_start(name, len(ctx.history), ctx.count)
             ctx.history[name] = meta.get("history", [])
             summary = model_summary(model, data, meta.get("seconds", 0.0), cached=True, **info)

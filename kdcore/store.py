@@ -9,6 +9,17 @@ It runs in WAL mode, so the app's worker thread, the page scripts and a CLI proc
 terminal can read and write it together. Trained weights go beside it, in a folder named after
 the database (``runs-weights/run-000012/student_kd.safetensors``), written and read only through
 :mod:`kdcore.checkpoint` (safetensors: nothing is ever unpickled).
+
+Failure modes it is built for:
+- A damaged row (text that is not UTF-8, JSON that does not parse) hides nothing else:
+  :meth:`Store.list` skips it and names it in ``Store.unreadable``; :meth:`Store.get` raises
+  :class:`StoreError` with one line.
+- Another process holding the write lock for minutes does not lose a finished run: ``finish``,
+  ``append_epoch``, ``start`` and ``set_history`` retry with backoff for ``write_retry`` seconds;
+  a result that still cannot be written is kept in ``runs-weights/run-N/unsaved-result.json``
+  and applied by :meth:`Store.recover_unsaved`.
+- Two processes asking for the same configuration get one run: :meth:`Store.claim` checks and
+  inserts inside one ``BEGIN IMMEDIATE`` transaction.
 """
 
 from __future__ import annotations
@@ -23,23 +34,32 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import __version__
-from .checkpoint import CheckpointError, load_model, save_model
+
+if TYPE_CHECKING:  # torch loads only where weights are touched: listing or claiming runs is fast
+    import torch
+    from torch import nn
 
 STORE_ENV = "KD_STORE"
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 KINDS = ("preset", "custom")
+BUSY_TIMEOUT_S = 30.0  # how long one statement waits for another connection's lock
+WRITE_RETRY_S = 300.0  # how long the writes that end or record a run keep retrying a locked store
+UNSAVED = "unsaved-result.json"  # a result the store could not take, beside the run's weights
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6  # primary result codes (https://sqlite.org/rescode.html)
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,6 +90,43 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")  # model names used as weight f
 
 class StoreError(RuntimeError):
     """The store could not be opened or used; ``str(err)`` is one line for the user."""
+
+
+class _Undecodable(str):
+    """Text from a column that is not valid UTF-8, decoded with replacement characters so that
+    reading it cannot fail; :meth:`Store._record` refuses a row holding one."""
+
+
+def _decode(raw: bytes) -> str:
+    # sqlite3's default text factory raises OperationalError for the whole query when one value
+    # is not UTF-8; decoding here confines the damage to its row.
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Undecodable(raw.decode("utf-8", errors="replace"))
+
+
+class _Damaged(Exception):
+    """A row that cannot be turned into a :class:`RunRecord`; ``reason`` is one line."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _one_line(text: object, limit: int = 300) -> str:
+    """One printable line: whitespace runs collapsed, other control characters escaped."""
+    flat = " ".join(str(text).split())
+    flat = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _is_busy(err: sqlite3.Error) -> bool:
+    """True for "database is locked" and kin: another connection holds the lock, retry later."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(err) or "busy" in str(err)
 
 
 def default_store_path() -> Path:
@@ -105,9 +162,20 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except (PermissionError, OSError, OverflowError):
         return True  # exists but belongs to someone else, or we cannot tell: leave it alone
     return True
+
+
+def _owner_alive(owner: object) -> bool:
+    """Whether the ``host:pid`` that owns a run may still be running it. Only a process on this
+    host can be checked; any other owner is taken to be alive."""
+    if not isinstance(owner, str):
+        return True
+    who, _, pid = owner.rpartition(":")
+    if who != socket.gethostname() or not pid.isdigit():
+        return True
+    return _pid_alive(int(pid))
 
 
 def _clean(obj: Any) -> Any:
@@ -128,6 +196,29 @@ def _dumps(obj: Any) -> str:
 def iso(ts: float | None) -> str:
     """Local time ``YYYY-mm-dd HH:MM:SS``, or "" for a missing timestamp."""
     return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+_TEXT_COLUMNS = ("status", "kind", "name", "config_key", "device", "version", "message", "owner")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_column(row: sqlite3.Row, col: str) -> dict:
+    """A JSON-object column, parsed; raises :class:`_Damaged` when it is not one."""
+    raw = row[col]
+    if isinstance(raw, _Undecodable):
+        raise _Damaged(f"column {col} is not valid UTF-8")
+    if not isinstance(raw, str):
+        raise _Damaged(f"column {col} holds {type(raw).__name__}, not JSON text")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as err:
+        raise _Damaged(f"column {col} is not valid JSON ({_one_line(err, 80)})") from None
+    if not isinstance(value, dict):
+        raise _Damaged(f"column {col} holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 @dataclass
@@ -162,24 +253,19 @@ class RunRecord:
 
     @property
     def methods(self) -> set[str]:
-        """Methods the run used: a custom run's method (and "hard" for its baseline), or the
-        ``_suffix`` of a preset's ``student_<method>`` model names."""
-        found = set()
+        """Methods the run used, read from each model's ``method`` field (and, for runs stored
+        before models carried it, the config's ``method``)."""
+        found = {m["method"] for m in self.models.values() if m.get("method")}
         if self.config.get("method"):
             found.add(self.config["method"])
-        if self.config.get("baseline"):
-            found.add("hard")
-        for name in [*self.history, *self.models]:
-            if name.startswith("student_"):
-                found.add(name.removeprefix("student_"))
         return found
 
     @property
     def title(self) -> str:
         """Short text naming the run, e.g. ``hinton-mnist`` or ``custom kd mlp-30``."""
-        if self.kind == "custom":
-            c = self.config
-            return f"custom {c.get('method', '')} {c.get('student', '')}".rstrip()
+        c = self.config
+        if "method" in c:  # a run of one chosen method (the lab's own)
+            return f"{self.name} {c['method']} {c.get('student', '')}".rstrip()
         return self.name
 
     @property
@@ -201,23 +287,42 @@ class RunRecord:
 
 class Store:
     """A SQLite run store. Safe to share between threads (one connection behind a lock) and
-    between processes (WAL mode, a busy timeout)."""
+    between processes (WAL mode, a busy timeout, retried writes).
 
-    def __init__(self, path: str | Path | None = None):
+    ``busy_timeout``: seconds one statement waits for another connection's lock.
+    ``write_retry``: seconds :meth:`finish`, :meth:`append_epoch`, :meth:`start` and
+    :meth:`set_history` keep retrying (with backoff) while the store stays locked.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        write_retry: float = WRITE_RETRY_S,
+    ):
         self.path = Path(path) if path is not None else default_store_path()
         self.weights_root = self.path.parent / f"{self.path.stem}-weights"
+        self.busy_timeout, self.write_retry = float(busy_timeout), float(write_retry)
+        self.unreadable: list[tuple[int, str]] = []  # (id, reason) of rows the last list skipped
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                str(self.path), timeout=30, check_same_thread=False, isolation_level=None
+                str(self.path),
+                timeout=self.busy_timeout,
+                check_same_thread=False,
+                isolation_level=None,
             )
             self._db.row_factory = sqlite3.Row
+            self._db.text_factory = _decode
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as err:
-            raise StoreError(f"cannot open the run store at {self.path}: {err}") from None
+            raise StoreError(
+                f"cannot open the run store at {self.path}: {_one_line(err)}"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -226,6 +331,9 @@ class Store:
         with self._lock:
             self._db.close()
 
+    def _error(self, err: BaseException) -> StoreError:
+        return StoreError(f"run store {self.path.name}: {_one_line(err)}")
+
     def _exec(self, sql: str, args: tuple = ()) -> tuple[int, int]:
         """Run one statement; returns (lastrowid, rowcount)."""
         try:
@@ -233,32 +341,51 @@ class Store:
                 cur = self._db.execute(sql, args)
                 return cur.lastrowid or 0, cur.rowcount
         except sqlite3.Error as err:
-            raise StoreError(f"run store {self.path.name}: {err}") from None
+            raise self._error(err) from None
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         try:
             with self._lock:
                 return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as err:
-            raise StoreError(f"run store {self.path.name}: {err}") from None
+            raise self._error(err) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the thread lock: the write lock is taken
+        first, so a read-modify-write inside cannot interleave with another writer's."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, retried with backoff while another connection holds the lock, for up
+        to ``write_retry`` seconds in all. The thread lock is released between attempts so this
+        process's readers are not stalled. Raises the last sqlite3 error when time runs out."""
+        deadline = time.monotonic() + self.write_retry
+        wait = 0.05
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as err:
+                left = deadline - time.monotonic()
+                if not _is_busy(err) or left <= 0:
+                    raise
+            time.sleep(min(wait, left))
+            wait = min(2 * wait, 5.0)
 
     # ------------------------------------------------------------------------- writing
 
-    def create(
-        self,
-        kind: str,
-        name: str,
-        config: dict,
-        config_key: str,
-        status: str = "queued",
-        device: str = "",
-    ) -> int:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-        if status not in ACTIVE:
-            raise ValueError(f"a new run is queued or running, not {status!r}")
+    def _insert(self, db: sqlite3.Connection, kind, name, config, config_key, status, device):
         now = time.time()
-        row_id, _ = self._exec(
+        cur = db.execute(
             "INSERT INTO runs (created, started, status, kind, name, config, config_key, device,"
             " version, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -274,79 +401,229 @@ class Store:
                 owner_id(),
             ),
         )
-        return int(row_id)
+        return int(cur.lastrowid)
+
+    @staticmethod
+    def _check_new(kind: str, status: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        if status not in ACTIVE:
+            raise ValueError(f"a new run is queued or running, not {status!r}")
+
+    def create(
+        self,
+        kind: str,
+        name: str,
+        config: dict,
+        config_key: str,
+        status: str = "queued",
+        device: str = "",
+    ) -> int:
+        self._check_new(kind, status)
+        try:
+            with self._lock:
+                return self._insert(self._db, kind, name, config, config_key, status, device)
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+
+    def claim(
+        self,
+        kind: str,
+        name: str,
+        config: dict,
+        config_key: str,
+        device: str = "",
+        status: str = "queued",
+        reuse: bool = False,
+    ) -> tuple[int, bool]:
+        """The one run of this configuration, across every process that shares the store.
+
+        Inside one ``BEGIN IMMEDIATE`` transaction: returns ``(id, False)`` for the oldest
+        queued or running run with ``config_key`` whose owner process is alive (or, with
+        ``reuse``, first the newest readable completed one); otherwise inserts a new run and
+        returns ``(new_id, True)``: the caller that gets True must run it. Queued or running
+        runs of a dead process on this host are marked failed on the way.
+        """
+        self._check_new(kind, status)
+        try:
+            with self._transaction() as db:
+                if reuse:
+                    rows = db.execute(
+                        "SELECT * FROM runs WHERE config_key=? AND status='completed'"
+                        " ORDER BY id DESC",
+                        (config_key,),
+                    ).fetchall()
+                    for row in rows:
+                        with suppress(_Damaged):
+                            return self._record(row).id, False
+                rows = db.execute(
+                    "SELECT id, owner FROM runs WHERE config_key=? AND status IN"
+                    " ('queued', 'running') ORDER BY id",
+                    (config_key,),
+                ).fetchall()
+                for row in rows:
+                    if _owner_alive(row["owner"]):
+                        return row["id"], False
+                    db.execute(
+                        "UPDATE runs SET status='failed', finished=?, message=? WHERE id=?",
+                        (time.time(), "interrupted: the process running it stopped", row["id"]),
+                    )
+                return self._insert(db, kind, name, config, config_key, status, device), True
+        except sqlite3.Error as err:
+            raise self._error(err) from None
 
     def start(self, run_id: int, device: str) -> None:
-        self._exec(
-            "UPDATE runs SET status='running', started=?, device=?, owner=? WHERE id=?",
-            (time.time(), device, owner_id(), run_id),
-        )
+        def attempt() -> None:
+            with self._lock:
+                self._db.execute(
+                    "UPDATE runs SET status='running', started=?, device=?, owner=? WHERE id=?",
+                    (time.time(), device, owner_id(), run_id),
+                )
 
-    def set_progress(self, run_id: int, fraction: float, live: dict) -> None:
-        self._exec(
-            "UPDATE runs SET progress=?, live=? WHERE id=?",
-            (min(max(float(fraction), 0.0), 1.0), _dumps(live), run_id),
-        )
+        try:
+            self._retrying(attempt)
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+
+    def set_progress(self, run_id: int, fraction: float, live: dict) -> bool:
+        """Record live progress. Best effort: returns False, without raising, when another
+        connection holds the lock, because the next call supersedes this one anyway."""
+        try:
+            with self._lock:
+                self._db.execute(
+                    "UPDATE runs SET progress=?, live=? WHERE id=?",
+                    (min(max(float(fraction), 0.0), 1.0), _dumps(live), run_id),
+                )
+        except sqlite3.OperationalError as err:
+            if _is_busy(err):
+                return False
+            raise self._error(err) from None
+        except sqlite3.Error as err:
+            raise self._error(err) from None
+        return True
+
+    def _edit_history(self, run_id: int, edit: Callable[[dict], None]) -> None:
+        """Read-modify-write of one run's history inside a transaction, retried while locked,
+        so two writers never lose each other's epochs."""
+
+        def attempt() -> None:
+            with self._transaction() as db:
+                row = db.execute("SELECT history FROM runs WHERE id=?", (run_id,)).fetchone()
+                if row is None:
+                    return
+                history = _json_column(row, "history")
+                edit(history)
+                db.execute("UPDATE runs SET history=? WHERE id=?", (_dumps(history), run_id))
+
+        try:
+            self._retrying(attempt)
+        except _Damaged as err:
+            raise StoreError(f"run #{run_id} in {self.path.name}: {err.reason}") from None
+        except sqlite3.Error as err:
+            raise self._error(err) from None
 
     def append_epoch(self, run_id: int, model: str, epoch: dict) -> None:
-        """Add one epoch record to ``history[model]`` (read-modify-write inside a transaction,
-        so two writers never lose each other's epochs)."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                row = self._db.execute("SELECT history FROM runs WHERE id=?", (run_id,)).fetchone()
-                if row is not None:
-                    history = json.loads(row["history"])
-                    history.setdefault(model, []).append(epoch)
-                    self._db.execute(
-                        "UPDATE runs SET history=? WHERE id=?", (_dumps(history), run_id)
-                    )
-                self._db.execute("COMMIT")
-            except sqlite3.Error as err:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"run store {self.path.name}: {err}") from None
+        """Add one epoch record to ``history[model]``."""
+        self._edit_history(run_id, lambda history: history.setdefault(model, []).append(epoch))
 
     def set_history(self, run_id: int, model: str, epochs: list[dict]) -> None:
         """Replace one model's history (a teacher loaded from the cache brings its own)."""
-        with self._lock:
-            run = self.get(run_id)
-            if run is None:
-                return
-            run.history[model] = epochs
-            self._exec("UPDATE runs SET history=? WHERE id=?", (_dumps(run.history), run_id))
+        self._edit_history(run_id, lambda history: history.__setitem__(model, epochs))
 
     def finish(self, run_id: int, status: str, message: str = "", result: dict | None = None):
-        """End a run. The result's history, when given, replaces the one built epoch by epoch."""
+        """End a run. The result's history, when given, replaces the one built epoch by epoch.
+
+        Retried while the store is locked, for up to ``write_retry`` seconds. When it still
+        cannot be written the result is kept in ``runs-weights/run-N/unsaved-result.json``
+        (applied later by :meth:`recover_unsaved`) and :class:`StoreError` is raised: the caller
+        still holds the result.
+        """
         if status not in ("completed", "failed", "cancelled"):
             raise ValueError(f"a run ends completed, failed or cancelled, not {status!r}")
-        with self._lock:
-            if result is not None and result.get("history"):
-                self._exec(
-                    "UPDATE runs SET history=? WHERE id=?", (_dumps(result["history"]), run_id)
+        self._end(run_id, status, message, result, time.time())
+
+    def _end(
+        self, run_id: int, status: str, message: str, result: dict | None, finished: float
+    ) -> None:
+        message = " ".join(message.split())  # one line, whatever the source said
+        result_json = None if result is None else _dumps(result)
+        history_json = _dumps(result["history"]) if result and result.get("history") else None
+
+        def attempt() -> None:
+            with self._transaction() as db:
+                if history_json is not None:
+                    db.execute("UPDATE runs SET history=? WHERE id=?", (history_json, run_id))
+                db.execute(
+                    "UPDATE runs SET status=?, message=?, result=?, finished=?,"
+                    " progress=CASE WHEN ?='completed' THEN 1.0 ELSE progress END WHERE id=?",
+                    (status, message, result_json, finished, status, run_id),
                 )
-            self._exec(
-                "UPDATE runs SET status=?, message=?, result=?, finished=?,"
-                " progress=CASE WHEN ?='completed' THEN 1.0 ELSE progress END WHERE id=?",
-                (
-                    status,
-                    " ".join(message.split()),  # one line, whatever the source said
-                    None if result is None else _dumps(result),
-                    time.time(),
-                    status,
-                    run_id,
-                ),
-            )
+
+        try:
+            self._retrying(attempt)
+        except sqlite3.Error as err:
+            kept = self._keep_unsaved(run_id, status, message, result_json, finished)
+            raise StoreError(
+                f"run store {self.path.name}: could not record the end of run #{run_id}"
+                f" ({_one_line(err)}); {kept}"
+            ) from None
+        with suppress(OSError):  # an older ending left unsaved is now superseded
+            (self._weights_dir(run_id) / UNSAVED).unlink(missing_ok=True)
+
+    def _keep_unsaved(
+        self, run_id: int, status: str, message: str, result_json: str, finished: float
+    ) -> str:
+        """Write the ending the store refused beside the run's weights; say where it went."""
+        folder = self._weights_dir(run_id)
+        payload = {
+            "status": status,
+            "message": message,
+            "result": result_json,
+            "finished": finished,
+        }
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{UNSAVED}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(payload, f)
+            os.replace(tmp, folder / UNSAVED)
+        except OSError as err:
+            return f"it could not be kept on disk either ({_one_line(err, 120)})"
+        return f"it is kept in {folder / UNSAVED}"
+
+    def recover_unsaved(self) -> int:
+        """Apply the results :meth:`finish` had to leave in ``unsaved-result.json`` files (a
+        store locked for longer than ``write_retry``). Returns how many were applied."""
+        done = 0
+        for path in sorted(self.weights_root.glob(f"run-*/{UNSAVED}")):
+            try:
+                run_id = int(path.parent.name.removeprefix("run-"))
+                saved = json.loads(path.read_text())
+                result = None if saved["result"] is None else json.loads(saved["result"])
+                status, message, finished = saved["status"], saved["message"], saved["finished"]
+                if status not in STATUSES or not isinstance(message, str):
+                    raise ValueError(status)
+                finished = float(finished)
+            except (OSError, ValueError, KeyError, TypeError, RecursionError):
+                continue  # half a file or a foreign one: leave it for a person to look at
+            if not self._query("SELECT id FROM runs WHERE id=?", (run_id,)):
+                path.unlink(missing_ok=True)  # the run was deleted meanwhile
+                continue
+            try:
+                self._end(run_id, status, message, result, finished)
+            except StoreError:
+                continue  # still locked: the file stays for the next call
+            path.unlink(missing_ok=True)
+            done += 1
+        return done
 
     def reap_stale(self) -> int:
         """Mark as failed the queued/running runs whose process on this host has died (the app
-        or a CLI run was stopped). Returns how many were marked."""
-        host = socket.gethostname()
-        dead = []
-        for row in self._query("SELECT id, owner FROM runs WHERE status IN ('queued', 'running')"):
-            who, _, pid = row["owner"].rpartition(":")
-            if who == host and pid.isdigit() and not _pid_alive(int(pid)):
-                dead.append(row["id"])
+        or a CLI run was stopped), after applying any results left unsaved. Returns how many
+        were marked."""
+        self.recover_unsaved()
+        rows = self._query("SELECT id, owner FROM runs WHERE status IN ('queued', 'running')")
+        dead = [row["id"] for row in rows if not _owner_alive(row["owner"])]
         for run_id in dead:
             self.finish(run_id, "failed", "interrupted: the process running it stopped")
         return len(dead)
@@ -364,6 +641,22 @@ class Store:
     # ------------------------------------------------------------------------- reading
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
+        """The row as a record; raises :class:`_Damaged` naming the first bad column."""
+        for col in row.keys():  # noqa: SIM118 (iterating a sqlite3.Row yields its values)
+            if isinstance(row[col], _Undecodable):
+                raise _Damaged(f"column {col} is not valid UTF-8")
+        for col in _TEXT_COLUMNS:
+            if not isinstance(row[col], str):
+                raise _Damaged(f"column {col} holds {type(row[col]).__name__}, not text")
+        for col in ("created", "progress"):
+            if not _is_number(row[col]):
+                raise _Damaged(f"column {col} is not a number")
+        for col in ("started", "finished"):
+            if row[col] is not None and not _is_number(row[col]):
+                raise _Damaged(f"column {col} is not a number")
+        history = _json_column(row, "history")
+        if not all(isinstance(v, list) for v in history.values()):
+            raise _Damaged("column history does not map models to lists of epochs")
         folder = self._weights_dir(row["id"])
         weights = sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
         return RunRecord(
@@ -374,12 +667,12 @@ class Store:
             status=row["status"],
             kind=row["kind"],
             name=row["name"],
-            config=json.loads(row["config"]),
+            config=_json_column(row, "config"),
             config_key=row["config_key"],
             progress=row["progress"],
-            live=json.loads(row["live"]),
-            history=json.loads(row["history"]),
-            result=None if row["result"] is None else json.loads(row["result"]),
+            live=_json_column(row, "live"),
+            history=history,
+            result=None if row["result"] is None else _json_column(row, "result"),
             device=row["device"],
             version=row["version"],
             message=row["message"],
@@ -388,8 +681,28 @@ class Store:
         )
 
     def get(self, run_id: int) -> RunRecord | None:
+        """The run, or None when there is none. Raises :class:`StoreError` (one line) when its
+        row is damaged."""
         rows = self._query("SELECT * FROM runs WHERE id=?", (run_id,))
-        return self._record(rows[0]) if rows else None
+        if not rows:
+            return None
+        try:
+            return self._record(rows[0])
+        except _Damaged as err:
+            raise StoreError(
+                f"run #{run_id} in {self.path.name} is unreadable: {err.reason}"
+            ) from None
+
+    def _records(self, rows: list[sqlite3.Row]) -> list[RunRecord]:
+        """Records of the readable rows; the others go to ``self.unreadable``."""
+        runs, unreadable = [], []
+        for row in rows:
+            try:
+                runs.append(self._record(row))
+            except _Damaged as err:
+                unreadable.append((row["id"], err.reason))
+        self.unreadable = unreadable
+        return runs
 
     def list(
         self,
@@ -399,7 +712,11 @@ class Store:
         method: str | None = None,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first, filtered by status, kind, preset name and method."""
+        """Runs, newest first, filtered by status, kind, preset name and method.
+
+        Damaged rows are left out and named in ``self.unreadable`` as ``(id, reason)``, so one
+        bad row never hides the others.
+        """
         where, args = [], []
         for col, value in (("status", status), ("kind", kind), ("name", name)):
             if value:
@@ -409,18 +726,21 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
-        runs = [self._record(r) for r in self._query(sql, tuple(args))]
+        runs = self._records(self._query(sql, tuple(args)))
         if method:
             runs = [r for r in runs if method in r.methods]
         return runs[:limit] if limit else runs
 
     def find_completed(self, config_key: str) -> RunRecord | None:
-        """The newest completed run with this config key (an identical earlier run)."""
+        """The newest readable completed run with this config key (an identical earlier run)."""
         rows = self._query(
-            "SELECT * FROM runs WHERE config_key=? AND status='completed' ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM runs WHERE config_key=? AND status='completed' ORDER BY id DESC",
             (config_key,),
         )
-        return self._record(rows[0]) if rows else None
+        for row in rows:
+            with suppress(_Damaged):
+                return self._record(row)
+        return None
 
     def counts(self) -> dict[str, int]:
         rows = self._query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
@@ -488,9 +808,17 @@ class Store:
         return buf.getvalue()
 
     def _select(self, run_ids: list[int] | None) -> list[RunRecord]:
+        """Oldest first; damaged rows are left out and named in ``self.unreadable``."""
         if run_ids is None:
             return list(reversed(self.list()))
-        return [r for r in (self.get(i) for i in run_ids) if r is not None]
+        ids = [int(i) for i in run_ids]
+        if not ids:
+            return []
+        rows = self._query(
+            f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(ids))})", tuple(ids)
+        )
+        found = {r.id: r for r in self._records(rows)}
+        return [found[i] for i in ids if i in found]
 
     # ------------------------------------------------------------------------- weights
 
@@ -498,6 +826,8 @@ class Store:
         return self.weights_root / f"run-{int(run_id):06d}"
 
     def weights_path(self, run_id: int, model: str) -> Path:
+        from .checkpoint import CheckpointError
+
         if not _NAME_OK.match(model):
             raise CheckpointError(f"{model!r} is not a valid model name for a weight file")
         return self._weights_dir(run_id) / f"{model}.safetensors"
@@ -512,6 +842,8 @@ class Store:
         in_shape: tuple[int, int, int],
         meta: dict | None = None,
     ) -> Path:
+        from .checkpoint import save_model
+
         meta = {"run_id": run_id, "model": model_name, **(meta or {})}
         path = self.weights_path(run_id, model_name)
         return save_model(model, path, arch, num_classes, in_shape, meta)
@@ -521,4 +853,6 @@ class Store:
     ) -> tuple[nn.Module, dict]:
         """Rebuild a run's saved model. Raises :class:`CheckpointError` (one line) when the file
         is missing, corrupt or not a kdcore model."""
+        from .checkpoint import load_model
+
         return load_model(self.weights_path(run_id, model_name), device)

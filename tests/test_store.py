@@ -4,7 +4,9 @@ safetensors weights and their failure modes."""
 import csv
 import io
 import json
+import sqlite3
 import threading
+import time
 
 import pytest
 import torch
@@ -33,8 +35,18 @@ def _finished_run(store: Store, name="hinton-mnist", errors=(70, 150)) -> int:
         "status": "completed",
         "history": store.get(run_id).history,
         "models": {
-            "teacher": {"test_errors": errors[0], "test_accuracy": 1 - errors[0] / 1e4},
-            "student_kd": {"test_errors": errors[1], "test_accuracy": 1 - errors[1] / 1e4},
+            "teacher": {
+                "test_errors": errors[0],
+                "test_accuracy": 1 - errors[0] / 1e4,
+                "role": "teacher",
+                "method": "hard",
+            },
+            "student_kd": {
+                "test_errors": errors[1],
+                "test_accuracy": 1 - errors[1] / 1e4,
+                "role": "student",
+                "method": "kd",
+            },
         },
         "paper": {"source": "Hinton 2015", "test_errors": {"teacher": 67, "student_kd": 74}},
         "loss": float("nan"),  # must not break strict JSON exports
@@ -121,7 +133,7 @@ def test_list_filter_export_delete(store):
     assert [r.id for r in store.list(name="omitted-3")] == [b]
     assert [r.id for r in store.list(kind="custom")] == [c]
     assert [r.id for r in store.list(method="logits")] == [c]
-    assert [r.id for r in store.list(method="kd")] == [b, a]  # from the student_kd model
+    assert [r.id for r in store.list(method="kd")] == [b, a]  # the models' method fields
     assert store.counts() == {"completed": 2, "cancelled": 1}
 
     exported = json.loads(store.export_json([a, c]))  # strict JSON: NaN became null
@@ -191,3 +203,176 @@ def test_stale_runs_of_dead_processes_are_failed(store):
     assert store.reap_stale() == 1
     assert store.get(run_id).status == "failed" and "interrupted" in store.get(run_id).message
     assert store.get(alive).status == "running"
+
+
+# ----------------------------------------------------------------------------- damaged rows
+
+
+def _damage(path, sql: str, *args) -> None:
+    """Write to the database behind the store's back, as a bug, a disk error or a person would."""
+    raw = sqlite3.connect(str(path))
+    raw.execute(sql, args)
+    raw.commit()
+    raw.close()
+
+
+def assert_one_clean_line(message: str) -> None:
+    assert message and "\n" not in message and message.isprintable(), repr(message)
+
+
+def test_damaged_rows_do_not_hide_the_others(store):
+    ids = [_finished_run(store, f"run{i}") for i in range(6)]
+    _damage(store.path, "UPDATE runs SET config = CAST(X'fffe7b' AS TEXT) WHERE id=?", ids[1])
+    _damage(store.path, "UPDATE runs SET history = '{\"teacher\": [' WHERE id=?", ids[2])
+    _damage(store.path, "UPDATE runs SET result = X'00ff1b5b33316d' WHERE id=?", ids[3])  # a BLOB
+    _damage(store.path, "UPDATE runs SET name = CAST(X'6869c3' AS TEXT) WHERE id=?", ids[4])
+    _damage(store.path, "UPDATE runs SET live = '[1, 2]' WHERE id=?", ids[5])
+
+    runs = store.list()
+    assert [r.id for r in runs] == [ids[0]]
+    reasons = dict(store.unreadable)
+    assert list(reasons) == ids[:0:-1]  # newest first, like the list
+    assert "config is not valid UTF-8" in reasons[ids[1]]
+    assert "history is not valid JSON" in reasons[ids[2]]
+    assert "result holds bytes" in reasons[ids[3]]
+    assert "name is not valid UTF-8" in reasons[ids[4]]
+    assert "live holds a JSON list" in reasons[ids[5]]
+    for reason in reasons.values():
+        assert_one_clean_line(reason)
+
+    for run_id in ids[1:]:
+        with pytest.raises(StoreError) as err:
+            store.get(run_id)
+        assert_one_clean_line(str(err.value))
+        assert f"run #{run_id}" in str(err.value) and "unreadable" in str(err.value)
+    assert store.get(ids[0]).status == "completed"
+
+    # Filters, exports and the dedup lookup keep working around the damage.
+    assert [r.id for r in store.list(status="completed", limit=5)] == [ids[0]]
+    assert [r["id"] for r in json.loads(store.export_json())] == [ids[0]]
+    assert [r["id"] for r in json.loads(store.export_json(ids))] == [ids[0]]
+    assert {r["run_id"] for r in csv.DictReader(io.StringIO(store.export_csv()))} == {str(ids[0])}
+    assert store.find_completed("key-run1") is None  # damaged: not offered for reuse
+    assert store.delete(ids[1]) == 1  # a damaged run can still be deleted
+
+
+def test_store_list_stays_readable_when_every_column_is_garbage(store):
+    run_id = store.create("custom", "custom", {}, "k")
+    good = store.create("custom", "custom", {"method": "kd"}, "k2")
+    for col in ("status", "kind", "config_key", "device", "version", "message", "owner"):
+        _damage(store.path, f"UPDATE runs SET {col} = CAST(X'c328' AS TEXT) WHERE id=?", run_id)
+    _damage(store.path, "UPDATE runs SET created = 'yesterday' WHERE id=?", run_id)
+    assert [r.id for r in store.list()] == [good]
+    assert [i for i, _ in store.unreadable] == [run_id]
+    assert store.reap_stale() == 0  # an unreadable owner is left alone, not a crash
+
+
+def test_a_damaged_history_fails_one_write_and_leaves_no_transaction_open(store):
+    run_id = store.create("custom", "custom", {}, "k", "running")
+    _damage(store.path, "UPDATE runs SET history = CAST(X'ff' AS TEXT) WHERE id=?", run_id)
+    with pytest.raises(StoreError) as err:
+        store.append_epoch(run_id, "teacher", {"epoch": 1})
+    assert_one_clean_line(str(err.value)) and "history" in str(err.value)
+    other = Store(store.path, busy_timeout=0.2, write_retry=0)
+    other.create("custom", "custom", {}, "k2")  # the write lock was released
+    store.finish(run_id, "completed", "ok", {"history": {"teacher": [{"epoch": 1}]}})
+    assert store.get(run_id).history == {"teacher": [{"epoch": 1}]}  # the result repairs it
+    other.close()
+
+
+# ----------------------------------------------------------------------------- held locks
+
+
+def _hold_lock(path, seconds: float, held: threading.Event) -> None:
+    """Another process's writer: hold the database's write lock for ``seconds``."""
+    con = sqlite3.connect(str(path), isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")
+    held.set()
+    time.sleep(seconds)
+    con.execute("COMMIT")
+    con.close()
+
+
+def _holding(path, seconds: float) -> threading.Thread:
+    held = threading.Event()
+    thread = threading.Thread(target=_hold_lock, args=(path, seconds, held))
+    thread.start()
+    assert held.wait(5)
+    return thread
+
+
+def test_writes_outlast_a_lock_held_longer_than_the_busy_timeout(tmp_path):
+    store = Store(tmp_path / "runs.sqlite", busy_timeout=0.05, write_retry=10)
+    run_id = store.create("custom", "custom", {"method": "kd"}, "k", "running")
+    holder = _holding(store.path, 1.0)
+    start = time.monotonic()
+    assert store.set_progress(run_id, 0.5, {"model": "teacher"}) is False  # skipped, not stuck
+    assert store.get(run_id).status == "running"  # readers are not blocked (WAL)
+    store.append_epoch(run_id, "teacher", {"epoch": 1})
+    store.finish(run_id, "completed", "done", {"models": {"teacher": {"test_errors": 70}}})
+    assert time.monotonic() - start >= 0.8  # it did wait for the lock
+    holder.join()
+    run = store.get(run_id)
+    assert run.status == "completed" and run.models["teacher"]["test_errors"] == 70
+    assert run.history == {"teacher": [{"epoch": 1}]}
+    store.close()
+
+
+def test_a_result_the_store_cannot_take_is_kept_and_recovered(tmp_path):
+    store = Store(tmp_path / "runs.sqlite", busy_timeout=0.05, write_retry=0.3)
+    run_id = store.create("custom", "custom", {"method": "kd"}, "k", "running")
+    result = {"models": {"student": {"test_errors": 99}}, "history": {"student": [{"epoch": 1}]}}
+    holder = _holding(store.path, 1.0)
+    with pytest.raises(StoreError) as err:
+        store.finish(run_id, "completed", "done", result)
+    assert_one_clean_line(str(err.value))
+    assert f"run #{run_id}" in str(err.value) and "unsaved-result.json" in str(err.value)
+    assert store.get(run_id).status == "running"
+    holder.join()
+    assert store.recover_unsaved() == 1
+    run = store.get(run_id)
+    assert (run.status, run.message, run.result) == ("completed", "done", result)
+    assert run.history == {"student": [{"epoch": 1}]}
+    assert store.recover_unsaved() == 0 and not list(store.weights_root.rglob("*.json"))
+    store.close()
+
+
+# ----------------------------------------------------------------------------- claim
+
+
+def test_claim_returns_one_run_per_configuration(store):
+    first, new = store.claim("custom", "custom", {"method": "kd"}, "key", device="cpu")
+    assert new and store.get(first).status == "queued" and store.get(first).device == "cpu"
+    assert store.claim("custom", "custom", {"method": "kd"}, "key") == (first, False)
+    store.start(first, "cpu")
+    assert store.claim("custom", "custom", {"method": "kd"}, "key") == (first, False)
+    other, new = store.claim("custom", "custom", {"method": "kd"}, "other-key", status="running")
+    assert new and other != first and store.get(other).started is not None
+
+    store.finish(first, "completed", "", {"models": {}})
+    again, new = store.claim("custom", "custom", {"method": "kd"}, "key")
+    assert new and again not in (first, other)  # a completed run is reused only when asked
+    store.finish(again, "cancelled")
+    assert store.claim("custom", "custom", {}, "key", reuse=True) == (first, False)
+
+
+def test_claim_replaces_a_run_whose_process_died(store):
+    dead, _ = store.claim("custom", "custom", {}, "key")
+    host = store.get(dead).owner.rpartition(":")[0]
+    store._exec("UPDATE runs SET owner=? WHERE id=?", (f"{host}:999999999", dead))
+    fresh, new = store.claim("custom", "custom", {}, "key")
+    assert new and fresh != dead
+    assert store.get(dead).status == "failed" and "interrupted" in store.get(dead).message
+
+    remote, _ = store.claim("custom", "custom", {}, "remote-key")
+    store._exec("UPDATE runs SET owner='another-host:1' WHERE id=?", (remote,))
+    assert store.claim("custom", "custom", {}, "remote-key") == (remote, False)  # cannot tell
+
+
+def test_claim_skips_a_damaged_completed_run(store):
+    good = _finished_run(store, "a")
+    bad = _finished_run(store, "a")
+    _damage(store.path, "UPDATE runs SET result = '{' WHERE id=?", bad)
+    assert store.claim("preset", "a", {}, "key-a", reuse=True) == (good, False)
+    with pytest.raises(ValueError, match="queued or running"):
+        store.claim("preset", "a", {}, "key-a", status="completed")
