@@ -100,11 +100,12 @@ def configure(cfg: CustomConfig, changes: dict[str, Any]) -> CustomConfig:
     own = {f.name for f in fields(CustomConfig)}
     top = {k: v for k, v in changes.items() if k in own}
     rest = {k: v for k, v in changes.items() if k not in own}
+    previous = cfg.method
     cfg = apply_changes(cfg, top)
     method = get_method(cfg.method)
     known = {f.name for f in fields(method.params)}
-    # another method keeps only the parameters it shares by name (T, alpha), the rest default
-    cfg = replace(cfg, params={k: v for k, v in cfg.params.items() if k in known})
+    if cfg.method != previous:  # another method starts from its own defaults
+        cfg = replace(cfg, params={})
     if rest:
         unknown = sorted(set(rest) - known)
         if unknown:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrizations
+from torch.nn.utils import parametrize
 
 PROJECTORS = ("linear", "conv1x1", "conv-bn-relu", "mlp", "orthogonal")
 SPATIAL_ONLY = ("conv1x1", "conv-bn-relu")
@@ -101,6 +101,27 @@ class Projector(nn.Module):
         return weight.reshape(self.out_dim, self.in_dim)  # (out, in, 1, 1) -> (out, in) for convs
 
 
+class QROrthogonal(nn.Module):
+    """Maps any (out, in) matrix to the nearest-in-spirit matrix with orthonormal columns (or
+    rows, whichever are fewer): the Q of its reduced QR decomposition, signs fixed by R's
+    diagonal so that Q moves continuously with the matrix.
+
+    The same constraint as ``torch.nn.utils.parametrizations.orthogonal`` (every singular value
+    exactly 1), computed in O(n·k²) for an n x k matrix. Measured on this project's 2-core CPU for
+    a 1200 x 100 projector, one forward and backward pass took 3.3 s with torch's default
+    (Householder) map, 14 s with its matrix exponential and 0.8 s with Cayley, which made a
+    one-epoch run take the better part of an hour; the QR map takes milliseconds.
+    """
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        tall = a.shape[0] >= a.shape[1]
+        m = a if tall else a.T  # (n, k) with n >= k
+        q, r = torch.linalg.qr(m, mode="reduced")  # (n, k), (k, k)
+        sign = torch.sign(torch.diagonal(r))
+        q = q * torch.where(sign == 0, torch.ones_like(sign), sign)  # (n, k)
+        return q if tall else q.T
+
+
 def build_projector(kind: str, in_dim: int, out_dim: int, spatial: bool) -> Projector:
     """A projector of the given kind from ``in_dim`` student to ``out_dim`` teacher features.
 
@@ -114,8 +135,9 @@ def build_projector(kind: str, in_dim: int, out_dim: int, spatial: bool) -> Proj
     - "mlp": Linear (with bias), ReLU, Linear (with bias), hidden width = out_dim; per position
       on spatial features.
     - "orthogonal": VkD (Miles, Elezi & Deng 2024, arXiv:2403.06213): a bias-free linear map
-      whose weight is kept orthogonal by ``torch.nn.utils.parametrizations.orthogonal``, so all
-      its singular values are exactly 1 whatever the optimiser does. For in_dim != out_dim the
+      whose weight is kept orthogonal (:class:`QROrthogonal`, the constraint of
+      ``torch.nn.utils.parametrizations.orthogonal`` computed faster), so all its singular
+      values are exactly 1 whatever the optimiser does. For in_dim != out_dim the
       weight is semi-orthogonal (orthonormal rows or columns, whichever are fewer).
     """
     if kind not in PROJECTORS:
@@ -135,7 +157,8 @@ def build_projector(kind: str, in_dim: int, out_dim: int, spatial: bool) -> Proj
     elif kind == "mlp":
         net = nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim))
     else:  # "orthogonal"
-        net = parametrizations.orthogonal(nn.Linear(in_dim, out_dim, bias=False))
+        net = nn.Linear(in_dim, out_dim, bias=False)
+        parametrize.register_parametrization(net, "weight", QROrthogonal())
     return Projector(kind, in_dim, out_dim, spatial, net)
 
 

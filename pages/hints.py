@@ -1,0 +1,194 @@
+"""Hints and attention maps: FitNets' guided layer and attention transfer, from stored runs."""
+
+import streamlit as st
+import torch
+
+from app import ui
+from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
+from app.lab_ui import POLL_S, describe, job_queue, progress_line
+from kdcore.checkpoint import CheckpointError, load_model
+from kdcore.data import load_mnist
+from kdcore.jobs import JobQueue, QueueFull, RunSpec
+from kdcore.losses.attention import at_loss, attention_map
+from kdcore.losses.fitnets import fitnet_loss
+from kdcore.models import build_model
+from kdcore.presets import PRESETS
+from kdcore.presets_features import attention_snapshot
+
+FITNETS, AT = "fitnets-mnist", "attention-transfer"
+COST = {  # steps of B = 128 on a busy 2-core CPU (load ~8): cnn 0.85 s, cnn-8 0.7 s; 469 a epoch
+    FITNETS: "One epoch trains a 32/64-channel CNN teacher (cached after the first run, and "
+    "shared with attention transfer) and three 8/16-channel students, the FitNets one for a "
+    "hint epoch and a KD epoch: five model-epochs, up to 5 minutes each on a busy 2-core CPU, "
+    "a minute or two in all on a GPU.",
+    AT: "One epoch trains the CNN teacher (or reuses the cached one) and three thin students, "
+    "keeping the maps of 8 test images after every epoch: four model-epochs, up to 5 minutes "
+    "each on a busy 2-core CPU, a minute or two in all on a GPU.",
+}
+BASELINES = ["student_hard", "student_kd"]
+
+
+@st.cache_data(max_entries=16)
+def feature_shape(arch: str, layer: str) -> tuple[int, ...]:
+    """(C, H, W) of a named feature for one MNIST image, from an untrained model."""
+    with torch.no_grad():
+        out = build_model(arch, 10, (1, 28, 28)).forward_features(torch.zeros(1, 1, 28, 28))
+    return tuple(out.features[layer].shape[1:])
+
+
+@st.cache_resource(max_entries=2)
+def teacher_cnn(path: str):
+    """The run's saved teacher, shared read-only by every session (eval mode, never trained)."""
+    return load_model(path)[0]
+
+
+@st.cache_data(max_entries=64)
+def live_maps(path: str, index: int, layers: tuple[str, ...]) -> dict:
+    x = load_mnist().x_test[index : index + 1]  # (1, 1, 28, 28)
+    with torch.no_grad():
+        maps = attention_snapshot(teacher_cnn(path), x, layers)  # {layer: [1][H][W]}
+    return {layer: m[0] for layer, m in maps.items()}
+
+
+def digit_image(index: int):
+    """Test image ``index`` as an upscaled uint8 array for st.image."""
+    data = load_mnist()
+    pixels = data.denormalise(data.x_test[index])[0]  # (28, 28) in [0, 1]
+    return (pixels.repeat_interleave(4, 0).repeat_interleave(4, 1) * 255).byte().numpy()
+
+
+@st.fragment(run_every=POLL_S)
+def progress(queue: JobQueue, run_id: int) -> None:
+    """Polls a run in flight; the whole page reruns (and shows the result) once it ends."""
+    run = queue.store.get(run_id)
+    if run is None or not run.active:
+        st.rerun()
+    st.progress(run.progress, text=progress_line(run))
+
+
+def stored_run(queue: JobQueue, name: str, key: str):
+    """The newest completed run of preset ``name``, or None after showing the live progress of
+    one in flight, or what a run does and a button that queues one (never trains here)."""
+    done = queue.store.list(name=name, status="completed", limit=1)
+    if done:
+        return done[0]
+    latest = queue.store.list(name=name, limit=1)
+    if latest and latest[0].active:
+        st.caption(f"Run #{latest[0].id} is under way; this section fills in when it ends.")
+        progress(queue, latest[0].id)
+        return None
+    st.info(f"No completed {name} run in the store yet. {PRESETS[name].summary}",
+            icon=":material/science:")  # fmt: skip
+    if latest and latest[0].status == "failed":
+        ui.fallback(f"The last run (#{latest[0].id}) failed: {latest[0].message}")
+    epochs = ui.url_int("Epochs per model", f"ep_{key}", 1, 50, 1)
+    st.caption(COST[name])
+    if st.button("Run it now", key=f"run_{key}", icon=":material/play_arrow:"):
+        try:
+            run_id = queue.submit(RunSpec.make(name, epochs=epochs))
+        except (ValueError, QueueFull) as err:
+            st.error(str(err), icon=":material/error:")
+        else:
+            progress(queue, run_id)
+    return None
+
+
+st.title("Hints & attention maps")
+st.markdown(
+    "Response-based KD shows the student only the teacher's last word. Feature-based methods "
+    "also show it *how the teacher got there*. **FitNets** (Romero et al. 2015) picks a hidden "
+    "layer of the teacher as a *hint* and trains a thinner student's *guided* layer, through a "
+    "small regressor, to reproduce it, before the usual KD. **Attention transfer** (Zagoruyko & "
+    "Komodakis 2017) asks for less: only *where* each layer's activations are strong, a map that "
+    "ignores how many channels either network has."
+)
+queue = job_queue()
+
+st.header("FitNets: a hint for a thin student")
+run = stored_run(queue, FITNETS, "fit")
+if run is not None:
+    res = run.result
+    pair = res["pairing"]
+    s_arch, s_layer = pair["student"].rsplit(".", 1)
+    t_arch, t_layer = pair["teacher"].rsplit(".", 1)
+    s_shape, t_shape = feature_shape(s_arch, s_layer), feature_shape(t_arch, t_layer)
+    st.caption(f"Run #{run.id}: {describe(run)}.")
+    st.markdown(
+        f"The student's guided layer **{pair['student']}** {s_shape} goes through a "
+        f"**{pair['projector']}** regressor ({s_shape[0]} → {t_shape[0]} channels at each of the "
+        f"{s_shape[1]}×{s_shape[2]} positions) to meet the teacher's hint **{pair['teacher']}** "
+        f"{t_shape}. Stage 1 trains only the layers up to the guided one and the regressor on "
+        "the hint; stage 2 trains the whole student with KD."
+    )
+    left, right = st.columns([3, 2])
+    with left:
+        ui.plot(hint_figure(res["history"]["student_fitnets"]), key="hint")
+    with right:
+        ui.plot(accuracy_bars(res["models"], [*BASELINES, "student_fitnets"]), key="fit_acc")
+st.latex(
+    r"\mathcal{L}_{HT}(W_{guided}, W_r) = \tfrac12 \big\lVert u_h(x; W_{hint}) "
+    r"- r\big(v_g(x; W_{guided}); W_r\big) \big\rVert^2"
+)
+
+st.header("Attention transfer: where the network looks")
+run = stored_run(queue, AT, "at")
+if run is not None:
+    res, maps = run.result, run.result["maps"]
+    layers, shown = maps["layers"], maps["test_index"]
+    hist_at, hist_hard = res["history"]["student_at"], res["history"]["student_hard"]
+    st.caption(f"Run #{run.id}: {describe(run)}. Maps of {len(shown)} test images were kept.")
+    c1, c2 = st.columns(2)
+    with c1:
+        img = ui.url_int("Stored image", "img", 0, len(shown) - 1, 0,
+                         help="Which of the run's kept test images")  # fmt: skip
+    with c2:
+        n = len(hist_at)
+        epoch = st.slider("Epoch", 1, max(n, 2), n, key="epoch", bind="query-params",
+                          disabled=n < 2)  # fmt: skip
+    left, right = st.columns([1, 5])
+    left.image(digit_image(shown[img]), caption=f"test image #{shown[img]}", width=112)
+    columns = {
+        "teacher": {layer: maps["teacher"][layer][img] for layer in layers},
+        f"AT student, epoch {epoch}": {
+            layer: hist_at[min(epoch, n) - 1]["extra"]["maps"][layer][img] for layer in layers
+        },
+        f"hard-label student, epoch {epoch}": {
+            layer: hist_hard[min(epoch, len(hist_hard)) - 1]["extra"]["maps"][layer][img]
+            for layer in layers
+        },
+    }
+    with right:
+        ui.plot(attention_grid(columns, layers), key="maps")
+    left, right = st.columns([3, 2])
+    with left:
+        ui.plot(loss_curve(hist_at, "at", "student_at"), key="at_loss")
+    with right:
+        ui.plot(accuracy_bars(res["models"], [*BASELINES, "student_at"]), key="at_acc")
+
+    st.subheader("The run's teacher on any test image")
+    if "teacher" in run.weights:
+        path = str(queue.store.weights_path(run.id, "teacher"))
+        index = ui.url_int("Test image", "test", 0, len(load_mnist().y_test) - 1, shown[img])
+        try:
+            live = live_maps(path, index, tuple(layers))
+        except CheckpointError as err:
+            ui.fallback(f"The teacher's weights cannot be read: {err}")
+        else:
+            left, right = st.columns([1, 5])
+            left.image(digit_image(index), caption=f"test image #{index}", width=112)
+            with right:
+                ui.plot(attention_grid({"teacher": live}, layers), key="live")
+    else:
+        st.caption("This run kept no teacher weights, so no maps beyond the stored images.")
+else:
+    st.caption(
+        "The demo models of the other pages are MLPs: they have no spatial layers and so no "
+        "attention maps. A run of the preset trains the CNN teacher whose maps appear here."
+    )
+st.latex(
+    r"Q^j = \frac{\mathrm{vec}\big(\tfrac1C \sum_c A_c^{j\,2}\big)}"
+    r"{\big\lVert \mathrm{vec}\big(\tfrac1C \sum_c A_c^{j\,2}\big) \big\rVert_2}, \qquad "
+    r"\mathcal{L} = \mathrm{CE} + \beta \sum_{j} \frac{1}{HW}"
+    r"\big\lVert Q_S^j - Q_T^j \big\rVert_2^2"
+)
+ui.show_code(attention_map, at_loss, fitnet_loss)

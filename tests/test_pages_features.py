@@ -1,0 +1,214 @@
+"""AppTest for the feature-based pages (projector spectrum, hints and attention maps): with an
+empty store they offer a run and train nothing; with a small hand-written completed result of
+each preset's shape (no training) they draw it, and the controls move what is drawn. Also the
+figure module's summaries against hand-checked numbers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.feature_figures import projector_table, projector_verdict
+from kdcore.models import build_model
+from kdcore.store import Store
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
+    return path
+
+
+def _page(name: str, **params) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _fake_run(store: Store, name: str, result: dict) -> int:
+    run_id = store.create("preset", name, {"epochs": 2, "seed": 0}, f"fake-{name}")
+    store.finish(run_id, "completed", "", {"preset": name, "status": "completed", **result})
+    return run_id
+
+
+def _spec(at: AppTest, key: str) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id)
+    return json.loads(chart.proto.spec)
+
+
+def _values(v) -> np.ndarray:
+    """A trace's array from the chart spec: Plotly sends numpy arrays as typed base64."""
+    if isinstance(v, dict) and "bdata" in v:
+        flat = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return flat.reshape([int(n) for n in str(v.get("shape", len(flat))).split(",")])
+    return np.asarray(v)
+
+
+def _epoch(e: int, losses: dict, stage: str = "", extra: dict | None = None) -> dict:
+    return {"epoch": e, "losses": {**losses, "total": sum(losses.values())}, "stage": stage,
+            "train_accuracy": 0.9, "test_accuracy": 0.9 + e / 100, "test_errors": 1000 - 100 * e,
+            "extra": extra or {}}  # fmt: skip
+
+
+def _models(*names: str) -> dict:
+    return {n: {"test_accuracy": 0.95 + i / 100, "test_errors": 500 - 100 * i}
+            for i, n in enumerate(names)}  # fmt: skip
+
+
+SPECTRA = {  # variant -> per epoch, σ descending (5 values)
+    "none": [[2.0, 1.0, 0.5, 0.1, 0.05], [3.0, 1.0, 0.2, 0.01, 1e-4]],
+    "orthogonal": [[1.0] * 5, [1.0, 1.0, 1.0, 1.0, 0.99999]],
+}
+
+
+def projector_result() -> dict:
+    trace = {v: [{"step": 25 * i, "spectrum": e} for i, e in enumerate(ep)]
+             for v, ep in SPECTRA.items()}  # fmt: skip
+    names = ("student_hard", "student_kd", "projector_none", "projector_orthogonal")
+    return {"spectra": SPECTRA, "collapsed": {"none": 2, "orthogonal": 0}, "trace": trace,
+            "models": _models(*names),
+            "history": {n: [_epoch(1, {"ce": 0.5}), _epoch(2, {"ce": 0.3})]
+                        for n in names}}  # fmt: skip
+
+
+def fitnets_result() -> dict:
+    names = ("student_hard", "student_kd", "student_fitnets")
+    history = {n: [_epoch(1, {"ce": 0.5}), _epoch(2, {"ce": 0.3})] for n in names[:2]}
+    history["student_fitnets"] = [_epoch(1, {"hint": 0.8}, "hint"),
+                                  _epoch(2, {"ce": 0.3, "kd": 0.2}, "train")]  # fmt: skip
+    pairing = {"student": "cnn-8.conv2", "teacher": "cnn.conv2", "projector": "conv-bn-relu"}
+    return {"models": _models(*names), "history": history, "pairing": pairing}
+
+
+def _map(value: float) -> list:
+    return [[value] * 7 for _ in range(7)]  # (7, 7)
+
+
+def attention_result() -> dict:
+    layers, images = ["conv1", "conv2"], [3, 7]
+
+    def maps(v: float) -> dict:  # image i of epoch e holds v + i / 10 everywhere
+        return {layer: [_map(v + i / 10) for i in range(len(images))] for layer in layers}
+
+    names = ("student_hard", "student_kd", "student_at")
+    history = {
+        "student_hard": [_epoch(e, {"ce": 0.5}, extra={"maps": maps(e)}) for e in (1, 2)],
+        "student_kd": [_epoch(e, {"ce": 0.5, "kd": 0.1}) for e in (1, 2)],
+        "student_at": [_epoch(e, {"ce": 0.5, "at": 1 / e}, extra={"maps": maps(10 * e)})
+                       for e in (1, 2)],
+    }  # fmt: skip
+    teacher = {"test_index": images, "layers": layers, "teacher": maps(0.0)}
+    return {"models": _models(*names), "history": history, "maps": teacher}
+
+
+# ----------------------------------------------------------------------------- no run yet
+
+
+def test_projector_page_offers_a_run_and_draws_the_flow(store_path):
+    at = _page("projector.py", ds="4", dt="6", steps="50")
+    assert [b.label for b in at.button] == ["Run it now"]
+    assert "No completed projector-normalisation run" in at.info[0].value
+    assert at.number_input(key="epochs").value == 1
+    flow = _spec(at, "flow")
+    assert len(flow["data"]) == 1 + 4  # the distance and one line per σ of a (6, 4) map
+    # whitened (C_s = I): ‖W_k − C_st‖ = (1 − η)^k ‖W_0 − C_st‖
+    dist = _values(flow["data"][0]["y"])
+    assert dist[50] / dist[0] == pytest.approx(0.9**50, rel=1e-6)
+    at.toggle(key="raw").set_value(True).run()
+    assert not at.exception
+    assert float(at.metric[2].value) > 1.5  # C_s of the raw features is not the identity
+    at.number_input(key="lr").set_value(0.9).run()  # above 2 / λ_max(C_s): diverges
+    assert not at.exception and any("diverges" in c.value for c in at.caption)
+
+
+def test_hints_page_offers_both_runs(store_path):
+    at = _page("hints.py")
+    assert [b.label for b in at.button] == ["Run it now", "Run it now"]
+    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at"}
+    assert len(at.latex) == 2 and not at.get("plotly_chart")
+
+
+def test_a_run_in_flight_is_polled_not_offered(store_path):
+    store = Store(store_path)
+    store.create("preset", "attention-transfer", {"epochs": 1}, "k", status="running")
+    at = _page("hints.py")
+    assert [b.label for b in at.button] == ["Run it now"]  # only FitNets still offers one
+    assert at.get("progress") and "under way" in " ".join(c.value for c in at.caption)
+
+
+# ----------------------------------------------------------------------------- stored runs
+
+
+def test_projector_page_shows_a_stored_run(store_path):
+    run_id = _fake_run(Store(store_path), "projector-normalisation", projector_result())
+    at = _page("projector.py", steps="20")
+    assert not at.button and any(f"Run #{run_id}" in c.value for c in at.caption)
+    assert len(_spec(at, "final")["data"]) == 2
+    spectrum = _spec(at, "spectrum")
+    assert [d["type"] for d in spectrum["data"]] == ["scatter", "scatter", "heatmap"]
+    assert _values(spectrum["data"][1]["y"])[-1] == pytest.approx(1e-4)
+    table = at.dataframe[0].value
+    assert list(table["model"]) == [*(f"projector_{v}" for v in SPECTRA), "student_hard",
+                                    "student_kd"]  # fmt: skip
+    assert "kept all 5 singular values at 1" in at.markdown[-1].value
+    at.button_group(key="variant").set_value("orthogonal").run()
+    assert not at.exception
+    assert list(_values(_spec(at, "spectrum")["data"][0]["y"])) == [1.0] * 5
+
+
+def test_hints_page_shows_stored_runs_and_follows_the_controls(store_path):
+    store = Store(store_path)
+    _fake_run(store, "fitnets-mnist", fitnets_result())
+    at_id = _fake_run(store, "attention-transfer", attention_result())
+    cnn = build_model("cnn", 10, (1, 28, 28))  # untrained: the live maps only need a CNN
+    store.save_weights(at_id, "teacher", cnn, "cnn", 10, (1, 28, 28))
+    at = _page("hints.py")
+    assert not at.button
+    assert "(16, 7, 7)" in " ".join(m.value for m in at.markdown)  # the guided layer's shape
+    hint = _spec(at, "hint")
+    assert [d["name"] for d in hint["data"]] == ["hint", "ce", "kd"]
+    assert hint["layout"]["shapes"][0]["x1"] == 1.5  # the hint stage is epoch 1
+    assert _spec(at, "fit_acc")["data"][0]["x"] == ["student_hard", "student_kd",
+                                                    "student_fitnets"]  # fmt: skip
+    assert at.slider(key="epoch").value == 2
+    maps = _spec(at, "maps")["data"]  # rows conv1, conv2; columns teacher, AT, hard
+    assert [_values(m["z"])[0, 0] for m in maps[:3]] == [0.0, 20.0, 2.0]
+    at.slider(key="epoch").set_value(1).run()
+    at.number_input(key="img").set_value(1).run()
+    assert not at.exception
+    maps = _spec(at, "maps")["data"]
+    assert [_values(m["z"])[0, 0] for m in maps[:3]] == pytest.approx([0.1, 10.1, 1.1])
+    assert "#7" in at.image[0].proto.imgs[0].caption
+    live = _spec(at, "live")["data"]
+    assert len(live) == 2 and _values(live[0]["z"]).shape == (14, 14)  # conv1 of the CNN
+    assert at.number_input(key="test").value == 3  # starts at the first stored image
+    at.number_input(key="test").set_value(0).run()
+    assert not at.exception and "#0" in at.image[1].proto.imgs[0].caption
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def test_projector_verdict_reads_the_numbers():
+    res = {"spectra": {"none": [[1.0, 1e-3]], "batchnorm": [[1.0, 0.5]],
+                       "orthogonal": [[1.0, 0.9]]},
+           "collapsed": {"none": 1, "batchnorm": 0, "orthogonal": 0}}  # fmt: skip
+    text = projector_verdict(res)
+    assert "**1** singular values collapsed against **0**" in text and "agrees" in text
+    assert "off 1 by up to 0.100" in text
+    res["collapsed"]["batchnorm"] = 1
+    assert "no difference" in projector_verdict(res)
+    rows = projector_table(res)
+    assert rows[0] == {"model": "projector_none", "collapsed σ": 1, "of": 2, "σ_max": 1.0,
+                       "σ_min": 1e-3, "test accuracy %": None}  # fmt: skip
