@@ -323,3 +323,22 @@ def load_model(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{name} could not be loaded: {_show(first, 200)}") from None
     return model.to(device).eval(), spec.meta
+
+
+def save_state(module: nn.Module, path: str | Path, meta: dict | None = None) -> Path:
+    """Save the tensors a method owns (a projector, an embedding head, a memory bank) beside the
+    student's weights, as safetensors with the format "kdcore-module-1". They are read back with
+    ``safetensors.torch.load_file`` into the method's distiller; nothing is ever unpickled."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    info = {"format": "kdcore-module-1", "meta": json.dumps(meta or {})}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=info)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, save_state
 from .data import DataUnavailable
 from .presets import RUNNERS, Monitor, Trained, run_preset
 from .store import RunRecord, Store, StoreError
@@ -237,6 +237,9 @@ def execute(
             }  # fmt: skip
             file_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80]  # "mlp-30 T=4" -> "mlp-30_T_4"
             store.save_weights(run_id, file_name, t.model, t.arch, t.num_classes, t.in_shape, meta)
+            if t.distiller is not None and t.distiller.state_dict():  # the method's own modules
+                folder = store.weights_path(run_id, file_name).parent / "methods"
+                save_state(t.distiller, folder / f"{file_name}.safetensors", meta)
     except (OSError, CheckpointError) as err:  # the results stand even if weights cannot be kept
         message = f"{message} (weights not saved: {one_line(err)})".strip()
     try:

@@ -206,3 +206,22 @@ def test_a_custom_feature_run_records_roles_methods_and_the_projector(tmp_path, 
     assert "spectrum" in out["history"]["student_fitnets"][0]["extra"]
     logits = predict_logits(keep["student_fitnets"].model, torch.zeros(2, 1, 28, 28))
     assert logits.shape == (2, 10)
+
+
+def test_the_run_store_keeps_the_projector_beside_the_student(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from kdcore.jobs import RunSpec, execute
+    from kdcore.store import Store
+
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    store = Store(tmp_path / "runs.sqlite")
+    spec = RunSpec.custom(device="cpu", method="fitnets", teacher="mlp-100", student="mlp-30",
+                          per_class=10, teacher_epochs=1, epochs=1, baseline=False)  # fmt: skip
+    run_id, result = execute(store, spec)
+    assert result["status"] == "completed"
+    run = store.get(run_id)
+    assert run.methods == {"hard", "fitnets"} and "student_fitnets" in run.weights
+    path = store.weights_path(run_id, "student_fitnets").parent / "methods"
+    state = load_file(str(path / "student_fitnets.safetensors"))
+    assert any(k.startswith("projector.") for k in state)
