@@ -50,6 +50,24 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo(
         "kd-loss", "The distillation loss", "Response-based", ":material/functions:", "kd_loss.py"
     ),
+    PageInfo("dkd", "Decoupled KD", "Response-based", ":material/call_split:", "dkd.py"),
+    PageInfo(
+        "relations",
+        "Relations: the shape of a batch",
+        "Relation-based",
+        ":material/scatter_plot:",
+        "geometry.py",
+    ),
+    PageInfo(
+        "projector",
+        "The projector's spectrum",
+        "Feature-based",
+        ":material/transform:",
+        "projector.py",
+    ),
+    PageInfo(
+        "features", "Hints & attention maps", "Feature-based", ":material/visibility:", "hints.py"
+    ),
     PageInfo("lab", "Distillation lab", "Experiments", ":material/science:", "lab.py"),
     PageInfo("runs", "Run history", "Experiments", ":material/history:", "runs.py"),
 )

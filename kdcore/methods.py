@@ -7,7 +7,7 @@ parameters, a thin distiller), one entry here, one test file and one page sectio
 
 from __future__ import annotations
 
-from .losses import attention, fitnets, kd
+from .losses import attention, crd, dkd, fitnets, kd, nst, rkd, similarity
 from .method import Method
 
 METHODS: dict[str, Method] = {}
@@ -73,5 +73,49 @@ register(
         "Zagoruyko & Komodakis 2017, arXiv:1612.03928", attention.ATParams,
         attention.AttentionTransfer,
         summary="Where the teacher's convolutional layers look: their spatial attention maps.",
+    )
+)  # fmt: skip
+
+# ----------------------------------------------------------------------------- relation-based, DKD
+register(
+    Method(
+        "rkd", "Relational KD (distances and angles)", "relation",
+        "Park, Kim, Lu & Cho 2019, arXiv:1904.05068", rkd.RKDParams, rkd.RKD,
+        summary="The shape of the batch in the teacher's embedding: the distances between pairs "
+        "of examples and the angles in triplets, free of rotation, translation and scale.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "similarity", "Similarity-preserving KD", "relation",
+        "Tung & Mori 2019, arXiv:1907.09682", similarity.SimilarityParams,
+        similarity.SimilarityPreserving,
+        summary="Which examples of the batch the teacher finds alike: its B × B table of "
+        "row-normalised similarities.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "nst", "Neuron selectivity transfer", "relation",
+        "Huang & Wang 2017, arXiv:1707.01219", nst.NSTParams, nst.NST,
+        summary="The distribution of the teacher's channel maps (where each neuron fires), "
+        "matched by maximum mean discrepancy.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "crd", "Contrastive representation distillation", "relation",
+        "Tian, Krishnan & Isola 2020, arXiv:1910.10699", crd.CRDParams, crd.CRD,
+        summary="Each example's embedding must pick out the teacher's embedding of the same "
+        "example among k others kept in a memory bank.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "dkd", "Decoupled KD", "response",
+        "Zhao, Cui, Song, Qiu & Liang 2022, arXiv:2203.08679", dkd.DKDParams,
+        lambda p, probe: dkd.DKD(p),
+        summary="KD split into the target class's share (TCKD) and the distribution over the "
+        "other classes (NCKD), each with its own weight.",
     )
 )  # fmt: skip

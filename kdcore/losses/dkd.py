@@ -35,8 +35,12 @@ holds per example, to rounding.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from ..method import Distiller, param
 
 # mdistiller's CIFAR-100 settings (CFG.DKD: ALPHA=1.0, BETA=8.0, T=4.0); Zhao et al. 2022, §4 tune β
 # per teacher-student pair. For the caller; the loss takes them as arguments.
@@ -133,3 +137,32 @@ def teacher_target_prob(
     """
     log_p = F.log_softmax(teacher_logits / T, dim=-1)  # (B, K)
     return log_p.gather(1, labels.unsqueeze(1)).squeeze(1).exp()
+
+
+# ----------------------------------------------------------------------------- as a method
+
+
+@dataclass(frozen=True)
+class DKDParams:
+    alpha: float = param(DKD_ALPHA, "α, weight of TCKD", 0.0, 100.0, 0.5, "mdistiller: 1")
+    beta: float = param(
+        DKD_BETA, "β, weight of NCKD", 0.0, 100.0, 0.5,
+        help="mdistiller: 8. KD itself is β = 1 − p_t per example, small when the teacher is sure.",
+    )  # fmt: skip
+    T: float = param(DKD_T, "Temperature T", 0.05, 100.0, 0.5)
+
+
+class DKD(Distiller):
+    """CE + α·TCKD + β·NCKD, each part named (Zhao et al. 2022, Eq. 8). CE has weight 1 as in
+    mdistiller (CFG.DKD.CE_WEIGHT). mdistiller also ramps the DKD term up linearly over its first
+    20 epochs (``min(epoch / 20, 1)``) for 240-epoch CIFAR runs; the short runs here have no
+    warm-up, which would leave DKD almost off for all of them."""
+
+    def forward(self, student, teacher, batch):
+        p = self.params
+        tckd, nckd = dkd_parts(student.logits, teacher["logits"], batch.y, p.T)
+        return {
+            "ce": F.cross_entropy(student.logits, batch.y),
+            "tckd": p.alpha * tckd,
+            "nckd": p.beta * nckd,
+        }

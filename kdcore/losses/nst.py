@@ -26,8 +26,13 @@ square output size (H, H); here the pool goes to (min H, min W).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from ..method import Distiller, Probe, param
+from .kd import kd_loss
 
 # Weight of the NST term against cross-entropy in mdistiller's CIFAR-100 config
 # (CFG.NST.LOSS.FEAT_WEIGHT). For the caller; the loss carries no weight.
@@ -70,3 +75,46 @@ def nst_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Te
     fs = channel_maps(student_feat, size)  # (B, C_S, H·W)
     ft = channel_maps(teacher_feat, size)  # (B, C_T, H·W)
     return _poly2(ft, ft).mean() + _poly2(fs, fs).mean() - 2 * _poly2(fs, ft).mean()
+
+
+# ----------------------------------------------------------------------------- as a method
+
+
+@dataclass(frozen=True)
+class NSTParams:
+    student_layer: str = param(
+        "conv2", "Student layer (spatial)", choices="student features",
+        help="A (C, H, W) feature: NST compares the distributions of its channel maps.",
+    )  # fmt: skip
+    teacher_layer: str = param("conv2", "Teacher layer (spatial)", choices="teacher features")
+    weight: float = param(NST_WEIGHT, "λ, weight of NST", 0.0, 1e5, 5.0, "50 in mdistiller")
+    T: float = param(4.0, "Temperature T", 0.05, 100.0, 0.5)
+    alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
+
+
+class NST(Distiller):
+    """CE (and optionally KD) plus λ·MMD². Stateless: the teacher's map is cached already pooled
+    to the smaller of the two spatial sizes (what nst_loss would pool it to)."""
+
+    def __init__(self, params: NSTParams, probe: Probe):
+        super().__init__(params)
+        s = probe.student_shape(params.student_layer)
+        t = probe.teacher_shape(params.teacher_layer)
+        if len(s) != 3 or len(t) != 3:
+            raise ValueError(
+                f"NST needs spatial (C, H, W) features: student {params.student_layer} is {s}, "
+                f"teacher {params.teacher_layer} is {t} (MLPs have none; use a cnn)"
+            )
+        self.size = (min(s[1], t[1]), min(s[2], t[2]))
+
+    def teacher_targets(self, out):
+        feat = out.features[self.params.teacher_layer]  # (B, C_T, H, W)
+        return {"logits": out.logits, "feat": F.adaptive_avg_pool2d(feat, self.size)}
+
+    def forward(self, student, teacher, batch):
+        p = self.params
+        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
+        if p.alpha > 0:
+            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts["nst"] = p.weight * nst_loss(student.features[p.student_layer], teacher["feat"])
+        return parts

@@ -27,8 +27,13 @@ masked division, so values and gradients stay finite where the norm is not diffe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from ..method import Distiller, Probe, param
+from .kd import kd_loss
 
 # λ_RKD-D and λ_RKD-A as used for image classification (CIFAR-100) by RepDistiller's RKDLoss
 # (w_d=25, w_a=50) and mdistiller (CFG.RKD.DISTANCE_WEIGHT, ANGLE_WEIGHT); Park et al. 2019 use 1
@@ -130,3 +135,72 @@ def rkd_angle_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torc
     return F.smooth_l1_loss(
         triplet_angles(student_emb), triplet_angles(teacher_emb), reduction="mean"
     )
+
+
+# ----------------------------------------------------------------------------- as a method
+
+
+@dataclass(frozen=True)
+class RKDParams:
+    student_layer: str = param(
+        "embedding", "Student layer", choices="student features",
+        help="Flattened; its dimension need not match the teacher's.",
+    )  # fmt: skip
+    teacher_layer: str = param("embedding", "Teacher layer", choices="teacher features")
+    distance_weight: float = param(
+        RKD_DISTANCE_WEIGHT, "λ_D, weight of RKD-D", 0.0, 1e4, 5.0,
+        help="25 in RepDistiller and mdistiller (Park et al. 2019 use 1 for metric learning).",
+    )  # fmt: skip
+    angle_weight: float = param(
+        RKD_ANGLE_WEIGHT, "λ_A, weight of RKD-A", 0.0, 1e4, 5.0,
+        help="50 in RepDistiller and mdistiller (Park et al. 2019 use 2 for metric learning).",
+    )  # fmt: skip
+    group: int = param(
+        64, "Relations within groups of", 0, 100000,
+        help="Distances and angles are taken among this many examples of the batch at a time: "
+        "64 is RepDistiller's and mdistiller's batch size. 0: the whole batch (RKD-A costs B³).",
+    )  # fmt: skip
+    T: float = param(4.0, "Temperature T", 0.05, 100.0, 0.5)
+    alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
+
+
+class RKD(Distiller):
+    """CE (and optionally KD) plus λ_D·RKD-D + λ_A·RKD-A on one pair of layers. Stateless: the
+    teacher's flattened features are cached; its distances and angles depend on the batch.
+
+    The relations are taken within consecutive groups of ``group`` examples of the (shuffled)
+    batch and the losses averaged over the groups: the reference code's batches of 64 see
+    64³ triplets, and a batch of 128 in one piece would cost eight times as much in RKD-A.
+    """
+
+    def __init__(self, params: RKDParams, probe: Probe):
+        super().__init__(params)
+        probe.student_shape(params.student_layer)  # fail early on a missing layer
+        probe.teacher_shape(params.teacher_layer)
+
+    def teacher_targets(self, out):
+        feat = out.features[self.params.teacher_layer]
+        return {"logits": out.logits, "feat": feat.reshape(feat.shape[0], -1)}  # (B, D_t)
+
+    def forward(self, student, teacher, batch):
+        p = self.params
+        s_all = student.features[p.student_layer]
+        b = s_all.shape[0]
+        size = p.group if 0 < p.group < b else b
+        groups = [(i, min(i + size, b)) for i in range(0, b, size)]
+        groups = [g for g in groups if g[1] - g[0] >= 2] or [(0, b)]  # a lone example: no pairs
+        dist, angle = 0.0, 0.0
+        for lo, hi in groups:
+            s, t = s_all[lo:hi], teacher["feat"][lo:hi]
+            if p.distance_weight > 0:
+                dist = dist + rkd_distance_loss(s, t) / len(groups)
+            if p.angle_weight > 0:
+                angle = angle + rkd_angle_loss(s, t) / len(groups)
+        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
+        if p.alpha > 0:
+            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        if p.distance_weight > 0:
+            parts["rkd_d"] = p.distance_weight * dist
+        if p.angle_weight > 0:
+            parts["rkd_a"] = p.angle_weight * angle
+        return parts

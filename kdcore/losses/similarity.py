@@ -11,7 +11,13 @@ matter: any layer of the student can be matched with any layer of the teacher.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
+
+from ..method import Distiller, Probe, param
+from .kd import kd_loss
 
 # γ, the weight of L_SP against cross-entropy (Tung & Mori 2019, §4.1, CIFAR-10 experiments; also
 # mdistiller's CFG.SP.LOSS.FEAT_WEIGHT). For the caller; the loss carries no weight.
@@ -46,3 +52,40 @@ def similarity_loss(student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> t
     b = student_feat.shape[0]
     diff = similarity_matrix(teacher_feat) - similarity_matrix(student_feat)  # (B, B)
     return diff.pow(2).sum() / (b * b)
+
+
+# ----------------------------------------------------------------------------- as a method
+
+
+@dataclass(frozen=True)
+class SimilarityParams:
+    student_layer: str = param(
+        "embedding", "Student layer", choices="student features",
+        help="Any shape: only the B × B similarities of the batch are compared.",
+    )  # fmt: skip
+    teacher_layer: str = param("embedding", "Teacher layer", choices="teacher features")
+    gamma: float = param(SP_GAMMA, "γ, weight of L_SP", 0.0, 1e6, 100.0, "Tung & Mori 2019, §4.1")
+    T: float = param(4.0, "Temperature T", 0.05, 100.0, 0.5)
+    alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
+
+
+class SimilarityPreserving(Distiller):
+    """CE (and optionally KD) plus γ·L_SP. Stateless: the teacher's flattened features are
+    cached; G_T depends on which examples share the batch, so it is computed per step."""
+
+    def __init__(self, params: SimilarityParams, probe: Probe):
+        super().__init__(params)
+        probe.student_shape(params.student_layer)
+        probe.teacher_shape(params.teacher_layer)
+
+    def teacher_targets(self, out):
+        feat = out.features[self.params.teacher_layer]
+        return {"logits": out.logits, "feat": feat.reshape(feat.shape[0], -1)}  # (B, D_t)
+
+    def forward(self, student, teacher, batch):
+        p = self.params
+        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
+        if p.alpha > 0:
+            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts["sp"] = p.gamma * similarity_loss(student.features[p.student_layer], teacher["feat"])
+        return parts

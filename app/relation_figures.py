@@ -1,0 +1,138 @@
+"""Plotly figures for the geometry (relation-based) and DKD pages, from numpy arrays.
+
+No Streamlit and no tensor maths here: the pages compute with :mod:`kdcore.geometry` and
+:mod:`kdcore.losses.dkd` and pass plain arrays in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.figures import COLORS, TEMPLATE
+
+DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
+          "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
+MODEL = {"student_hard": "#868e96", "student_kd": COLORS["teacher"], "student_rkd": "#e8590c",
+         "student_dkd": "#e8590c", "teacher": "#1f2430"}  # fmt: skip
+
+
+def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
+    fig = fig or go.Figure()
+    fig.update_layout(template=TEMPLATE, **layout)
+    return fig
+
+
+def _mark(fig: go.Figure, n: int, sel: int, col: int) -> None:
+    """Outline row and column ``sel`` of an n x n heatmap in subplot ``col``."""
+    for x0, x1, y0, y1 in ((-0.5, n - 0.5, sel - 0.5, sel + 0.5), (sel - 0.5, sel + 0.5, -0.5,
+                                                                    n - 0.5)):  # fmt: skip
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color="#e03131", width=2),
+                      row=1, col=col)  # fmt: skip
+
+
+def heatmap_pair(
+    left: np.ndarray, right: np.ndarray, titles: tuple[str, str], labels: list[int],
+    selected: int | None = None, zmin: float = 0.0, zmax: float | None = None,
+    colorscale: str = "Viridis",
+) -> go.Figure:  # fmt: skip
+    """Two n x n matrices side by side on one colour scale; ticks are the images' digits."""
+    zmax = float(max(left.max(), right.max())) if zmax is None else zmax
+    fig = make_subplots(1, 2, subplot_titles=titles, horizontal_spacing=0.08)
+    text = [[f"#{i} ({labels[i]}) – #{j} ({labels[j]})" for j in range(len(labels))]
+            for i in range(len(labels))]  # fmt: skip
+    for col, z in ((1, left), (2, right)):
+        fig.add_trace(
+            go.Heatmap(z=z, zmin=zmin, zmax=zmax, colorscale=colorscale, text=text,
+                       hovertemplate="%{text}<br>%{z:.3f}<extra></extra>",
+                       showscale=col == 2),
+            row=1, col=col,
+        )  # fmt: skip
+        if selected is not None:
+            _mark(fig, len(labels), selected, col)
+    ticks = dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels,
+                 tickfont=dict(size=8))  # fmt: skip
+    fig.update_xaxes(**ticks)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", **ticks)
+    return _fig(fig, height=420, margin=dict(l=30, r=20, t=40, b=30))
+
+
+def angle_histogram_figure(edges: np.ndarray, teacher: np.ndarray, student: np.ndarray):
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig = _fig(xaxis_title="cos of the angle at the vertex", yaxis_title="share of triplets",
+               height=320, barmode="overlay")  # fmt: skip
+    for name, counts, colour in (("teacher", teacher, COLORS["teacher"]),
+                                 ("student", student, COLORS["student"])):  # fmt: skip
+        fig.add_bar(x=centres, y=counts, name=name, marker_color=colour, opacity=0.55)
+    return fig
+
+
+def pca_figure(teacher: np.ndarray, student: np.ndarray, labels: list[int], selected: int):
+    """Both 2-D views, points coloured by digit, the selected image ringed in both."""
+    fig = make_subplots(1, 2, subplot_titles=("teacher", "student (turned onto the teacher)"))
+    hover = [f"#{i}: digit {d}" for i, d in enumerate(labels)]
+    for col, xy in ((1, teacher), (2, student)):
+        fig.add_trace(
+            go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers+text", text=[str(d) for d in labels],
+                       textfont=dict(size=9, color="white"), hovertext=hover, hoverinfo="text",
+                       marker=dict(size=14, color=[DIGITS[d] for d in labels]), showlegend=False),
+            row=1, col=col,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=[xy[selected, 0]], y=[xy[selected, 1]], mode="markers", hoverinfo="skip",
+                       marker=dict(size=26, color="rgba(0,0,0,0)",
+                                   line=dict(color="#e03131", width=3)), showlegend=False),
+            row=1, col=col,
+        )  # fmt: skip
+    fig.update_yaxes(scaleanchor="x")
+    return _fig(fig, height=400)
+
+
+def invariance_figure(angles: np.ndarray, rkd: np.ndarray, l2: np.ndarray, current: float):
+    """RKD (flat) and L2 (moving) as the student's embedding is turned, at the chosen scale and
+    shift; the chosen angle marked."""
+    fig = _fig(xaxis_title="rotation (degrees)", yaxis_title="loss", height=300)
+    fig.add_scatter(x=angles, y=rkd, name="RKD-D + RKD-A (to the teacher)",
+                    line=dict(color=COLORS["teacher"], width=3))  # fmt: skip
+    fig.add_scatter(x=angles, y=l2, name="L2 (to the unmoved student)",
+                    line=dict(color=COLORS["student"], width=3))  # fmt: skip
+    fig.add_vline(x=current, line=dict(color="#868e96", dash="dot"))
+    return fig
+
+
+def gap_figure(gaps: dict[str, list[float]], epoch: int) -> go.Figure:
+    """Geometry gap per epoch for each student of a stored rkd-mnist run."""
+    fig = _fig(xaxis_title="epoch", yaxis_title="mean |D_student − D_teacher|", height=320)
+    for name, values in gaps.items():
+        fig.add_scatter(x=list(range(1, len(values) + 1)), y=values, name=name,
+                        mode="lines+markers", line=dict(color=MODEL.get(name)))  # fmt: skip
+    fig.add_vline(x=epoch, line=dict(color="#868e96", dash="dot"))
+    return fig
+
+
+def dkd_scatter_figure(p_t: np.ndarray, nckd: np.ndarray, chosen: tuple[float, float]):
+    """NCKD per image against the teacher's p_t, raw and as KD weights it ((1 − p_t)·NCKD)."""
+    fig = _fig(xaxis_title="teacher's probability of the true class, p_t (at T)",
+               yaxis_title="T²·KL, per image", yaxis_type="log", height=380)  # fmt: skip
+    floor = 1e-6
+    fig.add_scatter(x=p_t, y=np.maximum(nckd, floor), mode="markers", name="NCKD (DKD: × β)",
+                    marker=dict(size=4, color=COLORS["student"], opacity=0.45))  # fmt: skip
+    fig.add_scatter(x=p_t, y=np.maximum((1 - p_t) * nckd, floor), mode="markers",
+                    name="(1 − p_t)·NCKD (what KD keeps)",
+                    marker=dict(size=4, color=COLORS["teacher"], opacity=0.45))  # fmt: skip
+    fig.add_scatter(x=[chosen[0]], y=[max(chosen[1], floor)], mode="markers", name="this image",
+                    marker=dict(size=16, color="rgba(0,0,0,0)",
+                                line=dict(color="#e03131", width=3)))  # fmt: skip
+    return fig
+
+
+def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figure:
+    """Test accuracy per epoch of the named models of a stored run."""
+    fig = _fig(xaxis_title="epoch", yaxis_title="test accuracy", height=320)
+    for name in names:
+        recs = history.get(name, [])
+        fig.add_scatter(x=[r["epoch"] for r in recs], y=[r["test_accuracy"] for r in recs],
+                        name=name, mode="lines+markers",
+                        line=dict(color=MODEL.get(name), width=3))  # fmt: skip
+    return fig

@@ -1,0 +1,125 @@
+"""AppTest for the geometry (relations) and decoupled-KD pages: URL parameters are read, the
+invariance controls move L2 but not RKD, KD = TCKD + (1 - p_t) NCKD holds on the page's numbers,
+and a completed preset run in the store (written directly, no training) is shown."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdcore.store import Store
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+TIMEOUT = 120  # the first run loads MNIST and the demo models
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
+    return path
+
+
+def _page(name: str, **params) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _z(trace: dict) -> np.ndarray:
+    """A heatmap's matrix; Plotly 6 sends numpy arrays as base64 typed arrays."""
+    z = trace["z"]
+    if isinstance(z, dict):
+        shape = tuple(int(n) for n in z["shape"].split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.asarray(z)
+
+
+def _fake_run(store: Store, name: str, result: dict) -> int:
+    run_id = store.create("preset", name, {"epochs": 2, "seed": 0}, f"fake-{name}")
+    store.finish(run_id, "completed", "", {"preset": name, "status": "completed", **result})
+    return run_id
+
+
+def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(store_path):
+    at = _page("geometry.py", batch="random", n="32", sel="5", seed="3")
+    assert at.number_input(key="sel").value == 5 and at.number_input(key="n").value == 32
+    charts = at.get("plotly_chart")
+    assert len(charts) == 5  # distances, cosines, angles, PCA, invariance
+    dist = json.loads(charts[0].proto.spec)
+    assert _z(dist["data"][0]).shape == (32, 32)
+    assert "No completed rkd-mnist run" in at.info[0].value
+    before = _metrics(at)
+    at.slider(key="angle").set_value(90.0)
+    at.slider(key="scale").set_value(3.0).run()
+    after = _metrics(at)
+    for key in ("RKD-D to the teacher", "RKD-A to the teacher"):
+        assert abs(float(after[key]) - float(before[key])) < 2e-5
+    assert float(before["L2 to the unmoved student"]) < 1e-4
+    assert float(after["L2 to the unmoved student"]) > 0.1
+    at.number_input(key="sel").set_value(7).run()
+    assert not at.exception
+    shapes = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+    assert {sh["y0"] for sh in shapes} >= {6.5}  # row 7 of each heatmap is outlined
+
+
+def test_geometry_page_shows_a_stored_rkd_run_with_an_epoch_slider(store_path):
+    mats = {
+        "indices": [0, 1, 2],
+        "labels": [7, 2, 1],
+        "teacher": [[0, 1, 2], [1, 0, 1], [2, 1, 0]],
+        "students": {
+            s: [[[0, e, 1], [e, 0, 1], [1, 1, 0]] for e in (0.5, 0.9)]
+            for s in ("student_hard", "student_kd", "student_rkd")
+        },
+    }
+    gaps = {"student_hard": [0.3, 0.28], "student_kd": [0.25, 0.2], "student_rkd": [0.2, 0.1]}
+    run_id = _fake_run(Store(store_path), "rkd-mnist",
+                       {"geometry": gaps, "geometry_matrices": mats})  # fmt: skip
+    at = _page("geometry.py", n="32")
+    assert any(f"Run #{run_id}" in c.value for c in at.caption)
+    assert at.slider(key="epoch").value == 2
+    stored = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert "epoch 2" in json.dumps(stored["layout"]["annotations"])
+    at.slider(key="epoch").set_value(1).run()
+    assert not at.exception
+    stored = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert "epoch 1" in json.dumps(stored["layout"]["annotations"])
+    assert _z(stored["data"][1])[0, 1] == 0.5
+    at.button_group(key="who").set_value("student_hard").run()
+    assert "student_hard" in json.dumps(at.get("plotly_chart")[-1].proto.spec)
+
+
+def test_dkd_page_shows_the_identity_for_the_chosen_image(store_path):
+    at = _page("dkd.py", alpha="2", beta="4", T="2", digit="5", idx="3")
+    assert at.slider(key="beta").value == 4.0 and at.slider(key="T").value == 2.0
+    m = {k: float(v) for k, v in _metrics(at).items() if not v.endswith("%")}
+    p_t, tckd, nckd = m["p_t (teacher, at T)"], m["T²·TCKD"], m["T²·NCKD"]
+    assert m["T²·KD"] == pytest.approx(tckd + (1 - p_t) * nckd, abs=2e-3)
+    assert len(at.get("plotly_chart")) == 1 and "No completed dkd-mnist" in at.info[0].value
+    before = _metrics(at)
+    at.slider(key="T").set_value(8.0).run()
+    assert not at.exception and _metrics(at) != before
+
+
+def test_dkd_page_shows_a_stored_dkd_run(store_path):
+    errors = {"student_hard": 500, "student_kd": 450, "student_dkd": 400}
+    models = {n: {"test_errors": e, "test_accuracy": 1 - e / 1e4} for n, e in errors.items()}
+    history = {n: [{"epoch": 1, "test_accuracy": 0.9}, {"epoch": 2, "test_accuracy": 0.95}]
+               for n in models}  # fmt: skip
+    run_id = _fake_run(Store(store_path), "dkd-mnist", {"models": models, "history": history})
+    at = _page("dkd.py")
+    assert _metrics(at)["student_dkd"] == "400 errors"
+    assert any(f"Run #{run_id}" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 2
