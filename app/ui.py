@@ -1,8 +1,8 @@
 """Shared UI parts: the plot style, URL-bound controls, "show the real code", cached loaders.
 
 Pages import this module and :mod:`app.figures`; neither holds tensor maths (that is
-:mod:`kdcore.analysis`). The demo-model recipe lives here too, as plain functions without ``st``
-calls, so ``scripts/train_demo_models.py`` and the in-app fallback train exactly the same thing.
+:mod:`kdcore.analysis`). The demo-model recipe lives in :mod:`kdcore.demo`, so
+``scripts/train_demo_models.py`` and the in-app fallback train exactly the same thing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,54 +20,16 @@ import streamlit as st
 import torch
 
 from kdcore.checkpoint import CheckpointError, cache_dir, load_model, save_model
-from kdcore.data import Dataset, load_mnist, per_class
-from kdcore.models import KDModel, build_model
-from kdcore.train import TrainConfig, fit, predict_logits
+from kdcore.data import Dataset, load_mnist
+from kdcore.demo import DEMO_SPECS, DemoSpec, train_demo_model
+from kdcore.models import KDModel
+from kdcore.train import predict_logits
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "assets" / "models"
 MODELS_ENV = "KD_DEMO_MODELS"  # another folder of demo models, e.g. a corrupt one in tests
 
 # ----------------------------------------------------------------------------- demo models
-
-
-@dataclass(frozen=True)
-class DemoSpec:
-    role: str  # "teacher" or "student"; also the file stem under assets/models
-    arch: str
-    per_class: int  # training images per digit (MNIST has about 6,000 of each)
-    cfg: TrainConfig
-    quick_per_class: int  # the in-app stand-in when the file is missing: seconds of training
-
-
-DEMO_SPECS = (
-    # 784-300-300-10, about 98% test accuracy after 2 epochs: confident, and its mistakes rank
-    # the look-alike digits, which is all the temperature page needs.
-    DemoSpec("teacher", "mlp-300", 6000, TrainConfig(epochs=2, lr=0.1, seed=0), 300),
-    # 784-30-30-10 (Hinton et al. 2015 §3's smallest width) on 400 images a digit: a weak student
-    # whose logits differ visibly from the teacher's, so the KD loss is not close to zero.
-    DemoSpec("student", "mlp-30", 400, TrainConfig(epochs=2, lr=0.05, seed=1), 200),
-)
-
-
-def train_demo_model(spec: DemoSpec, data: Dataset, quick: bool = False) -> tuple[KDModel, dict]:
-    """Train one demo model on hard labels; returns (model in eval mode, metadata)."""
-    x, y = per_class(data.x_train, data.y_train, spec.quick_per_class if quick else spec.per_class)
-    cfg = replace(spec.cfg, epochs=1) if quick else spec.cfg
-    model = build_model(spec.arch, data.num_classes, data.image_shape)
-    result = fit(model, data.with_train(x, y), cfg)
-    if not result.ok:
-        raise RuntimeError(f"training the demo {spec.role} {result.status}: {result.message}")
-    meta = {
-        "role": spec.role,
-        "arch": spec.arch,
-        "train_images": len(y),
-        "epochs": cfg.epochs,
-        "quick": quick,
-        "test_accuracy": round(result.history[-1].test_accuracy, 4),
-        "seconds": round(result.seconds, 1),
-    }
-    return model.eval(), meta
 
 
 def models_dir() -> Path:

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/train_demo_models.py [--out assets/models]
 
-The recipe is ``app.ui.DEMO_SPECS`` (the app's fallback trains the same models, shorter, when a
+The recipe is ``kdcore.demo.DEMO_SPECS`` (the app's fallback trains the same models, shorter, when a
 file is missing). Both are small MLPs trained on hard labels from the bundled MNIST, seeded:
 teacher 784-300-300-10 (2 epochs, all 60k images, about 98% test accuracy, 1.3 MB);
 student 784-30-30-10 (2 epochs, 400 images a digit, weaker on purpose, 0.1 MB).
@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app.ui import DEMO_SPECS, MODELS_DIR, train_demo_model  # noqa: E402
+from app.ui import MODELS_DIR  # noqa: E402
 from kdcore.checkpoint import save_model  # noqa: E402
 from kdcore.data import load_mnist  # noqa: E402
+from kdcore.demo import DEMO_SPECS, train_demo_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
