@@ -29,7 +29,7 @@ RESNETS = {  # name -> (depth, width multiplier); He et al. 2016 §4.2: depth 6n
 
 
 def test_the_table_is_what_the_tests_know():
-    assert set(MODELS) == set(MLP_WIDTHS) | set(RESNETS) | {"cnn"}
+    assert set(MODELS) == set(MLP_WIDTHS) | set(RESNETS) | {"cnn", "cnn-8"}
 
 
 def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict:
@@ -37,8 +37,9 @@ def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict
     if name in MLP_WIDTHS:
         w1, w2 = MLP_WIDTHS[name]
         return {"hidden1": (b, w1), "hidden2": (b, w2), "embedding": (b, w2)}
-    if name == "cnn":
-        return {"conv1": (b, 32, h // 2, w // 2), "conv2": (b, 64, h // 4, w // 4),
+    if name in ("cnn", "cnn-8"):
+        c = 32 if name == "cnn" else 8
+        return {"conv1": (b, c, h // 2, w // 2), "conv2": (b, 2 * c, h // 4, w // 4),
                 "embedding": (b, 128)}  # fmt: skip
     _, m = RESNETS[name]
     return {
