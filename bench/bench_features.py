@@ -26,8 +26,21 @@ on its own and subtracted (as in bench_epoch.py).
 
     python bench/bench_features.py [--device auto|cpu|cuda] [--threads N] [--only at|rkd|all]
 
-Measured 2026-11-23, 2-core AMD EPYC CPU (shared with other jobs), torch 2.14.1, --threads 2:
-RESULTS_PLACEHOLDER
+Measured 2026-11-23 on a 2-core AMD EPYC CPU shared with other jobs (load average 5 to 9 during the
+run, so the seconds are inflated and drift between phases: the two cache passes below do nearly
+the same work), torch 2.14.1, --threads 2. Teacher after its epoch: 0.9867 test accuracy, 294 s.
+
+                            usual way   ours, per epoch   teacher cache   speed-up (with cache)
+    AT, conv1 + conv2         426.9 s           122.0 s          95.3 s       3.5x   (2.0x)
+        test accuracy          0.9848            0.9832
+    RKD, embedding            478.3 s           339.7 s          58.3 s       1.4x   (1.2x)
+        test accuracy          0.9853            0.9859
+
+AT meets the issue's "at least 3x" per epoch; the one-time cache costs about one teacher pass over
+the training set, which the usual way pays every epoch. RKD does not: its loss (a (B, B, D)
+difference tensor and B^3 triplet cosines per step, forward and backward) costs roughly twice the
+student's own training here, and caching the teacher cannot remove it. The RKD run took relations
+over the whole batch of 128, as the usual loop does (``group=0``).
 """
 
 from __future__ import annotations
@@ -50,9 +63,8 @@ from kdcore.data import MNIST_DIR, MNIST_FILES, Dataset, load_mnist
 from kdcore.distill import build_distiller, distill, freeze, predict_targets
 from kdcore.losses.attention import at_loss
 from kdcore.losses.rkd import rkd_angle_loss, rkd_distance_loss
-from kdcore.methods import METHODS
-from kdcore.models import KDModel, ModelOutput, SmallCNN, build_model
-from kdcore.train import Batch, StepOutput, TrainConfig, evaluate, fit, pick_device
+from kdcore.models import KDModel, SmallCNN, build_model
+from kdcore.train import TrainConfig, evaluate, fit, pick_device
 
 TEACHER, STUDENT = "cnn", "cnn-8"
 BATCH, LR, MOMENTUM, CLIP = 128, 0.05, 0.9, 5.0
@@ -144,49 +156,23 @@ def usual_way(
     return seconds
 
 
-def rkd_step(student: KDModel, batch: Batch) -> StepOutput:
-    """Fallback while "rkd" is not a registered method: CE + RKD on the cached embeddings."""
-    out = student.forward_features(batch.x)
-    t = batch.extras["t:feat"]  # (B, D_t), sliced from the cache by fit
-    parts = {
-        "ce": F.cross_entropy(out.logits, batch.y),
-        "rkd_d": RKD_D * rkd_distance_loss(out.features["embedding"], t),
-        "rkd_a": RKD_A * rkd_angle_loss(out.features["embedding"], t),
-    }
-    return StepOutput(out.logits, parts)
-
-
-def embedding_targets(out: ModelOutput) -> Features:
-    return {"feat": out.features["embedding"].flatten(1)}  # (B, D_t)
-
-
 def ours(
     method: str, params: dict, student: KDModel, teacher: KDModel, data: Dataset
 ) -> tuple[float, float, float]:
     """(teacher cache seconds, epoch seconds without the test evaluation, test accuracy)."""
     dev = data.device
     cfg = TrainConfig(epochs=1, batch_size=BATCH, lr=LR, momentum=MOMENTUM, grad_clip=CLIP)
-    registered = method in METHODS
-    if registered:
-        distiller = build_distiller(method, params, student, teacher, data)
-        select = distiller.teacher_targets
-    else:
-        select = embedding_targets
-
+    distiller = build_distiller(method, params, student, teacher, data)
     sync(dev)
     t1 = time.perf_counter()
-    targets = predict_targets(teacher, select, data.x_train, cfg.eval_batch_size)
+    targets = predict_targets(teacher, distiller.teacher_targets, data.x_train, cfg.eval_batch_size)
     sync(dev)
     t_cache = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    if registered:
-        res = distill(
-            student, teacher, data, cfg, method, params, teacher_targets=targets,
-            distiller=distiller,
-        )  # fmt: skip
-    else:
-        res = fit(student, data, cfg, rkd_step, {f"t:{k}": v for k, v in targets.items()})
+    res = distill(
+        student, teacher, data, cfg, method, params, teacher_targets=targets, distiller=distiller
+    )
     sync(dev)
     t_ours = time.perf_counter() - t2
     # fit() evaluates on the test set after the epoch; the usual loop does not, so subtract it.
@@ -217,10 +203,9 @@ def compare(
 
     student_b = build_model(STUDENT).to(dev)
     student_b.load_state_dict(init)
-    how = "distill" if method in METHODS else "fit + own step"
     t_cache, t_ours, acc_ours = ours(method, params, student_b, teacher, data)
 
-    print(f"\n{title}, {TEACHER} -> {STUDENT}, 1 epoch (ours: {how})")
+    print(f"\n{title}, {TEACHER} -> {STUDENT}, 1 epoch")
     print(f"{'':30s}{'seconds':>10s}{'test acc':>10s}")
     print(f"{'usual way (DataLoader+hooks)':30s}{t_usual:10.2f}{acc_usual:10.4f}")
     print(f"{'in-memory, cached teacher':30s}{t_ours:10.2f}{acc_ours:10.4f}")
@@ -278,7 +263,9 @@ def main() -> None:
             compare(
                 f"RKD (embedding; distance {RKD_D:g}, angle {RKD_A:g}) + CE",
                 "rkd",
-                {"distance_weight": RKD_D, "angle_weight": RKD_A},
+                # group 0: relations over the whole batch of 128, as the usual loop computes
+                # them (the method's default, groups of 64, would be a cheaper, different loss)
+                {"distance_weight": RKD_D, "angle_weight": RKD_A, "group": 0},
                 ("embedding",),
                 rkd_features_loss,
                 teacher,
