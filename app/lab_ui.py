@@ -598,3 +598,47 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
         return RunSpec.preset(name, int(epochs), int(seed), device, **overrides), None
     except (ValueError, TypeError) as err:
         return None, " ".join(str(err).split())
+
+
+# ----------------------------------------------------------------------------- a preset on a page
+
+
+@st.fragment(run_every=POLL_S)
+def run_progress(queue: JobQueue, run_id: int) -> None:
+    """Polls a run in flight; the whole page reruns (and shows the result) once it ends."""
+    run = queue.store.get(run_id)
+    if run is None or not run.active:
+        st.rerun()
+    st.progress(run.progress, text=progress_line(run))
+
+
+def stored_or_offer(
+    queue: JobQueue, name: str, cost: str, epochs_key: str, button_key: str, **epochs_kw
+) -> RunRecord | None:
+    """The newest completed run of preset ``name``; else the live progress of one in flight, or
+    what a run does, its cost and a button that queues one (a page never trains itself)."""
+    from app import ui
+    from kdcore.jobs import QueueFull
+
+    done = queue.store.list(name=name, status="completed", limit=1)
+    if done:
+        return done[0]
+    latest = queue.store.list(name=name, limit=1)
+    if latest and latest[0].active:
+        st.caption(f"Run #{latest[0].id} is under way; this section fills in when it ends.")
+        run_progress(queue, latest[0].id)
+        return None
+    st.info(f"No completed {name} run in the store yet. {PRESETS[name].summary}",
+            icon=":material/science:")  # fmt: skip
+    if latest and latest[0].status == "failed":
+        ui.fallback(f"The last run (#{latest[0].id}) failed: {latest[0].message}")
+    epochs = ui.url_int("Epochs per model", epochs_key, 1, 50, 1, **epochs_kw)
+    st.caption(cost)
+    if st.button("Run it now", key=button_key, icon=":material/play_arrow:"):
+        try:
+            run_id = queue.submit(RunSpec.make(name, epochs=epochs))
+        except (ValueError, QueueFull) as err:
+            st.error(str(err), icon=":material/error:")
+        else:
+            run_progress(queue, run_id)
+    return None

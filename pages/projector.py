@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from app import ui
+from app import lab_ui, ui
 from app.feature_figures import (
     final_spectra_figure,
     flow_figure,
@@ -11,10 +11,9 @@ from app.feature_figures import (
     projector_verdict,
     spectrum_figure,
 )
-from app.lab_ui import POLL_S, describe, job_queue, progress_line
-from kdcore.jobs import JobQueue, QueueFull, RunSpec
+from app.lab_ui import describe, job_queue
+from kdcore.jobs import JobQueue
 from kdcore.losses.fitnets import FitNets
-from kdcore.presets import PRESETS
 from kdcore.projectors import (
     build_normaliser,
     build_projector,
@@ -59,40 +58,10 @@ def flow(d_s: int, d_t: int, lr: float, steps: int, whitened: bool) -> dict:
     }  # fmt: skip
 
 
-@st.fragment(run_every=POLL_S)
-def progress(queue: JobQueue, run_id: int) -> None:
-    """Polls a run in flight; the whole page reruns (and shows the result) once it ends."""
-    run = queue.store.get(run_id)
-    if run is None or not run.active:
-        st.rerun()
-    st.progress(run.progress, text=progress_line(run))
-
-
 def stored_run(queue: JobQueue, name: str):
-    """The newest completed run of preset ``name``, or None after showing the live progress of
-    one in flight, or what a run does and a button that queues one (never trains here)."""
-    done = queue.store.list(name=name, status="completed", limit=1)
-    if done:
-        return done[0]
-    latest = queue.store.list(name=name, limit=1)
-    if latest and latest[0].active:
-        st.caption(f"Run #{latest[0].id} is under way; this section fills in when it ends.")
-        progress(queue, latest[0].id)
-        return None
-    st.info(f"No completed {name} run in the store yet. {PRESETS[name].summary}",
-            icon=":material/science:")  # fmt: skip
-    if latest and latest[0].status == "failed":
-        ui.fallback(f"The last run (#{latest[0].id}) failed: {latest[0].message}")
-    epochs = ui.url_int("Epochs per model", "epochs", 1, 50, 1, help="Each epoch adds its cost.")
-    st.caption(COST)
-    if st.button("Run it now", key="run_now", icon=":material/play_arrow:"):
-        try:
-            run_id = queue.submit(RunSpec.make(name, epochs=epochs))
-        except (ValueError, QueueFull) as err:
-            st.error(str(err), icon=":material/error:")
-        else:
-            progress(queue, run_id)
-    return None
+    return lab_ui.stored_or_offer(
+        queue, name, COST, "epochs", "run_now", help="Each epoch adds its cost."
+    )
 
 
 st.title("The projector's spectrum")
