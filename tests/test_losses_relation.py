@@ -137,6 +137,24 @@ def test_rkd_gradients_against_finite_differences():
     assert torch.autograd.gradcheck(lambda x: triplet_angles(x).sin().sum(), (s,))
 
 
+@pytest.mark.parametrize("b", [5, 130])  # 130: several vertex blocks, the last one partial
+def test_rkd_angle_fused_backward_matches_autograd_on_the_explicit_angles(b):
+    """The hand-written backward of rkd_angle_loss against autograd through triplet_angles (the
+    reference code's form), with points far from the origin. (At duplicated examples the two
+    differ on purpose: the norm has no derivative there, and where triplet_angles divides the
+    zero difference by 1, the fused loss gives it no gradient; both stay finite, see below.)"""
+    s = random_emb(8, b=b, d=6) + 50.0  # far from the origin: the centring must absorb it
+    s, t = t64(s, grad=True), t64(random_emb(9, b=b, d=4) * 3, grad=True)
+    s2, t2 = s.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
+    fused = rkd_angle_loss(s, t)
+    explicit = F.smooth_l1_loss(triplet_angles(s2), triplet_angles(t2))
+    assert fused.item() == pytest.approx(explicit.item(), rel=1e-10)
+    fused.backward()
+    explicit.backward()
+    torch.testing.assert_close(s.grad, s2.grad, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(t.grad, t2.grad, rtol=1e-8, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_rkd_finite_at_zero_distance(dtype):
     """Duplicated examples and a batch collapsed to one point: the norm has no derivative at 0."""
