@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,42 +100,71 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def writable_file(path: str) -> Path:
+    """``path`` as a file this process can create or replace, checked before any training (a
+    finished run must not fail at its last step). ValueError (one line) when it cannot."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise ValueError(f"--out {path}: is a folder; name a file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # A real write into the folder: os.access says yes to root on a read-only file system.
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".kdcore-out-"):
+            pass
+        if out.exists() and not os.access(out, os.W_OK):
+            raise PermissionError(f"{out.name} is read-only")
+    except OSError as err:
+        raise ValueError(f"--out {path}: cannot write there ({err.strerror or err})") from None
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.preset not in RUNNERS:
         raise ValueError(f"unknown preset {args.preset!r}; choose one of {', '.join(RUNNERS)}")
+    # Everything the user typed is checked before anything trains.
+    pick_device(args.device)
+    spec = _spec(args)
+    out = writable_file(args.out) if args.out else None
     if args.no_store:
-        overrides = parse_overrides(args.set)
         result = run_preset(
-            args.preset,
-            epochs=args.epochs,
+            spec.name,
             device=args.device,
-            seed=args.seed,
             monitor=ProgressBar(),
             use_cache=not args.no_cache,
             data_dir=args.data_dir,
-            **overrides,
+            config=spec.config,
         )
     else:
-        result = _run_stored(args)
+        result = _run_stored(args, spec)
         if result is None:  # no data, out of memory, ...: already explained on stderr
             return 2
     _print_summary(result)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
+    if out is not None:
+        try:
+            out.write_text(json.dumps(result, indent=1))
+        except OSError as err:  # the folder changed while training (the run is in the store)
+            print(f"error: --out {args.out}: {err.strerror or err}", file=sys.stderr)
+            return 2
         print(f"wrote {args.out}")
     return 0 if result["status"] == "completed" else 1
 
 
 def _spec(args: argparse.Namespace) -> RunSpec:
-    overrides = parse_overrides(args.set)
-    return RunSpec.make(args.preset, args.epochs, args.seed, args.device, **overrides)
+    """The run the arguments ask for, every value checked (ValueError, one line)."""
+    changes: dict = parse_overrides(args.set)
+    for key in ("device", "name", "config"):
+        if key in changes:
+            hint = "use --device" if key == "device" else "not a setting of any preset"
+            raise ValueError(f"--set {key}=...: {hint}")
+    for flag in ("epochs", "seed"):  # --epochs and --seed win over --set epochs=, seed=
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    return RunSpec.make(args.preset, device=args.device, **changes)
 
 
-def _run_stored(args: argparse.Namespace) -> dict | None:
+def _run_stored(args: argparse.Namespace, spec: RunSpec) -> dict | None:
     """Run through the store (the app's code path). None when the run failed without a result."""
     store = Store(args.store)
-    spec = _spec(args)
     if args.reuse:
         done = store.find_completed(spec.key(pick_device(spec.device)))
         if done is not None and done.result is not None:
@@ -220,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "epochs", None) is not None and args.epochs < 1:
-        print("error: --epochs must be at least 1", file=sys.stderr)
-        return 2
+    for flag in ("epochs", "limit"):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
+            print(f"error: --{flag} must be at least 1", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (DataUnavailable, CheckpointError, StoreError, KeyError, ValueError) as err:

@@ -30,9 +30,16 @@ def pick_device(device: str | None = None) -> torch.device:
     """``"auto"``/None: CUDA when present, else CPU. Anything else is passed to torch.device."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:  # "tpu", "cuda:x": torch's message lists twenty device types
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported here; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"no {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return dev
 
 
@@ -213,6 +220,32 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
 _FINITE_CHECK_EVERY = 16
 
 
+# A run can also diverge without a NaN: logits of 1e10 keep every loss finite (1.5e11 was seen
+# at lr 1000, no clipping, T=100). Measured against the loss of the very first step, before any
+# update: healthy runs end each epoch below it, also those whose loss starts large (FitNets
+# hints, T²-scaled KD at T=20). The floor of 1 keeps a loss that starts near 0 from tripping.
+_BLOWUP = 1e6  # epoch loss / first loss: diverged, whatever the accuracy
+_GROWTH = 1e2  # peak epoch loss / first loss: diverged when the test accuracy is also at chance
+_CHANCE_MARGIN = 0.05  # "at chance": test accuracy at most 1/K + this
+
+
+def divergence(first: float, loss: float, peak: float, accuracy: float, classes: int) -> str:
+    """Why a run whose loss stayed finite has diverged ("" when it has not). ``first``: the
+    first step's loss; ``loss``/``peak``: this epoch's and the largest epoch-mean loss so far;
+    ``accuracy``: the lowest test accuracy of the models after this epoch."""
+    if not math.isfinite(first):
+        return ""
+    ref = max(abs(first), 1.0)
+    if loss > _BLOWUP * ref:
+        return f"the loss grew from {first:.3g} to {loss:.3g}"
+    if peak > _GROWTH * ref and accuracy <= 1 / classes + _CHANCE_MARGIN:
+        return (
+            f"the loss grew from {first:.3g} to {peak:.3g} and the test accuracy fell to "
+            f"chance ({accuracy:.1%})"
+        )
+    return ""
+
+
 def _parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
     """Trainable parameters of all modules, each once (a distiller may hold a model too)."""
     seen: dict[int, nn.Parameter] = {}
@@ -281,6 +314,8 @@ def fit(
     histories: dict[str, list[EpochRecord]] = {name: [] for name in models}
     t0 = time.perf_counter()
     done = 0
+    first_loss: float | None = None  # the first step's, before any update (one sync)
+    peak = 0.0  # the largest epoch-mean loss so far
 
     def progress(epoch: int, step: int) -> Progress:
         elapsed = time.perf_counter() - t0
@@ -310,6 +345,8 @@ def fit(
                 batch = Batch(x, data.y_train[idx], idx, {k: v[idx] for k, v in extras.items()})
                 out = loss_fn(model, batch)
                 loss = sum(out.parts.values())
+                if first_loss is None:
+                    first_loss = abs(float(loss.detach()))
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(cfg, done, total)
                 opt.zero_grad(set_to_none=True)
@@ -358,6 +395,16 @@ def fit(
                 histories[name].append(record)
                 for cb in callbacks:
                     cb.on_epoch(record, progress(epoch, steps_per_epoch))
+            loss_now = abs(sum(losses.values()))
+            peak = max(peak, loss_now)
+            worst = min(h[-1].test_accuracy for h in histories.values())
+            why = divergence(first_loss, loss_now, peak, worst, data.num_classes)
+            if why:  # the epoch's records stay in the history
+                return finish(
+                    "failed",
+                    f"training diverged in epoch {epoch}: {why} (try a lower learning rate or "
+                    "gradient clipping)",
+                )
     except torch.OutOfMemoryError:
         if dev.type == "cuda":
             torch.cuda.empty_cache()

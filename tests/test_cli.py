@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from kdcore import cli
 
@@ -124,8 +123,6 @@ def test_unknown_preset(env):
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, words):
     """In-process (the same main() as `python -m kdcore`): these fail before any work starts."""
-    if "cuda:99" in args and torch.cuda.is_available():
-        pytest.skip("with a GPU, --device cuda:99 is only refused once training starts")
     code = cli.main(["run", "hinton-mnist", "--no-store", *args])
     err = capsys.readouterr().err
     assert code == 2
@@ -156,3 +153,87 @@ def test_missing_cifar_folder(env, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert_names_cifar_folder(out.stderr.strip().splitlines()[-1], folder)
     one_error_line(out)
+
+
+@pytest.fixture
+def no_training(monkeypatch, tmp_path):
+    """Any training attempt fails the test: each bad input must be refused before it."""
+
+    def trained(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(cli, "execute", trained)
+    monkeypatch.setattr(cli, "run_preset", trained)
+    monkeypatch.setenv("KD_STORE", str(tmp_path / "runs.sqlite"))
+
+
+def refused(capsys, argv: list[str]) -> str:
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, (code, captured.err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+@pytest.mark.parametrize("store", [[], ["--no-store"]], ids=["store", "no-store"])
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ("lr=nan", ["lr"]),
+        ("lr=inf", ["lr"]),
+        ("T=-inf", ["T"]),
+        ("T=nan", ["T"]),
+        ("alpha=inf", ["alpha"]),
+        ("alpha=nan", ["alpha"]),
+        ("grad_clip=-1", ["grad_clip"]),
+        ("teacher_shift=-5", ["teacher_shift"]),
+        ("teacher_shift=100", ["teacher_shift"]),
+        ("seed=-1", ["seed"]),
+        ("epochs=0", ["epochs"]),
+        ("epochs=2.5", ["epochs"]),
+        ("lr=1e309", ["lr"]),
+        ("device=cpu", ["--device"]),
+    ],
+)
+def test_bad_settings_are_refused_before_training(capsys, no_training, store, setting, words):
+    line = refused(capsys, ["run", "hinton-mnist", *store, "--set", setting])
+    for w in words:
+        assert w in line
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "meta", "cuda:99"])
+def test_an_unknown_device_is_refused(capsys, no_training, device):
+    line = refused(capsys, ["run", "hinton-mnist", "--device", device])
+    assert device in line or "cuda" in line
+
+
+@pytest.mark.parametrize("store", [[], ["--no-store"]], ids=["store", "no-store"])
+def test_an_unwritable_out_path_is_refused_before_training(capsys, no_training, tmp_path, store):
+    line = refused(capsys, ["run", "hinton-mnist", *store, "--out", "/proc/nope/out.json"])
+    assert "/proc/nope/out.json" in line
+    line = refused(capsys, ["run", "hinton-mnist", *store, "--out", str(tmp_path)])
+    assert "folder" in line
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    line = refused(capsys, ["run", "hinton-mnist", *store, "--out", str(blocker / "out.json")])
+    assert "--out" in line
+
+
+def test_a_writable_out_path_is_accepted_and_left_alone(no_training, tmp_path):
+    path = cli.writable_file(str(tmp_path / "new" / "out.json"))
+    assert path.parent.is_dir() and not path.exists()  # nothing written before the run
+    assert list(path.parent.iterdir()) == []  # the probe file is gone
+
+
+@pytest.mark.parametrize("limit", ["-1", "0"])
+def test_runs_limit_must_be_positive(capsys, no_training, limit):
+    line = refused(capsys, ["runs", "--limit", limit])
+    assert "--limit" in line
+
+
+def test_runs_device_tpu_from_a_real_process(env):
+    """The exact command from the issue, as a user types it: one line, exit 2, no traceback."""
+    line = one_error_line(kdcore(env, "run", "hinton-mnist", "--device", "tpu", timeout=120))
+    assert "tpu" in line
