@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from app import ui
 from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
-from kdcore.jobs import JobQueue, RunSpec
+from kdcore.jobs import JobQueue, RunSpec, one_line
 from kdcore.lab import CustomConfig
 from kdcore.method import describe_field
 from kdcore.methods import METHODS
@@ -357,6 +357,53 @@ def show_run(queue: JobQueue, run: RunRecord) -> None:
     show_weights(queue.store, run)
 
 
+# ----------------------------------------------------------------------------- runs in the URL
+
+
+def linked_run(store: Store) -> RunRecord | None:
+    """The run named by ``?run=ID``; a link naming none (text, ``²``, a 30-digit number, a
+    deleted or damaged run) is dropped from the URL with a notice."""
+    values = ui.url_values("run")
+    if not values:
+        return None
+    run, why = None, "names no stored run; showing none."
+    if len(values) == 1 and ui.int_ok(1, None)(values[0]):
+        try:
+            run = store.get(int(values[0]))
+        except StoreError as err:
+            why = f"names an unreadable run ({one_line(err)})."
+    if run is None:
+        ui.notice("run", "&".join(values), why)
+        ui.drop_url("run")
+    return run
+
+
+def url_ids(key: str, listed: Sequence[int]) -> list[int] | None:
+    """Run ids from ``?key=3,1`` (None when the URL has none). Ids that are not ``listed`` are
+    left out with a notice naming them; the rest are kept."""
+    values = ui.url_values(key)
+    if not values:
+        return None
+    raw = ",".join(values)
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    ok = ui.int_ok(1, None)
+    ids = [int(p) for p in parts if ok(p) and int(p) in listed]
+    if len(ids) < len(parts) or len(values) > 1:
+        bad = [p for p in parts if not (ok(p) and int(p) in listed)]
+        what = f"{', '.join(b[:12] for b in bad[:5])} not listed" if bad else "repeated"
+        ui.notice(key, raw, f"not understood ({what}); comparing the rest.")
+        set_url_ids(key, ids)
+    return list(dict.fromkeys(ids))
+
+
+def set_url_ids(key: str, ids: Sequence[int]) -> None:
+    """Writes a selection of runs to the URL (``?key=3,1``; ``?key=`` for none)."""
+    text = ",".join(str(i) for i in ids)
+    if st.query_params.get_all(key) != [text]:
+        ui.drop_url(key)
+        st.query_params[key] = text
+
+
 # ----------------------------------------------------------------------------- controls
 
 
@@ -379,6 +426,7 @@ def devices() -> list[str]:
 
 
 def _device_box(key: str) -> str:
+    ui.guard_url(key, set(devices()).__contains__, "auto")
     return st.selectbox(
         "Device",
         devices(),
@@ -425,8 +473,11 @@ def param_widget(f, default, key: str, choices: Sequence | None = None, **kw):
         hi = None if hi is None else cast(hi)
         ok = ui.int_ok(lo, hi) if is_int else ui.float_ok(lo, hi)
         ui.guard_url(key, ok, default)
+        # No min/max on the box itself: the browser would keep an out-of-range value typed
+        # there on screen while the page ran the last accepted one. The config's check
+        # refuses it instead, and Start says why.
         value = st.number_input(
-            label, lo, hi, default, cast(step) if step else (1 if is_int else None),
+            label, None, None, default, cast(step) if step else (1 if is_int else None),
             key=key, help=help_, bind="query-params",
             format=None if is_int else "%g", **kw,
         )  # fmt: skip
@@ -450,7 +501,9 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
         teacher = param_widget(_field("teacher"), d.teacher, "teacher", archs)
     with c3:
         student = param_widget(_field("student"), d.student, "student", archs)
-    ui.guard_url("method", METHODS.__contains__, d.method)
+    # the bound control keeps the method's title in the URL (?method=Knowledge+distillation)
+    titles = {m.title for m in METHODS.values()}
+    ui.guard_url("method", titles.__contains__, METHODS[d.method].title)
     method = st.segmented_control(
         "Method",
         list(METHODS),
@@ -544,6 +597,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     names = list(PRESETS)
     # No format_func: a bound selectbox keeps its label in the URL, and ?preset=omitted-3 reads
     # better in a shared link than the preset's title.
+    ui.guard_url("preset", PRESETS.__contains__, names[0])
     name = st.selectbox("Preset", names, key="preset", bind="query-params")
     p = PRESETS[name]
     st.markdown(f"**{p.title}.** {p.summary}")
@@ -571,14 +625,13 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     st.caption(f"Paper: {p.source}. Why our numbers differ: {p.differences}")
     c1, c2, c3 = st.columns(3)
     default_epochs = p.config.epochs
-    epochs = c1.number_input(
-        f"Epochs per model (default {default_epochs})", 1, 1000, default_epochs,
-        key=f"ep-{name}", bind="query-params",
-        help="More epochs come closer to the paper; each takes longer.",
-    )  # fmt: skip
-    seed = c2.number_input(
-        "Seed", 0, 1_000_000, p.config.seed, key=f"seed-{name}", bind="query-params"
-    )
+    with c1:
+        epochs = ui.url_int(
+            f"Epochs per model (default {default_epochs})", f"ep-{name}", 1, 1000,
+            default_epochs, help="More epochs come closer to the paper; each takes longer.",
+        )  # fmt: skip
+    with c2:
+        seed = ui.url_int("Seed", f"seed-{name}", 0, 1_000_000, p.config.seed)
     with c3:
         device = _device_box("pdevice")
     overrides: dict = {}

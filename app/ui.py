@@ -109,24 +109,66 @@ def demo() -> Demo:
 # ----------------------------------------------------------------------------- URL-bound controls
 
 
-def _notice(key: str, raw: str, default: Any) -> None:
-    """One short toast per bad value: the link still opens, with the default in its place."""
+def notice(key: str, raw: str, text: str) -> None:
+    """One short toast per bad link value and session: ``Link value key='raw' <text>``."""
     seen = st.session_state.setdefault("_url_notices", set())
     if (key, raw) not in seen:
         seen.add((key, raw))
-        st.toast(
-            f"Link value {key}={raw[:40]!r} not understood; using {default}.",
-            icon=":material/link_off:",
-        )
+        st.toast(f"Link value {key}={raw[:40]!r} {text}", icon=":material/link_off:")
+
+
+def _notice(key: str, raw: str, default: Any) -> None:
+    notice(key, raw, f"not understood; using {default}.")
+
+
+def drop_url(key: str) -> None:
+    """Removes ``key`` from the URL and from the link the session opened with.
+
+    Streamlit seeds a bound widget from the URL the page was opened with, not from the current
+    ``st.query_params``; a value deleted only from the latter still reaches the widget, and a
+    number box then raises on ``inf``. The opening link lives in a private field, so this is
+    guarded: without it the widget's own validation is what is left.
+    """
+    if key in st.query_params:
+        del st.query_params[key]
+    try:
+        from streamlit.runtime.state import get_session_state
+
+        with get_session_state().query_params() as qp:
+            qp._initial_query_params.pop(key, None)
+    except (AttributeError, ImportError, RuntimeError):  # another Streamlit version
+        pass
+
+
+def url_values(key: str) -> list[str]:
+    """Every value of ``key`` in the URL (a repeated parameter has several)."""
+    return list(st.query_params.get_all(key))
+
+
+def _is_own_value(raw: str, key: str) -> bool:
+    """Whether the URL holds what the control ``key`` already shows (written by the control
+    itself, e.g. a typed value the page reports as out of range), not a value from a link."""
+    if key not in st.session_state:
+        return False
+    value = st.session_state[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return raw == str(value) or raw.lower() == str(value).lower()
+    try:
+        return raw.isascii() and float(raw) == value
+    except (ValueError, OverflowError):
+        return False
 
 
 def guard_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
     """A link value a control cannot take is dropped from the URL (with a notice) before the
-    control is drawn, so the widget never receives it (``inf`` in a number box would raise)."""
-    raw = st.query_params.get(key)
-    if raw is not None and not ok(raw):
-        _notice(key, raw, default)
-        del st.query_params[key]
+    control is drawn, so the widget never receives it (``inf`` in a number box would raise).
+    A repeated parameter (``?T=1&T=2``) is ambiguous and dropped too."""
+    values = url_values(key)
+    if not values or (len(values) == 1 and _is_own_value(values[0], key)):
+        return
+    if len(values) > 1 or not ok(values[0]):
+        _notice(key, "&".join(values), default)
+        drop_url(key)
         st.session_state.pop(key, None)
 
 
@@ -135,8 +177,13 @@ _check_url = guard_url
 
 def float_ok(lo: float | None, hi: float | None) -> Callable[[str], bool]:
     def ok(raw: str) -> bool:
+        text = raw.strip()
+        # float() also reads unicode digits ("٣" is 3.0); a number box reads neither them nor
+        # hundreds of digits
+        if not text.isascii() or len(text) > 40:
+            return False
         try:
-            v = float(raw)
+            v = float(text)
         except (ValueError, OverflowError):
             return False
         return math.isfinite(v) and (lo is None or lo <= v) and (hi is None or v <= hi)
@@ -212,8 +259,16 @@ def url_toggle(label: str, key: str, default: bool = False, **kw) -> bool:
     return bool(st.toggle(label, default, key=key, bind="query-params", **kw))
 
 
-def url_text(label: str, key: str, default: str, **kw) -> str:
-    """Free text kept in the URL; the caller parses it and calls :func:`fallback` if it cannot."""
+def url_text(
+    label: str, key: str, default: str, ok: Callable[[str], bool] | None = None, **kw
+) -> str:
+    """Free text kept in the URL. A link value that ``ok`` rejects is dropped with a notice; text
+    typed into the box is kept for editing, and the caller parses it and calls :func:`fallback`
+    if it cannot."""
+    if ok is not None and key not in st.session_state:  # the value comes from a link
+        guard_url(key, ok, "the default")
+    elif len(url_values(key)) > 1:
+        guard_url(key, lambda raw: True, "the default")
     return st.text_input(label, default, key=key, bind="query-params", **kw)
 
 

@@ -6,7 +6,7 @@ Training never happens in this script: Start hands a spec to the shared job queu
 
 import streamlit as st
 
-from app import lab_ui
+from app import lab_ui, ui
 from kdcore.jobs import QueueFull, one_line
 from kdcore.store import StoreError
 
@@ -24,18 +24,13 @@ store = queue.store
 
 # ----------------------------------------------------------------------------- which run to show
 
-run = None
-raw = st.query_params.get("run")
-if raw is not None:
-    run = store.get(int(raw)) if raw.isdigit() else None
-    if run is None:
-        st.caption(f":material/warning: Link value run={raw[:20]!r} names no stored run.")
-        del st.query_params["run"]
+run = lab_ui.linked_run(store)
 if run is None and isinstance(st.session_state.get("lab_run"), int):
     run = store.get(st.session_state["lab_run"])
 
 # ----------------------------------------------------------------------------- what to run
 
+ui.guard_url("mode", {"Custom run", "Preset"}.__contains__, "Custom run")
 mode = st.segmented_control(
     "What to run",
     ["Custom run", "Preset"],

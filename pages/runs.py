@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import lab_ui
+from app import lab_ui, ui
 from kdcore.methods import METHODS
 from kdcore.store import STATUSES, iso
 
@@ -25,6 +25,8 @@ if not all_runs:
 
 ALL = "all"
 names = sorted({r.name for r in all_runs})
+for key, options in (("status", STATUSES), ("preset", names), ("method", METHODS)):
+    ui.guard_url(key, {ALL, *options}.__contains__, ALL)
 c1, c2, c3 = st.columns(3)
 status = c1.selectbox("Status", [ALL, *STATUSES], key="status", bind="query-params")
 name = c2.selectbox("Preset", [ALL, *names], key="preset", bind="query-params")
@@ -60,13 +62,16 @@ if not runs:
 
 by_id = {r.id: r for r in runs}
 with_curves = [r.id for r in runs if any(r.history.values())]
+linked = lab_ui.url_ids("compare", list(by_id))  # ?compare=3,1 keeps the selection in links
 picked = st.multiselect(
     "Runs to compare",
     list(by_id),
-    default=with_curves[:3],
+    default=with_curves[:3] if linked is None else linked,
     format_func=lambda i: f"{by_id[i].label} ({by_id[i].status})",
     key="picked",
 )
+if linked is not None or picked != with_curves[:3]:
+    lab_ui.set_url_ids("compare", picked)
 chosen = [by_id[i] for i in picked]
 if chosen:
     metric = st.segmented_control(
@@ -110,6 +115,7 @@ with c3.popover("Delete", icon=":material/delete:", disabled=not picked):
     sure = st.checkbox(f"Yes, delete {len(doomed)} run(s) and their weights", key="sure")
     if st.button("Delete for good", type="primary", disabled=not (sure and doomed), key="delete"):
         store.delete(doomed)
+        lab_ui.set_url_ids("compare", [i for i in picked if i not in doomed])
         st.session_state.pop("picked", None)
         st.session_state.pop("sure", None)
         st.toast(f"Deleted {len(doomed)} run(s).")

@@ -57,7 +57,8 @@ if source == "test image":
         + ", ".join(f"{v:.1f}" for v in logits)
     )
 else:
-    text = ui.url_text("Ten logits z_0 ... z_9, comma-separated", key="z", default=DEFAULT_LOGITS)
+    text = ui.url_text("Ten logits z_0 ... z_9, comma-separated", key="z", default=DEFAULT_LOGITS,
+                       ok=lambda raw: parse_logits(raw) is not None)  # fmt: skip
     parsed = parse_logits(text)
     if parsed is None:
         ui.fallback("Need ten numbers between -100 and 100; showing the default logits instead.")

@@ -116,13 +116,17 @@ def test_lab_odd_url_params_fall_back(store_path):
     at.query_params.update(run="abc", mode="bogus", T="-3", teacher="nope", epochs="x")
     at.run()
     assert not at.exception, at.exception
-    assert any("run='abc'" in c.value for c in at.caption)
+    notices = " ".join(t.value for t in at.toast)  # the concept pages' kind of notice
+    for key in ("run", "mode", "T", "teacher", "epochs"):
+        assert f" {key}=" in notices
     assert at.selectbox(key="teacher").value == "mlp-1200-dropout"
     assert at.number_input(key="T").value == 4.0 and at.number_input(key="epochs").value == 3
+    assert dict(at.query_params) == {}  # every bad value left the URL
     at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
     at.query_params.update(run="999")
     at.run()
-    assert not at.exception and any("names no stored run" in c.value for c in at.caption)
+    assert not at.exception and "names no stored run" in at.toast[0].value
+    assert "run" not in at.query_params
 
 
 def test_lab_preset_mode_shows_every_preset(store_path):
@@ -203,3 +207,60 @@ def test_lab_missing_data_set_gives_one_line_and_no_start(store_path, tmp_path, 
     notice = at.warning[0].value
     assert "fashion-mnist" in notice and "\n" not in notice
     assert at.button[0].disabled  # Start
+
+
+def test_lab_out_of_range_values_disable_start_with_the_reason(store_path):
+    """Typed values the run cannot take reach the check (no silent clamp or stale value): Start
+    is disabled and the reason names them; fixed, Start records exactly what is shown."""
+    at = _page("lab.py")
+    at.number_input(key="alpha").set_value(7.0)
+    at.number_input(key="lr").set_value(0.0).run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="alpha").value == 7.0 and at.number_input(key="lr").value == 0.0
+    assert at.button[0].disabled
+    (reason,) = [w.value for w in at.warning]
+    assert ("alpha" in reason or "lr" in reason) and "\n" not in reason
+    at.number_input(key="alpha").set_value(0.5).run()
+    assert at.button[0].disabled and "lr" in at.warning[0].value
+    _tiny(at, epochs=1, method="hard")
+    at.number_input(key="lr").set_value(0.2).run()
+    assert not at.button[0].disabled and not at.warning
+    shown = {k: at.number_input(key=k).value for k in ("lr", "epochs", "seed", "grad_clip")}
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    cfg = Store(store_path).get(1).config
+    assert {k: cfg[k] for k in shown} == shown and cfg["method"] == "hard"
+
+
+def test_lab_baseline_switch_comes_from_the_url(store_path):
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(baseline="false", method="Knowledge distillation", T="8")
+    at.run()
+    assert not at.exception and not at.toast
+    assert at.toggle(key="baseline").value is False and at.number_input(key="T").value == 8.0
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(baseline="maybe")
+    at.run()
+    assert at.toggle(key="baseline").value is True and " baseline=" in at.toast[0].value
+    assert "baseline" not in at.query_params
+
+
+def test_runs_page_keeps_the_compared_runs_in_the_url(store_path):
+    store = Store(store_path)
+    a = _fake_run(store, "hinton-mnist", "completed", 80)
+    b = _fake_run(store, "custom", "completed", 120, method="hard")
+    c = _fake_run(store, "custom", "completed", 90, method="logits")
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params["compare"] = f"{c},{a}"
+    at.run()
+    assert not at.exception and not at.toast
+    assert at.multiselect(key="picked").value == [c, a]
+    at.multiselect(key="picked").set_value([b]).run()
+    assert at.query_params["compare"] == str(b)  # a changed selection goes to the URL
+    at.multiselect(key="picked").set_value([]).run()
+    assert at.query_params["compare"] == ""  # none, not the default three
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params["compare"] = f"{b},x,999,²"
+    at.run()
+    assert not at.exception and at.multiselect(key="picked").value == [b]
+    assert " compare=" in at.toast[0].value and at.query_params["compare"] == str(b)
