@@ -68,6 +68,7 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo(
         "features", "Hints & attention maps", "Feature-based", ":material/visibility:", "hints.py"
     ),
+    PageInfo("modes", "Training modes", "Training modes", ":material/groups:", "modes.py"),
     PageInfo("lab", "Distillation lab", "Experiments", ":material/science:", "lab.py"),
     PageInfo("runs", "Run history", "Experiments", ":material/history:", "runs.py"),
 )
@@ -98,14 +99,14 @@ MAP: tuple[MapCell, ...] = (
         "Online",
         "peers' predictions, learned together",
         "Deep mutual learning (Zhang 2018)",
-        "mutual-learning",
+        "modes",
     ),
     MapCell(
         "Response",
         "Self",
         "an earlier generation's predictions",
         "Born-Again Networks (Furlanello 2018)",
-        "born-again",
+        "modes",
     ),
     MapCell(
         "Feature",
@@ -122,7 +123,11 @@ MAP: tuple[MapCell, ...] = (
         None,
     ),
     MapCell(
-        "Feature", "Self", "deep layers teach shallow ones", "self-distillation (Zhang 2019)", None
+        "Feature",
+        "Self",
+        "deep layers teach shallow ones",
+        "self-distillation (Zhang 2019)",
+        "modes",
     ),
     MapCell(
         "Relation",

@@ -7,7 +7,7 @@ parameters, a thin distiller), one entry here, one test file and one page sectio
 
 from __future__ import annotations
 
-from .losses import attention, crd, dkd, fitnets, kd, nst, rkd, similarity
+from .losses import attention, crd, dkd, fitnets, kd, modes, nst, rkd, similarity
 from .method import Method
 
 METHODS: dict[str, Method] = {}
@@ -117,5 +117,44 @@ register(
         lambda p, probe: dkd.DKD(p),
         summary="KD split into the target class's share (TCKD) and the distribution over the "
         "other classes (NCKD), each with its own weight.",
+    )
+)  # fmt: skip
+
+# ----------------------------------------------------------------------------- training modes
+# Mutual learning and born-again generations are runners (kdcore.presets_modes), not methods:
+# they train several students rather than one student against one teacher.
+register(
+    Method(
+        "multi-teacher", "Ensemble of teachers", "response",
+        "Hinton, Vinyals & Dean 2015, arXiv:1503.02531, §1, §5", modes.MultiTeacherParams,
+        lambda p, probe: modes.MultiTeacher(p),
+        summary="The mean of several teachers' softened class probabilities (one teacher: KD).",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "label-smoothing", "Label smoothing (a uniform teacher)", "response",
+        "Szegedy et al. 2016, arXiv:1512.00567, §7; read as KD by Yuan et al. 2020",
+        modes.LabelSmoothingParams, lambda p, probe: modes.LabelSmoothing(p), uses_teacher=False,
+        summary="No teacher: the label mixed with a uniform distribution, as if taught by a "
+        "teacher that knows nothing.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "teacher-free", "Teacher-free KD (a virtual teacher)", "response",
+        "Yuan, Tay, Li, Wang & Feng 2020, arXiv:1909.11723", modes.TeacherFreeParams,
+        lambda p, probe: modes.TeacherFree(p), uses_teacher=False,
+        summary="No teacher: a hand-made distribution, a on the true class and the rest spread "
+        "evenly, softened like a teacher's.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "self-distillation", "Be your own teacher (deep supervision)", "response",
+        "Zhang et al. 2019, arXiv:1905.08094", modes.SelfDistillationParams,
+        modes.SelfDistillation, uses_teacher=False,
+        summary="No teacher: classifiers on the student's own shallow layers, taught by its "
+        "deepest exit's predictions and features in the same run.",
     )
 )  # fmt: skip

@@ -131,3 +131,36 @@ def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, s
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()
+
+
+def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path):
+    """The smallest mutual-learning job the page offers (one epoch per model), started with the
+    page's button on a server with its own empty store, watched live until it completes."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    store = tmp_path / "runs.sqlite"
+    with (
+        streamlit_server("streamlit-modes.log", {"KD_STORE": str(store)}) as url,
+        sync_playwright() as p,
+    ):
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = open_page(b, f"{url}/modes?mode=mutual-learning")
+            page.get_by_role("button", name="Run it now").click()
+            page.get_by_text("is under way").first.wait_for(timeout=60_000)
+            # The peers train in one step: the chart names both, split per model.
+            page.get_by_text("peer_2, mutual").first.wait_for(timeout=400_000)
+            page.screenshot(path=str(ARTIFACTS / "modes-live.png"))
+            page.get_by_text("Run #1:").first.wait_for(timeout=400_000)
+            page.wait_for_selector(IDLE, timeout=60_000)
+            page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert page.locator("[data-testid='stMetric']").count() == 2
+            page.screenshot(path=str(ARTIFACTS / "modes-mutual.png"), full_page=True)
+        finally:
+            b.close()
+    from kdcore.store import Store
+
+    run = Store(store).get(1)
+    assert run.status == "completed" and set(run.result["peers"]) == {"peer_1", "peer_2"}

@@ -1,0 +1,236 @@
+"""Plotly figures for the training-modes page, from stored run results (plain dicts and lists).
+
+No Streamlit and no tensor maths: the page reads a preset's result (or a run's live history)
+and passes it in.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.figures import COLORS, TEMPLATE
+
+PALETTE = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285")
+
+
+def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
+    fig = fig or go.Figure()
+    fig.update_layout(template=TEMPLATE, **layout)
+    return fig
+
+
+def split_live_history(history: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """A run's history keyed by model. Peers trained in one step reach the live store under the
+    step's name, each record naming its model (``record["model"]``); split them apart."""
+    out: dict[str, list[dict]] = {}
+    for key, records in history.items():
+        for r in records:
+            out.setdefault(r.get("model") or key, []).append(r)
+    return out
+
+
+def mutual_curves(history: dict[str, list[dict]], peers: list[str]) -> go.Figure:
+    """Test accuracy per epoch: each peer (solid) and the same net trained alone (dashed), and
+    on the right the peers' agreement on the test set."""
+    fig = make_subplots(
+        1,
+        2,
+        subplot_titles=("test accuracy %", "peers agree on (% of test)"),
+        column_widths=[0.62, 0.38],
+    )
+    for i, peer in enumerate(peers):
+        colour = PALETTE[i % len(PALETTE)]
+        for name, dash, label in (
+            (peer, "solid", f"{peer}, mutual"),
+            (f"alone_{i + 1}", "dash", f"{peer}'s net alone"),
+        ):
+            rec = history.get(name, [])
+            if rec:
+                fig.add_scatter(
+                    x=[r["epoch"] for r in rec],
+                    y=[100 * r["test_accuracy"] for r in rec],
+                    mode="lines+markers",
+                    name=label,
+                    line=dict(color=colour, dash=dash),
+                    row=1,
+                    col=1,
+                )
+    first = history.get(peers[0], []) if peers else []
+    agree = [(r["epoch"], r.get("extra", {}).get("agreement")) for r in first]
+    agree = [(e, a) for e, a in agree if a is not None]
+    if agree:
+        fig.add_scatter(
+            x=[e for e, _ in agree],
+            y=[100 * a for _, a in agree],
+            mode="lines+markers",
+            name="agreement",
+            line=dict(color=COLORS["uniform"]),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    return _fig(fig, height=360, legend=dict(orientation="h", y=-0.25))
+
+
+def generations_figure(
+    generations: list[dict], ensemble: dict | None, alone: dict | None
+) -> go.Figure:
+    """Each generation's test accuracy, the generations' ensemble and the net trained alone for
+    the same total epochs, as bars."""
+    names = [g["name"].replace("generation_", "gen ") for g in generations]
+    acc = [100 * g["test_accuracy"] for g in generations]
+    colours = [COLORS["teacher"]] * len(names)
+    if ensemble:
+        names.append("ensemble")
+        acc.append(100 * ensemble["test_accuracy"])
+        colours.append(COLORS["student"])
+    if alone:
+        names.append(f"alone, {alone.get('epochs', '?')} epochs")
+        acc.append(100 * alone["test_accuracy"])
+        colours.append(COLORS["uniform"])
+    fig = _fig(height=320, yaxis_title="test accuracy %", showlegend=False)
+    fig.add_bar(
+        x=names, y=acc, marker_color=colours, text=[f"{a:.2f}" for a in acc], textposition="outside"
+    )
+    lo = min(acc) if acc else 0
+    fig.update_yaxes(range=[max(0, lo - 2), 100.5])
+    return fig
+
+
+def soft_targets_figure(generations: list[dict], image: int, label: int, T: float) -> go.Figure:
+    """One test image's softened distribution (at T) from every generation, grouped by digit."""
+    fig = _fig(
+        height=320,
+        barmode="group",
+        xaxis_title="digit",
+        yaxis_title=f"probability at T = {T:g}",
+        title=f"what each generation would teach for this {label}",
+    )
+    for i, g in enumerate(generations):
+        fig.add_bar(
+            x=list(range(len(g["soft_targets"][image]))),
+            y=g["soft_targets"][image],
+            name=g["name"].replace("generation_", "gen "),
+            marker_color=PALETTE[i % len(PALETTE)],
+        )
+    fig.update_xaxes(dtick=1)
+    return fig
+
+
+def comparison_figure(comparison: dict[str, dict]) -> go.Figure:
+    """Accuracy (bars) and time per prediction (markers, right axis) of the teachers, their
+    ensemble and the students."""
+    names = list(comparison)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_bar(
+        x=names,
+        y=[100 * comparison[n]["test_accuracy"] for n in names],
+        name="test accuracy %",
+        marker_color=COLORS["teacher"],
+    )
+    fig.add_scatter(
+        x=names,
+        y=[comparison[n]["us_per_prediction"] for n in names],
+        mode="markers",
+        marker=dict(size=12, color=COLORS["student"]),
+        name="µs per prediction",
+        secondary_y=True,
+    )
+    acc = [100 * comparison[n]["test_accuracy"] for n in names]
+    fig.update_yaxes(
+        title_text="test accuracy %", range=[max(0, min(acc) - 3), 100.5], secondary_y=False
+    )
+    fig.update_yaxes(title_text="µs per prediction", rangemode="tozero", secondary_y=True)
+    return _fig(fig, height=340, legend=dict(orientation="h", y=-0.25))
+
+
+def agreement_figure(models: list[str], matrix: list[list[float]]) -> go.Figure:
+    text = [[f"{100 * v:.1f}%" for v in row] for row in matrix]
+    fig = _fig(height=360, margin=dict(l=120, r=20, t=30, b=100))
+    fig.add_heatmap(
+        z=matrix,
+        x=models,
+        y=models,
+        text=text,
+        texttemplate="%{text}",
+        colorscale="Blues",
+        zmax=1.0,
+        showscale=False,
+        hovertemplate="%{y} and %{x}: %{text}<extra></extra>",
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def capacity_figure(capacity: list[dict], chain: dict | None, hard: float | None) -> go.Figure:
+    """The tiny student's accuracy against its teacher's size (log scale), the teachers' own
+    accuracy, the chain through the assistant, and the student on hard labels."""
+    x = [c["teacher_params"] for c in capacity]
+    fig = _fig(
+        height=360,
+        xaxis_title="teacher parameters (log scale)",
+        yaxis_title="test accuracy %",
+        legend=dict(orientation="h", y=-0.3),
+    )
+    fig.update_xaxes(type="log")
+    fig.add_scatter(
+        x=x,
+        y=[100 * c["student_accuracy"] for c in capacity],
+        mode="lines+markers",
+        name="student, taught directly",
+        line=dict(color=COLORS["student"]),
+        text=[c["teacher"] for c in capacity],
+    )
+    fig.add_scatter(
+        x=x,
+        y=[100 * c["teacher_accuracy"] for c in capacity],
+        mode="lines+markers",
+        name="the teacher itself",
+        line=dict(color=COLORS["teacher"], dash="dot"),
+    )
+    if chain:
+        fig.add_scatter(
+            x=[x[-1]],
+            y=[100 * chain["student_accuracy"]],
+            mode="markers",
+            marker=dict(size=14, symbol="star", color="#2b8a3e"),
+            name=f"student via a {chain['assistant']} assistant",
+        )
+    if hard is not None:
+        fig.add_hline(
+            y=100 * hard,
+            line=dict(color=COLORS["uniform"], dash="dash"),
+            annotation_text="student on hard labels",
+        )
+    return fig
+
+
+def accuracy_bars(models: dict[str, dict], names: list[str]) -> go.Figure:
+    names = [n for n in names if n in models]
+    acc = [100 * models[n]["test_accuracy"] for n in names]
+    fig = _fig(height=300, yaxis_title="test accuracy %", showlegend=False)
+    fig.add_bar(
+        x=names,
+        y=acc,
+        text=[f"{a:.2f}" for a in acc],
+        textposition="outside",
+        marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))],
+    )
+    fig.update_yaxes(range=[max(0, min(acc, default=0) - 3), 100.5])
+    return fig
+
+
+def exits_figure(exits: dict[str, list[float]]) -> go.Figure:
+    """Each exit's test accuracy per epoch (the shallow ones and the deepest)."""
+    fig = _fig(height=320, xaxis_title="epoch", yaxis_title="test accuracy %")
+    for i, (name, acc) in enumerate(exits.items()):
+        fig.add_scatter(
+            x=list(range(1, len(acc) + 1)),
+            y=[100 * a for a in acc],
+            mode="lines+markers",
+            name=f"exit after {name}" if name != "deepest" else "deepest exit",
+            line=dict(color=PALETTE[i % len(PALETTE)]),
+        )
+    fig.update_xaxes(dtick=1)
+    return fig

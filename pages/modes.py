@@ -1,0 +1,184 @@
+"""Training modes: peers, generations, ensembles, virtual teachers, own exits, assistants."""
+
+import streamlit as st
+import torch
+
+from app import lab_ui, ui
+from app import mode_figures as mf
+from kdcore.losses import modes
+from kdcore.losses.kd import kd_loss, softmax_t
+from kdcore.presets import PRESETS
+from kdcore.presets_modes import run_born_again, run_mutual_learning
+
+VIEWS = {"mutual-learning": "Mutual learning (online)", "born-again": "Born-again (self)",
+         "deep-supervision": "Own exits (self)", "ensemble": "Several teachers",
+         "teacher-free": "Virtual teachers", "teacher-assistant": "Capacity gap"}  # fmt: skip
+WHAT = {
+    "mutual-learning": "No teacher is trained first. Two peers learn **together from scratch**, "
+    "each from the labels and from the other's current predictions, which it treats as fixed "
+    "targets. What passes between them is each one's guess of which wrong digits look alike. "
+    "It helps most where single nets overfit (CIFAR-100: every pair in Zhang et al. gained).",
+    "born-again": "A network teaches **a fresh copy of itself**: generation k is taught by "
+    "generation k − 1, same architecture. It transfers the teacher's soft targets only, no "
+    "extra capacity, and still helped on CIFAR-100; averaging the generations adds an ensemble.",
+    "deep-supervision": "One network, one run: a classifier on a **shallow layer** learns from "
+    "the labels, the deepest exit's softened prediction and its features (a hint). The shallow "
+    "exit becomes a cheaper model on its own; the extra signal also shapes the early layers.",
+    "ensemble": "Several teachers' **averaged soft targets** teach one small student (Hinton "
+    "et al. 2015): it can carry much of the ensemble's accuracy at a fraction of its size and "
+    "time per prediction. Where teachers disagree, the average is softer than any of them.",
+    "teacher-free": "Label smoothing is KD from a **uniform teacher** that knows nothing; "
+    "teacher-free KD uses a hand-made one, sure of the right digit and spreading the rest "
+    "evenly. Neither carries dark knowledge, only calibration: how much it helps is a test of "
+    "how much a real teacher's similarities are worth.",
+    "teacher-assistant": "A tiny student cannot follow a far larger teacher's sharp targets. "
+    "Mirzadeh et al. (2020) found accuracy can **fall** as the teacher grows, and that a "
+    "mid-sized **assistant**, taught by the teacher, teaches the student better.",
+}
+EQ = {
+    "mutual-learning": r"\mathcal{L}_{\Theta_k} = \mathrm{CE}(y, p_k) + \frac{1}{K-1}\sum_{l\ne k}"
+    r"D_{KL}\big(\mathrm{sg}[p_l] \,\|\, p_k\big)",
+    "born-again": r"\mathcal{L}(\theta_k) = (1-\alpha)\,\mathrm{CE}(y, q_k) + \alpha T^2\,"
+    r"\mathrm{KL}\big(q^T_{k-1} \,\|\, q^T_k\big),\quad \bar p = \tfrac1G\textstyle\sum_k q_k",
+    "deep-supervision": r"\mathcal{L} = \mathrm{CE}(y,q^C) + \sum_{i<C}(1-\alpha)\,"
+    r"\mathrm{CE}(y,q^i) + \alpha T^2\,\mathrm{KL}(q^{C,T}\|q^{i,T}) + \beta\lVert F_i-F_C\rVert^2",
+    "ensemble": r"\bar p^T = \frac{1}{M}\sum_{m=1}^{M}\mathrm{softmax}(v_m/T),\quad"
+    r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(y,q) + \alpha T^2\,\mathrm{KL}(\bar p^T \| q^T)",
+    "teacher-free": r"p^{LS}_k = (1-\epsilon)\mathbb{1}[k=y] + \tfrac{\epsilon}{C},\qquad "
+    r"p^d_k = \begin{cases} a & k = y \\ \frac{1-a}{C-1} & k \ne y\end{cases}",
+    "teacher-assistant": r"\text{teacher} \xrightarrow{\;KD\;} \text{assistant} "
+    r"\xrightarrow{\;KD\;} \text{student}",
+}
+CODE = {
+    "mutual-learning": (modes.mutual_kl, modes.mutual_learning_parts, run_mutual_learning),
+    "born-again": (kd_loss, run_born_again),
+    "deep-supervision": (modes.self_distillation_parts, modes.SelfDistillation),
+    "ensemble": (modes.ensemble_soft_targets, modes.ensemble_kd_loss, modes.TeacherEnsemble),
+    "teacher-free": (modes.uniform_teacher, modes.virtual_teacher, modes.teacher_free_loss),
+    "teacher-assistant": (kd_loss,),
+}
+COST = "One epoch of every model on all of MNIST: small MLPs, about a minute on a 2-core CPU."
+
+
+@st.fragment(run_every=lab_ui.POLL_S)
+def live(queue, run_id: int) -> None:
+    """A run in flight: its progress and curves, redrawn as epochs arrive."""
+    run = queue.store.get(run_id)
+    if run is None or not run.active:
+        st.rerun()
+    st.progress(run.progress, text=lab_ui.progress_line(run))
+    hist = mf.split_live_history(run.history)
+    peers = [k for k in hist if k.startswith("peer_")]
+    if peers:
+        ui.plot(mf.mutual_curves(hist, peers), key=f"live-{run_id}")
+    elif any(hist.values()):
+        ui.plot(lab_ui.live_figure(hist), key=f"live-{run_id}")
+
+
+def stored(queue, name: str):
+    """The newest completed run; a live view of one in flight; else an offer to start one."""
+    latest = queue.store.list(name=name, limit=1)
+    if latest and latest[0].active:
+        st.caption(f"Run #{latest[0].id} is under way; the results appear when it ends.")
+        live(queue, latest[0].id)
+        return None
+    run = lab_ui.stored_or_offer(queue, name, COST, f"ep_{name}", f"run_{name}")
+    after = queue.store.list(name=name, limit=1)
+    if run is None and after and after[0].active:
+        st.rerun()  # just queued: show it live
+    return run
+
+
+def show_mutual(res: dict) -> None:
+    cols = st.columns(len(res["peers"]))
+    for col, (i, (name, peer)) in zip(cols, enumerate(res["peers"].items()), strict=True):
+        alone = res["independent"][f"alone_{i + 1}"]["test_accuracy"]
+        delta = f"{100 * (peer['test_accuracy'] - alone):+.2f} points vs alone"
+        col.metric(f"{name} ({peer['arch']})", f"{100 * peer['test_accuracy']:.2f}%", delta)
+    ui.plot(mf.mutual_curves(res["history"], list(res["peers"])), key="mutual")
+
+
+def show_born_again(res: dict) -> None:
+    gens, probe = res["generations"], res["probe"]
+    alone = (res.get("independent") or {}).get("alone_long")
+    ui.plot(mf.generations_figure(gens, res.get("ensemble"), alone), key="gens")
+    img = ui.url_int("Stored test image", "img", 0, len(probe["labels"]) - 1, 0)
+    fig = mf.soft_targets_figure(gens, img, probe["labels"][img], probe["T"])
+    ui.plot(fig, key="soft")
+    st.dataframe([{"generation": g["name"], "accuracy %": round(100 * g["test_accuracy"], 2),
+                   f"entropy at T={probe['T']:g}": g["entropy"],
+                   "mass off the top class": g["dark_mass"]} for g in gens],
+                 hide_index=True)  # fmt: skip
+
+
+def show_exits(res: dict) -> None:
+    ui.plot(mf.exits_figure(res["exits"]), key="exits")
+    ui.plot(mf.accuracy_bars(res["models"], ["student_hard", "student_self"]), key="exit_acc")
+
+
+def show_ensemble(res: dict) -> None:
+    comp = res["comparison"]
+    st.dataframe([{"model": n, "parameters": c["params"], "accuracy %":
+                   round(100 * c["test_accuracy"], 2), "µs per prediction":
+                   c["us_per_prediction"]} for n, c in comp.items()], hide_index=True)  # fmt: skip
+    ui.plot(mf.comparison_figure(comp), key="comparison")
+    st.subheader("How often they agree")
+    ui.plot(mf.agreement_figure(res["agreement"]["models"], res["agreement"]["matrix"]),
+            key="agree")  # fmt: skip
+
+
+def show_teacher_free(res: dict) -> None:
+    names = ["student_hard", "student_ls", "student_tf", "student_kd", "teacher"]
+    ui.plot(mf.accuracy_bars(res["models"], names), key="tf_acc")
+    c = res["config"]
+    y = torch.tensor([3])
+    rows = {"uniform teacher (LS)": modes.uniform_teacher(y, 10, c["eps"])[0],
+            f"virtual teacher at T={c['T']:g}":
+                softmax_t(modes.virtual_teacher(y, 10, c["a"]).log(), c["T"])[0]}  # fmt: skip
+    st.dataframe([{"target for a 3": k, **{str(d): round(float(v[d]), 4) for d in range(10)}}
+                  for k, v in rows.items()], hide_index=True)  # fmt: skip
+
+
+def show_capacity(res: dict) -> None:
+    hard = res["models"].get("student_hard", {}).get("test_accuracy")
+    ui.plot(mf.capacity_figure(res["capacity"], res.get("chain"), hard), key="capacity")
+    ch = res["chain"]
+    cols = st.columns(3)
+    cols[0].metric(f"student from {ch['teacher']}", f"{100 * ch['student_direct_accuracy']:.2f}%")
+    cols[1].metric(f"assistant {ch['assistant']}", f"{100 * ch['assistant_accuracy']:.2f}%")
+    cols[2].metric("student via the assistant", f"{100 * ch['student_accuracy']:.2f}%")
+
+
+SHOW = {"mutual-learning": show_mutual, "born-again": show_born_again,
+        "deep-supervision": show_exits, "ensemble": show_ensemble,
+        "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip
+
+st.title("Training modes: who teaches whom")
+st.markdown(
+    "Offline KD trains a teacher first and then freezes it. The teacher can also learn **with** "
+    "the student (online), **be** the student (self), be **several** models, a **hand-made** "
+    "distribution, or hand over to an **assistant**. Each view below is a real run of a preset "
+    "on MNIST, beside the same networks trained alone at the same budget."
+)
+# No format_func: the URL keeps the option's label, and ?mode=born-again reads well in a link.
+mode = ui.url_choice("Mode", list(VIEWS), key="mode", default="mutual-learning")
+st.caption(" · ".join(f"**{k}**: {v}" for k, v in VIEWS.items()))
+preset = PRESETS[mode]
+st.header(preset.title)
+st.markdown(WHAT[mode])
+st.latex(EQ[mode])
+queue = lab_ui.job_queue()
+run = stored(queue, mode)
+if run is not None and run.result:
+    st.caption(f"Run #{run.id}: {lab_ui.describe(run)}.")
+    try:
+        SHOW[mode](run.result)
+    except (KeyError, IndexError, TypeError) as err:  # a result from an older version
+        ui.fallback(f"This run's result has another shape ({type(err).__name__}: {err}).")
+        lab_ui.results_table(run)
+paper = preset.paper.get("cifar100_top1")
+if paper:
+    st.caption(f"Paper ({preset.paper['setting']}): " + ", ".join(f"{k} {v}%"
+               for k, v in paper.items()) + ".")  # fmt: skip
+st.caption(f"Source: {preset.source}. Why ours differ: {preset.differences}")
+ui.show_code(*CODE[mode])

@@ -1,0 +1,114 @@
+"""AppTest for the training-modes page: every mode renders with an empty store and offers a
+run; every mode shows a completed run of its preset (really run on a slice of MNIST and
+written to the store, no training in the page); a mutual-learning run in flight shows the
+peers' curves live, split out of the one joint step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from kdcore.presets import run_preset
+from kdcore.store import Store
+from tests.test_modes import TINY, TINY_OVERRIDES
+from tests.tiny_mnist import write_tiny_mnist
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "modes.py")
+MODES = tuple(TINY_OVERRIDES)
+TIMEOUT = 60
+
+
+@pytest.fixture
+def store_path(tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
+    return path
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Each mode preset run once for real on 200 training images, one epoch."""
+    folder = str(write_tiny_mnist(tmp_path_factory.mktemp("mnist"), n_train=1000, n_test=300))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = {}
+        for name in MODES:
+            result = run_preset(name, data_dir=folder, **TINY, **TINY_OVERRIDES[name])
+            out[name] = json.loads(json.dumps(result))
+        return out
+    finally:
+        torch.set_num_threads(before)
+
+
+def _page(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_offers_a_run_when_the_store_is_empty(store_path, mode):
+    at = _page(mode=mode)
+    assert at.segmented_control(key="mode").value == mode
+    assert f"No completed {mode} run" in at.info[0].value
+    assert any(b.label == "Run it now" for b in at.button)
+    assert len(at.get("latex")) == 1 and not _charts(at)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_shows_its_stored_run(store_path, results, mode):
+    result = results[mode]
+    store = Store(store_path)
+    run_id = store.create("preset", mode, result["config"], f"test-{mode}")
+    store.finish(run_id, "completed", "", result)
+    at = _page(mode=mode)
+    assert any(f"Run #{run_id}" in c.value for c in at.caption)
+    charts = _charts(at)
+    assert charts, "no chart drawn"
+    text = json.dumps(charts)
+    if mode == "mutual-learning":
+        peer = result["peers"]["peer_1"]["test_accuracy"]
+        assert at.metric[0].value == f"{100 * peer:.2f}%"
+        assert "peer_1, mutual" in text and "net alone" in text
+    elif mode == "born-again":
+        assert "ensemble" in text and len(at.dataframe[0].value) == 3
+        at.number_input(key="img").set_value(2).run()
+        assert not at.exception
+        label = result["probe"]["labels"][2]
+        assert f"for this {label}" in json.dumps(_charts(at))
+    elif mode == "ensemble":
+        assert len(charts) == 2 and len(at.dataframe[0].value) == 6
+    elif mode == "teacher-free":
+        table = at.dataframe[0].value
+        assert table.iloc[0]["3"] == pytest.approx(0.9 + 0.01, abs=1e-4)  # uniform, eps 0.1
+    elif mode == "teacher-assistant":
+        assert "via a mlp-10 assistant" in text
+    elif mode == "deep-supervision":
+        assert "exit after hidden1" in text
+
+
+def test_a_mutual_learning_run_in_flight_is_drawn_live(store_path, results):
+    store = Store(store_path)
+    run_id = store.create("preset", "mutual-learning", {"epochs": 2, "seed": 0}, "live",
+                          status="running", device="cpu")  # fmt: skip
+    for record in results["mutual-learning"]["history"]["peer_1"]:
+        store.append_epoch(run_id, "peers", {**record, "model": "peer_1"})
+    for record in results["mutual-learning"]["history"]["peer_2"]:
+        store.append_epoch(run_id, "peers", {**record, "model": "peer_2"})
+    store.set_progress(run_id, 0.25, {"model": "peers", "index": 0, "count": 4, "epoch": 1,
+                                      "epochs": 2})  # fmt: skip
+    at = _page(mode="mutual-learning")
+    assert any(f"Run #{run_id} is under way" in c.value for c in at.caption)
+    text = json.dumps(_charts(at))
+    assert "peer_1, mutual" in text and "peer_2, mutual" in text
