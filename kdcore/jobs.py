@@ -149,7 +149,9 @@ class StoreMonitor(Monitor):
             m.on_step(progress)
 
     def on_epoch(self, record: EpochRecord, progress: Progress) -> None:
-        self.store.append_epoch(self.run_id, self.model, record.to_dict())
+        # Peers trained in one step (mutual learning) each name their record; file it under
+        # that name, as RunContext.train keys the final history.
+        self.store.append_epoch(self.run_id, record.model or self.model, record.to_dict())
         self.store.set_progress(self.run_id, *self._live(progress))
         for m in self.forward:
             m.on_epoch(record, progress)

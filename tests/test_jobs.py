@@ -176,3 +176,26 @@ def test_preset_runs_keep_the_weights_of_every_model(tmp_path):
     assert "mlp-30_T_4" in run.weights
     model, meta = store.load_weights(run_id, "mlp-30_T_4")
     assert meta["model"] == "mlp-30_T_4" and model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_peers_trained_in_one_step_are_filed_under_their_own_names_while_training(tmp_path):
+    """Mutual learning trains two peers in one fit: the live history the pages read while the
+    run is under way is keyed by peer, as the final result is."""
+    from kdcore.data import load_mnist, per_class
+    from kdcore.jobs import StoreMonitor
+    from kdcore.losses.modes import mutual_step
+    from kdcore.models import build_model
+    from kdcore.train import TrainConfig, fit
+
+    data = load_mnist()
+    data = data.with_train(*per_class(data.x_train, data.y_train, 10, 0))
+    store = Store(tmp_path / "runs.sqlite")
+    run_id = store.create("preset", "mutual-learning", {}, "k", status="running")
+    monitor = StoreMonitor(store, run_id)
+    monitor.on_model_start("mutual", 0, 1)
+    peers = {"peer_1": build_model("mlp-30"), "peer_2": build_model("mlp-30")}
+    fit(peers, data, TrainConfig(epochs=2, batch_size=50), mutual_step(), callbacks=[monitor])
+    history = store.get(run_id).history
+    assert sorted(history) == ["peer_1", "peer_2"]
+    assert [r["epoch"] for r in history["peer_1"]] == [1, 2]
+    store.close()
