@@ -28,6 +28,7 @@ from kdcore.projectors import (
     singular_values,
     synthetic_features,
     whitened_flow,
+    whitening_matrix,
 )
 
 SETTINGS = settings(max_examples=30, deadline=None)
@@ -261,6 +262,32 @@ def test_whiten_eval_uses_running_statistics():
     close(w(x), train_out)
     # A new batch is mapped with the stored statistics, not whitened afresh.
     assert (batch_cov(w(other)) - torch.eye(5)).abs().max() > 0.05
+
+
+def test_whitening_matrix_gradient_against_finite_differences():
+    """The inverse square root's backward, checked where eigh's own gradient is fine (distinct
+    eigenvalues) and where it is not (a repeated one: eigh's divides by the zero gap)."""
+    a = torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    distinct = a @ a.T + 0.5 * torch.eye(5, dtype=torch.float64)
+    repeated = torch.diag(torch.tensor([2.0, 2.0, 1.0, 0.5, 0.5], dtype=torch.float64))
+    for c in (distinct, repeated):
+        c = c.clone().requires_grad_()
+        assert torch.autograd.gradcheck(lambda m: whitening_matrix(m, 1e-9), (c,))
+    repeated.requires_grad_()
+    eigh_way = torch.linalg.eigh(repeated)
+    ((eigh_way[1] / eigh_way[0].sqrt()) @ eigh_way[1].T).sum().backward()
+    assert not torch.isfinite(repeated.grad).all()  # why the hand-written backward exists
+
+
+def test_whiten_gradient_reaches_the_input_through_the_covariance():
+    """Whitening differentiates its batch statistics, as BatchNorm does: a loss that depends
+    only on the whitened output's scale gets (almost) no gradient, since that scale is fixed."""
+    x = features(False, b=64, c=5, seed=8).double().requires_grad_()
+    w = Whiten(5, False, eps=1e-12)
+    (w(x) ** 2).sum().backward()  # = N * trace(identity covariance): constant in x
+    assert x.grad.abs().max().item() < 1e-6
+    x2 = x.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: Whiten(5, False, eps=1e-6)(v).sin().sum(), (x2,))
 
 
 def test_whiten_rank_deficient_batch_is_finite():
