@@ -153,6 +153,7 @@ if runs:
     gaps, mats = result["geometry"], result["geometry_matrices"]
     epochs = max(len(v) for v in gaps.values())
     st.caption(f"Run #{runs[0].id}, {epochs} epoch(s), {len(mats['indices'])} test images shown.")
+    ui.guard_url("epoch", ui.int_ok(1, max(epochs, 2)), epochs)
     epoch = st.slider("Epoch", 1, max(epochs, 2), epochs, key="epoch", bind="query-params",
                       disabled=epochs < 2)  # fmt: skip
     ui.plot(gap_figure(gaps, epoch), key="gaps")
