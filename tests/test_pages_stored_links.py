@@ -1,7 +1,7 @@
 """Links into the views that appear only once a preset run is stored: the epoch sliders and
 the model and image pickers of the relations and attention views answer nonsense with a
-notice, never an exception, and the nonsense leaves the URL (the general property test in test_hardening.py
-cannot reach these views without a stored run)."""
+notice, never an exception, and the nonsense leaves the URL (the general property test in
+test_hardening.py cannot reach these views without a stored run)."""
 
 from __future__ import annotations
 
