@@ -592,6 +592,32 @@ def _field_widget(name: str, value, key: str):
     return tuple(parsed) if isinstance(value, tuple) and isinstance(parsed, list) else parsed
 
 
+def _estimate_caption(name: str, changes: dict, default_cfg) -> None:
+    """The time a run should take, scaled from the newest completed run of the preset in the
+    store (kdcore.estimate), or why there is no estimate yet."""
+    from dataclasses import asdict
+
+    from kdcore.estimate import estimate_seconds
+
+    cfg = {**asdict(default_cfg), **changes}
+    try:
+        done = job_queue().store.list(name=name, status="completed", limit=1)
+    except StoreError:
+        done = []
+    if not done or not done[0].result:
+        st.caption("No estimate yet: no completed run of this preset on this machine.")
+        return
+    prev = done[0]
+    seconds = estimate_seconds(prev.result, prev.result.get("config") or prev.config, cfg)
+    if seconds is None:
+        st.caption(f"No estimate: run #{prev.id} kept no timings.")
+        return
+    st.caption(
+        f"Estimated time: about {duration(seconds)} on {prev.device or 'this machine'}, scaled "
+        f"from run #{prev.id}; a teacher with unchanged settings comes from the cache."
+    )
+
+
 def preset_controls() -> tuple[RunSpec | None, str | None]:
     """A preset with its paper numbers, an epochs control and all its settings."""
     names = list(PRESETS)
@@ -623,18 +649,32 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     for claim in p.paper.get("claims", []):
         st.markdown(f"> {claim}")
     st.caption(f"Paper: {p.source}. Why our numbers differ: {p.differences}")
-    c1, c2, c3 = st.columns(3)
+    by_name = {f.name: f for f in fields(p.config)}
+    has_teacher = "teacher_epochs" in by_name
+    cols = st.columns(4 if has_teacher else 3)
     default_epochs = p.config.epochs
-    with c1:
+    with cols[0]:
+        # The field's own label says what it covers (every model, or the students only).
         epochs = ui.url_int(
-            f"Epochs per model (default {default_epochs})", f"ep-{name}", 1, 1000,
-            default_epochs, help="More epochs come closer to the paper; each takes longer.",
+            f"{describe_field(by_name['epochs'])['label']} (default {default_epochs})",
+            f"ep-{name}", 1, 1000, default_epochs,
+            help="More epochs come closer to the paper; each takes longer.",
         )  # fmt: skip
-    with c2:
-        seed = ui.url_int("Seed", f"seed-{name}", 0, 1_000_000, p.config.seed)
-    with c3:
-        device = _device_box("pdevice")
     overrides: dict = {}
+    if has_teacher:  # shown beside the epochs, not hidden among the other settings
+        with cols[1]:
+            t_field = by_name["teacher_epochs"]
+            meta = describe_field(t_field)
+            t_default = p.config.teacher_epochs
+            t_epochs = ui.url_int(meta["label"], f"tep-{name}", meta["lo"] or 0, 1000, t_default,
+                                  help=meta["help"] or None)  # fmt: skip
+            if t_epochs != t_default:
+                overrides["teacher_epochs"] = t_epochs
+    with cols[-2]:
+        seed = ui.url_int("Seed", f"seed-{name}", 0, 1_000_000, p.config.seed)
+    with cols[-1]:
+        device = _device_box("pdevice")
+    _estimate_caption(name, {"epochs": epochs, **overrides}, p.config)
     form = getattr(preset_views, "preset_form", None)
     try:
         if form is not None:
@@ -642,7 +682,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
         else:
             with st.expander("All settings of this preset"):
                 for f in fields(p.config):
-                    if f.name in ("epochs", "seed"):
+                    if f.name in ("epochs", "seed", "teacher_epochs"):
                         continue
                     value = getattr(p.config, f.name)
                     new = _field_widget(f.name, value, f"set-{name}-{f.name}")

@@ -45,7 +45,7 @@ from .train import TrainConfig, predict_logits
 class HintonMnistConfig:
     """Hinton, Vinyals & Dean (2015, §3): a big regularised teacher, a small plain student."""
 
-    epochs: int = param(8, "Epochs per model", 1, 1000)  # the paper trained far longer
+    epochs: int = param(8, "Epochs per model (teacher included)", 1, 1000)  # the paper: far longer
     teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 30% on hidden units
     student: str = "mlp-800"  # 784-800-800-10, no regularisation
     T: float = param(20.0, "Temperature T", 0.05, 100.0)  # the paper's T for the 800-800 net
@@ -104,7 +104,11 @@ class HintonDemoConfig:
     """
 
     teacher: str = HintonMnistConfig.teacher
-    teacher_epochs: int = param(HintonMnistConfig.epochs, "Teacher epochs", 1, 1000)
+    teacher_epochs: int = param(
+        HintonMnistConfig.epochs, "Teacher epochs (hinton-mnist's teacher at 8)", 1, 1000,
+        help="The students' epochs do not change it: at 8 the teacher hinton-mnist trained is "
+        "loaded from the cache instead of training another.",
+    )  # fmt: skip
     teacher_shift: int = param(HintonMnistConfig.teacher_shift, "Teacher jitter (pixels)", 0, 4)
     # for the teacher and the students
     lr: float = param(HintonMnistConfig.lr, "Learning rate", 1e-6, 10.0)

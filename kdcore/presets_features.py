@@ -24,7 +24,7 @@ KD = {"T": 4.0, "alpha": 0.9}  # the plain-KD baseline of every preset here
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    epochs: int = param(4, "Epochs per model", 1, 1000)
+    epochs: int = param(4, "Epochs per model (teacher too, unless set apart)", 1, 1000)
     teacher_epochs: int = param(0, "Teacher epochs (0: as epochs)", 0, 1000)
     lr: float = param(0.05, "Learning rate", 1e-5, 10.0)
     batch_size: int = param(128, "Batch size", 1, 60000)

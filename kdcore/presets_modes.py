@@ -44,7 +44,7 @@ KD = {"T": 4.0, "alpha": 0.9}  # the plain-KD step of every preset here, as the 
 
 @dataclass(frozen=True)
 class ModeConfig:
-    epochs: int = param(4, "Epochs per model", 1, 1000)
+    epochs: int = param(4, "Epochs per model (teachers included)", 1, 1000)
     lr: float = param(0.05, "Learning rate", 1e-5, 10.0)
     batch_size: int = param(128, "Batch size", 1, 60000)
     seed: int = param(0, "Seed", 0, 2**31 - 1)

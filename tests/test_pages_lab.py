@@ -264,3 +264,33 @@ def test_runs_page_keeps_the_compared_runs_in_the_url(store_path):
     at.run()
     assert not at.exception and at.multiselect(key="picked").value == [b]
     assert " compare=" in at.toast[0].value and at.query_params["compare"] == str(b)
+
+
+def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(store_path):
+    """omitted-3's students and teacher have separate epochs (its teacher is hinton-mnist's,
+    cached): both are shown side by side, and the time is scaled from a stored run."""
+    at = _page("lab.py")
+    at.button_group(key="mode").set_value("Preset").run()
+    at.selectbox(key="preset").set_value("omitted-3").run()
+    assert at.number_input(key="ep-omitted-3").label.startswith("Student epochs")
+    assert at.number_input(key="tep-omitted-3").value == 8
+    assert any("No estimate yet" in c.value for c in at.caption)
+
+    store = Store(store_path)
+    run_id = store.create("preset", "omitted-3", {"epochs": 8, "teacher_epochs": 8}, "k")
+    hist = {"teacher": [{"epoch": e, "seconds": 10.0} for e in range(1, 9)],
+            "student_kd": [{"epoch": e, "seconds": 2.0} for e in range(1, 9)]}  # fmt: skip
+    models = {"teacher": {"role": "teacher"}, "student_kd": {"role": "student"}}
+    store.finish(run_id, "completed", "", {"config": {"epochs": 8, "teacher_epochs": 8},
+                                           "history": hist, "models": models})  # fmt: skip
+
+    def estimate() -> str:
+        return next(c.value for c in at.caption if "Estimated time" in c.value)
+
+    at.run()
+    assert "about 16 s" in estimate()  # the student's 8 x 2 s; the teacher is cached
+    at.number_input(key="ep-omitted-3").set_value(4).run()
+    assert "about 8 s" in estimate()
+    at.number_input(key="tep-omitted-3").set_value(2).run()  # a new teacher: 2 x 10 s
+    assert "about 28 s" in estimate()
+    assert not at.button[0].disabled
