@@ -48,6 +48,26 @@ TEMPLATE = go.layout.Template(
 )
 
 
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1-2-5 tick values from ``lo`` to ``hi``, labelled in full ("50", not "5" under a x10)."""
+    ticks = [m * 10.0**e for e in range(-3, 5) for m in (1, 2, 5)]
+    return [round(t, 6) for t in ticks if lo * 0.999 <= t <= hi * 1.001]
+
+
+def log_t_axis(lo: float, hi: float, title: str = "temperature T") -> dict:
+    """A log temperature axis with clean labels and a little room past both ends, so the last
+    label is not cut at the edge of the plot."""
+    ticks = log_ticks(lo, hi)
+    pad = 0.03 * (math.log10(hi) - math.log10(lo))
+    return dict(
+        type="log",
+        title=title,
+        tickvals=ticks,
+        ticktext=[f"{t:g}" for t in ticks],
+        range=[math.log10(lo) - pad, math.log10(hi) + pad],
+    )
+
+
 def _fig(**layout) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(template=TEMPLATE, **layout)
@@ -159,7 +179,7 @@ def temperature_spec(grid: TemperatureSweep, log_y: bool = False, height: int = 
     else:
         fig.update_yaxes(range=[0, 1.02], title_text="probability", row=1, col=1)
     fig.update_xaxes(title_text="class", type="category", row=1, col=1)
-    fig.update_xaxes(type="log", title_text="temperature T", row=1, col=2)
+    fig.update_xaxes(**log_t_axis(t_lo, t_hi), row=1, col=2)
     fig.update_yaxes(range=[-0.02, 1.1], row=1, col=2)
     names = [f"{t:.3g}" for t in grid.temps]
     step_args = dict(
@@ -300,8 +320,9 @@ def gradient_figure(
     """‖∂L/∂z‖ across T on log-log axes, with a 1/T² guide through the plain-KL curve at T = 1."""
     fig = _fig(
         height=360,
-        xaxis=dict(type="log", title="temperature T"),
-        yaxis=dict(type="log", title="‖∂L/∂z‖ (student logits)"),
+        xaxis=log_t_axis(float(temps[0]), float(temps[-1])),
+        # one label per decade: the minor "2 5" labels of a log axis read as noise
+        yaxis=dict(type="log", title="‖∂L/∂z‖ (student logits)", dtick=1),
     )
     fig.add_scatter(
         x=temps,
@@ -338,7 +359,9 @@ def gradient_figure(
 
 def limit_figure(temps: np.ndarray, t2_kl: np.ndarray, limit: float, T: float) -> go.Figure:
     """T² KL on zero-mean logits converging to ‖z − v‖² / (2N) as T grows."""
-    fig = _fig(height=360, xaxis=dict(type="log", title="temperature T"), yaxis=dict(title="loss"))
+    fig = _fig(
+        height=360, xaxis=log_t_axis(float(temps[0]), float(temps[-1])), yaxis=dict(title="loss")
+    )
     fig.add_scatter(
         x=temps, y=t2_kl, name="T² · KL(p‖q)", mode="lines", line=dict(color=COLORS["kd"], width=3)
     )

@@ -95,6 +95,21 @@ def regime(T: float, entropy_ratio: float | None = None) -> str:
     return "softer: the dark knowledge shows (T > 1)"
 
 
+def link_temperatures(temps: np.ndarray, digits: int = 3) -> np.ndarray:
+    """``temps`` rounded to ``digits`` significant digits, sorted and without repeats: values that
+    print the same in a link (``?T=7.49``) as they are computed, so a page reloaded from the link
+    shows the very numbers it showed before."""
+    rounded = [float(f"{t:.{digits}g}") for t in np.asarray(temps, dtype=float)]
+    return np.unique(np.array(rounded))
+
+
+def runners_up(probs: np.ndarray, top_class: int, k: int = 3) -> np.ndarray:
+    """The ``k`` most probable classes after ``top_class``, most probable first, per row.
+    probs: (F, K) -> (F, k) class indices. Ties keep the lower class first (stable sort)."""
+    order = np.argsort(-np.asarray(probs), axis=1, kind="stable")  # (F, K)
+    return np.array([row[row != top_class][:k] for row in order])
+
+
 # ----------------------------------------------------------------------------- label smoothing
 
 

@@ -5,11 +5,13 @@ import streamlit as st
 import torch
 
 from app import ui
+from app.components.tslider import log_t_control
 from app.figures import gradient_figure, limit_figure, loss_mix_figure
 from kdcore import analysis
 from kdcore.losses import distillation_loss, kd_loss, logit_matching_loss, softmax_t
 
 TEMPS = analysis.temperature_grid(0.1, 50.0, 100)
+LIMIT_TEMPS = analysis.temperature_grid(0.1, 2000.0, 120)  # far enough for T²·KL to reach it
 ALPHAS = np.round(np.linspace(0.0, 1.0, 11), 2)
 
 
@@ -28,9 +30,15 @@ def compute(
         "kd": np.array([m["kd"] for m in mixes]),
         "grad": analysis.gradient_norms(s, t, TEMPS),
         "grad_at_T": analysis.gradient_norms(s, t, np.array([T])),
-        "limit": analysis.high_temperature_limit(s, t, TEMPS),
+        "limit": analysis.high_temperature_limit(s, t, LIMIT_TEMPS),
         "limit_at_T": analysis.high_temperature_limit(s, t, np.array([T])),
     }
+
+
+def num(x: float) -> str:
+    """Four significant digits, in scientific notation only when tiny or huge (T² at T = 0.1 is
+    0.01, not "0.0")."""
+    return f"{x:.4g}" if x == 0 or 1e-3 <= abs(x) < 1e5 else f"{x:.2e}"
 
 
 st.title("The distillation loss")
@@ -49,7 +57,7 @@ left, right = st.columns(2)
 with left:
     alpha = ui.url_float("α, weight of the teacher term", "alpha", 0.0, 1.0, 0.9, 0.05, slider=True)
 with right:
-    T = ui.url_float("Temperature T", "T", 0.1, 50.0, 4.0, 0.1, slider=True)
+    T = log_t_control("Temperature T", "kd_T", 4.0)
 
 teacher = tuple(bundle.teacher_logits[example.index].tolist())
 student = tuple(bundle.student_logits[example.index].tolist())
@@ -80,8 +88,9 @@ g_with, g_without = out["grad_at_T"]["with_t2"][0], out["grad_at_T"]["without_t2
 st.markdown(
     f"The gradient of the soft term with respect to the student's logits z is "
     f"T·(q − p) with T², and (q − p)/T without it. For this image at T = {T:.2f}: "
-    f"‖∂/∂z‖ = **{g_with:.4f}** with T², **{g_without:.2e}** without, a factor T² = "
-    f"{T * T:.1f}. Without the correction, every doubling of T would cut the teacher's say by four."
+    f"‖∂/∂z‖ = **{num(g_with)}** with T², **{num(g_without)}** without, a factor T² = "
+    f"{num(T * T)}. Without the correction, every doubling of T would cut the teacher's say "
+    "by four."
 )
 ui.plot(
     gradient_figure(TEMPS, out["grad"]["with_t2"], out["grad"]["without_t2"], T), key="grad_chart"
@@ -99,10 +108,10 @@ st.markdown(
     "approaches the squared distance between the logits, ‖z − v‖²/(2N) with N = 10 classes: "
     "KD at high temperature *is* logit matching (Buciluǎ et al. 2006). At lower T the loss "
     f"pays less attention to logits far below the top. Here the limit is **{lim['limit']:.4f}**; "
-    f"at T = {T:.2f}, T²·KL = **{out['limit_at_T']['t2_kl'][0]:.4f}** "
+    f"at T = {T:.2f}, T²·KL = **{num(out['limit_at_T']['t2_kl'][0])}** "
     f"({out['limit_at_T']['ratio'][0]:.1%} of it)."
 )
-ui.plot(limit_figure(TEMPS, lim["t2_kl"], lim["limit"], T), key="limit_chart")
+ui.plot(limit_figure(LIMIT_TEMPS, lim["t2_kl"], lim["limit"], T), key="limit_chart")
 st.latex(
     r"T^2\,\mathrm{KL}(p^T \| q^T)\ \xrightarrow[T \to \infty]{}\ "
     r"\frac{1}{2N} \sum_i (z_i - v_i)^2"

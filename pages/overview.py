@@ -5,6 +5,10 @@ import streamlit as st
 from app import ui
 from app.catalog import KNOWLEDGE, MAP, MODES
 
+# Pages that belong to a map cell besides its own (the cell's slug): the loss that KD trains with
+# sits beside the temperature page under response-based, offline.
+ALSO = {("Response", "Offline"): ("kd-loss",)}
+
 # The framework as a diagram: an inline SVG scales with the page and needs no plotting round trip.
 DIAGRAM = """
 <svg viewBox="0 0 760 250" xmlns="http://www.w3.org/2000/svg" role="img"
@@ -42,6 +46,9 @@ DIAGRAM = """
   <text x="670" y="140" text-anchor="middle" font-size="13">+ α T² KL(p ‖ q)</text>
   <path d="M592,68 L640,92" stroke="#3b5bdb" stroke-width="2" marker-end="url(#a)"/>
   <path d="M592,188 L640,158" stroke="#e8590c" stroke-width="2" marker-end="url(#a)"/>
+  <path id="label-to-ce" d="M55,95 L55,8 L712,8 L712,93" fill="none" stroke="#495057"
+    stroke-width="2" marker-end="url(#a)"/>
+  <text x="706" y="30" text-anchor="end" font-size="12" fill="#495057">true label y</text>
   <path d="M640,160 C640,240 330,240 312,205" fill="none" stroke="#e8590c" stroke-width="2"
     stroke-dasharray="6 4" marker-end="url(#a)"/>
   <text x="520" y="240" text-anchor="middle" font-size="12" fill="#e8590c">
@@ -85,6 +92,8 @@ for knowledge in KNOWLEDGE:
             st.markdown(f"{cell.what.capitalize()}.")
             st.caption(cell.methods)
             ui.page_link(cell.slug)
+            for slug in ALSO.get((knowledge, mode), ()):
+                ui.page_link(slug)
 st.caption(
     "Offline: a pre-trained teacher stays fixed. Online: several networks learn at once and "
     "teach each other. Self: a network distils into itself (later generations, or deep layers "

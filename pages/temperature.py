@@ -5,25 +5,14 @@ import streamlit as st
 import torch
 
 from app import ui
-from app.figures import targets_figure, temperature_figure, temperature_spec
+from app.components.tslider import temperature_slider, url_temperature
+from app.figures import targets_figure
+from app.own_digit import own_digit
 from kdcore import analysis
 from kdcore.losses import softmax_t
 
 DEFAULT_LOGITS = "-4.7, 2.8, 16.4, 4.7, -4.2, -5.3, -5.5, 3.8, -0.9, -5.2"  # the teacher on a "2"
-
-
-@st.cache_resource(max_entries=32)
-def chart_spec(logits: tuple[float, ...], log_y: bool) -> dict:
-    """All 100 frames for one logit vector; shared by every user and never mutated."""
-    grid = analysis.temperature_sweep(torch.tensor(logits), analysis.temperature_grid(0.1, 50, 100))
-    return temperature_spec(grid, log_y)
-
-
-@st.cache_resource(max_entries=64)
-def chart(logits: tuple[float, ...], T: float, log_y: bool):
-    """The chart opened at the exact T (a cheap step on top of the cached frames)."""
-    exact = analysis.temperature_sweep(torch.tensor(logits), np.array([T]))
-    return temperature_figure(chart_spec(logits, log_y), exact, log_y)
+SOURCES = ("test image", "your digit", "by hand")
 
 
 def parse_logits(text: str) -> tuple[float, ...] | None:
@@ -41,22 +30,15 @@ st.markdown(
     "probability of 0.99999 and everything else crumbs. Those crumbs are not noise. The teacher "
     "ranks **3** and **7** far above **4** or **6**, because that is what this 2 looks like. "
     "Hinton, Vinyals & Dean (2015) call this *dark knowledge* and raise the temperature T of the "
-    "softmax to bring it into view, so a student can learn from it. Drag the slider under the "
-    "chart: it moves in your browser, frame by frame, while you drag."
+    "softmax to bring it into view, so a student can learn from it. Drag the temperature "
+    "slider: the bars, the numbers and the sentence below move in your browser while you drag, "
+    "and the rest of the page follows when you let go."
 )
 bundle = ui.demo()
 
-source = ui.url_choice("Logits from", ("test image", "by hand"), key="src", default="test image")
-if source == "test image":
-    example = ui.pick_example(bundle, default_digit=2, default_k=7)
-    logits = tuple(bundle.teacher_logits[example.index].tolist())
-    label, student = example.digit, bundle.student_logits[example.index]
-    st.caption(
-        f"Teacher ({bundle.meta['teacher']['arch']}, test accuracy "
-        f"{bundle.meta['teacher']['test_accuracy']:.1%}) logits: "
-        + ", ".join(f"{v:.1f}" for v in logits)
-    )
-else:
+source = ui.url_choice("Logits from", SOURCES, key="src", default="test image")
+mine = own_digit(bundle) if source == "your digit" else None
+if source == "by hand":
     text = ui.url_text("Ten logits z_0 ... z_9, comma-separated", key="z", default=DEFAULT_LOGITS,
                        ok=lambda raw: parse_logits(raw) is not None)  # fmt: skip
     parsed = parse_logits(text)
@@ -65,30 +47,25 @@ else:
         parsed = parse_logits(DEFAULT_LOGITS)
     logits = parsed
     label, student = int(np.argmax(logits)), torch.tensor(logits)
-
-chart_col, side = st.columns([4, 1])
-with side:
-    T = ui.url_float("Exact T", "T", 0.1, 50.0, 1.0, 0.1, format="%.2f")
-    log_y = ui.url_toggle("Log scale", "log", help="Show the crumbs: probabilities down to 1e-12")
-    one = analysis.temperature_sweep(torch.tensor(logits), np.array([T]))
-    st.metric("Entropy (nats)", f"{one.entropy[0]:.4f}", help=f"maximum log 10 = {np.log(10):.3f}")
-    st.metric("Top-class probability", f"{one.top_prob[0]:.4f}")
-    st.metric("Dark knowledge", f"{one.dark_mass[0]:.4f}", help="1 - top-class probability")
-    words = analysis.regime(T, one.entropy[0] / one.max_entropy)
+elif mine is not None:
+    logits, label, student = mine.teacher_logits, mine.label, mine.student_logits
     st.caption(
-        f"{words[0].upper()}{words[1:]}. These read the exact T; the slider under the chart "
-        "explores without rerunning the page."
+        f"The teacher reads your digit as a **{label}**. Its logits: "
+        + ", ".join(f"{v:.1f}" for v in logits)
     )
-with chart_col:
-    ui.plot(chart(logits, T, log_y), key="temperature_chart")
+else:
+    example = ui.pick_example(bundle, default_digit=2, default_k=7)
+    logits = tuple(bundle.teacher_logits[example.index].tolist())
+    label, student = example.digit, bundle.student_logits[example.index]
+    st.caption(
+        f"Teacher ({bundle.meta['teacher']['arch']}, test accuracy "
+        f"{bundle.meta['teacher']['test_accuracy']:.1%}) logits: "
+        + ", ".join(f"{v:.1f}" for v in logits)
+    )
 
-ranked = [int(c) for c in np.argsort(one.probs[0])[::-1] if c != one.top_class][:3]
-st.markdown(
-    f"At T = {T:.2f} the runners-up after **{one.top_class}** are "
-    + ", ".join(f"**{c}** ({one.probs[0][c]:.2g})" for c in ranked)
-    + ". A one-hot label says none of this; the soft targets say it at every T, but only a "
-    "high T makes it loud enough to matter in the loss."
-)
+log_y = ui.url_toggle("Log scale", "log", help="Show the crumbs: probabilities down to 1e-12")
+T = url_temperature()  # the one T of the page: the slider writes it to the URL on release
+temperature_slider(logits, T, log_y)
 st.latex(
     r"p_i(T) = \frac{\exp(z_i / T)}{\sum_j \exp(z_j / T)} \qquad "
     r"H(p) = -\sum_i p_i \log p_i \le \log N \qquad \text{dark} = 1 - \max_i p_i"
@@ -106,7 +83,7 @@ smoothed = analysis.label_smoothing_target(label, 10, eps).numpy()
 teacher_T = softmax_t(torch.tensor(logits, dtype=torch.float64), T).numpy()
 ui.plot(targets_figure(np.eye(10)[label], smoothed, teacher_T, eps, T), key="targets_chart")
 ls = analysis.label_smoothing_as_kd(student[None], torch.tensor([label]), eps)
-who = "the weak demo student on this image" if source == "test image" else "your logits"
+who = "your logits" if source == "by hand" else "the weak demo student on this image"
 st.markdown(
     f"For {who} with label {label}: label-smoothed cross-entropy **{ls['label_smoothing']:.4f}** "
     f"= distillation_loss from a uniform teacher at T = 1, α = ε: **{ls['distillation']:.4f}** "

@@ -2,8 +2,8 @@
 
 Starts ``streamlit run app/streamlit_app.py`` on a free port, visits every page listed in
 ``app.catalog.PAGES`` whose file exists, checks that no exception box is shown, saves a screenshot
-of each under tests/artifacts/, and drags the temperature chart's own slider with the mouse to
-check that the bars move while the button is still held (no rerun involved).
+of each under tests/artifacts/, and drags the temperature page's slider with the mouse to check
+that the bars and numbers move while the button is still held (no rerun involved).
 
 Needs Debian's chromium (``apt-get install chromium``) and Playwright for Python, launched with
 ``executable_path`` (no browser download). Without them the test skips, unless
@@ -81,31 +81,43 @@ def test_every_page_renders_without_an_exception(browser, server, info):
 
 
 def test_temperature_chart_moves_while_the_slider_is_dragged(browser, server):
+    """The temperature page's own slider (a component, app/components/tslider.py): the bars,
+    the metrics and the sentence move while the button is held; on release the T is in the URL.
+    """
     page = open_page(browser, f"{server}/temperature")
     try:
-        chart = page.locator(".js-plotly-plot").first
-        chart.scroll_into_view_if_needed()
-        bars = chart.locator("g.trace.bars").first.locator("path")
-        title = chart.locator(".gtitle")
+        slider = page.locator(".kd-t input[type=range]")
+        slider.scroll_into_view_if_needed()
+        bars = page.locator(".kd-t rect.bar")
+        label = page.locator(".kd-t .tv")
 
         def heights() -> list[float]:
             return [round(b.bounding_box()["height"], 1) for b in bars.all()]
 
-        before, before_title = heights(), title.text_content()
-        assert len(before) == 10 and "T = 1.00" in before_title
-        grip = chart.locator(".slider-grip-rect").first.bounding_box()
-        rail = chart.locator(".slider-rail-rect").first.bounding_box()
-        y = grip["y"] + grip["height"] / 2
-        page.mouse.move(grip["x"] + grip["width"] / 2, y)
+        def metrics() -> list[str]:
+            return page.locator(".kd-t .mv").all_inner_texts()
+
+        before, before_metrics = heights(), metrics()
+        assert len(before) == 10 and label.inner_text() == "T = 1.00"
+        box = slider.bounding_box()
+        frac = float(slider.input_value()) / float(slider.get_attribute("max"))
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + 8 + frac * (box["width"] - 16), y)
         page.mouse.down()
-        page.mouse.move(rail["x"] + 0.8 * rail["width"], y, steps=15)
+        page.mouse.move(box["x"] + 0.8 * box["width"], y, steps=15)
         page.wait_for_timeout(300)
-        during, during_title = heights(), title.text_content()  # the button is still held
+        during, shown = heights(), label.inner_text()  # the button is still held
         page.screenshot(path=str(ARTIFACTS / "temperature-dragging.png"))
-        page.mouse.up()
         assert during != before, "the bars did not move while dragging"
         assert max(during) < max(before)  # a higher T: the top bar shrinks, the others grow
-        assert during_title != before_title and "softer" in during_title
+        assert metrics() != before_metrics, "the metrics did not move while dragging"
+        assert f"At {shown}" in page.locator(".kd-t .para").inner_text()
+        assert "Softer" in page.locator(".kd-t .regime").inner_text()
+        page.mouse.up()
+        page.wait_for_function("() => new URL(location.href).searchParams.has('T')")
+        page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+        t = float(page.url.split("T=")[1].split("&")[0])
+        assert f"T = {t:.2f}" == shown == label.inner_text()
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()

@@ -46,6 +46,7 @@ def shown(at: AppTest) -> tuple:
         tuple(m.value for m in at.metric),
         tuple(json.dumps(f["data"]) for f in figures(at)),
         tuple(json.dumps(f["layout"].get("sliders")) for f in figures(at)),
+        tuple(c.proto.json for c in at.get("bidi_component")),  # our own components
     )
 
 
@@ -67,10 +68,25 @@ def test_overview_map_links_the_pages_that_exist():
     assert any("Knowledge distillation" in t.value for t in at.title)
     links = [link.proto.page for link in at.get("page_link")]
     expected = [c.slug for c in MAP if available(c.slug)]
+    expected.insert(expected.index("temperature") + 1, "kd-loss")  # issue #11: the loss page
     assert links == expected and "temperature" in links
     coming = [c.value for c in at.caption if "coming" in c.value]
     assert len(coming) == sum(not available(c.slug) for c in MAP)
     assert len(at.get("image")) == 1  # the teacher-student diagram
+
+
+def test_overview_diagram_draws_the_label_into_the_ce_term():
+    import re
+
+    at = page("overview.py")
+    svg = at.get("image")[0].proto.imgs[0].url
+    if svg.startswith("data:"):
+        svg = base64.b64decode(svg.split(",", 1)[1]).decode()
+    path = re.search(r'id="label-to-ce" d="([^"]+)"', svg)
+    assert path, "no arrow from the label y to the CE term"
+    assert "marker-end" in svg[path.end() : path.end() + 200]
+    x, y = (float(v) for v in path.group(1).split()[-1].lstrip("L").split(","))
+    assert 590 <= x <= 750 and 85 <= y <= 100  # ends at the top of the loss box
 
 
 def test_overview_runs_on_its_own():
@@ -82,17 +98,66 @@ def test_overview_runs_on_its_own():
 # ----------------------------------------------------------------------------- temperature
 
 
-def test_temperature_figure_has_frames_and_a_slider():
+def slider_data(at: AppTest) -> dict:
+    """What the temperature component was given: every frame, and the one shown at rest."""
+    (component,) = [c for c in at.get("bidi_component") if c.proto.id.endswith("-tslider")]
+    return json.loads(component.proto.json)
+
+
+def shown_frame(at: AppTest) -> dict:
+    data = slider_data(at)
+    return data["frames"][data["active"]]
+
+
+def component_state(at: AppTest, suffix: str, state: dict) -> AppTest:
+    """Runs the page as the browser does when our component calls setStateValue."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+    states: WidgetStates = at._tree.get_widget_states()
+    widget = states.widgets.add()
+    (widget.id,) = [c.proto.id for c in at.get("bidi_component") if c.proto.id.endswith(suffix)]
+    widget.json_value = json.dumps(state)
+    at._run(states)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def release(at: AppTest, T: float) -> AppTest:
+    """The temperature slider let go at T."""
+    return component_state(at, "-tslider", {"T": T})
+
+
+def test_temperature_component_has_every_frame_and_formatted_numbers():
     at = page("temperature.py")
-    fig = figures(at)[0]
-    assert len(fig["frames"]) == 100
-    steps = fig["layout"]["sliders"][0]["steps"]
-    assert len(steps) == 100 and steps[0]["method"] == "animate"
-    bars = [values(f["data"][0]["y"]) for f in fig["frames"]]  # p_i(T) per frame
-    assert all(len(b) == 10 and b.sum() == pytest.approx(1.0) for b in bars)
-    assert bars[0].max() > bars[-1].max()  # sharper at T = 0.1 than at T = 50
-    assert "dark knowledge" in fig["frames"][0]["layout"]["title"]["text"]
-    assert len(json.dumps(fig)) < 2_000_000
+    data = slider_data(at)
+    assert len(data["frames"]) == 100 and data["frames"][data["active"]]["T"] == 1.0
+    temps = [f["T"] for f in data["frames"]]
+    assert temps[0] == 0.1 and temps[-1] == 50 and temps == sorted(temps)
+    ratios = np.diff(np.log(temps))
+    assert ratios.max() < 1.35 * ratios.min()  # log-spaced (up to rounding), as the slider is
+    for f in data["frames"]:  # link-friendly: each T prints as it is (?T=7.49)
+        assert float(f"{f['T']:.3g}") == f["T"] and sum(f["p"]) == pytest.approx(1.0)
+    first, last = data["frames"][0], data["frames"][-1]
+    assert max(first["p"]) > max(last["p"])  # sharper at T = 0.1 than at T = 50
+    assert "At T = 50.00 the runners-up after <b>2</b>" in last["para"]
+    assert first["top"] == "1.0000" and last["dark"] != "0.0000"
+    assert len(json.dumps(data)) < 300_000
+
+
+def test_temperature_one_t_after_release():
+    """Issue #11: the dragged T must reach the URL and every number on the page."""
+    at = page("temperature.py")
+    before = shown(at)
+    release(at, 7.53)
+    assert at.query_params["T"] == "7.53"
+    frame = shown_frame(at)
+    assert frame["T"] == 7.53 and frame["Ts"] == "7.53" and "At T = 7.53" in frame["para"]
+    names = [t["name"] for t in figures(at)[0]["data"]]
+    assert "teacher at T = 7.53" in names  # the label-smoothing chart follows the same T
+    assert shown(at) != before
+    # A reload of that link shows the same numbers.
+    again = page("temperature.py", T="7.53")
+    assert shown_frame(again) == frame
 
 
 @pytest.mark.parametrize(
@@ -100,12 +165,11 @@ def test_temperature_figure_has_frames_and_a_slider():
     [
         lambda at: at.button_group(key="digit").set_value(7),
         lambda at: at.number_input(key="idx").set_value(3),
-        lambda at: at.number_input(key="T").set_value(4.0),
         lambda at: at.toggle(key="log").set_value(True),
         lambda at: at.slider(key="eps").set_value(0.3),
         lambda at: at.button_group(key="src").set_value("by hand"),
     ],
-    ids=["digit", "index", "T", "log", "eps", "source"],
+    ids=["digit", "index", "log", "eps", "source"],
 )
 def test_temperature_every_control_changes_the_view(act):
     changes(page("temperature.py"), act)
@@ -114,7 +178,7 @@ def test_temperature_every_control_changes_the_view(act):
 def test_temperature_hand_logits_and_bad_text():
     at = page("temperature.py", src="by hand")
     changes(at, lambda at: at.text_input(key="z").input("0, 1, 2, 3, 4, 5, 6, 7, 8, 9"))
-    assert values(figures(at)[0]["data"][0]["y"]).argmax() == 9
+    assert np.argmax(shown_frame(at)["p"]) == 9
     at.text_input(key="z").input("one, two").run()
     assert not at.exception
     assert any("ten numbers" in c.value for c in at.caption)
@@ -122,7 +186,9 @@ def test_temperature_hand_logits_and_bad_text():
 
 def test_temperature_state_comes_from_the_url():
     at = page("temperature.py", T="8.5", digit="3", idx="12", log="true", eps="0.2")
-    assert at.number_input(key="T").value == 8.5
+    frame = shown_frame(at)
+    assert frame["T"] == 8.5 and "At T = 8.50" in frame["para"]
+    assert slider_data(at)["log_y"] is True
     assert at.button_group(key="digit").value == 3
     assert at.number_input(key="idx").value == 12
     assert at.toggle(key="log").value is True
@@ -131,7 +197,7 @@ def test_temperature_state_comes_from_the_url():
 
 def test_temperature_nonsense_in_the_url_falls_back_with_a_notice():
     at = page("temperature.py", T="hot", digit="x", idx="-4", log="maybe", src="?", eps="2")
-    assert at.number_input(key="T").value == 1.0
+    assert shown_frame(at)["T"] == 1.0
     assert at.button_group(key="digit").value == 2
     assert at.number_input(key="idx").value == 7
     assert at.slider(key="eps").value == 0.1
@@ -140,6 +206,39 @@ def test_temperature_nonsense_in_the_url_falls_back_with_a_notice():
         assert f"{key}=" in notices
     at.run()  # the notices are shown once, not on every rerun
     assert not at.exception and not at.toast
+    assert shown_frame(page("temperature.py", T="500"))["T"] == 1.0  # out of range
+
+
+def test_temperature_your_own_digit_reaches_the_teacher():
+    import torch
+    import torch.nn.functional as F
+
+    from kdcore.data import load_mnist
+
+    at = page("temperature.py", src="your digit")
+    assert any("Draw a digit" in c.value for c in at.caption)
+    mnist = load_mnist()
+    index = int(torch.nonzero(mnist.y_test == 3)[0])
+    pixels = mnist.denormalise(mnist.x_test[index])[0]  # a real 3, drawn on the 56x56 canvas
+    canvas = F.interpolate(pixels[None, None], size=(40, 40), mode="bilinear")[0, 0]
+    big = torch.zeros(56, 56)
+    big[2:42, 12:52] = canvas  # off-centre, as a hand would put it
+    values = (big * 255).round().to(torch.uint8).flatten().tolist()
+    component_state(at, "-digit_canvas", {"pixels": values})
+    assert any("reads your digit as a **3**" in c.value for c in at.caption)
+    assert np.argmax(shown_frame(at)["p"]) == 3
+    assert len(at.get("image")) == 1  # what the teacher sees
+
+
+def test_an_uploaded_file_is_decoded_or_refused_in_one_line():
+    import torch
+    from torchvision.io import encode_png
+
+    from app.own_digit import decode
+
+    image = torch.zeros(1, 40, 30, dtype=torch.uint8)
+    assert decode(bytes(encode_png(image).tolist())).shape == (1, 40, 30)
+    assert decode(b"this is not an image") is None
 
 
 # ----------------------------------------------------------------------------- the KD loss
@@ -149,7 +248,7 @@ def test_temperature_nonsense_in_the_url_falls_back_with_a_notice():
     "act",
     [
         lambda at: at.slider(key="alpha").set_value(0.3),
-        lambda at: at.slider(key="T").set_value(12.0),
+        lambda at: at.select_slider(key="kd_T").set_value(12.0),
         lambda at: at.button_group(key="digit").set_value(5),
         lambda at: at.number_input(key="idx").set_value(0),
     ],
@@ -172,9 +271,41 @@ def test_kd_loss_shows_equations_code_and_consistent_numbers():
 def test_kd_loss_nonsense_in_the_url_falls_back_with_a_notice():
     at = page("kd_loss.py", alpha="-3", T="nan", idx="99999")
     assert at.slider(key="alpha").value == 0.9
-    assert at.slider(key="T").value == 4.0
+    assert at.select_slider(key="kd_T").value == 4.0
     notices = " ".join(t.value for t in at.toast)
     assert "alpha=" in notices and "T=" in notices and "idx=" in notices
+
+
+def test_kd_loss_temperature_is_log_scaled_and_kept_in_the_url():
+    at = page("kd_loss.py")
+    options = [float(o) for o in at.select_slider(key="kd_T").options]
+    assert options[0] == 0.1 and options[-1] == 50 and 1.0 in options and 4.0 in options
+    steps = np.diff(np.log(options))
+    assert steps.max() < 2.5 * steps.min()  # log spacing: 0.1-1 takes as much track as 1-10
+    assert sum(o < 1 for o in options) == sum(1 <= o < 10 for o in options)
+    at.select_slider(key="kd_T").set_value(12.0).run()
+    assert at.query_params["T"] == "12"
+    linked = page("kd_loss.py", T="8")
+    assert linked.select_slider(key="kd_T").value == 8.0
+    assert page("kd_loss.py", T="7.7").select_slider(key="kd_T").value == 8.0  # nearest stop
+
+
+def test_kd_loss_small_t_is_printed_properly_and_the_limit_is_reached():
+    at = page("kd_loss.py", T="0.1")
+    text = " ".join(m.value for m in at.markdown)
+    assert "T² = 0.01" in text and "T² = 0.0." not in text
+    limit = figures(at)[2]
+    t2_kl, line = (values(tr["y"]) for tr in limit["data"][:2])
+    assert t2_kl[-1] == pytest.approx(line[0], rel=0.01)  # the curve reaches its limit
+
+
+def test_log_axes_have_clean_labels():
+    at = page("kd_loss.py")
+    for fig in figures(at)[1:]:  # the gradient and the limit charts, T on a log axis
+        x = fig["layout"]["xaxis"]
+        assert x["type"] == "log" and "50" in x["ticktext"] and "5" in x["ticktext"]
+        assert x["range"][1] > np.log10(float(x["ticktext"][-1]))  # room for the last label
+    assert figures(at)[1]["layout"]["yaxis"]["dtick"] == 1  # one label per decade
 
 
 # ----------------------------------------------------------------------------- missing models
@@ -188,7 +319,7 @@ def test_missing_or_corrupt_models_are_replaced_with_a_notice(tmp_path, monkeypa
     assert len(notes) == 2
     assert "teacher" in notes[0] and "not a readable safetensors" in notes[0]
     assert "student" in notes[1] and "no checkpoint" in notes[1]
-    assert len(figures(at)[0]["frames"]) == 100
+    assert len(slider_data(at)["frames"]) == 100
 
 
 # ----------------------------------------------------------------------------- the shared chart
