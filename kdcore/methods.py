@@ -7,7 +7,7 @@ parameters, a thin distiller), one entry here, one test file and one page sectio
 
 from __future__ import annotations
 
-from .losses import attention, crd, dkd, fitnets, kd, modes, nst, rkd, similarity
+from .losses import attention, crd, deit, dkd, fitnets, kd, modes, nst, rkd, similarity
 from .method import Method
 
 METHODS: dict[str, Method] = {}
@@ -117,6 +117,16 @@ register(
         lambda p, probe: dkd.DKD(p),
         summary="KD split into the target class's share (TCKD) and the distribution over the "
         "other classes (NCKD), each with its own weight.",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "deit", "DeiT: a distillation token", "response",
+        "Touvron et al. 2021, arXiv:2012.12877", deit.DeiTParams,
+        lambda p, probe: deit.DeiT(p),
+        summary="The teacher's decision (or softened distribution) taught to a transformer's own "
+        "distillation token and head, the labels to its class token.",
     )
 )  # fmt: skip
 

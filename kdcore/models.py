@@ -11,6 +11,9 @@ Architectures:
 - :class:`SmallCNN` -- two conv blocks and a linear head, a fast MNIST teacher.
 - :class:`ResNet` -- the CIFAR ResNet family of He et al. (2016, §4.2): depth 6n+2, three stages
   of n basic blocks, widths (16, 32, 64) times a multiplier (resnet8/14/20/32/56).
+- :class:`kdcore.vit.TinyViT` -- a tiny vision transformer with a class token and a DeiT
+  distillation token (``vit-tiny``; ``vit-tiny-cls`` without it), listed in
+  :data:`kdcore.vit.VIT_MODELS` and built by :func:`build_model` like the others.
 """
 
 from __future__ import annotations
@@ -203,6 +206,10 @@ def build_model(
     """Build a model from :data:`MODELS`, or ``mlp-W`` / ``mlp-W1-W2-...`` for any widths."""
     if name in MODELS:
         return MODELS[name](num_classes=num_classes, in_shape=in_shape)
+    from .vit import VIT_MODELS  # imported here: kdcore.vit builds on this module's KDModel
+
+    if name in VIT_MODELS:
+        return VIT_MODELS[name](num_classes=num_classes, in_shape=in_shape)
     if name.startswith("mlp-"):
         try:
             hidden = tuple(int(w) for w in name[4:].split("-"))
@@ -212,4 +219,5 @@ def build_model(
             if len(hidden) == 1:
                 hidden = hidden * 2  # "mlp-30" style names mean two layers of that width
             return _mlp(hidden)(num_classes=num_classes, in_shape=in_shape)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)} or mlp-W")
+    names = ", ".join([*MODELS, *VIT_MODELS])
+    raise ValueError(f"unknown model {name!r}; choose one of {names} or mlp-W")

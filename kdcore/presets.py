@@ -537,4 +537,10 @@ register(
 
 
 # The other families' presets and the lab's custom runner register themselves on import.
-from . import lab, presets_features, presets_modes, presets_relation  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    lab,
+    presets_deit,
+    presets_features,
+    presets_modes,
+    presets_relation,
+)
