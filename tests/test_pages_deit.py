@@ -18,13 +18,6 @@ PAGE = Path(__file__).resolve().parent.parent / "pages" / "deit.py"
 TIMEOUT = 60
 
 
-@pytest.fixture
-def store_path(tmp_path, monkeypatch):
-    path = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
-    return path
-
-
 def _page(**params) -> AppTest:
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.query_params.update(params)

@@ -7,20 +7,12 @@ while the worker thread trains, as a browser's polling would.
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore.presets import PRESETS
 from kdcore.store import Store
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
-
-
-@pytest.fixture
-def store_path(tmp_path, monkeypatch):
-    path = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
-    return path
 
 
 def _page(name: str) -> AppTest:

@@ -22,13 +22,6 @@ MODES = tuple(TINY_OVERRIDES)
 TIMEOUT = 60
 
 
-@pytest.fixture
-def store_path(tmp_path, monkeypatch):
-    path = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
-    return path
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """Each mode preset run once for real on 200 training images, one epoch."""

@@ -18,13 +18,6 @@ PAGES = Path(__file__).resolve().parent.parent / "pages"
 TIMEOUT = 120  # the first run loads MNIST and the demo models
 
 
-@pytest.fixture
-def store_path(tmp_path, monkeypatch):
-    path = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("KD_STORE", str(path))  # the page's cached queue is keyed by this path
-    return path
-
-
 def _page(name: str, **params) -> AppTest:
     at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
     at.query_params.update(params)
@@ -74,19 +67,22 @@ def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(store_path):
     assert {sh["y0"] for sh in shapes} >= {6.5}  # row 7 of each heatmap is outlined
 
 
+# A stored rkd-mnist run's geometry: three images, two epochs of each student's distances.
+RKD_MATRICES = {
+    "indices": [0, 1, 2],
+    "labels": [7, 2, 1],
+    "teacher": [[0, 1, 2], [1, 0, 1], [2, 1, 0]],
+    "students": {
+        s: [[[0, e, 1], [e, 0, 1], [1, 1, 0]] for e in (0.5, 0.9)]
+        for s in ("student_hard", "student_kd", "student_rkd")
+    },
+}
+RKD_GAPS = {"student_hard": [0.3, 0.28], "student_kd": [0.25, 0.2], "student_rkd": [0.2, 0.1]}
+
+
 def test_geometry_page_shows_a_stored_rkd_run_with_an_epoch_slider(store_path):
-    mats = {
-        "indices": [0, 1, 2],
-        "labels": [7, 2, 1],
-        "teacher": [[0, 1, 2], [1, 0, 1], [2, 1, 0]],
-        "students": {
-            s: [[[0, e, 1], [e, 0, 1], [1, 1, 0]] for e in (0.5, 0.9)]
-            for s in ("student_hard", "student_kd", "student_rkd")
-        },
-    }
-    gaps = {"student_hard": [0.3, 0.28], "student_kd": [0.25, 0.2], "student_rkd": [0.2, 0.1]}
     run_id = _fake_run(Store(store_path), "rkd-mnist",
-                       {"geometry": gaps, "geometry_matrices": mats})  # fmt: skip
+                       {"geometry": RKD_GAPS, "geometry_matrices": RKD_MATRICES})  # fmt: skip
     at = _page("geometry.py", n="32")
     assert any(f"Run #{run_id}" in c.value for c in at.caption)
     assert at.slider(key="epoch").value == 2

@@ -10,27 +10,16 @@ from streamlit.testing.v1 import AppTest
 
 from kdcore.store import Store
 from tests.test_pages_features import attention_result
-from tests.test_pages_relation import PAGES, TIMEOUT, _fake_run
+from tests.test_pages_relation import PAGES, RKD_GAPS, RKD_MATRICES, TIMEOUT, _fake_run
 
 BAD = ["abc", "99", "0", "-1", "inf", "nan", "1e309", "²", "1" * 40]
-
-MATS = {
-    "indices": [0, 1, 2],
-    "labels": [7, 2, 1],
-    "teacher": [[0, 1, 2], [1, 0, 1], [2, 1, 0]],
-    "students": {
-        s: [[[0, e, 1], [e, 0, 1], [1, 1, 0]] for e in (0.5, 0.9)]
-        for s in ("student_hard", "student_kd", "student_rkd")
-    },
-}
-GAPS = {"student_hard": [0.3, 0.28], "student_kd": [0.25, 0.2], "student_rkd": [0.2, 0.1]}
 
 
 @pytest.fixture
 def rkd_store(tmp_path, monkeypatch):
     path = tmp_path / "runs.sqlite"
     monkeypatch.setenv("KD_STORE", str(path))
-    _fake_run(Store(path), "rkd-mnist", {"geometry": GAPS, "geometry_matrices": MATS})
+    _fake_run(Store(path), "rkd-mnist", {"geometry": RKD_GAPS, "geometry_matrices": RKD_MATRICES})
     return path
 
 
