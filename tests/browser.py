@@ -86,3 +86,26 @@ def streamlit_server(log_name: str, env: dict[str, str] | None = None) -> Iterat
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def server_and_browser(log_name: str, env: dict[str, str] | None = None):
+    """Module-scoped ``server`` and ``browser`` fixtures for a test file: one Streamlit server
+    (its log under tests/artifacts/``log_name``) and one headless Chromium shared by the file's
+    tests. Use as ``server, browser = server_and_browser("streamlit-x.log")``."""
+
+    @pytest.fixture(scope="module")
+    def server():
+        require_browser()
+        with streamlit_server(log_name, env) as url:
+            yield url
+
+    @pytest.fixture(scope="module")
+    def browser(server):
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield b
+            b.close()
+
+    return server, browser

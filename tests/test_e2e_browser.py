@@ -21,6 +21,7 @@ from tests.browser import (
     CHROMIUM_ARGS,
     IDLE,
     require_browser,
+    server_and_browser,
     streamlit_server,
 )
 
@@ -29,21 +30,7 @@ pytestmark = pytest.mark.browser
 PAGE_TIMEOUT_MS = 120_000  # the first visit loads MNIST and the demo models
 
 
-@pytest.fixture(scope="module")
-def server():
-    require_browser()
-    with streamlit_server("streamlit.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+server, browser = server_and_browser("streamlit.log")
 
 
 def open_page(browser, url: str):

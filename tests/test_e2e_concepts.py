@@ -14,8 +14,11 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, IDLE, require_browser
-from tests.browser import streamlit_server as _server
+from tests.browser import (
+    ARTIFACTS,
+    IDLE,
+    server_and_browser,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -23,21 +26,7 @@ TIMEOUT_MS = 120_000  # the first visit loads MNIST and the demo models
 PROJECTOR = {"width": 853, "height": 480}  # 1280x720 at 150% browser zoom, in CSS pixels
 
 
-@pytest.fixture(scope="module")
-def server():
-    require_browser()
-    with _server("streamlit-concepts.log") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+server, browser = server_and_browser("streamlit-concepts.log")
 
 
 def settle(page) -> None:
