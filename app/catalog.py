@@ -22,6 +22,9 @@ class PageInfo:
     family: str  # sidebar group
     icon: str  # a Material symbol, ":material/name:"
     file: str  # under pages/
+    # the query parameters the page reads (its URL-bound controls): a lesson step's link may set
+    # these and no others; tests/test_lesson.py checks each against the page's code
+    params: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -40,23 +43,46 @@ class PageInfo:
 
 PAGES: tuple[PageInfo, ...] = (
     PageInfo("overview", "Overview", "Start here", ":material/hub:", "overview.py"),
+    PageInfo("lesson", "Guided lesson", "Start here", ":material/school:", "lesson.py", ("step",)),
     PageInfo(
         "temperature",
         "Temperature & soft targets",
         "Response-based",
         ":material/device_thermostat:",
         "temperature.py",
+        ("src", "digit", "idx", "z", "T", "log", "eps"),
     ),
     PageInfo(
-        "kd-loss", "The distillation loss", "Response-based", ":material/functions:", "kd_loss.py"
+        "kd-loss",
+        "The distillation loss",
+        "Response-based",
+        ":material/functions:",
+        "kd_loss.py",
+        ("digit", "idx", "alpha", "T"),
     ),
-    PageInfo("dkd", "Decoupled KD", "Response-based", ":material/call_split:", "dkd.py"),
+    PageInfo(
+        "dkd",
+        "Decoupled KD",
+        "Response-based",
+        ":material/call_split:",
+        "dkd.py",
+        ("digit", "idx", "alpha", "beta", "T"),
+    ),
+    PageInfo(
+        "deit",
+        "Vision transformers: DeiT",
+        "Response-based",
+        ":material/token:",
+        "deit.py",
+        ("digit", "idx", "kind", "tau", "lam", "ep_deit", "student", "img"),
+    ),
     PageInfo(
         "relations",
         "Relations: the shape of a batch",
         "Relation-based",
         ":material/scatter_plot:",
         "geometry.py",
+        ("batch", "n", "seed", "sel", "angle", "scale", "shift", "epoch", "who"),
     ),
     PageInfo(
         "projector",
@@ -64,13 +90,40 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/transform:",
         "projector.py",
+        ("ds", "dt", "lr", "steps", "raw", "variant"),
     ),
     PageInfo(
-        "features", "Hints & attention maps", "Feature-based", ":material/visibility:", "hints.py"
+        "features",
+        "Hints & attention maps",
+        "Feature-based",
+        ":material/visibility:",
+        "hints.py",
+        ("img", "epoch", "test"),
     ),
-    PageInfo("modes", "Training modes", "Training modes", ":material/groups:", "modes.py"),
-    PageInfo("lab", "Distillation lab", "Experiments", ":material/science:", "lab.py"),
-    PageInfo("runs", "Run history", "Experiments", ":material/history:", "runs.py"),
+    PageInfo(
+        "modes",
+        "Training modes",
+        "Training modes",
+        ":material/groups:",
+        "modes.py",
+        ("mode", "img"),
+    ),
+    PageInfo(
+        "lab",
+        "Distillation lab",
+        "Experiments",
+        ":material/science:",
+        "lab.py",
+        ("mode", "preset", "run"),
+    ),
+    PageInfo(
+        "runs",
+        "Run history",
+        "Experiments",
+        ":material/history:",
+        "runs.py",
+        ("status", "preset", "method", "compare"),
+    ),
 )
 
 
@@ -91,7 +144,8 @@ MAP: tuple[MapCell, ...] = (
         "Response",
         "Offline",
         "the teacher's softened class probabilities",
-        "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022)",
+        "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DeiT distillation "
+        "token (Touvron 2021)",
         "temperature",
     ),
     MapCell(

@@ -9,10 +9,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # so pages can import kdcore and app without installing them
     sys.path.insert(0, str(ROOT))
 
+from app import present  # noqa: E402
 from app.catalog import DEFAULT, PAGES  # noqa: E402
 
+# A local file, not a Material symbol: Streamlit fetches those favicons from a font host,
+# which fails offline. An SVG path is sent inline (a data URL), so nothing is fetched at all.
+FAVICON = ROOT / "assets" / "static" / "favicon.svg"
 st.set_page_config(
-    page_title="Knowledge distillation, explained", page_icon=":material/school:", layout="wide"
+    page_title="Knowledge distillation, explained", page_icon=str(FAVICON), layout="wide"
 )
 
 groups: dict[str, list] = {}
@@ -27,4 +31,6 @@ for info in PAGES:
                 default=info.slug == DEFAULT,
             )
         )
-st.navigation(groups).run()
+current = st.navigation(groups)
+present.frame(current)  # presenter mode and the lesson strip (app/present.py)
+current.run()

@@ -11,6 +11,7 @@ import inspect
 import math
 import os
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,3 +341,20 @@ def page_link(slug: str, label: str | None = None) -> None:
         st.page_link(str(info.path), label=label or info.title, icon=info.icon)
     except StreamlitAPIException:
         st.markdown(f"[{label or info.title}](/{info.slug})")
+
+
+def prose(text: str) -> None:
+    """A paragraph of explanation. In presenter mode only its first sentence is shown, with the
+    rest in a "More" expander; otherwise it is plain ``st.markdown``."""
+    from app.present import STATE, first_sentence
+
+    if not st.session_state.get(STATE, False):
+        st.markdown(text)
+        return
+    first, rest = first_sentence(text)
+    # a keyed container, so presenter mode's one-line rule for plain st.markdown leaves it whole
+    with st.container(key=f"prose_{zlib.crc32(text.encode()):08x}"):
+        st.markdown(first)
+        if rest:
+            with st.expander("More", icon=":material/notes:"):
+                st.markdown(rest)

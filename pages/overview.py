@@ -5,9 +5,9 @@ import streamlit as st
 from app import ui
 from app.catalog import KNOWLEDGE, MAP, MODES
 
-# Pages that belong to a map cell besides its own (the cell's slug): the loss that KD trains with
-# sits beside the temperature page under response-based, offline.
-ALSO = {("Response", "Offline"): ("kd-loss",)}
+# Pages that belong to a map cell besides its own (the cell's slug): the loss that KD trains with,
+# decoupled KD and DeiT's distillation token sit beside the temperature page (response, offline).
+ALSO = {("Response", "Offline"): ("kd-loss", "dkd", "deit")}
 
 # The framework as a diagram: an inline SVG scales with the page and needs no plotting round trip.
 DIAGRAM = """

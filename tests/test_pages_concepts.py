@@ -68,7 +68,10 @@ def test_overview_map_links_the_pages_that_exist():
     assert any("Knowledge distillation" in t.value for t in at.title)
     links = [link.proto.page for link in at.get("page_link")]
     expected = [c.slug for c in MAP if available(c.slug)]
-    expected.insert(expected.index("temperature") + 1, "kd-loss")  # issue #11: the loss page
+    # Beside the temperature page in the response/offline cell: the loss page (issue #11), DKD
+    # and DeiT's distillation token.
+    at_ = expected.index("temperature") + 1
+    expected[at_:at_] = ["kd-loss", "dkd", "deit"]
     assert links == expected and "temperature" in links
     coming = [c.value for c in at.caption if "coming" in c.value]
     assert len(coming) == sum(not available(c.slug) for c in MAP)

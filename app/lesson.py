@@ -1,0 +1,186 @@
+"""The guided lesson: steps read from one TOML file, checked against the catalog, and the strip
+that follows the lecturer onto each step's page.
+
+A step opens a page with settings (``/temperature?T=4&digit=2``) plus ``lesson=N``, which tells
+the router's frame to show that step's strip (question, Back, Next) above the page. The file is
+data a lecturer can rewrite (``KD_LESSON=path``); anything wrong with it becomes one line on the
+lesson page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from app.catalog import ROOT, page
+
+LESSON_FILE = ROOT / "assets" / "lesson.toml"
+LESSON_ENV = "KD_LESSON"
+PARAM = "lesson"  # ?lesson=N on a step's page: which step brought the user there
+STATE = "_lesson_step"  # the step this session is on, for the strip on other pages
+APP_PARAMS = frozenset({PARAM, "present"})  # set by the app, not by a step
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # 1-based
+    title: str
+    page: str  # a slug of app.catalog.PAGES
+    params: tuple[tuple[str, str], ...]  # the view's URL parameters, in file order
+    talk: str  # the talking point
+    ask: str  # a question for the room
+    problem: str = ""  # why the view cannot be opened, or "" when it can
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The target page's query parameters, with ``lesson=N`` for the strip."""
+        return {**dict(self.params), PARAM: str(self.number)}
+
+    @property
+    def url(self) -> str:
+        info = page(self.page)
+        return f"/{info.url if info else self.page}?{urlencode(self.query)}"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    title: str
+    steps: tuple[Step, ...]
+    error: str = ""  # one line when the file cannot be used at all
+
+
+def _value(v: object) -> str | None:
+    """A TOML value as the URL spells it; None for a table or a list (not a URL value)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v) if isinstance(v, str | int | float) else None
+
+
+def _step(number: int, raw: object) -> Step:
+    if not isinstance(raw, dict):
+        return Step(number, f"Step {number}", "", (), "", "", "is not a table ([[step]])")
+    title, slug = str(raw.get("title", f"Step {number}")), raw.get("page")
+    talk, ask = str(raw.get("talk", "")), str(raw.get("ask", ""))
+    params_raw = raw.get("params", {})
+    problem = ""
+    info = page(slug) if isinstance(slug, str) else None
+    params: list[tuple[str, str]] = []
+    if not isinstance(params_raw, dict):
+        problem = "params must be a table, e.g. params = { T = 4 }"
+    else:
+        for key, v in params_raw.items():
+            text = _value(v)
+            if text is None:
+                problem = f"params.{key} must be a string, number or true/false"
+            params.append((key, text or ""))
+    if info is None:
+        problem = f"page {slug!r} is not one of the app's pages"
+    elif not info.exists:
+        problem = f"page {slug!r} is not written yet"
+    elif not problem:
+        unknown = [k for k, _ in params if k not in info.params or k in APP_PARAMS]
+        if unknown:
+            known = ", ".join(info.params) or "none"
+            problem = f"/{slug} has no setting {unknown[0]!r} (it reads: {known})"
+    return Step(number, title, str(slug or ""), tuple(params), talk, ask, problem)
+
+
+def parse(text: str, name: str = "lesson.toml") -> Lesson:
+    """A lesson from TOML text. A file that cannot be read gives ``Lesson.error``; a step that
+    names a missing page or setting keeps its place (step numbers stay put) with a problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        return Lesson("", (), f"{name} is not valid TOML: {err}")
+    raw_steps = data.get("step")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        return Lesson("", (), f"{name} has no steps: add [[step]] tables with a title and a page")
+    steps = tuple(_step(i, raw) for i, raw in enumerate(raw_steps, start=1))
+    return Lesson(str(data.get("title", "Guided lesson")), steps)
+
+
+def lesson_path() -> Path:
+    return Path(os.environ.get(LESSON_ENV) or LESSON_FILE)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _load(path: str, mtime: float) -> Lesson:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return Lesson("", (), f"cannot read {path}: {err.strerror or err}")
+    return parse(text, Path(path).name)
+
+
+def load() -> Lesson:
+    """The lesson file, parsed once per version of it (a lecturer's edit shows on reload)."""
+    path = lesson_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = -1.0
+    return _load(str(path), mtime)
+
+
+# ----------------------------------------------------------------------------- links
+
+
+def view_link(step: Step, label: str, icon: str = ":material/open_in_new:", **kw) -> None:
+    """A link that opens the step's page with its settings, in this session (st.page_link).
+    Outside the router (a page run on its own in AppTest) it degrades to a plain link."""
+    from streamlit.errors import StreamlitAPIException
+
+    info = page(step.page)
+    try:
+        st.page_link(str(info.path), label=label, icon=icon, query_params=step.query, **kw)
+    except StreamlitAPIException:
+        st.markdown(f"[{label}]({step.url})")
+
+
+def lesson_link(number: int, label: str, icon: str = ":material/school:") -> None:
+    from streamlit.errors import StreamlitAPIException
+
+    info = page("lesson")
+    try:
+        st.page_link(str(info.path), label=label, icon=icon, query_params={"step": str(number)})
+    except StreamlitAPIException:
+        st.markdown(f"[{label}](/lesson?step={number})")
+
+
+def strip(slug: str) -> None:
+    """Above a step's page while a lesson runs: where we are, the question, Back and Next."""
+    raw = st.query_params.get(PARAM)
+    if raw is not None and raw.isdigit():
+        st.session_state[STATE] = int(raw)
+    number = st.session_state.get(STATE)
+    if slug == "lesson" or not isinstance(number, int):
+        return
+    lesson = load()
+    if lesson.error or not 1 <= number <= len(lesson.steps):
+        return
+    step = lesson.steps[number - 1]
+    with st.container(border=True, key="lesson_strip"):
+        text, back, home, nxt, end = st.columns([6, 2, 2, 2, 1], vertical_alignment="center")
+        text.markdown(f"**Step {number} of {len(lesson.steps)}: {step.title}.** {step.ask}")
+        with back:
+            if number > 1 and not lesson.steps[number - 2].problem:
+                view_link(lesson.steps[number - 2], "Back", ":material/arrow_back:")
+        with home:
+            lesson_link(number, "Lesson")
+        with nxt:
+            if number < len(lesson.steps) and not lesson.steps[number].problem:
+                view_link(lesson.steps[number], "Next", ":material/arrow_forward:")
+            elif number == len(lesson.steps):
+                st.caption("Last step")
+        end.button("End", key="_lesson_end", help="End the lesson here", on_click=end_lesson)
+
+
+def end_lesson() -> None:
+    st.session_state.pop(STATE, None)
+    if PARAM in st.query_params:
+        del st.query_params[PARAM]

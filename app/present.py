@@ -1,0 +1,128 @@
+"""Presenter mode and the frame the router draws around every page.
+
+Presenter mode (``?present=1`` or the sidebar toggle) is for a projector: no sidebar and no
+header, larger type, the main column at full width, and long prose paragraphs collapsed to their
+first line (hover to read the rest; pages that call :func:`app.ui.prose` get a first sentence and
+a "More" expander instead). It is done with CSS from the router, so no page has to change.
+
+The flag lives in the session and in the URL: the router writes ``present=1`` back into the URL
+on every run, so it survives page changes, a reload and a copied link. ``?present=0`` turns it
+off.
+"""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+PARAM = "present"  # the URL key
+STATE = "_present"  # the session's flag
+TOGGLE = "_present_toggle"  # the sidebar toggle's widget key
+ON = frozenset({"1", "true", "yes", "on"})
+OFF = frozenset({"0", "false", "no", "off"})
+
+# Streamlit's own test ids (stable across 1.4x-1.6x); the lesson card and ui.prose output are
+# keyed containers (class st-key-...), which the prose rule leaves alone.
+CSS = """
+<style>
+html { font-size: 20px; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+[data-testid="stExpandSidebarButton"], header[data-testid="stHeader"] { display: none !important; }
+[data-testid="stMainBlockContainer"] {
+  max-width: 100% !important; padding: 1rem 2rem 3rem 2rem !important;
+}
+[data-testid="stMain"] h1 { font-size: 2.2rem; padding-top: 0; }
+[data-testid="stMain"] [data-testid="stMarkdown"] p {
+  display: -webkit-box; -webkit-box-orient: vertical; -webkit-line-clamp: 1; line-clamp: 1;
+  overflow: hidden; cursor: zoom-in;
+}
+[data-testid="stMain"] [data-testid="stMarkdown"] p:hover,
+[data-testid="stMain"] [data-testid="stExpander"] [data-testid="stMarkdown"] p,
+[data-testid="stMain"] [class*="st-key-lesson"] [data-testid="stMarkdown"] p,
+[data-testid="stMain"] [class*="st-key-prose"] [data-testid="stMarkdown"] p {
+  display: block; -webkit-line-clamp: unset; line-clamp: none; cursor: auto;
+}
+.st-key-present_exit { position: fixed; top: 0.4rem; right: 0.8rem; z-index: 1000; width: auto; }
+.st-key-present_exit button { font-size: 0.7rem; min-height: 0; padding: 0.1rem 0.6rem; }
+</style>
+"""
+
+
+def _read_url() -> bool | None:
+    """The URL's say: True, False, or None when it has no (understood) ``present`` value."""
+    raw = st.query_params.get(PARAM)
+    if raw is None:
+        return None
+    word = raw.strip().lower()
+    return True if word in ON else False if word in OFF else None
+
+
+def active() -> bool:
+    """Whether this session is in presenter mode (the URL wins over the session)."""
+    from_url = _read_url()
+    if from_url is not None:
+        st.session_state[STATE] = from_url
+    return bool(st.session_state.get(STATE, False))
+
+
+def set_active(on: bool) -> None:
+    st.session_state[STATE] = on
+    if on:
+        st.query_params[PARAM] = "1"
+    elif PARAM in st.query_params:
+        del st.query_params[PARAM]
+
+
+def _on_toggle() -> None:
+    set_active(bool(st.session_state.get(TOGGLE)))
+
+
+def setup() -> bool:
+    """Presenter mode for this run: keeps the flag in the URL, draws the sidebar toggle or the
+    exit button, and injects the CSS. Returns whether it is on."""
+    on = active()
+    if on and st.query_params.get(PARAM) != "1":
+        st.query_params[PARAM] = "1"  # a page change dropped it, or it was spelled "true"
+    elif not on and PARAM in st.query_params:
+        del st.query_params[PARAM]
+    if on:
+        st.html(CSS)
+        with st.container(key="present_exit"):
+            st.button(
+                "Exit presenter mode",
+                icon=":material/close_fullscreen:",
+                key="_present_exit_button",
+                on_click=set_active,
+                args=(False,),
+            )
+    else:
+        st.session_state[TOGGLE] = False  # in step with the flag before the widget is drawn
+        st.sidebar.toggle(
+            "Presenter mode",
+            key=TOGGLE,
+            on_change=_on_toggle,
+            help="Large type, no sidebar, prose folded to one line (?present=1 in the URL)",
+        )
+    return on
+
+
+def frame(current: object) -> None:
+    """The router's one hook, called with the page ``st.navigation`` chose, before it runs:
+    presenter mode, then the lesson strip when a lesson step brought the user here."""
+    from app.lesson import strip
+
+    setup()
+    strip(str(getattr(current, "url_path", "")))
+
+
+# ----------------------------------------------------------------------------- prose
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*(\"'])")
+
+
+def first_sentence(text: str) -> tuple[str, str]:
+    """``text`` split after its first sentence: (first, rest). A sentence ends at ., ! or ?
+    followed by a space and a capital, so "et al. 2015" and "§2.1" do not end one."""
+    parts = _SENTENCE_END.split(text.strip(), maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""

@@ -1,0 +1,225 @@
+"""A full room: N browser sessions moving controls on the concept pages while a run trains.
+
+Starts ``streamlit run app/streamlit_app.py`` on a loopback port, opens ``--sessions`` Playwright
+contexts in one Chromium (Debian's, via ``executable_path``), spread over /temperature and
+/kd-loss. Each session opens its page, then ``--moves`` times types a new value into a number box
+(the image index of the example picker; every value distinct across sessions, so nearly every
+rerun misses the figure caches: the worst case) and waits for the app to be idle again.
+Meanwhile one training job runs against the same run store (the CLI, ``--no-job`` to skip it).
+
+Reports the rerun latency (from the keypress to the idle marker, timed in the page's own clock),
+the time to open a page, and the server's resident memory (VmRSS from /proc) before the sessions,
+at its peak while they run, and after they close. Give the load average with any figure: the
+machine may be shared.
+
+    .venv/bin/python bench/bench_load.py --sessions 5
+    .venv/bin/python bench/bench_load.py --sessions 30 --moves 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+OPEN_TIMEOUT_MS = 90_000
+
+# Counts every script run that ends (any state -> notRunning) and when, in the page's clock.
+WATCH = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  window.__kd = {runs: 0, done: 0, last: app.getAttribute('data-test-script-state')};
+  new MutationObserver(() => {
+    const s = app.getAttribute('data-test-script-state');
+    if (s === 'notRunning' && window.__kd.last !== 'notRunning') {
+      window.__kd.runs += 1; window.__kd.done = performance.now();
+    }
+    window.__kd.last = s;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+# page -> (URL to open, the number box to type into, a value for session s, move i)
+PAGES = {
+    "temperature": ("temperature?digit=2", "Which one", lambda s, i: str((s * 11 + i * 5) % 800)),
+    "kd-loss": ("kd-loss?digit=3&T=4", "Which one", lambda s, i: str((s * 7 + i * 3) % 800)),
+}
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process from /proc (psutil may not be installed)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py",
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit(f"streamlit did not start; see {log}")
+
+
+class Sampler(threading.Thread):
+    """The server's peak RSS while the sessions run, sampled every 0.25 s."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            self.peak = max(self.peak, rss_mib(self.pid))
+
+
+async def session(browser, base: str, s: int, slug: str, moves: int, out: dict) -> None:
+    path, label, value = PAGES[slug]
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    page = await context.new_page()
+    try:
+        t0 = time.perf_counter()
+        await page.goto(f"{base}/{path}", timeout=OPEN_TIMEOUT_MS)
+        box = page.locator("[data-testid='stNumberInput']").filter(has_text=label).locator("input")
+        await box.wait_for(timeout=OPEN_TIMEOUT_MS)
+        await page.wait_for_selector(IDLE, timeout=OPEN_TIMEOUT_MS)
+        out["open"].append(time.perf_counter() - t0)
+        await page.evaluate(WATCH)
+        for i in range(moves):
+            await asyncio.sleep(random.uniform(0.3, 1.0))  # a person, not a loop
+            runs = await page.evaluate("() => window.__kd.runs")
+            await box.fill(value(s, i))
+            start = await page.evaluate("() => performance.now()")
+            await box.press("Enter")
+            await page.wait_for_function(
+                f"() => window.__kd.runs > {runs}", timeout=OPEN_TIMEOUT_MS, polling=20
+            )
+            done = await page.evaluate("() => window.__kd.done")
+            out["rerun"].append((done - start) / 1e3)
+        if await page.locator("[data-testid='stException']").count():
+            out["errors"] += 1
+    except Exception as err:  # a timeout in one session is a result, not the end of the bench
+        out["failed"].append(f"session {s} ({slug}): {type(err).__name__}: {str(err)[:120]}")
+    finally:
+        await context.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (
+        values[0] if values else float("nan"))  # fmt: skip
+
+
+async def room(base: str, sessions: int, moves: int, out: dict) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        slugs = list(PAGES)
+        await asyncio.gather(
+            *(session(browser, base, s, slugs[s % len(slugs)], moves, out) for s in range(sessions))
+        )
+        await browser.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--moves", type=int, default=5, help="inputs per session")
+    parser.add_argument("--no-job", action="store_true", help="no training job alongside")
+    parser.add_argument("--settle", type=float, default=20, help="seconds to wait after closing")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="kd-load-"))
+    env = {**os.environ, "KD_STORE": str(tmp / "runs.sqlite")}
+    port = free_port()
+    server = start_server(port, env, tmp / "streamlit.log")
+    base = f"http://127.0.0.1:{port}"
+    job = None
+    try:
+        # one visit first: the process has loaded MNIST and the demo models (what a lecturer's
+        # own browser does before the room joins)
+        before_warm = rss_mib(server.pid)
+        asyncio.run(room(base, 1, 0, {"open": [], "rerun": [], "errors": 0, "failed": []}))
+        before = rss_mib(server.pid)
+        if not args.no_job:
+            job = subprocess.Popen(
+                [sys.executable, "-m", "kdcore", "run", "custom", "--epochs", "3",
+                 "--store", str(tmp / "runs.sqlite")],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        print(f"load average before: {load_average()}", flush=True)
+        sampler = Sampler(server.pid)
+        sampler.start()
+        out: dict = {"open": [], "rerun": [], "errors": 0, "failed": []}
+        t0 = time.perf_counter()
+        asyncio.run(room(base, args.sessions, args.moves, out))
+        wall = time.perf_counter() - t0
+        sampler.stop.set()
+        load_during = load_average()
+        job_state = "none" if job is None else "running" if job.poll() is None else "finished"
+        time.sleep(args.settle)
+        after = rss_mib(server.pid)
+
+        print(f"{args.sessions} sessions x {args.moves} moves in {wall:.1f} s "
+              f"(training job: {job_state} at the end); load average {load_during}")  # fmt: skip
+        for name in ("open", "rerun"):
+            v = out[name]
+            if v:
+                print(f"  {name:6s} n={len(v):4d}  p50 {pct(v, 50) * 1e3:8.0f} ms  "
+                      f"p95 {pct(v, 95) * 1e3:8.0f} ms  max {max(v) * 1e3:8.0f} ms")  # fmt: skip
+        print(f"  server RSS: {before_warm:.0f} MiB at start, {before:.0f} MiB warm, "
+              f"{sampler.peak:.0f} MiB peak during, {after:.0f} MiB {args.settle:.0f} s after "
+              "the sessions closed")  # fmt: skip
+        print(f"  exception boxes: {out['errors']}; failed sessions: {len(out['failed'])}")
+        for line in out["failed"][:5]:
+            print("   ", line)
+    finally:
+        if job is not None and job.poll() is None:
+            job.terminate()
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""End to end in Chromium: one lesson step. Open /lesson?step=2, follow "Open this view", and
+check that the target page shows the step's settings (in its URL and its controls), with the
+lesson strip above it and no exception box; then presenter mode keeps ?present=1 across it."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from app import lesson
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE,
+    require_browser,
+    streamlit_server,
+)
+from tests.test_e2e_browser import open_page
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_server("streamlit-lesson.log") as url, sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b, url
+        b.close()
+
+
+def follow_view_link(page) -> None:
+    page.get_by_role("link", name="Open this view").click()
+    page.wait_for_selector("[data-testid='stMain'] h1:not(:has-text('Knowledge distillation in'))",
+                           timeout=TIMEOUT_MS)  # fmt: skip
+    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["plain", "presenter"])
+def test_a_lesson_step_opens_its_view_with_its_settings(browser, present):
+    b, url = browser
+    step = lesson.load().steps[1]
+    settings = dict(step.params)
+    assert step.page == "temperature" and "T" in settings  # what this test checks below
+    page = open_page(b, f"{url}/lesson?step=2" + ("&present=1" if present else ""))
+    try:
+        assert step.title in page.locator("[data-testid='stMain']").inner_text()
+        follow_view_link(page)
+        query = parse_qs(urlparse(page.url).query)
+        assert urlparse(page.url).path == f"/{step.page}"
+        # Streamlit drops a setting equal to the page's default (digit 2, index 7) from the
+        # URL; T = 4 is not the default, so it stays, and the box shows it
+        assert query.get("T") == [settings["T"]], page.url
+        main = page.locator("[data-testid='stMain']").inner_text()
+        assert f"Step 2 of {len(lesson.load().steps)}" in main  # the strip
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert "Traceback" not in main
+        assert (query.get("present") == ["1"]) is present
+        assert page.locator("[data-testid='stSidebar']").is_visible() is not present
+        page.screenshot(path=str(ARTIFACTS / f"lesson-step-2{'-present' if present else ''}.png"))
+    finally:
+        page.close()
