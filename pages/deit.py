@@ -51,7 +51,7 @@ def digit_image(index: int):
 
 
 st.title("Vision transformers: DeiT")
-st.markdown(
+ui.prose(
     "A vision transformer cuts the image into patches and lets them attend to each other; "
     "a learned **class token** travels with them and its final state is classified. It has no "
     "built-in notion of locality, which is why ViTs need so much data. DeiT (Touvron et al. "

@@ -27,7 +27,7 @@ def compute(T: float) -> dict:
 
 
 st.title("Decoupled KD: which part of KD carries the knowledge")
-st.markdown(
+ui.prose(
     "Split the teacher's softened distribution in two: how much it puts on the **true class** "
     "(p_t against the rest: TCKD) and how it spreads the rest **over the other classes** "
     "(renormalised: NCKD, the 'dark knowledge' of which wrong digits look alike). Zhao et al. "

@@ -63,7 +63,7 @@ def invariance(indices: tuple[int, ...], angle: float, scale: float, shift: floa
 
 
 st.title("Relations: the shape of a batch")
-st.markdown(
+ui.prose(
     "A 30-unit student cannot copy a 300-unit teacher's embedding point by point: the two "
     "spaces do not even have the same dimension. Relational KD (Park et al. 2019) asks for less "
     "and more at once: that the **distances between examples** (divided by their mean) and the "

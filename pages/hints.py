@@ -61,7 +61,7 @@ def stored_run(queue: JobQueue, name: str, key: str):
 
 
 st.title("Hints & attention maps")
-st.markdown(
+ui.prose(
     "Response-based KD shows the student only the teacher's last word. Feature-based methods "
     "also show it *how the teacher got there*. **FitNets** (Romero et al. 2015) picks a hidden "
     "layer of the teacher as a *hint* and trains a thinner student's *guided* layer, through a "

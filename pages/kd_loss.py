@@ -42,7 +42,7 @@ def num(x: float) -> str:
 
 
 st.title("The distillation loss")
-st.markdown(
+ui.prose(
     "The student learns from two targets at once: the hard label, through the usual "
     "cross-entropy, and the teacher's soft targets at temperature T, through a KL divergence. "
     "α sets how much each counts. The KL term is multiplied by **T²**: without it, raising T "

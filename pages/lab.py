@@ -11,7 +11,7 @@ from kdcore.jobs import QueueFull, one_line
 from kdcore.store import StoreError
 
 st.title("Distillation lab")
-st.markdown(
+ui.prose(
     "Pick a teacher and a student, or one of the paper's demonstrations, and press **Start**. "
     "The run trains in the background, one at a time per device, so this page and the others "
     "stay usable; the curves below fill in epoch by epoch. Every run is kept in the "

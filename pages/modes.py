@@ -154,7 +154,7 @@ SHOW = {"mutual-learning": show_mutual, "born-again": show_born_again,
         "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip
 
 st.title("Training modes: who teaches whom")
-st.markdown(
+ui.prose(
     "Offline KD trains a teacher first and then freezes it. The teacher can also learn **with** "
     "the student (online), **be** the student (self), be **several** models, a **hand-made** "
     "distribution, or hand over to an **assistant**. Each view below is a real run of a preset "

@@ -57,7 +57,7 @@ DIAGRAM = """
 """
 
 st.title("Knowledge distillation, explained")
-st.markdown(
+ui.prose(
     "A large network trained on a task (the **teacher**) knows more than its answers: the "
     "probabilities it gives the *wrong* classes say which mistakes are reasonable. "
     "**Knowledge distillation** trains a smaller **student** to match those soft outputs as well "

@@ -65,7 +65,7 @@ def stored_run(queue: JobQueue, name: str):
 
 
 st.title("The projector's spectrum")
-st.markdown(
+ui.prose(
     "A feature loss cannot compare a 100-d student feature $z_s$ with a 1200-d teacher feature "
     "directly, so a trainable **projector** $W_p$ maps $z_s$ into the teacher's space first "
     "(FitNets' regressor; Romero et al. 2015). $W_p$ is more than plumbing: its **singular "

@@ -7,7 +7,7 @@ from kdcore.methods import METHODS
 from kdcore.store import STATUSES, iso
 
 st.title("Run history")
-st.markdown(
+ui.prose(
     "Every run started in the [lab](lab) or with `python -m kdcore run` is kept here with its "
     "configuration, per-epoch history and results. Select a few to lay their curves over each "
     "other and compare their test errors."

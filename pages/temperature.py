@@ -25,7 +25,7 @@ def parse_logits(text: str) -> tuple[float, ...] | None:
 
 
 st.title("Temperature and soft targets")
-st.markdown(
+ui.prose(
     "A trained teacher is almost sure of its answer: on a typical *2* it gives the 2 a "
     "probability of 0.99999 and everything else crumbs. Those crumbs are not noise. The teacher "
     "ranks **3** and **7** far above **4** or **6**, because that is what this 2 looks like. "
