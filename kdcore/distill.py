@@ -98,7 +98,7 @@ def make_step(distiller: Distiller, teacher: KDModel | None, cached: bool):
     return step
 
 
-def _cache_targets(
+def cache_targets(
     distiller: Distiller, teacher: KDModel, data: Dataset, cfg: TrainConfig, given: dict | None
 ) -> dict[str, torch.Tensor] | None:
     """Teacher targets for the whole training set, or None when they must be computed live."""
@@ -154,7 +154,7 @@ def distill(
     cached = True
     if uses_teacher:
         freeze(teacher)
-        targets = _cache_targets(distiller, teacher, data, cfg, teacher_targets)
+        targets = cache_targets(distiller, teacher, data, cfg, teacher_targets)
         cached = targets is not None
         extras = {f"t:{k}": v for k, v in (targets or {}).items()}
     step = make_step(distiller, teacher if uses_teacher else None, cached)
