@@ -17,10 +17,7 @@ import pytest
 from app.catalog import PAGES
 from tests.browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     IDLE,
-    require_browser,
     server_and_browser,
     streamlit_server,
 )
@@ -132,20 +129,14 @@ def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, s
         page.close()
 
 
-def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path):
+def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path, browser):
     """The smallest mutual-learning job the page offers (one epoch per model), started with the
-    page's button on a server with its own empty store, watched live until it completes."""
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
+    page's button on a server with its own empty store, watched live until it completes. The
+    module's browser is reused: a second Playwright instance cannot start inside the first."""
     store = tmp_path / "runs.sqlite"
-    with (
-        streamlit_server("streamlit-modes.log", {"KD_STORE": str(store)}) as url,
-        sync_playwright() as p,
-    ):
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with streamlit_server("streamlit-modes.log", {"KD_STORE": str(store)}) as url:
+        page = open_page(browser, f"{url}/modes?mode=mutual-learning")
         try:
-            page = open_page(b, f"{url}/modes?mode=mutual-learning")
             page.get_by_role("button", name="Run it now").click()
             page.get_by_text("is under way").first.wait_for(timeout=60_000)
             # The peers train in one step: the chart names both, split per model.
@@ -158,7 +149,7 @@ def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path
             assert page.locator("[data-testid='stMetric']").count() == 2
             page.screenshot(path=str(ARTIFACTS / "modes-mutual.png"), full_page=True)
         finally:
-            b.close()
+            page.close()
     from kdcore.store import Store
 
     run = Store(store).get(1)
