@@ -26,11 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import Dataset, load_dataset, per_class
 from .losses.deit import DEIT_LAMBDA, DEIT_TAU
 from .method import param
 from .models import KDModel
-from .runner import Preset, RunContext, finish, register, train_student, train_teacher
+from .runner import Preset, RunContext, finish, register, run_data, train_student, train_teacher
 from .train import TrainConfig, predict_logits
 
 VARIANTS = {  # model name -> (architecture, method, method parameters)
@@ -57,13 +56,6 @@ class DeiTConfig:
     examples: int = param(12, "Test images whose predictions are kept", 1, 64)
     seed: int = param(0, "Seed", 0, 2**31 - 1)
     dataset: str = "mnist"
-
-
-def _data(cfg: DeiTConfig, ctx: RunContext) -> Dataset:
-    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
-    if cfg.per_class:
-        data = data.with_train(*per_class(data.x_train, data.y_train, cfg.per_class, cfg.seed))
-    return data
 
 
 @torch.no_grad()
@@ -116,7 +108,7 @@ def pick_examples(y, teacher_pred, heads: dict[str, torch.Tensor], n: int, seed:
 
 def run_deit(cfg: DeiTConfig, ctx: RunContext) -> dict:
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = 1 + len(VARIANTS)
     t_cfg = TrainConfig(
         epochs=cfg.teacher_epochs or cfg.epochs, batch_size=cfg.batch_size, lr=cfg.teacher_lr,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset, load_dataset, per_class
+from .data import Dataset
 from .distill import build_distiller, distill
 from .losses.modes import TeacherEnsemble, agreement, mutual_step
 from .method import param
@@ -34,6 +34,7 @@ from .runner import (
     finish,
     model_summary,
     register,
+    run_data,
     train_student,
     train_teacher,
 )
@@ -52,13 +53,6 @@ class ModeConfig:
     grad_clip: float = param(5.0, "Gradient clipping", 0.0, 1e6)
     per_class: int = param(0, "Training images per class (0: all)", 0, 100000)
     dataset: str = "mnist"
-
-
-def _data(cfg: ModeConfig, ctx: RunContext) -> Dataset:
-    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
-    if cfg.per_class:
-        data = data.with_train(*per_class(data.x_train, data.y_train, cfg.per_class, cfg.seed))
-    return data
 
 
 def _train_cfg(cfg: ModeConfig, seed: int | None = None, epochs: int | None = None) -> TrainConfig:
@@ -134,7 +128,7 @@ def run_mutual_learning(cfg: MutualConfig, ctx: RunContext) -> dict:
     t0 = time.perf_counter()
     if len(cfg.peers) < 2:
         raise ValueError("mutual learning needs at least two peers")
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     names = [f"peer_{i + 1}" for i in range(len(cfg.peers))]
     ctx.count = 2 * len(names)
     peers = {n: _fresh(a, data, cfg.seed + i, ctx.device)
@@ -201,7 +195,7 @@ def run_born_again(
     of their probabilities); and one model trained alone for all generations' epochs together
     (the same total budget). ``on_teacher(k, teacher)`` sees each generation's teacher."""
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = cfg.generations + 1
     gen = torch.Generator().manual_seed(cfg.seed)
     idx = torch.randperm(len(data.y_test), generator=gen)[: cfg.images].sort().values
@@ -258,7 +252,7 @@ def run_deep_supervision(cfg: DeepSupervisionConfig, ctx: RunContext) -> dict:
     """The student on hard labels, and the same student (same seed) with shallow exits taught
     by its deepest one; every epoch each exit's test accuracy (``exits``)."""
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = 2
     s_cfg = _train_cfg(cfg)
     train_student(ctx, data, cfg.student, s_cfg, "student_hard", "hard")
@@ -313,7 +307,7 @@ def run_ensemble(cfg: EnsembleConfig, ctx: RunContext) -> dict:
     ``comparison``: size, accuracy and time per prediction of each; ``agreement``: the share
     of test images on which each pair predicts the same digit."""
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = len(cfg.teachers) + 3
     names = [f"teacher_{i + 1}" for i in range(len(cfg.teachers))]
     teachers = [_teacher(ctx, data, cfg, a, n, cfg.seed + i)
@@ -362,7 +356,7 @@ def run_teacher_free(cfg: TeacherFreeConfig, ctx: RunContext) -> dict:
     """The same student (same seed) on hard labels, with label smoothing, with the virtual
     teacher and with KD from a real trained teacher."""
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = 5
     teacher = _teacher(ctx, data, cfg, cfg.teacher, "teacher", cfg.seed)
     s_cfg = _train_cfg(cfg)
@@ -393,7 +387,7 @@ def run_teacher_assistant(cfg: AssistantConfig, ctx: RunContext) -> dict:
     ``capacity``: per teacher, its size and accuracy and the student's; ``chain``: the three
     links' accuracies."""
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = 2 * len(cfg.teachers) + 3
     s_cfg = _train_cfg(cfg)
     params = {"T": cfg.T, "alpha": cfg.alpha}

@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from .data import Dataset, load_dataset, per_class
+from .data import Dataset
 from .geometry import distance_matrix, geometry_gap
 from .losses.crd import CRD_NUM_NEGATIVES
 from .method import param
 from .models import KDModel
 from .presets import HintonDemoConfig, _shared_teacher, _student_cfg
-from .runner import Preset, RunContext, finish, register, train_student
+from .runner import Preset, RunContext, finish, register, run_data, train_student
 from .train import predict_logits
 
 KD = {"T": 4.0, "alpha": 0.9}  # the plain-KD baseline, as the feature presets'
@@ -51,13 +51,6 @@ class RKDConfig(RelationConfig):
     geometry_shown: int = param(32, "Of those, how many distance matrices are kept", 2, 128)
 
 
-def _data(cfg: RelationConfig, ctx: RunContext) -> Dataset:
-    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
-    if cfg.per_class:
-        data = data.with_train(*per_class(data.x_train, data.y_train, cfg.per_class, cfg.seed))
-    return data
-
-
 def _run(
     name: str,
     method: str,
@@ -69,7 +62,7 @@ def _run(
     """Teacher, then hard, KD and ``method`` students; ``watch(model_name)`` gives each student's
     per-epoch probe, ``before(teacher, data)`` runs once the teacher is ready."""
     t0 = time.perf_counter()
-    data = _data(cfg, ctx)
+    data = run_data(cfg, ctx)
     ctx.count = 4
     # The teacher never trains longer than the students: --epochs 1 is a quick run from scratch.
     teacher = _shared_teacher(ctx, data, replace(cfg, teacher_epochs=min(cfg.teacher_epochs,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, cache_dir, load_model, save_model
-from .data import Dataset
+from .data import Dataset, load_dataset, per_class
 from .distill import build_distiller, distill
 from .method import Distiller, check_config, coerce
 from .methods import baseline_method, get_method
@@ -198,6 +198,15 @@ def field_default(cls: type, name: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- model steps
+
+
+def run_data(cfg: Any, ctx: RunContext) -> Dataset:
+    """The run's data set (``cfg.dataset``) on its device; with ``cfg.per_class`` > 0 only that
+    many training images of each class, chosen by ``cfg.seed`` (for tests and quick looks)."""
+    data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
+    if getattr(cfg, "per_class", 0):
+        data = data.with_train(*per_class(data.x_train, data.y_train, cfg.per_class, cfg.seed))
+    return data
 
 
 def model_summary(model: nn.Module, data: Dataset, seconds: float, **extra) -> dict:
