@@ -204,3 +204,31 @@ def test_a_digit_drawn_with_the_mouse_reaches_the_teacher(browser, server):
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 720}, PROJECTOR], ids=str)
+@pytest.mark.parametrize("slug", ["temperature", "kd-loss"])
+def test_presenter_mode_holds_at_720p_and_150_percent_zoom(browser, server, slug, viewport):
+    """?present=1 in front of a room: no sidebar, nothing wider than the screen, no number cut
+    off, no exception box."""
+    page = browser.new_page(viewport=viewport)
+    try:
+        page.goto(f"{server}/{slug}?present=1")
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=TIMEOUT_MS)
+        settle(page)
+        page.wait_for_timeout(500)
+        assert "present=1" in page.url
+        assert page.locator("[data-testid='stException']").count() == 0
+        sidebar = page.locator("[data-testid='stSidebar']")
+        assert sidebar.count() == 0 or not sidebar.first.is_visible()
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page is {overflow} px wider than the screen"
+        for sel in (".kd-t .mv", "[data-testid='stMetricValue']"):
+            for el in page.locator(sel).all():
+                text = el.inner_text()
+                assert "…" not in text, (sel, text)
+                assert not el.evaluate("e => e.scrollWidth > e.clientWidth + 1"), (sel, text)
+        name = f"present-{slug}-{viewport['width']}x{viewport['height']}.png"
+        page.screenshot(path=str(ARTIFACTS / name))
+    finally:
+        page.close()
