@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -567,6 +567,8 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
             epochs=int(epochs), lr=float(lr), seed=int(seed), teacher_epochs=int(teacher_epochs),
             grad_clip=float(clip), per_class=int(per), baseline=bool(baseline),
         )  # fmt: skip
+        # the same data and models: another run's pace per epoch says nothing about these
+        _estimate_caption("custom", asdict(cfg), ("dataset", "teacher", "student", "per_class"))
         return RunSpec.custom(cfg, device=device), problem
     except ValueError as err:
         return None, " ".join(str(err).split())
@@ -592,20 +594,19 @@ def _field_widget(name: str, value, key: str):
     return tuple(parsed) if isinstance(value, tuple) and isinstance(parsed, list) else parsed
 
 
-def _estimate_caption(name: str, changes: dict, default_cfg) -> None:
-    """The time a run should take, scaled from the newest completed run of the preset in the
-    store (kdcore.estimate), or why there is no estimate yet."""
-    from dataclasses import asdict
-
+def _estimate_caption(name: str, cfg: dict, same: tuple[str, ...] = ()) -> None:
+    """The time a run with config ``cfg`` should take, scaled from the newest completed run of
+    ``name`` in the store whose config agrees on the keys ``same`` (kdcore.estimate), or why
+    there is no estimate yet."""
     from kdcore.estimate import estimate_seconds
 
-    cfg = {**asdict(default_cfg), **changes}
     try:
-        done = job_queue().store.list(name=name, status="completed", limit=1)
+        done = job_queue().store.list(name=name, status="completed", limit=50)
     except StoreError:
         done = []
-    if not done or not done[0].result:
-        st.caption("No estimate yet: no completed run of this preset on this machine.")
+    done = [r for r in done if r.result and all(r.config.get(k) == cfg.get(k) for k in same)]
+    if not done:
+        st.caption("No estimate yet: no completed run like this one on this machine.")
         return
     prev = done[0]
     seconds = estimate_seconds(prev.result, prev.result.get("config") or prev.config, cfg)
@@ -674,7 +675,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
         seed = ui.url_int("Seed", f"seed-{name}", 0, 1_000_000, p.config.seed)
     with cols[-1]:
         device = _device_box("pdevice")
-    _estimate_caption(name, {"epochs": epochs, **overrides}, p.config)
+    _estimate_caption(name, {**asdict(p.config), "epochs": epochs, **overrides})
     form = getattr(preset_views, "preset_form", None)
     try:
         if form is not None:

@@ -54,6 +54,7 @@ def _until_done(at: AppTest, timeout: float = 120) -> set[str]:
 
 def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
     at = _tiny(_page("lab.py"))
+    assert any("No estimate yet" in c.value for c in at.caption)
     at.button[0].click().run()  # Start
     assert not at.exception, at.exception
     assert "Run #1" in _header(at)
@@ -67,6 +68,10 @@ def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
 
     at.button[0].click().run()  # the same config again: served from the store
     assert "run #1" in at.info[0].value and len(Store(store_path).list()) == 1
+    # Twice the epochs: the time is scaled from run #1, the unchanged teacher comes from the cache.
+    at.number_input(key="epochs").set_value(4).run()
+    estimate = [c.value for c in at.caption if "Estimated time" in c.value]
+    assert estimate and "from run #1" in estimate[0]
 
     runs = _page("runs.py")
     table = runs.dataframe[0].value
