@@ -601,7 +601,8 @@ def _estimate_caption(name: str, cfg: dict, same: tuple[str, ...] = ()) -> None:
     from kdcore.estimate import estimate_seconds
 
     try:
-        done = job_queue().store.list(name=name, status="completed", limit=50)
+        # only when runs must match the config is more than the newest one read (each parsed)
+        done = job_queue().store.list(name=name, status="completed", limit=50 if same else 1)
     except StoreError:
         done = []
     done = [r for r in done if r.result and all(r.config.get(k) == cfg.get(k) for k in same)]

@@ -187,6 +187,13 @@ class Distiller(nn.Module):
         return {}
 
 
+def flat_feature_targets(out: ModelOutput, layer: str) -> dict[str, torch.Tensor]:
+    """What relation methods cache of the teacher: its logits (B, K) and one named feature
+    flattened per example, (B, D_t)."""
+    feat = out.features[layer]
+    return {"logits": out.logits, "feat": feat.reshape(feat.shape[0], -1)}
+
+
 @dataclass(frozen=True)
 class Method:
     """One entry of the registry."""

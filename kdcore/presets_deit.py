@@ -28,6 +28,7 @@ import torch
 
 from .losses.deit import DEIT_LAMBDA, DEIT_TAU
 from .method import param
+from .methods import get_method
 from .models import KDModel
 from .runner import Preset, RunContext, finish, register, run_data, train_student, train_teacher
 from .train import TrainConfig, predict_logits
@@ -138,11 +139,12 @@ def run_deit(cfg: DeiTConfig, ctx: RunContext) -> dict:
 
     students: dict[str, KDModel] = {}
     for name, (arch, method, params) in VARIANTS.items():
-        if method == "deit":
+        taught = get_method(method).uses_teacher  # the registry says who learns from the CNN
+        if taught:  # the preset's τ and λ reach every distilled variant
             params = {**params, "tau": cfg.tau, "lam": cfg.lam}
         students[name] = train_student(
-            ctx, data, arch, s_cfg, name, method, teacher if method == "deit" else None, params,
-            logits if method == "deit" else None, watch=watch(name),
+            ctx, data, arch, s_cfg, name, method, teacher if taught else None, params,
+            logits if taught else None, watch=watch(name),
         )  # fmt: skip
 
     heads = {name: head_outputs(m, data.x_test) for name, m in students.items()}

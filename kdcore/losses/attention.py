@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..method import Distiller, Probe, param
-from .kd import kd_loss
+from .kd import ce_and_kd
 
 
 def attention_map(feat: torch.Tensor) -> torch.Tensor:
@@ -127,8 +127,6 @@ class AttentionTransfer(Distiller):
         for name in self.layers:
             s = F.adaptive_avg_pool2d(student.features[name], self.sizes[name])
             at = at + (attention_map(s) - teacher[f"at:{name}"]).pow(2).mean()
-        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
-        if p.alpha > 0:
-            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         parts["at"] = p.beta * at
         return parts

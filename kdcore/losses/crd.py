@@ -46,8 +46,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..method import Distiller, Probe, param
-from .kd import kd_loss
+from ..method import Distiller, Probe, flat_feature_targets, param
+from .kd import ce_and_kd
 
 # The paper's settings (Tian et al. 2020, §4, implementation details), which are also the defaults
 # of RepDistiller's train_student.py: --nce_k 16384 negatives, --nce_t 0.07, --nce_m 0.5,
@@ -283,8 +283,7 @@ class CRD(Distiller):
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def teacher_targets(self, out):
-        feat = out.features[self.params.teacher_layer]
-        return {"logits": out.logits, "feat": feat.reshape(feat.shape[0], -1)}  # (B, D_t)
+        return flat_feature_targets(out, self.params.teacher_layer)
 
     def forward(self, student, teacher, batch):
         p = self.params
@@ -301,9 +300,7 @@ class CRD(Distiller):
             negatives = mem.sample_negatives(idx, p.k)  # (B, k)
             crd = mem(es, et, idx, negatives, p.nce_t)
         self._last = (idx, es.detach(), et.detach())
-        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
-        if p.alpha > 0:
-            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         parts["crd"] = p.weight * crd
         return parts
 

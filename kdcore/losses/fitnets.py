@@ -21,7 +21,7 @@ from ..projectors import (
     collapsed,
     singular_values,
 )
-from .kd import kd_loss
+from .kd import ce_and_kd
 from .logsum import logsum_loss
 
 
@@ -142,9 +142,7 @@ class FitNets(Distiller):
         hint = p.beta * self.hint(student, teacher)
         if self.stage == "hint":
             return {"hint": hint}
-        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
-        if p.alpha > 0:
-            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         if p.hint_epochs <= 0:  # the two-stage schedule drops the hint after its stage
             parts["hint"] = hint
         return parts

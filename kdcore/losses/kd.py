@@ -47,6 +47,22 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     return kl * (T * T)
 
 
+def ce_and_kd(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    alpha: float,
+    T: float,
+) -> dict[str, torch.Tensor]:
+    """The label and response parts that feature and relation methods add to their own term:
+    ``{"ce": (1 − α)·CE}`` and, when α > 0, ``"kd": α·kd_loss(·, ·, T)`` (Hinton et al. 2015).
+    student_logits, teacher_logits: (B, K); labels: (B,). Scalars, batch means."""
+    parts = {"ce": (1.0 - alpha) * F.cross_entropy(student_logits, labels)}
+    if alpha > 0:
+        parts["kd"] = alpha * kd_loss(student_logits, teacher_logits, T)
+    return parts
+
+
 def distillation_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,

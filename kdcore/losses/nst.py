@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..method import Distiller, Probe, param
-from .kd import kd_loss
+from .kd import ce_and_kd
 
 # Weight of the NST term against cross-entropy in mdistiller's CIFAR-100 config
 # (CFG.NST.LOSS.FEAT_WEIGHT). For the caller; the loss carries no weight.
@@ -113,8 +113,6 @@ class NST(Distiller):
 
     def forward(self, student, teacher, batch):
         p = self.params
-        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
-        if p.alpha > 0:
-            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         parts["nst"] = p.weight * nst_loss(student.features[p.student_layer], teacher["feat"])
         return parts

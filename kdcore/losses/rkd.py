@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..method import Distiller, Probe, param
-from .kd import kd_loss
+from ..method import Distiller, Probe, flat_feature_targets, param
+from .kd import ce_and_kd
 
 # λ_RKD-D and λ_RKD-A as used for image classification (CIFAR-100) by RepDistiller's RKDLoss
 # (w_d=25, w_a=50) and mdistiller (CFG.RKD.DISTANCE_WEIGHT, ANGLE_WEIGHT); Park et al. 2019 use 1
@@ -280,8 +280,7 @@ class RKD(Distiller):
         probe.teacher_shape(params.teacher_layer)
 
     def teacher_targets(self, out):
-        feat = out.features[self.params.teacher_layer]
-        return {"logits": out.logits, "feat": feat.reshape(feat.shape[0], -1)}  # (B, D_t)
+        return flat_feature_targets(out, self.params.teacher_layer)
 
     def forward(self, student, teacher, batch):
         p = self.params
@@ -297,9 +296,7 @@ class RKD(Distiller):
                 dist = dist + rkd_distance_loss(s, t) / len(groups)
             if p.angle_weight > 0:
                 angle = angle + rkd_angle_loss(s, t) / len(groups)
-        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
-        if p.alpha > 0:
-            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         if p.distance_weight > 0:
             parts["rkd_d"] = p.distance_weight * dist
         if p.angle_weight > 0:

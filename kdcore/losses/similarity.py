@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from ..method import Distiller, Probe, param
-from .kd import kd_loss
+from ..method import Distiller, Probe, flat_feature_targets, param
+from .kd import ce_and_kd
 
 # γ, the weight of L_SP against cross-entropy (Tung & Mori 2019, §4.1, CIFAR-10 experiments; also
 # mdistiller's CFG.SP.LOSS.FEAT_WEIGHT). For the caller; the loss carries no weight.
@@ -79,13 +78,10 @@ class SimilarityPreserving(Distiller):
         probe.teacher_shape(params.teacher_layer)
 
     def teacher_targets(self, out):
-        feat = out.features[self.params.teacher_layer]
-        return {"logits": out.logits, "feat": feat.reshape(feat.shape[0], -1)}  # (B, D_t)
+        return flat_feature_targets(out, self.params.teacher_layer)
 
     def forward(self, student, teacher, batch):
         p = self.params
-        parts = {"ce": (1.0 - p.alpha) * F.cross_entropy(student.logits, batch.y)}
-        if p.alpha > 0:
-            parts["kd"] = p.alpha * kd_loss(student.logits, teacher["logits"], p.T)
+        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         parts["sp"] = p.gamma * similarity_loss(student.features[p.student_layer], teacher["feat"])
         return parts
