@@ -1,4 +1,5 @@
-"""Plotly figures for the training-modes page, from stored run results (plain dicts and lists).
+"""Plotly figures for the training-modes page, from stored run results (plain dicts and lists),
+and the rows of the papers' reference tables that the presets quote.
 
 No Streamlit and no tensor maths: the page reads a preset's result (or a run's live history)
 and passes it in.
@@ -18,6 +19,21 @@ def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
     fig = fig or go.Figure()
     fig.update_layout(template=TEMPLATE, **layout)
     return fig
+
+
+def paper_reference(paper: dict) -> tuple[str, list[dict]]:
+    """The numbers a mode preset quotes from its paper, as a caption and the rows of a table.
+
+    ``paper["table"]`` names the entry and ``paper["setting"]`` says what it holds. A list of
+    rows is returned as it is, under a caption; a flat dict (name -> percent) goes into the
+    caption itself, with no rows. ("", []) when the preset quotes no table."""
+    table = paper.get(paper.get("table") or "")
+    if not table:
+        return "", []
+    if isinstance(table, dict):
+        values = ", ".join(f"{k} {v}%" for k, v in table.items())
+        return f"Paper ({paper.get('setting', '')}): {values}.", []
+    return f"Paper: {paper.get('setting', '')}.", [dict(row) for row in table]
 
 
 def split_live_history(history: dict[str, list[dict]]) -> dict[str, list[dict]]:

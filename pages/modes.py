@@ -176,9 +176,10 @@ if run is not None and run.result:
     except (KeyError, IndexError, TypeError) as err:  # a result from an older version
         ui.fallback(f"This run's result has another shape ({type(err).__name__}: {err}).")
         lab_ui.results_table(run)
-paper = preset.paper.get("cifar100_top1")
-if paper:
-    st.caption(f"Paper ({preset.paper['setting']}): " + ", ".join(f"{k} {v}%"
-               for k, v in paper.items()) + ".")  # fmt: skip
+caption, rows = mf.paper_reference(preset.paper)  # the preset's paper dict, not retyped here
+if rows:
+    st.dataframe(rows, hide_index=True, key=f"paper-{mode}")
+if caption:
+    st.caption(caption)
 st.caption(f"Source: {preset.source}. Why ours differ: {preset.differences}")
 ui.show_code(*CODE[mode])

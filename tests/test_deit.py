@@ -18,7 +18,7 @@ from kdcore.distill import distill
 from kdcore.losses.deit import DeiT, DeiTParams, deit_hard_loss, deit_soft_loss, head_logits
 from kdcore.methods import METHODS
 from kdcore.models import KDModel, build_model
-from kdcore.presets import run_preset
+from kdcore.presets import PRESETS, run_preset
 from kdcore.presets_deit import pick_examples, token_report
 from kdcore.train import Batch, TrainConfig
 from kdcore.vit import TinyViT
@@ -275,3 +275,24 @@ def test_cross_entropy_part_is_plain_cross_entropy_at_lambda_zero():
     ce, kd = deit_hard_loss(c, d, t, y, lam=0.0)
     torch.testing.assert_close(ce, F.cross_entropy(c, y))
     assert kd == 0
+
+
+def test_preset_quotes_deit_table_3():
+    """Touvron et al. 2021, Table 3 (not Table 5, the throughput table): ImageNet top-1 of the
+    distillation variants, six rows by four models."""
+    p = PRESETS["deit-mnist"]
+    assert "Table 3" in p.source and "Table 5" not in p.source + p.differences
+    assert "could not" not in p.differences
+    assert "Table 3" in p.paper["setting"] and all("Table 5" not in c for c in p.paper["claims"])
+    rows = {r["method"]: r for r in p.paper["imagenet_top1"]}
+    models = ("DeiT-Ti 224", "DeiT-S 224", "DeiT-B 224", "DeiT-B↑384")
+    assert {m: [rows[m][k] for k in models] for m in rows} == {
+        "no distillation": [72.2, 79.8, 81.8, 83.1],
+        "usual distillation": [72.2, 79.8, 81.8, 83.2],
+        "hard distillation": [74.3, 80.9, 83.0, 84.0],
+        "distillation token: class embedding": [73.9, 80.9, 83.0, 84.2],
+        "distillation token: distil. embedding": [74.6, 81.1, 83.1, 84.4],
+        "distillation token: class+distillation": [74.5, 81.2, 83.4, 84.5],
+    }
+    assert [r["label"] for r in rows.values()] == [True, False, False, True, True, True]
+    assert [r["teacher"] for r in rows.values()] == ["none", "soft", "hard", "hard", "hard", "hard"]

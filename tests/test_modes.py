@@ -350,3 +350,52 @@ def test_mode_presets_check_their_configs():
     assert PRESETS["mutual-learning"].paper["cifar100_top1"] == {"alone": 68.99, "mutual": 71.19}
     with pytest.raises(ValueError, match="two peers"):
         run_preset("mutual-learning", peers=("mlp-30",))
+
+
+def test_mode_presets_quote_the_papers_tables():
+    """The verified numbers: Furlanello et al. 2018 Table 2, Mirzadeh et al. 2020 Tables 1 and
+    3, Hinton et al. 2015 Table 1; each named by ``paper["table"]`` and JSON-safe (stored with
+    every run's result)."""
+    ban = PRESETS["born-again"].paper
+    assert "Table 2" in PRESETS["born-again"].source and "Table 2" in ban["setting"]
+    rows = {r["network"]: r for r in ban[ban["table"]]}
+    assert list(rows) == ["DenseNet-112-33", "DenseNet-90-60", "DenseNet-80-80",
+                          "DenseNet-80-120"]  # fmt: skip
+    assert rows["DenseNet-112-33"]["teacher"] == 18.25 and rows["DenseNet-112-33"]["BAN"] == 16.95
+    assert rows["DenseNet-80-80"]["BAN-3"] == 15.5 and rows["DenseNet-80-120"]["Ens*3"] == 14.9
+    assert rows["DenseNet-80-120"]["BAN-3"] is None  # not trained in the paper
+    assert all(r["BAN"] < r["teacher"] for r in rows.values())  # the born-again claim
+
+    ta = PRESETS["teacher-assistant"].paper
+    assert "Table 1" in ta["setting"] and "Tables 1 and 3" in PRESETS["teacher-assistant"].source
+    t1 = {(r["model"], r["dataset"]): r for r in ta[ta["table"]]}
+    assert t1["CNN", "CIFAR-100"] == {"model": "CNN", "dataset": "CIFAR-100", "NOKD": 41.09,
+                                      "BLKD": 44.57, "TAKD": 44.92}  # fmt: skip
+    assert t1["ResNet", "CIFAR-100"]["TAKD"] == 61.82 and t1["ResNet", "ImageNet"]["NOKD"] == 65.2
+    assert all(r["TAKD"] > r["BLKD"] > r["NOKD"] for r in t1.values())
+    assert ta["assistant_depth"]["CIFAR-100"]["TA=20"] == 61.82 == t1["ResNet", "CIFAR-100"]["TAKD"]
+
+    hinton = PRESETS["ensemble"].paper
+    assert "Table 1" in hinton["setting"] and "Table 1" in PRESETS["ensemble"].source
+    t1 = {r["system"]: (r["test frame accuracy %"], r["WER %"]) for r in hinton["speech"]}
+    assert t1 == {"baseline": (58.9, 10.9), "10x ensemble": (61.1, 10.7),
+                  "distilled single model": (60.8, 10.7)}  # fmt: skip
+    assert all(n in hinton["claims"][0] for n in ("58.9%", "61.1%", "60.8%", "10.9%"))
+
+    for name in ("born-again", "teacher-assistant", "ensemble"):
+        paper = PRESETS[name].paper
+        assert json.loads(json.dumps(paper)) == paper
+        assert "could not" not in PRESETS[name].differences
+
+
+def test_paper_reference_reads_the_presets_table():
+    from app.mode_figures import paper_reference
+
+    caption, rows = paper_reference(PRESETS["mutual-learning"].paper)
+    assert rows == [] and caption == (
+        "Paper (ResNet-32 pair on CIFAR-100, top-1 accuracy %): alone 68.99%, mutual 71.19%."
+    )
+    paper = PRESETS["born-again"].paper
+    caption, rows = paper_reference(paper)
+    assert rows == paper["cifar100_test_error"] and caption.startswith("Paper: Furlanello")
+    assert paper_reference(PRESETS["deep-supervision"].paper) == ("", [])

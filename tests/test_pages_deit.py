@@ -111,3 +111,18 @@ def test_figure_helpers_on_hand_made_numbers():
                        "distillation head": "3"}  # fmt: skip
     fig = token_curves(res["tokens"])
     assert len(fig.data) == 1 + 2 * 4  # no teacher: one head; two students: 2 heads + 2 agreements
+
+
+def test_paper_table_3_is_shown_with_or_without_a_run(store_path):
+    """DeiT's Table 3 from the preset's paper dict, cited, whether or not a run is stored."""
+    from kdcore.presets import PRESETS
+
+    rows = PRESETS["deit-mnist"].paper["imagenet_top1"]
+    at = _page()
+    assert len(at.dataframe) == 1
+    assert at.dataframe[0].value.to_dict("records") == rows
+    assert any("Touvron et al. 2021, Table 3" in c.value for c in at.caption)
+    assert not any("could not be checked" in c.value or "Table 5" in c.value for c in at.caption)
+    _fake_run(Store(store_path))
+    at = _page()
+    assert at.dataframe[-1].value.to_dict("records") == rows

@@ -12,7 +12,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kdcore.presets import run_preset
+from kdcore.presets import PRESETS, run_preset
 from kdcore.store import Store
 from tests.test_modes import TINY, TINY_OVERRIDES
 from tests.tiny_mnist import write_tiny_mnist
@@ -105,3 +105,29 @@ def test_a_mutual_learning_run_in_flight_is_drawn_live(store_path, results):
     assert any(f"Run #{run_id} is under way" in c.value for c in at.caption)
     text = json.dumps(_charts(at))
     assert "peer_1, mutual" in text and "peer_2, mutual" in text
+
+
+@pytest.mark.parametrize(
+    ("mode", "cited"),
+    [("born-again", "Furlanello et al. 2018, Table 2"),
+     ("teacher-assistant", "Mirzadeh et al. 2020, Table 1"),
+     ("ensemble", "Hinton et al. 2015, Table 1")],
+)  # fmt: skip
+def test_each_mode_shows_its_papers_table_from_the_preset(store_path, mode, cited):
+    """The page draws the rows the preset quotes (one source of truth), under a citation."""
+    paper = PRESETS[mode].paper
+    at = _page(mode=mode)
+    assert len(at.dataframe) == 1  # no run stored: the reference table only
+    table = at.dataframe[0].value
+    shown = table.astype(object).where(table.notna(), None).to_dict("records")  # NaN: None
+    assert shown == paper[paper["table"]]
+    assert any(c.value.startswith(f"Paper: {cited}") for c in at.caption)
+
+
+def test_the_reference_numbers_are_the_papers(store_path):
+    table = _page(mode="ensemble").dataframe[0].value
+    assert list(table["test frame accuracy %"]) == [58.9, 61.1, 60.8]
+    assert list(table["WER %"]) == [10.9, 10.7, 10.7]
+    at = _page(mode="mutual-learning")
+    assert not at.dataframe
+    assert any("alone 68.99%, mutual 71.19%" in c.value for c in at.caption)
