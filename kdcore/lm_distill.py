@@ -1,0 +1,106 @@
+"""Glue between :func:`kdcore.lm.fit_lm` and an entry of :data:`kdcore.lm_methods.LM_METHODS`.
+
+:class:`Transfer` holds what every student of a run shares: the teacher, the training documents,
+the teacher's continuations of them (written once per decoding and prompt length) and the
+teacher's logits on each text it is asked about (computed once: the inputs are not augmented).
+:func:`lm_step` turns a method into the step function ``fit_lm`` runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .gpt import TinyGPT
+from .language import Corpus
+from .lm import Texts, continue_texts, corpus_of, logits_of, retokenize
+from .lm_methods import LMBatch, get_lm_method
+
+TEACHER_TOKENIZER = "char"
+
+
+@dataclass
+class Transfer:
+    teacher: TinyGPT | None
+    train: Texts
+    n_words: int
+    seed: int = 0
+    _texts: dict[tuple, Corpus] = field(default_factory=dict)
+    _logits: dict[tuple, torch.Tensor] = field(default_factory=dict)
+
+    def texts(self, reads: str, prompt_words: int = 0) -> Corpus:
+        """The training text a method reads, in the teacher's tokenization: the true corpus, or
+        the teacher's continuation of each document after ``prompt_words`` true words."""
+        if reads == "corpus":
+            return self.train.char
+        key = (reads, prompt_words)
+        if key not in self._texts:
+            if self.teacher is None:
+                raise ValueError(f"reading {reads} text needs a teacher")
+            g = torch.Generator().manual_seed(self.seed + 17)
+            ids = continue_texts(self.teacher, self.train.char, TEACHER_TOKENIZER, self.n_words,
+                                 prompt_words, reads == "teacher-greedy", 1.0, g)  # fmt: skip
+            self._texts[key] = corpus_of(ids, TEACHER_TOKENIZER)
+        return self._texts[key]
+
+    def teacher_logits(self, reads: str, prompt_words: int = 0) -> torch.Tensor:
+        """The teacher's next-token logits on that text, (N, L-1, V), computed once."""
+        key = (reads, prompt_words)
+        if key not in self._logits:
+            self._logits[key] = logits_of(self.teacher, self.texts(reads, prompt_words).ids)
+        return self._logits[key]
+
+
+def lm_step(
+    method: str, params: Any, tokenizer: str, transfer: Transfer
+) -> Callable[[TinyGPT, torch.Tensor], dict[str, torch.Tensor]]:
+    """The step function for a student with ``tokenizer`` trained by ``method``.
+
+    Raises ValueError (one line) when the method compares logits position by position and the
+    student's tokenizer is not the teacher's: there is no shared vocabulary to compare.
+    """
+    m = get_lm_method(method)
+    p = m.make_params(params)
+    if m.same_vocab and tokenizer != TEACHER_TOKENIZER:
+        raise ValueError(
+            f"{m.title} compares next-token distributions entry by entry, so it needs the "
+            f"teacher's vocabulary ({TEACHER_TOKENIZER}); this student's tokenizer is {tokenizer}"
+        )
+    reads = m.reads(p)
+    prompt_words = getattr(p, "prompt_words", 0)
+
+    if reads == "student":  # on-policy: the student writes, the teacher scores (GKD, Alg. 1)
+        g = torch.Generator().manual_seed(transfer.seed + 29)
+        corpus = transfer.train.tokens(tokenizer)
+
+        def on_policy(model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+            own = float(torch.rand((), generator=g)) < p.lam
+            if own:
+                batch = Corpus(corpus.ids[rows], corpus.mask[rows], corpus.chars[rows])
+                ids = continue_texts(model, batch, tokenizer, transfer.n_words, prompt_words,
+                                     False, 1.0, g)  # fmt: skip
+                mask = corpus_of(ids, tokenizer).mask
+                model.train()
+            else:
+                ids, mask = corpus.ids[rows], corpus.mask[rows]
+            with torch.no_grad():
+                t = transfer.teacher(ids[:, :-1])
+            return m.loss(LMBatch(model(ids[:, :-1]), ids[:, 1:], mask, t, mask), p)
+
+        return on_policy
+
+    text = transfer.texts(reads, prompt_words)
+    own = text if tokenizer == TEACHER_TOKENIZER else retokenize(
+        text.ids, TEACHER_TOKENIZER, tokenizer, transfer.n_words)  # fmt: skip
+    own = own.to(text.ids.device)
+    t_logits = transfer.teacher_logits(reads, prompt_words) if m.uses_teacher else None
+
+    def offline(model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        s = model(own.ids[rows, :-1])
+        t = t_logits[rows] if t_logits is not None else None
+        return m.loss(LMBatch(s, own.ids[rows, 1:], own.mask[rows], t, text.mask[rows]), p)
+
+    return offline

@@ -1,0 +1,190 @@
+"""The one table of language-model distillation methods.
+
+A language-model method says two things: which text the student reads (:attr:`LMMethod.reads`:
+the true corpus, the teacher's own continuations of it, or the student's own samples) and what it
+is trained to match there (:attr:`LMMethod.loss`, built on the pure functions of
+:mod:`kdcore.losses.lm`). The vision methods' table (:mod:`kdcore.methods`) cannot hold them: a
+vision method never chooses its inputs. Nothing outside this table names one of these methods;
+:mod:`kdcore.lm_distill` turns an entry into a training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+
+from .lm import cross_entropy
+from .losses.lm import generalized_jsd, token_kd_loss, uld_loss
+from .method import check_config, param
+
+READS = ("corpus", "teacher-greedy", "teacher-sample", "student")
+
+
+@dataclass
+class LMBatch:
+    """What a loss sees: the student's logits (B, L, V) on the text it reads, the targets and
+    counted positions (B, L), and the teacher's logits on the same text in the teacher's own
+    tokenization (B, Lt, Vt) with their mask, when the method uses a teacher."""
+
+    student: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    teacher: torch.Tensor | None = None
+    teacher_mask: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LMMethod:
+    name: str
+    title: str
+    citation: str
+    summary: str
+    params: type
+    reads: Callable[[Any], str]  # params -> one of READS
+    loss: Callable[[LMBatch, Any], dict[str, torch.Tensor]]
+    uses_teacher: bool = True
+    same_vocab: bool = True  # compares logits position by position: needs the teacher's tokenizer
+    baseline: bool = False
+
+    def make_params(self, values: dict[str, Any] | None = None) -> Any:
+        known = {f.name for f in fields(self.params)}
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            raise ValueError(f"method {self.name} has no parameter {', '.join(unknown)}")
+        p = replace(self.params(), **(values or {}))
+        check_config(p)
+        return p
+
+    def params_dict(self, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        return asdict(self.make_params(values))
+
+
+LM_METHODS: dict[str, LMMethod] = {}
+
+
+def register(method: LMMethod) -> LMMethod:
+    if method.name in LM_METHODS:
+        raise ValueError(f"language-model method {method.name!r} is registered twice")
+    if not method.uses_teacher and method.same_vocab:
+        method = replace(method, same_vocab=False)
+    LM_METHODS[method.name] = method
+    return method
+
+
+def get_lm_method(name: str) -> LMMethod:
+    if name not in LM_METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(LM_METHODS)}")
+    return LM_METHODS[name]
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+@dataclass(frozen=True)
+class WordKDParams:
+    T: float = param(1.0, "Temperature T", 0.1, 20.0)
+    # Kim & Rush interpolate the NLL and the KD term with a weight α; an even mix is this
+    # project's default, not theirs
+    alpha: float = param(0.5, "α, weight of the teacher term", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SeqKDParams:
+    decode: str = param("greedy", "Teacher's decoding", choices=("greedy", "sample"))
+    prompt_words: int = param(3, "True words before the teacher writes", 0, 20)
+
+
+@dataclass(frozen=True)
+class SeqWordKDParams:
+    decode: str = param("greedy", "Teacher's decoding", choices=("greedy", "sample"))
+    prompt_words: int = param(3, "True words before the teacher writes", 0, 20)
+    T: float = param(1.0, "Temperature T", 0.1, 20.0)
+    alpha: float = param(0.5, "α, weight of the word-level term", 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OnPolicyParams:
+    beta: float = param(0.0, "β: 0 forward KL, 1 reverse KL", 0.0, 1.0)
+    lam: float = param(1.0, "λ, share of batches the student writes", 0.0, 1.0)
+    prompt_words: int = param(1, "True words before the student writes", 0, 20)
+
+
+@dataclass(frozen=True)
+class ULDParams:
+    lam: float = param(0.5, "λ, weight of the ULD term", 0.0, 10.0)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _ce(b: LMBatch) -> torch.Tensor:
+    return cross_entropy(b.student, b.targets, b.mask)
+
+
+def _word_kd(b: LMBatch, p: WordKDParams) -> dict[str, torch.Tensor]:
+    kd = token_kd_loss(b.student, b.teacher, p.T, b.mask)
+    return {"ce": (1 - p.alpha) * _ce(b), "kd": p.alpha * kd}
+
+
+def _on_policy(b: LMBatch, p: OnPolicyParams) -> dict[str, torch.Tensor]:
+    return {"jsd": generalized_jsd(b.student, b.teacher, p.beta, 1.0, b.mask)}
+
+
+def _uld(b: LMBatch, p: ULDParams) -> dict[str, torch.Tensor]:
+    return {"ce": _ce(b), "uld": p.lam * uld_loss(b.student, b.teacher, b.mask, b.teacher_mask)}
+
+
+register(
+    LMMethod(
+        "lm-hard", "Real text only", "cross-entropy baseline",
+        "No teacher: next-token cross-entropy on the true corpus.", NoParams,
+        lambda p: "corpus", lambda b, p: {"ce": _ce(b)}, uses_teacher=False, baseline=True,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "word-kd", "Word-level KD", "Kim & Rush 2016, arXiv:1606.07947, §3.1",
+        "At every position of the true text, the teacher's whole next-token distribution.",
+        WordKDParams, lambda p: "corpus", _word_kd,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "seq-kd", "Sequence-level KD", "Kim & Rush 2016, arXiv:1606.07947, §3.2",
+        "The teacher's own continuations of the corpus (its approximate mode under greedy "
+        "decoding), learnt as if they were the data.",
+        SeqKDParams, lambda p: f"teacher-{p.decode}", lambda b, p: {"ce": _ce(b)},
+        same_vocab=False,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "seq-word-kd", "Sequence- + word-level KD", "Kim & Rush 2016, arXiv:1606.07947, §3.2",
+        "The teacher's continuations, and its distribution at every position of them.",
+        SeqWordKDParams, lambda p: f"teacher-{p.decode}", _word_kd,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "on-policy", "On-policy KD (GKD)", "Agarwal et al. 2024, arXiv:2306.13649",
+        "The student writes; the teacher scores every token of it; a β moves the divergence "
+        "from forward KL through JSD to reverse KL.",
+        OnPolicyParams, lambda p: "student", _on_policy,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "uld", "Universal logit distance", "Boizard et al. 2024, arXiv:2402.12030",
+        "Across tokenizers: the sorted next-token probabilities of teacher and student, "
+        "position by position.",
+        ULDParams, lambda p: "corpus", _uld, same_vocab=False,
+    )
+)  # fmt: skip
