@@ -337,6 +337,7 @@ def save_state(module: nn.Module, path: str | Path, meta: dict | None = None) ->
     os.close(fd)
     try:
         save_file(state, tmp, metadata=info)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; weights are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -541,6 +541,8 @@ from . import (  # noqa: E402, F401
     lab,
     presets_deit,
     presets_features,
+    presets_lm,
     presets_modes,
     presets_relation,
+    presets_spec,
 )

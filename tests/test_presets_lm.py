@@ -1,0 +1,65 @@
+"""The language-model presets end to end at a tiny size, with the shipped teacher: every model
+is trained, measured and reported under the JSON keys the pages and the issue name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kdcore.presets_lm import ON_POLICY, WORD_VS_SEQ
+from kdcore.presets_spec import DRAFTS
+from kdcore.runner import run_preset
+
+TINY = {"epochs": 1, "docs": 32, "test_docs": 50, "samples": 10, "batch_size": 16}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _check(result: dict, names) -> None:
+    assert result["status"] == "completed", result["message"]
+    json.dumps(result)  # stored as JSON
+    assert set(names) | {"teacher"} == set(result["models"])
+    floor = result["floor_bits"]
+    for name, m in result["models"].items():
+        assert m["bits_per_char"] > floor, name  # nothing beats the language's entropy
+        assert 0 <= m["sample_valid"] <= 1 and 0 < m["sample_distinct"] <= 1
+        assert m["kl_true"] == pytest.approx(m["bits_per_char"] - floor, abs=1e-4)
+
+
+def test_word_vs_sequence_kd_reports_every_student_and_the_tokenizer_refusal():
+    result = run_preset("word-vs-sequence-kd", **TINY)
+    _check(result, WORD_VS_SEQ)
+    assert "vocabulary" in result["tokenizer_mismatch"]
+    models = result["models"]
+    assert models["wordtok_uld"]["tokenizer"] == "word" and "kl_teacher" not in models["wordtok_uld"]
+    assert models["teacher"]["greedy_match"] == 1.0  # the teacher's greedy text is its own
+    assert set(result["teacher_texts"]) == {"greedy", "sample", "corpus"}
+
+
+def test_on_policy_kd_trains_each_beta():
+    result = run_preset("on-policy-kd", **TINY, lam=1.0)
+    _check(result, ON_POLICY)
+    betas = {n: m.get("method_params", {}).get("beta") for n, m in result["models"].items()}
+    assert betas["on_policy_fkl"] == 0.0 and betas["on_policy_rkl"] == 1.0
+
+
+def test_speculative_draft_has_the_issue_keys_and_consistent_numbers():
+    result = run_preset("speculative-draft", **TINY, generations=3, gamma=3)
+    _check(result, DRAFTS)
+    for key in ("acceptance_rate", "tokens_per_teacher_call", "expected_acceptance", "speedup"):
+        assert set(result[key]) == set(DRAFTS), key
+        assert all(isinstance(v, float) for v in result[key].values())
+    for name in DRAFTS:
+        assert 0 <= result["acceptance_rate"][name] <= 1
+        assert 1 <= result["tokens_per_teacher_call"][name] <= 4  # at most γ + 1
+        trace = result["traces"][name]
+        assert trace and all(len(r["text"]) == len(r["proposed"]) for r in trace)
+    assert abs(sum(result["first_word"]["teacher"].values()) - 1) < 0.05
