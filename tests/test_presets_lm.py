@@ -39,7 +39,8 @@ def test_word_vs_sequence_kd_reports_every_student_and_the_tokenizer_refusal():
     _check(result, WORD_VS_SEQ)
     assert "vocabulary" in result["tokenizer_mismatch"]
     models = result["models"]
-    assert models["wordtok_uld"]["tokenizer"] == "word" and "kl_teacher" not in models["wordtok_uld"]
+    uld = models["wordtok_uld"]
+    assert uld["tokenizer"] == "word" and "kl_teacher" not in uld  # no shared vocabulary
     assert models["teacher"]["greedy_match"] == 1.0  # the teacher's greedy text is its own
     assert set(result["teacher_texts"]) == {"greedy", "sample", "corpus"}
 
