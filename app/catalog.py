@@ -71,10 +71,26 @@ PAGES: tuple[PageInfo, ...] = (
     PageInfo(
         "deit",
         "Vision transformers: DeiT",
-        "Response-based",
+        "Transformer era",
         ":material/token:",
         "deit.py",
         ("digit", "idx", "kind", "tau", "lam", "ep_deit", "student", "img"),
+    ),
+    PageInfo(
+        "language-models",
+        "Distilling language models",
+        "Transformer era",
+        ":material/translate:",
+        "lm.py",
+        ("doc", "pos", "T", "sep", "weight", "beta", "view", "ep_lm"),
+    ),
+    PageInfo(
+        "speculative",
+        "Speculative decoding",
+        "Transformer era",
+        ":material/fast_forward:",
+        "speculative.py",
+        ("alpha", "gamma", "draft", "ep_spec"),
     ),
     PageInfo(
         "relations",

@@ -7,7 +7,7 @@ from app.catalog import KNOWLEDGE, MAP, MODES
 
 # Pages that belong to a map cell besides its own (the cell's slug): the loss that KD trains with,
 # decoupled KD and DeiT's distillation token sit beside the temperature page (response, offline).
-ALSO = {("Response", "Offline"): ("kd-loss", "dkd", "deit")}
+ALSO = {("Response", "Offline"): ("kd-loss", "dkd", "deit", "language-models", "speculative")}
 
 # The framework as a diagram: an inline SVG scales with the page and needs no plotting round trip.
 DIAGRAM = """

@@ -68,10 +68,11 @@ def test_overview_map_links_the_pages_that_exist():
     assert any("Knowledge distillation" in t.value for t in at.title)
     links = [link.proto.page for link in at.get("page_link")]
     expected = [c.slug for c in MAP if available(c.slug)]
-    # Beside the temperature page in the response/offline cell: the loss page (issue #11), DKD
-    # and DeiT's distillation token.
+    # Beside the temperature page in the response/offline cell: the loss page (issue #11), DKD,
+    # DeiT's distillation token and the language-model pages (issue #13).
     at_ = expected.index("temperature") + 1
-    expected[at_:at_] = ["kd-loss", "dkd", "deit"]
+    also = ("kd-loss", "dkd", "deit", "language-models", "speculative")
+    expected[at_:at_] = [s for s in also if available(s)]
     assert links == expected and "temperature" in links
     coming = [c.value for c in at.caption if "coming" in c.value]
     assert len(coming) == sum(not available(c.slug) for c in MAP)

@@ -1,0 +1,143 @@
+"""Distilling language models: word-level, sequence-level and on-policy KD, forward vs reverse
+KL, and a student with another tokenizer, on a language whose probabilities are known."""
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from app import lab_ui, ui
+from app.components.klview import kl_view, url_beta
+from app.lm_figures import document_html, next_char_figure, results_figure, results_rows
+from kdcore.checkpoint import CheckpointError
+from kdcore.gpt import load_lm
+from kdcore.klfit import BETAS, kl_frames
+from kdcore.language import LANGUAGE, PROMPT
+from kdcore.lm import sample_texts
+from kdcore.lm_distill import lm_step
+from kdcore.lm_methods import LM_METHODS
+from kdcore.losses.lm import generalized_jsd, token_kd_loss, uld_loss
+from kdcore.presets_lm import ASSET, N_WORDS
+
+VIEWS = {"word-vs-sequence-kd": "word- vs sequence-level KD", "on-policy-kd": "on-policy KD"}
+COST = {"word-vs-sequence-kd": "Eight students of 62k parameters, one epoch each with the "
+        "shipped teacher: about a minute on a quiet 2-core CPU.",
+        "on-policy-kd": "Five students; the on-policy ones write a batch of text before every "
+        "step: about two minutes an epoch on a quiet 2-core CPU."}  # fmt: skip
+READS = {"corpus": "the true text", "teacher-greedy": "the teacher's greedy continuations",
+         "teacher-sample": "the teacher's sampled continuations",
+         "student": "its own samples"}  # fmt: skip
+
+
+@st.cache_resource(max_entries=1)
+def teacher():
+    return load_lm(ASSET)[0]
+
+
+@st.cache_data(max_entries=64)
+def position(doc: int, pos: int, T: float) -> dict:
+    """The exact and the teacher's next-character distributions after ``pos`` characters."""
+    text = PROMPT + LANGUAGE.text(sample_texts(doc + 1, N_WORDS, 2024).words[doc])
+    ids = torch.tensor([LANGUAGE.chars.encode(text)])
+    truth = LANGUAGE.true_next(ids)[0, pos - 1]  # (V,)
+    with torch.no_grad():
+        z = teacher()(ids[:, :-1])[0, pos - 1]  # (V,)
+    p_t = torch.softmax(z / T, -1)
+    kl = float((truth * (truth.clamp_min(1e-30).log() - p_t.log())).sum())
+    return {"text": text, "truth": truth.tolist(), "teacher": p_t.tolist(), "kl": kl}
+
+
+st.title("Distilling language models")
+ui.prose(
+    "A language model is a classifier applied again and again: at every position it gives a "
+    "distribution over the next token. Distillation carries over, with two new questions. "
+    "**Which text** does the student learn on: the real corpus, the teacher's own writing, or "
+    "the student's? And **which divergence**: forward KL makes the student cover everything the "
+    "teacher might say, reverse KL makes it commit to what the teacher says most. Here it all "
+    "runs on a small synthetic language whose true probabilities are known exactly, so every "
+    "model can be measured against the truth, not only against the teacher."
+)
+st.dataframe(pd.DataFrame({
+    "": ["teacher's output", "transfer set", "vocabulary", "a student's mistakes"],
+    "vision (the pages before)": ["one distribution per image", "images, fixed",
+                                  "the classes, shared by design", "one wrong label"],
+    "language models": ["one distribution per position", "text: real, the teacher's or the "
+                        "student's own", "the tokenizer's, may differ", "compound as it writes"],
+}), hide_index=True)  # fmt: skip
+
+st.header("A language with known probabilities")
+try:
+    teacher()
+except CheckpointError as err:
+    ui.fallback(f"{err}; run `python scripts/train_lm_teacher.py` to write it.")
+    st.stop()
+st.caption(
+    f"Ten-word documents from a word-bigram grammar over {len(LANGUAGE.words)} words, written "
+    f"letter by letter ({LANGUAGE.chars.vocab_size - 1} characters). The teacher is a "
+    "0.8M-parameter character-level transformer shipped in `assets/models/`."
+)
+c1, c2, c3 = st.columns(3)
+with c1:
+    doc = ui.url_int("Held-out document", "doc", 0, 199, 0)
+text = position(doc, 2, 1.0)["text"]
+with c2:
+    pos = ui.url_int("Characters read", "pos", 2, len(text) - 1, 2)
+with c3:
+    T = ui.url_float("Teacher's temperature T", "T", 0.25, 10.0, 1.0, 0.25, slider=True)
+one = position(doc, pos, T)
+st.html(document_html(text, pos))
+ui.plot(next_char_figure(LANGUAGE.chars.chars, one["truth"], one["teacher"], T), key="next")
+st.caption(
+    f"KL(truth ‖ teacher at T = {T:g}) here: {one['kl']:.4f} nats. Inside a word the next "
+    "letter is nearly certain; at a space the next word is open, and that is where the "
+    "teacher's dark knowledge lives. Word-level KD matches these bars at every position."
+)
+
+st.header("Whose text, which target")
+st.dataframe(pd.DataFrame([
+    {"method": m.title, "the student reads": READS[m.reads(m.params())],
+     "it matches": m.summary, "any tokenizer": "yes" if not m.same_vocab else "no",
+     "source": m.citation} for m in LM_METHODS.values()
+]), hide_index=True)  # fmt: skip
+st.latex(r"\mathcal L_{\text{word}} = \frac{T^2}{|y|}\sum_{j}\mathrm{KL}\big(p_T(\cdot\mid "
+         r"y_{<j})\,\|\,q_T(\cdot\mid y_{<j})\big),\quad y \sim \text{corpus}")  # fmt: skip
+st.latex(r"\mathcal L_{\text{seq}} = -\log q(\hat y),\quad \hat y \approx \arg\max_y p(y)"
+         r"\ \ \text{(Kim \& Rush 2016)}")  # fmt: skip
+st.latex(r"D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m) + (1-\beta)\,\mathrm{KL}(q\|m),\ "
+         r"m = \beta p + (1-\beta) q,\quad y \sim q\ \ \text{(on-policy, GKD)}")  # fmt: skip
+
+st.header("Forward or reverse KL")
+ui.prose(
+    "A small student cannot copy a teacher that spreads its mass over two answers. Under forward "
+    "KL(teacher ‖ student) every place the teacher puts mass must be covered, so the student "
+    "stretches over both modes and puts mass in the gap, where the teacher says nothing. Under "
+    "reverse KL(student ‖ teacher) the student is punished for mass where the teacher has none, "
+    "so it picks one mode. Drag β: the best single Gaussian is recomputed for each divergence."
+)
+c1, c2 = st.columns(2)
+with c1:
+    sep = ui.url_float("Distance between the modes", "sep", 1.0, 8.0, 5.0, 0.5, slider=True)
+with c2:
+    weight = ui.url_float("Weight of the left mode", "weight", 0.1, 0.9, 0.6, 0.05, slider=True)
+frames = st.cache_data(max_entries=32)(kl_frames)(sep, weight, 1.0, BETAS)
+kl_view(frames, url_beta())
+
+st.header("Trained students")
+view = ui.url_choice("Run", list(VIEWS), "view", "word-vs-sequence-kd", format_func=VIEWS.get)
+run = lab_ui.stored_or_offer(lab_ui.job_queue(), view, COST[view], "ep_lm", "run_lm")
+if run is not None:
+    res = run.result
+    st.caption(f"Run #{run.id}: {lab_ui.describe(run)}; {res.get('training_docs', '?'):,} "
+               f"training documents; the language's entropy on the held-out ones is "
+               f"{res.get('floor_bits', 0):.4f} bits per character.")  # fmt: skip
+    ui.plot(results_figure(res.get("models", {}), res.get("floor_bits", 0.0)), key="results")
+    st.dataframe(pd.DataFrame(results_rows(res.get("models", {}))), hide_index=True)
+    if res.get("tokenizer_mismatch"):
+        st.info(f"Word-level KD for the word-tokenizer student: {res['tokenizer_mismatch']}.",
+                icon=":material/block:")  # fmt: skip
+    for kind, texts in res.get("teacher_texts", {}).items():
+        st.caption(f"Training text, {kind}: " + " / ".join(f"`{t.strip()}`" for t in texts[:3]))
+    claims = res.get("paper", {}).get("claims", [])
+    if claims:
+        st.caption("Papers: " + " ".join(claims))
+
+ui.show_code(token_kd_loss, generalized_jsd, uld_loss, lm_step)

@@ -1,0 +1,93 @@
+"""The language-model pages in a real headless Chromium.
+
+A small real ``speculative-draft`` run is trained first through the CLI into a store of its own
+(one epoch on 32 documents, three generations per draft, with the shipped teacher). Then:
+/language-models, where dragging β moves the student's curve and every number beside it while the
+button is held, and the URL takes β only on release; /speculative, where the stored run's
+token-by-token animation plays in the browser.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    require_browser,
+    streamlit_server,
+)
+from tests.test_e2e_browser import open_page
+
+pytestmark = pytest.mark.browser
+NUMBERS = (".kl-beta", ".kl-mu", ".kl-sigma", ".kl-fwd", ".kl-rev", ".kl-gap")
+
+
+def readout(page) -> dict[str, str]:
+    return {sel: page.locator(f"[data-testid='klview'] {sel}").inner_text() for sel in NUMBERS}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_browser()
+    tmp = tmp_path_factory.mktemp("lm")
+    env = {"KD_STORE": str(tmp / "runs.sqlite"), "KD_CACHE_DIR": str(tmp / "cache")}
+    subprocess.run(
+        [sys.executable, "-m", "kdcore", "run", "speculative-draft", "--epochs", "1",
+         "--set", "docs=32", "--set", "test_docs=50", "--set", "samples=10",
+         "--set", "generations=3", "--device", "cpu"],
+        cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    with streamlit_server("streamlit-lm.log", env) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_beta_moves_the_student_and_its_numbers_together(browser, server):
+    page = open_page(browser, f"{server}/language-models?sep=6")
+    try:
+        from playwright.sync_api import expect
+
+        expect(page.locator("[data-testid='klview'] .kl-mu")).not_to_have_text("", timeout=60_000)
+        slider = page.locator("[data-testid='klview'] input[type=range]")
+        slider.scroll_into_view_if_needed()
+        before = readout(page)
+        curve = page.locator("[data-testid='klview'] path.kl-q").get_attribute("d")
+        box = slider.bounding_box()
+        y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + 4, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] - 4, y, steps=15)
+        page.wait_for_timeout(200)
+        during = readout(page)  # still held: no rerun yet
+        page.screenshot(path=str(ARTIFACTS / "lm-kl-dragging.png"))
+        assert during[".kl-beta"] != before[".kl-beta"]
+        assert during[".kl-mu"] != before[".kl-mu"] and during[".kl-gap"] != before[".kl-gap"]
+        assert page.locator("[data-testid='klview'] path.kl-q").get_attribute("d") != curve
+        assert "beta" not in parse_qs(urlparse(page.url).query)
+        page.mouse.up()
+        page.wait_for_function(
+            "() => new URL(location.href).searchParams.has('beta')", timeout=20_000
+        )
+        page.wait_for_timeout(1500)
+        assert float(parse_qs(urlparse(page.url).query)["beta"][0]) > 0.9
+        assert readout(page) == during  # the rerun shows what the drag showed
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()

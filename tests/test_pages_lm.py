@@ -1,0 +1,95 @@
+"""AppTest for the language-model page: the next-character view with the shipped teacher and the
+exact probabilities, odd URL values, the methods' table from the registry, and the stored runs
+(an empty store offers a run; a small hand-written result is drawn without training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.lm_figures import LABEL, results_figure, results_rows
+from kdcore.lm_methods import LM_METHODS
+from kdcore.store import Store
+
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "lm.py"
+
+
+def _page(**params) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=90)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if key in c.proto.id)
+
+
+def test_the_next_character_view_follows_the_url(store_path):
+    at = _page(doc="3", pos="9", T="2")
+    assert [s.value for s in at.slider if s.label.startswith("Teacher's temperature")] == [2.0]
+    fig = _chart(at, "next")
+    truth = next(t for t in fig["data"] if t["name"].startswith("the language"))
+    assert sum(truth["y"]) == pytest.approx(1.0, abs=1e-6)
+    assert any(t["name"] == "teacher at T = 2" for t in fig["data"])
+    assert any("KL(truth ‖ teacher at T = 2)" in c.value for c in at.caption)
+    methods = at.dataframe[1].value
+    assert list(methods["method"]) == [m.title for m in LM_METHODS.values()]
+
+
+@pytest.mark.parametrize("params", [{"doc": "abc"}, {"pos": "999"}, {"T": "-1"},
+                                    {"beta": "nan"}, {"view": "nope"}])  # fmt: skip
+def test_odd_url_values_fall_back_without_a_traceback(store_path, params):
+    at = _page(**params)
+    assert at.get("plotly_chart")
+
+
+def test_empty_store_offers_a_run(store_path):
+    at = _page()
+    assert [b.label for b in at.button] == ["Run it now"]
+    assert any("No completed word-vs-sequence-kd run" in i.value for i in at.info)
+
+
+def _result() -> dict:
+    def model(bits, method, tok="char", **kw):
+        return {"bits_per_char": bits, "kl_true": bits - 0.65, "sample_valid": 0.9,
+                "sample_distinct": 0.8, "sample_nll": 0.7, "method": method, "tokenizer": tok,
+                "params": 62424, "test_accuracy": 0.8, "test_errors": 10, **kw}  # fmt: skip
+
+    models = {"teacher": model(0.66, "lm-hard", role="teacher"), "hard": model(0.9, "lm-hard"),
+              "word_kd": model(0.8, "word-kd", kl_teacher=0.1),
+              "seq_kd_greedy": model(1.4, "seq-kd", greedy_match=0.95),
+              "wordtok_uld": model(0.85, "uld", "word")}  # fmt: skip
+    return {"preset": "word-vs-sequence-kd", "status": "completed", "models": models,
+            "floor_bits": 0.65, "training_docs": 4000, "history": {},
+            "tokenizer_mismatch": "Word-level KD needs the teacher's vocabulary (char)",
+            "teacher_texts": {"greedy": ["the cat sees the cat "], "sample": ["a dog runs . "]},
+            "paper": {"claims": ["Sequence-level KD gains more than word-level KD."]}}  # fmt: skip
+
+
+def test_a_stored_run_is_drawn_with_the_floor_and_the_refusal(store_path):
+    store = Store(store_path)
+    run_id = store.create("preset", "word-vs-sequence-kd", {"epochs": 1, "seed": 0}, "fake-lm")
+    store.finish(run_id, "completed", "", _result())
+    at = _page()
+    assert not at.button
+    assert any(f"Run #{run_id}" in c.value for c in at.caption)
+    fig = _chart(at, "results")
+    assert LABEL["seq_kd_greedy"] in fig["data"][0]["x"]
+    assert any("needs the teacher's vocabulary" in i.value for i in at.info)
+    assert any("the cat sees the cat" in c.value for c in at.caption)
+    at = _page(view="on-policy KD")  # the other preset has no run yet
+    assert any("No completed on-policy-kd run" in i.value for i in at.info)
+
+
+def test_figure_helpers_on_hand_made_numbers():
+    models = _result()["models"]
+    fig = results_figure(models, 0.65)
+    assert len(fig.data) == 4
+    assert list(fig.data[0].y) == [m["bits_per_char"] for m in models.values()]
+    rows = results_rows(models)
+    assert rows[2]["KL from teacher (nats/token)"] == 0.1 and rows[0]["model"] == "teacher"
