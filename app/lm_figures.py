@@ -23,6 +23,8 @@ LABEL = {
     "wordtok_uld": "word tokenizer: ULD", "supervised_fkl": "forward KL on real text",
     "on_policy_fkl": "on-policy, β = 0 (forward KL)", "on_policy_jsd": "on-policy, β = 0.5 (JSD)",
     "on_policy_rkl": "on-policy, β = 1 (reverse KL)", "teacher": "teacher",
+    "sft": "start: real text", "draft_hard": "draft: real text", "draft_kd": "draft: forward KL",
+    "draft_on_policy": "draft: on-policy", "draft_hard_long": "draft: real text, twice as long",
 }  # fmt: skip
 PANELS = (  # result key, panel title, as a percentage
     ("bits_per_char", "bits per character on real text", False),

@@ -47,7 +47,7 @@ def test_word_vs_sequence_kd_reports_every_student_and_the_tokenizer_refusal():
 
 def test_on_policy_kd_trains_each_beta():
     result = run_preset("on-policy-kd", **TINY, lam=1.0)
-    _check(result, ON_POLICY)
+    _check(result, [*ON_POLICY, "sft"])
     betas = {n: m.get("method_params", {}).get("beta") for n, m in result["models"].items()}
     assert betas["on_policy_fkl"] == 0.0 and betas["on_policy_rkl"] == 1.0
 
