@@ -56,6 +56,8 @@ class SpecConfig(LMSetting):
     epochs: int = param(12, "Epochs per draft", 1, 1000)
     gamma: int = param(4, "γ, draft tokens per round", 1, 16)
     generations: int = param(60, "Texts generated for the timing", 1, 2000)
+    first_words: int = param(400, "First words drawn per sampler (the distribution check)", 1,
+                             100_000)  # fmt: skip
 
 
 def _as_fn(model: TinyGPT):
@@ -123,6 +125,10 @@ def _generate(sampler, n: int, seed: int, device) -> tuple[list[str], SpecStats,
     return texts, total, rejected
 
 
+def _first_word_done(seq: list[int]) -> bool:
+    return seq[len(PROMPT) :].count(LANGUAGE.chars.index[" "]) >= 1
+
+
 def run_speculative(cfg: SpecConfig, ctx: RunContext) -> dict:
     t0 = time.perf_counter()
     run = LMRun.start(cfg, ctx, len(DRAFTS))
@@ -132,33 +138,36 @@ def run_speculative(cfg: SpecConfig, ctx: RunContext) -> dict:
         drafts[name] = run.student(name, "lm-draft", method, params, start=start)
     teacher, dev = run.teacher, ctx.device
     n_new = LANGUAGE.max_chars(N_WORDS) - len(PROMPT)
-    test = run.test.char
-    plain_texts, plain, _ = _generate(
-        lambda x, g: sample_plain(_as_fn(teacher), x, n_new, 1.0, g, _stop), cfg.generations,
-        cfg.seed, dev,
-    )  # fmt: skip
-    per_token = {"teacher": plain.seconds / max(plain.tokens, 1)}
+
+    def plain(stop):
+        return lambda x, g: sample_plain(_as_fn(teacher), x, n_new, 1.0, g, stop)
+
+    def spec(draft):
+        return lambda stop: lambda x, g: speculative_sample(
+            _as_fn(teacher), _as_fn(draft), x, n_new, cfg.gamma, 1.0, g, stop)  # fmt: skip
+
+    samplers = {"plain": plain, **{name: spec(d) for name, d in drafts.items()}}
     out = {k: {} for k in ("acceptance_rate", "tokens_per_teacher_call", "expected_acceptance",
                            "expected_tokens", "speedup", "samples", "traces")}  # fmt: skip
-    words = {"teacher": teacher_first_word(teacher), "plain": first_words(plain_texts)}
-    out["samples"]["plain"] = sample_report(plain_texts)
-    for name, draft in drafts.items():
-        alpha = expected_alpha(teacher, draft, test.ids, test.mask)
-        texts, spec, rejected = _generate(
-            lambda x, g, d=draft: speculative_sample(_as_fn(teacher), _as_fn(d), x, n_new,
-                                                     cfg.gamma, 1.0, g, _stop),
-            cfg.generations, cfg.seed, dev,
-        )  # fmt: skip
-        examined = spec.accepted + rejected
-        out["acceptance_rate"][name] = round(spec.accepted / max(examined, 1), 4)
-        out["tokens_per_teacher_call"][name] = round(spec.tokens_per_target_call, 4)
+    words, per_token = {"teacher": teacher_first_word(teacher)}, {}
+    for i, (name, sampler) in enumerate(samplers.items()):
+        texts, stats, rejected = _generate(sampler(_stop), cfg.generations, cfg.seed, dev)
+        out["samples"][name] = sample_report(texts)
+        # the first word alone, from many short generations with a seed of its own per sampler
+        firsts, _, _ = _generate(sampler(_first_word_done), cfg.first_words, cfg.seed + 1000 * i,
+                                 dev)  # fmt: skip
+        words[name] = first_words(firsts)
+        per_token[name] = stats.seconds / max(stats.tokens, 1)
+        if name == "plain":
+            continue
+        alpha = expected_alpha(teacher, drafts[name], run.test.char.ids, run.test.char.mask)
+        out["acceptance_rate"][name] = round(stats.accepted / max(stats.accepted + rejected, 1), 4)
+        out["tokens_per_teacher_call"][name] = round(stats.tokens_per_target_call, 4)
         out["expected_acceptance"][name] = round(alpha, 4)
         out["expected_tokens"][name] = round(expected_tokens_per_call(alpha, cfg.gamma), 4)
-        per_token[name] = spec.seconds / max(spec.tokens, 1)
-        out["speedup"][name] = round(per_token["teacher"] / per_token[name], 3)
-        out["samples"][name] = sample_report(texts)
-        out["traces"][name] = spec.trace
-        words[name] = first_words(texts)
+        out["speedup"][name] = round(per_token["plain"] / per_token[name], 3)
+        out["traces"][name] = stats.trace
+    per_token["teacher"] = per_token.pop("plain")
     out["seconds_per_token"] = {k: round(v, 6) for k, v in per_token.items()}
     out["first_word"] = words
     out["gamma"] = cfg.gamma

@@ -42,7 +42,7 @@ def server(tmp_path_factory):
     subprocess.run(
         [sys.executable, "-m", "kdcore", "run", "speculative-draft", "--epochs", "1",
          "--set", "docs=32", "--set", "test_docs=50", "--set", "samples=10",
-         "--set", "generations=3", "--device", "cpu"],
+         "--set", "generations=3", "--set", "first_words=20", "--device", "cpu"],
         cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     with streamlit_server("streamlit-lm.log", env) as url:
@@ -88,6 +88,32 @@ def test_beta_moves_the_student_and_its_numbers_together(browser, server):
         page.wait_for_timeout(1500)
         assert float(parse_qs(urlparse(page.url).query)["beta"][0]) > 0.9
         assert readout(page) == during  # the rerun shows what the drag showed
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
+
+
+def test_the_stored_rounds_play_in_the_browser(browser, server):
+    page = open_page(browser, f"{server}/speculative")
+    try:
+        main = page.locator("[data-testid='stMain']")
+        assert main.get_by_text("Run #1").count() >= 1  # the CLI's run, read from the store
+        chart = page.locator("[data-testid='stPlotlyChart']").filter(
+            has=page.locator(".updatemenu-button")
+        )  # the one animated chart: it has the Play button
+        chart.scroll_into_view_if_needed()
+        first = chart.locator(".gtitle").text_content()
+        assert first.startswith("round 1 of")
+        chart.locator(".updatemenu-button").first.click()  # Play
+        page.wait_for_function(
+            """t => [...document.querySelectorAll('.gtitle')]
+                   .some(e => e.textContent.startsWith('round') && e.textContent !== t)""",
+            arg=first,
+            timeout=20_000,
+        )
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "speculative-playing.png"))
+        assert chart.locator(".gtitle").text_content() != first
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()

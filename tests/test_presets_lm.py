@@ -53,7 +53,7 @@ def test_on_policy_kd_trains_each_beta():
 
 
 def test_speculative_draft_has_the_issue_keys_and_consistent_numbers():
-    result = run_preset("speculative-draft", **TINY, generations=3, gamma=3)
+    result = run_preset("speculative-draft", **TINY, generations=3, gamma=3, first_words=20)
     _check(result, DRAFTS)
     for key in ("acceptance_rate", "tokens_per_teacher_call", "expected_acceptance", "speedup"):
         assert set(result[key]) == set(DRAFTS), key
@@ -64,3 +64,7 @@ def test_speculative_draft_has_the_issue_keys_and_consistent_numbers():
         trace = result["traces"][name]
         assert trace and all(len(r["text"]) == len(r["proposed"]) for r in trace)
     assert abs(sum(result["first_word"]["teacher"].values()) - 1) < 0.05
+    assert set(result["first_word"]) == {"teacher", "plain", *DRAFTS}
+    assert all(
+        abs(sum(f.values()) - 1) < 1e-3 for k, f in result["first_word"].items() if k != "teacher"
+    )
