@@ -10,6 +10,9 @@ if str(ROOT) not in sys.path:  # so pages can import kdcore and app without inst
     sys.path.insert(0, str(ROOT))
 
 from app import present  # noqa: E402
+from app.ui import apply_thread_setting  # noqa: E402
+
+apply_thread_setting()  # $KD_TORCH_THREADS, for a server shared by a room (bench/bench_load.py)
 from app.catalog import DEFAULT, PAGES  # noqa: E402
 
 # A local file, not a Material symbol: Streamlit fetches those favicons from a font host,

@@ -14,6 +14,7 @@ machine may be shared.
 
     .venv/bin/python bench/bench_load.py --sessions 5
     .venv/bin/python bench/bench_load.py --sessions 30 --moves 5
+    .venv/bin/python bench/bench_load.py --sessions 10 --threads 2,1   # two rooms, side by side
 """
 
 from __future__ import annotations
@@ -158,20 +159,19 @@ async def room(base: str, sessions: int, moves: int, out: dict) -> None:
         await browser.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=10)
-    parser.add_argument("--moves", type=int, default=5, help="inputs per session")
-    parser.add_argument("--no-job", action="store_true", help="no training job alongside")
-    parser.add_argument("--settle", type=float, default=20, help="seconds to wait after closing")
-    args = parser.parse_args()
-
+def one_room(args, threads: str) -> dict:
+    """Start a server (with ``$KD_TORCH_THREADS=threads`` unless empty), fill the room, print
+    and return the figures."""
     tmp = Path(tempfile.mkdtemp(prefix="kd-load-"))
     env = {**os.environ, "KD_STORE": str(tmp / "runs.sqlite")}
+    env.pop("KD_TORCH_THREADS", None)
+    if threads:
+        env["KD_TORCH_THREADS"] = threads
     port = free_port()
     server = start_server(port, env, tmp / "streamlit.log")
     base = f"http://127.0.0.1:{port}"
     job = None
+    label = f"server torch threads: {threads or 'default'}"
     try:
         # one visit first: the process has loaded MNIST and the demo models (what a lecturer's
         # own browser does before the room joins)
@@ -179,12 +179,13 @@ def main() -> int:
         asyncio.run(room(base, 1, 0, {"open": [], "rerun": [], "errors": 0, "failed": []}))
         before = rss_mib(server.pid)
         if not args.no_job:
+            job_env = {k: v for k, v in env.items() if k != "KD_TORCH_THREADS"}
             job = subprocess.Popen(
                 [sys.executable, "-m", "kdcore", "run", "custom", "--epochs", "3",
                  "--store", str(tmp / "runs.sqlite")],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                cwd=ROOT, env=job_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        print(f"load average before: {load_average()}", flush=True)
+        print(f"{label}; load average before: {load_average()}", flush=True)
         sampler = Sampler(server.pid)
         sampler.start()
         out: dict = {"open": [], "rerun": [], "errors": 0, "failed": []}
@@ -210,6 +211,7 @@ def main() -> int:
         print(f"  exception boxes: {out['errors']}; failed sessions: {len(out['failed'])}")
         for line in out["failed"][:5]:
             print("   ", line)
+        return {"label": label, "rerun": out["rerun"], "open": out["open"]}
     finally:
         if job is not None and job.poll() is None:
             job.terminate()
@@ -218,6 +220,27 @@ def main() -> int:
             server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--moves", type=int, default=5, help="inputs per session")
+    parser.add_argument("--no-job", action="store_true", help="no training job alongside")
+    parser.add_argument("--settle", type=float, default=20, help="seconds to wait after closing")
+    parser.add_argument("--threads", default="", help="server torch threads to compare, one room "
+                        "each, e.g. '2,1' (default: torch's own, one room)")  # fmt: skip
+    args = parser.parse_args()
+    rooms = [one_room(args, t.strip()) for t in (args.threads.split(",") or [""])]
+    if len(rooms) > 1:
+        base = rooms[0]
+        print("side by side (rerun latency):")
+        for r in rooms:
+            v = r["rerun"]
+            if v and base["rerun"]:
+                print(f"  {r['label']:32s} p50 {pct(v, 50) * 1e3:7.0f} ms "
+                      f"({pct(base['rerun'], 50) / pct(v, 50):4.1f}x)  p95 {pct(v, 95) * 1e3:7.0f} "
+                      f"ms ({pct(base['rerun'], 95) / pct(v, 95):4.1f}x)")  # fmt: skip
     return 0
 
 

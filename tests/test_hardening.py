@@ -294,3 +294,18 @@ def test_divergence_rule_against_hand_made_numbers():
     assert "chance" in divergence(2.3, 300.0, 300.0, 0.11, 10)
     assert "grew" in divergence(2.3, 1.5e11, 1.5e11, 0.90, 10)  # 1e6x: whatever the accuracy
     assert divergence(float("nan"), 1e20, 1e20, 0.1, 10) == ""  # the NaN check's case
+
+
+@pytest.mark.parametrize("raw, expect", [("1", 1), ("abc", None), ("0", None), ("-2", None)])
+def test_the_server_thread_setting_takes_only_a_sane_count(monkeypatch, raw, expect):
+    import torch
+
+    from app.ui import THREADS_ENV, apply_thread_setting
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv(THREADS_ENV, raw)
+    try:
+        apply_thread_setting()
+        assert torch.get_num_threads() == (expect or before)
+    finally:
+        torch.set_num_threads(before)
