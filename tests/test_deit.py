@@ -24,18 +24,9 @@ from kdcore.train import Batch, TrainConfig
 from kdcore.vit import TinyViT
 from tests.tiny_mnist import write_tiny_mnist
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on the shared 2-core CPU two threads made the short runs 7-20 times
-    slower (measured at load 8: 39 s against 5.6 s), waiting for each other at every op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- the model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_vit_gives_logits_heads_and_tokens():

@@ -21,15 +21,7 @@ from kdcore.klfit import (
     kl_frames,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Hundreds of small ops: a second intra-op thread on a busy 2-core machine made a fit 60
-    times slower (0.2 s -> 12 s, measured). Restored for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 WIDE = torch.linspace(-15, 15, 601, dtype=torch.float64)  # fine and wide: no truncation to speak of

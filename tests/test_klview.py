@@ -5,21 +5,13 @@ link's β opens the nearest frame, nonsense in the URL falls back with a notice,
 import json
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from app.components import klview
 from app.components.klview_frontend import HTML
 from kdcore.klfit import kl_frames
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The fit is hundreds of small ops: one intra-op thread is much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def script():

@@ -26,16 +26,9 @@ from kdcore.lm import (
 from kdcore.lm_distill import Transfer, lm_step
 from kdcore.lm_methods import LM_METHODS, get_lm_method
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 N = 10  # words per document, as the presets
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: a second thread only adds synchronisation on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_the_exact_next_character_tables_are_distributions_and_give_the_word_chain():

@@ -25,17 +25,9 @@ from kdcore.methods import METHODS
 from kdcore.models import ModelOutput
 from kdcore.train import Batch
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 SETTINGS = settings(max_examples=40, deadline=None)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: a second intra-op thread only adds synchronisation, which costs
-    milliseconds per op when the machine's cores are busy. Restored for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- plain references
@@ -254,8 +246,11 @@ def test_t_squared_keeps_the_gradient_scale(seed, scale, b, k):
     assert max(with_t2) / min(with_t2) < 5.0
     plain = {T: grad_norm(s, t, T, t_squared=False) for T in GRAD_TEMPS}
     assert plain[1.0] / plain[50.0] > 500.0
-    # Once T dominates the logits the shrink is 1/T^2 exactly in the limit: halving T gives x4.
-    assert plain[20.0] / plain[50.0] == pytest.approx((50 / 20) ** 2, rel=0.05)
+    # Once T dominates the logits the shrink is 1/T^2 in the limit, up to a relative O(|z|/T):
+    # at T = 20 logits of spread 3 (|z| up to ~9) still miss it by 5% (hypothesis found one), so
+    # the limit is checked where T is some 50 times the logits.
+    far = {T: grad_norm(s, t, T, t_squared=False) for T in (400.0, 1000.0)}
+    assert far[400.0] / far[1000.0] == pytest.approx((1000 / 400) ** 2, rel=0.05)
 
 
 def zero_mean(a: np.ndarray) -> np.ndarray:

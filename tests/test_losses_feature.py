@@ -19,16 +19,9 @@ from kdcore.losses.attention import at_loss, attention_map
 from kdcore.losses.fitnets import fitnet_loss
 from kdcore.losses.logsum import LOGSUM_ALPHA, logsum_loss
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 SETTINGS = settings(max_examples=30, deadline=None)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- plain references

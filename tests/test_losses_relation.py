@@ -35,17 +35,10 @@ from kdcore.losses.rkd import (
 )
 from kdcore.losses.similarity import similarity_loss, similarity_matrix
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 SETTINGS = settings(max_examples=30, deadline=None)
 seeds = st.integers(0, 2**32 - 1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def t64(a: np.ndarray, grad: bool = False) -> torch.Tensor:

@@ -38,16 +38,10 @@ from kdcore.runner import RunContext, resolve
 from kdcore.train import Batch, TrainConfig, fit
 from tests.tiny_mnist import write_tiny_mnist
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 MODE_PRESETS = ("mutual-learning", "born-again", "deep-supervision", "ensemble", "teacher-free",
                 "teacher-assistant")  # fmt: skip
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: a second thread only contends
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

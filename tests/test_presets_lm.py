@@ -6,21 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from kdcore.presets_lm import ON_POLICY, WORD_VS_SEQ
 from kdcore.presets_spec import DRAFTS
 from kdcore.runner import run_preset
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 TINY = {"epochs": 1, "docs": 32, "test_docs": 50, "samples": 10, "batch_size": 16}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _check(result: dict, names) -> None:

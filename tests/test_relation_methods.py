@@ -25,16 +25,10 @@ from kdcore.runner import RUNNERS
 from kdcore.train import Batch, TrainConfig
 from tests.tiny_mnist import write_tiny_mnist
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 RELATION = ("rkd", "similarity", "nst", "crd", "dkd")
 RELATION_PRESETS = ("rkd-mnist", "similarity-mnist", "crd-mnist", "dkd-mnist")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small models: a second thread only contends (see test_train)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -21,17 +21,10 @@ from kdcore.speculative import (
     speculative_sample,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 V = 3
 TEMP = 1.3  # applied to both models; the exact target distribution below uses it too
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: a second intra-op thread only adds synchronisation. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tables(seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

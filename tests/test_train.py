@@ -23,15 +23,7 @@ from kdcore.train import (
     predict_logits,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: on a machine whose cores are busy a second intra-op thread made an epoch
-    of mlp-100 six times slower (2.6 s -> 16 s, measured). Restored for the other test files."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
