@@ -78,7 +78,7 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
         row, col = divmod(k, 2)
         vals = [models[n].get(key) for n in names]
         colours = [COLORS["teacher"] if n == "teacher" else
-                   COLORS["uniform"] if models[n].get("method") == "lm-hard" else
+                   COLORS["uniform"] if models[n].get("role") == "baseline" else
                    COLORS["student"] for n in names]  # fmt: skip
         fig.add_bar(x=[LABEL[n] for n in names], y=vals, marker_color=colours, showlegend=False,
                     text=[_fmt(v, pct) for v in vals], textposition="outside", cliponaxis=False,

@@ -60,7 +60,8 @@ def _result() -> dict:
                 "sample_distinct": 0.8, "sample_nll": 0.7, "method": method, "tokenizer": tok,
                 "params": 62424, "test_accuracy": 0.8, "test_errors": 10, **kw}  # fmt: skip
 
-    models = {"teacher": model(0.66, "lm-hard", role="teacher"), "hard": model(0.9, "lm-hard"),
+    models = {"teacher": model(0.66, "lm-hard", role="teacher"),
+              "hard": model(0.9, "lm-hard", role="baseline"),
               "word_kd": model(0.8, "word-kd", kl_teacher=0.1),
               "seq_kd_greedy": model(1.4, "seq-kd", greedy_match=0.95),
               "wordtok_uld": model(0.85, "uld", "word")}  # fmt: skip
@@ -90,6 +91,8 @@ def test_figure_helpers_on_hand_made_numbers():
     models = _result()["models"]
     fig = results_figure(models, 0.65)
     assert len(fig.data) == 4
+    colours = fig.data[0].marker.color  # the teacher, the baseline (by role), the students
+    assert colours[0] != colours[1] != colours[2] and colours[2] == colours[3]
     assert list(fig.data[0].y) == [m["bits_per_char"] for m in models.values()]
     rows = results_rows(models)
     assert rows[2]["KL from teacher (nats/token)"] == 0.1 and rows[0]["model"] == "teacher"
