@@ -68,6 +68,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc/PID/stat (fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -189,9 +195,9 @@ def one_room(args, threads: str) -> dict:
         sampler = Sampler(server.pid)
         sampler.start()
         out: dict = {"open": [], "rerun": [], "errors": 0, "failed": []}
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
         asyncio.run(room(base, args.sessions, args.moves, out))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
         sampler.stop.set()
         load_during = load_average()
         job_state = "none" if job is None else "running" if job.poll() is None else "finished"
@@ -208,6 +214,10 @@ def one_room(args, threads: str) -> dict:
         print(f"  server RSS: {before_warm:.0f} MiB at start, {before:.0f} MiB warm, "
               f"{sampler.peak:.0f} MiB peak during, {after:.0f} MiB {args.settle:.0f} s after "
               "the sessions closed")  # fmt: skip
+        runs = len(out["open"]) + len(out["rerun"])
+        print(f"  server CPU: {cpu:.1f} s for {runs} page opens and reruns, "
+              f"{cpu / max(runs, 1) * 1e3:.0f} ms each on average (what the server itself "
+              "spends, whatever the browsers on the same cores take)")  # fmt: skip
         print(f"  exception boxes: {out['errors']}; failed sessions: {len(out['failed'])}")
         for line in out["failed"][:5]:
             print("   ", line)

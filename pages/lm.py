@@ -105,6 +105,19 @@ st.latex(r"\mathcal L_{\text{seq}} = -\log q(\hat y),\quad \hat y \approx \arg\m
 st.latex(r"D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m) + (1-\beta)\,\mathrm{KL}(q\|m),\ "
          r"m = \beta p + (1-\beta) q,\quad y \sim q\ \ \text{(on-policy, GKD)}")  # fmt: skip
 
+st.subheader("Another tokenizer")
+words = LANGUAGE.wordtok.encode(text)
+st.markdown(
+    f"The same document, {len(LANGUAGE.chars.encode(text))} character tokens from a vocabulary "
+    f"of {LANGUAGE.chars.vocab_size} for the teacher, {len(words)} word tokens from a "
+    f"vocabulary of {LANGUAGE.wordtok.vocab_size} for the word student: "
+    + " ".join(f"`{LANGUAGE.wordtok.words[i]}`" for i in words)
+    + ". Position j of one is not position j of the other and entry v of one distribution is "
+    "not entry v of the other, so word-level KD has nothing to compare. Sequence-level KD "
+    "needs only the teacher's text; ULD compares the two distributions sorted, whatever the "
+    "tokens (Boizard et al. 2024)."
+)
+
 st.header("Forward or reverse KL")
 ui.prose(
     "A small student cannot copy a teacher that spreads its mass over two answers. Under forward "
@@ -131,6 +144,12 @@ if run is not None:
                f"{res.get('floor_bits', 0):.4f} bits per character.")  # fmt: skip
     ui.plot(results_figure(res.get("models", {}), res.get("floor_bits", 0.0)), key="results")
     st.dataframe(pd.DataFrame(results_rows(res.get("models", {}))), hide_index=True)
+    st.caption(
+        "KL from truth: bits per character above the language's entropy, the sequence-level KL "
+        "exactly. Greedy over characters is not greedy over words (after 'the', 'b' leads with "
+        "bird and boat together although 'cat' is the likeliest word), so a word-tokenizer "
+        "student's greedy text rarely equals the character teacher's."
+    )
     if res.get("tokenizer_mismatch"):
         st.info(f"Word-level KD for the word-tokenizer student: {res['tokenizer_mismatch']}.",
                 icon=":material/block:")  # fmt: skip
