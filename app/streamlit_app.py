@@ -12,7 +12,7 @@ if str(ROOT) not in sys.path:  # so pages can import kdcore and app without inst
 from app import present  # noqa: E402
 from app.ui import apply_thread_setting  # noqa: E402
 
-apply_thread_setting()  # $KD_TORCH_THREADS, for a server shared by a room (bench/bench_load.py)
+apply_thread_setting()  # $KD_TORCH_THREADS (compare with bench/bench_load.py --threads)
 from app.catalog import DEFAULT, PAGES  # noqa: E402
 
 # A local file, not a Material symbol: Streamlit fetches those favicons from a font host,

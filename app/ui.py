@@ -38,9 +38,9 @@ THREADS_ENV = "KD_TORCH_THREADS"
 
 def apply_thread_setting() -> None:
     """Torch's intra-op threads for this server process from ``$KD_TORCH_THREADS`` (unset: torch's
-    default, one per core). Process-wide, so set once; an invalid value is ignored. Measured with
-    ``bench/bench_load.py --threads``: with many sessions and a training job on a 2-core machine
-    the cores are oversubscribed, and each thread of a small op then waits for the others."""
+    default, one per core). Process-wide, so set once; an invalid value is ignored. Compare
+    settings with ``bench/bench_load.py --threads 2,1`` (on a 2-core machine shared with the
+    browsers it changed little; see the README)."""
     raw = os.environ.get(THREADS_ENV, "")
     if raw.isdigit() and 0 < int(raw) <= 256 and torch.get_num_threads() != int(raw):
         torch.set_num_threads(int(raw))
