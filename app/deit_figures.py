@@ -28,16 +28,17 @@ def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
     return fig
 
 
-def targets_figure(label: int, target: Sequence[float], kind: str) -> go.Figure:
+def targets_figure(label: int, target: Sequence[float], target_name: str) -> go.Figure:
     """What each head is pulled towards for one image: the one-hot label (class head) beside the
-    teacher's argmax (hard) or softened distribution (soft) for the distillation head."""
+    distillation head's target (``target_name``: the teacher's argmax, or its softened
+    distribution)."""
     digits = list(range(len(target)))
     fig = _fig(barmode="group", height=300, xaxis=dict(tickmode="array", tickvals=digits,
                title="digit"), yaxis=dict(title="target probability", range=[0, 1.05]))  # fmt: skip
     fig.add_bar(x=digits, y=[float(d == label) for d in digits], name="class head ← the label",
                 marker_color=SOURCE["label"])  # fmt: skip
-    name = "distillation head ← " + ("teacher's argmax" if kind == "hard" else "teacher at τ")
-    fig.add_bar(x=digits, y=list(target), name=name, marker_color=SOURCE["teacher"])
+    fig.add_bar(x=digits, y=list(target), name=f"distillation head ← {target_name}",
+                marker_color=SOURCE["teacher"])  # fmt: skip
     return fig
 
 

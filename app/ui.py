@@ -286,6 +286,29 @@ def url_text(
     return st.text_input(label, default, key=key, bind="query-params", **kw)
 
 
+def url_number(key: str, lo: float, hi: float, default: float) -> float:
+    """A number a custom control keeps in the URL (``?key=``): a value out of [lo, hi] or not a
+    number falls back to ``default`` with a notice, as for every URL-bound control."""
+    guard_url(key, float_ok(lo, hi), default)
+    raw = st.query_params.get(key)
+    return default if raw is None else float(raw)
+
+
+def release_to_url(state_key: str, field: str, key: str, lo: float, hi: float):
+    """The ``on_change`` callback of a custom slider: when it is let go, the value it reports in
+    ``session_state[state_key][field]`` goes into the URL as ``?key=`` if it is a finite number
+    in [lo, hi]; anything else is ignored."""
+
+    def released() -> None:
+        state = st.session_state.get(state_key) or {}
+        value = state.get(field) if hasattr(state, "get") else None
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and math.isfinite(value) and lo <= value <= hi:
+            st.query_params[key] = f"{value:g}"
+
+    return released
+
+
 def fallback(message: str) -> None:
     st.caption(f":material/warning: {message}")
 

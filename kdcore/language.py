@@ -72,6 +72,11 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
+    @property
+    def lengths(self) -> list[int]:
+        """Characters of text each token stands for (padding: none)."""
+        return [0] + [1] * (len(self.chars) - 1)
+
     def encode(self, text: str) -> list[int]:
         return [self.index[c] for c in text]
 
@@ -92,6 +97,11 @@ class WordTokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self.words)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Characters of text each token stands for: the word and its space (padding: none)."""
+        return [0] + [len(w) + 1 for w in self.words[1:]]
 
     def encode(self, text: str) -> list[int]:
         return [self.index[w] for w in text.split()]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .gpt import TinyGPT, generate
 from .language import LANGUAGE, PAD, PROMPT, Corpus
 from .losses.lm import forward_kl_per_token
-from .train import Callback, EpochRecord, FitResult, Progress
+from .train import Callback, EpochRecord, FitResult, Progress, divergence
 
 LN2 = math.log(2.0)
 
@@ -134,8 +134,10 @@ def corpus_of(ids: torch.Tensor, tokenizer: str) -> Corpus:
     skip = len(PROMPT) - 1 if tokenizer == "char" else 0
     mask = ids[:, 1:] != PAD
     mask[:, :skip] = False
-    chars = torch.tensor([len(t) for t in texts_of(ids, tokenizer)], device=ids.device)
-    return Corpus(ids, mask, chars)
+    # characters of text after the prompt, by table: no decoding (this runs at every on-policy
+    # step); equal to len() of texts_of's strings
+    lengths = torch.tensor(LANGUAGE.tokenizer(tokenizer).lengths, device=ids.device)
+    return Corpus(ids, mask, (lengths[ids[:, 1:]] * mask).sum(1))
 
 
 # ----------------------------------------------------------------------------- training
@@ -167,6 +169,7 @@ def fit_lm(
     history: list[EpochRecord] = []
     t0 = time.perf_counter()
     done = 0
+    first, peak = float("nan"), float("-inf")  # the first step's loss; the largest epoch mean
 
     def result(status: str, message: str) -> FitResult:
         return FitResult(status, message, {name or "model": history}, time.perf_counter() - t0)
@@ -193,6 +196,8 @@ def fit_lm(
             opt.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
+            if done == 0:
+                first = float(loss.detach())
             done += 1
             progress = Progress(epoch, i + 1, per_epoch, total, done, time.perf_counter() - t0)
             for cb in callbacks:
@@ -209,6 +214,12 @@ def fit_lm(
         history.append(record)
         for cb in callbacks:
             cb.on_epoch(record, progress)
+        # finite but exploding: the trainer's own rule, next-token accuracy against chance
+        peak = max(peak, abs(losses["total"]))
+        why = divergence(first, abs(losses["total"]), peak, record.test_accuracy, model.cfg.vocab)
+        if why:  # the epoch's record stays in the history
+            return result("failed", f"training diverged in epoch {epoch}: {why} (try a lower "
+                          "learning rate or gradient clipping)")  # fmt: skip
     return result("completed", "")
 
 
@@ -250,7 +261,7 @@ def score(model: TinyGPT, corpus: Corpus) -> dict:
 def measure(
     model: TinyGPT, tokenizer: str, test: Texts, n_words: int, teacher: TinyGPT | None,
     floor_bits: float, samples: int = 200, prompt_words: int = 2, seed: int = 0,
-    teacher_greedy: list[str] | None = None,
+    teacher_greedy: list[str] | None = None, teacher_logits: torch.Tensor | None = None,
 ) -> dict:  # fmt: skip
     """Everything a language-model preset reports for one model, JSON-ready.
 
@@ -263,12 +274,13 @@ def measure(
     keeps to the likeliest texts). On the test documents' first ``prompt_words`` words continued
     greedily: the share identical to the teacher's own greedy continuation and the teacher's
     bits per character on them (Kim & Rush's "teacher probability of the greedy output").
+    ``teacher_logits``: the teacher's logits on the test documents, when the caller has them.
     """
     corpus = test.tokens(tokenizer)
     out = score(model, corpus)
     out["kl_true"] = round(out["bits_per_char"] - floor_bits, 5)
     if teacher is not None and tokenizer == "char":
-        t = logits_of(teacher, corpus.ids)
+        t = logits_of(teacher, corpus.ids) if teacher_logits is None else teacher_logits
         kl = forward_kl_per_token(t, logits_of(model, corpus.ids), corpus.mask)
         out["kl_teacher"] = round(float(kl.sum() / corpus.mask.sum()), 5)
     g = torch.Generator().manual_seed(seed)

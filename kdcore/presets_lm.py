@@ -33,6 +33,7 @@ from .lm import (
     continue_texts,
     fit_lm,
     floor_bits,
+    logits_of,
     measure,
     sample_texts,
     score,
@@ -62,19 +63,15 @@ def train_lm_teacher(recipe: TeacherRecipe, device="cpu", callbacks=(), cancel=N
     """The ``lm-teacher`` trained on ``recipe.docs`` true documents with cross-entropy.
     Returns (model, FitResult)."""
     torch.manual_seed(recipe.seed)
-    train = sample_texts(recipe.docs, N_WORDS, recipe.seed).char.to(device)
+    train = _to(sample_texts(recipe.docs, N_WORDS, recipe.seed), device)
     test = sample_texts(500, N_WORDS, recipe.seed + 1).char.to(device)
     model = build_lm("lm-teacher", LANGUAGE.chars.vocab_size, block_for("char", N_WORDS))
     model = model.to(device)
-    step = lm_step("lm-hard", None, "char", Transfer(None, _only_char(train), N_WORDS))
+    step = lm_step("lm-hard", None, "char", Transfer(None, train, N_WORDS))
     cfg = LMTrainConfig(recipe.epochs, recipe.batch_size, recipe.lr, seed=recipe.seed)
-    result = fit_lm(model, len(train), step, cfg, lambda m: score(m, test), callbacks, cancel,
+    result = fit_lm(model, len(train.char), step, cfg, lambda m: score(m, test), callbacks, cancel,
                     name)  # fmt: skip
     return model.eval(), result
-
-
-def _only_char(corpus):
-    return Texts(torch.empty(0), corpus, corpus)
 
 
 def load_teacher(ctx: RunContext, floor: float, test: Texts) -> TinyGPT:
@@ -133,6 +130,7 @@ class LMRun:
     teacher: TinyGPT
     transfer: Transfer
     teacher_greedy: list[str]
+    teacher_test: torch.Tensor  # the teacher's logits on the test documents (N, L-1, V), once
 
     @classmethod
     def start(cls, cfg, ctx: RunContext, count: int) -> LMRun:
@@ -147,7 +145,8 @@ class LMRun:
             teacher, "char", test, N_WORDS, None, floor, cfg.samples, seed=cfg.seed,
             teacher_greedy=greedy))  # fmt: skip
         transfer = Transfer(teacher, train, N_WORDS, cfg.seed)
-        return cls(ctx, cfg, train, test, floor, teacher, transfer, greedy)
+        t_test = logits_of(teacher, test.char.ids)
+        return cls(ctx, cfg, train, test, floor, teacher, transfer, greedy, t_test)
 
     def student(self, name: str, arch: str, method: str, params=None, tokenizer: str = "char",
                 role: str | None = None, start: TinyGPT | None = None) -> TinyGPT:  # fmt: skip
@@ -170,7 +169,8 @@ class LMRun:
             "method": method, "method_params": m.params_dict(params), "tokenizer": tokenizer,
             "params": n_params(model), "seconds": round(result.seconds, 2),
             **measure(model, tokenizer, self.test, N_WORDS, self.teacher, self.floor,
-                      self.cfg.samples, seed=self.cfg.seed, teacher_greedy=self.teacher_greedy),
+                      self.cfg.samples, seed=self.cfg.seed, teacher_greedy=self.teacher_greedy,
+                      teacher_logits=self.teacher_test),
         }  # fmt: skip
         self.ctx.done(name, summary)
         return model.eval()

@@ -74,10 +74,10 @@ def _stop(seq: list[int]) -> bool:
 
 
 @torch.no_grad()
-def expected_alpha(teacher: TinyGPT, draft: TinyGPT, ids: torch.Tensor, mask) -> float:
+def expected_alpha(teacher_logits: torch.Tensor, draft: TinyGPT, ids: torch.Tensor, mask) -> float:
     """Mean over counted positions of Σ_x min(p(x), q(x)): the probability that the draft's
-    token is accepted, on held-out true text."""
-    p = logits_of(teacher, ids).softmax(-1)
+    token is accepted, on held-out true text (``teacher_logits``: the teacher's on ``ids``)."""
+    p = teacher_logits.softmax(-1)
     q = logits_of(draft, ids).softmax(-1)
     return float(acceptance_rate(p, q)[mask].mean())
 
@@ -160,7 +160,8 @@ def run_speculative(cfg: SpecConfig, ctx: RunContext) -> dict:
         per_token[name] = stats.seconds / max(stats.tokens, 1)
         if name == "plain":
             continue
-        alpha = expected_alpha(teacher, drafts[name], run.test.char.ids, run.test.char.mask)
+        alpha = expected_alpha(run.teacher_test, drafts[name], run.test.char.ids,
+                               run.test.char.mask)  # fmt: skip
         out["acceptance_rate"][name] = round(stats.accepted / max(stats.accepted + rejected, 1), 4)
         out["tokens_per_teacher_call"][name] = round(stats.tokens_per_target_call, 4)
         out["expected_acceptance"][name] = round(alpha, 4)

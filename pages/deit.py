@@ -1,7 +1,6 @@
 """Vision transformers: DeiT's distillation token (Touvron et al. 2021), from a stored run."""
 
 import streamlit as st
-import torch
 
 from app import lab_ui, ui
 from app.deit_figures import (
@@ -14,8 +13,7 @@ from app.deit_figures import (
 )
 from app.lab_ui import describe, job_queue
 from kdcore.data import load_mnist
-from kdcore.losses.deit import DeiT, deit_hard_loss, deit_soft_loss
-from kdcore.losses.kd import softmax_t
+from kdcore.losses.deit import KINDS, DeiT, deit_hard_loss, deit_soft_loss
 from kdcore.presets_deit import DEIT_PRESET
 from kdcore.vit import TinyViT
 
@@ -24,7 +22,6 @@ COST = (
     "One epoch trains the CNN teacher on 10,000 images (cached afterwards) and three tiny ViTs: "
     "about a minute and a half on a quiet 2-core CPU, up to four minutes on a busy one."
 )
-KINDS = {"hard": "hard (Eq. 3)", "soft": "soft (Eq. 2)"}
 
 
 @st.cache_data(max_entries=64)
@@ -35,12 +32,8 @@ def one_image(index: int, kind: str, tau: float, lam: float) -> dict:
     t = bundle.teacher_logits[index : index + 1]  # (1, K)
     s = bundle.student_logits[index : index + 1]  # (1, K)
     y = bundle.data.y_test[index : index + 1]  # (1,)
-    if kind == "hard":
-        target = torch.nn.functional.one_hot(t.argmax(1), t.shape[1]).float()[0]
-        ce, kd = deit_hard_loss(s, s, t, y, lam)
-    else:
-        target = softmax_t(t, tau)[0]
-        ce, kd = deit_soft_loss(s, s, t, y, tau, lam)
+    ce, kd = KINDS[kind].terms(s, s, t, y, tau, lam)
+    target = KINDS[kind].target(t, tau)[0]  # (K,)
     return {"label": int(y), "target": target.tolist(), "ce": float(ce), "kd": float(kd),
             "teacher_pred": int(t.argmax())}  # fmt: skip
 
@@ -71,14 +64,15 @@ bundle = ui.demo()
 example = ui.pick_example(bundle, default_digit=4, default_k=0)
 c1, c2, c3 = st.columns(3)
 with c1:
-    kind = ui.url_choice("Distillation", list(KINDS), "kind", "hard", format_func=KINDS.get)
+    kind = ui.url_choice("Distillation", list(KINDS), "kind", "hard",
+                         format_func=lambda k: KINDS[k].label)  # fmt: skip
 with c2:
     tau = ui.url_float("τ, temperature (soft)", "tau", 0.5, 10.0, 1.0, 0.5, slider=True,
-                       disabled=kind == "hard")  # fmt: skip
+                       disabled=not KINDS[kind].uses_tau)  # fmt: skip
 with c3:
     lam = ui.url_float("λ, the teacher's weight", "lam", 0.0, 1.0, 0.5, 0.05, slider=True)
 one = one_image(example.index, kind, tau, lam)
-ui.plot(targets_figure(one["label"], one["target"], kind), key="targets")
+ui.plot(targets_figure(one["label"], one["target"], KINDS[kind].target_name), key="targets")
 cols = st.columns(3)
 cols[0].metric("teacher's decision", one["teacher_pred"], f"label {one['label']}",
                delta_color="off")  # fmt: skip

@@ -88,14 +88,17 @@ def streamlit_server(log_name: str, env: dict[str, str] | None = None) -> Iterat
                 proc.kill()
 
 
-def server_and_browser(log_name: str, env: dict[str, str] | None = None):
+def server_and_browser(log_name: str, env: dict[str, str] | None = None, prepare=None):
     """Module-scoped ``server`` and ``browser`` fixtures for a test file: one Streamlit server
     (its log under tests/artifacts/``log_name``) and one headless Chromium shared by the file's
-    tests. Use as ``server, browser = server_and_browser("streamlit-x.log")``."""
+    tests. Use as ``server, browser = server_and_browser("streamlit-x.log")``. ``prepare()``,
+    when given, runs once before the server starts (e.g. a CLI run into the store of ``env``)."""
 
     @pytest.fixture(scope="module")
     def server():
         require_browser()
+        if prepare is not None:
+            prepare()
         with streamlit_server(log_name, env) as url:
             yield url
 

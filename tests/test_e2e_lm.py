@@ -12,18 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    require_browser,
-    streamlit_server,
-)
+from tests.browser import ARTIFACTS, ROOT, server_and_browser
 from tests.test_e2e_browser import open_page
 
 pytestmark = pytest.mark.browser
@@ -34,29 +29,21 @@ def readout(page) -> dict[str, str]:
     return {sel: page.locator(f"[data-testid='klview'] {sel}").inner_text() for sel in NUMBERS}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_browser()
-    tmp = tmp_path_factory.mktemp("lm")
-    env = {"KD_STORE": str(tmp / "runs.sqlite"), "KD_CACHE_DIR": str(tmp / "cache")}
+TMP = Path(tempfile.mkdtemp(prefix="kd-e2e-lm-"))
+ENV = {"KD_STORE": str(TMP / "runs.sqlite"), "KD_CACHE_DIR": str(TMP / "cache")}
+
+
+def small_run() -> None:
+    """A real speculative-draft run into the server's store, through the CLI."""
     subprocess.run(
         [sys.executable, "-m", "kdcore", "run", "speculative-draft", "--epochs", "1",
          "--set", "docs=32", "--set", "test_docs=50", "--set", "samples=10",
          "--set", "generations=3", "--set", "first_words=20", "--device", "cpu"],
-        cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True, timeout=300,
+        cwd=ROOT, env={**os.environ, **ENV}, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    with streamlit_server("streamlit-lm.log", env) as url:
-        yield url
 
 
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+server, browser = server_and_browser("streamlit-lm.log", ENV, prepare=small_run)
 
 
 def test_beta_moves_the_student_and_its_numbers_together(browser, server):

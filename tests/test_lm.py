@@ -200,3 +200,20 @@ def test_continue_texts_and_logits_agree_on_shapes(teacher):
                          generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert ids.shape == texts.char.ids.shape
     assert logits_of(teacher, ids).shape == (*ids[:, :-1].shape, LANGUAGE.chars.vocab_size)
+
+
+def test_a_finite_but_exploding_loss_ends_the_run_as_diverged():
+    """The trainer's own rule (kdcore.train.divergence): a loss that stays finite but grows a
+    millionfold from the first step fails the run, keeping the epoch's record."""
+    model = build_lm("lm-draft", LANGUAGE.chars.vocab_size, block_for("char", N))
+    steps = iter(range(10_000))
+
+    def exploding(m, rows):
+        zero = sum(p.sum() for p in m.parameters()) * 0.0  # a graph, no gradient
+        return {"loss": zero + (1.0 if next(steps) == 0 else 1e9)}
+
+    test = sample_texts(16, N, seed=2).char
+    result = fit_lm(model, 64, exploding, LMTrainConfig(epochs=3, batch_size=32),
+                    lambda m: score(m, test))  # fmt: skip
+    assert result.status == "failed" and "diverged in epoch 1" in result.message
+    assert len(result.history) == 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
 
 import streamlit as st
 
@@ -29,23 +28,8 @@ _component = st.components.v2.component("kd_kl_view", html=HTML, css=CSS, js=JS)
 
 
 def url_beta(default: float = B_DEFAULT) -> float:
-    """The page's β, read from the URL; a value outside [0, 1] or not a number falls back to
-    ``default`` with a notice (the same guard as every URL-bound control)."""
-    ui.guard_url(URL_KEY, ui.float_ok(B_MIN, B_MAX), default)
-    raw = st.query_params.get(URL_KEY)
-    return default if raw is None else float(raw)
-
-
-def _on_release(key: str) -> Callable[[], None]:
-    def released() -> None:
-        """The slider was let go: its β becomes the page's β, in the URL."""
-        state = st.session_state.get(key) or {}
-        beta = state.get("beta") if hasattr(state, "get") else None
-        ok = isinstance(beta, int | float) and not isinstance(beta, bool)
-        if ok and math.isfinite(beta) and B_MIN <= beta <= B_MAX:
-            st.query_params[URL_KEY] = f"{beta:g}"
-
-    return released
+    """The page's β, read from the URL (guarded like every URL-bound control)."""
+    return ui.url_number(URL_KEY, B_MIN, B_MAX, default)
 
 
 def _num(v: float, digits: int = 2) -> str:
@@ -147,5 +131,10 @@ def kl_view(frames: dict, beta: float, key: str = KEY) -> float:
     """Mounts the view for these frames (from :func:`kdcore.klfit.kl_frames`), opened at the
     frame nearest ``beta``; returns that frame's β (the value the page shows at rest)."""
     data = view_data(frames, beta)
-    _component(key=key, data=data, default={"beta": None}, on_beta_change=_on_release(key))
+    _component(
+        key=key,
+        data=data,
+        default={"beta": None},
+        on_beta_change=ui.release_to_url(key, "beta", URL_KEY, B_MIN, B_MAX),
+    )
     return data["frames"][data["active"]]["beta"]

@@ -30,19 +30,12 @@ _component = st.components.v2.component("kd_temperature_slider", html=HTML, css=
 
 
 def url_temperature(default: float = T_DEFAULT) -> float:
-    """The page's T, read from the URL; a value out of range or not a number falls back to
-    ``default`` with a notice (the same guard as every URL-bound control)."""
-    ui.guard_url(URL_KEY, ui.float_ok(T_MIN, T_MAX), default)
-    raw = st.query_params.get(URL_KEY)
-    return default if raw is None else float(raw)
+    """The page's T, read from the URL (guarded like every URL-bound control)."""
+    return ui.url_number(URL_KEY, T_MIN, T_MAX, default)
 
 
-def _released() -> None:
-    """The slider was let go: its T becomes the page's T, in the URL."""
-    state = st.session_state.get(KEY) or {}
-    T = state.get("T") if hasattr(state, "get") else None
-    if isinstance(T, int | float) and math.isfinite(T) and T_MIN <= T <= T_MAX:
-        st.query_params[URL_KEY] = f"{T:g}"
+# The slider was let go: its T becomes the page's T, in the URL.
+_released = ui.release_to_url(KEY, "T", URL_KEY, T_MIN, T_MAX)
 
 
 def _sentence(sweep: analysis.TemperatureSweep, i: int, ranked: np.ndarray) -> str:

@@ -41,6 +41,7 @@ Where the reference code departs from the paper, and what is followed here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +49,6 @@ import torch.nn.functional as F
 
 from ..method import Distiller, param
 
-KINDS = ("hard", "soft")
 # facebookresearch/deit main.py defaults: --distillation-alpha 0.5, --distillation-tau 1.0.
 DEIT_LAMBDA = 0.5
 DEIT_TAU = 1.0
@@ -105,6 +105,33 @@ def deit_hard_loss(
     return label_term, lam * F.cross_entropy(dist_logits, y_t)
 
 
+@dataclass(frozen=True)
+class DeiTKind:
+    """One kind of DeiT distillation: its two loss terms, what it pulls the distillation head
+    towards, and whether τ matters. The distiller and the page read it from :data:`KINDS`."""
+
+    label: str  # as a control shows it
+    target_name: str  # what the distillation head learns from
+    uses_tau: bool
+    # (cls, dist, teacher logits, labels, tau, lam) -> (label term, teacher term)
+    terms: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    # (teacher logits (B, K), tau) -> the distillation head's target distribution (B, K)
+    target: Callable[[torch.Tensor, float], torch.Tensor]
+
+
+KINDS: dict[str, DeiTKind] = {
+    "hard": DeiTKind(
+        "hard (Eq. 3)", "teacher's argmax", False,
+        lambda c, d, t, y, tau, lam: deit_hard_loss(c, d, t, y, lam),
+        lambda t, tau: F.one_hot(t.argmax(-1), t.shape[-1]).float(),
+    ),
+    "soft": DeiTKind(
+        "soft (Eq. 2)", "teacher at τ", True, deit_soft_loss,
+        lambda t, tau: F.softmax(t / tau, dim=-1),
+    ),
+}  # fmt: skip
+
+
 def head_logits(features: dict[str, torch.Tensor], logits: torch.Tensor):
     """(class-head logits, distillation-head logits) of a student: its ``cls_logits`` and
     ``dist_logits`` features when it has a distillation token, else its logits twice."""
@@ -116,7 +143,7 @@ def head_logits(features: dict[str, torch.Tensor], logits: torch.Tensor):
 
 @dataclass(frozen=True)
 class DeiTParams:
-    kind: str = param("hard", "Kind of distillation", choices=KINDS,
+    kind: str = param("hard", "Kind of distillation", choices=tuple(KINDS),
                       help="hard: the teacher's argmax as a label (Eq. 3); soft: its softened "
                       "distribution (Eq. 2).")  # fmt: skip
     tau: float = param(DEIT_TAU, "τ, temperature (soft only)", 0.05, 100.0, 0.5,
@@ -132,9 +159,5 @@ class DeiT(Distiller):
     def forward(self, student, teacher, batch):
         p = self.params
         cls, dist = head_logits(student.features, student.logits)
-        t = teacher["logits"]
-        if p.kind == "soft":
-            ce, kd = deit_soft_loss(cls, dist, t, batch.y, p.tau, p.lam)
-        else:
-            ce, kd = deit_hard_loss(cls, dist, t, batch.y, p.lam)
+        ce, kd = KINDS[p.kind].terms(cls, dist, teacher["logits"], batch.y, p.tau, p.lam)
         return {"ce": ce, "teacher": kd}
