@@ -52,6 +52,8 @@ _DTYPE_BYTES = {
     "U32": 4, "I32": 4, "F32": 4,
     "U64": 8, "I64": 8, "F64": 8,
 }  # fmt: skip
+# A model's float32 tensors may be stored at half precision (save_model(half=True)).
+_STORED_AS = {"F32": ("F32", "F16")}
 _TORCH_DTYPES = {
     torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16",
     torch.float16: "F16", torch.bfloat16: "BF16", torch.int32: "I32", torch.float32: "F32",
@@ -78,8 +80,12 @@ def save_model(
     num_classes: int,
     in_shape: tuple[int, int, int],
     meta: dict | None = None,
+    half: bool = False,
 ) -> Path:
     """Write ``model``'s state dict and its architecture to ``path`` (safetensors).
+
+    ``half`` stores the float32 tensors as float16 (half the file; the shipped reference runs
+    use it): loading casts them back, so the model computes in float32 as before.
 
     The file is written under a unique temporary name in the same folder and then renamed over
     ``path``: a crash never leaves a half-written checkpoint under the name, and concurrent saves
@@ -88,6 +94,8 @@ def save_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
     info = {
         "format": FORMAT,
         "arch": arch,
@@ -253,7 +261,13 @@ def _check_tensors(spec: _Spec, header: _Header, name: str) -> None:
     def bad(why: str) -> CheckpointError:
         return CheckpointError(f"{name} does not match its architecture {_show(spec.arch)}: {why}")
 
-    need = sum(math.prod(shape) * _DTYPE_BYTES.get(dt, 4) for dt, shape in expected.values())
+    def accepted(dt: str) -> tuple[str, ...]:
+        return _STORED_AS.get(dt, (dt,))
+
+    need = sum(
+        math.prod(shape) * min(_DTYPE_BYTES.get(d, 4) for d in accepted(dt))
+        for dt, shape in expected.values()
+    )
     if need > header.data_bytes:
         params = sum(math.prod(shape) for _, shape in expected.values())
         raise bad(
@@ -269,7 +283,7 @@ def _check_tensors(spec: _Spec, header: _Header, name: str) -> None:
         got_dtype, got_shape = header.tensors[key]
         if got_shape != shape:
             raise bad(f"tensor {_show(key)} has shape {list(got_shape)}, expected {list(shape)}")
-        if got_dtype != dtype:
+        if got_dtype not in accepted(dtype):
             raise bad(f"tensor {_show(key)} has dtype {got_dtype}, expected {dtype}")
 
 

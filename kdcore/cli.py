@@ -73,6 +73,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for p in PRESETS.values():
         print(f"{p.name:20s} {p.title}")
         print(f"{'':20s} default epochs {p.config.epochs}; paper: {p.source}")
+        for name, changes in p.profiles.items():
+            shown = ", ".join(f"{k}={v}" for k, v in changes.items())
+            print(f"{'':20s} --profile {name}: {shown}")
     return 0
 
 
@@ -159,7 +162,7 @@ def _spec(args: argparse.Namespace) -> RunSpec:
     for flag in ("epochs", "seed"):  # --epochs and --seed win over --set epochs=, seed=
         if getattr(args, flag) is not None:
             changes[flag] = getattr(args, flag)
-    return RunSpec.make(args.preset, device=args.device, **changes)
+    return RunSpec.make(args.preset, device=args.device, profile=args.profile, **changes)
 
 
 def _run_stored(args: argparse.Namespace, spec: RunSpec) -> dict | None:
@@ -223,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs per model (default: the preset's)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
+    p.add_argument(
+        "--profile",
+        help="start from a named profile of the preset instead of its default, e.g. paper "
+        "(the paper-length recipe; `presets` lists each preset's profiles)",
+    )
     p.add_argument("--out", help="write the results as JSON to this file")
     p.add_argument("--data-dir", help=f"folder with data sets (default: ${DATA_DIR_ENV})")
     p.add_argument("--no-cache", action="store_true", help="retrain the teacher even if cached")

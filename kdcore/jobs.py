@@ -52,11 +52,12 @@ class RunSpec:
         seed: int | None = None,
         device: str = "auto",
         config: Any = None,
+        profile: str | None = None,
         **overrides: Any,
     ) -> RunSpec:
-        """A spec for runner ``name``: ``config`` (default: the runner's) with ``epochs``,
-        ``seed`` and ``overrides`` applied and checked. ValueError (one line) when it cannot
-        run."""
+        """A spec for runner ``name``: ``config`` (default: the runner's, or its named
+        ``profile``) with ``epochs``, ``seed`` and ``overrides`` applied and checked.
+        ValueError (one line) when it cannot run."""
         if name not in RUNNERS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(RUNNERS)}")
         runner = RUNNERS[name]
@@ -65,6 +66,8 @@ class RunSpec:
             changes["epochs"] = epochs
         if seed is not None:
             changes["seed"] = seed
+        if config is None:
+            config = runner.profile_config(profile)
         return cls(runner.kind, name, runner.with_changes(changes, base=config), device)
 
     preset = make

@@ -122,6 +122,18 @@ class Preset:
     # (config, changes) -> config: how overrides apply; the default replaces fields by name
     configure: Callable[[Any, dict[str, Any]], Any] | None = None
     check: Callable[[Any], None] | None = None  # more checks than each field's range
+    # Named sets of changes to the default config, e.g. "paper": the paper-length recipe. A
+    # profile is a starting point like the default; the user's own changes apply on top.
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def profile_config(self, profile: str | None) -> Any:
+        """The default config (``None`` or "default") or that of a named profile, checked."""
+        if profile in (None, "", "default"):
+            return self.config
+        if profile not in self.profiles:
+            have = ", ".join(["default", *self.profiles])
+            raise ValueError(f"{self.name} has no profile {profile!r}; choose {have}")
+        return self.with_changes(self.profiles[profile])
 
     def with_changes(self, changes: dict[str, Any], base: Any = None) -> Any:
         """The config with ``changes`` applied and every field checked (ValueError, one line).
@@ -328,15 +340,22 @@ def get_runner(name: str) -> Preset:
     return RUNNERS[name]
 
 
-def resolve(name: str, epochs: int | None = None, seed: int | None = None, **overrides: Any) -> Any:
-    """The runner's config with the overrides applied and checked."""
+def resolve(
+    name: str,
+    epochs: int | None = None,
+    seed: int | None = None,
+    profile: str | None = None,
+    **overrides: Any,
+) -> Any:
+    """The runner's config (its default, or the named ``profile``) with the overrides applied
+    and checked."""
     preset = get_runner(name)
     changes = dict(overrides)
     if epochs is not None:
         changes["epochs"] = epochs
     if seed is not None:
         changes["seed"] = seed
-    return preset.with_changes(changes)
+    return preset.with_changes(changes, base=preset.profile_config(profile))
 
 
 def run_preset(
@@ -350,16 +369,17 @@ def run_preset(
     data_dir: str | None = None,
     trained: dict[str, Trained] | None = None,
     config: Any = None,
+    profile: str | None = None,
     **overrides: Any,
 ) -> dict:
     """Run a registered runner. A model that is cancelled or fails ends the run with that
     status; the models finished before it and the partial history are kept in the result.
 
-    ``config`` is a resolved config to run as it is; otherwise the runner's default with
-    ``epochs``, ``seed`` and ``overrides`` applied. ``trained``, when given, receives every
+    ``config`` is a resolved config to run as it is; otherwise the runner's default (or its
+    ``profile``) with ``epochs``, ``seed`` and ``overrides`` applied. ``trained``, when given, receives every
     model the run produced (to save their weights)."""
     preset = get_runner(name)
-    cfg = config if config is not None else resolve(name, epochs, seed, **overrides)
+    cfg = config if config is not None else resolve(name, epochs, seed, profile, **overrides)
     ctx = RunContext(pick_device(device), monitor or Monitor(), cancel, use_cache, data_dir)
     if trained is not None:
         ctx.trained = trained

@@ -59,6 +59,10 @@ class TrainConfig:
     warmup: float = 0.02  # fraction of all steps with a linear ramp up to lr (steadies the start)
     grad_clip: float = 0.0  # max global gradient norm; 0 = no clipping
     augment_shift: int = 0  # pixels of random translation per training image; 0 = none
+    # Max-norm constraint (Srivastava et al. 2014, §5.1): after every step, each unit's vector
+    # of incoming weights (a row of every Linear layer) is scaled back onto the ball of this L2
+    # radius when it leaves it. 0 = none.
+    max_norm: float = 0.0
     seed: int = 0
     eval_batch_size: int = 4096
 
@@ -246,6 +250,17 @@ def divergence(first: float, loss: float, peak: float, accuracy: float, classes:
     return ""
 
 
+@torch.no_grad()
+def apply_max_norm(modules: list[nn.Module], radius: float) -> None:
+    """Scale each row of every Linear weight (one unit's incoming weights) whose L2 norm exceeds
+    ``radius`` back to ``radius``; rows inside the ball are left exactly as they are."""
+    for m in modules:
+        for layer in m.modules():
+            if isinstance(layer, nn.Linear):
+                w = layer.weight  # (out, in): row i holds unit i's incoming weights
+                w.copy_(torch.renorm(w, p=2, dim=0, maxnorm=radius))
+
+
 def _parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
     """Trainable parameters of all modules, each once (a distiller may hold a model too)."""
     seen: dict[int, nn.Parameter] = {}
@@ -354,6 +369,8 @@ def fit(
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
+                if cfg.max_norm > 0:
+                    apply_max_norm(trainable, cfg.max_norm)
                 if after_step is not None:
                     with torch.no_grad():
                         after_step(batch)

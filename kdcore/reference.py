@@ -1,0 +1,215 @@
+"""Reference runs: completed paper-length runs shipped with the app, so their results open at once.
+
+Each lives in ``assets/reference_runs/<preset>.json``: the result dict of
+:func:`kdcore.runner.run_preset` (the schema of ``python -m kdcore run --out``) plus a
+``reference`` block saying how it was made (the exact command, the code version, the device, the
+seconds) and which of its models' weights ship beside it as safetensors
+(``<preset>/<model>.safetensors``, stored at half precision). ``scripts/make_reference_runs.py``
+writes them; nothing here trains.
+
+A file that does not read as a reference run is skipped with a one-line reason, never unpickled
+and never fatal: the app shows the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import CheckpointError, load_model, save_model
+from .models import KDModel
+
+REFERENCE_ENV = "KD_REFERENCE_DIR"
+# The keys every run result has (see kdcore.runner) and those the reference block adds.
+RESULT_KEYS = ("preset", "status", "config", "device", "history", "models", "paper", "seconds")
+INFO_KEYS = ("profile", "command", "code_version", "device", "device_name", "seconds", "created")
+MODEL_KEYS = ("role", "arch", "test_errors", "test_accuracy")
+
+
+def reference_dir() -> Path:
+    """``$KD_REFERENCE_DIR`` or the repository's ``assets/reference_runs``."""
+    env = os.environ.get(REFERENCE_ENV)
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "assets" / "reference_runs"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One shipped run: ``result`` as run_preset returned it, ``info`` how it was made."""
+
+    preset: str
+    result: dict[str, Any]
+    info: dict[str, Any]
+    path: Path
+
+    @property
+    def profile(self) -> str:
+        return self.info["profile"]
+
+    @property
+    def weights(self) -> dict[str, dict]:
+        """model name -> {"file", "dtype", "test_errors"} for the models shipped as weights."""
+        return self.info.get("weights", {})
+
+    def label(self) -> str:
+        """How the app names it: "shipped · paper profile · 150 epochs · 41 min on a CPU"."""
+        minutes = self.info["seconds"] / 60
+        took = f"{minutes:.0f} min" if minutes >= 1 else f"{self.info['seconds']:.0f} s"
+        kind = "GPU" if str(self.info["device"]).startswith("cuda") else "CPU"
+        epochs = self.result["config"].get("epochs")
+        span = f" · {epochs} epochs" if epochs else ""
+        return f"shipped · {self.profile} profile{span} · {took} on a {kind}"
+
+
+def check_reference(obj: Any, name: str) -> None:
+    """Raise ValueError (one line) when ``obj`` is not a reference run's JSON."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"{name}: not a JSON object")
+    missing = [k for k in RESULT_KEYS if k not in obj]
+    if missing:
+        raise ValueError(f"{name}: no {', '.join(missing)} (not a run result)")
+    info = obj.get("reference")
+    if not isinstance(info, dict):
+        raise ValueError(f"{name}: no reference block (how the run was made)")
+    missing = [k for k in INFO_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"{name}: the reference block has no {', '.join(missing)}")
+    if not isinstance(obj["models"], dict) or not obj["models"]:
+        raise ValueError(f"{name}: no models")
+    for model, summary in obj["models"].items():
+        gone = [k for k in MODEL_KEYS if not isinstance(summary, dict) or k not in summary]
+        if gone:
+            raise ValueError(f"{name}: model {model!r} has no {', '.join(gone)}")
+    for model, w in info.get("weights", {}).items():
+        if model not in obj["models"] or not isinstance(w, dict) or "file" not in w:
+            raise ValueError(f"{name}: weights for {model!r} do not name a model and a file")
+
+
+def load_reference(path: Path) -> Reference:
+    """Read and check one reference file (ValueError with one line when it cannot)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path.name}: unreadable ({type(err).__name__})") from None
+    check_reference(obj, path.name)
+    info = obj.pop("reference")
+    return Reference(obj["preset"], obj, info, path)
+
+
+def load_references(folder: Path | None = None) -> tuple[dict[str, Reference], list[str]]:
+    """Every reference run in ``folder`` (default :func:`reference_dir`), keyed by preset, and
+    one line for each file that was skipped."""
+    folder = reference_dir() if folder is None else folder
+    refs: dict[str, Reference] = {}
+    problems: list[str] = []
+    if not folder.is_dir():
+        return refs, problems
+    for path in sorted(folder.glob("*.json")):
+        try:
+            ref = load_reference(path)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        refs[ref.preset] = ref
+    return refs, problems
+
+
+def reference_model(ref: Reference, model: str, device: str | torch.device = "cpu") -> KDModel:
+    """The shipped weights of ``model`` in ``ref`` (CheckpointError, one line, when missing or
+    damaged)."""
+    w = ref.weights.get(model)
+    if w is None:
+        raise CheckpointError(f"the reference run {ref.preset} ships no weights for {model}")
+    path = ref.path.parent / w["file"]
+    net, _ = load_model(path, device, expect_arch=ref.result["models"][model]["arch"])
+    return net
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def code_version() -> str:
+    """The git commit the code was run from (with "+changes" when the tree was not clean), or
+    the package version outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+            check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return f"kdcore {__version__}"
+    return f"{sha}{'+changes' if dirty else ''} (kdcore {__version__})"
+
+
+def device_name(device: str) -> str:
+    """What the run ran on, in words: the GPU's name, or the CPU's with torch's thread count."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def write_reference(
+    result: dict,
+    trained: dict,
+    folder: Path,
+    profile: str,
+    command: str,
+    weights: tuple[str, ...] = (),
+) -> Path:
+    """Write ``result`` as ``folder/<preset>.json`` with its reference block, and the weights of
+    the models named in ``weights`` (from ``trained``, as run_preset fills it) at half
+    precision, each with its test errors measured again after the round trip."""
+    from .data import load_dataset  # the data set only when weights are checked
+    from .train import evaluate
+
+    preset = result["preset"]
+    folder.mkdir(parents=True, exist_ok=True)
+    shipped: dict[str, dict] = {}
+    for name in weights:
+        t = trained.get(name)
+        if t is None:
+            continue
+        rel = f"{preset}/{name.replace(' ', '_')}.safetensors"
+        path = save_model(t.model, folder / rel, t.arch, t.num_classes, t.in_shape, half=True)
+        back, _ = load_model(path, "cpu")
+        data = load_dataset(result["config"].get("dataset", "mnist"), torch.device("cpu"))
+        shipped[name] = {
+            "file": rel,
+            "dtype": "float16",
+            "bytes": path.stat().st_size,
+            "test_errors": evaluate(back, data)["test_errors"],
+        }
+    info = {
+        "profile": profile,
+        "command": command,
+        "code_version": code_version(),
+        "device": result["device"],
+        "device_name": device_name(result["device"]),
+        "seconds": result["seconds"],
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "weights": shipped,
+    }
+    out = folder / f"{preset}.json"
+    out.write_text(json.dumps({**result, "reference": info}, indent=1))
+    return out

@@ -1,0 +1,83 @@
+"""Regenerate the shipped reference runs in assets/reference_runs/ (see kdcore/reference.py).
+
+    python scripts/make_reference_runs.py                       # the paper profile of Hinton's demos
+    python scripts/make_reference_runs.py hinton-mnist --device cuda
+    python scripts/make_reference_runs.py hinton-mnist --epochs 1 --out /tmp/refs   # a quick check
+
+Each preset runs as ``python -m kdcore run NAME --profile paper`` would (the same run_preset),
+without the run store; its result, the exact command, the code version, the device and the
+seconds go to ``<out>/<preset>.json``, and the weights of the models listed in WEIGHTS beside it
+at half precision. hinton-mnist runs first: the demos load its teacher from the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kdcore.cli import ProgressBar  # noqa: E402
+from kdcore.presets import PRESETS  # noqa: E402
+from kdcore.reference import reference_dir, write_reference  # noqa: E402
+from kdcore.runner import run_preset  # noqa: E402
+
+DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8")
+# The models whose weights ship (all small MLPs); the demos' teacher is hinton-mnist's.
+WEIGHTS = {
+    "hinton-mnist": ("teacher", "student_hard", "student_kd"),
+    "omitted-3": ("student_no3",),
+    "only-7-8": ("student_78",),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("presets", nargs="*", default=list(DEFAULT), help="presets to run, in order")
+    ap.add_argument("--profile", default="paper", help="the presets' profile (default: paper)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own)")
+    ap.add_argument("--epochs", type=int, help="override every model's epochs (quick checks)")
+    ap.add_argument("--out", default=str(reference_dir()), help="folder to write to")
+    args = ap.parse_args(argv)
+    unknown = [p for p in args.presets if p not in PRESETS]
+    if unknown:
+        print(f"error: unknown preset(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    for name in args.presets:
+        changes = {}
+        if args.epochs is not None:  # every model's epochs, the demos' teacher included
+            changes = {k: args.epochs for k in ("epochs", "teacher_epochs")
+                       if hasattr(PRESETS[name].config, k)}  # fmt: skip
+        cmd = ["python", "scripts/make_reference_runs.py", name, "--profile", args.profile,
+               "--device", args.device]  # fmt: skip
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if args.epochs is not None:
+            cmd += ["--epochs", str(args.epochs)]
+        print(f"== {shlex.join(cmd)}", file=sys.stderr)
+        trained: dict = {}
+        result = run_preset(
+            name, device=args.device, monitor=ProgressBar(), profile=args.profile,
+            trained=trained, **changes,
+        )  # fmt: skip
+        if result["status"] != "completed":
+            print(f"error: {name} {result['status']}: {result['message']}", file=sys.stderr)
+            return 1
+        path = write_reference(
+            result, trained, out, args.profile, shlex.join(cmd), WEIGHTS.get(name, ())
+        )
+        errors = {m: s["test_errors"] for m, s in result["models"].items()}
+        print(f"wrote {path} in {result['seconds']:.0f} s: {errors}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
