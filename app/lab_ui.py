@@ -386,7 +386,7 @@ def url_ids(key: str, listed: Sequence[int]) -> list[int] | None:
         return None
     raw = ",".join(values)
     parts = [p.strip() for p in raw.split(",") if p.strip()]
-    ok = ui.int_ok(1, None)
+    ok = ui.int_ok(min([1, *listed]), None)  # shipped reference runs have ids below 0
     ids = [int(p) for p in parts if ok(p) and int(p) in listed]
     if len(ids) < len(parts) or len(values) > 1:
         bad = [p for p in parts if not (ok(p) and int(p) in listed)]
@@ -607,7 +607,7 @@ def _estimate_caption(name: str, cfg: dict, same: tuple[str, ...] = ()) -> None:
         done = []
     done = [r for r in done if r.result and all(r.config.get(k) == cfg.get(k) for k in same)]
     if not done:
-        st.caption("No estimate yet: no completed run like this one on this machine.")
+        _reference_estimate(name, cfg, same)
         return
     prev = done[0]
     seconds = estimate_seconds(prev.result, prev.result.get("config") or prev.config, cfg)
@@ -617,6 +617,50 @@ def _estimate_caption(name: str, cfg: dict, same: tuple[str, ...] = ()) -> None:
     st.caption(
         f"Estimated time: about {duration(seconds)} on {prev.device or 'this machine'}, scaled "
         f"from run #{prev.id}; a teacher with unchanged settings comes from the cache."
+    )
+
+
+def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:
+    """The estimate from the preset's shipped reference run (its own machine's timings, the
+    teacher's training included: a fresh machine has no cached teacher)."""
+    from app.reference_ui import records_by_preset
+    from kdcore.estimate import estimate_seconds
+
+    ref = records_by_preset().get(name)
+    if ref is None or any(ref.config.get(k) != cfg.get(k) for k in same):
+        st.caption("No estimate yet: no completed run like this one on this machine.")
+        return
+    seconds = estimate_seconds(ref.result, ref.config, cfg, cached_teacher=False)
+    if seconds is None:
+        st.caption("No estimate yet: no completed run like this one on this machine.")
+        return
+    st.caption(
+        f"Estimated time: about {duration(seconds)}, scaled from the shipped reference run "
+        f"({duration(ref.finished)} on {ref.device}), the teacher's training included; "
+        "slower on a smaller machine, far faster on a GPU."
+    )
+
+
+def _profile_box(p) -> str:
+    """The recipe to start from: the preset's quick default or one of its profiles (the paper
+    profile: the paper-length recipe), in the URL as ``?profile=``."""
+    options = ["default", *p.profiles]
+    if len(options) == 1:
+        return "default"
+    ui.guard_url("profile", options.__contains__, "default")
+    if st.session_state.get("profile") not in (None, *options):
+        st.session_state.pop("profile")
+    return st.segmented_control(
+        "Recipe",
+        options,
+        default="default",
+        required=True,
+        key="profile",
+        bind="query-params",
+        # no format_func: a bound control keeps its label in the URL (?profile=paper)
+        help="default: a few epochs, minutes on a laptop. paper: the paper's regularisation and "
+        "a long schedule (its cost is estimated below); the shipped reference run of it is "
+        "shown below before anything trains.",
     )
 
 
@@ -651,15 +695,18 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     for claim in p.paper.get("claims", []):
         st.markdown(f"> {claim}")
     st.caption(f"Paper: {p.source}. Why our numbers differ: {p.differences}")
-    by_name = {f.name: f for f in fields(p.config)}
+    profile = _profile_box(p)
+    base = p.profile_config(profile)
+    by_name = {f.name: f for f in fields(base)}
     has_teacher = "teacher_epochs" in by_name
     cols = st.columns(4 if has_teacher else 3)
-    default_epochs = p.config.epochs
+    default_epochs = base.epochs
+    tag = name if profile == "default" else f"{name}-{profile}"  # each profile keeps its own
     with cols[0]:
         # The field's own label says what it covers (every model, or the students only).
         epochs = ui.url_int(
             f"{describe_field(by_name['epochs'])['label']} (default {default_epochs})",
-            f"ep-{name}", 1, 1000, default_epochs,
+            f"ep-{tag}", 1, 1000, default_epochs,
             help="More epochs come closer to the paper; each takes longer.",
         )  # fmt: skip
     overrides: dict = {}
@@ -667,30 +714,31 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
         with cols[1]:
             t_field = by_name["teacher_epochs"]
             meta = describe_field(t_field)
-            t_default = p.config.teacher_epochs
-            t_epochs = ui.url_int(meta["label"], f"tep-{name}", meta["lo"] or 0, 1000, t_default,
+            t_default = base.teacher_epochs
+            t_epochs = ui.url_int(meta["label"], f"tep-{tag}", meta["lo"] or 0, 1000, t_default,
                                   help=meta["help"] or None)  # fmt: skip
             if t_epochs != t_default:
                 overrides["teacher_epochs"] = t_epochs
     with cols[-2]:
-        seed = ui.url_int("Seed", f"seed-{name}", 0, 1_000_000, p.config.seed)
+        seed = ui.url_int("Seed", f"seed-{tag}", 0, 1_000_000, base.seed)
     with cols[-1]:
         device = _device_box("pdevice")
-    _estimate_caption(name, {**asdict(p.config), "epochs": epochs, **overrides})
+    _estimate_caption(name, {**asdict(base), "epochs": epochs, **overrides})
     form = getattr(preset_views, "preset_form", None)
     try:
         if form is not None:
             overrides = dict(form(p) or {})
         else:
             with st.expander("All settings of this preset"):
-                for f in fields(p.config):
+                for f in fields(base):
                     if f.name in ("epochs", "seed", "teacher_epochs"):
                         continue
-                    value = getattr(p.config, f.name)
-                    new = _field_widget(f.name, value, f"set-{name}-{f.name}")
+                    value = getattr(base, f.name)
+                    new = _field_widget(f.name, value, f"set-{tag}-{f.name}")
                     if new != value:
                         overrides[f.name] = new
-        return RunSpec.preset(name, int(epochs), int(seed), device, **overrides), None
+        spec = RunSpec.preset(name, int(epochs), int(seed), device, profile=profile, **overrides)
+        return spec, None
     except (ValueError, TypeError) as err:
         return None, " ".join(str(err).split())
 

@@ -19,14 +19,19 @@ def teacher_epochs(config: dict[str, Any]) -> int:
 
 
 def estimate_seconds(
-    previous: dict[str, Any], previous_config: dict[str, Any], config: dict[str, Any]
+    previous: dict[str, Any],
+    previous_config: dict[str, Any],
+    config: dict[str, Any],
+    cached_teacher: bool = True,
 ) -> float | None:
     """Seconds a run with ``config`` should take, from a completed run's ``previous`` result
     (its ``history`` and ``models``) under ``previous_config``; None without usable figures.
 
     Every model's mean seconds per epoch is scaled to its new number of epochs: teachers by
     their own epochs (zero when unchanged, since the cache serves them), the others in
-    proportion to the run's epochs (which also scales hint stages and generations)."""
+    proportion to the run's epochs (which also scales hint stages and generations). With
+    ``cached_teacher`` False (a machine that has never trained this teacher) teachers count
+    too."""
     history = previous.get("history") or {}
     models = previous.get("models") or {}
     old_epochs = int(previous_config.get("epochs") or 0)
@@ -40,7 +45,7 @@ def estimate_seconds(
             continue
         pace = sum(seconds) / len(seconds)  # seconds per epoch of this model
         if (models.get(name) or {}).get("role") == "teacher":
-            same = teacher_epochs(config) == teacher_epochs(previous_config)
+            same = cached_teacher and teacher_epochs(config) == teacher_epochs(previous_config)
             total += 0.0 if same else pace * teacher_epochs(config)
         else:
             total += pace * len(seconds) * new_epochs / old_epochs

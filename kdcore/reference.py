@@ -176,6 +176,7 @@ def write_reference(
     profile: str,
     command: str,
     weights: tuple[str, ...] = (),
+    data_dir: str | None = None,
 ) -> Path:
     """Write ``result`` as ``folder/<preset>.json`` with its reference block, and the weights of
     the models named in ``weights`` (from ``trained``, as run_preset fills it) at half
@@ -193,7 +194,7 @@ def write_reference(
         rel = f"{preset}/{name.replace(' ', '_')}.safetensors"
         path = save_model(t.model, folder / rel, t.arch, t.num_classes, t.in_shape, half=True)
         back, _ = load_model(path, "cpu")
-        data = load_dataset(result["config"].get("dataset", "mnist"), torch.device("cpu"))
+        data = load_dataset(result["config"].get("dataset", "mnist"), "cpu", data_dir)
         shipped[name] = {
             "file": rel,
             "dtype": "float16",

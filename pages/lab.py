@@ -6,7 +6,7 @@ Training never happens in this script: Start hands a spec to the shared job queu
 
 import streamlit as st
 
-from app import lab_ui, ui
+from app import lab_ui, reference_ui, ui
 from kdcore.jobs import QueueFull, one_line
 from kdcore.store import StoreError
 
@@ -70,6 +70,15 @@ if run is not None:
             icon=":material/history:",
         )
     lab_ui.show_run(queue, run)
+
+elif mode == "Preset":  # before anything trains: the preset's shipped paper-length run
+    ref = reference_ui.records_by_preset().get(st.session_state.get("preset"))
+    if ref is not None:
+        reference_ui.show_reference(
+            ref.reference,
+            "Shipped with the app so it opens at once. **Start** runs the recipe chosen above "
+            "on this machine; it is kept in the [run history](runs) beside this one.",
+        )
 
 shown_id = run.id if run is not None else None
 others = [r for r in store.list(status="running") + store.list(status="queued") if r.id != shown_id]

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import lab_ui, ui
+from app import lab_ui, reference_ui, ui
 from kdcore.methods import METHODS
 from kdcore.store import STATUSES, iso
 
@@ -16,7 +16,9 @@ queue = lab_ui.job_queue()
 store = queue.store
 st.caption(f"Store: `{store.path}` (set `KD_STORE` to use another file).")
 
-all_runs = store.list()
+shipped = reference_ui.records()  # the shipped paper-length runs, read-only, ids below 0
+reference_ui.skipped_notice()
+all_runs = shipped + store.list()
 if not all_runs:
     st.info("No runs yet. Start one in the [lab](lab).", icon=":material/science:")
     st.stop()
@@ -31,7 +33,11 @@ c1, c2, c3 = st.columns(3)
 status = c1.selectbox("Status", [ALL, *STATUSES], key="status", bind="query-params")
 name = c2.selectbox("Preset", [ALL, *names], key="preset", bind="query-params")
 method = c3.selectbox("Method", [ALL, *METHODS], key="method", bind="query-params")
-runs = store.list(
+runs = [
+    r
+    for r in shipped
+    if status in (ALL, r.status) and name in (ALL, r.name) and (method == ALL or method in r.methods)
+] + store.list(
     status=None if status == ALL else status,
     name=None if name == ALL else name,
     method=None if method == ALL else method,
@@ -42,7 +48,7 @@ st.dataframe(
             "id": r.id,
             "created": iso(r.created),
             "status": r.status,
-            "run": r.title,
+            "run": r.label if r.id < 0 else r.title,
             "what": lab_ui.describe(r),
             "test errors": ", ".join(f"{k} {m['test_errors']}" for k, m in r.models.items()),
             "time": lab_ui.duration(r.seconds),
@@ -89,7 +95,7 @@ if chosen:
 
 # ----------------------------------------------------------------------------- export and delete
 
-ids = picked or [r.id for r in runs]
+ids = [i for i in picked or [r.id for r in runs] if i > 0]  # shipped runs are files, not rows
 which = "selected" if picked else "listed"
 c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
 c1.download_button(
@@ -109,9 +115,10 @@ c2.download_button(
     on_click="ignore",
 )
 with c3.popover("Delete", icon=":material/delete:", disabled=not picked):
-    doomed = [i for i in picked if not by_id[i].active]
+    doomed = [i for i in picked if i > 0 and not by_id[i].active]
     if len(doomed) < len(picked):
-        st.caption("Runs still queued or running are kept: cancel them in the lab first.")
+        st.caption("Runs still queued or running are kept (cancel them in the lab first), and "
+                   "so are the shipped reference runs.")
     sure = st.checkbox(f"Yes, delete {len(doomed)} run(s) and their weights", key="sure")
     if st.button("Delete for good", type="primary", disabled=not (sure and doomed), key="delete"):
         store.delete(doomed)
@@ -130,6 +137,8 @@ shown = st.selectbox(
     format_func=lambda i: f"{by_id[i].label} · {by_id[i].status} · {iso(by_id[i].created)}",
     key="show",
 )
-if shown in by_id:
+if shown in by_id and shown < 0:
+    reference_ui.show_reference(by_id[shown].reference)
+elif shown in by_id:
     st.markdown(f"[Open run #{shown} in the lab](lab?run={shown})")
     lab_ui.show_run(queue, by_id[shown])

@@ -263,9 +263,12 @@ def test_runs_page_keeps_the_compared_runs_in_the_url(store_path):
     assert " compare=" in at.toast[0].value and at.query_params["compare"] == str(b)
 
 
-def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(store_path):
+def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(
+    store_path, tmp_path, monkeypatch
+):
     """omitted-3's students and teacher have separate epochs (its teacher is hinton-mnist's,
     cached): both are shown side by side, and the time is scaled from a stored run."""
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tmp_path / "none"))  # no shipped run to scale
     at = _page("lab.py")
     at.button_group(key="mode").set_value("Preset").run()
     at.selectbox(key="preset").set_value("omitted-3").run()

@@ -1,0 +1,126 @@
+"""The shipped reference runs in the app: read once per process, shown like stored runs.
+
+A reference run (:mod:`kdcore.reference`) is a completed paper-length run that ships with the
+app. The lab opens a preset on its reference before anything trains, and the run history lists
+the references beside the user's own runs, marked as shipped. They are read-only: not in the
+store, never deleted, rerun from the lab like any preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from kdcore.reference import Reference, load_references, reference_dir
+from kdcore.store import RunRecord
+
+
+@dataclass
+class ReferenceRecord(RunRecord):
+    """A reference run dressed as a stored run, so the history's table, filters and overlays
+    take it as they are. Its id is negative (never a store id) and it has no weights in the
+    store."""
+
+    reference: Reference | None = None
+
+    @property
+    def label(self) -> str:
+        return f"shipped {self.name} ({self.reference.profile if self.reference else '?'})"
+
+
+@st.cache_resource(show_spinner=False)
+def _load(folder: str, stamp: float) -> tuple[dict[str, Reference], list[str]]:
+    from pathlib import Path
+
+    return load_references(Path(folder))
+
+
+def references() -> tuple[dict[str, Reference], list[str]]:
+    """The reference runs by preset, and one line per file that was skipped. Read once per
+    process and again when the folder changes (a regenerated run)."""
+    folder = reference_dir()
+    stamp = folder.stat().st_mtime if folder.is_dir() else 0.0
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    stamp = max([stamp, *(p.stat().st_mtime for p in files)])
+    return _load(str(folder), stamp)
+
+
+def records() -> list[ReferenceRecord]:
+    """Every reference run as a record, ids -1, -2, ... in the order of their presets' names."""
+    refs, _ = references()
+    out = []
+    for i, (name, ref) in enumerate(sorted(refs.items())):
+        result = {**ref.result}
+        out.append(
+            ReferenceRecord(
+                id=-(i + 1),
+                created=ref.path.stat().st_mtime,
+                started=0.0,
+                finished=float(ref.info["seconds"]),
+                status=result.get("status", "completed"),
+                kind="reference",
+                name=name,
+                config=result.get("config", {}),
+                config_key="",
+                progress=1.0,
+                live={},
+                history=result.get("history", {}),
+                result=result,
+                device=ref.info["device_name"],
+                version=ref.info["code_version"],
+                message="",
+                owner="shipped",
+                reference=ref,
+            )
+        )
+    return out
+
+
+def made_how(ref: Reference) -> str:
+    """One caption: how the reference run was made and how to make it again."""
+    i = ref.info
+    return (
+        f"Shipped reference run, {ref.label().removeprefix('shipped · ')}: `{i['command']}` on "
+        f"{i['device_name']}, code {i['code_version']}, {i['created']}. Regenerate it with "
+        "`python scripts/make_reference_runs.py`."
+    )
+
+
+def show_reference(ref: Reference, note: str = "") -> None:
+    """A reference run in full: how it was made, the result beside the paper's, its weights."""
+    from app import lab_ui
+
+    st.markdown(f"### :material/verified: Reference run: {ref.preset} · {ref.profile} profile")
+    st.caption(made_how(ref))
+    if note:
+        st.markdown(note)
+    lab_ui.show_result(records_by_preset()[ref.preset])
+    weights = ref.weights
+    if weights:
+        st.caption("Its weights (safetensors, half precision; `kdcore.reference.reference_model`):")
+        cols = st.columns(min(len(weights), 4))
+        for i, (name, w) in enumerate(weights.items()):
+            path = ref.path.parent / w["file"]
+            if not path.is_file():
+                continue
+            cols[i % len(cols)].download_button(
+                f"{name} ({w.get('test_errors', '?')} errors)",
+                data=lambda p=path: p.read_bytes(),
+                file_name=f"reference-{ref.preset}-{name}.safetensors",
+                mime="application/octet-stream",
+                icon=":material/download:",
+                key=f"refw-{ref.preset}-{name}",
+                on_click="ignore",
+            )
+
+
+def records_by_preset() -> dict[str, ReferenceRecord]:
+    return {r.name: r for r in records()}
+
+
+def skipped_notice() -> None:
+    """One line per shipped file that could not be read (the others are shown)."""
+    _, problems = references()
+    for line in problems:
+        st.caption(f":material/warning: A reference run was skipped: {line}")

@@ -1,0 +1,282 @@
+"""The paper profile and the shipped reference runs (issue: Hinton's MNIST at paper length).
+
+The shipped files are checked as they are: they load, match the schema, were made with the
+paper profile the README describes, and their weights give the test errors they record. The app
+tests use a tiny reference run written by the real script's code into a folder of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from kdcore.checkpoint import CheckpointError, load_model, save_model
+from kdcore.data import load_dataset
+from kdcore.estimate import estimate_seconds
+from kdcore.models import build_model
+from kdcore.presets import PAPER_DEMO_PROFILE, PAPER_PROFILE, PRESETS
+from kdcore.reference import (
+    check_reference,
+    load_references,
+    reference_dir,
+    reference_model,
+    write_reference,
+)
+from kdcore.runner import resolve, run_preset
+from kdcore.train import Batch, TrainConfig, apply_max_norm, evaluate, fit
+from tests.tiny_mnist import write_tiny_mnist
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ROOT / "pages"
+SHIPPED = ("hinton-mnist", "omitted-3", "only-7-8")
+
+
+# ----------------------------------------------------------------------------- the paper profile
+
+
+def test_the_paper_profile_is_the_recipe_the_readme_states():
+    cfg = resolve("hinton-mnist", profile="paper")
+    assert (cfg.teacher, cfg.student, cfg.T, cfg.teacher_shift) == ("mlp-1200-paper", "mlp-800",
+                                                                    20.0, 2)  # fmt: skip
+    assert cfg.epochs == PAPER_PROFILE["epochs"] and cfg.teacher_max_norm == 3.5
+    teacher = build_model("mlp-1200-paper")
+    assert (teacher.input_dropout.p, teacher.dropout.p, teacher.hidden) == (0.2, 0.5, (1200, 1200))
+    readme = (ROOT / "README.md").read_text()
+    for key, value in PAPER_PROFILE.items():  # the README's table of the profile
+        assert re.search(rf"`{key}`\s*\|\s*`?{re.escape(str(value))}`?", readme), key
+    for name in SHIPPED + ("temperature-sweep", "alpha-sweep"):
+        assert PRESETS[name].profiles["paper"] in (PAPER_PROFILE, PAPER_DEMO_PROFILE)
+
+
+def test_the_demos_paper_teacher_is_hinton_mnists_so_the_cache_serves_it():
+    from kdcore.presets import teacher_config, teacher_train_config
+
+    h = resolve("hinton-mnist", profile="paper")
+    mine = teacher_config(h.epochs, h.batch_size, h.lr, h.seed, h.teacher_shift,
+                          h.teacher_max_norm)  # fmt: skip
+    for name in ("omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"):
+        cfg = resolve(name, profile="paper")
+        assert teacher_train_config(cfg) == mine and cfg.teacher == h.teacher, name
+
+
+def test_profiles_are_starting_points_and_unknown_ones_are_refused():
+    cfg = resolve("hinton-mnist", epochs=3, profile="paper", T=4.0)
+    assert (cfg.epochs, cfg.T, cfg.teacher) == (3, 4.0, "mlp-1200-paper")
+    assert resolve("hinton-mnist", profile="default") == PRESETS["hinton-mnist"].config
+    with pytest.raises(ValueError, match="no profile 'long'; choose default, paper"):
+        resolve("hinton-mnist", profile="long")
+
+
+def test_the_cli_runs_a_profile_and_lists_them(tmp_path, capsys):
+    from kdcore.cli import main
+
+    tiny = write_tiny_mnist(tmp_path / "mnist", n_train=300, n_test=200)
+    out = tmp_path / "r.json"
+    code = main(["run", "hinton-mnist", "--profile", "paper", "--epochs", "1", "--no-store",
+                 "--data-dir", str(tiny), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["teacher"] == "mlp-1200-paper" and result["config"]["epochs"] == 1
+    assert main(["presets"]) == 0
+    assert "--profile paper: epochs=150" in capsys.readouterr().out
+    assert main(["run", "hinton-mnist", "--profile", "nope", "--no-store"]) == 2
+
+
+# ----------------------------------------------------------------------------- max-norm
+
+
+def test_max_norm_projects_only_the_rows_outside_the_ball():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 5)
+    with torch.no_grad():
+        layer.weight.mul_(torch.tensor([0.1, 1, 10, 100, 0.5]).view(5, 1))
+    before = layer.weight.detach().clone()
+    norms = before.norm(dim=1)
+    radius = float(norms.median())
+    apply_max_norm([torch.nn.Sequential(layer)], radius)
+    after = layer.weight.detach()
+    for i, n in enumerate(norms):
+        if n <= radius:
+            assert torch.equal(after[i], before[i])  # inside: untouched
+        else:  # outside: the same direction, on the sphere
+            assert after[i].norm() == pytest.approx(radius, rel=1e-6)
+            assert torch.allclose(after[i] / radius, before[i] / n, atol=1e-6)
+
+
+def test_fit_keeps_every_units_incoming_weights_within_the_radius(tmp_path):
+    data = load_dataset("mnist", "cpu", str(write_tiny_mnist(tmp_path, 256, 64)))
+    model = build_model("mlp-30")
+    fit(model, data, TrainConfig(epochs=1, lr=5.0, batch_size=64, max_norm=0.5))
+    for layer in [*model.layers, model.head]:
+        assert layer.weight.norm(dim=1).max() <= 0.5 + 1e-5
+    free = build_model("mlp-30")
+    fit(free, data, TrainConfig(epochs=1, lr=5.0, batch_size=64))
+    assert free.layers[0].weight.norm(dim=1).max() > 0.5  # the constraint did the work
+    assert Batch  # the step is the trainer's own; nothing here reimplements it
+
+
+# ----------------------------------------------------------------------------- half precision
+
+
+def test_half_precision_checkpoints_load_as_float32_within_rounding(tmp_path):
+    model = build_model("mlp-30")
+    path = save_model(model, tmp_path / "m.safetensors", "mlp-30", 10, (1, 28, 28), half=True)
+    full = save_model(model, tmp_path / "f.safetensors", "mlp-30", 10, (1, 28, 28))
+    assert path.stat().st_size < 0.55 * full.stat().st_size
+    back, _ = load_model(path)
+    for (k, a), b in zip(model.state_dict().items(), back.state_dict().values(), strict=True):
+        assert b.dtype == torch.float32, k
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-4), k
+
+
+def test_a_checkpoint_of_another_dtype_is_still_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = build_model("mlp-30")
+    good = save_model(model, tmp_path / "g.safetensors", "mlp-30", 10, (1, 28, 28))
+    from safetensors import safe_open
+
+    with safe_open(str(good), "pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k).to(torch.int16) for k in f.keys()}  # noqa: SIM118
+    bad = tmp_path / "b.safetensors"
+    save_file(state, str(bad), metadata=meta)
+    with pytest.raises(CheckpointError, match="has dtype I16, expected F32"):
+        load_model(bad)
+
+
+# ----------------------------------------------------------------------------- the shipped runs
+
+
+def test_every_shipped_reference_run_loads_and_matches_the_schema():
+    refs, problems = load_references()
+    assert not problems, problems
+    assert set(SHIPPED) <= set(refs), sorted(refs)
+    for name in SHIPPED:
+        ref = refs[name]
+        assert ref.result["status"] == "completed" and ref.profile == "paper"
+        # made with the paper profile, unchanged: the config is what the profile resolves to
+        assert ref.result["config"] == asdict(resolve(name, profile="paper")), name
+        assert ref.info["command"].startswith("python scripts/make_reference_runs.py " + name)
+        assert ref.info["seconds"] > 0 and ref.info["device_name"] and ref.info["code_version"]
+        assert ref.result["paper"]["source"] == PRESETS[name].source
+        for model, history in ref.result["history"].items():
+            if not ref.result["models"][model].get("cached"):
+                assert len(history) == PAPER_PROFILE["epochs"], (name, model)
+
+
+def test_the_shipped_weights_give_the_test_errors_they_record():
+    refs, _ = load_references()
+    data = load_dataset("mnist", "cpu")
+    for name in SHIPPED:
+        ref = refs[name]
+        assert ref.weights, name
+        for model, w in ref.weights.items():
+            net = reference_model(ref, model)
+            errors = evaluate(net, data)["test_errors"]
+            assert abs(errors - w["test_errors"]) <= 2, (name, model, errors)
+            # half precision costs at most a few errors against the run's own figure
+            assert abs(errors - ref.result["models"][model]["test_errors"]) <= 5, (name, model)
+
+
+def test_a_damaged_reference_file_is_skipped_with_one_line(tmp_path):
+    (tmp_path / "a.json").write_text("{not json")
+    (tmp_path / "b.json").write_text(json.dumps({"preset": "x"}))
+    good = json.loads(next(reference_dir().glob("hinton-mnist.json")).read_text())
+    (tmp_path / "hinton-mnist.json").write_text(json.dumps(good))
+    refs, problems = load_references(tmp_path)
+    assert list(refs) == ["hinton-mnist"]
+    assert problems == ["a.json: unreadable (JSONDecodeError)",
+                        "b.json: no status, config, device, history, models, paper, seconds "
+                        "(not a run result)"]  # fmt: skip
+    broken = {**good, "reference": {"profile": "paper"}}
+    with pytest.raises(ValueError, match="the reference block has no command"):
+        check_reference(broken, "c.json")
+    with pytest.raises(CheckpointError, match="ships no weights for nobody"):
+        reference_model(refs["hinton-mnist"], "nobody")
+
+
+def test_an_estimate_from_a_reference_counts_the_teacher_a_fresh_machine_trains():
+    result = {"history": {"teacher": [{"seconds": 10.0}] * 4, "student": [{"seconds": 2.0}] * 4},
+              "models": {"teacher": {"role": "teacher"}, "student": {"role": "student"}}}  # fmt: skip
+    cfg = {"epochs": 4}
+    assert estimate_seconds(result, cfg, cfg) == 8.0  # the teacher from the cache
+    assert estimate_seconds(result, cfg, cfg, cached_teacher=False) == 48.0
+
+
+# ----------------------------------------------------------------------------- the app
+
+
+@pytest.fixture(scope="module")
+def tiny_refs(tmp_path_factory) -> Path:
+    """A one-epoch paper-profile hinton-mnist on 1,000 images, written by the script's code."""
+    root = tmp_path_factory.mktemp("refs")
+    tiny = write_tiny_mnist(root / "mnist", n_train=1000, n_test=300)
+    trained: dict = {}
+    result = run_preset("hinton-mnist", epochs=1, profile="paper", data_dir=str(tiny),
+                        trained=trained, use_cache=False)  # fmt: skip
+    folder = root / "reference_runs"
+    write_reference(result, trained, folder, "paper", "python scripts/make_reference_runs.py "
+                    "hinton-mnist --epochs 1", ("student_kd",), data_dir=str(tiny))  # fmt: skip
+    return folder
+
+
+@pytest.fixture
+def with_refs(tiny_refs, store_path, monkeypatch):
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tiny_refs))
+    return tiny_refs
+
+
+def test_the_lab_opens_a_preset_on_its_reference_run_without_training(with_refs, store_path):
+    from kdcore.store import Store
+
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["mode"] = "Preset"
+    at.run()
+    assert not at.exception, at.exception
+    heads = [m.value for m in at.markdown if m.value.startswith("### ")]
+    assert any("Reference run: hinton-mnist · paper profile" in h for h in heads), heads
+    assert any("make_reference_runs.py hinton-mnist" in c.value for c in at.caption)
+    assert "student_kd" in at.dataframe[1].value["model"].tolist()  # ours beside the paper's
+    assert Store(store_path).list() == []  # nothing trained, nothing queued
+    # the paper recipe from a link: its settings, with a cost scaled from the reference run
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(mode="Preset", profile="paper")
+    at.run()
+    assert not at.exception and at.button_group(key="profile").value == "paper"
+    assert at.number_input(key="ep-hinton-mnist-paper").value == PAPER_PROFILE["epochs"]
+    estimate = next(c.value for c in at.caption if "Estimated time" in c.value)
+    assert "shipped reference run" in estimate and "teacher's training included" in estimate
+    assert not at.button[0].disabled
+
+
+def test_an_odd_profile_in_the_link_falls_back_with_a_notice(with_refs):
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(mode="Preset", profile="<b>")
+    at.run()
+    assert not at.exception and at.button_group(key="profile").value == "default"
+    assert " profile=" in at.toast[0].value
+
+
+def test_the_history_lists_shipped_runs_beside_the_users_and_never_deletes_them(with_refs):
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table["id"].tolist() == [-1] and table["run"].tolist() == ["shipped hinton-mnist (paper)"]
+    assert at.multiselect(key="picked").value == [-1]  # compared by default
+    assert "shipped hinton-mnist (paper)" in at.get("plotly_chart")[0].proto.spec
+    assert any("Reference run: hinton-mnist" in m.value for m in at.markdown)
+    assert at.button(key="delete").disabled or not at.checkbox(key="sure").value
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params["compare"] = "-1"
+    at.run()
+    assert not at.exception and at.multiselect(key="picked").value == [-1] and not at.toast
