@@ -10,7 +10,7 @@ if str(ROOT) not in sys.path:  # so pages can import kdcore and app without inst
     sys.path.insert(0, str(ROOT))
 
 from app import present  # noqa: E402
-from app.ui import apply_thread_setting  # noqa: E402
+from app.ui import apply_thread_setting, settle_memory  # noqa: E402
 
 apply_thread_setting()  # $KD_TORCH_THREADS (compare with bench/bench_load.py --threads)
 from app.catalog import DEFAULT, PAGES  # noqa: E402
@@ -37,3 +37,4 @@ for info in PAGES:
 current = st.navigation(groups)
 present.frame(current)  # presenter mode and the lesson strip (app/present.py)
 current.run()
+settle_memory(current.url_path)  # after each page's first run: see app/ui.py

@@ -1,8 +1,10 @@
-"""A full room: N browser sessions moving controls on the concept pages while a run trains.
+"""A full room: N sessions moving controls on the concept pages while a run trains.
 
-Starts ``streamlit run app/streamlit_app.py`` on a loopback port, opens ``--sessions`` Playwright
-contexts in one Chromium (Debian's, via ``executable_path``), spread over /temperature and
-/kd-loss. Each session opens its page, then ``--moves`` times types a new value into a number box
+Starts ``streamlit run app/streamlit_app.py`` on a loopback port and opens ``--sessions``
+sessions spread over /temperature and /kd-loss: by default websocket clients speaking
+Streamlit's own protocol (``bench/ws_session.py``: the server's work alone, as a room of laptops
+would load it), with ``--client browser`` Playwright contexts in one Chromium (Debian's, via
+``executable_path``) on the same cores. Each session opens its page, then ``--moves`` times types a new value into a number box
 (the image index of the example picker; every value distinct across sessions, so nearly every
 rerun misses the figure caches: the worst case) and waits for the app to be idle again.
 Meanwhile one training job runs against the same run store (the CLI, ``--no-job`` to skip it).
@@ -15,6 +17,7 @@ machine may be shared.
     .venv/bin/python bench/bench_load.py --sessions 5
     .venv/bin/python bench/bench_load.py --sessions 30 --moves 5
     .venv/bin/python bench/bench_load.py --sessions 10 --threads 2,1   # two rooms, side by side
+    .venv/bin/python bench/bench_load.py --sessions 5 --client browser  # real Chromium tabs
 """
 
 from __future__ import annotations
@@ -148,6 +151,34 @@ async def session(browser, base: str, s: int, slug: str, moves: int, out: dict) 
         await context.close()
 
 
+async def ws_session(base: str, s: int, slug: str, moves: int, out: dict) -> None:
+    """One session over the app's own websocket protocol (bench/ws_session.py): the server's
+    work without a browser's."""
+    from ws_session import WsSession
+
+    path, label, value = PAGES[slug]
+    page, _, query = path.partition("?")
+    ws = WsSession(base.replace("http://", "ws://"), page, query)
+    try:
+        out["open"].append(await ws.open())
+        for i in range(moves):
+            await asyncio.sleep(random.uniform(0.3, 1.0))  # a person, not a loop
+            out["rerun"].append(await ws.set_number(label, int(value(s, i))))
+        out["errors"] += ws.exceptions
+        out["bytes"].append(ws.bytes_received)
+    except Exception as err:  # a timeout in one session is a result, not the end of the bench
+        out["failed"].append(f"session {s} ({slug}): {type(err).__name__}: {str(err)[:120]}")
+    finally:
+        await ws.close()
+
+
+async def ws_room(base: str, sessions: int, moves: int, out: dict) -> None:
+    slugs = list(PAGES)
+    await asyncio.gather(
+        *(ws_session(base, s, slugs[s % len(slugs)], moves, out) for s in range(sessions))
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (
         values[0] if values else float("nan"))  # fmt: skip
@@ -177,12 +208,14 @@ def one_room(args, threads: str) -> dict:
     server = start_server(port, env, tmp / "streamlit.log")
     base = f"http://127.0.0.1:{port}"
     job = None
-    label = f"server torch threads: {threads or 'default'}"
+    label = f"{args.client} clients, server torch threads: {threads or 'default'}"
     try:
         # one visit first: the process has loaded MNIST and the demo models (what a lecturer's
         # own browser does before the room joins)
         before_warm = rss_mib(server.pid)
-        asyncio.run(room(base, 1, 0, {"open": [], "rerun": [], "errors": 0, "failed": []}))
+        fill = ws_room if args.client == "ws" else room
+        asyncio.run(fill(base, 1, 0, {"open": [], "rerun": [], "errors": 0, "failed": [],
+                                      "bytes": []}))  # fmt: skip
         before = rss_mib(server.pid)
         if not args.no_job:
             job_env = {k: v for k, v in env.items() if k != "KD_TORCH_THREADS"}
@@ -194,9 +227,9 @@ def one_room(args, threads: str) -> dict:
         print(f"{label}; load average before: {load_average()}", flush=True)
         sampler = Sampler(server.pid)
         sampler.start()
-        out: dict = {"open": [], "rerun": [], "errors": 0, "failed": []}
+        out: dict = {"open": [], "rerun": [], "errors": 0, "failed": [], "bytes": []}
         t0, cpu0 = time.perf_counter(), cpu_seconds(server.pid)
-        asyncio.run(room(base, args.sessions, args.moves, out))
+        asyncio.run(fill(base, args.sessions, args.moves, out))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
         sampler.stop.set()
         load_during = load_average()
@@ -218,6 +251,10 @@ def one_room(args, threads: str) -> dict:
         print(f"  server CPU: {cpu:.1f} s for {runs} page opens and reruns, "
               f"{cpu / max(runs, 1) * 1e3:.0f} ms each on average (what the server itself "
               "spends, whatever the browsers on the same cores take)")  # fmt: skip
+        if out["bytes"]:
+            print(f"  sent to each session: {statistics.mean(out['bytes']) / 1024:.0f} kB on "
+                  f"average ({statistics.mean(out['bytes']) / (args.moves + 1) / 1024:.0f} kB "
+                  "per page run)")  # fmt: skip
         print(f"  exception boxes: {out['errors']}; failed sessions: {len(out['failed'])}")
         for line in out["failed"][:5]:
             print("   ", line)
@@ -237,6 +274,9 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--moves", type=int, default=5, help="inputs per session")
     parser.add_argument("--no-job", action="store_true", help="no training job alongside")
+    parser.add_argument("--client", choices=("ws", "browser"), default="ws",
+                        help="ws: sessions speaking Streamlit's websocket protocol (the server "
+                        "alone); browser: Chromium contexts on the same cores")  # fmt: skip
     parser.add_argument("--settle", type=float, default=20, help="seconds to wait after closing")
     parser.add_argument("--threads", default="", help="server torch threads to compare, one room "
                         "each, e.g. '2,1' (default: torch's own, one room)")  # fmt: skip
