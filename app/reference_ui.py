@@ -93,6 +93,12 @@ def show_reference(ref: Reference, note: str = "") -> None:
 
     st.markdown(f"### :material/verified: Reference run: {ref.preset} · {ref.profile} profile")
     st.caption(made_how(ref))
+    from kdcore.presets import PRESETS
+
+    preset = PRESETS.get(ref.preset)
+    about = preset.profile_notes.get(ref.profile) if preset is not None else None
+    if about:
+        st.markdown(about)
     if note:
         st.markdown(note)
     lab_ui.show_result(records_by_preset()[ref.preset])

@@ -125,6 +125,7 @@ class Preset:
     # Named sets of changes to the default config, e.g. "paper": the paper-length recipe. A
     # profile is a starting point like the default; the user's own changes apply on top.
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile_notes: dict[str, str] = field(default_factory=dict)  # what each profile is, briefly
 
     def profile_config(self, profile: str | None) -> Any:
         """The default config (``None`` or "default") or that of a named profile, checked."""
