@@ -182,6 +182,19 @@ def test_gradient_norms_differ_by_exactly_t_squared():
     )
 
 
+def test_gradient_norms_are_kd_gradient_at_each_t_in_turn():
+    """The vectorised norms (vmap over T) against autograd of kd_loss, one T at a time, with
+    and without the T^2 factor; a batch of 3 rows, temperatures from 0.1 to 200."""
+    s, t, _ = _batch(3)
+    temps = np.array([0.1, 0.7, 1.0, 3.0, 20.0, 200.0])
+    out = analysis.gradient_norms(s, t, temps)
+    for i, T in enumerate(temps):
+        with_t2 = float(analysis.kd_gradient(s, t, float(T), True).norm())
+        without = float(analysis.kd_gradient(s, t, float(T), False).norm())
+        assert out["with_t2"][i] == pytest.approx(with_t2, rel=1e-12, abs=1e-15)
+        assert out["without_t2"][i] == pytest.approx(without, rel=1e-12, abs=1e-15)
+
+
 def test_high_temperature_limit_converges_to_logit_matching():
     s, t, _ = _batch(3)
     out = analysis.high_temperature_limit(s, t, np.array([1.0, 10.0, 100.0, 1000.0]))
