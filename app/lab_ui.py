@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, fields
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -283,23 +284,30 @@ def show_result(run: RunRecord) -> None:
         plot(live_figure(run.history), key=f"curves-{run.id}")
 
 
-def show_weights(store: Store, run: RunRecord) -> None:
-    if not run.weights:
+def weight_buttons(caption: str, files: list[tuple[str, Path, str, str]]) -> None:
+    """Download buttons for safetensors files, four to a row: (label, path, file name, key)
+    each. The file is read only when its button is pressed."""
+    if not files:
         return
-    st.caption("Trained weights (safetensors, loadable with `kdcore.checkpoint.load_model`):")
-    cols = st.columns(min(len(run.weights), 4))
-    for i, name in enumerate(run.weights):
-        path = store.weights_path(run.id, name)
-        with cols[i % len(cols)]:
-            st.download_button(
-                name,
-                data=lambda p=path: p.read_bytes(),
-                file_name=f"run{run.id}-{name}.safetensors",
-                mime="application/octet-stream",
-                icon=":material/download:",
-                key=f"weights-{run.id}-{name}",
-                on_click="ignore",
-            )
+    st.caption(caption)
+    cols = st.columns(min(len(files), 4))
+    for i, (label, path, file_name, key) in enumerate(files):
+        cols[i % len(cols)].download_button(
+            label,
+            data=lambda p=path: p.read_bytes(),
+            file_name=file_name,
+            mime="application/octet-stream",
+            icon=":material/download:",
+            key=key,
+            on_click="ignore",
+        )
+
+
+def show_weights(store: Store, run: RunRecord) -> None:
+    files = [(name, store.weights_path(run.id, name), f"run{run.id}-{name}.safetensors",
+              f"weights-{run.id}-{name}") for name in run.weights]  # fmt: skip
+    weight_buttons("Trained weights (safetensors, loadable with `kdcore.checkpoint.load_model`):",
+                   files)  # fmt: skip
 
 
 def header(run: RunRecord) -> None:

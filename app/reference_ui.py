@@ -102,23 +102,13 @@ def show_reference(ref: Reference, note: str = "") -> None:
     if note:
         st.markdown(note)
     lab_ui.show_result(records_by_preset()[ref.preset])
-    weights = ref.weights
-    if weights:
-        st.caption("Its weights (safetensors, half precision; `kdcore.reference.reference_model`):")
-        cols = st.columns(min(len(weights), 4))
-        for i, (name, w) in enumerate(weights.items()):
-            path = ref.path.parent / w["file"]
-            if not path.is_file():
-                continue
-            cols[i % len(cols)].download_button(
-                f"{name} ({w.get('test_errors', '?')} errors)",
-                data=lambda p=path: p.read_bytes(),
-                file_name=f"reference-{ref.preset}-{name}.safetensors",
-                mime="application/octet-stream",
-                icon=":material/download:",
-                key=f"refw-{ref.preset}-{name}",
-                on_click="ignore",
-            )
+    files = [(f"{name} ({w.get('test_errors', '?')} errors)", ref.path.parent / w["file"],
+              f"reference-{ref.preset}-{name}.safetensors", f"refw-{ref.preset}-{name}")
+             for name, w in ref.weights.items()
+             if (ref.path.parent / w["file"]).is_file()]  # fmt: skip
+    lab_ui.weight_buttons(
+        "Its weights (safetensors, half precision; `kdcore.reference.reference_model`):", files
+    )
 
 
 def records_by_preset() -> dict[str, ReferenceRecord]:

@@ -4,12 +4,14 @@ Starts ``streamlit run app/streamlit_app.py`` on a loopback port and opens ``--s
 sessions spread over /temperature and /kd-loss: by default websocket clients speaking
 Streamlit's own protocol (``bench/ws_session.py``: the server's work alone, as a room of laptops
 would load it), with ``--client browser`` Playwright contexts in one Chromium (Debian's, via
-``executable_path``) on the same cores. Each session opens its page, then ``--moves`` times types a new value into a number box
-(the image index of the example picker; every value distinct across sessions, so nearly every
-rerun misses the figure caches: the worst case) and waits for the app to be idle again.
-Meanwhile one training job runs against the same run store (the CLI, ``--no-job`` to skip it).
+``executable_path``) on the same cores. Each session opens its page, then ``--moves`` times
+types a new value into a number box (the image index of the example picker; every value
+distinct across sessions, so nearly every rerun misses the figure caches: the worst case) and
+waits for the app to be idle again. Meanwhile one training job runs against the same run store
+(the CLI, ``--no-job`` to skip it).
 
-Reports the rerun latency (from the keypress to the idle marker, timed in the page's own clock),
+Reports the rerun latency (from the keypress to the idle marker, timed in the page's own clock;
+for protocol clients, from the message sent to the script's end),
 the time to open a page, and the server's resident memory (VmRSS from /proc) before the sessions,
 at its peak while they run, and after they close. Give the load average with any figure: the
 machine may be shared.

@@ -38,7 +38,9 @@ MODEL_KEYS = ("role", "arch", "test_errors", "test_accuracy")
 def reference_dir() -> Path:
     """``$KD_REFERENCE_DIR`` or the repository's ``assets/reference_runs``."""
     env = os.environ.get(REFERENCE_ENV)
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "assets" / "reference_runs"
+    return (
+        Path(env) if env else Path(__file__).resolve().parent.parent / "assets" / "reference_runs"
+    )
 
 
 @dataclass(frozen=True)

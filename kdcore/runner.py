@@ -377,8 +377,8 @@ def run_preset(
     status; the models finished before it and the partial history are kept in the result.
 
     ``config`` is a resolved config to run as it is; otherwise the runner's default (or its
-    ``profile``) with ``epochs``, ``seed`` and ``overrides`` applied. ``trained``, when given, receives every
-    model the run produced (to save their weights)."""
+    ``profile``) with ``epochs``, ``seed`` and ``overrides`` applied. ``trained``, when given,
+    receives every model the run produced (to save their weights)."""
     preset = get_runner(name)
     cfg = config if config is not None else resolve(name, epochs, seed, profile, **overrides)
     ctx = RunContext(pick_device(device), monitor or Monitor(), cancel, use_cache, data_dir)

@@ -18,7 +18,7 @@ st.caption(f"Store: `{store.path}` (set `KD_STORE` to use another file).")
 
 shipped = reference_ui.records()  # the shipped paper-length runs, read-only, ids below 0
 reference_ui.skipped_notice()
-all_runs = shipped + store.list()
+all_runs = store.list() + shipped  # the user's own first, newest first
 if not all_runs:
     st.info("No runs yet. Start one in the [lab](lab).", icon=":material/science:")
     st.stop()
@@ -33,15 +33,18 @@ c1, c2, c3 = st.columns(3)
 status = c1.selectbox("Status", [ALL, *STATUSES], key="status", bind="query-params")
 name = c2.selectbox("Preset", [ALL, *names], key="preset", bind="query-params")
 method = c3.selectbox("Method", [ALL, *METHODS], key="method", bind="query-params")
-runs = [
-    r
-    for r in shipped
-    if status in (ALL, r.status) and name in (ALL, r.name) and (method == ALL or method in r.methods)
-] + store.list(
+own = store.list(
     status=None if status == ALL else status,
     name=None if name == ALL else name,
     method=None if method == ALL else method,
 )
+runs = own + [
+    r
+    for r in shipped
+    if status in (ALL, r.status)
+    and name in (ALL, r.name)
+    and (method == ALL or method in r.methods)
+]
 st.dataframe(
     [
         {
@@ -117,8 +120,10 @@ c2.download_button(
 with c3.popover("Delete", icon=":material/delete:", disabled=not picked):
     doomed = [i for i in picked if i > 0 and not by_id[i].active]
     if len(doomed) < len(picked):
-        st.caption("Runs still queued or running are kept (cancel them in the lab first), and "
-                   "so are the shipped reference runs.")
+        st.caption(
+            "Runs still queued or running are kept (cancel them in the lab first), and "
+            "so are the shipped reference runs."
+        )
     sure = st.checkbox(f"Yes, delete {len(doomed)} run(s) and their weights", key="sure")
     if st.button("Delete for good", type="primary", disabled=not (sure and doomed), key="delete"):
         store.delete(doomed)

@@ -1,6 +1,6 @@
 """Regenerate the shipped reference runs in assets/reference_runs/ (see kdcore/reference.py).
 
-    python scripts/make_reference_runs.py                       # the paper profile of Hinton's demos
+    python scripts/make_reference_runs.py          # the paper profile of Hinton's demos
     python scripts/make_reference_runs.py hinton-mnist --device cuda
     python scripts/make_reference_runs.py hinton-mnist --epochs 1 --out /tmp/refs   # a quick check
 
@@ -21,10 +21,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kdcore.cli import ProgressBar  # noqa: E402
-from kdcore.presets import PRESETS  # noqa: E402
-from kdcore.reference import reference_dir, write_reference  # noqa: E402
-from kdcore.runner import run_preset  # noqa: E402
+from kdcore.cli import ProgressBar
+from kdcore.presets import PRESETS
+from kdcore.reference import reference_dir, write_reference
+from kdcore.runner import run_preset
 
 DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8")
 # The models whose weights ship (all small MLPs); the demos' teacher is hinton-mnist's.

@@ -7,12 +7,20 @@ while the worker thread trains, as a browser's polling would.
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore.presets import PRESETS
 from kdcore.store import Store
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
+
+
+@pytest.fixture(autouse=True)
+def no_shipped_runs(tmp_path, monkeypatch):
+    """These tests count the store's runs: no shipped reference runs beside them (their own
+    tests are in test_reference.py)."""
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tmp_path / "no-reference-runs"))
 
 
 def _page(name: str) -> AppTest:

@@ -207,8 +207,9 @@ def test_a_damaged_reference_file_is_skipped_with_one_line(tmp_path):
 
 
 def test_an_estimate_from_a_reference_counts_the_teacher_a_fresh_machine_trains():
-    result = {"history": {"teacher": [{"seconds": 10.0}] * 4, "student": [{"seconds": 2.0}] * 4},
-              "models": {"teacher": {"role": "teacher"}, "student": {"role": "student"}}}  # fmt: skip
+    history = {"teacher": [{"seconds": 10.0}] * 4, "student": [{"seconds": 2.0}] * 4}
+    models = {"teacher": {"role": "teacher"}, "student": {"role": "student"}}
+    result = {"history": history, "models": models}
     cfg = {"epochs": 4}
     assert estimate_seconds(result, cfg, cfg) == 8.0  # the teacher from the cache
     assert estimate_seconds(result, cfg, cfg, cached_teacher=False) == 48.0
@@ -273,7 +274,9 @@ def test_the_history_lists_shipped_runs_beside_the_users_and_never_deletes_them(
     at.run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert table["id"].tolist() == [-1] and table["run"].tolist() == ["shipped hinton-mnist (paper)"]
+    assert table["id"].tolist() == [-1] and table["run"].tolist() == [
+        "shipped hinton-mnist (paper)"
+    ]
     assert at.multiselect(key="picked").value == [-1]  # compared by default
     assert "shipped hinton-mnist (paper)" in at.get("plotly_chart")[0].proto.spec
     assert any("Reference run: hinton-mnist" in m.value for m in at.markdown)
