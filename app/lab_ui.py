@@ -635,11 +635,10 @@ def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:
     from kdcore.estimate import estimate_seconds
 
     ref = records_by_preset().get(name)
-    if ref is None or any(ref.config.get(k) != cfg.get(k) for k in same):
-        st.caption("No estimate yet: no completed run like this one on this machine.")
-        return
-    seconds = estimate_seconds(ref.result, ref.config, cfg, cached_teacher=False)
-    if seconds is None:
+    seconds = None
+    if ref is not None and all(ref.config.get(k) == cfg.get(k) for k in same):
+        seconds = estimate_seconds(ref.result, ref.config, cfg, cached_teacher=False)
+    if ref is None or seconds is None:
         st.caption("No estimate yet: no completed run like this one on this machine.")
         return
     st.caption(

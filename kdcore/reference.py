@@ -189,14 +189,14 @@ def write_reference(
     preset = result["preset"]
     folder.mkdir(parents=True, exist_ok=True)
     shipped: dict[str, dict] = {}
-    for name in weights:
-        t = trained.get(name)
-        if t is None:
-            continue
+    kept = [name for name in weights if name in trained]
+    if kept:  # the test set, to measure each model again after the round trip
+        data = load_dataset(result["config"].get("dataset", "mnist"), "cpu", data_dir)
+    for name in kept:
+        t = trained[name]
         rel = f"{preset}/{name.replace(' ', '_')}.safetensors"
         path = save_model(t.model, folder / rel, t.arch, t.num_classes, t.in_shape, half=True)
         back, _ = load_model(path, "cpu")
-        data = load_dataset(result["config"].get("dataset", "mnist"), "cpu", data_dir)
         shipped[name] = {
             "file": rel,
             "dtype": "float16",
