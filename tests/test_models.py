@@ -11,6 +11,7 @@ from kdcore.models import MODELS, KDModel, ModelOutput, ResNet, build_model
 # What each entry should be, written out independently of the builders.
 MLP_WIDTHS = {
     "mlp-1200-dropout": (1200, 1200),
+    "mlp-1200-paper": (1200, 1200),
     "mlp-1200": (1200, 1200),
     "mlp-800": (800, 800),
     "mlp-300": (300, 300),
