@@ -74,6 +74,34 @@ def _fig(**layout) -> go.Figure:
     return fig
 
 
+TEMPLATE_SPEC = TEMPLATE.to_plotly_json()
+
+
+def fast_figure(data: list[dict], **layout) -> go.Figure:
+    """A figure from plain trace and layout dicts, without plotly's per-property validation.
+
+    Validation is what building a figure costs: 6-11 ms for a chart of the loss page against
+    0.3 ms without it, and a room of 30 students reruns these charts dozens of times a second
+    (``bench/bench_load.py``). The pages' hot charts are built here; ``tests/test_figures.py``
+    checks each of them through the validating constructor, so a misspelt property still fails
+    a test instead of reaching the browser."""
+    spec = {"data": data, "layout": {"template": TEMPLATE_SPEC, **layout}}
+    try:
+        return go.Figure(spec, _validate=False)
+    except TypeError:  # a plotly without the private switch: validate, as before
+        return go.Figure(spec)
+
+
+def _vline(x: float, **line) -> dict:
+    """A vertical line across the whole plot at ``x`` (``add_vline`` without its axis walk)."""
+    return {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+            "line": line}  # fmt: skip
+
+
+def _values(a) -> list:
+    return np.asarray(a, dtype=float).tolist()
+
+
 # ----------------------------------------------------------------------------- temperature
 
 
@@ -267,22 +295,23 @@ def targets_figure(
 ) -> go.Figure:
     """Three training targets for one image: the one-hot label, the label-smoothed target (a
     uniform teacher) and the real teacher's soft targets."""
-    fig = _fig(height=320, barmode="group", yaxis=dict(title="target probability", range=[0, 1.02]))
     labels = [str(c) for c in range(len(hard))]
-    for y, name, color in (
-        (hard, "hard label (one-hot)", COLORS["muted"]),
-        (smoothed, f"label smoothing, ε = {eps:.2f} (uniform teacher)", COLORS["uniform"]),
-        (teacher, f"teacher at T = {T:.2f}", COLORS["teacher"]),
-    ):
-        fig.add_bar(
-            x=labels,
-            y=y,
-            name=name,
-            marker_color=color,
-            hovertemplate="class %{x}: %{y:.3f}<extra></extra>",
+    bars = [
+        {"type": "bar", "x": labels, "y": _values(y), "name": name, "marker": {"color": color},
+         "hovertemplate": "class %{x}: %{y:.3f}<extra></extra>"}
+        for y, name, color in (
+            (hard, "hard label (one-hot)", COLORS["muted"]),
+            (smoothed, f"label smoothing, ε = {eps:.2f} (uniform teacher)", COLORS["uniform"]),
+            (teacher, f"teacher at T = {T:.2f}", COLORS["teacher"]),
         )
-    fig.update_xaxes(type="category", title="class")
-    return fig
+    ]  # fmt: skip
+    return fast_figure(
+        bars,
+        height=320,
+        barmode="group",
+        xaxis={"type": "category", "title": {"text": "class"}},
+        yaxis={"title": {"text": "target probability"}, "range": [0, 1.02]},
+    )
 
 
 # ----------------------------------------------------------------------------- the KD loss
@@ -292,85 +321,82 @@ def loss_mix_figure(
     alphas: np.ndarray, ce: np.ndarray, kd: np.ndarray, alpha: float, T: float
 ) -> go.Figure:
     """Stacked bars of (1 - α) CE and α T² KL for a range of α; the chosen α is opaque."""
-    fig = _fig(
+    opacity = np.where(np.isclose(alphas, alpha), 1.0, 0.35).tolist()
+    x = [f"{a:.2f}" for a in alphas]
+    bars = [
+        {"type": "bar", "x": x, "y": _values(y), "name": name,
+         "marker": {"color": color, "opacity": opacity}}
+        for y, name, color in (
+            (ce, "(1 − α) · CE(y, q)", COLORS["ce"]),
+            (kd, f"α · T² · KL(p‖q), T = {T:.2f}", COLORS["kd"]),
+        )
+    ]  # fmt: skip
+    return fast_figure(
+        bars,
         height=340,
         barmode="stack",
-        xaxis=dict(title="α (weight of the teacher)"),
-        yaxis=dict(title="loss for this image"),
+        xaxis={"title": {"text": "α (weight of the teacher)"}, "type": "category"},
+        yaxis={"title": {"text": "loss for this image"}},
     )
-    chosen = np.isclose(alphas, alpha)
-    opacity = np.where(chosen, 1.0, 0.35)
-    x = [f"{a:.2f}" for a in alphas]
-    fig.add_bar(
-        x=x, y=ce, name="(1 − α) · CE(y, q)", marker=dict(color=COLORS["ce"], opacity=opacity)
-    )
-    fig.add_bar(
-        x=x,
-        y=kd,
-        name=f"α · T² · KL(p‖q), T = {T:.2f}",
-        marker=dict(color=COLORS["kd"], opacity=opacity),
-    )
-    fig.update_xaxes(type="category")
-    return fig
+
+
+def _line(x, y, name: str, **line) -> dict:
+    return {"type": "scatter", "x": _values(x), "y": _values(y), "name": name, "mode": "lines",
+            "line": line}  # fmt: skip
+
+
+def _titled(axis: dict) -> dict:
+    """An axis dict with its title in the form the figure JSON uses (``{"text": ...}``)."""
+    title = axis.get("title")
+    return {**axis, "title": {"text": title}} if isinstance(title, str) else axis
 
 
 def gradient_figure(
     temps: np.ndarray, with_t2: np.ndarray, without_t2: np.ndarray, T: float
 ) -> go.Figure:
     """‖∂L/∂z‖ across T on log-log axes, with a 1/T² guide through the plain-KL curve at T = 1."""
-    fig = _fig(
-        height=360,
-        xaxis=log_t_axis(float(temps[0]), float(temps[-1])),
-        # one label per decade: the minor "2 5" labels of a log axis read as noise
-        yaxis=dict(type="log", title="‖∂L/∂z‖ (student logits)", dtick=1),
-    )
-    fig.add_scatter(
-        x=temps,
-        y=with_t2,
-        name="T² · KL (what kd_loss returns)",
-        mode="lines",
-        line=dict(color=COLORS["kd"], width=3),
-    )
-    fig.add_scatter(
-        x=temps,
-        y=without_t2,
-        name="KL alone",
-        mode="lines",
-        line=dict(color=COLORS["student"], width=3),
-    )
     # The 1/T² guide runs through the plain-KL curve at the largest T, where the §2.1 limit holds.
     guide = without_t2[-1] * (temps / temps[-1]) ** -2.0
     high = temps >= 1
-    fig.add_scatter(
-        x=temps[high],
-        y=guide[high],
-        name="∝ 1/T²",
-        mode="lines",
-        line=dict(color=COLORS["muted"], dash="dot"),
-    )
-    fig.add_vline(x=T, line=dict(color="#495057", dash="dash"))
     # Below T ~ 0.5 both softmaxes are one-hot and the gradients vanish; do not let that
     # underflow stretch the axis over twenty decades.
     shown = temps >= 0.5
     lo = max(float(min(without_t2[shown].min(), with_t2[shown].min())) / 3, 1e-12)
-    fig.update_yaxes(range=[math.log10(lo), math.log10(float(with_t2.max()) * 3)])
-    return fig
+    return fast_figure(
+        [
+            _line(temps, with_t2, "T² · KL (what kd_loss returns)", color=COLORS["kd"], width=3),
+            _line(temps, without_t2, "KL alone", color=COLORS["student"], width=3),
+            _line(temps[high], guide[high], "∝ 1/T²", color=COLORS["muted"], dash="dot"),
+        ],
+        height=360,
+        xaxis=_titled(log_t_axis(float(temps[0]), float(temps[-1]))),
+        # one label per decade: the minor "2 5" labels of a log axis read as noise
+        yaxis={
+            "type": "log",
+            "title": {"text": "‖∂L/∂z‖ (student logits)"},
+            "dtick": 1,
+            "range": [math.log10(lo), math.log10(float(with_t2.max()) * 3)],
+        },
+        shapes=[_vline(T, color="#495057", dash="dash")],
+    )
 
 
 def limit_figure(temps: np.ndarray, t2_kl: np.ndarray, limit: float, T: float) -> go.Figure:
     """T² KL on zero-mean logits converging to ‖z − v‖² / (2N) as T grows."""
-    fig = _fig(
-        height=360, xaxis=log_t_axis(float(temps[0]), float(temps[-1])), yaxis=dict(title="loss")
+    return fast_figure(
+        [
+            _line(temps, t2_kl, "T² · KL(p‖q)", color=COLORS["kd"], width=3),
+            _line(
+                [temps[0], temps[-1]],
+                [limit, limit],
+                "‖z − v‖² / (2N)",
+                color=COLORS["student"],
+                dash="dash",
+                width=2,
+            ),
+        ],
+        height=360,
+        xaxis=_titled(log_t_axis(float(temps[0]), float(temps[-1]))),
+        yaxis={"title": {"text": "loss"}},
+        shapes=[_vline(T, color="#495057", dash="dash")],
     )
-    fig.add_scatter(
-        x=temps, y=t2_kl, name="T² · KL(p‖q)", mode="lines", line=dict(color=COLORS["kd"], width=3)
-    )
-    fig.add_scatter(
-        x=[temps[0], temps[-1]],
-        y=[limit, limit],
-        name="‖z − v‖² / (2N)",
-        mode="lines",
-        line=dict(color=COLORS["student"], dash="dash", width=2),
-    )
-    fig.add_vline(x=T, line=dict(color="#495057", dash="dash"))
-    return fig

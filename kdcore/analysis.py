@@ -176,6 +176,23 @@ def loss_mix(
     }
 
 
+def loss_mix_sweep(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    T: float,
+    alphas: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The weighted parts (1 - alpha) CE and alpha T^2 KL for many alphas at once: the loss is
+    linear in alpha, so both raw terms are computed once (by the same functions the KD distiller
+    calls) and scaled; equal to :func:`loss_mix` at each alpha (tested). Returns ``ce`` and
+    ``kd``, arrays (A,). Inputs: (B, K), (B, K), (B,)."""
+    s, t = student_logits.detach(), teacher_logits.detach()
+    a = np.asarray(alphas, dtype=float)
+    raw_ce, raw_kd = float(F.cross_entropy(s, labels)), float(kd_loss(s, t, T))
+    return {"ce": (1.0 - a) * raw_ce, "kd": a * raw_kd}
+
+
 def kd_gradient(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float, t_squared: bool = True
 ) -> torch.Tensor:
@@ -231,6 +248,8 @@ def high_temperature_limit(
     s = zero_mean(student_logits.detach().to(torch.float64))
     t = zero_mean(teacher_logits.detach().to(torch.float64))
     limit = float(logit_matching_loss(s, t))
-    t2_kl = np.array([float(kd_loss(s, t, float(T))) for T in np.asarray(temps, dtype=float)])
+    T = torch.as_tensor(np.asarray(temps, dtype=float), dtype=torch.float64)  # (F,)
+    # kd_loss itself at every T in one vectorised call (a page rerun asks for 120 of them)
+    t2_kl = torch.func.vmap(lambda tt: kd_loss(s, t, tt))(T).numpy()  # (F,)
     ratio = t2_kl / limit if limit > 0 else np.ones_like(t2_kl)
     return {"t2_kl": t2_kl, "limit": limit, "ratio": ratio}

@@ -22,12 +22,12 @@ def compute(
     """Everything the page plots for one image, from kdcore.analysis (cached per view)."""
     s, t, y = torch.tensor([student]), torch.tensor([teacher]), torch.tensor([label])  # (1, K)
     alphas = np.union1d(ALPHAS, [alpha])
-    mixes = [analysis.loss_mix(s, t, y, T, float(a)) for a in alphas]
+    sweep = analysis.loss_mix_sweep(s, t, y, T, alphas)
     return {
         "mix": analysis.loss_mix(s, t, y, T, alpha),
         "alphas": alphas,
-        "ce": np.array([m["ce"] for m in mixes]),
-        "kd": np.array([m["kd"] for m in mixes]),
+        "ce": sweep["ce"],
+        "kd": sweep["kd"],
         "grad": analysis.gradient_norms(s, t, TEMPS),
         "grad_at_T": analysis.gradient_norms(s, t, np.array([T])),
         "limit": analysis.high_temperature_limit(s, t, LIMIT_TEMPS),
@@ -120,6 +120,7 @@ ui.show_code(
     kd_loss,
     distillation_loss,
     logit_matching_loss,
+    analysis.loss_mix_sweep,
     analysis.kd_gradient,
     analysis.high_temperature_limit,
 )

@@ -152,6 +152,19 @@ def test_loss_mix_against_a_direct_computation(T, alpha):
     assert out["total"] == pytest.approx(out["ce"] + out["kd"], rel=1e-6)
 
 
+@pytest.mark.parametrize("T", [0.3, 4.0, 20.0])
+def test_loss_mix_sweep_is_loss_mix_at_every_alpha(T):
+    """The page's bars across alpha (one evaluation of each term, scaled) against the registered
+    KD distiller evaluated at each alpha in turn."""
+    s, t, y = _batch(5)
+    alphas = np.array([0.0, 0.1, 0.35, 0.5, 0.9, 1.0])
+    sweep = analysis.loss_mix_sweep(s, t, y, T, alphas)
+    for i, a in enumerate(alphas):
+        one = analysis.loss_mix(s, t, y, T, float(a))
+        assert sweep["ce"][i] == pytest.approx(one["ce"], rel=1e-12, abs=1e-15)
+        assert sweep["kd"][i] == pytest.approx(one["kd"], rel=1e-12, abs=1e-15)
+
+
 @pytest.mark.parametrize("T", [0.5, 1.0, 3.0, 25.0])
 def test_kd_gradient_closed_form_and_finite_differences(T):
     s, t, _ = _batch(1)
@@ -204,6 +217,18 @@ def test_high_temperature_limit_converges_to_logit_matching():
     assert out["limit"] == pytest.approx(direct, rel=1e-9)
     gaps = np.abs(out["ratio"] - 1)
     assert np.all(np.diff(gaps[1:]) < 0) and gaps[-1] < 1e-3
+
+
+def test_high_temperature_limit_is_kd_loss_at_each_t_in_turn():
+    """The vectorised curve (vmap over T) against kd_loss called once per T."""
+    from kdcore.losses import kd_loss
+
+    s, t, _ = _batch(6)
+    temps = np.array([0.1, 0.9, 4.0, 60.0, 2000.0])
+    out = analysis.high_temperature_limit(s, t, temps)
+    s0, t0 = s - s.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True)
+    for i, T in enumerate(temps):
+        assert out["t2_kl"][i] == pytest.approx(float(kd_loss(s0, t0, float(T))), rel=1e-12)
 
 
 def test_high_temperature_limit_ignores_per_row_shifts():

@@ -48,7 +48,6 @@ def _sentence(sweep: analysis.TemperatureSweep, i: int, ranked: np.ndarray) -> s
     )
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
 def frames(logits: tuple[float, ...], T: float, log_y: bool) -> dict:
     """Everything the component shows, for the grid of link-friendly temperatures plus T."""
     grid = analysis.temperature_grid(T_MIN, T_MAX, 100)
@@ -88,11 +87,23 @@ def frames(logits: tuple[float, ...], T: float, log_y: bool) -> dict:
     }
 
 
+@st.cache_data(max_entries=128, show_spinner=False)
+def _payload(logits: tuple[float, ...], T: float, log_y: bool) -> tuple[str, dict]:
+    """The component's data as one JSON text, and the frame shown at rest.
+
+    Serialised once per view: handed a dict, Streamlit would serialise the 101 frames twice on
+    every rerun (once to send, once sorted for the element's identity), a quarter of the
+    temperature page's cost under load. A string is sent as it is and hashed for its identity;
+    the frontend parses it."""
+    data = frames(logits, T, log_y)
+    return json.dumps(data), data["frames"][data["active"]]
+
+
 def temperature_slider(logits: tuple[float, ...], T: float, log_y: bool) -> dict:
     """Mounts the slider for these logits, opened at T; returns the frame shown at rest."""
-    data = frames(logits, T, log_y)
-    _component(key=KEY, data=data, default={"T": None}, on_T_change=_released)
-    return data["frames"][data["active"]]
+    text, shown = _payload(logits, T, log_y)
+    _component(key=KEY, data=text, default={"T": None}, on_T_change=_released)
+    return shown
 
 
 # A log grid a student can read: 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 per decade (roughly equal

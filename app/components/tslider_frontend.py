@@ -196,7 +196,9 @@ function show(root, st, i) {
 }
 
 export default function (component) {
-  const { data, setStateValue, parentElement } = component;
+  const { setStateValue, parentElement } = component;
+  // Python sends the frames as one JSON text (serialised once per view, see tslider.py)
+  const data = typeof component.data === "string" ? JSON.parse(component.data) : component.data;
   const root = parentElement.querySelector(".kd-t");
   if (!root || !data) return;
   const st = root.__kd || (root.__kd = {});
