@@ -10,10 +10,8 @@ if str(ROOT) not in sys.path:  # so pages can import kdcore and app without inst
     sys.path.insert(0, str(ROOT))
 
 from app import present  # noqa: E402
-from app.ui import apply_thread_setting, settle_memory  # noqa: E402
-
-apply_thread_setting()  # $KD_TORCH_THREADS (compare with bench/bench_load.py --threads)
 from app.catalog import DEFAULT, PAGES  # noqa: E402
+from app.ui import page_run, settle_memory  # noqa: E402
 
 # A local file, not a Material symbol: Streamlit fetches those favicons from a font host,
 # which fails offline. An SVG path is sent inline (a data URL), so nothing is fetched at all.
@@ -36,5 +34,6 @@ for info in PAGES:
         )
 current = st.navigation(groups)
 present.frame(current)  # presenter mode and the lesson strip (app/present.py)
-current.run()
+with page_run():  # one page run at a time, on one torch thread: see app/ui.py
+    current.run()
 settle_memory(current.url_path)  # after each page's first run: see app/ui.py

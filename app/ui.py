@@ -7,15 +7,17 @@ Pages import this module and :mod:`app.figures`; neither holds tensor maths (tha
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import inspect
 import io
 import math
 import os
+import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,47 @@ MODELS_ENV = "KD_DEMO_MODELS"  # another folder of demo models, e.g. a corrupt o
 THREADS_ENV = "KD_TORCH_THREADS"
 
 
-def apply_thread_setting() -> None:
-    """Torch's intra-op threads for this server process from ``$KD_TORCH_THREADS`` (unset: torch's
-    default, one per core). Process-wide, so set once; an invalid value is ignored. Compare
-    settings with ``bench/bench_load.py --threads 2,1`` (on a 2-core machine shared with the
-    browsers it changed little; see the README)."""
-    raw = os.environ.get(THREADS_ENV, "")
-    if raw.isdigit() and 0 < int(raw) <= 256 and torch.get_num_threads() != int(raw):
-        torch.set_num_threads(int(raw))
+PAGE_RUNS_ENV = "KD_PAGE_RUNS"
+GATE_WAIT_S = 10.0  # a page run waits at most this long for its turn, then runs anyway
+
+
+def _env_count(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 256 else default
+
+
+def page_threads() -> int:
+    """Torch's intra-op threads for a page's own work (``$KD_TORCH_THREADS``, default 1).
+
+    A page computes on a handful of logits; a second thread only adds its hand-off: measured
+    on the 2-core machine, a rerun of /kd-loss cost the server 25-48 ms of CPU with one thread
+    and 48-55 ms with two. Training jobs set their own count in their worker threads
+    (:class:`kdcore.jobs.JobQueue`), so a run launched from the lab still uses every core."""
+    return _env_count(THREADS_ENV, 1)
+
+
+_GATE = threading.BoundedSemaphore(_env_count(PAGE_RUNS_ENV, 1))
+
+
+@contextlib.contextmanager
+def page_run() -> Iterator[None]:
+    """One page run: this script thread's torch threads set for page work, and a turn at the
+    process's gate (``$KD_PAGE_RUNS`` runs at a time, default 1).
+
+    Streamlit runs every session's script in a thread of its own, and the threads share one
+    interpreter lock: 30 sessions rerunning together each took thirty times as long, plus the
+    cost of switching between them (the server's CPU per rerun rose from 25 to 41 ms). Taking
+    turns, each run finishes in its own time and the next starts: measured with
+    ``bench/bench_load.py`` (30 sessions, no training job), rerun p50 409 -> 131 ms and p95
+    1051 -> 324 ms. A run that waits longer than ``GATE_WAIT_S`` (another page training its
+    demo models, say) goes ahead anyway, so none waits behind a slow one for good."""
+    torch.set_num_threads(page_threads())  # this thread's own setting (see page_threads)
+    turn = _GATE.acquire(timeout=GATE_WAIT_S)
+    try:
+        yield
+    finally:
+        if turn:
+            _GATE.release()
 
 
 _SETTLED: set[str] = set()

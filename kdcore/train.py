@@ -25,6 +25,11 @@ from torch import nn
 
 from .data import Dataset, random_shift
 
+# Torch's own intra-op thread count (one per core), read when kdcore is first imported: the
+# app's page runs later set their own threads to one (app.ui.page_threads), and torch then
+# reports that to threads started after them. Training workers use this (kdcore.jobs).
+DEFAULT_THREADS = torch.get_num_threads()
+
 
 def pick_device(device: str | None = None) -> torch.device:
     """``"auto"``/None: CUDA when present, else CPU. Anything else is passed to torch.device."""

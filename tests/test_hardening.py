@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -296,16 +297,67 @@ def test_divergence_rule_against_hand_made_numbers():
     assert divergence(float("nan"), 1e20, 1e20, 0.1, 10) == ""  # the NaN check's case
 
 
-@pytest.mark.parametrize("raw, expect", [("1", 1), ("abc", None), ("0", None), ("-2", None)])
-def test_the_server_thread_setting_takes_only_a_sane_count(monkeypatch, raw, expect):
+@pytest.mark.parametrize("raw, expect", [("2", 2), ("1", 1), ("abc", 1), ("0", 1), ("-2", 1)])
+def test_the_page_thread_setting_takes_only_a_sane_count(monkeypatch, raw, expect):
+    """A page run sets its own thread's torch threads from $KD_TORCH_THREADS (default 1)."""
+    import threading
+
     import torch
 
-    from app.ui import THREADS_ENV, apply_thread_setting
+    from app.ui import THREADS_ENV, page_run
+
+    monkeypatch.setenv(THREADS_ENV, raw)
+    seen = []
+
+    def run() -> None:  # a script thread of its own, as Streamlit gives every run
+        with page_run():
+            seen.append(torch.get_num_threads())
 
     before = torch.get_num_threads()
-    monkeypatch.setenv(THREADS_ENV, raw)
-    try:
-        apply_thread_setting()
-        assert torch.get_num_threads() == (expect or before)
-    finally:
-        torch.set_num_threads(before)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    torch.set_num_threads(before)
+    assert seen == [expect]
+
+
+def test_page_runs_take_turns_and_a_long_one_does_not_hold_the_rest(monkeypatch):
+    """At most one page run at a time; one that waits past GATE_WAIT_S goes ahead anyway."""
+    import threading
+
+    from app import ui
+
+    monkeypatch.setattr(ui, "GATE_WAIT_S", 0.3)
+    inside, most, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def run(hold: bool) -> None:
+        with ui.page_run():
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            if hold:
+                release.wait(5)
+            else:
+                time.sleep(0.02)
+            with lock:
+                inside[0] -= 1
+
+    quick = [threading.Thread(target=run, args=(False,)) for _ in range(4)]
+    for t in quick:
+        t.start()
+    for t in quick:
+        t.join()
+    assert most[0] == 1  # taking turns
+
+    slow = threading.Thread(target=run, args=(True,))
+    slow.start()
+    time.sleep(0.05)
+    t0 = time.monotonic()
+    late = threading.Thread(target=run, args=(False,))
+    late.start()
+    late.join(3)
+    waited = time.monotonic() - t0
+    release.set()
+    slow.join()
+    assert not late.is_alive() and 0.25 < waited < 2.0  # waited its bounded turn, then ran

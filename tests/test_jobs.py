@@ -199,3 +199,33 @@ def test_peers_trained_in_one_step_are_filed_under_their_own_names_while_trainin
     assert sorted(history) == ["peer_1", "peer_2"]
     assert [r["epoch"] for r in history["peer_1"]] == [1, 2]
     store.close()
+
+
+def test_training_workers_yield_to_the_pages_and_use_their_own_threads(tmp_path, monkeypatch):
+    """A worker thread trains at a lower priority than the server's own threads (Linux) and with
+    the queue's torch thread count, whatever the page threads use (app.ui.page_threads)."""
+    import os
+    import threading
+
+    from kdcore import jobs
+
+    seen = {}
+
+    def record(store, spec, run_id, **kw):
+        tid = threading.get_native_id()
+        seen["threads"] = torch.get_num_threads()
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, tid) if hasattr(os, "getpriority") else 0
+        store.finish(run_id, "completed", "")
+
+    monkeypatch.setattr(jobs, "execute", record)
+    q = JobQueue(Store(tmp_path / "runs.sqlite"), threads=1, nice=5)
+    before = torch.get_num_threads()
+    try:
+        q.wait(q.submit(RunSpec.custom(TINY, device="cpu")), timeout=30)
+    finally:
+        q.shutdown()
+        q.store.close()
+    assert seen["threads"] == 1
+    assert torch.get_num_threads() == before  # the submitting thread keeps its own setting
+    if hasattr(os, "setpriority"):
+        assert seen["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
