@@ -7,8 +7,10 @@ would load it), with ``--client browser`` Playwright contexts in one Chromium (D
 ``executable_path``) on the same cores. Each session opens its page, then ``--moves`` times
 types a new value into a number box (the image index of the example picker; every value
 distinct across sessions, so nearly every rerun misses the figure caches: the worst case) and
-waits for the app to be idle again. Meanwhile one training job runs against the same run store
-(the CLI, ``--no-job`` to skip it).
+waits for the app to be idle again. Meanwhile one training job runs: by default Start pressed in
+the lab before the room joins, so it trains in the server's own worker thread (``--job cli``: a
+separate ``python -m kdcore run`` process on the same store; ``--job none``: no job). The room
+starts once the job is past its start and training.
 
 Reports the rerun latency (from the keypress to the idle marker, timed in the page's own clock;
 for protocol clients, from the message sent to the script's end),
@@ -77,6 +79,23 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used, from /proc/PID/stat (fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_training(pid: int, timeout: float = 120.0) -> float:
+    """Block until the job process is past its start (imports, data, a teacher from the cache)
+    and training: busier than one and a half cores over a whole second (torch's import and the
+    data load run on one). Returns the seconds waited, so the
+    room meets a job that trains rather than one that is still loading."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        try:
+            before = cpu_seconds(pid)
+            time.sleep(1.0)
+            if cpu_seconds(pid) - before > 1.5:
+                break
+        except (FileNotFoundError, ProcessLookupError):  # the job ended (or failed) already
+            break
+    return time.perf_counter() - t0
 
 
 def load_average() -> str:
@@ -174,6 +193,33 @@ async def ws_session(base: str, s: int, slug: str, moves: int, out: dict) -> Non
         await ws.close()
 
 
+def job_progress(path: Path) -> str:
+    """Where the lab's job stands in the store: it must still be training for the figures to
+    count as measured beside one."""
+    sys.path.insert(0, str(ROOT))
+    from kdcore.store import Store
+
+    store = Store(path)
+    try:
+        runs = store.list()
+        return ", ".join(f"run #{r.id} {r.status} at {r.progress:.0%}" for r in runs) or "no run"
+    finally:
+        store.close()
+
+
+async def press_start(base: str) -> None:
+    """Open the lab and press Start on its default run: the job trains in the server's own
+    worker thread, as one a lecturer starts in class does."""
+    from ws_session import WsSession
+
+    ws = WsSession(base.replace("http://", "ws://"), "lab")
+    try:
+        await ws.open()
+        await ws.click("Start")
+    finally:
+        await ws.close()
+
+
 async def ws_room(base: str, sessions: int, moves: int, out: dict) -> None:
     slugs = list(PAGES)
     await asyncio.gather(
@@ -210,22 +256,31 @@ def one_room(args, threads: str) -> dict:
     server = start_server(port, env, tmp / "streamlit.log")
     base = f"http://127.0.0.1:{port}"
     job = None
-    label = f"{args.client} clients, server torch threads: {threads or 'default'}"
+    label = f"{args.client} clients, page torch threads: {threads or 'default (1)'}"
     try:
-        # one visit first: the process has loaded MNIST and the demo models (what a lecturer's
-        # own browser does before the room joins)
+        # one visit of each page first: the process has loaded MNIST, the demo models and the
+        # pages' modules (what a lecturer's own browser does before the room joins)
         before_warm = rss_mib(server.pid)
         fill = ws_room if args.client == "ws" else room
-        asyncio.run(fill(base, 1, 0, {"open": [], "rerun": [], "errors": 0, "failed": [],
-                                      "bytes": []}))  # fmt: skip
+        asyncio.run(fill(base, len(PAGES), 0, {"open": [], "rerun": [], "errors": 0,
+                                               "failed": [], "bytes": []}))  # fmt: skip
         before = rss_mib(server.pid)
-        if not args.no_job:
+        if args.job == "app":  # pressed in the lab, as a lecturer would: it trains in the server
+            cpu_before = cpu_seconds(server.pid)
+            asyncio.run(press_start(base))
+            waited = wait_until_training(server.pid)
+            print(f"lab job started; the server busy training after {waited:.0f} s "
+                  f"({cpu_seconds(server.pid) - cpu_before:.1f} s of CPU)", flush=True)  # fmt: skip
+        elif args.job == "cli":
             job_env = {k: v for k, v in env.items() if k != "KD_TORCH_THREADS"}
             job = subprocess.Popen(
-                [sys.executable, "-m", "kdcore", "run", "custom", "--epochs", "3",
+                [*(["nice", "-n", str(args.nice)] if args.nice else []),
+                 sys.executable, "-m", "kdcore", "run", "custom", "--epochs", "20",
                  "--store", str(tmp / "runs.sqlite")],
                 cwd=ROOT, env=job_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+            waited = wait_until_training(job.pid)
+            print(f"command-line job busy after {waited:.0f} s", flush=True)
         print(f"{label}; load average before: {load_average()}", flush=True)
         sampler = Sampler(server.pid)
         sampler.start()
@@ -235,7 +290,8 @@ def one_room(args, threads: str) -> dict:
         wall, cpu = time.perf_counter() - t0, cpu_seconds(server.pid) - cpu0
         sampler.stop.set()
         load_during = load_average()
-        job_state = "none" if job is None else "running" if job.poll() is None else "finished"
+        job_state = {"none": "none", "app": "in the server"}.get(args.job) or (
+            "running" if job.poll() is None else "finished")  # fmt: skip
         time.sleep(args.settle)
         after = rss_mib(server.pid)
 
@@ -250,9 +306,13 @@ def one_room(args, threads: str) -> dict:
               f"{sampler.peak:.0f} MiB peak during, {after:.0f} MiB {args.settle:.0f} s after "
               "the sessions closed")  # fmt: skip
         runs = len(out["open"]) + len(out["rerun"])
-        print(f"  server CPU: {cpu:.1f} s for {runs} page opens and reruns, "
-              f"{cpu / max(runs, 1) * 1e3:.0f} ms each on average (what the server itself "
-              "spends, whatever the browsers on the same cores take)")  # fmt: skip
+        if args.job == "app":
+            print(f"  server CPU: {cpu:.1f} s over {wall:.1f} s, the lab job's training "
+                  f"included; {job_progress(tmp / 'runs.sqlite')}")  # fmt: skip
+        else:
+            print(f"  server CPU: {cpu:.1f} s for {runs} page opens and reruns, "
+                  f"{cpu / max(runs, 1) * 1e3:.0f} ms each on average (what the server itself "
+                  "spends, whatever the browsers on the same cores take)")  # fmt: skip
         if out["bytes"]:
             print(f"  sent to each session: {statistics.mean(out['bytes']) / 1024:.0f} kB on "
                   f"average ({statistics.mean(out['bytes']) / (args.moves + 1) / 1024:.0f} kB "
@@ -275,13 +335,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--moves", type=int, default=5, help="inputs per session")
-    parser.add_argument("--no-job", action="store_true", help="no training job alongside")
+    parser.add_argument("--job", choices=("app", "cli", "none"), default="app",
+                        help="the training job alongside: app, Start pressed in the lab (it "
+                        "trains in the server, in a worker thread; the default); cli, a "
+                        "separate `python -m kdcore run` process; none")  # fmt: skip
+    parser.add_argument(
+        "--nice", type=int, default=0, help="with --job cli: run that process under `nice -n N`"
+    )
     parser.add_argument("--client", choices=("ws", "browser"), default="ws",
                         help="ws: sessions speaking Streamlit's websocket protocol (the server "
                         "alone); browser: Chromium contexts on the same cores")  # fmt: skip
     parser.add_argument("--settle", type=float, default=20, help="seconds to wait after closing")
-    parser.add_argument("--threads", default="", help="server torch threads to compare, one room "
-                        "each, e.g. '2,1' (default: torch's own, one room)")  # fmt: skip
+    parser.add_argument("--threads", default="", help="the pages' torch threads "
+                        "($KD_TORCH_THREADS) to compare, one room each, e.g. '2,1' (default: "
+                        "the app's own, 1)")  # fmt: skip
     args = parser.parse_args()
     rooms = [one_room(args, t.strip()) for t in (args.threads.split(",") or [""])]
     if len(rooms) > 1:

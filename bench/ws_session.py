@@ -10,6 +10,7 @@ a browser would (the other widgets keep the values the URL gives them).
     session = WsSession("ws://127.0.0.1:8501", "temperature", "digit=2")
     await session.open()                      # the first script run, like opening the page
     await session.set_number("Which one", 17)  # one rerun; returns its latency in seconds
+    await session.click("Start")              # press a button
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ class WsSession:
             state.int_value = value
         else:
             state.double_value = float(value)
+        return await self._rerun([state])
+
+    async def click(self, label: str) -> float:
+        """Press the button labelled ``label``; the seconds until the rerun it starts ends."""
+        if label not in self.widgets:
+            raise ProtocolError(f"no button labelled {label!r}; the page has {list(self.widgets)}")
+        state = BackMsg().rerun_script.widget_states.widgets.add()
+        state.id = self.widgets[label][0]
+        state.trigger_value = True
         return await self._rerun([state])
 
     async def _rerun(self, states: list) -> float:
