@@ -102,6 +102,11 @@ def _values(a) -> list:
     return np.asarray(a, dtype=float).tolist()
 
 
+def _bar(x: list, y, name: str, hover: str | None = None, **marker) -> dict:
+    bar = {"type": "bar", "x": x, "y": _values(y), "name": name, "marker": marker}
+    return {**bar, "hovertemplate": hover} if hover else bar
+
+
 # ----------------------------------------------------------------------------- temperature
 
 
@@ -296,17 +301,19 @@ def targets_figure(
     """Three training targets for one image: the one-hot label, the label-smoothed target (a
     uniform teacher) and the real teacher's soft targets."""
     labels = [str(c) for c in range(len(hard))]
-    bars = [
-        {"type": "bar", "x": labels, "y": _values(y), "name": name, "marker": {"color": color},
-         "hovertemplate": "class %{x}: %{y:.3f}<extra></extra>"}
-        for y, name, color in (
-            (hard, "hard label (one-hot)", COLORS["muted"]),
-            (smoothed, f"label smoothing, ε = {eps:.2f} (uniform teacher)", COLORS["uniform"]),
-            (teacher, f"teacher at T = {T:.2f}", COLORS["teacher"]),
-        )
-    ]  # fmt: skip
+    hover = "class %{x}: %{y:.3f}<extra></extra>"
     return fast_figure(
-        bars,
+        [
+            _bar(labels, hard, "hard label (one-hot)", hover, color=COLORS["muted"]),
+            _bar(
+                labels,
+                smoothed,
+                f"label smoothing, ε = {eps:.2f} (uniform teacher)",
+                hover,
+                color=COLORS["uniform"],
+            ),
+            _bar(labels, teacher, f"teacher at T = {T:.2f}", hover, color=COLORS["teacher"]),
+        ],
         height=320,
         barmode="group",
         xaxis={"type": "category", "title": {"text": "class"}},
@@ -323,16 +330,11 @@ def loss_mix_figure(
     """Stacked bars of (1 - α) CE and α T² KL for a range of α; the chosen α is opaque."""
     opacity = np.where(np.isclose(alphas, alpha), 1.0, 0.35).tolist()
     x = [f"{a:.2f}" for a in alphas]
-    bars = [
-        {"type": "bar", "x": x, "y": _values(y), "name": name,
-         "marker": {"color": color, "opacity": opacity}}
-        for y, name, color in (
-            (ce, "(1 − α) · CE(y, q)", COLORS["ce"]),
-            (kd, f"α · T² · KL(p‖q), T = {T:.2f}", COLORS["kd"]),
-        )
-    ]  # fmt: skip
     return fast_figure(
-        bars,
+        [
+            _bar(x, ce, "(1 − α) · CE(y, q)", color=COLORS["ce"], opacity=opacity),
+            _bar(x, kd, f"α · T² · KL(p‖q), T = {T:.2f}", color=COLORS["kd"], opacity=opacity),
+        ],
         height=340,
         barmode="stack",
         xaxis={"title": {"text": "α (weight of the teacher)"}, "type": "category"},
