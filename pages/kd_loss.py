@@ -75,11 +75,14 @@ cols[0].metric("CE(y, q)", f"{mix['raw_ce']:.4f}", help="cross-entropy with the 
 cols[1].metric("T² · KL(p‖q)", f"{mix['raw_kd']:.4f}", help="kd_loss: the soft term")
 cols[2].metric("(1 − α) · CE + α · T² · KL", f"{mix['total']:.4f}")
 cols[3].metric("teacher's share", f"{mix['kd'] / mix['total']:.0%}" if mix["total"] else "–")
+# two lines: on one, the numbers ran past the column's right edge at 1280 px
 st.latex(
     r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}\big(y,\ \mathrm{softmax}(z)\big) + "
     r"\alpha\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(v/T)\ \|\ \mathrm{softmax}(z/T)\big)"
-    rf"= {1 - alpha:.2f} \cdot {mix['raw_ce']:.3f} + {alpha:.2f} \cdot {mix['raw_kd']:.3f}"
-    rf"= {mix['total']:.3f}"
+)
+st.latex(
+    rf"\mathcal{{L}} = {1 - alpha:.2f} \cdot {mix['raw_ce']:.3f} + "
+    rf"{alpha:.2f} \cdot {mix['raw_kd']:.3f} = {mix['total']:.3f}"
 )
 ui.plot(loss_mix_figure(out["alphas"], out["ce"], out["kd"], alpha, T), key="mix_chart")
 

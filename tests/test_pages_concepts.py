@@ -270,6 +270,9 @@ def test_kd_loss_shows_equations_code_and_consistent_numbers():
     assert "def kd_loss" in code and "def distillation_loss" in code
     ce, kd, total = (float(m.value) for m in at.metric[:3])
     assert total == pytest.approx(0.5 * ce + 0.5 * kd, abs=2e-4)
+    # the equation with this image's numbers, on a line of its own (one line overflowed)
+    filled = at.latex[1].value
+    assert "KL" not in filled and f"= {total:.3f}" in filled and filled.count("\\\\") == 0
     assert len(figures(at)) == 3
 
 
