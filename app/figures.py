@@ -61,7 +61,7 @@ def log_t_axis(lo: float, hi: float, title: str = "temperature T") -> dict:
     pad = 0.03 * (math.log10(hi) - math.log10(lo))
     return dict(
         type="log",
-        title=title,
+        title={"text": title},  # the figure JSON's own form, for fast_figure's plain dicts too
         tickvals=ticks,
         ticktext=[f"{t:g}" for t in ticks],
         range=[math.log10(lo) - pad, math.log10(hi) + pad],
@@ -347,12 +347,6 @@ def _line(x, y, name: str, **line) -> dict:
             "line": line}  # fmt: skip
 
 
-def _titled(axis: dict) -> dict:
-    """An axis dict with its title in the form the figure JSON uses (``{"text": ...}``)."""
-    title = axis.get("title")
-    return {**axis, "title": {"text": title}} if isinstance(title, str) else axis
-
-
 def gradient_figure(
     temps: np.ndarray, with_t2: np.ndarray, without_t2: np.ndarray, T: float
 ) -> go.Figure:
@@ -371,7 +365,7 @@ def gradient_figure(
             _line(temps[high], guide[high], "∝ 1/T²", color=COLORS["muted"], dash="dot"),
         ],
         height=360,
-        xaxis=_titled(log_t_axis(float(temps[0]), float(temps[-1]))),
+        xaxis=log_t_axis(float(temps[0]), float(temps[-1])),
         # one label per decade: the minor "2 5" labels of a log axis read as noise
         yaxis={
             "type": "log",
@@ -398,7 +392,7 @@ def limit_figure(temps: np.ndarray, t2_kl: np.ndarray, limit: float, T: float) -
             ),
         ],
         height=360,
-        xaxis=_titled(log_t_axis(float(temps[0]), float(temps[-1]))),
+        xaxis=log_t_axis(float(temps[0]), float(temps[-1])),
         yaxis={"title": {"text": "loss"}},
         shapes=[_vline(T, color="#495057", dash="dash")],
     )
