@@ -29,7 +29,8 @@ from kdcore.checkpoint import CheckpointError, cache_dir, load_model, save_model
 from kdcore.data import Dataset, load_mnist
 from kdcore.demo import DEMO_SPECS, DemoSpec, train_demo_model
 from kdcore.models import KDModel
-from kdcore.train import predict_logits
+from kdcore.reference import load_references, reference_dir, reference_model
+from kdcore.train import evaluate, predict_logits
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "assets" / "models"
@@ -152,31 +153,76 @@ def _load_or_train(spec: DemoSpec, folder: Path, data: Dataset) -> tuple[KDModel
     )
 
 
+# The teachers the concept pages can show: the small demo teacher, or the teacher of the shipped
+# hinton-mnist reference run (Hinton et al. 2015's 784-1200-1200-10 net trained at paper length).
+TEACHERS = ("demo", "paper")
+PAPER_TEACHER = ("hinton-mnist", "teacher")  # (reference run, model) whose weights ship
+
+
+def _paper_teacher(data: Dataset, references: str) -> tuple[KDModel, dict]:
+    """The reference run's teacher (from the folder ``references``) and its metadata;
+    CheckpointError (one line) when the run or its weights are missing or damaged."""
+    run, name = PAPER_TEACHER
+    refs, _ = load_references(Path(references))
+    if run not in refs:
+        raise CheckpointError(f"no shipped reference run {run}")
+    model = reference_model(refs[run], name)
+    summary = refs[run].result["models"][name]
+    test = evaluate(model, data)  # the shipped half-precision weights, measured here
+    meta = {"arch": summary["arch"], "test_accuracy": test["test_accuracy"],
+            "test_errors": test["test_errors"], "source": refs[run].label()}  # fmt: skip
+    return model, meta
+
+
 @st.cache_resource(max_entries=4, show_spinner="Loading MNIST and the demo models...")
-def load_demo(folder: str) -> Demo:
-    """MNIST, the demo teacher and student, and their logits on the whole test set."""
+def load_demo(folder: str, teacher: str = "demo", references: str = "") -> Demo:
+    """MNIST, a teacher (``teacher``: one of TEACHERS) and the demo student, and their logits
+    on the whole test set. The paper teacher (from the reference runs in ``references``, default
+    :func:`kdcore.reference.reference_dir`) falls back to the demo one with a note."""
     data = load_mnist()
-    teacher, t_meta, t_note = _load_or_train(DEMO_SPECS[0], Path(folder), data)
+    t_model, t_meta, t_note = _load_or_train(DEMO_SPECS[0], Path(folder), data)
+    if teacher == "paper":
+        try:
+            t_model, t_meta = _paper_teacher(data, references or str(reference_dir()))
+            t_note = ""
+        except CheckpointError as err:
+            t_note = f"Paper teacher unavailable ({err}); showing the demo teacher."
     student, s_meta, s_note = _load_or_train(DEMO_SPECS[1], Path(folder), data)
     by_digit = tuple(torch.nonzero(data.y_test == d).flatten() for d in range(data.num_classes))
     return Demo(
         data=data,
-        teacher=teacher,
+        teacher=t_model,
         student=student,
         meta={"teacher": t_meta, "student": s_meta},
-        teacher_logits=predict_logits(teacher, data.x_test),
+        teacher_logits=predict_logits(t_model, data.x_test),
         student_logits=predict_logits(student, data.x_test),
         by_digit=by_digit,
         notes=tuple(n for n in (t_note, s_note) if n),
     )
 
 
-def demo() -> Demo:
+def demo(teacher: str = "demo") -> Demo:
     """The cached demo bundle; shows a one-line notice for any model that had to be trained."""
-    bundle = load_demo(str(models_dir()))
+    bundle = load_demo(str(models_dir()), teacher, str(reference_dir()))
     for note in bundle.notes:
         st.caption(f":material/info: {note}")
     return bundle
+
+
+def teacher_control() -> str:
+    """Which teacher a concept page shows (``?teacher=demo|paper``)."""
+    return url_choice(
+        "Teacher", TEACHERS, key="teacher", default="demo",
+        help="demo: a 784-300-300-10 net trained for two epochs. paper: the "
+        "784-1200-1200-10 net of the shipped hinton-mnist reference run "
+        "(Hinton et al. 2015, §3), far more accurate.",
+    )  # fmt: skip
+
+
+def teacher_caption(bundle: Demo) -> str:
+    """How the pages name the teacher they show: "Teacher (arch, test accuracy a%)"."""
+    meta = bundle.meta["teacher"]
+    return f"Teacher ({meta['arch']}, test accuracy {meta['test_accuracy']:.1%})"
 
 
 # ----------------------------------------------------------------------------- URL-bound controls

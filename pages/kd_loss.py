@@ -48,10 +48,10 @@ ui.prose(
     "α sets how much each counts. The KL term is multiplied by **T²**: without it, raising T "
     "would quietly shrink the teacher's gradients by 1/T² and hand the training back to the "
     "labels (Hinton, Vinyals & Dean 2015, §2). At high T the whole term turns into plain logit "
-    "matching (§2.1). All numbers below are for one real test image, the demo teacher "
-    "and a weak student."
+    "matching (§2.1). All numbers below are for one real test image, a real teacher "
+    "(the small demo one, or the paper's from the shipped reference run) and a weak student."
 )
-bundle = ui.demo()
+bundle = ui.demo(ui.teacher_control())
 example = ui.pick_example(bundle, default_digit=2, default_k=19)  # the student wavers: 2 or 3?
 left, right = st.columns(2)
 with left:
@@ -65,7 +65,8 @@ out = compute(student, teacher, example.digit, T, alpha)
 mix = out["mix"]
 p1, q1 = softmax_t(torch.tensor(teacher), 1.0), softmax_t(torch.tensor(student), 1.0)
 st.caption(
-    f"At T = 1 the teacher says {int(p1.argmax())} ({float(p1.max()):.3f}), the student says "
+    f"{ui.teacher_caption(bundle)}. At T = 1 the teacher says {int(p1.argmax())} "
+    f"({float(p1.max()):.3f}), the student says "
     f"{int(q1.argmax())} ({float(q1.max()):.3f}); the label is {example.digit}."
 )
 

@@ -34,7 +34,7 @@ ui.prose(
     "slider: the bars, the numbers and the sentence below move in your browser while you drag, "
     "and the rest of the page follows when you let go."
 )
-bundle = ui.demo()
+bundle = ui.demo(ui.teacher_control())
 
 source = ui.url_choice("Logits from", SOURCES, key="src", default="test image")
 mine = own_digit(bundle) if source == "your digit" else None
@@ -57,11 +57,7 @@ else:
     example = ui.pick_example(bundle, default_digit=2, default_k=7)
     logits = tuple(bundle.teacher_logits[example.index].tolist())
     label, student = example.digit, bundle.student_logits[example.index]
-    st.caption(
-        f"Teacher ({bundle.meta['teacher']['arch']}, test accuracy "
-        f"{bundle.meta['teacher']['test_accuracy']:.1%}) logits: "
-        + ", ".join(f"{v:.1f}" for v in logits)
-    )
+    st.caption(f"{ui.teacher_caption(bundle)} logits: " + ", ".join(f"{v:.1f}" for v in logits))
 
 log_y = ui.url_toggle("Log scale", "log", help="Show the crumbs: probabilities down to 1e-12")
 T = url_temperature()  # the one T of the page: the slider writes it to the URL on release

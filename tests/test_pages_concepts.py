@@ -352,3 +352,35 @@ def test_opening_the_chart_at_an_exact_t_leaves_the_shared_frames_alone():
     fig = temperature_figure(spec, analysis.temperature_sweep(z, np.array([1.0])))
     assert len(fig.frames) == 100  # T = 1 is on the grid: no extra frame
     assert dump() == before  # the cached spec is shared by every user: never mutated
+
+
+# ----------------------------------------------------------------------------- the paper teacher
+
+
+@pytest.mark.parametrize("name", ["temperature.py", "kd_loss.py"])
+def test_the_paper_teacher_of_the_reference_run_can_replace_the_demo_one(name):
+    demo = page(name)
+    at = page(name, teacher="paper")
+    assert at.button_group(key="teacher").value == "paper" and not at.toast
+    captions = " ".join(c.value for c in at.caption)
+    assert "mlp-1200" in captions, captions  # the reference run's 784-1200-1200-10 net
+    accuracy = float(captions.split("test accuracy ")[1].split("%")[0])
+    assert accuracy > 99.0  # measured here on the shipped half-precision weights
+    assert "mlp-300" in " ".join(c.value for c in demo.caption)
+    assert shown(at) != shown(demo)  # another teacher, other logits everywhere
+    changes(at, lambda at: at.button_group(key="teacher").set_value("demo"))
+    assert "mlp-300" in " ".join(c.value for c in at.caption)
+
+
+def test_a_missing_reference_run_falls_back_to_the_demo_teacher(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tmp_path))  # no reference runs there
+    at = page("temperature.py", teacher="paper")
+    captions = " ".join(c.value for c in at.caption)
+    assert "Paper teacher unavailable (no shipped reference run hinton-mnist)" in captions
+    assert "mlp-300" in captions
+
+
+def test_an_odd_teacher_in_the_link_falls_back_with_a_notice():
+    at = page("kd_loss.py", teacher="gpt")
+    assert at.button_group(key="teacher").value == "demo"
+    assert "teacher=" in " ".join(t.value for t in at.toast)
