@@ -223,7 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
     p = sub.add_parser("run", help="run a preset and print/write its results")
     p.add_argument("preset", help="a name from `python -m kdcore presets`, or custom")
-    p.add_argument("--epochs", type=int, help="epochs per model (default: the preset's)")
+    p.add_argument(
+        "--epochs", type=int,
+        help="the preset's epochs (default: its own); a teacher with its own teacher_epochs "
+        "keeps them: --set teacher_epochs=N",
+    )  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1")
     p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
     p.add_argument(

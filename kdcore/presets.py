@@ -45,7 +45,8 @@ from .train import TrainConfig, predict_logits
 class HintonMnistConfig:
     """Hinton, Vinyals & Dean (2015, §3): a big regularised teacher, a small plain student."""
 
-    epochs: int = param(8, "Epochs per model (teacher included)", 1, 1000)  # the paper: far longer
+    # the paper: far longer
+    epochs: int = param(8, "Epochs (students; the teacher too if its own is 0)", 1, 1000)
     teacher: str = "mlp-1200-dropout"  # 784-1200-1200-10, dropout 30% on hidden units
     teacher_epochs: int = param(
         0, "Teacher epochs (0 = as epochs)", 0, 1000,

@@ -20,7 +20,7 @@ from kdcore.checkpoint import CheckpointError, load_model, save_model
 from kdcore.data import load_dataset
 from kdcore.estimate import estimate_seconds
 from kdcore.models import build_model
-from kdcore.presets import PAPER_DEMO_PROFILE, PAPER_PROFILE, PRESETS
+from kdcore.presets import PAPER_78_PROFILE, PAPER_PROFILE, PRESETS
 from kdcore.reference import (
     check_reference,
     load_references,
@@ -45,23 +45,25 @@ SHIPPED = tuple(sorted(p.stem for p in reference_dir().glob("*.json")))
 
 def test_the_paper_profile_is_the_recipe_the_readme_states():
     cfg = resolve("hinton-mnist", profile="paper")
-    assert (cfg.teacher, cfg.student, cfg.T, cfg.teacher_shift) == ("mlp-1200-paper", "mlp-800",
+    assert (cfg.teacher, cfg.student, cfg.T, cfg.teacher_shift) == ("mlp-1200-dropout", "mlp-800",
                                                                     20.0, 2)  # fmt: skip
-    assert cfg.epochs == PAPER_PROFILE["epochs"] and cfg.teacher_max_norm == 3.5
-    teacher = build_model("mlp-1200-paper")
-    assert (teacher.input_dropout.p, teacher.dropout.p, teacher.hidden) == (0.2, 0.5, (1200, 1200))
+    assert (cfg.epochs, cfg.teacher_epochs, cfg.teacher_max_norm) == (20, 60, 3.5)
+    teacher = build_model("mlp-1200-dropout")
+    assert (teacher.input_dropout.p, teacher.dropout.p, teacher.hidden) == (0.0, 0.3, (1200, 1200))
     readme = (ROOT / "README.md").read_text()
     for key, value in PAPER_PROFILE.items():  # the README's table of the profile
         assert re.search(rf"`{key}`\s*\|\s*`?{re.escape(str(value))}`?", readme), key
     for name in ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"):
-        assert PRESETS[name].profiles["paper"] in (PAPER_PROFILE, PAPER_DEMO_PROFILE)
+        assert PRESETS[name].profiles["paper"] in (PAPER_PROFILE, PAPER_78_PROFILE)
+    # only-7-8's transfer set is a fifth of MNIST: as many steps as the others' students
+    assert {**PAPER_PROFILE, "epochs": 5 * PAPER_PROFILE["epochs"]} == PAPER_78_PROFILE
 
 
 def test_the_demos_paper_teacher_is_hinton_mnists_so_the_cache_serves_it():
     from kdcore.presets import teacher_config, teacher_train_config
 
     h = resolve("hinton-mnist", profile="paper")
-    mine = teacher_config(h.epochs, h.batch_size, h.lr, h.seed, h.teacher_shift,
+    mine = teacher_config(h.teacher_epochs, h.batch_size, h.lr, h.seed, h.teacher_shift,
                           h.teacher_max_norm)  # fmt: skip
     for name in ("omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"):
         cfg = resolve(name, profile="paper")
@@ -70,7 +72,7 @@ def test_the_demos_paper_teacher_is_hinton_mnists_so_the_cache_serves_it():
 
 def test_profiles_are_starting_points_and_unknown_ones_are_refused():
     cfg = resolve("hinton-mnist", epochs=3, profile="paper", T=4.0)
-    assert (cfg.epochs, cfg.T, cfg.teacher) == (3, 4.0, "mlp-1200-paper")
+    assert (cfg.epochs, cfg.T, cfg.teacher) == (3, 4.0, "mlp-1200-dropout")
     assert resolve("hinton-mnist", profile="default") == PRESETS["hinton-mnist"].config
     with pytest.raises(ValueError, match="no profile 'long'; choose default, paper"):
         resolve("hinton-mnist", profile="long")
@@ -85,9 +87,13 @@ def test_the_cli_runs_a_profile_and_lists_them(tmp_path, capsys):
                  "--data-dir", str(tiny), "--out", str(out)])  # fmt: skip
     assert code == 0
     result = json.loads(out.read_text())
-    assert result["config"]["teacher"] == "mlp-1200-paper" and result["config"]["epochs"] == 1
+    assert result["config"]["teacher"] == "mlp-1200-dropout" and result["config"]["epochs"] == 1
+    # --epochs is the students'; the profile's teacher keeps its own 60
+    assert [len(result["history"][m]) for m in ("teacher", "student_kd")] == [60, 1]
     assert main(["presets"]) == 0
-    assert "--profile paper: epochs=150" in capsys.readouterr().out
+    assert "--profile paper: epochs=20, teacher=mlp-1200-dropout, teacher_epochs=60" in (
+        capsys.readouterr().out
+    )
     assert main(["run", "hinton-mnist", "--profile", "nope", "--no-store"]) == 2
 
 
@@ -170,9 +176,10 @@ def test_every_shipped_reference_run_loads_and_matches_the_schema():
         assert ref.info["command"].startswith("python scripts/make_reference_runs.py " + name)
         assert ref.info["seconds"] > 0 and ref.info["device_name"] and ref.info["code_version"]
         assert ref.result["paper"]["source"] == PRESETS[name].source
+        cfg = ref.result["config"]
         for model, history in ref.result["history"].items():
-            if not ref.result["models"][model].get("cached"):
-                assert len(history) == PAPER_PROFILE["epochs"], (name, model)
+            teacher = ref.result["models"][model]["role"] == "teacher"
+            assert len(history) == cfg["teacher_epochs" if teacher else "epochs"], (name, model)
 
 
 def test_the_shipped_weights_give_the_test_errors_they_record():
