@@ -62,12 +62,16 @@ class Reference:
         return self.info.get("weights", {})
 
     def label(self) -> str:
-        """How the app names it: "shipped · paper profile · 150 epochs · 41 min on a CPU"."""
+        """How the app names it: "shipped · paper profile · 20 epochs (teacher 60) · 17 min on a
+        CPU"."""
         minutes = self.info["seconds"] / 60
         took = f"{minutes:.0f} min" if minutes >= 1 else f"{self.info['seconds']:.0f} s"
         kind = "GPU" if str(self.info["device"]).startswith("cuda") else "CPU"
         epochs = self.result["config"].get("epochs")
+        teacher = self.result["config"].get("teacher_epochs")
         span = f" · {epochs} epochs" if epochs else ""
+        if epochs and teacher and teacher != epochs:
+            span += f" (teacher {teacher})"
         return f"shipped · {self.profile} profile{span} · {took} on a {kind}"
 
 

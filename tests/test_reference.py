@@ -167,6 +167,8 @@ def test_every_shipped_reference_run_loads_and_matches_the_schema():
     refs, problems = load_references()
     assert not problems, problems
     assert "hinton-mnist" in refs and set(SHIPPED) == set(refs), sorted(refs)
+    # the label names both schedules when the teacher has its own
+    assert " · 20 epochs (teacher 60) · " in refs["hinton-mnist"].label()
     for name in SHIPPED:
         ref = refs[name]
         assert ref.result["status"] == "completed" and ref.profile == "paper"
