@@ -203,7 +203,9 @@ def load_demo(folder: str, teacher: str = "demo", references: str = "") -> Demo:
 
 def demo(teacher: str = "demo") -> Demo:
     """The cached demo bundle; shows a one-line notice for any model that had to be trained."""
-    bundle = load_demo(str(models_dir()), teacher, str(reference_dir()))
+    # the demo teacher's bundle is the one the other pages load (one cache entry, not two)
+    refs = str(reference_dir()) if teacher == "paper" else ""
+    bundle = load_demo(str(models_dir()), teacher, refs)
     for note in bundle.notes:
         st.caption(f":material/info: {note}")
     return bundle
