@@ -180,13 +180,16 @@ def load_demo(folder: str, teacher: str = "demo", references: str = "") -> Demo:
     on the whole test set. The paper teacher (from the reference runs in ``references``, default
     :func:`kdcore.reference.reference_dir`) falls back to the demo one with a note."""
     data = load_mnist()
-    t_model, t_meta, t_note = _load_or_train(DEMO_SPECS[0], Path(folder), data)
+    paper_note = ""
     if teacher == "paper":
         try:
             t_model, t_meta = _paper_teacher(data, references or str(reference_dir()))
             t_note = ""
         except CheckpointError as err:
-            t_note = f"Paper teacher unavailable ({err}); showing the demo teacher."
+            paper_note = f"Paper teacher unavailable ({err}); showing the demo teacher."
+    if teacher != "paper" or paper_note:  # the demo teacher only when it is shown
+        t_model, t_meta, t_note = _load_or_train(DEMO_SPECS[0], Path(folder), data)
+        t_note = " ".join(n for n in (paper_note, t_note) if n)
     student, s_meta, s_note = _load_or_train(DEMO_SPECS[1], Path(folder), data)
     by_digit = tuple(torch.nonzero(data.y_test == d).flatten() for d in range(data.num_classes))
     return Demo(
