@@ -338,7 +338,9 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     """Translate each image by up to ``max_shift`` pixels in each direction, filled with black.
 
     Hinton et al. (2015, §3) jittered the teacher's inputs "by up to two pixels in any direction".
-    Pure tensor code: pad once, then gather one shifted window per image.  x: (B, C, H, W).
+    Pure tensor code: pad once, then gather each image's shifted rows, then its shifted columns.
+    The offsets are drawn on the generator's device (the CPU without one), so a CUDA generator
+    keeps the whole jitter on the GPU with no copy from the host.  x: (B, C, H, W).
     """
     if max_shift <= 0:
         return x
@@ -351,9 +353,10 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     padded = fill.expand(b, c, h + 2 * s, w + 2 * s).clone()  # (B, C, H+2s, W+2s)
     padded[:, :, s : s + h, s : s + w] = x
     dev = x.device
-    off = torch.randint(0, 2 * max_shift + 1, (2, b), generator=generator, device="cpu").to(dev)
-    rows = (torch.arange(h, device=dev).view(1, h) + off[0].view(b, 1)).view(b, 1, h, 1)
-    cols = (torch.arange(w, device=dev).view(1, w) + off[1].view(b, 1)).view(b, 1, 1, w)
-    bi = torch.arange(b, device=dev).view(b, 1, 1, 1)
-    ci = torch.arange(c, device=dev).view(1, c, 1, 1)
-    return padded[bi, ci, rows, cols]  # (B, C, H, W)
+    where = generator.device if generator is not None else torch.device("cpu")
+    off = torch.randint(0, 2 * s + 1, (2, b), generator=generator, device=where).to(dev)
+    # two gathers along one dimension each: half the time of one 4-index gather on the CPU
+    rows = (torch.arange(h, device=dev) + off[0].view(b, 1)).view(b, 1, h, 1)
+    padded = padded.gather(2, rows.expand(b, c, h, w + 2 * s))  # (B, C, H, W+2s)
+    cols = (torch.arange(w, device=dev) + off[1].view(b, 1)).view(b, 1, 1, w)
+    return padded.gather(3, cols.expand(b, c, h, w))  # (B, C, H, W)

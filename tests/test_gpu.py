@@ -3,12 +3,13 @@ distillation with cached teacher logits, and agreement with the CPU."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from kdcore.data import load_mnist, per_class
+from kdcore.data import load_mnist, per_class, random_shift
 from kdcore.distill import distill
 from kdcore.losses import distillation_loss
 from kdcore.models import build_model
-from kdcore.train import TrainConfig, fit, pick_device, predict_logits
+from kdcore.train import TrainConfig, _optimizer, fit, pick_device, predict_logits
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
@@ -59,3 +60,31 @@ def test_teacher_logits_match_between_devices():
     cpu = predict_logits(model, data.x_test[:512])
     gpu = predict_logits(model.cuda(), data.x_test[:512].cuda())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_jitter_stays_on_the_gpu():
+    # Offsets drawn on a CUDA generator: no copy from the host, so no wait for the device.
+    x = load_mnist("cuda").x_train[:256]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        out = random_shift(x, 2, g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.is_cuda and out.shape == x.shape
+    padded = F.pad(x, (2, 2, 2, 2), value=float(x.min()))
+    windows = torch.stack(
+        [padded[:, :, r : r + 28, c : c + 28] for r in range(5) for c in range(5)]
+    )  # (25, B, 1, 28, 28): every translation by up to 2 pixels
+    matched = (windows == out).flatten(2).all(2)  # (25, B)
+    assert matched.any(0).all()  # each image is one of them
+    assert (matched.float().argmax(0).unique().numel()) > 12  # and the offsets vary
+
+
+def test_the_gpu_update_is_fused():
+    model = build_model("mlp-30").cuda()
+    for name in ("sgd", "adam"):
+        opt = _optimizer(list(model.parameters()), TrainConfig(optimizer=name))
+        assert opt.param_groups[0]["fused"] is True
+    cpu = _optimizer(list(build_model("mlp-30").parameters()), TrainConfig())
+    assert not cpu.param_groups[0]["fused"]  # the shipped CPU runs' update

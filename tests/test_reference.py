@@ -29,7 +29,7 @@ from kdcore.reference import (
     write_reference,
 )
 from kdcore.runner import resolve, run_preset
-from kdcore.train import Batch, TrainConfig, apply_max_norm, evaluate, fit
+from kdcore.train import Batch, TrainConfig, apply_max_norm, evaluate, fit, max_norm_weights
 from tests.tiny_mnist import write_tiny_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -108,7 +108,7 @@ def test_max_norm_projects_only_the_rows_outside_the_ball():
     before = layer.weight.detach().clone()
     norms = before.norm(dim=1)
     radius = float(norms.median())
-    apply_max_norm([torch.nn.Sequential(layer)], radius)
+    apply_max_norm(max_norm_weights([torch.nn.Sequential(layer)]), radius)
     after = layer.weight.detach()
     for i, n in enumerate(norms):
         if n <= radius:
