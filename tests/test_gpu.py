@@ -1,5 +1,8 @@
 """The CUDA path, where a GPU is present (skipped otherwise): data on the device, training,
-distillation with cached teacher logits, and agreement with the CPU."""
+distillation with cached teacher logits, agreement with the CPU, and a training step that does not
+wait for the device (jitter drawn there, a fused update)."""
+
+import warnings
 
 import pytest
 import torch
@@ -88,3 +91,22 @@ def test_the_gpu_update_is_fused():
         assert opt.param_groups[0]["fused"] is True
     cpu = _optimizer(list(build_model("mlp-30").parameters()), TrainConfig())
     assert not cpu.param_groups[0]["fused"]  # the shipped CPU runs' update
+
+
+def test_training_steps_do_not_wait_for_the_gpu():
+    # The loop looks at the loss every 16 steps and reads its figures at the epoch's end; nothing
+    # else may wait for the device (the jitter's offsets, drawn on the CPU, once did every step).
+    data = load_mnist("cuda")
+    data = data.with_train(data.x_train[: 128 * 64], data.y_train[: 128 * 64])  # 64 steps
+    torch.manual_seed(0)
+    model = build_model("mlp-1200-dropout").cuda()
+    cfg = TrainConfig(epochs=1, augment_shift=2, max_norm=3.5, grad_clip=5.0)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            res = fit(model, data, cfg)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchronizing" in str(w.message) for w in seen)
+    assert res.ok and 1 <= syncs < 32, syncs
