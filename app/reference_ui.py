@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from kdcore.reference import Reference, load_references, reference_dir
+from kdcore.reference import Reference, load_references, load_seed_study, reference_dir
 from kdcore.store import RunRecord
 
 
@@ -102,12 +102,41 @@ def show_reference(ref: Reference, note: str = "") -> None:
     if note:
         st.markdown(note)
     lab_ui.show_result(records_by_preset()[ref.preset])
+    show_seed_study(ref)
     files = [(f"{name} ({w.get('test_errors', '?')} errors)", ref.path.parent / w["file"],
               f"reference-{ref.preset}-{name}.safetensors", f"refw-{ref.preset}-{name}")
              for name, w in ref.weights.items()
              if (ref.path.parent / w["file"]).is_file()]  # fmt: skip
     lab_ui.weight_buttons(
         "Its weights (safetensors, half precision; `kdcore.reference.reference_model`):", files
+    )
+
+
+def show_seed_study(ref: Reference) -> None:
+    """The same recipe at other seeds, beside the paper's figures: how far one run is from the
+    next (nothing when no study ships with the run)."""
+    import pandas as pd
+
+    rows = load_seed_study(ref)
+    if not rows:
+        return
+    models = list(ref.result["models"])
+    table = pd.DataFrame([r["errors"] for r in rows], index=[f"seed {r['seed']}" for r in rows])
+    table = table[models]
+    table.loc["mean"] = table.mean().round(1)
+    paper = ref.result["paper"].get("test_errors", {})
+    if set(models) <= set(paper):
+        table.loc["paper"] = [paper[m] for m in models]
+    n = len(rows)
+    st.markdown(f"**The same recipe at {n} seed{'s' if n != 1 else ''}** (test errors)")
+    st.dataframe(table, width="content")
+    ran = sorted({r.get("device_name", "?") for r in rows})
+    st.caption(
+        f"Each seed is the whole preset run again (`python scripts/paper_seeds.py`) on "
+        f"{'; '.join(ran)}. The seed sets every model's initialisation, shuffling and dropout. "
+        f"The shipped run above is seed {ref.result['config'].get('seed', '?')} on "
+        f"{ref.info['device_name']}: another thread count adds its sums in another order, "
+        "which is enough to train a different teacher."
     )
 
 

@@ -128,6 +128,57 @@ def load_references(folder: Path | None = None) -> tuple[dict[str, Reference], l
     return refs, problems
 
 
+# ----------------------------------------------------------------------------- seed studies
+#
+# Beside a reference run may lie ``<preset>.seeds.jsonl`` (scripts/paper_seeds.py): the same
+# profile run again at other seeds, one JSON line per run, so the app can show how far one run's
+# figures are from another's.
+
+
+def seed_study_path(ref: Reference) -> Path:
+    return ref.path.with_name(f"{ref.preset}.seeds.jsonl")
+
+
+def seed_row(result: dict, profile: str, seconds: float) -> dict:
+    """One line of a seed study: a completed run's seed and each model's test errors."""
+    models = result["models"]
+    return {
+        "seed": result["config"]["seed"],
+        "profile": profile,
+        "errors": {name: m["test_errors"] for name, m in models.items()},
+        "teacher_cached": any(m.get("cached", False) for m in models.values()),
+        "seconds": round(seconds, 1),
+        "device": result["device"],
+        "device_name": device_name(result["device"]),
+        "code_version": code_version(),
+    }
+
+
+def load_seed_study(ref: Reference) -> list[dict]:
+    """The seed study beside ``ref``: its rows of the same profile that name the reference's
+    models, in seed order. A line that is not such a row is skipped; no file, no rows."""
+    try:
+        lines = seed_study_path(ref).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    rows = {}
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        errors = row.get("errors") if isinstance(row, dict) else None
+        if (
+            isinstance(errors, dict)
+            and isinstance(row.get("seed"), int)
+            and row.get("profile") == ref.profile
+            and set(errors) == set(ref.result["models"])
+            and all(isinstance(v, int) for v in errors.values())
+        ):
+            rows[row["seed"]] = row  # a seed run again: its latest line
+    return [rows[k] for k in sorted(rows)]
+
+
 def reference_model(ref: Reference, model: str, device: str | torch.device = "cpu") -> KDModel:
     """The shipped weights of ``model`` in ``ref`` (CheckpointError, one line, when missing or
     damaged)."""
@@ -172,7 +223,8 @@ def device_name(device: str) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads"
+    n = torch.get_num_threads()
+    return f"{cpu}, {n} torch thread{'s' if n != 1 else ''}"
 
 
 def write_reference(

@@ -24,8 +24,11 @@ from kdcore.presets import PAPER_78_PROFILE, PAPER_PROFILE, PRESETS
 from kdcore.reference import (
     check_reference,
     load_references,
+    load_seed_study,
     reference_dir,
     reference_model,
+    seed_row,
+    seed_study_path,
     write_reference,
 )
 from kdcore.runner import resolve, run_preset
@@ -215,6 +218,41 @@ def test_a_damaged_reference_file_is_skipped_with_one_line(tmp_path):
         reference_model(refs["hinton-mnist"], "nobody")
 
 
+def test_the_shipped_seed_study_is_the_table_the_readme_shows():
+    ref = load_references()[0]["hinton-mnist"]
+    rows = load_seed_study(ref)
+    assert len(rows) >= 5 and len({r["seed"] for r in rows}) == len(rows)
+    readme = (ROOT / "README.md").read_text()
+    for r in rows:
+        e = r["errors"]
+        line = f"| {r['seed']} | {e['teacher']} | {e['student_hard']} | {e['student_kd']} |"
+        assert line in readme, line
+        assert r["profile"] == "paper" and r["code_version"] and r["device_name"]
+
+
+def test_a_seed_study_keeps_only_rows_of_its_reference(tmp_path):
+    good = json.loads((reference_dir() / "hinton-mnist.json").read_text())
+    (tmp_path / "hinton-mnist.json").write_text(json.dumps(good))
+    ref = load_references(tmp_path)[0]["hinton-mnist"]
+    assert load_seed_study(ref) == []  # no study: no rows
+    errors = {"teacher": 70, "student_hard": 140, "student_kd": 80}
+    lines = [
+        {"seed": 3, "profile": "paper", "errors": errors},
+        "{not json",
+        {"seed": 1, "profile": "default", "errors": errors},  # another profile
+        {"seed": 1, "profile": "paper", "errors": {"teacher": 70}},  # not its models
+        {"seed": "2", "profile": "paper", "errors": errors},
+        {"seed": 1, "profile": "paper", "errors": {**errors, "teacher": "x"}},
+        [1, 2],
+        {"seed": 1, "profile": "paper", "errors": errors},
+        {"seed": 3, "profile": "paper", "errors": {**errors, "teacher": 71}},  # run again
+    ]
+    text = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
+    seed_study_path(ref).write_text(text)
+    rows = load_seed_study(ref)
+    assert [r["seed"] for r in rows] == [1, 3] and rows[1]["errors"]["teacher"] == 71
+
+
 def test_an_estimate_from_a_reference_counts_the_teacher_a_fresh_machine_trains():
     history = {"teacher": [{"seconds": 10.0}] * 4, "student": [{"seconds": 2.0}] * 4}
     models = {"teacher": {"role": "teacher"}, "student": {"role": "student"}}
@@ -238,6 +276,9 @@ def tiny_refs(tmp_path_factory) -> Path:
     folder = root / "reference_runs"
     write_reference(result, trained, folder, "paper", "python scripts/make_reference_runs.py "
                     "hinton-mnist --epochs 1", ("student_kd",), data_dir=str(tiny))  # fmt: skip
+    # its seed study: this run's row, as scripts/paper_seeds.py writes it
+    row = seed_row(result, "paper", result["seconds"])
+    (folder / "hinton-mnist.seeds.jsonl").write_text(json.dumps(row) + "\n")
     return folder
 
 
@@ -258,6 +299,10 @@ def test_the_lab_opens_a_preset_on_its_reference_run_without_training(with_refs,
     assert any("Reference run: hinton-mnist · paper profile" in h for h in heads), heads
     assert any("make_reference_runs.py hinton-mnist" in c.value for c in at.caption)
     assert "student_kd" in at.dataframe[1].value["model"].tolist()  # ours beside the paper's
+    assert any(m.value.startswith("**The same recipe at 1 seed**") for m in at.markdown)
+    seeds = next(d.value for d in at.dataframe if "mean" in list(d.value.index))
+    assert list(seeds.index) == ["seed 0", "mean", "paper"]
+    assert seeds.loc["paper", "student_kd"] == 74  # the paper's 800-800 distilled
     assert Store(store_path).list() == []  # nothing trained, nothing queued
     # the paper recipe from a link: its settings, with a cost scaled from the reference run
     at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
