@@ -135,16 +135,20 @@ def load_references(folder: Path | None = None) -> tuple[dict[str, Reference], l
 # figures are from another's.
 
 
+SCHEDULE = ("epochs", "teacher_epochs")  # what a row must share with its reference run
+
+
 def seed_study_path(ref: Reference) -> Path:
     return ref.path.with_name(f"{ref.preset}.seeds.jsonl")
 
 
 def seed_row(result: dict, profile: str, seconds: float) -> dict:
     """One line of a seed study: a completed run's seed and each model's test errors."""
-    models = result["models"]
+    models, cfg = result["models"], result["config"]
     return {
-        "seed": result["config"]["seed"],
+        "seed": cfg["seed"],
         "profile": profile,
+        "schedule": {k: cfg[k] for k in SCHEDULE if k in cfg},
         "errors": {name: m["test_errors"] for name, m in models.items()},
         "teacher_cached": any(m.get("cached", False) for m in models.values()),
         "seconds": round(seconds, 1),
@@ -155,8 +159,11 @@ def seed_row(result: dict, profile: str, seconds: float) -> dict:
 
 
 def load_seed_study(ref: Reference) -> list[dict]:
-    """The seed study beside ``ref``: its rows of the same profile that name the reference's
-    models, in seed order. A line that is not such a row is skipped; no file, no rows."""
+    """The seed study beside ``ref``: its rows of the same profile and schedule that name the
+    reference's models, in seed order. A line that is not such a row (a quick check with fewer
+    epochs, say) is skipped; no file, no rows."""
+    cfg = ref.result["config"]
+    schedule = {k: cfg[k] for k in SCHEDULE if k in cfg}
     try:
         lines = seed_study_path(ref).read_text().splitlines()
     except (OSError, UnicodeDecodeError):
@@ -172,6 +179,7 @@ def load_seed_study(ref: Reference) -> list[dict]:
             isinstance(errors, dict)
             and isinstance(row.get("seed"), int)
             and row.get("profile") == ref.profile
+            and row.get("schedule") == schedule
             and set(errors) == set(ref.result["models"])
             and all(isinstance(v, int) for v in errors.values())
         ):

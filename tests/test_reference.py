@@ -236,16 +236,18 @@ def test_a_seed_study_keeps_only_rows_of_its_reference(tmp_path):
     ref = load_references(tmp_path)[0]["hinton-mnist"]
     assert load_seed_study(ref) == []  # no study: no rows
     errors = {"teacher": 70, "student_hard": 140, "student_kd": 80}
+    row = {"profile": "paper", "schedule": {"epochs": 20, "teacher_epochs": 60}, "errors": errors}
     lines = [
-        {"seed": 3, "profile": "paper", "errors": errors},
+        {**row, "seed": 3},
         "{not json",
-        {"seed": 1, "profile": "default", "errors": errors},  # another profile
-        {"seed": 1, "profile": "paper", "errors": {"teacher": 70}},  # not its models
-        {"seed": "2", "profile": "paper", "errors": errors},
-        {"seed": 1, "profile": "paper", "errors": {**errors, "teacher": "x"}},
+        {**row, "seed": 1, "profile": "default"},  # another profile
+        {**row, "seed": 1, "schedule": {"epochs": 1, "teacher_epochs": 1}},  # a quick check
+        {**row, "seed": 1, "errors": {"teacher": 70}},  # not its models
+        {**row, "seed": "2"},
+        {**row, "seed": 1, "errors": {**errors, "teacher": "x"}},
         [1, 2],
-        {"seed": 1, "profile": "paper", "errors": errors},
-        {"seed": 3, "profile": "paper", "errors": {**errors, "teacher": 71}},  # run again
+        {**row, "seed": 1},
+        {**row, "seed": 3, "errors": {**errors, "teacher": 71}},  # run again
     ]
     text = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines)
     seed_study_path(ref).write_text(text)
