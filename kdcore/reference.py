@@ -33,6 +33,13 @@ REFERENCE_ENV = "KD_REFERENCE_DIR"
 RESULT_KEYS = ("preset", "status", "config", "device", "history", "models", "paper", "seconds")
 INFO_KEYS = ("profile", "command", "code_version", "device", "device_name", "seconds", "created")
 MODEL_KEYS = ("role", "arch", "test_errors", "test_accuracy")
+# The models whose weights ship beside each reference run (small MLPs; the demos' teacher is
+# hinton-mnist's). The sweeps ship none: their figures are the point.
+SHIPPED_WEIGHTS = {
+    "hinton-mnist": ("teacher", "student_hard", "student_kd"),
+    "omitted-3": ("student_no3",),
+    "only-7-8": ("student_78",),
+}
 
 
 def reference_dir() -> Path:

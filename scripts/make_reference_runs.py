@@ -6,8 +6,9 @@
 
 Each preset runs as ``python -m kdcore run NAME --profile paper`` would (the same run_preset),
 without the run store; its result, the exact command, the code version, the device and the
-seconds go to ``<out>/<preset>.json``, and the weights of the models listed in WEIGHTS beside it
-at half precision. hinton-mnist runs first: the demos load its teacher from the cache.
+seconds go to ``<out>/<preset>.json``, and the weights of the models in SHIPPED_WEIGHTS beside it
+at half precision (the sweeps' students, 27 of them, ship none: their figures are the point).
+hinton-mnist runs first: the demos load its teacher from the cache.
 """
 
 from __future__ import annotations
@@ -23,16 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kdcore.cli import ProgressBar
 from kdcore.presets import PRESETS
-from kdcore.reference import reference_dir, write_reference
+from kdcore.reference import SHIPPED_WEIGHTS, reference_dir, write_reference
 from kdcore.runner import run_preset
 
-DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8")
-# The models whose weights ship (all small MLPs); the demos' teacher is hinton-mnist's.
-WEIGHTS = {
-    "hinton-mnist": ("teacher", "student_hard", "student_kd"),
-    "omitted-3": ("student_no3",),
-    "only-7-8": ("student_78",),
-}
+DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {name} {result['status']}: {result['message']}", file=sys.stderr)
             return 1
         path = write_reference(
-            result, trained, out, args.profile, shlex.join(cmd), WEIGHTS.get(name, ())
+            result, trained, out, args.profile, shlex.join(cmd), SHIPPED_WEIGHTS.get(name, ())
         )
         errors = {m: s["test_errors"] for m, s in result["models"].items()}
         print(f"wrote {path} in {result['seconds']:.0f} s: {errors}", file=sys.stderr)
