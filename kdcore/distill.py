@@ -134,6 +134,7 @@ def distill(
     teacher_targets: dict[str, torch.Tensor] | None = None,
     distiller: Distiller | None = None,
     watch: Callable[[KDModel], dict] | None = None,
+    graphs: bool = False,
 ) -> FitResult:
     """Train ``student`` on ``data`` with ``method`` (a key of :data:`kdcore.methods.METHODS`);
     the teacher stays frozen in eval mode.
@@ -146,10 +147,13 @@ def distill(
     JSON-ready figures to every epoch's record (e.g. the embedding geometry of a fixed batch, or
     attention maps), beside the distiller's own :meth:`~Distiller.epoch_summary`. The histories
     of the method's stages follow each other in the result, each record naming its stage.
+    ``graphs`` replays each step as a CUDA graph on a GPU when the method's entry says its step
+    can be captured (``graph_safe``); other methods train eagerly.
     """
     if distiller is None:
         distiller = build_distiller(method, params, student, teacher, data)
-    uses_teacher = get_method(method).uses_teacher
+    entry = get_method(method)
+    uses_teacher = entry.uses_teacher
     extras: dict[str, torch.Tensor] = {}
     cached = True
     if uses_teacher:
@@ -188,6 +192,7 @@ def distill(
             stage=stage.name if len(stages) > 1 else "",
             epoch_extra=epoch_extra,
             after_step=distiller.after_step,
+            graphs=graphs and entry.graph_safe,
         )
         history.extend(result.history)
         seconds += result.seconds

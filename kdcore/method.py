@@ -207,6 +207,9 @@ class Method:
     uses_teacher: bool = True
     summary: str = ""  # one sentence: what is transferred
     baseline: bool = False  # the reference every distilled student is compared with
+    # Its step can be captured as a CUDA graph (kdcore.cudagraph): pure tensor code with no host
+    # synchronisation and no Python state that changes from step to step.
+    graph_safe: bool = False
 
     def make_params(self, values: dict[str, Any] | Any | None = None) -> Any:
         """The parameter dataclass from a dict of overrides (or an instance), checked."""

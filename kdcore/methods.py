@@ -38,7 +38,7 @@ register(
     Method(
         "hard", "Hard labels only", "baseline", "cross-entropy baseline", kd.HardParams,
         lambda p, probe: kd.HardLabels(p), uses_teacher=False,
-        summary="No teacher: cross-entropy on the true labels.", baseline=True,
+        summary="No teacher: cross-entropy on the true labels.", baseline=True, graph_safe=True,
     )
 )  # fmt: skip
 register(
@@ -46,7 +46,7 @@ register(
         "kd", "Knowledge distillation", "response",
         "Hinton, Vinyals & Dean 2015, arXiv:1503.02531", kd.KDParams,
         lambda p, probe: kd.KD(p),
-        summary="The teacher's class probabilities softened at a temperature T.",
+        summary="The teacher's class probabilities softened at a temperature T.", graph_safe=True,
     )
 )  # fmt: skip
 register(

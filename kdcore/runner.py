@@ -72,6 +72,7 @@ class RunContext:
     cancel: threading.Event | None = None
     use_cache: bool = True  # reuse a teacher trained earlier with the same config
     data_dir: str | None = None
+    cuda_graphs: bool = False  # replay each step as a CUDA graph where it can (kdcore.cudagraph)
     count: int = 1  # how many models the run trains, for "model 2 of 3" progress
     history: dict[str, list[dict]] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)
@@ -268,7 +269,10 @@ def train_teacher(
             pass  # a damaged cache entry is simply retrained and overwritten
     seed_everything(cfg.seed)
     model = build_model(arch, data.num_classes, data.image_shape).to(ctx.device)
-    result = ctx.train(name, lambda cbs: fit(model, data, cfg, callbacks=cbs, cancel=ctx.cancel))
+    result = ctx.train(
+        name,
+        lambda cbs: fit(model, data, cfg, callbacks=cbs, cancel=ctx.cancel, graphs=ctx.cuda_graphs),
+    )
     meta = {"history": ctx.history[name], "seconds": result.seconds, "config": key_src}
     save_model(model, path, arch, data.num_classes, data.image_shape, meta)
     summary = model_summary(model, data, result.seconds, cached=False, **info)
@@ -307,7 +311,18 @@ def train_student(
     result = ctx.train(
         name,
         lambda cbs: distill(
-            model, teacher, data, cfg, method, p, cbs, ctx.cancel, targets, distiller, watch
+            model,
+            teacher,
+            data,
+            cfg,
+            method,
+            p,
+            cbs,
+            ctx.cancel,
+            targets,
+            distiller,
+            watch,
+            graphs=ctx.cuda_graphs,
         ),
     )
     role = role or ("baseline" if m.baseline else "student")
@@ -371,6 +386,7 @@ def run_preset(
     trained: dict[str, Trained] | None = None,
     config: Any = None,
     profile: str | None = None,
+    cuda_graphs: bool = False,
     **overrides: Any,
 ) -> dict:
     """Run a registered runner. A model that is cancelled or fails ends the run with that
@@ -378,10 +394,13 @@ def run_preset(
 
     ``config`` is a resolved config to run as it is; otherwise the runner's default (or its
     ``profile``) with ``epochs``, ``seed`` and ``overrides`` applied. ``trained``, when given,
-    receives every model the run produced (to save their weights)."""
+    receives every model the run produced (to save their weights). ``cuda_graphs`` replays the
+    steps of graph-safe methods (and every teacher's) as CUDA graphs on a GPU."""
     preset = get_runner(name)
     cfg = config if config is not None else resolve(name, epochs, seed, profile, **overrides)
-    ctx = RunContext(pick_device(device), monitor or Monitor(), cancel, use_cache, data_dir)
+    ctx = RunContext(
+        pick_device(device), monitor or Monitor(), cancel, use_cache, data_dir, cuda_graphs
+    )
     if trained is not None:
         ctx.trained = trained
     t0 = time.perf_counter()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cudagraph import StepGraph
 from .data import Dataset, random_shift
 
 # Torch's own intra-op thread count (one per core), read when kdcore is first imported: the
@@ -316,6 +317,7 @@ def fit(
     stage: str = "",
     epoch_extra: Callable[[], dict] | None = None,
     after_step: Callable[[Batch], None] | None = None,
+    graphs: bool = False,
 ) -> FitResult:
     """Train ``model`` in place on ``data.x_train`` for ``cfg.epochs`` epochs.
 
@@ -327,6 +329,9 @@ def fit(
     teacher logits computed once. ``first_epoch`` numbers the epochs of a later training stage
     after the earlier ones; ``epoch_extra()`` adds a method's figures to each epoch's record;
     ``after_step(batch)`` runs after every optimiser step (a memory bank's update).
+    ``graphs``: on a CUDA device, capture the full-size step once as a CUDA graph and replay it
+    (:mod:`kdcore.cudagraph`); ignored on the CPU. Only for a ``loss_fn`` and ``after_step``
+    that can be captured: no host synchronisation, no Python state that changes per step.
     Every module must already be on ``data.device``.
     """
     callbacks = list(callbacks)
@@ -349,10 +354,59 @@ def fit(
     opt = _optimizer(params, cfg)
     constrained = max_norm_weights(trainable) if cfg.max_norm > 0 else []
     histories: dict[str, list[EpochRecord]] = {name: [] for name in models}
+    # The epoch's running sums, grown in place by every step (a replayed graph writes to the
+    # same memory each time) and zeroed when an epoch starts.
+    sums: dict[str, torch.Tensor] = {}
+    correct = {name: torch.zeros((), device=dev) for name in models}
+    bad = torch.zeros((), dtype=torch.bool, device=dev)
+    use_graph = graphs and dev.type == "cuda"
+    if use_graph:  # the graph reads the learning rate from a tensor filled every step
+        for g in opt.param_groups:
+            g["lr"] = torch.tensor(float(g["lr"]), device=dev)
+        static_idx = torch.zeros(cfg.batch_size, dtype=torch.long, device=dev)
+        static_x = data.x_train.new_empty((cfg.batch_size, *data.x_train.shape[1:]))
     t0 = time.perf_counter()
     done = 0
     first_loss: float | None = None  # the first step's, before any update (one sync)
     peak = 0.0  # the largest epoch-mean loss so far
+
+    def update(idx: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        """One optimiser step on the examples ``idx`` (inputs ``x``, already jittered, or None
+        to gather them here), adding to the epoch's sums; returns the loss."""
+        x = data.x_train[idx] if x is None else x
+        batch = Batch(x, data.y_train[idx], idx, {k: v[idx] for k, v in extras.items()})
+        out = loss_fn(model, batch)
+        loss = sum(out.parts.values())
+        opt.zero_grad(set_to_none=not use_graph)  # a graph's gradients stay where they are
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        if constrained:
+            apply_max_norm(constrained, cfg.max_norm)
+        with torch.no_grad():
+            if after_step is not None:
+                after_step(batch)
+            for k, v in out.parts.items():
+                if k not in sums:
+                    sums[k] = torch.zeros_like(v.detach())
+                sums[k] += v.detach()
+            logits = out.logits if isinstance(out.logits, dict) else {"": out.logits}
+            for name, z in zip(models, logits.values(), strict=False):
+                correct[name] += (z.argmax(1) == batch.y).sum()
+            bad.logical_or_(~torch.isfinite(loss.detach()))
+        return loss
+
+    graph = None
+    if use_graph:
+        graph = StepGraph(lambda: update(static_idx, static_x if cfg.augment_shift else None))
+
+    def set_lr(lr: float) -> None:
+        for g in opt.param_groups:
+            if isinstance(g["lr"], torch.Tensor):
+                g["lr"].fill_(lr)
+            else:
+                g["lr"] = lr
 
     def progress(epoch: int, step: int) -> Progress:
         elapsed = time.perf_counter() - t0
@@ -361,6 +415,10 @@ def fit(
     def finish(status: str, message: str) -> FitResult:
         for m in trainable:
             m.eval()
+        if graph is not None:
+            graph.release()
+            if graph.error:
+                message = f"{message} (CUDA graph capture failed, trained eagerly: {graph.error})"
         return FitResult(status, message, histories, time.perf_counter() - t0)
 
     try:
@@ -369,41 +427,26 @@ def fit(
             for m in trainable:
                 m.train()
             order = torch.randperm(n, generator=gen).to(dev)
-            sums: dict[str, torch.Tensor] = {}
-            correct = {name: torch.zeros((), device=dev) for name in models}
-            bad = torch.zeros((), dtype=torch.bool, device=dev)
+            for t in (*sums.values(), *correct.values(), bad):
+                t.zero_()
             for step in range(1, steps_per_epoch + 1):
                 if cancel is not None and cancel.is_set():
                     return finish("cancelled", f"cancelled during epoch {epoch}")
                 idx = order[(step - 1) * cfg.batch_size : step * cfg.batch_size]
-                x = data.x_train[idx]
+                x = None
                 if cfg.augment_shift:
-                    x = random_shift(x, cfg.augment_shift, jitter)
-                batch = Batch(x, data.y_train[idx], idx, {k: v[idx] for k, v in extras.items()})
-                out = loss_fn(model, batch)
-                loss = sum(out.parts.values())
-                if first_loss is None:
+                    x = random_shift(data.x_train[idx], cfg.augment_shift, jitter)
+                set_lr(_lr_at(cfg, done, total))
+                if graph is not None and len(idx) == cfg.batch_size:
+                    static_idx.copy_(idx)
+                    if x is not None:
+                        static_x.copy_(x)
+                    loss = graph()
+                else:  # eager, or the epoch's last, smaller batch
+                    loss = update(idx, x)
+                if first_loss is None and loss is not None:
                     first_loss = abs(float(loss.detach()))
-                for g in opt.param_groups:
-                    g["lr"] = _lr_at(cfg, done, total)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                if constrained:
-                    apply_max_norm(constrained, cfg.max_norm)
-                if after_step is not None:
-                    with torch.no_grad():
-                        after_step(batch)
                 done += 1
-                with torch.no_grad():
-                    for k, v in out.parts.items():
-                        sums[k] = sums.get(k, 0) + v.detach()
-                    logits = out.logits if isinstance(out.logits, dict) else {"": out.logits}
-                    for name, z in zip(models, logits.values(), strict=False):
-                        correct[name] += (z.argmax(1) == batch.y).sum()
-                    bad |= ~torch.isfinite(loss.detach())
                 check = step % _FINITE_CHECK_EVERY == 0 or step == steps_per_epoch
                 if check and bad.item():
                     return finish(

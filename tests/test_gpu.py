@@ -1,18 +1,28 @@
 """The CUDA path, where a GPU is present (skipped otherwise): data on the device, training,
-distillation with cached teacher logits, agreement with the CPU, and a training step that does not
-wait for the device (jitter drawn there, a fused update)."""
+distillation with cached teacher logits, agreement with the CPU, a training step that does not
+wait for the device (jitter drawn there, a fused update), and that step replayed as a CUDA graph."""
 
 import warnings
+from typing import ClassVar
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import kdcore.train
+from kdcore.cudagraph import StepGraph
 from kdcore.data import load_mnist, per_class, random_shift
 from kdcore.distill import distill
 from kdcore.losses import distillation_loss
 from kdcore.models import build_model
-from kdcore.train import TrainConfig, _optimizer, fit, pick_device, predict_logits
+from kdcore.train import (
+    TrainConfig,
+    _optimizer,
+    fit,
+    max_norm_weights,
+    pick_device,
+    predict_logits,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 
@@ -110,3 +120,88 @@ def test_training_steps_do_not_wait_for_the_gpu():
         torch.cuda.set_sync_debug_mode("default")
     syncs = sum("synchronizing" in str(w.message) for w in seen)
     assert res.ok and 1 <= syncs < 32, syncs
+
+
+# ----------------------------------------------------------------------------- CUDA graphs
+
+
+class CountingGraph(StepGraph):
+    made: ClassVar[list["CountingGraph"]] = []
+
+    def __init__(self, step):
+        super().__init__(step)
+        CountingGraph.made.append(self)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    CountingGraph.made = []
+    monkeypatch.setattr(kdcore.train, "StepGraph", CountingGraph)
+    return CountingGraph.made
+
+
+def test_a_graphed_step_trains_like_the_eager_one(counting):
+    # No dropout, no jitter: the replayed graph runs the eager step's kernels on the same
+    # numbers, so the weights agree. 2,000 images in batches of 128: 3 eager warm-up steps, the
+    # capture, replays, and each epoch's last batch of 80 eagerly; the cosine schedule and the
+    # clipping must reach the graph through its static tensors.
+    data = small("cuda")
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=0.05, grad_clip=1.0)
+    nets = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        net = build_model("mlp-800").cuda()
+        res = fit(net, data, cfg, graphs=graphs)
+        assert res.ok and "capture failed" not in res.message, res.message
+        nets.append((net, res))
+    (eager, a), (graphed, b) = nets
+    assert len(counting) == 1 and counting[0].replays == 2 * 15 - 3 and not counting[0].error
+    for p, q in zip(eager.parameters(), graphed.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+    for ra, rb in zip(a.history, b.history, strict=True):
+        assert abs(ra.losses["total"] - rb.losses["total"]) < 1e-4
+        assert abs(ra.test_errors - rb.test_errors) <= 2
+        assert ra.train_accuracy == pytest.approx(rb.train_accuracy, abs=2e-3)
+
+
+def test_a_graphed_teacher_with_dropout_jitter_and_max_norm_learns(counting):
+    data = small("cuda")
+    cfg = TrainConfig(epochs=3, batch_size=100, lr=0.05, augment_shift=2, max_norm=3.5)
+    accs = []
+    for graphs in (False, True):
+        torch.manual_seed(0)
+        net = build_model("mlp-1200-dropout").cuda()
+        res = fit(net, data, cfg, graphs=graphs)
+        assert res.ok and "capture failed" not in res.message, res.message
+        accs.append(res.history[-1].test_accuracy)
+        rows = torch.cat([w.norm(dim=1) for w in max_norm_weights([net])])
+        assert float(rows.max()) <= 3.5 + 1e-4  # the constraint holds in the graph too
+    assert counting[0].replays > 0
+    assert accs[1] > 0.85 and abs(accs[1] - accs[0]) < 0.02, accs
+
+
+def test_graphed_distillation_of_the_hinton_preset(counting):
+    from kdcore.runner import run_preset
+
+    out = run_preset("hinton-mnist", device="cuda", profile="paper", epochs=1, teacher_epochs=1,
+                     use_cache=False, cuda_graphs=True)  # fmt: skip
+    assert out["status"] == "completed", out["message"]
+    assert len(counting) == 3 and all(g.replays > 400 and not g.error for g in counting)
+    assert all(m["test_errors"] < 600 for m in out["models"].values()), out["models"]
+
+
+def test_graphed_training_waits_for_the_gpu_rarely():
+    data = load_mnist("cuda")
+    data = data.with_train(data.x_train[: 128 * 64], data.y_train[: 128 * 64])  # 64 steps
+    torch.manual_seed(0)
+    model = build_model("mlp-1200-dropout").cuda()
+    cfg = TrainConfig(epochs=1, augment_shift=2, max_norm=3.5, grad_clip=5.0)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            res = fit(model, data, cfg, graphs=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchronizing" in str(w.message) for w in seen)
+    assert res.ok and 1 <= syncs < 40, syncs

@@ -225,3 +225,42 @@ def test_the_run_store_keeps_the_projector_beside_the_student(tmp_path, monkeypa
     path = store.weights_path(run_id, "student_fitnets").parent / "methods"
     state = load_file(str(path / "student_fitnets.safetensors"))
     assert any(k.startswith("projector.") for k in state)
+
+
+# ----------------------------------------------------------------------------- CUDA graph safety
+
+
+def step_on_meta(distiller_cls, params) -> None:
+    """A method's step on the meta device, where tensors have shapes but no values: any read of
+    a value on the host (``.item()``, ``if tensor:``) raises, as it would break a CUDA graph."""
+    with torch.device("meta"):
+        student = build_model("mlp-30")
+        logits = student(torch.zeros(8, 1, 28, 28))
+        d = distiller_cls(params)
+        batch = Batch(torch.zeros(8, 1, 28, 28), torch.zeros(8, dtype=torch.long), torch.arange(8))
+        out = student.forward_features(batch.x)
+        parts = d(out, {"logits": torch.zeros_like(logits)}, batch)
+        sum(parts.values()).backward()
+        d.after_step(batch)
+
+
+def test_graph_safe_methods_capture_one_static_step(small):
+    safe = [m for m in METHODS.values() if m.graph_safe]
+    assert {m.name for m in safe} >= {"hard", "kd"}  # the Hinton presets' methods
+    for m in safe:
+        teacher = build_model("mlp-100").eval()
+        d = build_distiller(m.name, None, build_model("mlp-30"), teacher, small)
+        # one stage and no per-step hook: the trainer captures exactly forward, loss, update
+        assert [s.epochs for s in d.stages(5)] == [5], m.name
+        assert type(d).after_step is Distiller.after_step, m.name
+        step_on_meta(type(d), m.make_params())
+
+
+def test_a_step_that_reads_a_value_on_the_host_is_caught():
+    class Syncs(Distiller):
+        def forward(self, student, teacher, batch):
+            ce = F.cross_entropy(student.logits, batch.y)
+            return {"ce": ce * (2.0 if ce.item() > 1 else 1.0)}
+
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        step_on_meta(Syncs, ToyParams())

@@ -107,6 +107,17 @@ def test_seeded_runs_are_reproducible(small):
     assert not same_weights(a_net, c_net)
 
 
+def test_cuda_graphs_change_nothing_on_the_cpu(small):
+    # Graphs are a GPU replay of the same step; on the CPU the flag is ignored, bit for bit
+    # (7 steps of 100: the last one smaller, with jitter, clipping and max-norm).
+    cfg = TrainConfig(epochs=2, batch_size=100, augment_shift=1, max_norm=3.0, grad_clip=5.0)
+    a, b = model("mlp-30"), model("mlp-30")
+    ra, rb = fit(a, small, cfg), fit(b, small, cfg, graphs=True)
+    assert ra.ok and rb.ok and ra.message == rb.message
+    assert without_seconds(ra.history) == without_seconds(rb.history)
+    assert same_weights(a, b)
+
+
 # ----------------------------------------------------------------------------- stopping
 
 
