@@ -62,7 +62,8 @@ class StepGraph:
             return loss
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            # the warm-up's stream: its cuBLAS workspace is set up before capture starts
+            with torch.cuda.graph(graph, stream=self._stream):
                 self.step()
         except RuntimeError as e:  # an op that syncs or allocates outside the graph's pool
             self.error = (str(e).strip().splitlines() or ["capture failed"])[0]

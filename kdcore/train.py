@@ -363,6 +363,8 @@ def fit(
     if use_graph:  # the graph reads the learning rate from a tensor filled every step
         for g in opt.param_groups:
             g["lr"] = torch.tensor(float(g["lr"]), device=dev)
+            if "capturable" in g:  # Adam keeps its step count on the device, as capture needs
+                g["capturable"] = True
         static_idx = torch.zeros(cfg.batch_size, dtype=torch.long, device=dev)
         static_x = data.x_train.new_empty((cfg.batch_size, *data.x_train.shape[1:]))
     t0 = time.perf_counter()

@@ -140,13 +140,15 @@ def counting(monkeypatch):
     return CountingGraph.made
 
 
-def test_a_graphed_step_trains_like_the_eager_one(counting):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_graphed_step_trains_like_the_eager_one(counting, optimizer):
     # No dropout, no jitter: the replayed graph runs the eager step's kernels on the same
     # numbers, so the weights agree. 2,000 images in batches of 128: 3 eager warm-up steps, the
     # capture, replays, and each epoch's last batch of 80 eagerly; the cosine schedule and the
     # clipping must reach the graph through its static tensors.
     data = small("cuda")
-    cfg = TrainConfig(epochs=2, batch_size=128, lr=0.05, grad_clip=1.0)
+    lr = 0.05 if optimizer == "sgd" else 1e-3
+    cfg = TrainConfig(epochs=2, batch_size=128, lr=lr, grad_clip=1.0, optimizer=optimizer)
     nets = []
     for graphs in (False, True):
         torch.manual_seed(0)
