@@ -25,11 +25,17 @@ call runs eagerly: the run goes on, only slower.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
 
 WARMUP_STEPS = 3  # eager steps before the capture (PyTorch's docs use 3 for whole-network capture)
+
+# One capture at a time in a process (PyTorch's rule); other threads may go on launching their
+# own work meanwhile, so the capture checks only its own thread's calls ("thread_local": with
+# "global", another training thread's ordinary cudaMalloc would fail during the capture).
+_CAPTURE = threading.Lock()
 
 
 class StepGraph:
@@ -63,7 +69,10 @@ class StepGraph:
         graph = torch.cuda.CUDAGraph()
         try:
             # the warm-up's stream: its cuBLAS workspace is set up before capture starts
-            with torch.cuda.graph(graph, stream=self._stream):
+            with (
+                _CAPTURE,
+                torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"),
+            ):
                 self.step()
         except RuntimeError as e:  # an op that syncs or allocates outside the graph's pool
             self.error = (str(e).strip().splitlines() or ["capture failed"])[0]
