@@ -103,9 +103,11 @@ def test_the_gpu_update_is_fused():
     assert not cpu.param_groups[0]["fused"]  # the shipped CPU runs' update
 
 
-def test_training_steps_do_not_wait_for_the_gpu():
+@pytest.mark.parametrize("graphs", [False, True])
+def test_training_steps_do_not_wait_for_the_gpu(graphs):
     # The loop looks at the loss every 16 steps and reads its figures at the epoch's end; nothing
     # else may wait for the device (the jitter's offsets, drawn on the CPU, once did every step).
+    # A graphed run adds the capture's own synchronisation, once.
     data = load_mnist("cuda")
     data = data.with_train(data.x_train[: 128 * 64], data.y_train[: 128 * 64])  # 64 steps
     torch.manual_seed(0)
@@ -115,11 +117,11 @@ def test_training_steps_do_not_wait_for_the_gpu():
     try:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            res = fit(model, data, cfg)
+            res = fit(model, data, cfg, graphs=graphs)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     syncs = sum("synchronizing" in str(w.message) for w in seen)
-    assert res.ok and 1 <= syncs < 32, syncs
+    assert res.ok and 1 <= syncs < (40 if graphs else 32), syncs
 
 
 # ----------------------------------------------------------------------------- CUDA graphs
@@ -190,20 +192,3 @@ def test_graphed_distillation_of_the_hinton_preset(counting):
     assert out["status"] == "completed", out["message"]
     assert len(counting) == 3 and all(g.replays > 400 and not g.error for g in counting)
     assert all(m["test_errors"] < 600 for m in out["models"].values()), out["models"]
-
-
-def test_graphed_training_waits_for_the_gpu_rarely():
-    data = load_mnist("cuda")
-    data = data.with_train(data.x_train[: 128 * 64], data.y_train[: 128 * 64])  # 64 steps
-    torch.manual_seed(0)
-    model = build_model("mlp-1200-dropout").cuda()
-    cfg = TrainConfig(epochs=1, augment_shift=2, max_norm=3.5, grad_clip=5.0)
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            res = fit(model, data, cfg, graphs=True)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    syncs = sum("synchronizing" in str(w.message) for w in seen)
-    assert res.ok and 1 <= syncs < 40, syncs
