@@ -1,0 +1,128 @@
+"""The distilled student's settings in the hinton-mnist paper profile, checked on a validation
+split rather than on the test set: each variant's student trains on the first 50,000 training
+images with a paper-profile teacher's logits and is scored on the last 10,000 (which no student
+sees; the teachers trained on all 60,000), the test errors printed beside.
+
+    python scripts/student_validation.py --variants profile lr0.02 alpha1 lr0.08 --threads 1
+    python scripts/student_validation.py --teachers a.safetensors b.safetensors --epochs 1
+
+The teachers default to every paper-profile teacher in the teacher cache ($KD_CACHE_DIR): those
+scripts/paper_seeds.py trained, one per seed. Each student starts from its teacher's seed, as in
+the preset. A variant changes the profile's student settings and nothing else; "profile" is the
+profile as it ships. ``--out`` appends one JSON line per student.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kdcore.checkpoint import CheckpointError, cache_dir, load_model
+from kdcore.data import load_dataset
+from kdcore.distill import distill
+from kdcore.models import build_model
+from kdcore.presets import PAPER_PROFILE, teacher_config
+from kdcore.runner import resolve
+from kdcore.train import TrainConfig, evaluate, predict_logits, seed_everything
+
+PRESET = "hinton-mnist"
+HELD_OUT = 10_000
+# name: (changes to the student's TrainConfig, changes to the kd parameters)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "profile": ({}, {}),
+    "lr0.02": ({"lr": 0.02}, {}),
+    "lr0.08": ({"lr": 0.08}, {}),
+    "alpha1": ({}, {"alpha": 1.0}),
+    "batch256": ({"batch_size": 256}, {}),
+    "epochs40": ({"epochs": 40}, {}),
+}
+
+
+def paper_teachers() -> list[Path]:
+    """The cached teachers trained with the paper profile's settings, at any seed."""
+    cfg = resolve(PRESET, profile="paper")
+    want = asdict(teacher_config(cfg.teacher_epochs, cfg.batch_size, cfg.lr, 0,
+                                 cfg.teacher_shift, cfg.teacher_max_norm))  # fmt: skip
+    found = []
+    for path in sorted((cache_dir() / "teachers").glob(f"{PAPER_PROFILE['teacher']}-mnist-*")):
+        try:
+            meta = load_model(path)[1].get("config", {})
+        except CheckpointError:
+            continue
+        got = dict(meta.get("cfg", {}), seed=0)
+        if meta.get("n") == 60_000 and got == want:
+            found.append(path)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="+", default=["profile"], choices=sorted(VARIANTS))
+    ap.add_argument("--teachers", nargs="*", help="teacher safetensors (default: the cache's)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own)")
+    ap.add_argument("--epochs", type=int, help="the students' epochs (quick checks)")
+    ap.add_argument("--out", help="append each student's row to this file as a JSON line")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    teachers = [Path(t) for t in args.teachers] if args.teachers else paper_teachers()
+    if not teachers:
+        print("no paper-profile teacher in the cache: run scripts/paper_seeds.py first")
+        return 1
+    cfg = resolve(PRESET, profile="paper")
+    full = load_dataset(cfg.dataset, "cpu")
+    n = len(full.x_train) - HELD_OUT
+    split = replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n],
+                    x_test=full.x_train[n:], y_test=full.y_train[n:])  # fmt: skip
+    print("variant | seed | teacher test errors | validation errors | test errors | seconds")
+    rows = []
+    for path in teachers:
+        teacher, meta = load_model(path, expect_arch=cfg.teacher)
+        seed = int(meta["config"]["cfg"]["seed"])
+        t_test = evaluate(teacher, full)["test_errors"]
+        logits = predict_logits(teacher, split.x_train)
+        for name in args.variants:
+            train_changes, kd_changes = VARIANTS[name]
+            base = TrainConfig(epochs=args.epochs or cfg.epochs, batch_size=cfg.batch_size,
+                               lr=cfg.lr, seed=seed, grad_clip=cfg.grad_clip)  # fmt: skip
+            tcfg = replace(base, **train_changes)
+            kd = {"T": cfg.T, "alpha": cfg.alpha, **kd_changes}
+            seed_everything(tcfg.seed + 1)  # as train_student seeds every student of a run
+            student = build_model(cfg.student, full.num_classes, full.image_shape)
+            t0 = time.perf_counter()
+            targets = {"logits": logits}
+            res = distill(student, teacher, split, tcfg, "kd", kd, teacher_targets=targets)
+            if not res.ok:
+                print(f"{name} | {seed} | {res.message}")
+                continue
+            row = {
+                "variant": name, "seed": seed, "teacher_test_errors": t_test,
+                "validation_errors": evaluate(student, split)["test_errors"],
+                "test_errors": evaluate(student, full)["test_errors"],
+                "seconds": round(time.perf_counter() - t0, 1),
+            }  # fmt: skip
+            rows.append(row)
+            print(" | ".join(str(v) for v in row.values()), flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+    for name in args.variants:
+        mine = [r for r in rows if r["variant"] == name]
+        if mine:
+            val = statistics.mean(r["validation_errors"] for r in mine)
+            test = statistics.mean(r["test_errors"] for r in mine)
+            print(f"{name}: {len(mine)} students, validation {val:.1f}, test {test:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
