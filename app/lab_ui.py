@@ -275,7 +275,10 @@ def show_result(run: RunRecord) -> None:
         return
     if preset_views is not None:
         try:
-            preset_views.show_result(run.result)
+            # a shipped run names the recipe it ran; a user's is read from its config
+            ref = getattr(run, "reference", None)
+            profile = ref.profile if ref is not None else None
+            preset_views.show_result(run.result, profile=profile)
             return
         except Exception as err:  # an unexpected result shape must not break the page
             st.caption(f"Detailed view unavailable ({type(err).__name__}); the summary:")
@@ -701,8 +704,8 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
         st.markdown(f"Paper, after shifting the bias by {adj['bias']:+g}: {after}.")
     for claim in p.paper.get("claims", []):
         st.markdown(f"> {claim}")
-    st.caption(f"Paper: {p.source}. Why our numbers differ: {p.differences}")
     profile = _profile_box(p)
+    st.caption(f"Paper: {p.source}. Why our numbers differ: {p.differences_for(profile)}")
     base = p.profile_config(profile)
     by_name = {f.name: f for f in fields(base)}
     has_teacher = "teacher_epochs" in by_name

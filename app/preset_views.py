@@ -278,11 +278,12 @@ def _key(result: dict) -> str:
     )
 
 
-def show_result(result: dict, key: str | None = None) -> None:
+def show_result(result: dict, key: str | None = None, profile: str | None = None) -> None:
     """Render one preset result (as returned by ``kdcore.presets.run_preset``).
 
     ``key`` prefixes the charts' keys; by default it is derived from the result, which is
-    enough unless the same result is shown twice on one page.
+    enough unless the same result is shown twice on one page. ``profile`` is the recipe the run
+    started from when known (a shipped run's); otherwise it is read from the run's config.
     """
     key = key or _key(result)
     preset = PRESETS.get(result.get("preset", ""))
@@ -307,7 +308,9 @@ def show_result(result: dict, key: str | None = None) -> None:
     for claim in paper.get("claims", []):
         st.markdown(f"> {claim}  \n> — {paper.get('source', '')}")
     if preset is not None:
-        st.markdown(f"**Why our numbers differ.** {preset.differences}")
+        profile = profile or preset.profile_of(result.get("config", {}))
+        why = preset.differences_for(profile)
+        st.markdown(f"**Why our numbers differ.** {why}")
 
     adj = result.get("bias_adjustment")
     if adj:

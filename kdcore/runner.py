@@ -127,6 +127,8 @@ class Preset:
     # profile is a starting point like the default; the user's own changes apply on top.
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile_notes: dict[str, str] = field(default_factory=dict)  # what each profile is, briefly
+    # why a profile's numbers differ from the paper's, where not as the default's (`differences`)
+    profile_differences: dict[str, str] = field(default_factory=dict)
 
     def profile_config(self, profile: str | None) -> Any:
         """The default config (``None`` or "default") or that of a named profile, checked."""
@@ -136,6 +138,19 @@ class Preset:
             have = ", ".join(["default", *self.profiles])
             raise ValueError(f"{self.name} has no profile {profile!r}; choose {have}")
         return self.with_changes(self.profiles[profile])
+
+    def profile_of(self, config: dict[str, Any]) -> str:
+        """The profile a run's config (a result's ``config`` dict) starts from: the first named
+        profile whose every setting it keeps, else "default". A seed or other setting the
+        profile does not name may differ."""
+        for name, changes in self.profiles.items():
+            if all(config.get(k) == v for k, v in changes.items()):
+                return name
+        return "default"
+
+    def differences_for(self, profile: str) -> str:
+        """Why the numbers of a run of ``profile`` differ from the paper's."""
+        return self.profile_differences.get(profile, self.differences)
 
     def with_changes(self, changes: dict[str, Any], base: Any = None) -> Any:
         """The config with ``changes`` applied and every field checked (ValueError, one line).

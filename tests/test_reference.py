@@ -36,6 +36,8 @@ from kdcore.runner import resolve, run_preset
 from kdcore.train import Batch, TrainConfig, apply_max_norm, evaluate, fit, max_norm_weights
 from tests.tiny_mnist import write_tiny_mnist
 
+PAPER_PRESETS = [name for name, p in PRESETS.items() if "paper" in p.profiles]
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +82,18 @@ def test_profiles_are_starting_points_and_unknown_ones_are_refused():
     assert resolve("hinton-mnist", profile="default") == PRESETS["hinton-mnist"].config
     with pytest.raises(ValueError, match="no profile 'long'; choose default, paper"):
         resolve("hinton-mnist", profile="long")
+
+
+@pytest.mark.parametrize("name", list(PAPER_PRESETS))
+def test_a_run_says_why_its_numbers_differ_for_the_recipe_it_ran(name):
+    p = PRESETS[name]
+    assert p.profile_of(asdict(p.config)) == "default"
+    assert p.profile_of(asdict(resolve(name, profile="paper", seed=3))) == "paper"
+    assert p.profile_of(asdict(resolve(name, profile="paper", epochs=2))) == "default"
+    paper, default = p.differences_for("paper"), p.differences_for("default")
+    assert default == p.differences and paper != default
+    # the paper recipe's explanation names its own schedule, not the quick default's
+    assert "20 epochs" in paper and "few epochs" not in paper and "8 epochs" not in paper
 
 
 def test_the_cli_runs_a_profile_and_lists_them(tmp_path, capsys):
@@ -307,6 +321,11 @@ def test_the_lab_opens_a_preset_on_its_reference_run_without_training(with_refs,
     assert list(seeds.index) == ["seed 0", "mean", "paper"]
     assert seeds.loc["paper", "student_kd"] == 74  # the paper's 800-800 distilled
     assert Store(store_path).list() == []  # nothing trained, nothing queued
+    # the reference ran the paper recipe, the controls show the default: each says why its own
+    # numbers differ from the paper's
+    hinton = PRESETS["hinton-mnist"]
+    assert any(hinton.differences_for("paper") in m.value for m in at.markdown)
+    assert any(hinton.differences in c.value for c in at.caption)
     # the paper recipe from a link: its settings, with a cost scaled from the reference run
     at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
     at.query_params.update(mode="Preset", profile="paper")
@@ -315,6 +334,8 @@ def test_the_lab_opens_a_preset_on_its_reference_run_without_training(with_refs,
     assert at.number_input(key="ep-hinton-mnist-paper").value == PAPER_PROFILE["epochs"]
     estimate = next(c.value for c in at.caption if "Estimated time" in c.value)
     assert "shipped reference run" in estimate and "teacher's training included" in estimate
+    assert any(hinton.differences_for("paper") in c.value for c in at.caption)
+    assert not any(hinton.differences in c.value for c in at.caption)
     assert not at.button[0].disabled
 
 
