@@ -129,7 +129,7 @@ def show_seed_study(ref: Reference) -> None:
         table.loc["paper"] = [paper[m] for m in models]
     n = len(rows)
     st.markdown(f"**The same recipe at {n} seed{'s' if n != 1 else ''}** (test errors)")
-    st.dataframe(table, width="content")
+    st.dataframe(table, width="content", height="content")  # every seed, the mean and the paper
     ran = sorted({r.get("device_name", "?") for r in rows})
     st.caption(
         f"Each seed is the whole preset run again (`python scripts/paper_seeds.py`) on "
