@@ -5,11 +5,16 @@ sees; the teachers trained on all 60,000), the test errors printed beside.
 
     python scripts/student_validation.py --variants profile lr0.02 alpha1 lr0.08 --threads 1
     python scripts/student_validation.py --teachers a.safetensors b.safetensors --epochs 1
+    python scripts/student_validation.py --ensemble --held-out 0 --threads 1
 
 The teachers default to every paper-profile teacher in the teacher cache ($KD_CACHE_DIR): those
 scripts/paper_seeds.py trained, one per seed. Each student starts from its teacher's seed, as in
 the preset. A variant changes the profile's student settings and nothing else; "profile" is the
-profile as it ships. ``--out`` appends one JSON line per student.
+profile as it ships. ``--held-out 0`` trains on all 60,000 images as the profile does (test
+errors only). ``--ensemble`` distils each student from the mean logits of all the teachers
+instead of its own teacher's: how much of the distilled student's errors, and of their spread
+across seeds, comes from the one teacher it learns from. ``--out`` appends one JSON line per
+student.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from kdcore.distill import distill
 from kdcore.models import build_model
 from kdcore.presets import PAPER_PROFILE, teacher_config
 from kdcore.runner import resolve
-from kdcore.train import TrainConfig, evaluate, predict_logits, seed_everything
+from kdcore.train import TrainConfig, accuracy_report, evaluate, predict_logits, seed_everything
 
 PRESET = "hinton-mnist"
 HELD_OUT = 10_000
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teachers", nargs="*", help="teacher safetensors (default: the cache's)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own)")
     ap.add_argument("--epochs", type=int, help="the students' epochs (quick checks)")
+    ap.add_argument("--held-out", type=int, default=HELD_OUT,
+                    help="training images held out for validation (0: train on all)")  # fmt: skip
+    ap.add_argument("--ensemble", action="store_true",
+                    help="distil from the mean logits of all the teachers")  # fmt: skip
     ap.add_argument("--out", help="append each student's row to this file as a JSON line")
     args = ap.parse_args(argv)
     if args.threads:
@@ -80,16 +89,30 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg = resolve(PRESET, profile="paper")
     full = load_dataset(cfg.dataset, "cpu")
-    n = len(full.x_train) - HELD_OUT
-    split = replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n],
-                    x_test=full.x_train[n:], y_test=full.y_train[n:])  # fmt: skip
-    print("variant | seed | teacher test errors | validation errors | test errors | seconds")
+    if not 0 <= args.held_out < len(full.x_train):
+        print(f"--held-out must be from 0 to {len(full.x_train) - 1}")
+        return 2
+    n = len(full.x_train) - args.held_out
+    split = full  # the students' data: their transfer set, and the held-out images as "test"
+    if args.held_out:
+        split = replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n],
+                        x_test=full.x_train[n:], y_test=full.y_train[n:])  # fmt: skip
+    source = f"ensemble of {len(teachers)}" if args.ensemble else "own"
+    print("variant | teacher | seed | teacher test errors | validation errors | test errors | "
+          "seconds")  # fmt: skip
     rows = []
-    for path in teachers:
-        teacher, meta = load_model(path, expect_arch=cfg.teacher)
+    loaded = [load_model(path, expect_arch=cfg.teacher) for path in teachers]
+    sources = []  # (student seed, teacher, its logits on the transfer set, its test errors)
+    for teacher, meta in loaded:
         seed = int(meta["config"]["cfg"]["seed"])
         t_test = evaluate(teacher, full)["test_errors"]
-        logits = predict_logits(teacher, split.x_train)
+        sources.append((seed, teacher, predict_logits(teacher, split.x_train), t_test))
+    if args.ensemble:  # every student learns from the mean logits, at each teacher's seed
+        mean_train = torch.stack([logits for _, _, logits, _ in sources]).mean(0)
+        mean_test = torch.stack([predict_logits(t, full.x_test) for t, _ in loaded]).mean(0)
+        t_test = accuracy_report(mean_test, full.y_test, full.num_classes)["test_errors"]
+        sources = [(seed, teacher, mean_train, t_test) for seed, teacher, _, _ in sources]
+    for seed, teacher, logits, t_test in sources:
         for name in args.variants:
             train_changes, kd_changes = VARIANTS[name]
             base = TrainConfig(epochs=args.epochs or cfg.epochs, batch_size=cfg.batch_size,
@@ -105,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} | {seed} | {res.message}")
                 continue
             row = {
-                "variant": name, "seed": seed, "teacher_test_errors": t_test,
-                "validation_errors": evaluate(student, split)["test_errors"],
+                "variant": name, "teacher": source, "seed": seed, "teacher_test_errors": t_test,
+                "validation_errors": evaluate(student, split)["test_errors"] if args.held_out
+                else None,
                 "test_errors": evaluate(student, full)["test_errors"],
                 "seconds": round(time.perf_counter() - t0, 1),
             }  # fmt: skip
@@ -118,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         mine = [r for r in rows if r["variant"] == name]
         if mine:
-            val = statistics.mean(r["validation_errors"] for r in mine)
             test = statistics.mean(r["test_errors"] for r in mine)
-            print(f"{name}: {len(mine)} students, validation {val:.1f}, test {test:.1f}")
+            val = ""
+            if args.held_out:
+                val = f", validation {statistics.mean(r['validation_errors'] for r in mine):.1f}"
+            many = f"{len(mine)} student" + ("s" if len(mine) != 1 else "")
+            print(f"{name} ({source} teacher): {many}{val}, test {test:.1f}")
     return 0
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from kdcore.checkpoint import cache_dir, load_model, save_model
+from kdcore.data import load_dataset
 from kdcore.presets import teacher_config
 from kdcore.reference import reference_dir
 from kdcore.runner import resolve
+from kdcore.train import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +53,24 @@ def test_it_scores_the_distilled_student_on_held_out_images(script, tmp_path, mo
     assert row["teacher_test_errors"] < 100  # the shipped teacher: 74
     # one epoch from a good teacher already leaves few of the 10,000 held-out images wrong
     assert 0 < row["validation_errors"] < 400 and 0 < row["test_errors"] < 400
-    assert "profile: 1 students" in capsys.readouterr().out
+    assert "profile (own teacher): 1 student, validation" in capsys.readouterr().out
+
+
+def test_an_ensemble_of_teachers_teaches_on_all_images(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    one = cache_teacher("a", seed=5, shift=2)
+    cache_teacher("b", seed=6, shift=2)  # the same net again: their mean logits are its logits
+    single = load_model(one)[0]
+    out = tmp_path / "rows.jsonl"
+    assert script.main(["--ensemble", "--held-out", "0", "--epochs", "1", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [5, 6]  # a student at each teacher's seed
+    errors = evaluate(single, load_dataset("mnist"))["test_errors"]
+    for r in rows:
+        assert r["teacher"] == "ensemble of 2" and r["teacher_test_errors"] == errors
+        assert r["validation_errors"] is None and 0 < r["test_errors"] < 400
+    assert "profile (ensemble of 2 teacher): 2 students, test" in capsys.readouterr().out
+    assert script.main(["--held-out", "60000"]) == 2
 
 
 def test_it_says_what_to_run_when_the_cache_has_no_paper_teacher(script, tmp_path, monkeypatch,
