@@ -122,7 +122,7 @@ def show_seed_study(ref: Reference) -> None:
         return
     models = list(ref.result["models"])
     table = pd.DataFrame([r["errors"] for r in rows], index=[f"seed {r['seed']}" for r in rows])
-    table = table[models]
+    table = table[models].astype(float)  # the mean row is fractional
     table.loc["mean"] = table.mean().round(1)
     paper = ref.result["paper"].get("test_errors", {})
     if set(models) <= set(paper):
