@@ -71,6 +71,9 @@ def test_an_ensemble_of_teachers_teaches_on_all_images(script, tmp_path, monkeyp
         assert r["validation_errors"] is None and 0 < r["test_errors"] < 400
     assert "profile (ensemble of 2 teacher): 2 students, test" in capsys.readouterr().out
     assert script.main(["--held-out", "60000"]) == 2
+    capsys.readouterr()
+    assert script.main(["--teachers", str(tmp_path / "nowhere.safetensors")]) == 1
+    assert "cannot use that teacher: no checkpoint at" in capsys.readouterr().out
 
 
 def test_it_says_what_to_run_when_the_cache_has_no_paper_teacher(script, tmp_path, monkeypatch,
