@@ -6,6 +6,7 @@ sees; the teachers trained on all 60,000), the test errors printed beside.
     python scripts/student_validation.py --variants profile lr0.02 alpha1 lr0.08 --threads 1
     python scripts/student_validation.py --teachers a.safetensors b.safetensors --epochs 1
     python scripts/student_validation.py --ensemble --held-out 0 --threads 1
+    python scripts/student_validation.py --held-out 0 --teachers t.safetensors --student-seeds 1 2 3
 
 The teachers default to every paper-profile teacher in the teacher cache ($KD_CACHE_DIR): those
 scripts/paper_seeds.py trained, one per seed. Each student starts from its teacher's seed, as in
@@ -13,8 +14,9 @@ the preset. A variant changes the profile's student settings and nothing else; "
 profile as it ships. ``--held-out 0`` trains on all 60,000 images as the profile does (test
 errors only). ``--ensemble`` distils each student from the mean logits of all the teachers
 instead of its own teacher's: how much of the distilled student's errors, and of their spread
-across seeds, comes from the one teacher it learns from. ``--out`` appends one JSON line per
-student.
+across seeds, comes from the one teacher it learns from. ``--student-seeds`` trains each
+teacher's students at the seeds given instead: how much of that spread the student's own seed
+makes. ``--out`` appends one JSON line per student.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="training images held out for validation (0: train on all)")  # fmt: skip
     ap.add_argument("--ensemble", action="store_true",
                     help="distil from the mean logits of all the teachers")  # fmt: skip
+    ap.add_argument("--student-seeds", nargs="+", type=int,
+                    help="train each teacher's students at these seeds (default: its own)")  # fmt: skip
     ap.add_argument("--out", help="append each student's row to this file as a JSON line")
     args = ap.parse_args(argv)
     if args.threads:
@@ -98,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         split = replace(full, x_train=full.x_train[:n], y_train=full.y_train[:n],
                         x_test=full.x_train[n:], y_test=full.y_train[n:])  # fmt: skip
     source = f"ensemble of {len(teachers)}" if args.ensemble else "own"
-    print("variant | teacher | seed | teacher test errors | validation errors | test errors | "
-          "seconds")  # fmt: skip
+    print("variant | teacher | teacher seed | seed | teacher test errors | validation errors | "
+          "test errors | seconds")  # fmt: skip
     rows = []
     try:
         loaded = [load_model(path, expect_arch=cfg.teacher) for path in teachers]
@@ -116,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         mean_test = torch.stack([predict_logits(t, full.x_test) for t, _ in loaded]).mean(0)
         t_test = accuracy_report(mean_test, full.y_test, full.num_classes)["test_errors"]
         sources = [(seed, teacher, mean_train, t_test) for seed, teacher, _, _ in sources]
-    for seed, teacher, logits, t_test in sources:
+    runs = [(seed, student_seed, teacher, logits, t_test)
+            for seed, teacher, logits, t_test in sources
+            for student_seed in (args.student_seeds or [seed])]  # fmt: skip
+    for teacher_seed, seed, teacher, logits, t_test in runs:
         for name in args.variants:
             train_changes, kd_changes = VARIANTS[name]
             base = TrainConfig(epochs=args.epochs or cfg.epochs, batch_size=cfg.batch_size,
@@ -132,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} | {seed} | {res.message}")
                 continue
             row = {
-                "variant": name, "teacher": source, "seed": seed, "teacher_test_errors": t_test,
+                "variant": name, "teacher": source, "teacher_seed": teacher_seed, "seed": seed,
+                "teacher_test_errors": t_test,
                 "validation_errors": evaluate(student, split)["test_errors"] if args.held_out
                 else None,
                 "test_errors": evaluate(student, full)["test_errors"],

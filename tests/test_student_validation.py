@@ -76,6 +76,18 @@ def test_an_ensemble_of_teachers_teaches_on_all_images(script, tmp_path, monkeyp
     assert "cannot use that teacher: no checkpoint at" in capsys.readouterr().out
 
 
+def test_student_seeds_give_each_teacher_several_students(script, tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    cache_teacher("paper", seed=5, shift=2)
+    out = tmp_path / "rows.jsonl"
+    args = ["--held-out", "59000", "--epochs", "1", "--student-seeds", "3", "4", "--out", str(out)]
+    assert script.main(args) == 0  # 1,000 transfer images: quick
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["teacher_seed"], r["seed"]) for r in rows] == [(5, 3), (5, 4)]
+    pair = [(r["validation_errors"], r["test_errors"]) for r in rows]
+    assert pair[0] != pair[1]  # two students, not one run twice
+
+
 def test_it_says_what_to_run_when_the_cache_has_no_paper_teacher(script, tmp_path, monkeypatch,
                                                                  capsys):  # fmt: skip
     monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "empty"))
