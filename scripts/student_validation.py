@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble", action="store_true",
                     help="distil from the mean logits of all the teachers")  # fmt: skip
     ap.add_argument("--student-seeds", nargs="+", type=int,
-                    help="train each teacher's students at these seeds (default: its own)")  # fmt: skip
+                    help="each teacher's students' seeds (default: the teacher's)")  # fmt: skip
     ap.add_argument("--out", help="append each student's row to this file as a JSON line")
     args = ap.parse_args(argv)
     if args.threads:
