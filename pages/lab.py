@@ -30,11 +30,13 @@ if run is None and isinstance(st.session_state.get("lab_run"), int):
 
 # ----------------------------------------------------------------------------- what to run
 
-ui.guard_url("mode", {"Custom run", "Preset"}.__contains__, "Custom run")
+# a link that names a preset (?preset=omitted-3) opens on it without also saying ?mode=Preset
+first = "Preset" if "preset" in st.query_params else "Custom run"
+ui.guard_url("mode", {"Custom run", "Preset"}.__contains__, first)
 mode = st.segmented_control(
     "What to run",
     ["Custom run", "Preset"],
-    default="Custom run",
+    default=first,
     required=True,
     key="mode",
     bind="query-params",

@@ -134,6 +134,18 @@ def test_lab_odd_url_params_fall_back(store_path):
     assert "run" not in at.query_params
 
 
+def test_a_link_naming_a_preset_opens_the_preset(store_path):
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = "omitted-3"  # no ?mode=Preset
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button_group(key="mode").value == "Preset"
+    assert at.selectbox(key="preset").value == "omitted-3"
+    at.button_group(key="mode").set_value("Custom run").run()  # the user's choice still holds
+    assert at.button_group(key="mode").value == "Custom run"
+    assert at.selectbox(key="teacher").value == "mlp-1200-dropout"
+
+
 def test_lab_preset_mode_shows_every_preset(store_path):
     at = _page("lab.py")
     at.button_group(key="mode").set_value("Preset").run()
