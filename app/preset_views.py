@@ -302,7 +302,15 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
     if table.empty:
         st.info("No model finished, so there is nothing to compare yet.")
     else:
-        st.dataframe(table, hide_index=True, key=f"{key}-table")
+        # The grid shows a missing number as "None", which under "paper errors" reads as "no
+        # errors": a column with gaps is shown as right-aligned text, the gaps blank.
+        gaps = [
+            c for c in ("paper errors", "paper error %") if c in table and table[c].isna().any()
+        ]
+        config = {c: st.column_config.TextColumn(c, alignment="right") for c in gaps}
+        for c in gaps:
+            table[c] = ["" if pd.isna(v) else f"{v:g}" for v in table[c]]
+        st.dataframe(table, hide_index=True, column_config=config, key=f"{key}-table")
     cap = f"Paper: {paper.get('source', 'not given')}. Ours on {result.get('device', '?')}"
     st.caption(f"{cap}, {result.get('seconds', 0):.0f} s in all.")
     for claim in paper.get("claims", []):

@@ -108,7 +108,10 @@ def show_reference(ref: Reference, note: str = "") -> None:
              for name, w in ref.weights.items()
              if (ref.path.parent / w["file"]).is_file()]  # fmt: skip
     lab_ui.weight_buttons(
-        "Its weights (safetensors, half precision; `kdcore.reference.reference_model`):", files
+        "Its weights as safetensors in half precision, each with its test errors at that "
+        "precision, which can differ from the table's by one or two "
+        "(`kdcore.reference.reference_model` loads them):",
+        files,
     )
 
 
