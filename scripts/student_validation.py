@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = {"logits": logits}
             res = distill(student, teacher, split, tcfg, "kd", kd, teacher_targets=targets)
             if not res.ok:
-                print(f"{name} | {seed} | {res.message}")
+                print(f"{name} | {source} | {teacher_seed} | {seed} | {res.message}")
                 continue
             row = {
                 "variant": name, "teacher": source, "teacher_seed": teacher_seed, "seed": seed,
