@@ -134,12 +134,18 @@ def show_seed_study(ref: Reference) -> None:
     st.markdown(f"**The same recipe at {n} seed{'s' if n != 1 else ''}** (test errors)")
     st.dataframe(table, width="content", height="content")  # every seed, the mean and the paper
     ran = sorted({r.get("device_name", "?") for r in rows})
+    seed, where = ref.result["config"].get("seed", "?"), ref.info["device_name"]
+    own = any(r["seed"] == seed and r.get("device_name") == where for r in rows)
     st.caption(
         f"Each seed is the whole preset run again (`python scripts/paper_seeds.py`) on "
         f"{'; '.join(ran)}. The seed sets every model's initialisation, shuffling and dropout. "
-        f"The shipped run above is seed {ref.result['config'].get('seed', '?')} on "
-        f"{ref.info['device_name']}: another thread count adds its sums in another order, "
-        "which is enough to train a different teacher."
+        f"The shipped run above is seed {seed} on {where}"
+        + (
+            f", the row of seed {seed}."
+            if own
+            else ": another thread count adds its sums in another order, which is enough to "
+            "train a different teacher."
+        )
     )
 
 

@@ -320,6 +320,7 @@ def test_the_lab_opens_a_preset_on_its_reference_run_without_training(with_refs,
     seeds = next(d.value for d in at.dataframe if "mean" in list(d.value.index))
     assert list(seeds.index) == ["seed 0", "mean", "paper"]
     assert seeds.loc["paper", "student_kd"] == 74  # the paper's 800-800 distilled
+    assert any("seed 0 on" in c.value and "the row of seed 0." in c.value for c in at.caption)
     assert Store(store_path).list() == []  # nothing trained, nothing queued
     # the reference ran the paper recipe, the controls show the default: each says why its own
     # numbers differ from the paper's
@@ -345,6 +346,22 @@ def test_an_odd_profile_in_the_link_falls_back_with_a_notice(with_refs):
     at.run()
     assert not at.exception and at.button_group(key="profile").value == "default"
     assert " profile=" in at.toast[0].value
+
+
+def test_the_shipped_run_shows_its_seed_study_and_why_its_own_figures_differ(
+    store_path, monkeypatch
+):
+    monkeypatch.delenv("KD_REFERENCE_DIR", raising=False)  # the shipped runs
+    ref = load_references()[0]["hinton-mnist"]
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = "hinton-mnist"
+    at.run()
+    assert not at.exception, at.exception
+    n = len(load_seed_study(ref))
+    assert any(m.value.startswith(f"**The same recipe at {n} seeds**") for m in at.markdown)
+    # the shipped run ran on another thread count than its seed's row: the caption says so
+    where = ref.info["device_name"]
+    assert any(f"seed 0 on {where}: another thread count" in c.value for c in at.caption)
 
 
 def test_the_history_lists_shipped_runs_beside_the_users_and_never_deletes_them(with_refs):
