@@ -55,7 +55,7 @@ def records() -> list[ReferenceRecord]:
         out.append(
             ReferenceRecord(
                 id=-(i + 1),
-                created=ref.path.stat().st_mtime,
+                created=ref.created_at,
                 started=0.0,
                 finished=float(ref.info["seconds"]),
                 status=result.get("status", "completed"),

@@ -13,6 +13,7 @@ and never fatal: the app shows the others.
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import platform
@@ -32,6 +33,7 @@ REFERENCE_ENV = "KD_REFERENCE_DIR"
 # The keys every run result has (see kdcore.runner) and those the reference block adds.
 RESULT_KEYS = ("preset", "status", "config", "device", "history", "models", "paper", "seconds")
 INFO_KEYS = ("profile", "command", "code_version", "device", "device_name", "seconds", "created")
+CREATED = "%Y-%m-%d %H:%M UTC"  # how the reference block records when the run was made
 MODEL_KEYS = ("role", "arch", "test_errors", "test_accuracy")
 # The models whose weights ship beside each reference run (small MLPs; the demos' teacher is
 # hinton-mnist's). The sweeps ship none: their figures are the point.
@@ -62,6 +64,16 @@ class Reference:
     @property
     def profile(self) -> str:
         return self.info["profile"]
+
+    @property
+    def created_at(self) -> float:
+        """When the run was made, in seconds since the epoch: the ``created`` its reference block
+        records (``YYYY-mm-dd HH:MM UTC``), not the file's time, which is when it was checked
+        out; the file's time only when the record does not read as a date."""
+        try:
+            return float(calendar.timegm(time.strptime(self.info["created"], CREATED)))
+        except (TypeError, ValueError):
+            return self.path.stat().st_mtime
 
     @property
     def weights(self) -> dict[str, dict]:
@@ -281,7 +293,7 @@ def write_reference(
         "device": result["device"],
         "device_name": device_name(result["device"]),
         "seconds": result["seconds"],
-        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "created": time.strftime(CREATED, time.gmtime()),
         "weights": shipped,
     }
     out = folder / f"{preset}.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from kdcore.models import build_model
 from kdcore.presets import PAPER_78_PROFILE, PAPER_PROFILE, PRESETS
 from kdcore.reference import (
     SHIPPED_WEIGHTS,
+    Reference,
     check_reference,
     load_references,
     load_seed_study,
@@ -216,6 +218,20 @@ def test_the_shipped_weights_give_the_test_errors_they_record():
             assert abs(errors - ref.result["models"][model]["test_errors"]) <= 5, (name, model)
 
 
+def test_a_reference_run_was_made_when_its_record_says_not_when_its_file_was_written(tmp_path):
+    import os
+    import shutil
+
+    path = tmp_path / "hinton-mnist.json"
+    shutil.copy(reference_dir() / "hinton-mnist.json", path)
+    os.utime(path, (1e9, 1e9))  # 2001: a checkout's time, not the run's
+    ref = load_references(tmp_path)[0]["hinton-mnist"]
+    made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ref.created_at))
+    assert made == ref.info["created"]
+    odd = Reference(ref.preset, ref.result, {**ref.info, "created": "last Tuesday"}, path)
+    assert odd.created_at == 1e9  # a record that is no date: the file's time, never an error
+
+
 def test_a_damaged_reference_file_is_skipped_with_one_line(tmp_path):
     (tmp_path / "a.json").write_text("{not json")
     (tmp_path / "b.json").write_text(json.dumps({"preset": "x"}))
@@ -365,10 +381,18 @@ def test_the_shipped_run_shows_its_seed_study_and_why_its_own_figures_differ(
 
 
 def test_the_history_lists_shipped_runs_beside_the_users_and_never_deletes_them(with_refs):
+    import os
+
+    from kdcore.store import iso
+
+    # a checkout gives the file its own time: the history shows when the run was made
+    os.utime(with_refs / "hinton-mnist.json", (1e9, 1e9))
+    made = load_references(with_refs)[0]["hinton-mnist"].created_at
     at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
+    assert table["created"].tolist() == [iso(made)] and not iso(made).startswith("2001")
     assert table["id"].tolist() == [-1] and table["run"].tolist() == [
         "shipped hinton-mnist (paper)"
     ]
