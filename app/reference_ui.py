@@ -8,7 +8,7 @@ store, never deleted, rerun from the lab like any preset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import streamlit as st
 
@@ -27,6 +27,14 @@ class ReferenceRecord(RunRecord):
     @property
     def label(self) -> str:
         return f"shipped {self.name} ({self.reference.profile if self.reference else '?'})"
+
+    def to_dict(self) -> dict:
+        """As a stored run exports, with the reference block (how the run was made) under
+        ``shipped`` in place of the loaded file."""
+        out = RunRecord.to_dict(replace(self, reference=None))
+        out.pop("reference", None)
+        out["shipped"] = self.reference.info if self.reference else None
+        return out
 
 
 @st.cache_resource(show_spinner=False)

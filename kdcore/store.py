@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -748,12 +748,15 @@ class Store:
 
     # ------------------------------------------------------------------------- export
 
-    def export_json(self, run_ids: list[int] | None = None) -> str:
-        runs = self._select(run_ids)
+    def export_json(self, run_ids: list[int] | None = None, also: Sequence[RunRecord] = ()) -> str:
+        """The runs ``run_ids`` (all when None), oldest first, then the records ``also`` (runs
+        that are not rows of the store, such as the shipped reference runs)."""
+        runs = [*self._select(run_ids), *also]
         return json.dumps([r.to_dict() for r in runs], indent=1)
 
-    def export_csv(self, run_ids: list[int] | None = None) -> str:
-        """One row per run and model: the final metrics beside the paper's test errors."""
+    def export_csv(self, run_ids: list[int] | None = None, also: Sequence[RunRecord] = ()) -> str:
+        """One row per run and model: the final metrics beside the paper's test errors (the
+        runs as :meth:`export_json` orders them)."""
         cols = [
             "run_id",
             "created",
@@ -776,7 +779,7 @@ class Store:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
         writer.writeheader()
-        for run in self._select(run_ids):
+        for run in [*self._select(run_ids), *also]:
             paper = ((run.result or {}).get("paper") or {}).get("test_errors") or {}
             base = {
                 "run_id": run.id,

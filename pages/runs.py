@@ -98,20 +98,22 @@ if chosen:
 
 # ----------------------------------------------------------------------------- export and delete
 
-ids = [i for i in picked or [r.id for r in runs] if i > 0]  # shipped runs are files, not rows
+sel = picked or [r.id for r in runs]
+ids = [i for i in sel if i > 0]  # rows of the store; the shipped runs are files, exported after
+files = [by_id[i] for i in sel if i < 0]
 which = "selected" if picked else "listed"
 c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
 c1.download_button(
-    f"JSON ({len(ids)} {which})",
-    data=store.export_json(ids),
+    f"JSON ({len(sel)} {which})",
+    data=store.export_json(ids, files),
     file_name="kd-runs.json",
     mime="application/json",
     icon=":material/download:",
     on_click="ignore",
 )
 c2.download_button(
-    f"CSV ({len(ids)} {which})",
-    data=store.export_csv(ids),
+    f"CSV ({len(sel)} {which})",
+    data=store.export_csv(ids, files),
     file_name="kd-runs.csv",
     mime="text/csv",
     icon=":material/download:",

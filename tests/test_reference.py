@@ -400,7 +400,29 @@ def test_the_history_lists_shipped_runs_beside_the_users_and_never_deletes_them(
     assert "shipped hinton-mnist (paper)" in at.get("plotly_chart")[0].proto.spec
     assert any("Reference run: hinton-mnist" in m.value for m in at.markdown)
     assert at.button(key="delete").disabled or not at.checkbox(key="sure").value
+    # the compared shipped run is what the export buttons count and export
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels[:2] == ["JSON (1 selected)", "CSV (1 selected)"], labels
     at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
     at.query_params["compare"] = "-1"
     at.run()
     assert not at.exception and at.multiselect(key="picked").value == [-1] and not at.toast
+
+
+def test_shipped_runs_export_beside_the_users_own(with_refs, store_path):
+    import csv
+    import io
+
+    from app.reference_ui import records
+    from kdcore.store import Store
+
+    store = Store(store_path)
+    own = store.create("custom", "custom", {"epochs": 1}, "k")
+    shipped = records()
+    exported = json.loads(store.export_json([own], shipped))  # strict JSON, no Path or tensor
+    assert [r["id"] for r in exported] == [own, -1]
+    assert exported[1]["shipped"]["command"].startswith("python scripts/make_reference_runs.py")
+    assert "reference" not in exported[1] and exported[1]["result"]["models"]["student_kd"]
+    rows = list(csv.DictReader(io.StringIO(store.export_csv([], shipped))))
+    assert {r["model"] for r in rows} == set(shipped[0].models)
+    assert all(r["run_id"] == "-1" and r["paper_test_errors"] for r in rows)
