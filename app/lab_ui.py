@@ -167,7 +167,8 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
                 )
             )
     title = metric.replace("_", " ") + (" %" if scale == 100 else "")
-    fig.update_layout(xaxis_title="epoch", yaxis_title=title, height=380, margin={"t": 20, "b": 10})
+    fig.update_layout(xaxis_title="epoch", yaxis_title=title, height=380, margin={"t": 20, "b": 50})
+    fig.update_xaxes(automargin=True)  # room for the epoch ticks under the title
     return fig
 
 
@@ -199,8 +200,9 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
                 )
             )
     fig.update_layout(
-        barmode="group", yaxis_title="test errors", height=360, margin={"t": 20, "b": 40}
+        barmode="group", yaxis_title="test errors", height=400, margin={"t": 20, "b": 40}
     )
+    fig.update_xaxes(automargin=True, tickangle=-30)  # whole model names ("mlp-800 alpha=0.1")
     return fig
 
 
