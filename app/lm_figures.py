@@ -73,7 +73,8 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
     is the language's entropy, the floor), the share of grammatical and of distinct texts it
     writes, and how likely its grammatical texts are under the language."""
     names = [n for n in models if n in LABEL]
-    fig = make_subplots(2, 2, subplot_titles=[p[1] for p in PANELS], vertical_spacing=0.16)
+    # the gap between the rows holds the top row's slanted model names and the bottom's titles
+    fig = make_subplots(2, 2, subplot_titles=[p[1] for p in PANELS], vertical_spacing=0.24)
     for k, (key, _, pct) in enumerate(PANELS):
         row, col = divmod(k, 2)
         vals = [models[n].get(key) for n in names]
@@ -88,8 +89,8 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
         if key in ("bits_per_char", "sample_nll"):
             fig.add_hline(y=floor, line_dash="dash", line_color=TRUTH, row=row + 1, col=col + 1,
                           annotation_text="entropy" if k == 0 else None)  # fmt: skip
-    fig.update_xaxes(tickangle=-30)
-    fig.update_layout(template=TEMPLATE, height=640, margin=dict(t=40, b=10))
+    fig.update_xaxes(tickangle=-30, automargin=True)
+    fig.update_layout(template=TEMPLATE, height=720, margin=dict(t=40, b=10))
     return fig
 
 

@@ -32,6 +32,29 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# Every Plotly chart's text that the reader cannot read whole: a tick label, axis title or subplot
+# title drawn past the chart's edge (cut off), or a tick label under a title. One line each.
+LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
+    const svg = p.querySelector('svg.main-svg');
+    if (!svg) return [];
+    const edge = svg.getBoundingClientRect(), box = e => e.getBoundingClientRect();
+    const texts = sel => [...p.querySelectorAll(sel)]
+        .filter(t => box(t).width > 0 && t.textContent.trim());
+    const ticks = texts('g.xtick text, g.ytick text');
+    const titles = texts('text.xtitle, text.ytitle, g.annotation text, text.gtitle');
+    const name = t => `chart ${i}: "${t.textContent.slice(0, 40)}"`;
+    const out = [];
+    for (const t of [...ticks, ...titles]) {
+        const r = box(t);
+        if (r.top < edge.top - 1 || r.bottom > edge.bottom + 1 || r.left < edge.left - 1
+            || r.right > edge.right + 1) out.push(`${name(t)} is cut off at the chart's edge`);
+    }
+    const hit = (a, b) => a.left < b.right - 1 && b.left < a.right - 1
+        && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+    for (const t of ticks) for (const u of titles)
+        if (hit(box(t), box(u))) out.push(`${name(t)} lies under "${u.textContent.slice(0, 40)}"`);
+    return out;
+})"""
 
 
 def require_browser() -> None:

@@ -1,0 +1,64 @@
+"""Chart text a reader can read whole, checked in a real headless Chromium.
+
+A figure builder's margins and spacing decide whether its longest labels fit: Plotly draws a tick
+label past the chart's edge, or under a subplot's title, without any error. Each chart here is
+built from real inputs (the shipped reference runs) or the longest labels it can be given, drawn
+by Plotly in Chromium at a narrow and a wide width, and its text boxes checked
+(:data:`tests.browser.LABEL_PROBLEMS`). No server: the chart is the page.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, LABEL_PROBLEMS, require_browser
+
+pytestmark = pytest.mark.browser
+WIDTHS = (700, 1100)  # a column of the centred layout, and the wide one
+
+
+def lab_charts():
+    from app import lab_ui
+    from app.reference_ui import records
+
+    runs = records()  # every shipped run: the sweeps' model names are the longest
+    return {
+        "history curves": lab_ui.overlay_figure(runs),
+        "history bars": lab_ui.errors_figure(runs),
+    }
+
+
+def lm_charts():
+    from app.lm_figures import LABEL, results_figure
+
+    longest = sorted(LABEL, key=lambda k: len(LABEL[k]))[-6:]
+    models = {
+        k: {"bits_per_char": 1.2, "sample_valid": 0.8, "sample_nll": 1.1, "sample_distinct": 0.9}
+        for k in ["teacher", *longest]
+    }
+    return {"language-model results": results_figure(models, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def page():
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1200, "height": 900})
+        browser.close()
+
+
+@pytest.mark.parametrize("charts", [lab_charts, lm_charts], ids=["lab", "lm"])
+def test_every_label_is_drawn_whole(page, charts):
+    problems = []
+    for name, fig in charts().items():
+        for width in WIDTHS:
+            fig.update_layout(width=width)
+            page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
+            page.wait_for_function(
+                "() => document.querySelectorAll('.js-plotly-plot g.xtick text').length > 0"
+            )
+            problems += [f"{name} at {width} px: {p}" for p in page.evaluate(LABEL_PROBLEMS)]
+    assert problems == []
