@@ -32,6 +32,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+# True once Plotly has drawn every chart's axes on the page (it loads lazily in Streamlit).
+CHART_DRAWN = """() => {
+    const charts = [...document.querySelectorAll('.js-plotly-plot')];
+    return charts.length > 0 && charts.every(p => p.querySelector('g.xaxislayer-above text'));
+}"""
 # Every Plotly chart's text that the reader cannot read whole: a tick label, axis title or subplot
 # title drawn past the chart's edge (cut off), or a tick label under a title. One line each.
 LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
@@ -40,8 +45,9 @@ LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flat
     const edge = svg.getBoundingClientRect(), box = e => e.getBoundingClientRect();
     const texts = sel => [...p.querySelectorAll(sel)]
         .filter(t => box(t).width > 0 && t.textContent.trim());
-    const ticks = texts('g.xtick text, g.ytick text');
-    const titles = texts('text.xtitle, text.ytitle, g.annotation text, text.gtitle');
+    // every subplot's axes: x, x2, ... (tick labels in the axis layers; titles .xtitle, .x2title)
+    const ticks = texts('g.xaxislayer-above text, g.yaxislayer-above text');
+    const titles = texts('text[class$="title"], g.annotation text');
     const name = t => `chart ${i}: "${t.textContent.slice(0, 40)}"`;
     const out = [];
     for (const t of [...ticks, ...titles]) {

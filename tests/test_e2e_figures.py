@@ -11,21 +11,30 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, LABEL_PROBLEMS, require_browser
+from tests.browser import CHART_DRAWN, CHROMIUM, CHROMIUM_ARGS, LABEL_PROBLEMS, require_browser
 
 pytestmark = pytest.mark.browser
 WIDTHS = (700, 1100)  # a column of the centred layout, and the wide one
 
 
 def lab_charts():
-    from app import lab_ui
+    from app import lab_ui, preset_views
     from app.reference_ui import records
 
     runs = records()  # every shipped run: the sweeps' model names are the longest
-    return {
+    charts = {
         "history curves": lab_ui.overlay_figure(runs),
         "history bars": lab_ui.errors_figure(runs),
     }
+    for run in runs:  # each shipped run's own charts, as the lab shows them
+        res, paper = run.result, run.result.get("paper", {})
+        if res.get("bias_adjustment"):
+            adj = preset_views.bias_figure(res["bias_adjustment"], paper.get("bias_adjustment"))
+            charts[f"{run.name} bias"] = adj
+        if res.get("sweep"):
+            charts[f"{run.name} sweep"] = preset_views.sweep_figure(res["sweep"], paper)
+        charts[f"{run.name} curves"] = preset_views.curves_figure(run.history)
+    return charts
 
 
 def lm_charts():
@@ -57,8 +66,6 @@ def test_every_label_is_drawn_whole(page, charts):
         for width in WIDTHS:
             fig.update_layout(width=width)
             page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
-            page.wait_for_function(
-                "() => document.querySelectorAll('.js-plotly-plot g.xtick text').length > 0"
-            )
+            page.wait_for_function(CHART_DRAWN)
             problems += [f"{name} at {width} px: {p}" for p in page.evaluate(LABEL_PROBLEMS)]
     assert problems == []

@@ -11,6 +11,7 @@ import pytest
 from kdcore.store import Store
 from tests.browser import (
     ARTIFACTS,
+    CHART_DRAWN,
     CHROMIUM,
     CHROMIUM_ARGS,
     IDLE,
@@ -62,9 +63,7 @@ def test_lab_run_in_the_browser(app):
         assert page.locator("[data-testid='stException']").count() == 0
         # every label under the two charts is drawn whole, and the axis title sits below the
         # ticks: the shipped runs' model names are long ("mlp-800 alpha=0.1")
-        page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot g.xtick text').length > 0"
-        )
+        page.wait_for_function(CHART_DRAWN)
         assert page.evaluate(LABEL_PROBLEMS) == []
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         browser.close()
