@@ -20,6 +20,7 @@ import platform
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -220,9 +221,11 @@ def reference_model(ref: Reference, model: str, device: str | torch.device = "cp
 # ----------------------------------------------------------------------------- writing
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
     """The git commit the code was run from (with "+changes" when the tree was not clean), or
-    the package version outside a checkout."""
+    the package version outside a checkout. Read once per process: a script asks at its start,
+    so a commit made while it trains does not name code the run never imported."""
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(

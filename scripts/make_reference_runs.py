@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kdcore.cli import ProgressBar
 from kdcore.presets import PRESETS
-from kdcore.reference import SHIPPED_WEIGHTS, reference_dir, write_reference
+from kdcore.reference import SHIPPED_WEIGHTS, code_version, reference_dir, write_reference
 from kdcore.runner import run_preset
 
 DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep")
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    code_version()  # the code this process imported, before anything trains
     out = Path(args.out)
     for name in args.presets:
         changes = {}

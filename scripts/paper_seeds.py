@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kdcore.presets import PRESETS
-from kdcore.reference import seed_row
+from kdcore.reference import code_version, seed_row
 from kdcore.runner import run_preset
 
 PRESET = "hinton-mnist"
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    code_version()  # the code this process imported, before anything trains
     changes = {}
     if args.epochs is not None:
         changes["epochs"] = args.epochs

@@ -232,6 +232,26 @@ def test_a_reference_run_was_made_when_its_record_says_not_when_its_file_was_wri
     assert odd.created_at == 1e9  # a record that is no date: the file's time, never an error
 
 
+def test_a_reference_names_the_code_its_process_started_with(tmp_path, monkeypatch):
+    import subprocess
+
+    from kdcore import reference
+
+    reference.code_version.cache_clear()
+    first = reference.code_version()  # as the scripts ask, before anything trains
+
+    def committed_meanwhile(*args, **kwargs):  # git would now name another commit
+        return subprocess.CompletedProcess(args, 0, stdout="0000000\n", stderr="")
+
+    monkeypatch.setattr(reference.subprocess, "run", committed_meanwhile)
+    ref = load_references()[0]["hinton-mnist"]
+    path = write_reference(ref.result, {}, tmp_path, "paper", "python scripts/x.py")
+    assert json.loads(path.read_text())["reference"]["code_version"] == first != "0000000"
+    row = seed_row(ref.result, "paper", 1.0)
+    assert row["code_version"] == first
+    reference.code_version.cache_clear()
+
+
 def test_a_damaged_reference_file_is_skipped_with_one_line(tmp_path):
     (tmp_path / "a.json").write_text("{not json")
     (tmp_path / "b.json").write_text(json.dumps({"preset": "x"}))
