@@ -50,7 +50,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/device_thermostat:",
         "temperature.py",
-        ("src", "digit", "idx", "z", "T", "log", "eps"),
+        ("teacher", "src", "digit", "idx", "z", "T", "log", "eps"),
     ),
     PageInfo(
         "kd-loss",
@@ -58,7 +58,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/functions:",
         "kd_loss.py",
-        ("digit", "idx", "alpha", "T"),
+        ("teacher", "digit", "idx", "alpha", "T"),
     ),
     PageInfo(
         "dkd",
@@ -130,7 +130,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Experiments",
         ":material/science:",
         "lab.py",
-        ("mode", "preset", "run"),
+        ("mode", "preset", "profile", "run"),
     ),
     PageInfo(
         "runs",
