@@ -54,6 +54,40 @@ def test_presets_lists_hinton_mnist(env):
     assert out.stderr == ""
 
 
+def test_presets_show_each_shipped_run_beside_the_paper(env):
+    from kdcore.reference import load_references
+
+    out = kdcore(env, "presets").stdout
+    refs, _ = load_references()
+    assert refs
+    for ref in refs.values():
+        errors = ref.result["models"]
+        first = next(iter(errors))
+        assert f"{ref.label()}: {first} {errors[first]['test_errors']}" in out, ref.preset
+        assert f"in {ref.path}" in out
+    kd = refs["hinton-mnist"].result["models"]["student_kd"]["test_errors"]
+    assert f"student_kd {kd} (paper 74)" in out
+
+
+def test_the_bias_shift_reads_in_one_line_beside_the_papers():
+    from kdcore.reference import load_references
+
+    refs, _ = load_references()
+    res = refs["omitted-3"].result
+    adj, held = res["bias_adjustment"], res["bias_adjustment"]["validation"]
+    line = cli.bias_line(adj, res["paper"]["bias_adjustment"])
+    assert line.startswith(f"the 3 bias {adj['bias']:+g} (best on the test set): ")
+    assert f"{adj['errors_before']} ({adj['errors_on_classes_before']}) -> " in line
+    assert f"{adj['errors_after']} ({adj['errors_on_classes_after']}) test errors" in line
+    assert f"held-out images {held['bias']:+g}: {held['errors_after']} (" in line
+    assert line.endswith("paper +3.5: 206 (133) -> 109 (14)")
+    res = refs["only-7-8"].result  # the paper gives percentages: so does the line
+    line = cli.bias_line(res["bias_adjustment"], res["paper"]["bias_adjustment"])
+    assert line.startswith("the 7 and 8 biases ") and "on the 2,002 test 7s and 8s)" in line
+    assert f"{res['bias_adjustment']['error_percent_after']:g}% (" in line
+    assert line.endswith("paper -7.6: 47.3% -> 13.2%")
+
+
 def mlp_params(*dims: int) -> int:
     return sum(a * b + b for a, b in itertools.pairwise(dims))
 
