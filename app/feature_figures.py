@@ -185,9 +185,10 @@ def accuracy_bars(models: dict[str, dict], names: list[str]) -> go.Figure:
 def attention_grid(columns: dict[str, dict[str, list]], layers: list[str]) -> go.Figure:
     """Attention maps: one row per layer, one column per model ({title: {layer: (H, W)}}); one
     colour scale per row, so a row compares like with like."""
-    titles = [f"{c} · {layer}" for layer in layers for c in columns]
+    titles = [f"{c}<br>{layer}" for layer in layers for c in columns]  # two lines: narrow columns
     fig = make_subplots(len(layers), len(columns), subplot_titles=titles,
-                        horizontal_spacing=0.04, vertical_spacing=0.12)  # fmt: skip
+                        horizontal_spacing=0.04, vertical_spacing=0.14)  # fmt: skip
+    fig.update_annotations(font_size=12)
     for r, layer in enumerate(layers, 1):
         zmax = max(float(np.max(maps[layer])) for maps in columns.values())
         for c, maps in enumerate(columns.values(), 1):
@@ -197,7 +198,7 @@ def attention_grid(columns: dict[str, dict[str, list]], layers: list[str]) -> go
                           row=r, col=c)  # fmt: skip
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    return _fig(fig, height=250 * len(layers), margin=dict(l=10, r=10, t=40, b=10))
+    return _fig(fig, height=250 * len(layers), margin=dict(l=10, r=10, t=50, b=10))
 
 
 def loss_curve(history: list[dict], part: str, name: str) -> go.Figure:

@@ -34,8 +34,12 @@ TEMPLATE = go.layout.Template(
         paper_bgcolor="#ffffff",
         plot_bgcolor="#ffffff",
         margin=dict(l=60, r=20, t=50, b=50),
-        xaxis=dict(gridcolor="#e9ecef", zerolinecolor="#ced4da", linecolor="#ced4da"),
+        # automargin: long or slanted tick labels widen the margins instead of being cut off
+        xaxis=dict(
+            automargin=True, gridcolor="#e9ecef", zerolinecolor="#ced4da", linecolor="#ced4da"
+        ),
         yaxis=dict(
+            automargin=True,
             gridcolor="#e9ecef",
             zerolinecolor="#ced4da",
             linecolor="#ced4da",

@@ -35,10 +35,11 @@ IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 # True once Plotly has drawn every chart's axes on the page (it loads lazily in Streamlit).
 CHART_DRAWN = """() => {
     const charts = [...document.querySelectorAll('.js-plotly-plot')];
-    return charts.length > 0 && charts.every(p => p.querySelector('g.xaxislayer-above text'));
+    return charts.length > 0 && charts.every(p => p.querySelector('g.xaxislayer-above'));
 }"""
 # Every Plotly chart's text that the reader cannot read whole: a tick label, axis title or subplot
-# title drawn past the chart's edge (cut off), or a tick label under a title. One line each.
+# title drawn past the chart's edge (cut off), a tick label under a title, or two titles on top of
+# each other. One line each.
 LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
     const svg = p.querySelector('svg.main-svg');
     if (!svg) return [];
@@ -59,6 +60,9 @@ LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flat
         && a.top < b.bottom - 1 && b.top < a.bottom - 1;
     for (const t of ticks) for (const u of titles)
         if (hit(box(t), box(u))) out.push(`${name(t)} lies under "${u.textContent.slice(0, 40)}"`);
+    titles.forEach((t, k) => titles.slice(k + 1).forEach(u => {
+        if (hit(box(t), box(u))) out.push(`${name(t)} overlaps "${u.textContent.slice(0, 40)}"`);
+    }));
     return out;
 })"""
 

@@ -48,6 +48,31 @@ def lm_charts():
     return {"language-model results": results_figure(models, 1.0)}
 
 
+def feature_and_mode_charts():
+    """The hints and modes pages' charts with the labels their presets give them (the numbers
+    are stand-ins: only the layout is under test here)."""
+    import numpy as np
+
+    from app import feature_figures as ff
+    from app import mode_figures as mf
+
+    rng = np.random.default_rng(0)
+    maps = {"conv1": rng.random((14, 14)), "conv2": rng.random((7, 7))}
+    columns = {name: maps for name in
+               ("teacher", "AT student, epoch 12", "hard-label student, epoch 12")}  # fmt: skip
+    models = {n: {"test_accuracy": 0.97, "test_errors": 300} for n in
+              ("student_hard", "student_kd", "student_at", "student_ensemble", "teacher_1",
+               "teacher_2", "teacher_3", "ensemble")}  # fmt: skip
+    agree = ["teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard", "student_kd",
+             "student_ensemble"]  # fmt: skip
+    return {
+        "attention maps": (ff.attention_grid(columns, list(maps)), (560, 900)),
+        "hints bars": (ff.accuracy_bars(models, [*models][:3]), (280, 420)),
+        "agreement": (mf.agreement_figure(agree, rng.random((7, 7)).tolist()), (700, 1100)),
+        "modes bars": (mf.accuracy_bars(models, agree), (700, 1100)),
+    }
+
+
 @pytest.fixture(scope="module")
 def page():
     require_browser()
@@ -59,13 +84,16 @@ def page():
         browser.close()
 
 
-@pytest.mark.parametrize("charts", [lab_charts, lm_charts], ids=["lab", "lm"])
+@pytest.mark.parametrize(
+    "charts", [lab_charts, lm_charts, feature_and_mode_charts], ids=["lab", "lm", "features-modes"]
+)
 def test_every_label_is_drawn_whole(page, charts):
     problems = []
-    for name, fig in charts().items():
-        for width in WIDTHS:
+    for name, chart in charts().items():
+        fig, widths = chart if isinstance(chart, tuple) else (chart, WIDTHS)
+        for width in widths:
             fig.update_layout(width=width)
             page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
             page.wait_for_function(CHART_DRAWN)
             problems += [f"{name} at {width} px: {p}" for p in page.evaluate(LABEL_PROBLEMS)]
-    assert problems == []
+    assert problems == [], "\n".join(problems)
