@@ -89,7 +89,7 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
         if key in ("bits_per_char", "sample_nll"):
             fig.add_hline(y=floor, line_dash="dash", line_color=TRUTH, row=row + 1, col=col + 1,
                           annotation_text="entropy" if k == 0 else None)  # fmt: skip
-    fig.update_xaxes(tickangle=-30, automargin=True)
+    fig.update_xaxes(tickangle=-30)
     fig.update_layout(template=TEMPLATE, height=720, margin=dict(t=40, b=10))
     return fig
 
