@@ -18,6 +18,7 @@ from app.catalog import PAGES
 from tests.browser import (
     ARTIFACTS,
     IDLE,
+    LABEL_PROBLEMS,
     server_and_browser,
     streamlit_server,
 )
@@ -59,6 +60,7 @@ def test_every_page_renders_without_an_exception(browser, server, info):
         assert errors.count() == 0, errors.first.inner_text()
         assert "Traceback" not in page.locator("[data-testid='stMain']").inner_text()
         assert "Page not found" not in page.locator("body").inner_text()
+        assert page.evaluate(LABEL_PROBLEMS) == []  # every chart's text drawn whole
         page.screenshot(path=str(ARTIFACTS / f"{info.slug}.png"))
     finally:
         page.close()
