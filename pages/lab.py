@@ -30,13 +30,19 @@ if run is None and isinstance(st.session_state.get("lab_run"), int):
 
 # ----------------------------------------------------------------------------- what to run
 
-# a link that names a preset (?preset=omitted-3) opens on it without also saying ?mode=Preset
-first = "Preset" if "preset" in st.query_params else "Custom run"
-ui.guard_url("mode", {"Custom run", "Preset"}.__contains__, first)
+# A link that names a preset (?preset=omitted-3) opens on it without also saying ?mode=Preset,
+# and the address then says so: a bound control leaves its default out of the URL and the first
+# preset is the default, so ?preset=hinton-mnist would otherwise become a bare /lab that reopens
+# on a custom run. Written before the control binds the param, and set as its value: the control
+# seeds itself only from the address the session opened with.
+ui.guard_url("mode", {"Custom run", "Preset"}.__contains__, "Custom run")
+if "preset" in st.query_params and "mode" not in st.query_params:
+    st.query_params["mode"] = "Preset"
+    st.session_state["mode"] = "Preset"
 mode = st.segmented_control(
     "What to run",
     ["Custom run", "Preset"],
-    default=first,
+    default="Custom run",
     required=True,
     key="mode",
     bind="query-params",

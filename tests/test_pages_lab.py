@@ -146,6 +146,20 @@ def test_a_link_naming_a_preset_opens_the_preset(store_path):
     assert at.selectbox(key="teacher").value == "mlp-1200-dropout"
 
 
+def test_a_link_naming_the_first_preset_leaves_an_address_that_reopens_it(store_path):
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = "hinton-mnist"  # the default preset: the URL drops it
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button_group(key="mode").value == "Preset"
+    assert at.query_params.get("mode") == "Preset"  # so the address still says which view
+    again = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    again.query_params.update({k: at.query_params[k] for k in at.query_params if k != "preset"})
+    again.run()  # the address as the browser keeps it, without the default preset
+    assert again.button_group(key="mode").value == "Preset"
+    assert again.selectbox(key="preset").value == "hinton-mnist"
+
+
 def test_lab_preset_mode_shows_every_preset(store_path):
     at = _page("lab.py")
     at.button_group(key="mode").set_value("Preset").run()
