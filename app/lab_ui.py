@@ -20,6 +20,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from app import ui
+from app.figures import TEMPLATE
 from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
 from kdcore.jobs import JobQueue, RunSpec, one_line
 from kdcore.lab import CustomConfig
@@ -61,12 +62,7 @@ def job_queue() -> JobQueue:
 
 
 def plot(fig: go.Figure, **kw) -> None:
-    try:
-        from app.ui import plot as ui_plot
-    except ImportError:  # pragma: no cover
-        st.plotly_chart(fig, theme=None, config={"displayModeBar": False}, **kw)
-    else:
-        ui_plot(fig, **kw)
+    ui.plot(fig, **kw)
 
 
 def duration(seconds: float | None) -> str:
@@ -145,7 +141,7 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
                 col=2,
             )
     fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(height=340, margin={"t": 40, "b": 40, "l": 50, "r": 10})
+    fig.update_layout(template=TEMPLATE, height=340, margin={"t": 40, "b": 40, "l": 50, "r": 10})
     return fig
 
 
@@ -162,13 +158,23 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
                     x=[e["epoch"] for e in epochs],
                     y=[scale * e[metric] for e in epochs],
                     mode="lines+markers",
-                    name=f"{run.label} {model}",
+                    name=model,
+                    legendgroup=f"run-{i}",
+                    legendgrouptitle_text=run.label,
                     line={"color": _colour(i), "dash": ("solid", "dash", "dot", "dashdot")[j % 4]},
                 )
             )
     title = metric.replace("_", " ") + (" %" if scale == 100 else "")
-    fig.update_layout(xaxis_title="epoch", yaxis_title=title, height=380, margin={"t": 20, "b": 50})
-    fig.update_xaxes(automargin=True)  # room for the epoch ticks under the title
+    fig.update_layout(
+        template=TEMPLATE,
+        xaxis_title="epoch",
+        yaxis_title=title,
+        height=380,
+        margin={"t": 20, "b": 50},
+        # Beside the plot, one group per run: a comparison of whole sweeps has dozens of
+        # lines, which scroll there instead of squeezing the plot from above.
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+    )
     return fig
 
 
@@ -200,9 +206,13 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
                 )
             )
     fig.update_layout(
-        barmode="group", yaxis_title="test errors", height=400, margin={"t": 20, "b": 40}
+        template=TEMPLATE,
+        barmode="group",
+        yaxis_title="test errors",
+        height=400,
+        margin={"t": 20, "b": 40},
     )
-    fig.update_xaxes(automargin=True, tickangle=-30)  # whole model names ("mlp-800 alpha=0.1")
+    fig.update_xaxes(tickangle=-30)  # whole model names ("mlp-800 alpha=0.1")
     return fig
 
 
@@ -772,7 +782,6 @@ def stored_or_offer(
 ) -> RunRecord | None:
     """The newest completed run of preset ``name``; else the live progress of one in flight, or
     what a run does, its cost and a button that queues one (a page never trains itself)."""
-    from app import ui
     from kdcore.jobs import QueueFull
 
     done = queue.store.list(name=name, status="completed", limit=1)

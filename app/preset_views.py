@@ -20,12 +20,18 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from app.figures import TEMPLATE
+from app.ui import plot
 from kdcore.presets import PRESETS
 
 PAPER_COLOUR = "#7f7f7f"
 BEST_COLOUR = "#d62728"
 VAL_COLOUR = "#2ca02c"
 LINE_COLOUR = "#1f77b4"
+# Under the chart, below the x axis's title: placed in the figure's own frame ("container"), so
+# the plot shrinks to make room however many rows the legend wraps into, where a legend at a
+# fraction of the plot's height below it lands on the axis title at some heights and widths.
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0}
 
 
 def results_table(result: dict) -> pd.DataFrame:
@@ -159,7 +165,12 @@ def bias_figure(adj: dict, paper_adj: dict | None = None) -> go.Figure:
     fig.update_yaxes(title_text="accuracy %", row=1, col=1)
     fig.update_yaxes(title_text="accuracy %", row=2, col=1)
     fig.update_xaxes(title_text=xtitle, row=2, col=1)
-    fig.update_layout(height=520, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        template=TEMPLATE,
+        height=520,
+        margin={"t": 40, "b": 40},
+        legend=LEGEND_BELOW,
+    )
     return fig
 
 
@@ -234,31 +245,53 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
         fig.add_vline(x=t8, line={"color": PAPER_COLOUR, "dash": "dash", "width": 1})
         _legend_entry(fig, f"paper: >=300 units alike for T above {t8:g}", PAPER_COLOUR, "dash")
     fig.update_yaxes(title_text="test errors", row=1, col=1)
-    fig.update_layout(height=440, margin={"t": 50, "b": 40}, legend={"orientation": "h", "y": -0.3})
+    fig.update_layout(
+        template=TEMPLATE,
+        height=440,
+        margin={"t": 50, "b": 40},
+        legend=LEGEND_BELOW,
+    )
     return fig
 
 
 # ----------------------------------------------------------------------------- curves
 
 
-def curves_figure(history: dict[str, list[dict]]) -> go.Figure:
+def curves_figure(history: dict[str, list[dict]], paper: dict | None = None) -> go.Figure:
     """Test errors after each epoch, one line per model (log scale: teacher and students differ
-    by a factor of several)."""
+    by a factor of several), with the paper's final errors for a model, where it gives them
+    (``paper["test_errors"]``), as a dotted line in the model's colour."""
     fig = go.Figure()
-    for name, records in history.items():
-        if records:
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["epoch"] for r in records],
-                    y=[r["test_errors"] for r in records],
-                    mode="lines+markers",
-                    name=name,
-                )
+    colours = TEMPLATE.layout.colorway
+    paper_errors = (paper or {}).get("test_errors") or {}
+    values: list[float] = []
+    shown = [(name, records) for name, records in history.items() if records]
+    for i, (name, records) in enumerate(shown):
+        colour = colours[i % len(colours)]
+        y = [r["test_errors"] for r in records]
+        fig.add_trace(
+            go.Scatter(
+                x=[r["epoch"] for r in records],
+                y=y,
+                mode="lines+markers",
+                name=name,
+                line={"color": colour},
             )
+        )
+        values += [v for v in y if v and v > 0]
+        if isinstance(paper_errors.get(name), int | float) and paper_errors[name] > 0:
+            fig.add_hline(y=paper_errors[name], line={"color": colour, "dash": "dot", "width": 1})
+            _legend_entry(fig, f"paper: {name} {paper_errors[name]:g}", colour, "dot")
+            values.append(paper_errors[name])
+    yaxis: dict = {"title": {"text": "test errors"}, "type": "log"}
+    if values:  # round ticks labelled in full, not a crowd of them near the top
+        lo, hi = min(values) / 2, max(values) * 2  # plotly drops those past its range
+        ticks = [m * 10.0**e for e in range(0, 6) for m in (1, 1.5, 2, 3, 5, 7)]
+        yaxis.update(tickvals=[t for t in ticks if lo <= t <= hi])
     fig.update_layout(
+        template=TEMPLATE,
         xaxis_title="epoch",
-        yaxis_title="test errors",
-        yaxis_type="log",
+        yaxis=yaxis,
         height=380,
         margin={"t": 30, "b": 40},
     )
@@ -323,7 +356,7 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
     adj = result.get("bias_adjustment")
     if adj:
         st.markdown(f"#### Shifting the bias of {_logits_label(adj['classes'])}")
-        st.plotly_chart(bias_figure(adj, paper.get("bias_adjustment")), key=f"{key}-bias")
+        plot(bias_figure(adj, paper.get("bias_adjustment")), key=f"{key}-bias")
         st.dataframe(
             bias_table(adj, paper.get("bias_adjustment")), hide_index=True, key=f"{key}-biastable"
         )
@@ -343,11 +376,11 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
     if sweep:
         fixed = ", ".join(f"{k}={v:g}" for k, v in sweep.get("fixed", {}).items())
         st.markdown(f"#### Test errors against {sweep['parameter']} ({fixed})")
-        st.plotly_chart(sweep_figure(sweep, paper), key=f"{key}-sweep")
+        plot(sweep_figure(sweep, paper), key=f"{key}-sweep")
 
     history = {k: v for k, v in result.get("history", {}).items() if v}
     if history:
         with st.expander("Training curves per model", expanded=len(history) <= 4):
-            st.plotly_chart(curves_figure(history), key=f"{key}-curves")
+            plot(curves_figure(history, paper), key=f"{key}-curves")
     with st.expander("Configuration"):
         st.json(result.get("config", {}))

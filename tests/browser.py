@@ -38,8 +38,8 @@ CHART_DRAWN = """() => {
     return charts.length > 0 && charts.every(p => p.querySelector('g.xaxislayer-above'));
 }"""
 # Every Plotly chart's text that the reader cannot read whole: a tick label, axis title or subplot
-# title drawn past the chart's edge (cut off), a tick label under a title, or two titles on top of
-# each other. One line each.
+# title drawn past the chart's edge (cut off), a tick label under a title, two titles on top of
+# each other, or a legend entry over a tick label or a title. One line each.
 LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
     const svg = p.querySelector('svg.main-svg');
     if (!svg) return [];
@@ -63,6 +63,13 @@ LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flat
     titles.forEach((t, k) => titles.slice(k + 1).forEach(u => {
         if (hit(box(t), box(u))) out.push(`${name(t)} overlaps "${u.textContent.slice(0, 40)}"`);
     }));
+    // the legend's entries in view (a long legend scrolls: the rest are clipped out of sight)
+    const bg = p.querySelector('g.legend rect.bg'), frame = bg && box(bg);
+    const inView = t => frame && box(t).top >= frame.top - 1 && box(t).bottom <= frame.bottom + 1;
+    for (const t of texts('g.legend text.legendtext').filter(inView))
+        for (const u of [...ticks, ...titles])
+            if (hit(box(t), box(u)))
+                out.push(`legend ${name(t)} covers "${u.textContent.slice(0, 40)}"`);
     return out;
 })"""
 

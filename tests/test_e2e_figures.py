@@ -33,7 +33,7 @@ def lab_charts():
             charts[f"{run.name} bias"] = adj
         if res.get("sweep"):
             charts[f"{run.name} sweep"] = preset_views.sweep_figure(res["sweep"], paper)
-        charts[f"{run.name} curves"] = preset_views.curves_figure(run.history)
+        charts[f"{run.name} curves"] = preset_views.curves_figure(run.history, paper)
     return charts
 
 

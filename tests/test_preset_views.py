@@ -10,7 +10,13 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.preset_views import bias_figure, bias_table, results_table, sweep_figure
+from app.preset_views import (
+    bias_figure,
+    bias_table,
+    curves_figure,
+    results_table,
+    sweep_figure,
+)
 from kdcore.presets import PRESETS, Monitor, run_preset
 from tests.tiny_mnist import TINY_OVERRIDES, write_tiny_mnist
 
@@ -120,6 +126,21 @@ def test_sweep_figure_has_one_panel_per_student_and_the_papers_band(results):
         s.type == "rect" for s in fig.layout.shapes
     )
     assert list(fig.data[0].x) == [0.0, 0.5, 1.0]
+
+
+def test_curves_mark_the_papers_final_errors_in_each_models_colour(results):
+    result = results["hinton-mnist"]
+    fig = curves_figure(result["history"], result["paper"])
+    curves = {t.name: t for t in fig.data if t.mode == "lines+markers"}
+    assert list(curves) == list(result["history"])
+    for name, errors in result["paper"]["test_errors"].items():  # teacher 67, hard 146, kd 74
+        (line,) = [s for s in fig.layout.shapes if s.y0 == errors]
+        assert line.line.color == curves[name].line.color and line.line.dash == "dot"
+        assert f"paper: {name} {errors}" in [t.name for t in fig.data]
+    ticks = fig.layout.yaxis.tickvals  # round values spanning the curves and the paper's lines
+    lowest = min(min(result["paper"]["test_errors"].values()), *curves["teacher"].y)
+    assert min(ticks) <= lowest and max(ticks) >= max(max(c.y) for c in curves.values()) / 2
+    assert len(curves_figure(result["history"]).layout.shapes) == 0  # no paper, no lines
 
 
 def test_results_table_leaves_missing_paper_numbers_blank(results):
