@@ -48,7 +48,7 @@ def flow_figure(dist: np.ndarray, sv_steps: np.ndarray, sv: np.ndarray, plateau:
                       annotation_text="‖C_st C_s⁻¹ − C_st‖")  # fmt: skip
     for i in range(sv.shape[1]):
         fig.add_scatter(x=sv_steps, y=sv[:, i], mode="lines", name=f"σ{i + 1}", showlegend=False,
-                        line=dict(color=COLORS["student"], width=1.5))  # fmt: skip
+                        line=dict(color=COLORS["student"], width=1.5), row=1, col=2)  # fmt: skip
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title_text="step")
     return _fig(fig, height=340, showlegend=False)

@@ -115,6 +115,9 @@ def test_projector_page_offers_a_run_and_draws_the_flow(store_path):
     assert at.number_input(key="epochs").value == 1
     flow = _spec(at, "flow")
     assert len(flow["data"]) == 1 + 4  # the distance and one line per σ of a (6, 4) map
+    # the distance in the left panel, the singular values in the right one (they were once
+    # drawn over the distance, leaving "singular values of W_p" empty)
+    assert [t.get("xaxis", "x") for t in flow["data"]] == ["x"] + ["x2"] * 4
     # whitened (C_s = I): ‖W_k − C_st‖ = (1 − η)^k ‖W_0 − C_st‖
     dist = _values(flow["data"][0]["y"])
     assert dist[50] / dist[0] == pytest.approx(0.9**50, rel=1e-6)
