@@ -128,11 +128,13 @@ def dkd_scatter_figure(p_t: np.ndarray, nckd: np.ndarray, chosen: tuple[float, f
 
 
 def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figure:
-    """Test accuracy per epoch of the named models of a stored run."""
-    fig = _fig(xaxis_title="epoch", yaxis_title="test accuracy", height=320)
+    """Test accuracy in % per epoch of the named models of a stored run (the store keeps it as a
+    fraction; every other view of a run shows %)."""
+    fig = _fig(xaxis_title="epoch", yaxis_title="test accuracy %", height=320)
+    fig.update_xaxes(tickformat="d")  # whole epochs
     for name in names:
         recs = history.get(name, [])
-        fig.add_scatter(x=[r["epoch"] for r in recs], y=[r["test_accuracy"] for r in recs],
+        fig.add_scatter(x=[r["epoch"] for r in recs], y=[100 * r["test_accuracy"] for r in recs],
                         name=name, mode="lines+markers",
                         line=dict(color=MODEL.get(name), width=3))  # fmt: skip
     return fig
