@@ -87,8 +87,9 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
         if pct:
             fig.update_yaxes(tickformat=".0%", range=[0, 1.15], row=row + 1, col=col + 1)
         if key in ("bits_per_char", "sample_nll"):
+            # labelled in both panels: an annotation with no text is drawn as Plotly's "new text"
             fig.add_hline(y=floor, line_dash="dash", line_color=TRUTH, row=row + 1, col=col + 1,
-                          annotation_text="entropy" if k == 0 else None)  # fmt: skip
+                          annotation_text="entropy")  # fmt: skip
     fig.update_xaxes(tickangle=-30)
     fig.update_layout(template=TEMPLATE, height=720, margin=dict(t=40, b=10))
     return fig

@@ -38,6 +38,11 @@ def one_image(index: int, kind: str, tau: float, lam: float) -> dict:
             "teacher_pred": int(t.argmax())}  # fmt: skip
 
 
+def student_slug(name: str) -> str:
+    """``vit_deit_soft`` -> ``soft``: how the student control shows a stored ViT, and its URL."""
+    return name.removeprefix("vit_deit_")
+
+
 def digit_image(index: int):
     data = load_mnist()
     pixels = data.denormalise(data.x_test[index])[0]  # (28, 28) in [0, 1]
@@ -64,8 +69,13 @@ bundle = ui.demo()
 example = ui.pick_example(bundle, default_digit=4, default_k=0)
 c1, c2, c3 = st.columns(3)
 with c1:
-    kind = ui.url_choice("Distillation", list(KINDS), "kind", "hard",
-                         format_func=lambda k: KINDS[k].label)  # fmt: skip
+    # The buttons show the keys of KINDS, so the URL holds a slug (``?kind=soft``): url_choice
+    # keeps what a button shows. The labels, with their equations, go above them.
+    kind = ui.url_choice(
+        "Distillation: " + ", ".join(k.label for k in KINDS.values()), list(KINDS), "kind",
+        "hard", help=" ".join(f"{k.label}: the distillation head learns from the "
+                              f"{k.target_name}." for k in KINDS.values()),
+    )  # fmt: skip
 with c2:
     tau = ui.url_float("τ, temperature (soft)", "tau", 0.5, 10.0, 1.0, 0.5, slider=True,
                        disabled=not KINDS[kind].uses_tau)  # fmt: skip
@@ -126,8 +136,9 @@ if run is not None:
         students = [n for n in examples["models"] if n != "vit_no_teacher"]
         c1, c2 = st.columns(2)
         with c1:
-            model = ui.url_choice("Student", students, "student", students[0],
-                                  format_func=lambda n: LABEL.get(n, n))  # fmt: skip
+            # ``?student=soft``, a slug as for ``kind``: the student by its kind of distillation
+            model = ui.url_choice("Student, by its distillation", students, "student",
+                                  students[0], format_func=student_slug)  # fmt: skip
         with c2:
             img = ui.url_int("Stored image", "img", 0, len(examples["test_index"]) - 1, 0,
                              help="Which of the run's kept test images")  # fmt: skip

@@ -11,7 +11,7 @@ from app.lm_figures import document_html, next_char_figure, results_figure, resu
 from kdcore.checkpoint import CheckpointError
 from kdcore.gpt import load_lm
 from kdcore.klfit import BETAS, kl_frames
-from kdcore.language import LANGUAGE, PROMPT
+from kdcore.language import LANGUAGE, PAD, PROMPT
 from kdcore.lm import sample_texts
 from kdcore.lm_distill import lm_step
 from kdcore.lm_methods import LM_METHODS
@@ -70,10 +70,14 @@ try:
 except CheckpointError as err:
     ui.fallback(f"{err}; run `python scripts/train_lm_teacher.py` to write it.")
     st.stop()
+# Both tokenizers have one token that is no text: padding, which fills out the shorter
+# documents of a batch and is never predicted (kdcore.language). The counts below leave it out.
+n_chars, n_lexicon = LANGUAGE.chars.vocab_size - 1, LANGUAGE.wordtok.vocab_size - 1
+padding = f"the padding token `{LANGUAGE.chars.chars[PAD]}`"
 st.caption(
-    f"Ten-word documents from a word-bigram grammar over {len(LANGUAGE.words)} words, written "
-    f"letter by letter ({LANGUAGE.chars.vocab_size - 1} characters). The teacher is a "
-    "0.8M-parameter character-level transformer shipped in `assets/models/`."
+    f"Ten-word documents from a word-bigram grammar over {n_lexicon} words (the full stop is one), "
+    f"written letter by letter: {n_chars} characters, the space and the full stop among them. The "
+    "teacher is a 0.8M-parameter character-level transformer shipped in `assets/models/`."
 )
 c1, c2, c3 = st.columns(3)
 with c1:
@@ -93,7 +97,8 @@ st.caption(
 )
 
 st.header("Whose text, which target")
-st.dataframe(pd.DataFrame([
+# A static table: its cells wrap, where a data frame's columns cut long sentences off
+st.table(pd.DataFrame([
     {"method": m.title, "the student reads": READS[m.reads(m.params())],
      "it matches": m.summary, "any tokenizer": "yes" if not m.same_vocab else "no",
      "source": m.citation} for m in LM_METHODS.values()
@@ -102,15 +107,19 @@ st.latex(r"\mathcal L_{\text{word}} = \frac{T^2}{|y|}\sum_{j}\mathrm{KL}\big(p_T
          r"y_{<j})\,\|\,q_T(\cdot\mid y_{<j})\big),\quad y \sim \text{corpus}")  # fmt: skip
 st.latex(r"\mathcal L_{\text{seq}} = -\log q(\hat y),\quad \hat y \approx \arg\max_y p(y)"
          r"\ \ \text{(Kim \& Rush 2016)}")  # fmt: skip
-st.latex(r"D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m) + (1-\beta)\,\mathrm{KL}(q\|m),\ "
-         r"m = \beta p + (1-\beta) q,\quad y \sim q\ \ \text{(on-policy, GKD)}")  # fmt: skip
+# two lines: KaTeX does not wrap, and on one line this is wider than a phone
+st.latex(r"\begin{gathered}D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m) + (1-\beta)\,"
+         r"\mathrm{KL}(q\|m),\\ m = \beta p + (1-\beta) q,\quad y \sim q\ \ "
+         r"\text{(on-policy, GKD)}\end{gathered}")  # fmt: skip
 
 st.subheader("Another tokenizer")
 words = LANGUAGE.wordtok.encode(text)
 st.markdown(
     f"The same document, {len(LANGUAGE.chars.encode(text))} character tokens from a vocabulary "
-    f"of {LANGUAGE.chars.vocab_size} for the teacher, {len(words)} word tokens from a "
-    f"vocabulary of {LANGUAGE.wordtok.vocab_size} for the word student: "
+    f"of {LANGUAGE.chars.vocab_size} for the teacher (the {n_chars} characters and {padding}, "
+    f"which fills out the shorter documents of a batch), {len(words)} word tokens from a "
+    f"vocabulary of {LANGUAGE.wordtok.vocab_size} for the word student (the {n_lexicon} words and "
+    "the same padding token): "
     + " ".join(f"`{LANGUAGE.wordtok.words[i]}`" for i in words)
     + ". Position j of one is not position j of the other and entry v of one distribution is "
     "not entry v of the other, so word-level KD has nothing to compare. Sequence-level KD "
@@ -135,7 +144,10 @@ frames = st.cache_data(max_entries=32)(kl_frames)(sep, weight, 1.0, BETAS)
 kl_view(frames, url_beta())
 
 st.header("Trained students")
-view = ui.url_choice("Run", list(VIEWS), "view", "word-vs-sequence-kd", format_func=VIEWS.get)
+# The buttons show the preset names, so the URL holds them (``?view=on-policy-kd``): url_choice
+# keeps what a button shows, and a slug stays stable where a label may be reworded.
+view = ui.url_choice("Run (a preset of the lab)", list(VIEWS), "view", "word-vs-sequence-kd",
+                     help="; ".join(f"{k}: {v}" for k, v in VIEWS.items()))  # fmt: skip
 run = lab_ui.stored_or_offer(lab_ui.job_queue(), view, COST[view], "ep_lm", "run_lm")
 if run is not None:
     res = run.result
@@ -143,7 +155,9 @@ if run is not None:
                f"training documents; the language's entropy on the held-out ones is "
                f"{res.get('floor_bits', 0):.4f} bits per character.")  # fmt: skip
     ui.plot(results_figure(res.get("models", {}), res.get("floor_bits", 0.0)), key="results")
-    st.dataframe(pd.DataFrame(results_rows(res.get("models", {}))), hide_index=True)
+    rows = pd.DataFrame(results_rows(res.get("models", {})))
+    # static, as the methods' table: ten columns of a data frame run off the right edge
+    st.table(rows.style.format(precision=3, thousands=",", na_rep="–"), hide_index=True)
     st.caption(
         "KL from truth: bits per character above the language's entropy, the sequence-level KL "
         "exactly. Greedy over characters is not greedy over words (after 'the', 'b' leads with "

@@ -80,6 +80,33 @@ def test_beta_moves_the_student_and_its_numbers_together(browser, server):
         page.close()
 
 
+def test_the_methods_table_is_drawn_whole_at_two_widths(browser, server):
+    """Every cell of "Whose text, which target" shows its whole text at a desktop and at a narrow
+    width: nothing cut off inside a cell, and the table no wider than the page."""
+    from kdcore.lm_methods import LM_METHODS
+
+    page = open_page(browser, f"{server}/language-models")
+    try:
+        table = page.locator("[data-testid='stTable']").filter(has_text="it matches")
+        for width in (1400, 760):
+            page.set_viewport_size({"width": width, "height": 2400})
+            page.wait_for_timeout(500)
+            table.scroll_into_view_if_needed()
+            text = table.inner_text()
+            for m in LM_METHODS.values():
+                assert m.summary in " ".join(text.split()), (width, m.summary)
+            assert "any tokenizer" in " ".join(text.split())
+            clipped = table.evaluate(
+                """el => [...el.querySelectorAll('th, td')]
+                         .filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText)"""
+            )
+            assert clipped == [], (width, clipped)
+            assert table.evaluate("el => el.scrollWidth <= el.clientWidth + 1"), width
+            page.screenshot(path=str(ARTIFACTS / f"lm-methods-table-{width}.png"))
+    finally:
+        page.close()
+
+
 def test_the_stored_rounds_play_in_the_browser(browser, server):
     page = open_page(browser, f"{server}/speculative")
     try:

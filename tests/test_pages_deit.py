@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.deit_figures import predictions_table, token_curves
+from kdcore.losses.deit import KINDS
 from kdcore.store import Store
 
 PAGE = Path(__file__).resolve().parent.parent / "pages" / "deit.py"
@@ -75,9 +76,9 @@ def test_empty_store_offers_a_run_and_shows_the_losses(store_path):
     assert len(at.latex) >= 2
     assert any(m.label == "teacher term (distillation head)" for m in at.metric)
     # soft distillation: the teacher term changes with λ and the target is a distribution
-    at = _page(kind="soft (Eq. 2)", tau="2", lam="0.9")
+    at = _page(kind="soft", tau="2", lam="0.9")
     teacher = next(m for m in at.metric if m.label == "teacher term (distillation head)")
-    at2 = _page(kind="soft (Eq. 2)", tau="2", lam="0.1")
+    at2 = _page(kind="soft", tau="2", lam="0.1")
     teacher2 = next(m for m in at2.metric if m.label == "teacher term (distillation head)")
     assert float(teacher.value) == pytest.approx(9 * float(teacher2.value), rel=1e-3)
 
@@ -97,11 +98,37 @@ def test_stored_run_draws_heads_agreement_and_predictions(store_path):
     assert list(table["teacher"]) == [0, 3, 7]
     assert list(table["distillation head"]) == ["0", "3", "1 ≠ teacher"]
     # another image and the soft student, through the URL-bound controls
-    at = _page(img="2", student="soft distillation")
+    at = _page(img="2", student="soft")
     preds = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "preds" in c.proto.id)
     assert {t["name"] for t in preds["data"]} == {"teacher (CNN)", "class head",
                                                   "distillation head"}  # fmt: skip
     assert [a["text"] for a in preds["layout"]["annotations"]] == ["label 7"]
+
+
+def _choice(at: AppTest, key: str):
+    return next(b for b in at.get("button_group") if b.proto.query_param_key == key)
+
+
+def test_the_url_holds_slugs_and_old_labels_fall_back(store_path):
+    """``?kind=`` and ``?student=`` are short slugs, shown as the buttons; a link with an old
+    label (``soft (Eq. 2)``) or junk opens at the default with a notice, never a traceback."""
+    at = _page(kind="soft")
+    kind = _choice(at, "kind")
+    assert [o.content for o in kind.proto.options] == list(KINDS)
+    assert kind.value == "soft" and "Eq. 2" in kind.label
+    assert not next(s for s in at.slider if s.label.startswith("τ")).disabled
+    for raw in ("soft (Eq. 2)", "Soft", "%%", ""):
+        at = _page(kind=raw)
+        assert _choice(at, "kind").value == "hard"
+        assert next(s for s in at.slider if s.label.startswith("τ")).disabled
+        assert "kind" not in at.query_params
+    _fake_run(Store(store_path))
+    at = _page(student="soft")
+    assert [o.content for o in _choice(at, "student").proto.options] == ["hard", "soft"]
+    assert _choice(at, "student").value == "vit_deit_soft"
+    at = _page(student="soft distillation")
+    assert _choice(at, "student").value == "vit_deit_hard"
+    assert "student" not in at.query_params
 
 
 def test_figure_helpers_on_hand_made_numbers():

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.lm_figures import LABEL, results_figure, results_rows
+from kdcore.language import LANGUAGE, PAD
 from kdcore.lm_methods import LM_METHODS
 from kdcore.store import Store
 
@@ -37,12 +38,39 @@ def test_the_next_character_view_follows_the_url(store_path):
     assert sum(truth["y"]) == pytest.approx(1.0, abs=1e-6)
     assert any(t["name"] == "teacher at T = 2" for t in fig["data"])
     assert any("KL(truth ‖ teacher at T = 2)" in c.value for c in at.caption)
-    methods = at.dataframe[1].value
+
+
+def test_the_methods_table_shows_every_sentence_whole(store_path):
+    """A static table (``st.table``), whose cells wrap: a data frame's fixed-width columns cut
+    the longer summaries off (the browser test checks what is drawn)."""
+    at = _page()
+    assert len(at.table) == 1
+    methods = at.table[0].value
     assert list(methods["method"]) == [m.title for m in LM_METHODS.values()]
+    assert list(methods["it matches"]) == [m.summary for m in LM_METHODS.values()]
+    assert list(methods["source"]) == [m.citation for m in LM_METHODS.values()]
+    assert "any tokenizer" in methods.columns
+
+
+def test_the_vocabularies_are_counted_with_their_padding_token(store_path):
+    """The caption counts characters and words; the vocabularies have one token more, and the
+    page says which: padding. All from the tokenizers, nothing typed in."""
+    chars, words = LANGUAGE.chars, LANGUAGE.wordtok
+    assert chars.chars[PAD] == words.words[PAD] == "<pad>"
+    at = _page()
+    caption = next(c.value for c in at.caption if "word-bigram grammar" in c.value)
+    assert f"over {words.vocab_size - 1} words (the full stop is one)" in caption
+    assert f"{chars.vocab_size - 1} characters, the space and the full stop" in caption
+    text = next(m.value for m in at.markdown if "character tokens from a vocabulary" in m.value)
+    assert (f"vocabulary of {chars.vocab_size} for the teacher (the {chars.vocab_size - 1} "
+            "characters and the padding token `<pad>`") in text  # fmt: skip
+    assert (f"vocabulary of {words.vocab_size} for the word student (the "
+            f"{words.vocab_size - 1} words and the same padding token)") in text  # fmt: skip
 
 
 @pytest.mark.parametrize("params", [{"doc": "abc"}, {"pos": "999"}, {"T": "-1"},
-                                    {"beta": "nan"}, {"view": "nope"}])  # fmt: skip
+                                    {"beta": "nan"}, {"view": "nope"},
+                                    {"view": "on-policy KD"}])  # fmt: skip
 def test_odd_url_values_fall_back_without_a_traceback(store_path, params):
     at = _page(**params)
     assert at.get("plotly_chart")
@@ -83,8 +111,11 @@ def test_a_stored_run_is_drawn_with_the_floor_and_the_refusal(store_path):
     assert LABEL["seq_kd_greedy"] in fig["data"][0]["x"]
     assert any("needs the teacher's vocabulary" in i.value for i in at.info)
     assert any("the cat sees the cat" in c.value for c in at.caption)
-    at = _page(view="on-policy KD")  # the other preset has no run yet
+    at = _page(view="on-policy-kd")  # the other preset has no run yet, by its slug in the URL
     assert any("No completed on-policy-kd run" in i.value for i in at.info)
+    at = _page(view="on-policy KD")  # a link with the old label: the default, with a notice
+    assert any(f"Run #{run_id}" in c.value for c in at.caption)
+    assert "view" not in at.query_params
 
 
 def test_figure_helpers_on_hand_made_numbers():
@@ -94,5 +125,7 @@ def test_figure_helpers_on_hand_made_numbers():
     colours = fig.data[0].marker.color  # the teacher, the baseline (by role), the students
     assert colours[0] != colours[1] != colours[2] and colours[2] == colours[3]
     assert list(fig.data[0].y) == [m["bits_per_char"] for m in models.values()]
+    # every annotation has its text: Plotly draws one without as "new text"
+    assert all(a.text for a in fig.layout.annotations)
     rows = results_rows(models)
     assert rows[2]["KL from teacher (nats/token)"] == 0.1 and rows[0]["model"] == "teacher"
