@@ -105,13 +105,17 @@ def _colour(i: int) -> str:
 
 
 def live_figure(history: dict[str, list[dict]]) -> go.Figure:
-    """Loss parts (left) and train/test accuracy (right) per epoch, one colour per model."""
+    """Loss parts (left) and train/test accuracy (right) per epoch, one colour per model and
+    one legend group per model beside the plots."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss parts", "accuracy %"))
     dashes = ("solid", "dash", "dot", "dashdot")
+    longest = max((e["epoch"] for epochs in history.values() for e in epochs), default=0)
+    mode = "lines+markers" if longest <= 30 else "lines"  # a marker an epoch blurs a long run
     for i, (model, epochs) in enumerate(history.items()):
         if not epochs:
             continue
         x = [e["epoch"] for e in epochs]
+        group = {"legendgroup": model, "legendgrouptitle_text": model}
         parts = [k for k in epochs[0].get("losses", {}) if k != "total"]
         for j, part in enumerate(parts):
             y = [e["losses"].get(part) for e in epochs]
@@ -119,10 +123,10 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
                 go.Scatter(
                     x=x,
                     y=y,
-                    mode="lines+markers",
-                    name=f"{model} {part}",
+                    mode=mode,
+                    name=f"{part} loss",
                     line={"color": _colour(i), "dash": dashes[j % len(dashes)]},
-                    legendgroup=model,
+                    **group,
                 ),
                 row=1,
                 col=1,
@@ -132,16 +136,23 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
                 go.Scatter(
                     x=x,
                     y=[100 * e[key] for e in epochs],
-                    mode="lines+markers",
-                    name=f"{model} {key.split('_')[0]}",
+                    mode=mode,
+                    name=key.replace("_", " "),
                     line={"color": _colour(i), "dash": dash},
-                    legendgroup=model,
+                    **group,
                 ),
                 row=1,
                 col=2,
             )
-    fig.update_xaxes(title_text="epoch", dtick=1)
-    fig.update_layout(template=TEMPLATE, height=340, margin={"t": 40, "b": 40, "l": 50, "r": 10})
+    # Whole epochs: one tick each while they fit, else Plotly's own spacing (a 60-epoch run's
+    # ticks one apart ran into each other).
+    fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 12 else None, tickformat="d")
+    fig.update_layout(
+        template=TEMPLATE,
+        height=340,
+        margin={"t": 40, "b": 40, "l": 50, "r": 10},
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+    )
     return fig
 
 
@@ -161,7 +172,11 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
                     name=model,
                     legendgroup=f"run-{i}",
                     legendgrouptitle_text=run.label,
-                    line={"color": _colour(i), "dash": ("solid", "dash", "dot", "dashdot")[j % 4]},
+                    # a colour per run, a dash per model; one run alone: a colour per model
+                    line={
+                        "color": _colour(i if len(runs) > 1 else j),
+                        "dash": ("solid", "dash", "dot", "dashdot")[j % 4],
+                    },
                 )
             )
     title = metric.replace("_", " ") + (" %" if scale == 100 else "")
@@ -179,40 +194,51 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
 
 
 def errors_figure(runs: list[RunRecord]) -> go.Figure:
-    """Final test errors: one group of bars per model, one bar per run; the paper as markers."""
+    """Final test errors: one row per model, one bar per run; the paper's errors as marks.
+
+    Bars lie along the rows so that every model's name reads level however many there are (a
+    sweep has twenty students): the chart grows a row at a time instead of slanting names into
+    each other."""
     fig = go.Figure()
+    rows: list[str] = []
+    bars = 0
+    papers: set[str] = set()  # one mark per preset: its runs share the paper's numbers
     for i, run in enumerate(runs):
         if not run.models:
             continue
         names = list(run.models)
+        rows += [m for m in names if m not in rows]
+        bars += len(names)
         fig.add_trace(
             go.Bar(
-                x=names,
-                y=[run.models[m]["test_errors"] for m in names],
+                y=names,
+                x=[run.models[m]["test_errors"] for m in names],
+                orientation="h",
                 name=run.label,
                 marker_color=_colour(i),
             )
         )
         paper = ((run.result or {}).get("paper") or {}).get("test_errors") or {}
         shown = [m for m in names if m in paper]
-        if shown:
+        if shown and run.name not in papers:
+            papers.add(run.name)
             fig.add_trace(
                 go.Scatter(
-                    x=shown,
-                    y=[paper[m] for m in shown],
+                    y=shown,
+                    x=[paper[m] for m in shown],
                     mode="markers",
-                    marker={"symbol": "line-ew-open", "size": 28, "color": "#1f2430"},
+                    marker={"symbol": "line-ns-open", "size": 22, "color": "#1f2430"},
                     name=f"paper ({run.name})",
                 )
             )
     fig.update_layout(
         template=TEMPLATE,
         barmode="group",
-        yaxis_title="test errors",
-        height=400,
+        xaxis_title="test errors",
+        yaxis={"autorange": "reversed", "type": "category"},  # first model at the top
+        height=140 + 14 * bars + 8 * len(rows),
         margin={"t": 20, "b": 40},
     )
-    fig.update_xaxes(tickangle=-30)  # whole model names ("mlp-800 alpha=0.1")
     return fig
 
 
@@ -417,6 +443,28 @@ def url_ids(key: str, listed: Sequence[int]) -> list[int] | None:
         ui.notice(key, raw, f"not understood ({what}); comparing the rest.")
         set_url_ids(key, ids)
     return list(dict.fromkeys(ids))
+
+
+def url_run_choice(label: str, ids: list[int], key: str, **kw) -> int:
+    """A select box of runs whose choice lives in the URL (``?key=-2``): a link opens on the
+    same run; an id not listed is dropped with a notice and the first run shown."""
+    ui.guard_url(key, lambda v: ui.int_ok(None, None)(v) and int(v) in ids, ids[0])
+    if ui.url_values(key) and st.session_state.get(key) is None:
+        st.session_state[key] = int(ui.url_values(key)[0])  # a link's choice, before the box
+    shown = st.selectbox(label, ids, key=key, **kw)
+    if shown != ids[0] or ui.url_values(key):
+        set_url_ids(key, [shown])
+    return shown
+
+
+def errors_summary(models: dict[str, dict]) -> str:
+    """A run's test errors in a table cell: every model of a small run; of a sweep, its first
+    model (the teacher) and the range of the rest (``teacher 74; 20 others 86–305``)."""
+    if len(models) <= 4:
+        return ", ".join(f"{k} {m['test_errors']}" for k, m in models.items())
+    first, *rest = models.items()
+    errors = [m["test_errors"] for _, m in rest]
+    return f"{first[0]} {first[1]['test_errors']}; {len(rest)} others {min(errors)}–{max(errors)}"
 
 
 def set_url_ids(key: str, ids: Sequence[int]) -> None:
@@ -727,7 +775,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     with cols[0]:
         # The field's own label says what it covers (every model, or the students only).
         epochs = ui.url_int(
-            f"{describe_field(by_name['epochs'])['label']} (default {default_epochs})",
+            f"{describe_field(by_name['epochs'])['label']}, default {default_epochs}",
             f"ep-{tag}", 1, 1000, default_epochs,
             help="More epochs come closer to the paper; each takes longer.",
         )  # fmt: skip
@@ -737,7 +785,8 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
             t_field = by_name["teacher_epochs"]
             meta = describe_field(t_field)
             t_default = base.teacher_epochs
-            t_epochs = ui.url_int(meta["label"], f"tep-{tag}", meta["lo"] or 0, 1000, t_default,
+            t_epochs = ui.url_int(f"{meta['label']}, default {t_default}", f"tep-{tag}",
+                                  meta["lo"] or 0, 1000, t_default,
                                   help=meta["help"] or None)  # fmt: skip
             if t_epochs != t_default:
                 overrides["teacher_epochs"] = t_epochs

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -49,7 +50,8 @@ def results_table(result: dict) -> pd.DataFrame:
                 "paper errors": p_err.get(name),
                 "paper error %": p_pct.get(name),
                 "parameters": m.get("params"),
-                "seconds": m.get("seconds"),
+                # a model loaded from the cache took no training time in this run
+                "seconds": None if m.get("cached") else m.get("seconds"),
                 "cached": bool(m.get("cached", False)),
             }
         )
@@ -177,6 +179,12 @@ def bias_figure(adj: dict, paper_adj: dict | None = None) -> go.Figure:
 # ----------------------------------------------------------------------------- sweeps
 
 
+def _units(student: str) -> int | None:
+    """Hidden units per layer of a student named like ``mlp-300`` (None for other names)."""
+    found = re.fullmatch(r"mlp-(\d+)", student)
+    return int(found.group(1)) if found else None
+
+
 def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
     """Test errors against the swept parameter, one panel per student (their error scales
     differ), with each student's hard-label error as a dotted line where trained. For a
@@ -227,10 +235,18 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
         )
     if sweep.get("baseline_errors"):
         _legend_entry(fig, "same student, hard labels only", PAPER_COLOUR, "dot")
-    if is_t and "best_T_range_30_units" in paper:
+    # Each of the paper's two statements on the panels of the students it is about: the band
+    # for 30 units, the line for 300 or more (units read from the name, "mlp-300").
+    units = [_units(s) for s in students]
+    narrow = [c for c, u in enumerate(units, start=1) if u is not None and u < 300]
+    wide = [c for c, u in enumerate(units, start=1) if u is not None and u >= 300]
+    if is_t and "best_T_range_30_units" in paper and narrow:
         lo, hi = paper["best_T_range_30_units"]
         # Shapes take data units even on a log axis (annotations would not, so none are used).
-        fig.add_vrect(x0=lo, x1=hi, fillcolor=VAL_COLOUR, opacity=0.15, line_width=0)
+        for col in narrow:
+            fig.add_vrect(
+                x0=lo, x1=hi, fillcolor=VAL_COLOUR, opacity=0.15, line_width=0, row=1, col=col
+            )
         fig.add_trace(
             go.Scatter(
                 x=[None],
@@ -240,9 +256,11 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
                 name=f"paper: T={lo:g}-{hi:g} best for 30 units",
             )
         )
-    if is_t and "similar_above_T" in paper:
+    if is_t and "similar_above_T" in paper and wide:
         t8 = paper["similar_above_T"]
-        fig.add_vline(x=t8, line={"color": PAPER_COLOUR, "dash": "dash", "width": 1})
+        for col in wide:
+            line = {"color": PAPER_COLOUR, "dash": "dash", "width": 1}
+            fig.add_vline(x=t8, line=line, row=1, col=col)
         _legend_entry(fig, f"paper: >=300 units alike for T above {t8:g}", PAPER_COLOUR, "dash")
     fig.update_yaxes(title_text="test errors", row=1, col=1)
     fig.update_layout(
@@ -330,8 +348,9 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
     if preset is not None:
         st.markdown(f"**{preset.title}**  \n{preset.summary}")
 
-    st.markdown("#### Test errors, ours beside the paper's")
     table = results_table(result)
+    with_paper = any(c in table for c in ("paper errors", "paper error %"))
+    st.markdown("#### Test errors" + (", ours beside the paper's" if with_paper else ""))
     if table.empty:
         st.info("No model finished, so there is nothing to compare yet.")
     else:
@@ -341,11 +360,19 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
             c for c in ("paper errors", "paper error %") if c in table and table[c].isna().any()
         ]
         config = {c: st.column_config.TextColumn(c, alignment="right") for c in gaps}
+        config["error %"] = st.column_config.NumberColumn("error %", format="%.2f")
+        config["seconds"] = st.column_config.NumberColumn("seconds", format="%.1f")
         for c in gaps:
             table[c] = ["" if pd.isna(v) else f"{v:g}" for v in table[c]]
         st.dataframe(table, hide_index=True, column_config=config, key=f"{key}-table")
     cap = f"Paper: {paper.get('source', 'not given')}. Ours on {result.get('device', '?')}"
-    st.caption(f"{cap}, {result.get('seconds', 0):.0f} s in all.")
+    cached = [
+        f"{n} (trained in {m['seconds']:.0f} s when it was first made)"
+        for n, m in result.get("models", {}).items()
+        if m.get("cached") and m.get("seconds")
+    ]
+    loaded = f" Loaded from the cache, not trained in this run: {', '.join(cached)}." * bool(cached)
+    st.caption(f"{cap}, {result.get('seconds', 0):.0f} s in all.{loaded}")
     for claim in paper.get("claims", []):
         st.markdown(f"> {claim}  \n> — {paper.get('source', '')}")
     if preset is not None:

@@ -38,9 +38,10 @@ CHART_DRAWN = """() => {
     return charts.length > 0 && charts.every(p => p.querySelector('g.xaxislayer-above'));
 }"""
 # Every Plotly chart's text that the reader cannot read whole: a tick label, axis title or subplot
-# title drawn past the chart's edge (cut off), a tick label under a title, two titles on top of
-# each other, or a legend entry over a tick label or a title. One line each.
-LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
+# title drawn past the chart's edge (cut off), a tick label under a title or on another tick
+# label of its axis, two titles on top of each other, or a legend entry over a tick label or a
+# title. One line each.
+LABEL_PROBLEMS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
     const svg = p.querySelector('svg.main-svg');
     if (!svg) return [];
     const edge = svg.getBoundingClientRect(), box = e => e.getBoundingClientRect();
@@ -60,6 +61,30 @@ LABEL_PROBLEMS = """() => [...document.querySelectorAll('.js-plotly-plot')].flat
         && a.top < b.bottom - 1 && b.top < a.bottom - 1;
     for (const t of ticks) for (const u of titles)
         if (hit(box(t), box(u))) out.push(`${name(t)} lies under "${u.textContent.slice(0, 40)}"`);
+    for (const layer of p.querySelectorAll('g.xaxislayer-above, g.yaxislayer-above')) {
+        // Each label's own outline: Plotly slants labels that would not fit level, and the
+        // boxes of slanted neighbours overlap while their words need not. Same-angle outlines
+        // overlap when the gap between their centres is under half their summed sizes along
+        // both of the labels' own axes.
+        const outline = t => {
+            const r = box(t), b = t.getBBox();
+            const m = /rotate\((-?[\d.]+)/.exec(t.getAttribute('transform') || '');
+            const a = (m ? +m[1] : 0) * Math.PI / 180;
+            return {x: (r.left + r.right) / 2, y: (r.top + r.bottom) / 2, w: b.width,
+                    h: b.height, c: Math.cos(a), s: Math.sin(a)};
+        };
+        const meet = (a, b) => {
+            const dx = b.x - a.x, dy = b.y - a.y;
+            return Math.abs(dx * a.c + dy * a.s) < (a.w + b.w) / 2 - 1
+                && Math.abs(-dx * a.s + dy * a.c) < (a.h + b.h) / 2 - 1;
+        };
+        const own = [...layer.querySelectorAll('text')].filter(t => box(t).width > 0);
+        const shapes = own.map(outline);
+        own.forEach((t, k) => own.slice(k + 1).forEach((u, n) => {
+            if (meet(shapes[k], shapes[k + 1 + n]))
+                out.push(`${name(t)} runs into tick "${u.textContent}"`);
+        }));
+    }
     titles.forEach((t, k) => titles.slice(k + 1).forEach(u => {
         if (hit(box(t), box(u))) out.push(`${name(t)} overlaps "${u.textContent.slice(0, 40)}"`);
     }));

@@ -34,6 +34,7 @@ def lab_charts():
         if res.get("sweep"):
             charts[f"{run.name} sweep"] = preset_views.sweep_figure(res["sweep"], paper)
         charts[f"{run.name} curves"] = preset_views.curves_figure(run.history, paper)
+        charts[f"{run.name} live"] = lab_ui.live_figure(run.history)  # a run's progress chart
     return charts
 
 

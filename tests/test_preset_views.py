@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -117,8 +118,20 @@ def test_sweep_figure_has_one_panel_per_student_and_the_papers_band(results):
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert [list(t.y) for t in lines] == [sweep["errors"][s] for s in sweep["errors"]]
     assert fig.layout.xaxis.type == "log"
-    kinds = [s.type for s in fig.layout.shapes]  # per panel: the band, T=8, the baseline
-    assert kinds.count("rect") == 2 and kinds.count("line") == 2 * 2
+    # each statement on its own students' panel: the 2.5-4 band on the 30-unit one, the T=8
+    # line on the 300-unit one; each panel its student's hard-label baseline. The tiny run's
+    # students (30 and 8 units) renamed as the paper profile's (300 and 30).
+    names = dict(zip(sweep["errors"], ["mlp-300", "mlp-30"], strict=True))
+    sweep = {
+        **sweep,
+        "errors": {names[k]: v for k, v in sweep["errors"].items()},
+        "baseline_errors": {names[k]: v for k, v in sweep["baseline_errors"].items()},
+    }
+    fig = sweep_figure(sweep, result["paper"])
+    rects = [s.xref for s in fig.layout.shapes if s.type == "rect"]
+    t8 = [s.xref for s in fig.layout.shapes if s.type == "line" and s.x0 == 8.0]
+    base = [s.xref for s in fig.layout.shapes if s.type == "line" and s.x0 != 8.0]
+    assert rects == ["x2"] and t8 == ["x"] and sorted(base) == ["x domain", "x2 domain"]
 
     alpha = results["alpha-sweep"]
     fig = sweep_figure(alpha["sweep"], alpha["paper"])
@@ -151,6 +164,19 @@ def test_results_table_leaves_missing_paper_numbers_blank(results):
     assert pct["student_78"] == 47.3
     shown = render(results["temperature-sweep"]).dataframe[0].value
     assert list(shown["paper errors"]).count("") == len(table) - 1  # blank on the page too
+
+
+def test_a_cached_model_takes_no_seconds_in_the_run_and_says_when_it_trained(results):
+    result = json.loads(json.dumps(results["omitted-3"]))
+    result["models"]["teacher"].update(cached=True, seconds=780.8)
+    table = results_table(result).set_index("model")
+    assert pd.isna(table.loc["teacher", "seconds"]) and table.loc["student_no3", "seconds"] > 0
+    at = render(result)
+    said = text_of(at)
+    assert "Loaded from the cache, not trained in this run: teacher (trained in 781 s" in said
+    assert any(m.value.startswith("#### Test errors, ours beside") for m in at.markdown)
+    bare = {**result, "paper": {}}  # no figure of the paper's: the heading does not promise one
+    assert "#### Test errors" in [m.value for m in render(bare).markdown]
 
 
 class CancelSecondStudent(Monitor):
