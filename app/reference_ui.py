@@ -55,10 +55,15 @@ def references() -> tuple[dict[str, Reference], list[str]]:
 
 
 def records() -> list[ReferenceRecord]:
-    """Every reference run as a record, ids -1, -2, ... in the order of their presets' names."""
+    """Every reference run as a record, listed in the presets' order (hinton-mnist first: the
+    others build on it); ids -1, -2, ... in the order of their names, so links keep them."""
+    from kdcore.presets import PRESETS
+
     refs, _ = references()
     out = []
-    for i, (name, ref) in enumerate(sorted(refs.items())):
+    order = list(PRESETS)
+    listed = sorted(enumerate(sorted(refs.items())), key=lambda e: _rank(order, e[1][0]))
+    for i, (name, ref) in listed:
         result = {**ref.result}
         out.append(
             ReferenceRecord(
@@ -83,6 +88,10 @@ def records() -> list[ReferenceRecord]:
             )
         )
     return out
+
+
+def _rank(order: list[str], name: str) -> tuple[int, str]:
+    return (order.index(name) if name in order else len(order), name)
 
 
 def made_how(ref: Reference) -> str:

@@ -42,7 +42,8 @@ if "preset" in st.query_params and "mode" not in st.query_params:
 mode = st.segmented_control(
     "What to run",
     ["Custom run", "Preset"],
-    default="Custom run",
+    # no default beside a value set just above (Streamlit warns of the two in its log)
+    default=None if "mode" in st.session_state else "Custom run",
     required=True,
     key="mode",
     bind="query-params",
@@ -82,10 +83,13 @@ if run is not None:
 elif mode == "Preset":  # before anything trains: the preset's shipped paper-length run
     ref = reference_ui.records_by_preset().get(st.session_state.get("preset"))
     if ref is not None:
+        recipe = st.session_state.get("profile") or "default"
+        again = "reruns this one" if recipe == ref.reference.profile else "runs that recipe"
         reference_ui.show_reference(
             ref.reference,
-            "Shipped with the app so it opens at once. **Start** runs the recipe chosen above "
-            "on this machine; it is kept in the [run history](runs) beside this one.",
+            f"Shipped with the app so it opens at once. The recipe chosen above is **{recipe}**:"
+            f" **Start** {again} on this machine, kept in the [run history](runs) beside this "
+            f"one.",
         )
 
 shown_id = run.id if run is not None else None

@@ -52,8 +52,8 @@ st.dataframe(
             "created": iso(r.created),
             "status": r.status,
             "run": r.label if r.id < 0 else r.title,
+            "test errors": lab_ui.errors_summary(r.models),
             "what": lab_ui.describe(r),
-            "test errors": ", ".join(f"{k} {m['test_errors']}" for k, m in r.models.items()),
             "time": lab_ui.duration(r.seconds),
             "device": r.device,
             "message": r.message,
@@ -70,28 +70,28 @@ if not runs:
 # ----------------------------------------------------------------------------- compare
 
 by_id = {r.id: r for r in runs}
-with_curves = [r.id for r in runs if any(r.history.values())]
+curves = [r for r in runs if any(r.history.values())]
+# Opens on the user's two newest runs beside the first shipped one (hinton-mnist's paper run)
+first = [r.id for r in curves if r.id > 0][:2] + [r.id for r in curves if r.id < 0][:1]
 linked = lab_ui.url_ids("compare", list(by_id))  # ?compare=3,1 keeps the selection in links
 picked = st.multiselect(
     "Runs to compare",
     list(by_id),
-    default=with_curves[:3] if linked is None else linked,
+    default=first if linked is None else linked,
     format_func=lambda i: f"{by_id[i].label} ({by_id[i].status})",
     key="picked",
 )
-if linked is not None or picked != with_curves[:3]:
+if linked is not None or picked != first:
     lab_ui.set_url_ids("compare", picked)
 chosen = [by_id[i] for i in picked]
 if chosen:
-    metric = st.segmented_control(
-        "Curve",
-        ["test_accuracy", "train_accuracy", "test_errors"],
-        default="test_accuracy",
-        required=True,
-        format_func=lambda m: m.replace("_", " "),
-        key="metric",
+    CURVES = ["test accuracy", "train accuracy", "test errors"]  # as shown and in the URL
+    ui.guard_url("curve", CURVES.__contains__, CURVES[0])
+    curve = st.segmented_control(
+        "Curve", CURVES, default=CURVES[0], required=True, key="curve", bind="query-params"
     )
-    lab_ui.plot(lab_ui.overlay_figure(chosen, metric or "test_accuracy"), key="overlay")
+    metric = (curve or CURVES[0]).replace(" ", "_")  # the epoch record's field
+    lab_ui.plot(lab_ui.overlay_figure(chosen, metric), key="overlay")
     if any(r.models for r in chosen):
         st.markdown("##### Final test errors (paper's as black ticks where it gives them)")
         lab_ui.plot(lab_ui.errors_figure(chosen), key="errors")
@@ -138,7 +138,7 @@ with c3.popover("Delete", icon=":material/delete:", disabled=not picked):
 # ----------------------------------------------------------------------------- one run in full
 
 st.divider()
-shown = st.selectbox(
+shown = lab_ui.url_run_choice(
     "Show one run in full",
     [r.id for r in runs],
     format_func=lambda i: f"{by_id[i].label} · {by_id[i].status} · {iso(by_id[i].created)}",

@@ -70,7 +70,7 @@ SCENARIOS = [
     ("temperature.py", {}, ["src", "digit", "idx", "T", "log", "eps"], 12),
     ("temperature.py", {"src": "by hand"}, ["z", "T", "log"], 6),
     ("kd_loss.py", {}, ["digit", "idx", "alpha", "T"], 10),
-    ("dkd.py", {}, ["alpha", "beta", "T"], 6),
+    ("dkd.py", {}, ["alpha", "beta", "T", "ep_dkd"], 6),
     ("geometry.py", {}, ["batch", "n", "seed", "sel", "angle", "scale", "shift"], 4),
     ("projector.py", {}, ["ds", "dt", "lr", "steps", "raw", "epochs"], 6),
     ("hints.py", {}, ["ep_fit", "ep_at"], 4),
@@ -83,7 +83,7 @@ SCENARIOS = [
      _method_keys("self-distillation"), 3),
     ("lab.py", {"mode": "Preset"},
      ["preset", "ep-hinton-mnist", "seed-hinton-mnist", "pdevice"], 6),
-    ("runs.py", {}, ["status", "preset", "method", "compare"], 8),
+    ("runs.py", {}, ["status", "preset", "method", "compare", "curve", "show"], 10),
 ]  # fmt: skip
 OWN_KEYS = {page: set() for page, *_ in SCENARIOS}
 for _page, _, _keys, _ in SCENARIOS:
@@ -101,6 +101,7 @@ OPTIONS = {
     "device": ["cpu", "cuda"], "pdevice": ["cpu"], "per_class": ["20", "50"],
     "status": ["failed", "completed"], "preset": ["custom", "hinton-mnist"],
     "compare": ["1", "2,1", "1,1", "3", "0,1"], "run": ["1", "2", "0", "01"],
+    "curve": ["test errors", "test_errors"], "show": ["1", "-1", "2", "01"],
     "z": ["1,2,3,4,5,6,7,8,9,10", "1,2,3"], "batch": ["random"], "projector": ["linear"],
     "distance": ["mse"], "normalise": ["none"],
 }  # fmt: skip
@@ -217,6 +218,8 @@ def test_every_link_value_is_taken_or_refused_with_a_notice(page, base, keys, ex
         ("lab.py", "lr", ["0.1", "0.2"]),
         ("runs.py", "status", "bogus"),
         ("runs.py", "compare", "1,²"),
+        ("runs.py", "show", "²"),
+        ("runs.py", "curve", "nan"),
     ],
 )
 def test_known_crashes_and_silent_drops(page, key, raw):

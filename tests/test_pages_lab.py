@@ -297,6 +297,33 @@ def test_runs_page_keeps_the_compared_runs_in_the_url(store_path):
     assert " compare=" in at.toast[0].value and at.query_params["compare"] == str(b)
 
 
+def test_runs_page_keeps_the_curve_and_the_run_shown_in_the_url(store_path):
+    store = Store(store_path)
+    a = _fake_run(store, "hinton-mnist", "completed", 80)
+    b = _fake_run(store, "custom", "completed", 120, method="hard")
+    at = _page("runs.py")
+    assert at.selectbox(key="show").value == b  # the newest run, and the URL stays bare
+    assert "show" not in at.query_params and "curve" not in at.query_params
+    at.button_group(key="curve").set_value("test errors").run()  # bound: the browser's URL
+    at.selectbox(key="show").set_value(a).run()
+    assert at.query_params["show"] == str(a)
+    assert '"test errors"' in at.get("plotly_chart")[0].proto.spec  # the overlay's axis
+
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)  # the link, opened
+    at.query_params.update(curve="test errors", show=str(a))
+    at.run()
+    assert not at.exception and at.selectbox(key="show").value == a
+    assert at.button_group(key="curve").value == "test errors"
+    assert any(f"lab?run={a}" in m.value for m in at.markdown)
+
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)  # odd values
+    at.query_params.update(curve="test_errors", show="999")
+    at.run()
+    assert not at.exception and at.selectbox(key="show").value == b
+    assert at.button_group(key="curve").value == "test accuracy"
+    assert "show" not in at.query_params and "curve" not in at.query_params
+
+
 def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(
     store_path, tmp_path, monkeypatch
 ):

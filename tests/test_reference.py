@@ -440,9 +440,10 @@ def test_shipped_runs_export_beside_the_users_own(with_refs, store_path):
     own = store.create("custom", "custom", {"epochs": 1}, "k")
     shipped = records()
     exported = json.loads(store.export_json([own], shipped))  # strict JSON, no Path or tensor
-    assert [r["id"] for r in exported] == [own, -1]
+    assert [r["id"] for r in exported] == [own, shipped[0].id]
+    assert shipped[0].name == "hinton-mnist"  # listed first, the run the others build on
     assert exported[1]["shipped"]["command"].startswith("python scripts/make_reference_runs.py")
     assert "reference" not in exported[1] and exported[1]["result"]["models"]["student_kd"]
     rows = list(csv.DictReader(io.StringIO(store.export_csv([], shipped))))
     assert {r["model"] for r in rows} == set(shipped[0].models)
-    assert all(r["run_id"] == "-1" and r["paper_test_errors"] for r in rows)
+    assert all(r["run_id"] == str(shipped[0].id) and r["paper_test_errors"] for r in rows)
