@@ -711,6 +711,16 @@ def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:
     )
 
 
+def _short_label(label: str) -> tuple[str, str]:
+    """``"Epochs (students; the teacher too if its own is 0)"`` -> ``("Epochs", "Students; the
+    teacher too if its own is 0. ")``: a field's name for a box, its bracketed words for help."""
+    name, sep, rest = label.partition(" (")
+    if not sep or not rest.endswith(")"):
+        return label, ""
+    detail = rest[:-1]
+    return name, f"{detail[:1].upper()}{detail[1:]}. "
+
+
 def _profile_box(p) -> str:
     """The recipe to start from: the preset's quick default or one of its profiles (the paper
     profile: the paper-length recipe), in the URL as ``?profile=``."""
@@ -769,15 +779,17 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     base = p.profile_config(profile)
     by_name = {f.name: f for f in fields(base)}
     has_teacher = "teacher_epochs" in by_name
-    cols = st.columns(4 if has_teacher else 3)
+    # boxes level however many lines a label wraps into on a narrow screen
+    cols = st.columns(4 if has_teacher else 3, vertical_alignment="bottom")
     default_epochs = base.epochs
     tag = name if profile == "default" else f"{name}-{profile}"  # each profile keeps its own
     with cols[0]:
-        # The field's own label says what it covers (every model, or the students only).
+        # The field's own label says what it covers (every model, or the students only): its
+        # words in brackets go to the help, so the four boxes' labels stay one line and level.
+        name_of, covers = _short_label(describe_field(by_name["epochs"])["label"])
         epochs = ui.url_int(
-            f"{describe_field(by_name['epochs'])['label']}, default {default_epochs}",
-            f"ep-{tag}", 1, 1000, default_epochs,
-            help="More epochs come closer to the paper; each takes longer.",
+            f"{name_of}, default {default_epochs}", f"ep-{tag}", 1, 1000, default_epochs,
+            help=f"{covers}More epochs come closer to the paper; each takes longer.",
         )  # fmt: skip
     overrides: dict = {}
     if has_teacher:  # shown beside the epochs, not hidden among the other settings
@@ -785,9 +797,10 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
             t_field = by_name["teacher_epochs"]
             meta = describe_field(t_field)
             t_default = base.teacher_epochs
-            t_epochs = ui.url_int(f"{meta['label']}, default {t_default}", f"tep-{tag}",
+            t_name, t_covers = _short_label(meta["label"])
+            t_epochs = ui.url_int(f"{t_name}, default {t_default}", f"tep-{tag}",
                                   meta["lo"] or 0, 1000, t_default,
-                                  help=meta["help"] or None)  # fmt: skip
+                                  help=f"{t_covers}{meta['help'] or ''}" or None)  # fmt: skip
             if t_epochs != t_default:
                 overrides["teacher_epochs"] = t_epochs
     with cols[-2]:
