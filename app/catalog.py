@@ -66,7 +66,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/call_split:",
         "dkd.py",
-        ("digit", "idx", "alpha", "beta", "T"),
+        ("digit", "idx", "alpha", "beta", "T", "ep_dkd"),
     ),
     PageInfo(
         "deit",
@@ -138,7 +138,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Experiments",
         ":material/history:",
         "runs.py",
-        ("status", "preset", "method", "compare"),
+        ("status", "preset", "method", "compare", "curve", "show"),
     ),
 )
 
