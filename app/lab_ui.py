@@ -194,7 +194,8 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
 
 
 def errors_figure(runs: list[RunRecord]) -> go.Figure:
-    """Final test errors: one row per model, one bar per run; the paper's errors as marks.
+    """Final test errors: one row per model, one bar per run; the paper's errors as marks, each
+    figure once (every run of a preset, and the presets sharing a teacher, give the same).
 
     Bars lie along the rows so that every model's name reads level however many there are (a
     sweep has twenty students): the chart grows a row at a time instead of slanting names into
@@ -202,7 +203,7 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
     fig = go.Figure()
     rows: list[str] = []
     bars = 0
-    papers: set[str] = set()  # one mark per preset: its runs share the paper's numbers
+    marks: dict[tuple[str, float], None] = {}  # (model, the paper's errors), each once
     for i, run in enumerate(runs):
         if not run.models:
             continue
@@ -219,18 +220,17 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
             )
         )
         paper = ((run.result or {}).get("paper") or {}).get("test_errors") or {}
-        shown = [m for m in names if m in paper]
-        if shown and run.name not in papers:
-            papers.add(run.name)
-            fig.add_trace(
-                go.Scatter(
-                    y=shown,
-                    x=[paper[m] for m in shown],
-                    mode="markers",
-                    marker={"symbol": "line-ns-open", "size": 22, "color": "#1f2430"},
-                    name=f"paper ({run.name})",
-                )
+        marks.update({(m, paper[m]): None for m in names if m in paper})
+    if marks:
+        fig.add_trace(
+            go.Scatter(
+                y=[m for m, _ in marks],
+                x=[v for _, v in marks],
+                mode="markers",
+                marker={"symbol": "line-ns-open", "size": 22, "color": "#1f2430"},
+                name="the paper's",
             )
+        )
     fig.update_layout(
         template=TEMPLATE,
         barmode="group",
