@@ -182,7 +182,7 @@ register(
 )  # fmt: skip
 register(
     LMMethod(
-        "uld", "Universal logit distance", "Boizard et al. 2024, arXiv:2402.12030",
+        "uld", "Universal logit distillation", "Boizard et al. 2024, arXiv:2402.12030",
         "Across tokenizers: the sorted next-token probabilities of teacher and student, "
         "position by position.",
         ULDParams, lambda p: "corpus", _uld, same_vocab=False,

@@ -98,15 +98,16 @@ st.latex(
     r" + \lambda\tau^2\,\mathrm{KL}\big(\psi(Z_t/\tau)\,\|\,\psi(Z_{dist}/\tau)\big)"
 )
 st.latex(
-    r"\mathcal L_{\text{hard}} = \tfrac12\,\mathcal L_{CE}\big(\psi(Z_{cls}), y\big)"
-    r" + \tfrac12\,\mathcal L_{CE}\big(\psi(Z_{dist}), y_t\big),\qquad"
+    r"\mathcal L_{\text{hard}} = (1-\lambda)\,\mathcal L_{CE}\big(\psi(Z_{cls}), y\big)"
+    r" + \lambda\,\mathcal L_{CE}\big(\psi(Z_{dist}), y_t\big),\qquad"
     r" y_t = \arg\max_c Z_t(c)"
 )
 st.markdown(
     "At test time the model's logits are the mean of the two heads' logits, as in the authors' "
-    "code; the paper describes adding the two softmax outputs. The authors' code also weights "
-    "the hard kind by λ (Eq. 3 is λ = ½) and divides the soft KL by the number of classes as "
-    "well as the batch; here it is averaged over the batch, as in the equation."
+    "code; the paper describes adding the two softmax outputs. The paper's Eq. 3 fixes the hard "
+    "kind's weights at ½ and ½; the authors' code weights it by λ, as here (λ = ½ is Eq. 3). "
+    "The code also divides the soft KL by the number of classes as well as the batch; here it "
+    "is averaged over the batch, as in the equation."
 )
 
 st.header("Trained: the deit-mnist preset")

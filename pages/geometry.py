@@ -98,7 +98,11 @@ st.latex(
     r"\psi_D(s_i,s_j)\big)"
 )
 st.header("Cosine similarities")
-st.caption("What similarity-preserving KD (Tung & Mori 2019) compares, up to its row norm.")
+st.caption(
+    "Close to what similarity-preserving KD (Tung & Mori 2019) compares: SP takes the Gram "
+    "matrix of the batch and scales each row to unit length; the cosine scales each entry by "
+    "both vectors' lengths."
+)
 cos = heatmap_pair(*out["cos"], ("teacher", "student"), labels, sel, zmin=-1.0, zmax=1.0,
                    colorscale="RdBu")  # fmt: skip
 ui.plot(cos, key="cos")

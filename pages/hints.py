@@ -95,6 +95,12 @@ if run is not None:
 st.latex(
     r"\mathcal{L}_{HT}(W_{guided}, W_r) = \tfrac12 \big\lVert u_h(x; W_{hint}) "
     r"- r\big(v_g(x; W_{guided}); W_r\big) \big\rVert^2"
+    r"\quad\longrightarrow\quad \frac{1}{B\,CHW}\sum_{b,c,h,w}\big(r(v_g) - u_h\big)^2"
+)
+st.caption(
+    "Left, Romero et al.'s Eq. 3 for one image; right, what `fitnet_loss` computes: the mean "
+    "squared error over the batch and every feature element, the same loss times 2 / CHW, a "
+    "constant that only rescales the hint's learning rate."
 )
 
 st.header("Attention transfer: where the network looks")

@@ -26,7 +26,8 @@ WHAT = {
     "exit becomes a cheaper model on its own; the extra signal also shapes the early layers.",
     "ensemble": "Several teachers' **averaged soft targets** teach one small student (Hinton "
     "et al. 2015): it can carry much of the ensemble's accuracy at a fraction of its size and "
-    "time per prediction. Where teachers disagree, the average is softer than any of them.",
+    "time per prediction. Where confident teachers disagree, the average spreads its mass over the "
+    "classes they name, softer than each of them.",
     "teacher-free": "Label smoothing is KD from a **uniform teacher** that knows nothing; "
     "teacher-free KD uses a hand-made one, sure of the right digit and spreading the rest "
     "evenly. Neither carries dark knowledge, only calibration: how much it helps is a test of "
@@ -40,8 +41,9 @@ EQ = {
     r"D_{KL}\big(\mathrm{sg}[p_l] \,\|\, p_k\big)",
     "born-again": r"\mathcal{L}(\theta_k) = (1-\alpha)\,\mathrm{CE}(y, q_k) + \alpha T^2\,"
     r"\mathrm{KL}\big(q^T_{k-1} \,\|\, q^T_k\big),\quad \bar p = \tfrac1G\textstyle\sum_k q_k",
-    "deep-supervision": r"\mathcal{L} = \mathrm{CE}(y,q^C) + \sum_{i<C}(1-\alpha)\,"
-    r"\mathrm{CE}(y,q^i) + \alpha T^2\,\mathrm{KL}(q^{C,T}\|q^{i,T}) + \beta\lVert F_i-F_C\rVert^2",
+    "deep-supervision": r"\mathcal{L} = \mathrm{CE}(y,q^C) + \sum_{i<C}\Big[(1-\alpha)\,"
+    r"\mathrm{CE}(y,q^i) + \alpha T^2\,\mathrm{KL}(q^{C,T}\|q^{i,T}) + "
+    r"\tfrac{\beta}{D}\lVert F_i-F_C\rVert^2\Big]",
     "ensemble": r"\bar p^T = \frac{1}{M}\sum_{m=1}^{M}\mathrm{softmax}(v_m/T),\quad"
     r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}(y,q) + \alpha T^2\,\mathrm{KL}(\bar p^T \| q^T)",
     "teacher-free": r"p^{LS}_k = (1-\epsilon)\mathbb{1}[k=y] + \tfrac{\epsilon}{C},\qquad "

@@ -35,15 +35,15 @@ DIAGRAM = """
   <g font-size="11" fill="#3b5bdb"><rect x="425" y="64" width="10" height="6"/>
     <rect x="440" y="58" width="10" height="12"/><rect x="455" y="22" width="10" height="48"/>
     <rect x="470" y="52" width="10" height="18"/><rect x="485" y="62" width="10" height="8"/>
-    <text x="505" y="64">soft targets p</text></g>
+    <text x="505" y="64">soft targets pᵀ</text></g>
   <g fill="#e8590c"><rect x="425" y="190" width="10" height="10"/>
     <rect x="440" y="182" width="10" height="18"/><rect x="455" y="166" width="10" height="34"/>
     <rect x="470" y="176" width="10" height="24"/><rect x="485" y="186" width="10" height="14"/>
-    <text x="505" y="196" font-size="11">prediction q</text></g>
-  <rect x="590" y="95" width="160" height="60" rx="10" fill="#fff" stroke="#3b5bdb"
+    <text x="505" y="196" font-size="11">prediction qᵀ</text></g>
+  <rect x="582" y="95" width="174" height="60" rx="10" fill="#fff" stroke="#3b5bdb"
     stroke-width="2"/>
-  <text x="670" y="120" text-anchor="middle" font-size="13">(1-α) CE(y, q)</text>
-  <text x="670" y="140" text-anchor="middle" font-size="13">+ α T² KL(p ‖ q)</text>
+  <text x="669" y="120" text-anchor="middle" font-size="13">(1-α) CE(y, softmax(z))</text>
+  <text x="669" y="140" text-anchor="middle" font-size="13">+ α T² KL(pᵀ ‖ qᵀ)</text>
   <path d="M592,68 L640,92" stroke="#3b5bdb" stroke-width="2" marker-end="url(#a)"/>
   <path d="M592,188 L640,158" stroke="#e8590c" stroke-width="2" marker-end="url(#a)"/>
   <path id="label-to-ce" d="M55,95 L55,8 L712,8 L712,93" fill="none" stroke="#495057"

@@ -70,9 +70,10 @@ st.latex(
 st.header("Label smoothing is distillation from a uniform teacher")
 st.markdown(
     "Label smoothing (Szegedy et al. 2016) trains on $(1-\\epsilon)$ one-hot $+\\ \\epsilon/N$ "
-    "everywhere else. That is exactly the KD loss with a teacher whose logits are all equal: it "
-    "softens the target like a temperature would, but it spreads the mass evenly, so it carries "
-    "no kinship between classes (Yuan et al. 2020). Compare it with the teacher at your T."
+    "on every class, the true one included. That is exactly the KD loss with a teacher whose "
+    "logits are all equal: it softens the target like a temperature would, but it spreads the "
+    "mass evenly, so it carries no kinship between classes (Yuan et al. 2020). Compare it with "
+    "the teacher at your T."
 )
 eps = ui.url_float("Smoothing ε", "eps", 0.0, 0.5, 0.1, 0.01, slider=True)
 smoothed = analysis.label_smoothing_target(label, 10, eps).numpy()
