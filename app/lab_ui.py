@@ -201,20 +201,24 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
     sweep has twenty students): the chart grows a row at a time instead of slanting names into
     each other."""
     fig = go.Figure()
-    rows: list[str] = []
-    bars = 0
+    shown = [(i, run) for i, run in enumerate(runs) if run.models]
+    holders: dict[str, list[int]] = {}  # model -> the runs that have it, in order
+    for i, run in shown:
+        for m in run.models:
+            holders.setdefault(m, []).append(i)
     marks: dict[tuple[str, float], None] = {}  # (model, the paper's errors), each once
-    for i, run in enumerate(runs):
-        if not run.models:
-            continue
+    for i, run in shown:
         names = list(run.models)
-        rows += [m for m in names if m not in rows]
-        bars += len(names)
+        # Each row split among the runs that have it (Plotly's grouping would keep a slot for
+        # every run in every row, leaving a sweep's rows of one bar thin slivers).
+        width = [0.8 / len(holders[m]) for m in names]
         fig.add_trace(
             go.Bar(
                 y=names,
                 x=[run.models[m]["test_errors"] for m in names],
                 orientation="h",
+                width=width,
+                offset=[-0.4 + holders[m].index(i) * w for m, w in zip(names, width, strict=True)],
                 name=run.label,
                 marker_color=_colour(i),
             )
@@ -231,12 +235,13 @@ def errors_figure(runs: list[RunRecord]) -> go.Figure:
                 name="the paper's",
             )
         )
+    bars = sum(len(h) for h in holders.values())
     fig.update_layout(
         template=TEMPLATE,
-        barmode="group",
+        barmode="overlay",  # the offsets above place the bars
         xaxis_title="test errors",
         yaxis={"autorange": "reversed", "type": "category"},  # first model at the top
-        height=140 + 14 * bars + 8 * len(rows),
+        height=140 + 14 * bars + 8 * len(holders),
         margin={"t": 20, "b": 40},
     )
     return fig

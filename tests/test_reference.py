@@ -447,3 +447,29 @@ def test_shipped_runs_export_beside_the_users_own(with_refs, store_path):
     rows = list(csv.DictReader(io.StringIO(store.export_csv([], shipped))))
     assert {r["model"] for r in rows} == set(shipped[0].models)
     assert all(r["run_id"] == str(shipped[0].id) and r["paper_test_errors"] for r in rows)
+
+
+def test_error_bars_split_each_row_among_the_runs_that_have_it():
+    """The five shipped runs side by side: a row of one run gets the row's whole height, a row
+    of several splits it without overlap; the paper's figures once each."""
+    from itertools import pairwise
+
+    from app.lab_ui import errors_figure
+    from app.reference_ui import records
+
+    runs = records()
+    fig = errors_figure(runs)
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for bar in (t for t in fig.data if t.type == "bar"):
+        for model, off, width in zip(bar.y, bar.offset, bar.width, strict=True):
+            spans.setdefault(model, []).append((off, off + width))
+    holders = {m: sum(m in r.models for r in runs) for m in spans}
+    for model, parts in spans.items():
+        parts.sort()
+        assert len(parts) == holders[model]
+        assert parts[0][0] == pytest.approx(-0.4) and parts[-1][1] == pytest.approx(0.4)
+        assert all(a[1] == pytest.approx(b[0]) for a, b in pairwise(parts))  # side by side
+    assert holders["teacher"] == len(runs) and holders["student_78"] == 1
+    (paper,) = [t for t in fig.data if t.type == "scatter"]
+    marks = list(zip(paper.y, paper.x, strict=True))
+    assert len(marks) == len(set(marks)) and ("teacher", 67) in marks
