@@ -61,10 +61,6 @@ def job_queue() -> JobQueue:
         st.stop()
 
 
-def plot(fig: go.Figure, **kw) -> None:
-    ui.plot(fig, **kw)
-
-
 def duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "?"
@@ -306,7 +302,7 @@ def _paper_source(run: RunRecord) -> str:
 def show_result(run: RunRecord) -> None:
     if run.result is None:
         if any(run.history.values()):
-            plot(live_figure(run.history), key=f"partial-{run.id}")
+            ui.plot(live_figure(run.history), key=f"partial-{run.id}")
         return
     if not _paper_source(run):  # no paper to compare with: our table, the gain, the curves
         results_table(run)
@@ -314,7 +310,7 @@ def show_result(run: RunRecord) -> None:
         if gain:
             st.markdown(gain)
         if any(run.history.values()):
-            plot(live_figure(run.history), key=f"curves-{run.id}")
+            ui.plot(live_figure(run.history), key=f"curves-{run.id}")
         return
     if preset_views is not None:
         try:
@@ -327,7 +323,7 @@ def show_result(run: RunRecord) -> None:
             st.caption(f"Detailed view unavailable ({type(err).__name__}); the summary:")
     results_table(run)
     if any(run.history.values()):
-        plot(live_figure(run.history), key=f"curves-{run.id}")
+        ui.plot(live_figure(run.history), key=f"curves-{run.id}")
 
 
 def weight_buttons(caption: str, files: list[tuple[str, Path, str, str]]) -> None:
@@ -390,7 +386,7 @@ def live_view(queue: JobQueue, run_id: int) -> None:
             queue.cancel(run_id)
             st.toast("Cancelling: the run stops at its next step and keeps what it learned.")
         if any(run.history.values()):
-            plot(live_figure(run.history), key=f"live-{run_id}")
+            ui.plot(live_figure(run.history), key=f"live-{run_id}")
 
     poll()
 

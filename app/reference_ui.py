@@ -60,14 +60,15 @@ def records() -> list[ReferenceRecord]:
     from kdcore.presets import PRESETS
 
     refs, _ = references()
-    out = []
+    ids = {name: -(i + 1) for i, name in enumerate(sorted(refs))}
     order = list(PRESETS)
-    listed = sorted(enumerate(sorted(refs.items())), key=lambda e: _rank(order, e[1][0]))
-    for i, (name, ref) in listed:
+    out = []
+    for name in sorted(refs, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        ref = refs[name]
         result = {**ref.result}
         out.append(
             ReferenceRecord(
-                id=-(i + 1),
+                id=ids[name],
                 created=ref.created_at,
                 started=0.0,
                 finished=float(ref.info["seconds"]),
@@ -88,10 +89,6 @@ def records() -> list[ReferenceRecord]:
             )
         )
     return out
-
-
-def _rank(order: list[str], name: str) -> tuple[int, str]:
-    return (order.index(name) if name in order else len(order), name)
 
 
 def made_how(ref: Reference) -> str:

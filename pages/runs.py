@@ -91,10 +91,10 @@ if chosen:
         "Curve", CURVES, default=CURVES[0], required=True, key="curve", bind="query-params"
     )
     metric = (curve or CURVES[0]).replace(" ", "_")  # the epoch record's field
-    lab_ui.plot(lab_ui.overlay_figure(chosen, metric), key="overlay")
+    ui.plot(lab_ui.overlay_figure(chosen, metric), key="overlay")
     if any(r.models for r in chosen):
         st.markdown("##### Final test errors (paper's as black ticks where it gives them)")
-        lab_ui.plot(lab_ui.errors_figure(chosen), key="errors")
+        ui.plot(lab_ui.errors_figure(chosen), key="errors")
 
 # ----------------------------------------------------------------------------- export and delete
 
