@@ -17,12 +17,13 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from app.catalog import ROOT, page
+from app.catalog import PAGES, ROOT, page
 
 LESSON_FILE = ROOT / "assets" / "lesson.toml"
 LESSON_ENV = "KD_LESSON"
 PARAM = "lesson"  # ?lesson=N on a step's page: which step brought the user there
 STATE = "_lesson_step"  # the step this session is on, for the strip on other pages
+ARRIVED = "_lesson_arrived"  # (page, step) whose link last set the page's controls
 APP_PARAMS = frozenset({PARAM, "present"})  # set by the app, not by a step
 
 
@@ -152,11 +153,25 @@ def lesson_link(number: int, label: str, icon: str = ":material/school:") -> Non
         st.markdown(f"[{label}](/lesson?step={number})")
 
 
+def arrive(slug: str, number: int) -> None:
+    """A step's link was just followed: its page shows what the link names and the defaults
+    for the rest. Pages share control names (``alpha`` is KD's weight on the loss page and the
+    acceptance rate on the speculative one; ``digit``, ``T``, ``mode``), and a value left in
+    this session by an earlier page would otherwise win over the link: a step written for
+    α = 0.8 showed 0.9. Once per arrival, so the user's own changes on the step then stay."""
+    if st.session_state.get(ARRIVED) == (slug, number):
+        return
+    st.session_state[ARRIVED] = (slug, number)
+    for key in {k for info in PAGES for k in info.params} - APP_PARAMS:
+        st.session_state.pop(key, None)  # bound controls then take the link's value
+
+
 def strip(slug: str) -> None:
     """Above a step's page while a lesson runs: where we are, the question, Back and Next."""
     raw = st.query_params.get(PARAM)
     if raw is not None and raw.isdigit():
         st.session_state[STATE] = int(raw)
+        arrive(slug, int(raw))
     number = st.session_state.get(STATE)
     if slug == "lesson" or not isinstance(number, int):
         return

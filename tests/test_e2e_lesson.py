@@ -67,3 +67,32 @@ def test_a_lesson_step_opens_its_view_with_its_settings(browser, present):
         page.screenshot(path=str(ARTIFACTS / f"lesson-step-2{'-present' if present else ''}.png"))
     finally:
         page.close()
+
+
+def test_a_step_shows_its_own_settings_whatever_came_before(browser):
+    """Pages share control names: the loss page's α = 0.9 (steps 6–7) once stayed in the
+    session and overrode the DKD step's own link (α 0.9, digit 2, index 19 where the step
+    names none of them) and the speculative step's α = 0.8. Each step now opens on its link."""
+    b, url = browser
+    steps = lesson.load().steps
+    n_loss = next(s.number for s in steps if s.page == "kd-loss")
+    n_dkd = next(s.number for s in steps if s.page == "dkd")
+    assert dict(steps[n_loss - 1].params)["alpha"] == "0.9"  # what the loss step leaves behind
+    assert "alpha" not in dict(steps[n_dkd - 1].params)
+    page = open_page(b, f"{url}/lesson?step={n_loss}")
+    try:
+        follow_view_link(page)
+        weight = page.locator("[data-testid='stSlider']").filter(has_text="weight of the teacher")
+        assert "0.90" in weight.inner_text()  # the loss page's α (its default: not in the URL)
+        for _ in range(n_dkd - n_loss):  # Next, Next, ... in the strip, one session
+            page.locator(".st-key-lesson_strip").get_by_role("link", name="Next").click()
+            page.wait_for_timeout(800)
+            page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        assert urlparse(page.url).path == "/dkd"
+        query = parse_qs(urlparse(page.url).query)
+        assert "alpha" not in query and "idx" not in query, page.url  # the page's defaults
+        slider = page.locator("[data-testid='stSlider']").filter(has_text="weight of TCKD")
+        assert "1.00" in slider.inner_text()  # DKD's own default α, not the loss page's 0.9
+    finally:
+        page.close()
