@@ -116,6 +116,8 @@ class StoreMonitor(Monitor):
         self.model, self.index, self.count = "", 0, 1
         self._last = 0.0
         self._t0 = time.monotonic()
+        self._model_t0 = self._t0
+        self._took: list[float] = []  # seconds of each model that trained (not cache loads)
 
     def _live(self, progress: Progress | None) -> tuple[float, dict]:
         frac = progress.fraction if progress else 0.0
@@ -127,10 +129,9 @@ class StoreMonitor(Monitor):
             "elapsed": round(time.monotonic() - self._t0, 1),
         }
         if progress is not None:
-            eta = progress.eta
-            if eta == eta:  # not NaN: extrapolate the models still to come at this one's pace
-                per_model = progress.elapsed + eta
-                live["eta"] = round(eta + (self.count - self.index - 1) * per_model, 1)
+            eta = self.eta(progress)
+            if eta is not None:
+                live["eta"] = round(eta, 1)
             live.update(
                 epoch=progress.epoch,
                 epochs=progress.total_steps // max(progress.steps_per_epoch, 1),
@@ -138,8 +139,24 @@ class StoreMonitor(Monitor):
             )
         return overall, live
 
+    def eta(self, progress: Progress) -> float | None:
+        """Seconds left in the run, or None until the pace is known: after a full epoch of the
+        model in training, or a quarter of it if it trains for one epoch. (The first steps also
+        pay for warm-up, and extrapolated from them the ETA swung from 20 s to ten minutes.)
+        The models still to come are taken at the mean pace of those that trained so far, else
+        at this one's."""
+        one_epoch = progress.total_steps <= progress.steps_per_epoch
+        warm = max(progress.total_steps // 4, 1) if one_epoch else progress.steps_per_epoch
+        if progress.done_steps < warm:
+            return None
+        left = progress.eta
+        this_model = progress.elapsed + left
+        per_model = sum(self._took) / len(self._took) if self._took else this_model
+        return left + max(self.count - self.index - 1, 0) * per_model
+
     def on_model_start(self, name: str, index: int, count: int) -> None:
         self.model, self.index, self.count = name, index, count
+        self._model_t0 = time.monotonic()
         self.store.set_progress(self.run_id, *self._live(None))
         for m in self.forward:
             m.on_model_start(name, index, count)
@@ -163,6 +180,9 @@ class StoreMonitor(Monitor):
     def on_model_end(self, name: str, summary: dict) -> None:
         # A teacher loaded from the cache brings its history without epochs being run; it
         # reaches the store with the final result.
+        took = time.monotonic() - self._model_t0
+        if not summary.get("cached") and took >= 0.5:  # a load says nothing of the pace
+            self._took.append(took)
         self.index += 1
         overall = self.index / max(self.count, 1)
         live = {"model": name, "index": self.index - 1, "count": self.count, "done": name}

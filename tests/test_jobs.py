@@ -229,3 +229,47 @@ def test_training_workers_yield_to_the_pages_and_use_their_own_threads(tmp_path,
     assert torch.get_num_threads() == before  # the submitting thread keeps its own setting
     if hasattr(os, "setpriority"):
         assert seen["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+
+
+def test_the_eta_waits_for_the_pace_and_counts_the_models_to_come_at_theirs(tmp_path, monkeypatch):
+    from kdcore import jobs
+    from kdcore.jobs import StoreMonitor
+    from kdcore.train import Progress
+
+    clock = [100.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    store = Store(tmp_path / "runs.sqlite")
+    mon = StoreMonitor(store, store.create("custom", "custom", {}, "k"))
+
+    def at(done, elapsed, per_epoch=10, total=30):
+        return Progress(1 + done // per_epoch, 1, per_epoch, total, done, elapsed)
+
+    mon.on_model_start("teacher", 0, 3)  # a cache load: takes no time, sets no pace
+    mon.on_model_end("teacher", {"cached": True})
+    mon.on_model_start("student_hard", 1, 3)
+    assert mon.eta(at(0, 0.0)) is None and mon.eta(at(9, 9.0)) is None  # not one epoch yet
+    # one epoch done, 10 s for 10 steps: 20 s left here, and one more model at this pace (30 s)
+    assert mon.eta(at(10, 10.0)) == pytest.approx(20.0 + 30.0)
+    clock[0] += 40.0
+    mon.on_model_end("student_hard", {})
+    mon.on_model_start("student_kd", 2, 3)
+    assert mon.eta(at(15, 30.0)) == pytest.approx(30.0)  # the last model: its own pace only
+    one_epoch = Progress(1, 3, 12, 12, 3, 3.0)  # a one-epoch model: a quarter of it suffices
+    assert mon.eta(one_epoch) == pytest.approx(9.0)
+
+
+def test_the_eta_of_models_to_come_is_the_mean_of_those_that_trained(tmp_path, monkeypatch):
+    from kdcore import jobs
+    from kdcore.jobs import StoreMonitor
+    from kdcore.train import Progress
+
+    clock = [0.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    store = Store(tmp_path / "runs.sqlite")
+    mon = StoreMonitor(store, store.create("custom", "custom", {}, "k"))
+    for i, took in enumerate((60.0, 20.0)):  # a slow teacher, then a quick student
+        mon.on_model_start(f"m{i}", i, 4)
+        clock[0] += took
+        mon.on_model_end(f"m{i}", {})
+    mon.on_model_start("m2", 2, 4)
+    assert mon.eta(Progress(2, 1, 5, 10, 5, 5.0)) == pytest.approx(5.0 + 40.0)  # + one at 40 s
