@@ -103,7 +103,11 @@ def _colour(i: int) -> str:
 def live_figure(history: dict[str, list[dict]]) -> go.Figure:
     """Loss parts (left) and train/test accuracy (right) per epoch, one colour per model and
     one legend group per model beside the plots."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss parts", "accuracy %"))
+    # Each part as it enters the total: a KD student's "ce" is (1 − α)·CE, a hard-label one's
+    # the whole CE, so the title says so rather than the two looking alike.
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("loss parts, weighted as in the total", "accuracy %")
+    )
     dashes = ("solid", "dash", "dot", "dashdot")
     longest = max((e["epoch"] for epochs in history.values() for e in epochs), default=0)
     mode = "lines+markers" if longest <= 30 else "lines"  # a marker an epoch blurs a long run
@@ -120,7 +124,7 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
                     x=x,
                     y=y,
                     mode=mode,
-                    name=f"{part} loss",
+                    name=part,
                     line={"color": _colour(i), "dash": dashes[j % len(dashes)]},
                     **group,
                 ),
@@ -143,9 +147,11 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
     # Whole epochs: one tick each while they fit, else Plotly's own spacing (a 60-epoch run's
     # ticks one apart ran into each other).
     fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 12 else None, tickformat="d")
+    # tall enough for the legend beside it: a row per line, a title per model
+    groups = sum(1 for epochs in history.values() if epochs)
     fig.update_layout(
         template=TEMPLATE,
-        height=340,
+        height=max(340, 120 + 22 * len(fig.data) + 34 * groups),
         margin={"t": 40, "b": 40, "l": 50, "r": 10},
         legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
     )
@@ -402,7 +408,12 @@ def show_run(queue: JobQueue, run: RunRecord) -> None:
         if run.status == "failed":
             st.error(run.message or "failed", icon=":material/error:")
         elif run.status == "cancelled":
-            st.warning(f"Cancelled: {run.message}", icon=":material/cancel:")
+            where = (run.message or "").replace("cancelled during", "during")
+            st.warning(
+                f"Cancelled ({where}). The curves keep every finished epoch; the results list "
+                "only the models that finished.",
+                icon=":material/cancel:",
+            )
     show_result(run)
     show_weights(queue.store, run)
 

@@ -64,6 +64,7 @@ def check_value(name: str, value: Any, meta: dict) -> None:
     its fixed choices."""
     if isinstance(value, bool):
         return
+    name = _called(name, meta.get("label"))
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, not {value}")
@@ -78,8 +79,24 @@ def check_value(name: str, value: Any, meta: dict) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
+def _called(name: str, label: str | None) -> str:
+    """How a message names a field: as its control does, with the name the command line and
+    ``--set`` use ("Learning rate (lr)"); just the label where it ends with the name
+    ("Temperature T", "Student epochs"), just the name where there is no label."""
+    if not label:
+        return name
+    label = label.partition(" (")[0]  # "Teacher jitter (pixels)": the words before a bracket
+    low, key = label.lower(), name.lower().replace("_", " ")
+    return label if low == key or low.endswith(f" {key}") else f"{label} ({name})"
+
+
 def _num(v: float | None) -> str:
-    return "?" if v is None else f"{v:g}"
+    """A limit or value as typed: whole numbers in full (2147483647, not 2.14748e+09)."""
+    if v is None:
+        return "?"
+    if float(v).is_integer() and abs(v) < 1e16:
+        return str(int(v))
+    return f"{v:g}"
 
 
 def check_config(cfg: Any) -> None:

@@ -84,7 +84,7 @@ who = "your logits" if source == "by hand" else "the weak demo student on this i
 st.markdown(
     f"For {who} with label {label}: label-smoothed cross-entropy **{ls['label_smoothing']:.4f}** "
     f"= distillation_loss from a uniform teacher at T = 1, α = ε: **{ls['distillation']:.4f}** "
-    f"+ ε log N = {ls['entropy_of_uniform']:.4f}."
+    f"+ (ε log N = {ls['entropy_of_uniform']:.4f}), each to four places."
 )
 st.latex(
     r"\mathrm{CE}\big((1-\epsilon)\,y + \epsilon\,u,\; q\big) = (1-\epsilon)\,\mathrm{CE}(y, q)"
