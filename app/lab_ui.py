@@ -29,6 +29,7 @@ from kdcore.methods import METHODS
 from kdcore.models import MODELS, build_model
 from kdcore.presets import PRESETS
 from kdcore.store import RunRecord, Store, StoreError, default_store_path, iso
+from kdcore.train import pick_device
 
 try:  # another module of the app; the lab works without it
     from app import preset_views
@@ -467,6 +468,16 @@ def url_run_choice(label: str, ids: list[int], key: str, **kw) -> int:
     if shown != ids[0] or ui.url_values(key):
         set_url_ids(key, [shown])
     return shown
+
+
+def already_run(store: Store, spec: RunSpec) -> int | None:
+    """The id of a completed run of exactly this configuration, which Start would show again
+    instead of training (the queue reuses it), or None."""
+    try:
+        done = store.find_completed(spec.key(pick_device(spec.device)))
+    except (StoreError, ValueError, RuntimeError):  # an unreadable store or unknown device
+        return None
+    return None if done is None else done.id
 
 
 def errors_summary(models: dict[str, dict]) -> str:

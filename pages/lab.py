@@ -56,6 +56,10 @@ with st.container(border=True):
     if problem:
         st.warning(problem, icon=":material/warning:")
     blocked = spec is None or bool(problem)
+    done = None if blocked else lab_ui.already_run(store, spec)
+    if done is not None:  # the estimate above is what a fresh run would take
+        st.caption(f"This exact configuration has already run (run #{done}): **Start** shows "
+                   "its stored result at once. Change the seed to train a fresh one.")  # fmt: skip
     start = st.button("Start", type="primary", icon=":material/play_arrow:", disabled=blocked)
 
 if start and spec is not None:
