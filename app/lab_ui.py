@@ -480,6 +480,14 @@ def already_run(store: Store, spec: RunSpec) -> int | None:
     return None if done is None else done.id
 
 
+def same_config(spec: RunSpec, run: RunRecord) -> bool:
+    """Whether ``run`` was made with exactly ``spec``'s configuration (its key in the store)."""
+    try:
+        return spec.key(pick_device(spec.device)) == run.config_key
+    except (ValueError, RuntimeError):
+        return True  # an unknown device: nothing to say either way
+
+
 def errors_summary(models: dict[str, dict]) -> str:
     """A run's test errors in a table cell: every model of a small run; of a sweep, its first
     model (the teacher) and the range of the rest (``teacher 74; 20 others 86–305``)."""

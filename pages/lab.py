@@ -76,6 +76,9 @@ if start and spec is not None:
 # ----------------------------------------------------------------------------- the run
 
 if run is not None:
+    if spec is not None and not lab_ui.same_config(spec, run):
+        st.caption(f"Shown below: run #{run.id}, made with other settings than those above. "
+                   "**Start** runs the settings above.")  # fmt: skip
     if st.session_state.get("lab_reused") == run.id:
         st.info(
             f"This exact configuration has run before (run #{run.id}), so here is the stored "

@@ -76,6 +76,7 @@ def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
 
     said = [c.value for c in at.caption if "already run" in c.value]  # said before Start
     assert said and "(run #1)" in said[0]
+    assert not any("other settings" in c.value for c in at.caption)  # the run shown matches
     at.button[0].click().run()  # the same config again: served from the store
     assert "run #1" in at.info[0].value and len(Store(store_path).list()) == 1
     # Twice the epochs: the time is scaled from run #1, the unchanged teacher comes from the cache.
@@ -83,6 +84,8 @@ def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
     estimate = [c.value for c in at.caption if "Estimated time" in c.value]
     assert estimate and "from run #1" in estimate[0]
     assert not any("already run" in c.value for c in at.caption)  # a new configuration
+    other = [c.value for c in at.caption if "other settings" in c.value]  # under run #1 shown
+    assert other and "run #1" in other[0]
 
     runs = _page("runs.py")
     table = runs.dataframe[0].value
