@@ -314,8 +314,9 @@ def show_result(run: RunRecord) -> None:
     if not _paper_source(run):  # no paper to compare with: our table, the gain, the curves
         results_table(run)
         gain = kd_gain(run)
-        if gain:
-            st.markdown(gain)
+        if gain:  # a result, whole even in presenter mode (which folds prose to one line)
+            with st.container(key=f"prose_gain_{run.id}"):
+                st.markdown(gain)
         if any(run.history.values()):
             ui.plot(live_figure(run.history), key=f"curves-{run.id}")
         return

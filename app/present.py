@@ -43,7 +43,9 @@ html { font-size: 20px; }
 [data-testid="stMain"] [class*="st-key-prose"] [data-testid="stMarkdown"] p {
   display: block; -webkit-line-clamp: unset; line-clamp: none; cursor: auto;
 }
-.st-key-present_exit { position: fixed; top: 0.4rem; right: 0.8rem; z-index: 1000; width: auto; }
+.st-key-present_exit { position: fixed; top: 0.4rem; right: 0.8rem; z-index: 1000; width: auto;
+  opacity: 0.35; }  /* over the page as it scrolls: faint until the pointer comes to it */
+.st-key-present_exit:hover, .st-key-present_exit:focus-within { opacity: 1; }
 .st-key-present_exit button { font-size: 0.7rem; min-height: 0; padding: 0.1rem 0.6rem; }
 </style>
 """
