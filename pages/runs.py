@@ -62,6 +62,8 @@ st.dataframe(
     ],
     hide_index=True,
     key="table",
+    # what tells two runs of one name apart gets the room; the rest fit their content
+    column_config={"what": st.column_config.TextColumn(width="large")},
 )
 if not runs:
     st.info("No run matches these filters.")
