@@ -6,6 +6,8 @@ No Streamlit and no tensor maths here: the pages compute with :mod:`kdcore.geome
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -32,6 +34,17 @@ def _mark(fig: go.Figure, n: int, sel: int, col: int) -> None:
                       row=1, col=col)  # fmt: skip
 
 
+def digit_ticks(labels: list[int], most: int = 20) -> list[int]:
+    """Which rows of an n x n matrix get their image's digit as a tick: the first of each run
+    of one digit (a batch sorted by class: one tick per class), or every k-th row where that
+    would be more than ``most`` (a random batch: a label per row ran into its neighbours on a
+    narrow screen; the hover names every cell)."""
+    starts = [i for i in range(len(labels)) if i == 0 or labels[i] != labels[i - 1]]
+    if len(starts) <= most:
+        return starts
+    return list(range(0, len(labels), math.ceil(len(labels) / most)))
+
+
 def heatmap_pair(
     left: np.ndarray, right: np.ndarray, titles: tuple[str, str], labels: list[int],
     selected: int | None = None, zmin: float = 0.0, zmax: float | None = None,
@@ -51,7 +64,8 @@ def heatmap_pair(
         )  # fmt: skip
         if selected is not None:
             _mark(fig, len(labels), selected, col)
-    ticks = dict(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels,
+    at = digit_ticks(labels)
+    ticks = dict(tickmode="array", tickvals=at, ticktext=[labels[i] for i in at],
                  tickfont=dict(size=8))  # fmt: skip
     fig.update_xaxes(**ticks)
     fig.update_yaxes(autorange="reversed", scaleanchor="x", **ticks)

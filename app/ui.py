@@ -471,8 +471,19 @@ def _png(data: Dataset, index: int) -> bytes:
 # ----------------------------------------------------------------------------- plots and code
 
 
+PRESENT_FONT = 16  # chart text in presenter mode, against the template's 13 (pages at 20 px)
+
+
 def plot(fig, **kw) -> None:
-    """Every chart goes through here: our template (not Streamlit's theme), no mode bar."""
+    """Every chart goes through here: our template (not Streamlit's theme), no mode bar. In
+    presenter mode its text is larger, as the page's is (a copy: a cached figure stays as is)."""
+    from app.present import STATE
+
+    if st.session_state.get(STATE, False):
+        spec = fig.to_plotly_json()
+        layout = dict(spec.get("layout") or {})
+        layout["font"] = {**(layout.get("font") or {}), "size": PRESENT_FONT}
+        fig = {**spec, "layout": layout}
     st.plotly_chart(fig, theme=None, config={"displayModeBar": False}, **kw)
 
 

@@ -66,7 +66,12 @@ def feature_and_mode_charts():
                "teacher_2", "teacher_3", "ensemble")}  # fmt: skip
     agree = ["teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard", "student_kd",
              "student_ensemble"]  # fmt: skip
+    from app.relation_figures import heatmap_pair
+
+    digits = rng.integers(0, 10, 64).tolist()  # a random batch: a different digit most rows
+    dist = rng.random((64, 64))
     return {
+        "relations heatmaps": (heatmap_pair(dist, dist, ("t", "s"), digits), (560, 900)),
         "attention maps": (ff.attention_grid(columns, list(maps)), (560, 900)),
         "hints bars": (ff.accuracy_bars(models, [*models][:3]), (280, 420)),
         "agreement": (mf.agreement_figure(agree, rng.random((7, 7)).tolist()), (700, 1100)),
