@@ -24,7 +24,7 @@ from app.figures import TEMPLATE
 from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
 from kdcore.jobs import JobQueue, RunSpec, one_line
 from kdcore.lab import CustomConfig
-from kdcore.method import describe_field
+from kdcore.method import describe_field, split_label
 from kdcore.methods import METHODS
 from kdcore.models import MODELS, build_model
 from kdcore.presets import PRESETS
@@ -44,6 +44,8 @@ STATUS_ICON = {
     "failed": ":material/error:",
     "cancelled": ":material/cancel:",
 }
+# A legend right of the plot, grouped and scrolling: long comparisons squeeze nothing
+LEGEND_BESIDE = {"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
 MODEL_COLOURS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285", "#862e9c")
 
 
@@ -154,7 +156,7 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
         template=TEMPLATE,
         height=max(340, 120 + 22 * len(fig.data) + 34 * groups),
         margin={"t": 40, "b": 40, "l": 50, "r": 10},
-        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+        legend=LEGEND_BESIDE,
     )
     return fig
 
@@ -191,7 +193,7 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
         margin={"t": 20, "b": 50},
         # Beside the plot, one group per run: a comparison of whole sweeps has dozens of
         # lines, which scroll there instead of squeezing the plot from above.
-        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"},
+        legend=LEGEND_BESIDE,
     )
     return fig
 
@@ -471,22 +473,25 @@ def url_run_choice(label: str, ids: list[int], key: str, **kw) -> int:
     return shown
 
 
-def already_run(store: Store, spec: RunSpec) -> int | None:
-    """The id of a completed run of exactly this configuration, which Start would show again
-    instead of training (the queue reuses it), or None."""
+def config_key(spec: RunSpec) -> str | None:
+    """The store's key of ``spec`` on the device it would run on (None for an unknown one):
+    what tells whether a run was made with exactly these settings."""
     try:
-        done = store.find_completed(spec.key(pick_device(spec.device)))
-    except (StoreError, ValueError, RuntimeError):  # an unreadable store or unknown device
+        return spec.key(pick_device(spec.device))
+    except (ValueError, RuntimeError):
+        return None
+
+
+def already_run(store: Store, key: str | None) -> int | None:
+    """The id of a completed run with this configuration key, which Start would show again
+    instead of training (the queue reuses it), or None."""
+    if key is None:
+        return None
+    try:
+        done = store.find_completed(key)
+    except StoreError:
         return None
     return None if done is None else done.id
-
-
-def same_config(spec: RunSpec, run: RunRecord) -> bool:
-    """Whether ``run`` was made with exactly ``spec``'s configuration (its key in the store)."""
-    try:
-        return spec.key(pick_device(spec.device)) == run.config_key
-    except (ValueError, RuntimeError):
-        return True  # an unknown device: nothing to say either way
 
 
 def errors_summary(models: dict[str, dict]) -> str:
@@ -746,11 +751,8 @@ def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:
 def _short_label(label: str) -> tuple[str, str]:
     """``"Epochs (students; the teacher too if its own is 0)"`` -> ``("Epochs", "Students; the
     teacher too if its own is 0. ")``: a field's name for a box, its bracketed words for help."""
-    name, sep, rest = label.partition(" (")
-    if not sep or not rest.endswith(")"):
-        return label, ""
-    detail = rest[:-1]
-    return name, f"{detail[:1].upper()}{detail[1:]}. "
+    name, detail = split_label(label)
+    return name, f"{detail[:1].upper()}{detail[1:]}. " if detail else ""
 
 
 def _profile_box(p) -> str:

@@ -79,13 +79,22 @@ def check_value(name: str, value: Any, meta: dict) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
+def split_label(label: str) -> tuple[str, str]:
+    """``"Teacher jitter (pixels)"`` -> ``("Teacher jitter", "pixels")``: a field's name, and
+    the words of a closing bracket ("" when it has none)."""
+    name, sep, rest = label.partition(" (")
+    if not sep or not rest.endswith(")"):
+        return label, ""
+    return name, rest[:-1]
+
+
 def _called(name: str, label: str | None) -> str:
     """How a message names a field: as its control does, with the name the command line and
     ``--set`` use ("Learning rate (lr)"); just the label where it ends with the name
     ("Temperature T", "Student epochs"), just the name where there is no label."""
     if not label:
         return name
-    label = label.partition(" (")[0]  # "Teacher jitter (pixels)": the words before a bracket
+    label = split_label(label)[0]  # "Teacher jitter (pixels)": the words before the bracket
     low, key = label.lower(), name.lower().replace("_", " ")
     return label if low == key or low.endswith(f" {key}") else f"{label} ({name})"
 

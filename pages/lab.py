@@ -56,7 +56,8 @@ with st.container(border=True):
     if problem:
         st.warning(problem, icon=":material/warning:")
     blocked = spec is None or bool(problem)
-    done = None if blocked else lab_ui.already_run(store, spec)
+    key = None if spec is None else lab_ui.config_key(spec)
+    done = None if blocked else lab_ui.already_run(store, key)
     if done is not None:  # the estimate above is what a fresh run would take
         st.caption(f"This exact configuration has already run (run #{done}): **Start** shows "
                    "its stored result at once. Change the seed to train a fresh one.")  # fmt: skip
@@ -76,7 +77,7 @@ if start and spec is not None:
 # ----------------------------------------------------------------------------- the run
 
 if run is not None:
-    if spec is not None and not lab_ui.same_config(spec, run):
+    if key is not None and key != run.config_key:
         st.caption(f"Shown below: run #{run.id}, made with other settings than those above. "
                    "**Start** runs the settings above.")  # fmt: skip
     if st.session_state.get("lab_reused") == run.id:
