@@ -23,10 +23,11 @@ from kdcore.presets_spec import SPEC_PRESET
 from kdcore.speculative import acceptance_rate, expected_tokens_per_call, speculative_sample
 
 PRESET = "speculative-draft"
-COST = (  # measured: 1 epoch, load ~5 on 2 cores: drafts 1 s, 1 s, 62 s; sampling ~2 min
-    "One epoch trains three 17k-parameter drafts (seconds each, a minute for the on-policy "
-    "one), then 60 texts are written plainly and with each draft: about three minutes on a "
-    "2-core CPU. Without a shipped or cached teacher, training it adds about ten minutes once."
+COST = (  # measured (README): --epochs 1 in 78 s on a quiet 2-core CPU, ~3 min at load ~5
+    "One epoch trains four 17k-parameter drafts (seconds each, most of a minute for the "
+    "on-policy one), then 60 texts are written plainly and with each draft: about 80 s on a "
+    "quiet 2-core CPU, three minutes on a busy one. Without a shipped or cached teacher, "
+    "training it adds about ten minutes once."
 )
 # one position of the toy language: the teacher's p and a draft's q over five characters
 TOKENS = ("e", "a", " ", "t", "s")
