@@ -823,7 +823,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
         name_of, covers = _short_label(describe_field(by_name["epochs"])["label"])
         epochs = ui.url_int(
             f"{name_of}, default {default_epochs}", f"ep-{tag}", 1, 1000, default_epochs,
-            help=f"{covers}More epochs come closer to the paper; each takes longer.",
+            boxed=False, help=f"{covers}More epochs come closer to the paper; each takes longer.",
         )  # fmt: skip
     overrides: dict = {}
     if has_teacher:  # shown beside the epochs, not hidden among the other settings
@@ -833,15 +833,16 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
             t_default = base.teacher_epochs
             t_name, t_covers = _short_label(meta["label"])
             t_epochs = ui.url_int(f"{t_name}, default {t_default}", f"tep-{tag}",
-                                  meta["lo"] or 0, 1000, t_default,
+                                  meta["lo"] or 0, 1000, t_default, boxed=False,
                                   help=f"{t_covers}{meta['help'] or ''}" or None)  # fmt: skip
             if t_epochs != t_default:
                 overrides["teacher_epochs"] = t_epochs
     with cols[-2]:
-        seed = ui.url_int("Seed", f"seed-{tag}", 0, 1_000_000, base.seed)
+        seed = ui.url_int("Seed", f"seed-{tag}", 0, 2**31 - 1, base.seed, boxed=False)
     with cols[-1]:
         device = _device_box("pdevice")
-    _estimate_caption(name, {**asdict(base), "epochs": epochs, **overrides})
+    if epochs >= 1 and overrides.get("teacher_epochs", 0) >= 0:  # else the reason, below
+        _estimate_caption(name, {**asdict(base), "epochs": epochs, **overrides})
     form = getattr(preset_views, "preset_form", None)
     try:
         if form is not None:

@@ -349,9 +349,15 @@ def url_float(
     return float(widget(label, lo, hi, default, step, key=key, bind="query-params", **kw))
 
 
-def url_int(label: str, key: str, lo: int, hi: int, default: int, **kw) -> int:
+def url_int(
+    label: str, key: str, lo: int, hi: int, default: int, boxed: bool = True, **kw
+) -> int:
+    """A whole number kept in the URL. ``boxed=False`` leaves the limits off the box itself, for
+    a form whose own check refuses the value and says why: with them, the browser keeps an
+    out-of-range number typed there on screen while the page goes on with the last one."""
     _check_url(key, _int_ok(lo, hi), default)
-    return int(st.number_input(label, lo, hi, default, 1, key=key, bind="query-params", **kw))
+    box = (lo, hi) if boxed else (None, None)
+    return int(st.number_input(label, *box, default, 1, key=key, bind="query-params", **kw))
 
 
 def url_choice(

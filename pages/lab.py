@@ -35,8 +35,10 @@ if run is None and isinstance(st.session_state.get("lab_run"), int):
 # preset is the default, so ?preset=hinton-mnist would otherwise become a bare /lab that reopens
 # on a custom run. Written before the control binds the param, and set as its value: the control
 # seeds itself only from the address the session opened with.
-ui.guard_url("mode", {"Custom run", "Preset"}.__contains__, "Custom run")
-if "preset" in st.query_params and "mode" not in st.query_params:
+linked_preset = "preset" in st.query_params  # a bad mode beside a preset falls back to Preset
+ui.guard_url("mode", {"Custom run", "Preset"}.__contains__,
+             "Preset" if linked_preset else "Custom run")  # fmt: skip
+if linked_preset and "mode" not in st.query_params:
     st.query_params["mode"] = "Preset"
     st.session_state["mode"] = "Preset"
 mode = st.segmented_control(

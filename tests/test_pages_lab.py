@@ -166,6 +166,34 @@ def test_a_link_naming_the_first_preset_leaves_an_address_that_reopens_it(store_
     assert again.selectbox(key="preset").value == "hinton-mnist"
 
 
+def test_a_bad_mode_beside_a_preset_says_the_mode_the_page_opens_on(store_path):
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update({"mode": "abc", "preset": "omitted-3"})
+    at.run()
+    assert not at.exception, at.exception
+    assert at.button_group(key="mode").value == "Preset"
+    assert any("using Preset" in t.value for t in at.toast), [t.value for t in at.toast]
+
+
+@pytest.mark.parametrize(("box", "value", "reason"), [
+    ("ep-omitted-3", 0, "Student epochs must be in [1, 1000], not 0"),
+    ("tep-omitted-3", -1, "Teacher epochs must be in [1, 1000], not -1"),
+    ("seed-omitted-3", -1, "Seed must be in [0, 2147483647], not -1"),
+])  # fmt: skip
+def test_a_preset_box_out_of_range_disables_start_with_the_reason(store_path, box, value, reason):
+    """The preset's boxes carry no limits of their own (the browser would keep an out-of-range
+    number on screen while Start ran the last good one): the config refuses it, Start says why."""
+    at = _page("lab.py")
+    at.button_group(key="mode").set_value("Preset").run()
+    at.selectbox(key="preset").set_value("omitted-3").run()
+    at.number_input(key=box).set_value(value).run()
+    assert not at.exception, at.exception
+    assert at.button[0].disabled
+    assert any(reason in w.value for w in at.warning), [w.value for w in at.warning]
+    at.number_input(key=box).set_value(3).run()
+    assert not at.button[0].disabled
+
+
 def test_lab_preset_mode_shows_every_preset(store_path):
     at = _page("lab.py")
     at.button_group(key="mode").set_value("Preset").run()
