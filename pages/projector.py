@@ -89,7 +89,7 @@ with c1:
 with c2:
     d_t = ui.url_int("Teacher dimension D_t", "dt", 2, 128, 16)
 with c3:
-    lr = ui.url_float("Learning rate η", "lr", 0.001, 1.0, 0.1, 0.01, format="%.3f")
+    lr = ui.url_float("Learning rate η", "lr", 0.001, 1.0, 0.1, 0.01, format="%g")
 with c4:
     steps = ui.url_int("Steps", "steps", 10, 2000, 100)
 whitened = not ui.url_toggle("Unwhitened student features (C_s ≠ I)", "raw")

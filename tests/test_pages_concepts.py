@@ -295,7 +295,9 @@ def test_kd_loss_temperature_is_log_scaled_and_kept_in_the_url():
     assert at.query_params["T"] == "12"
     linked = page("kd_loss.py", T="8")
     assert linked.select_slider(key="kd_T").value == 8.0
-    assert page("kd_loss.py", T="7.7").select_slider(key="kd_T").value == 8.0  # nearest stop
+    snapped = page("kd_loss.py", T="7.7")
+    assert snapped.select_slider(key="kd_T").value == 8.0  # the nearest stop
+    assert snapped.query_params["T"] == "8"  # and the address says so
 
 
 def test_kd_loss_small_t_is_printed_properly_and_the_limit_is_reached():

@@ -127,6 +127,8 @@ def log_t_control(label: str, key: str, default: float) -> float:
     T = min(LOG_STEPS, key=lambda s: abs(math.log(s / T)))
     if st.session_state.get(key) != T:  # opened from a link, or the URL changed
         st.session_state[key] = T
+    if URL_KEY in st.query_params and st.query_params[URL_KEY] != f"{T:g}":
+        st.query_params[URL_KEY] = f"{T:g}"  # the address says the stop in use (3.3 -> 3)
 
     def write_url() -> None:
         st.query_params[URL_KEY] = f"{st.session_state[key]:g}"
