@@ -444,19 +444,25 @@ def linked_run(store: Store) -> RunRecord | None:
 
 
 def url_ids(key: str, listed: Sequence[int]) -> list[int] | None:
-    """Run ids from ``?key=3,1`` (None when the URL has none). Ids that are not ``listed`` are
-    left out with a notice naming them; the rest are kept."""
+    """Run ids from ``?key=3,1`` (or ``?key=3&key=1``; None when the URL has none). Ids that
+    are not ``listed`` are left out with a notice naming them and the rest kept; when none is
+    left, None, so the page opens on its default choice."""
     values = ui.url_values(key)
     if not values:
         return None
     raw = ",".join(values)
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    parts = list(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
     ok = ui.int_ok(min([1, *listed]), None)  # shipped reference runs have ids below 0
     ids = [int(p) for p in parts if ok(p) and int(p) in listed]
-    if len(ids) < len(parts) or len(values) > 1:
-        bad = [p for p in parts if not (ok(p) and int(p) in listed)]
-        what = f"{', '.join(b[:12] for b in bad[:5])} not listed" if bad else "repeated"
-        ui.notice(key, raw, f"not understood ({what}); comparing the rest.")
+    bad = [p for p in parts if not (ok(p) and int(p) in listed)]
+    if bad:
+        rest = "comparing the rest" if ids else "comparing the default runs"
+        ui.notice(key, raw, f"not understood ({', '.join(b[:12] for b in bad[:5])} not listed); "
+                  f"{rest}.")  # fmt: skip
+    if not ids and parts:
+        ui.drop_url(key)
+        return None
+    if [raw] != [",".join(str(i) for i in ids)]:  # repeated keys or ids, spaces: one list
         set_url_ids(key, ids)
     return list(dict.fromkeys(ids))
 
@@ -464,7 +470,8 @@ def url_ids(key: str, listed: Sequence[int]) -> list[int] | None:
 def url_run_choice(label: str, ids: list[int], key: str, **kw) -> int:
     """A select box of runs whose choice lives in the URL (``?key=-2``): a link opens on the
     same run; an id not listed is dropped with a notice and the first run shown."""
-    ui.guard_url(key, lambda v: ui.int_ok(None, None)(v) and int(v) in ids, ids[0])
+    first = kw.get("format_func", str)(ids[0])  # the notice names the run, not its id
+    ui.guard_url(key, lambda v: ui.int_ok(None, None)(v) and int(v) in ids, first)
     if ui.url_values(key) and st.session_state.get(key) is None:
         st.session_state[key] = int(ui.url_values(key)[0])  # a link's choice, before the box
     shown = st.selectbox(label, ids, key=key, **kw)

@@ -349,9 +349,7 @@ def url_float(
     return float(widget(label, lo, hi, default, step, key=key, bind="query-params", **kw))
 
 
-def url_int(
-    label: str, key: str, lo: int, hi: int, default: int, boxed: bool = True, **kw
-) -> int:
+def url_int(label: str, key: str, lo: int, hi: int, default: int, boxed: bool = True, **kw) -> int:
     """A whole number kept in the URL. ``boxed=False`` leaves the limits off the box itself, for
     a form whose own check refuses the value and says why: with them, the browser keeps an
     out-of-range number typed there on screen while the page goes on with the last one."""

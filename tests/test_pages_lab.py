@@ -329,6 +329,17 @@ def test_runs_page_keeps_the_compared_runs_in_the_url(store_path):
     at.run()
     assert not at.exception and at.multiselect(key="picked").value == [b]
     assert " compare=" in at.toast[0].value and at.query_params["compare"] == str(b)
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params["compare"] = "999,999,999"  # nothing listed: the default, not nothing
+    at.run()
+    assert not at.exception and at.multiselect(key="picked").value == [c, b]
+    assert "(999 not listed); comparing the default runs" in at.toast[0].value
+    assert "compare" not in at.query_params
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params["compare"] = [str(a), str(c), str(a)]  # ?compare=a&compare=c&compare=a
+    at.run()
+    assert not at.exception and not at.toast  # a list given key by key is still a list
+    assert at.multiselect(key="picked").value == [a, c] and at.query_params["compare"] == f"{a},{c}"
 
 
 def test_runs_page_keeps_the_curve_and_the_run_shown_in_the_url(store_path):
@@ -356,6 +367,8 @@ def test_runs_page_keeps_the_curve_and_the_run_shown_in_the_url(store_path):
     assert not at.exception and at.selectbox(key="show").value == b
     assert at.button_group(key="curve").value == "test accuracy"
     assert "show" not in at.query_params and "curve" not in at.query_params
+    said = " ".join(t.value for t in at.toast)
+    assert f"using #{b} custom hard · completed" in said  # the run by name, not by its id
 
 
 def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(
