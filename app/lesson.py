@@ -168,10 +168,18 @@ def arrive(slug: str, number: int) -> None:
 
 def strip(slug: str) -> None:
     """Above a step's page while a lesson runs: where we are, the question, Back and Next."""
-    raw = st.query_params.get(PARAM)
-    if raw is not None and raw.isdigit():
-        st.session_state[STATE] = int(raw)
-        arrive(slug, int(raw))
+    values = st.query_params.get_all(PARAM)
+    if values:
+        count = len(load().steps)
+        raw = values[0].strip()
+        if len(values) == 1 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= count:
+            st.session_state[STATE] = int(raw)
+            arrive(slug, int(raw))
+        else:  # ?lesson=abc, 999, or given twice: no step to show a strip for
+            from app import ui
+
+            ui.notice(PARAM, "&".join(values), f"not a lesson step (1 to {count}); ignored.")
+            ui.drop_url(PARAM)
     number = st.session_state.get(STATE)
     if slug == "lesson" or not isinstance(number, int):
         return

@@ -52,12 +52,20 @@ html { font-size: 20px; }
 
 
 def _read_url() -> bool | None:
-    """The URL's say: True, False, or None when it has no (understood) ``present`` value."""
-    raw = st.query_params.get(PARAM)
-    if raw is None:
+    """The URL's say: True, False, or None when it has no (understood) ``present`` value; one
+    it cannot read (``?present=banana``, or given twice) is dropped with a notice."""
+    values = st.query_params.get_all(PARAM)
+    if not values:
         return None
-    word = raw.strip().lower()
-    return True if word in ON else False if word in OFF else None
+    word = values[0].strip().lower()
+    if len(values) == 1 and word in ON | OFF:
+        return word in ON
+    from app import ui
+
+    mode = "on" if st.session_state.get(STATE) else "off"
+    ui.notice(PARAM, "&".join(values), f"not understood (1 or 0); presenter mode stays {mode}.")
+    ui.drop_url(PARAM)
+    return None
 
 
 def active() -> bool:

@@ -174,3 +174,14 @@ def test_the_strip_follows_the_lesson_onto_other_pages():
     at.button(key="_lesson_end").click().run()
     assert "lesson" not in at.query_params
     assert not [m for m in at.markdown if m.value.startswith("**Step ")]
+
+
+@pytest.mark.parametrize("raw", ["abc", "999", "0", "-1", ["2", "3"]])
+def test_a_bad_lesson_value_on_a_page_is_dropped_with_a_notice(raw):
+    at = AppTest.from_file(ROUTER, default_timeout=60)
+    at.query_params["lesson"] = raw
+    at.run()
+    assert not at.exception
+    assert "lesson" not in at.query_params
+    assert any("not a lesson step" in t.value for t in at.toast), [t.value for t in at.toast]
+    assert not [m for m in at.markdown if m.value.startswith("**Step ")]

@@ -53,9 +53,13 @@ def test_the_sidebar_toggle_turns_it_on_and_present_0_off():
     assert not styled(at) and "present" not in at.query_params
 
 
-def test_a_nonsense_value_changes_nothing():
+def test_a_nonsense_value_changes_nothing_and_says_so():
     at = open_app(present="maybe")
     assert not at.exception and not styled(at)
+    assert "present" not in at.query_params
+    assert "presenter mode stays off" in at.toast[0].value
+    at = open_app(present=["1", "0"])  # given twice: neither wins
+    assert not at.exception and not styled(at) and "present" not in at.query_params
 
 
 @pytest.mark.parametrize(
