@@ -11,7 +11,8 @@ if str(ROOT) not in sys.path:  # so pages can import kdcore and app without inst
 
 from app import present  # noqa: E402
 from app.catalog import DEFAULT, PAGES  # noqa: E402
-from app.ui import page_run, settle_memory  # noqa: E402
+from app.lesson import APP_PARAMS  # noqa: E402
+from app.ui import begin_claims, drop_unclaimed, page_run, settle_memory  # noqa: E402
 
 # A local file, not a Material symbol: Streamlit fetches those favicons from a font host,
 # which fails offline. An SVG path is sent inline (a data URL), so nothing is fetched at all.
@@ -34,6 +35,8 @@ for info in PAGES:
         )
 current = st.navigation(groups)
 present.frame(current)  # presenter mode and the lesson strip (app/present.py)
+begin_claims()
 with page_run():  # one page run at a time, on one torch thread: see app/ui.py
     current.run()
+drop_unclaimed(APP_PARAMS)  # link values no control of this page read: see app/ui.py
 settle_memory(current.url_path)  # after each page's first run: see app/ui.py

@@ -127,21 +127,39 @@ class Demo:
         return min(len(ix) for ix in self.by_digit)
 
 
+def _load_fitting(path: Path, data: Dataset) -> tuple[KDModel, dict]:
+    """A model file that also fits ``data``: one image in, one logit per class out. A valid
+    checkpoint of another model (a CIFAR ResNet, say) raises CheckpointError (one line) here,
+    not a shape error on every page that uses it."""
+    model, meta = load_model(path)
+    try:
+        with torch.no_grad():
+            out = model(data.x_test[:1].cpu())
+    except RuntimeError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise CheckpointError(f"{path.name} does not take {data.name} images ({first})") from None
+    if tuple(out.shape) != (1, data.num_classes):
+        raise CheckpointError(f"{path.name} gives {tuple(out.shape)[1:]} outputs for "
+                              f"{data.num_classes} classes")  # fmt: skip
+    return model, meta
+
+
 def _load_or_train(spec: DemoSpec, folder: Path, data: Dataset) -> tuple[KDModel, dict, str]:
     try:
-        model, meta = load_model(folder / f"{spec.role}.safetensors")
+        model, meta = _load_fitting(folder / f"{spec.role}.safetensors", data)
         return model, meta, ""
     except CheckpointError as err:
         reason = str(err)
     stand_in = cache_dir() / "demo" / f"{spec.role}-quick.safetensors"
     try:  # a stand-in trained by an earlier process
-        model, meta = load_model(stand_in)
+        model, meta = _load_fitting(stand_in, data)
         return model, meta, f"Demo {spec.role}: {reason}; using the quick stand-in trained earlier."
     except CheckpointError:
         pass
     t0 = time.perf_counter()
     model, meta = train_demo_model(spec, data, quick=True)
-    save_model(model, stand_in, spec.arch, data.num_classes, data.image_shape, meta)
+    with contextlib.suppress(OSError):  # a read-only cache: trained again next process
+        save_model(model, stand_in, spec.arch, data.num_classes, data.image_shape, meta)
     return (
         model,
         meta,
@@ -265,8 +283,42 @@ def drop_url(key: str) -> None:
 
 
 def url_values(key: str) -> list[str]:
-    """Every value of ``key`` in the URL (a repeated parameter has several)."""
+    """Every value of ``key`` in the URL (a repeated parameter has several). Reading a key
+    claims it for this page run (see :func:`drop_unclaimed`)."""
+    claim(key)
     return list(st.query_params.get_all(key))
+
+
+# Which URL keys this page run reads: every guard and read above claims its key, and after the
+# page has run, a key the opening link brought that nothing claimed is dropped with a notice
+# (``/temperature?alpha=0.5``, a value for another page or a control not shown now).
+_CLAIMS, _SEEN = "_url_claims", "_url_seen"
+
+
+def claim(key: str) -> None:
+    st.session_state.setdefault(_CLAIMS, set()).add(key)
+
+
+def begin_claims() -> None:
+    """Called by the router before a page runs."""
+    st.session_state[_CLAIMS] = set()
+
+
+def drop_unclaimed(keep: frozenset[str] = frozenset()) -> None:
+    """Called by the router after a page ran to its end: drops the URL keys no control of the
+    page read, with one notice, unless ``keep`` (the app's own) or read earlier in this session
+    (a control the user has just hidden keeps its value, as Streamlit leaves it)."""
+    claimed = st.session_state.get(_CLAIMS, set())
+    seen = st.session_state.setdefault(_SEEN, set())
+    stray = [k for k in st.query_params if k not in claimed | seen | keep]
+    if stray:
+        said = ", ".join(f"{k}={st.query_params.get(k, '')[:20]!r}" for k in stray[:4])
+        more = f" and {len(stray) - 4} more" if len(stray) > 4 else ""
+        st.toast(f"Link values this page does not use now were dropped: {said}{more}.",
+                 icon=":material/link_off:")  # fmt: skip
+        for k in stray:
+            drop_url(k)
+    seen |= claimed
 
 
 def _is_own_value(raw: str, key: str) -> bool:
@@ -287,7 +339,7 @@ def guard_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
     """A link value a control cannot take is dropped from the URL (with a notice) before the
     control is drawn, so the widget never receives it (``inf`` in a number box would raise).
     A repeated parameter (``?T=1&T=2``) is ambiguous and dropped too."""
-    values = url_values(key)
+    values = url_values(key)  # claims the key
     if not values or (len(values) == 1 and _is_own_value(values[0], key)):
         return
     if len(values) > 1 or not ok(values[0]):

@@ -99,6 +99,15 @@ LABEL_PROBLEMS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].fla
 })"""
 
 
+def label_problems(page, settle_ms: int = 4000) -> list[str]:
+    """:data:`LABEL_PROBLEMS` once the page's charts have settled: a chart still laying itself
+    out (presenter mode's CSS arriving, a resize) can overlap for a moment, so the check waits
+    up to ``settle_ms`` for none, then reports what is still there. A real overlap stays."""
+    with contextlib.suppress(Exception):  # Playwright's TimeoutError: report what is left
+        page.wait_for_function(f"() => ({LABEL_PROBLEMS})().length === 0", timeout=settle_ms)
+    return page.evaluate(LABEL_PROBLEMS)
+
+
 def require_browser() -> None:
     """Skip (or fail under KD_REQUIRE_BROWSER=1) when Chromium or Playwright is missing."""
     for ok, reason in (

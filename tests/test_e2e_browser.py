@@ -18,7 +18,7 @@ from app.catalog import PAGES
 from tests.browser import (
     ARTIFACTS,
     IDLE,
-    LABEL_PROBLEMS,
+    label_problems,
     server_and_browser,
     streamlit_server,
 )
@@ -60,7 +60,7 @@ def test_every_page_renders_without_an_exception(browser, server, info):
         assert errors.count() == 0, errors.first.inner_text()
         assert "Traceback" not in page.locator("[data-testid='stMain']").inner_text()
         assert "Page not found" not in page.locator("body").inner_text()
-        assert page.evaluate(LABEL_PROBLEMS) == []  # every chart's text drawn whole
+        assert label_problems(page) == []  # every chart's text drawn whole
         page.screenshot(path=str(ARTIFACTS / f"{info.slug}.png"))
     finally:
         page.close()
@@ -74,7 +74,7 @@ def test_every_page_reads_whole_in_presenter_mode_on_a_projector(browser, server
     page = open_page(browser, f"{server}/{info.url}?present=1", {"width": 853, "height": 480})
     try:
         assert page.locator("[data-testid='stException']").count() == 0
-        assert page.evaluate(LABEL_PROBLEMS) == []
+        assert label_problems(page) == []
     finally:
         page.close()
 

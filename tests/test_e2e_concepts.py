@@ -17,7 +17,7 @@ import pytest
 from tests.browser import (
     ARTIFACTS,
     IDLE,
-    LABEL_PROBLEMS,
+    label_problems,
     server_and_browser,
 )
 
@@ -224,7 +224,7 @@ def test_presenter_mode_holds_at_720p_and_150_percent_zoom(browser, server, slug
         assert sidebar.count() == 0 or not sidebar.first.is_visible()
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"the page is {overflow} px wider than the screen"
-        assert page.evaluate(LABEL_PROBLEMS) == []  # every chart's text drawn whole
+        assert label_problems(page) == []  # every chart's text drawn whole
         for sel in (".kd-t .mv", "[data-testid='stMetricValue']"):
             for el in page.locator(sel).all():
                 text = el.inner_text()

@@ -15,7 +15,7 @@ from tests.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     IDLE,
-    LABEL_PROBLEMS,
+    label_problems,
     require_browser,
     streamlit_server,
 )
@@ -64,7 +64,7 @@ def test_lab_run_in_the_browser(app):
         # every label under the two charts is drawn whole, and the axis title sits below the
         # ticks: the shipped runs' model names are long ("mlp-800 alpha=0.1")
         page.wait_for_function(CHART_DRAWN)
-        assert page.evaluate(LABEL_PROBLEMS) == []
+        assert label_problems(page) == []
         page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
         browser.close()
     assert not errors, errors

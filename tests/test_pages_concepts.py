@@ -332,6 +332,21 @@ def test_missing_or_corrupt_models_are_replaced_with_a_notice(tmp_path, monkeypa
     assert len(slider_data(at)["frames"]) == 100
 
 
+def test_a_valid_checkpoint_of_another_model_is_replaced_with_a_notice(tmp_path, monkeypatch):
+    """A real safetensors file of a CIFAR ResNet (3 channels) as the demo teacher: one line and
+    a stand-in, not a shape error on the page."""
+    from kdcore.checkpoint import save_model
+    from kdcore.models import build_model
+
+    save_model(build_model("resnet8", 10, (3, 32, 32)), tmp_path / "teacher.safetensors",
+               "resnet8", 10, (3, 32, 32))  # fmt: skip
+    monkeypatch.setenv("KD_DEMO_MODELS", str(tmp_path))
+    at = page("temperature.py")
+    assert not at.exception
+    notes = [c.value for c in at.caption if "stand-in" in c.value]
+    assert "teacher" in notes[0] and "does not take mnist images" in notes[0], notes
+
+
 # ----------------------------------------------------------------------------- the shared chart
 
 

@@ -99,3 +99,27 @@ def test_prose_folds_to_its_first_sentence_in_presenter_mode():
         "First sentence here. The rest of a long paragraph."
     ]
     assert not plain.expander
+
+
+def test_link_values_no_control_reads_are_dropped_with_one_notice():
+    """/?junk=1&alpha=0.5: the overview reads neither, so the address loses both and says so;
+    the app's own keys (present) stay."""
+    at = open_app(junk="1", alpha="0.5", present="1")
+    assert not at.exception
+    assert "junk" not in at.query_params and "alpha" not in at.query_params
+    assert at.query_params["present"] == "1"
+    said = [t.value for t in at.toast]
+    assert len(said) == 1 and "junk='1'" in said[0] and "alpha='0.5'" in said[0], said
+    at.run()  # said once
+    assert not at.toast
+
+
+def test_a_page_keeps_the_link_values_its_controls_read():
+    at = open_app()
+    at.switch_page("../pages/kd_loss.py")
+    at.query_params.update(T="8", alpha="0.5", digit="3")
+    at.run()
+    assert not at.exception and not at.toast
+    assert at.title[0].value == "The distillation loss"
+    assert {k: at.query_params[k] for k in ("T", "alpha", "digit")} == {
+        "T": "8", "alpha": "0.5", "digit": "3"}  # fmt: skip
