@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .data import DATA_DIR_ENV, DataUnavailable
-from .jobs import RunSpec, execute
+from .jobs import RunSpec, execute, failure_line
 from .presets import PRESETS, RUNNERS, Monitor, run_preset
 from .store import STATUSES, STORE_ENV, Store, StoreError, iso
 from .train import EpochRecord, Progress, pick_device
@@ -29,7 +29,9 @@ from .train import EpochRecord, Progress, pick_device
 class ProgressBar(Monitor):
     """A one-line progress bar on stderr (redrawn in place on a terminal, per epoch otherwise)."""
 
-    def __init__(self, stream=sys.stderr, width: int = 28):
+    def __init__(self, stream=None, width: int = 28):
+        # sys.stderr when made, not when this module was imported (a test swaps the stream)
+        stream = sys.stderr if stream is None else stream
         self.stream, self.width = stream, width
         self.tty = stream.isatty()
         self.model, self.index, self.count = "", 0, 1
@@ -326,3 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `python -m kdcore runs --json | head`: the reader left early
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
         return 0
+    except Exception as err:  # a run with --no-store: what the store would have recorded
+        if os.environ.get("KD_DEBUG"):
+            raise
+        print(f"error: {failure_line(err, getattr(args, 'device', ''))}", file=sys.stderr)
+        print("(KD_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1

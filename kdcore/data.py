@@ -225,12 +225,27 @@ def _torchvision_set(name: str, root: Path, download: bool):
     def build(train: bool):
         try:
             return cls(str(root), train=train, download=False)
-        except RuntimeError:
+        except RuntimeError:  # torchvision's "not found" (or a failed checksum)
             if not download:
                 raise
-            return cls(str(root), train=train, download=True)
+        except Exception as err:  # the files are there but do not read
+            raise _Damaged(_reason(err)) from None
+        return cls(str(root), train=train, download=True)
 
     return build(True), build(False)
+
+
+class _Damaged(Exception):
+    """Files of a torchvision data set were found and failed to read (not a download)."""
+
+
+def _reason(err: Exception) -> str:
+    """The one line of a torchvision failure that says why. A failed download reads "Error
+    downloading x.gz:", then the URLs tried and, last, what went wrong (name resolution...)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    return (lines[-1] if lines[0].endswith(":") else lines[0])[:160]
 
 
 @lru_cache(maxsize=4)
@@ -238,13 +253,17 @@ def _load_torchvision(name: str, root: str, download: bool) -> Dataset:
     try:
         train, test = _torchvision_set(name, Path(root), download)
     except Exception as err:  # offline, corrupt archive, bad checksum: all end the same way
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         # Without download, torchvision's reason ("use download=True") is advice for its API,
-        # not for our user; say plainly that downloading was off.
-        how = f"could not be downloaded ({reason[:120]})" if download else "downloading is off"
+        # not for our user; say plainly that downloading was off. Anything but its RuntimeError
+        # came from reading files that were there, not from a download.
+        if isinstance(err, _Damaged):
+            what = f"its files in {root} could not be read ({err})"
+        elif download:
+            what = f"not found (or damaged) in {root} and could not be downloaded ({_reason(err)})"
+        else:
+            what = f"not found (or damaged) in {root} and downloading is off"
         raise DataUnavailable(
-            f"{name}: not found (or damaged) in {root} and {how}; "
-            f"put {_TV_EXPECTED[name]} under {root} or set {DATA_DIR_ENV}"
+            f"{name}: {what}; put {_TV_EXPECTED[name]} under {root} or set {DATA_DIR_ENV}"
         ) from None
 
     def to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:

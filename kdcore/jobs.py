@@ -96,9 +96,28 @@ class RunSpec:
         ]
 
 
-def one_line(err: BaseException) -> str:
+def failure_line(err: BaseException, device: object) -> str:
+    """Why a run failed, in one line for the user: running out of memory (on a GPU, or on the
+    CPU, where torch raises a plain RuntimeError from its allocator) says what to try; the
+    errors that explain themselves (no data, a bad checkpoint, a refused value) stand alone;
+    anything else is named by its type."""
+    text = str(err)
+    if isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in text or "alloc_cpu" in text)
+    ):
+        return f"out of memory on {device}: try a smaller model or batch"
+    if isinstance(err, DataUnavailable | CheckpointError | ValueError | KeyError):
+        return one_line(err)
+    return f"{type(err).__name__}: {one_line(err)}"
+
+
+def one_line(err: BaseException, limit: int = 600) -> str:
+    """``err`` as one line for the user, whole up to ``limit`` characters: a missing data set's
+    message (about 300) ends with where to put the files, which a shorter cut dropped."""
     text = " ".join(str(err).split())
-    return text[:300] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class StoreMonitor(Monitor):
@@ -242,14 +261,8 @@ def execute(
     keep: dict[str, Trained] = {}
     try:
         result = _run(spec, device, monitor, cancel, use_cache, data_dir, keep)
-    except torch.OutOfMemoryError:
-        store.finish(run_id, "failed", f"out of memory on {device}: try a smaller model or batch")
-        return run_id, None
-    except (DataUnavailable, CheckpointError, ValueError, KeyError) as err:
-        store.finish(run_id, "failed", one_line(err))
-        return run_id, None
     except Exception as err:  # the worker must survive anything a run throws
-        store.finish(run_id, "failed", f"{type(err).__name__}: {one_line(err)}")
+        store.finish(run_id, "failed", failure_line(err, device))
         return run_id, None
     except BaseException:  # Ctrl-C in the CLI: record it, then let it stop the process
         store.finish(run_id, "cancelled", "interrupted")

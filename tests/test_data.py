@@ -456,3 +456,50 @@ def test_fashion_mnist_from_idx_files(tmp_path):
     np.testing.assert_allclose(
         ds.x_train.numpy(), expected_normalised(xtr[:, None], "fashion-mnist"), atol=1e-5
     )
+
+
+def test_fashion_mnist_offline_says_why_the_download_failed(tmp_path, monkeypatch):
+    """torchvision's MNIST-style download error starts "Error downloading x.gz:" and ends with
+    the reason, after the mirrors tried: the line must carry the reason, not the opener."""
+    from torchvision.datasets import mnist
+
+    def offline(url, *args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", offline)
+    with pytest.raises(DataUnavailable) as err:
+        load_dataset("fashion-mnist", data_dir=tmp_path, download=True)
+    assert_one_clear_line(err.value, tmp_path, ("FashionMNIST/raw", *kdata.MNIST_FILES))
+    assert "could not be downloaded (" in str(err.value)
+    assert "name resolution" in str(err.value)
+
+
+def test_damaged_fashion_mnist_files_are_called_damaged_not_a_failed_download(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in kdata.MNIST_FILES:
+        (raw / stem).write_bytes(b"not an IDX file at all")
+    with pytest.raises(DataUnavailable) as err:
+        load_dataset("fashion-mnist", data_dir=tmp_path, download=True)
+    assert_one_clear_line(err.value, tmp_path, ("FashionMNIST/raw",))
+    assert "could not be read" in str(err.value) and "downloaded" not in str(err.value)
+
+
+FAR = "/nonexistent/kd-data/one-more-folder"
+
+
+def test_a_missing_data_set_reaches_the_user_whole():
+    """The run's stored message (jobs.one_line) keeps the ~300-character line to its end: where
+    to put the files, which a 300-character cut lost."""
+    from kdcore.jobs import one_line
+
+    with pytest.raises(DataUnavailable) as err:
+        load_dataset(
+            "fashion-mnist", data_dir="/nonexistent/kd-data/one-more-folder", download=False
+        )
+    assert len(str(err.value)) > 300
+    assert one_line(err.value).endswith(
+        "under /nonexistent/kd-data/one-more-folder or set KD_DATA_DIR"
+    )
+    long = one_line(ValueError("x" * 700))
+    assert len(long) == 600 and long.endswith("…")
