@@ -597,6 +597,7 @@ def param_widget(f, default, key: str, choices: Sequence | None = None, **kw):
             format=None if is_int else "%g", **kw,
         )  # fmt: skip
         return cast(value)
+    ui.claim(key)
     return st.text_input(label, str(default), key=key, help=help_, bind="query-params", **kw)
 
 

@@ -67,9 +67,12 @@ class CheckpointError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """Where trained teachers are cached: ``$KD_CACHE_DIR`` or ``~/.cache/kdcore``."""
+    """Where trained teachers are cached: ``$KD_CACHE_DIR`` or ``~/.cache/kdcore``. A folder
+    that cannot be made (read-only, a file in the way) is still returned: nothing loads from it
+    and saving there fails with OSError, which the callers take as "not cached"."""
     path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "kdcore")
-    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -109,9 +112,11 @@ def save_model(
         save_file(state, tmp, metadata=info)
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, Exception) and not isinstance(err, OSError):  # safetensors' own
+            raise OSError(f"could not write {path.name}: {err}") from err
         raise
     return path
 

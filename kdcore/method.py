@@ -109,10 +109,52 @@ def _num(v: float | None) -> str:
 
 
 def check_config(cfg: Any) -> None:
-    """Check every field of a frozen config against its metadata (finite, in range, a known
-    choice). Raises ValueError with one line naming the first bad field."""
+    """Check every field of a frozen config against its type and metadata (finite, in range, a
+    known choice). Raises ValueError with one line naming the first bad field."""
     for f in fields(cfg):
-        check_value(f.name, getattr(cfg, f.name), describe_field(f))
+        meta = describe_field(f)
+        check_type(f.name, getattr(cfg, f.name), f.type, meta)
+        check_value(f.name, getattr(cfg, f.name), meta)
+
+
+# The annotations configs use (``from __future__ import annotations`` keeps them as text), and
+# what a value of each must be. A value typed by hand (``--set 'params={"T": "abc"}'``) is
+# refused here, before anything trains, not by the loss halfway through a run.
+_SCALARS: dict[str, tuple[type, str]] = {
+    "bool": (bool, "true or false"),
+    "int": (int, "a whole number"),
+    "float": (float, "a number"),
+    "str": (str, "text"),
+}
+
+
+def _is(value: Any, kind: str) -> bool:
+    want = _SCALARS[kind][0]
+    if isinstance(value, bool):
+        return want is bool
+    return isinstance(value, int | float) if want is float else isinstance(value, want)
+
+
+def check_type(name: str, value: Any, annotation: Any, meta: dict) -> None:
+    """Raise ValueError (one line) when ``value`` is not of the field's annotated type: a bool,
+    a whole number, a number (an int will do), text, a list of one of those (``tuple[float,
+    ...]``) or a JSON object (``dict[...]``). Other annotations are not checked."""
+    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    ann = ann.replace(" ", "") or str(annotation).replace(" ", "")
+    called = _called(name, meta.get("label"))
+    if ann in _SCALARS:
+        if not _is(value, ann):
+            raise ValueError(f"{called} must be {_SCALARS[ann][1]}, not {value!r}")
+    elif ann.startswith("tuple[") and ann.endswith(",...]") and ann[6:-5] in _SCALARS:
+        kind = ann[6:-5]
+        if not isinstance(value, tuple | list) or not all(_is(v, kind) for v in value):
+            what = {"str": "names", "int": "whole numbers"}.get(kind, "numbers")
+            raise ValueError(f"{called} must be a list of {what} (JSON, e.g. --set "
+                             f"{name}='[...]'), not {value!r}")  # fmt: skip
+    elif ann.startswith("dict[") and not (
+        isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    ):
+        raise ValueError(f'{called} must be a JSON object ({{"name": value, ...}}), not {value!r}')
 
 
 def coerce(cfg_type: type, key: str, raw: str) -> Any:
@@ -243,6 +285,11 @@ class Method:
             p = self.params()
         elif is_dataclass(values) and not isinstance(values, type):
             p = values
+        elif not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
+            raise ValueError(
+                f'the parameters of method {self.name} must be a JSON object such as {{"T": 4}}, '
+                f"not {values!r}"
+            )
         else:
             unknown = sorted(set(values) - {f.name for f in fields(self.params)})
             if unknown:

@@ -253,8 +253,9 @@ class Omitted3Config(HintonDemoConfig):
     omitted: int = param(3, "Digit left out", 0, 9)
     # training images held out to choose the bias honestly; 0 = none
     val_size: int = param(5000, "Held-out images", 0, 30000)
-    bias_max: float = 10.0  # sweep the bias added to the omitted digit's logit over 0..max
-    bias_step: float = 0.05
+    # sweep the bias added to the omitted digit's logit over 0..max
+    bias_max: float = param(10.0, "Largest bias shift", 0.0, 100.0)
+    bias_step: float = param(0.05, "Bias step", 0.001, 10.0)
 
 
 def _bias_transfer_demo(
@@ -311,9 +312,20 @@ class Only78Config(HintonDemoConfig):
     T: float = param(20.0, "Temperature T", 0.05, 100.0)
     alpha: float = param(0.9, "α", 0.0, 1.0)
     kept: tuple[int, ...] = (7, 8)  # the only digits in the transfer set
-    val_size: int = 5000  # training images held out to choose the bias honestly; 0 = none
-    bias_max: float = 15.0  # sweep the *reduction* of the kept digits' biases over 0..max
-    bias_step: float = 0.05
+    # training images held out to choose the bias honestly; 0 = none
+    val_size: int = param(5000, "Held-out images", 0, 30000)
+    # sweep the *reduction* of the kept digits' biases over 0..max
+    bias_max: float = param(15.0, "Largest bias shift", 0.0, 100.0)
+    bias_step: float = param(0.05, "Bias step", 0.001, 10.0)
+
+
+def _check_kept(cfg: Only78Config) -> None:
+    """The transfer set's digits: distinct, from 0 to 9, at least one and not all ten."""
+    kept = list(cfg.kept)
+    if not kept or len(set(kept)) != len(kept) or not all(0 <= d <= 9 for d in kept):
+        raise ValueError(f"kept must list distinct digits from 0 to 9, not {kept}")
+    if len(kept) == 10:
+        raise ValueError("kept must leave some digit out of the transfer set, not all ten")
 
 
 def run_only_7_8(cfg: Only78Config, ctx: RunContext) -> dict:
@@ -357,6 +369,22 @@ class TemperatureSweepConfig(HintonDemoConfig):
     temperatures: tuple[float, ...] = (1.0, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0, 20.0)
     alpha: float = param(0.9, "α", 0.0, 1.0)
     baseline: bool = True  # also train each student on hard labels, for reference
+
+
+def _kd_points(field: str, temperatures: tuple, alphas: tuple) -> None:
+    """Every point of a sweep is a valid KD setting, checked before anything trains (a bad T
+    was refused only when its student's turn came)."""
+    from .methods import get_method
+
+    if not temperatures or not alphas:
+        raise ValueError(f"{field} must list at least one value")
+    kd = get_method("kd")
+    for T in temperatures:
+        for a in alphas:
+            try:
+                kd.make_params({"T": T, "alpha": a})
+            except ValueError as err:
+                raise ValueError(f"{field}: {err}") from None
 
 
 def run_temperature_sweep(cfg: TemperatureSweepConfig, ctx: RunContext) -> dict:
@@ -579,6 +607,7 @@ register(
         },
         config=Only78Config(),
         runner=run_only_7_8,
+        check=_check_kept,
         profiles={"paper": PAPER_78_PROFILE},
         profile_notes=PAPER_NOTE,
         differences="The paper trained to convergence; the student here trains 30 epochs of "
@@ -610,6 +639,7 @@ register(
         },
         config=TemperatureSweepConfig(),
         runner=run_temperature_sweep,
+        check=lambda cfg: _kd_points("temperatures", cfg.temperatures, (cfg.alpha,)),
         profiles={"paper": PAPER_PROFILE},
         profile_notes=_paper_note(
             "alpha 0.9 and the temperatures tried (the student sizes are the paper's)"
@@ -644,6 +674,7 @@ register(
         },
         config=AlphaSweepConfig(),
         runner=run_alpha_sweep,
+        check=lambda cfg: _kd_points("alphas", (cfg.T,), cfg.alphas),
         profiles={"paper": PAPER_PROFILE},
         profile_notes=_paper_note("the alphas tried (T = 20 is the paper's)"),
         differences="The paper reports no numbers for this sweep, only the statement quoted, "

@@ -15,6 +15,7 @@ one scale.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -94,7 +95,8 @@ def load_teacher(ctx: RunContext, floor: float, test: Texts) -> TinyGPT:
         if not result.ok:
             raise Stopped("teacher", result)
         seconds, note = result.seconds, "trained now (no shipped teacher)"
-        save_lm(model, cached, {"history": ctx.history["teacher"], "seconds": seconds})
+        with contextlib.suppress(OSError):  # a read-only cache costs the cache, not the run
+            save_lm(model, cached, {"history": ctx.history["teacher"], "seconds": seconds})
     summary = {"role": "teacher", "arch": "lm-teacher", "method": "lm-hard", "tokenizer": "char",
                "params": n_params(model), "seconds": round(seconds, 2), "source": note,
                **score(model, test.char)}  # fmt: skip

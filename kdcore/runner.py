@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from .method import Distiller, check_config, coerce
 from .methods import baseline_method, get_method
 from .models import KDModel, build_model
 from .train import Callback, FitResult, TrainConfig, evaluate, fit, pick_device, seed_everything
+
+log = logging.getLogger(__name__)
 
 ROLES = ("teacher", "student", "baseline", "peer", "generation", "assistant")
 
@@ -193,16 +196,28 @@ def parse_value(cfg: Any, key: str, value: Any) -> Any:
     current = getattr(cfg, key)
     if isinstance(current, str):
         return value
-    try:
-        if isinstance(current, tuple | list | dict):
+    if isinstance(current, tuple | list | dict):
+        try:
             parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(current, dict) and isinstance(parsed, dict):
+            return parsed
+        if not isinstance(current, dict) and isinstance(parsed, list):
             return tuple(parsed) if isinstance(current, tuple) else parsed
+        example = json.dumps(current if isinstance(current, dict) else list(current))
+        kind = "JSON object" if isinstance(current, dict) else "JSON list"
+        raise ValueError(f"{key} must be a {kind} such as {example[:60]}, not {value!r}")
+    try:
         return coerce(type(cfg), key, value)
     except (ValueError, json.JSONDecodeError):
         raise ValueError(f"{key}: {value!r} is not a valid {type(current).__name__}") from None
 
 
 ARCH_FIELDS = ("teacher", "student", "teachers", "students", "assistant", "peers")
+# Far above any model offered here (the largest, resnet32x4, has 7.4M) and below what fails to
+# allocate: 200M parameters train in about 2.4 GB (weights, gradients, momentum in float32).
+MAX_PARAMS = 200_000_000
 
 
 def check_architectures(cfg: Any) -> None:
@@ -218,7 +233,11 @@ def check_architectures(cfg: Any) -> None:
         for name in names:
             if isinstance(name, str):
                 with torch.device("meta"):  # shapes only: a huge "mlp-20000" allocates nothing
-                    build_model(name)  # raises ValueError naming the choices
+                    model = build_model(name)  # raises ValueError naming the choices
+                size = sum(p.numel() for p in model.parameters())
+                if size > MAX_PARAMS:  # it would train the others first, then fail to allocate
+                    raise ValueError(f"{name} has {size:,} parameters; this app trains models "
+                                     f"of up to {MAX_PARAMS:,}")  # fmt: skip
 
 
 def field_default(cls: type, name: str) -> Any:
@@ -289,7 +308,10 @@ def train_teacher(
         lambda cbs: fit(model, data, cfg, callbacks=cbs, cancel=ctx.cancel, graphs=ctx.cuda_graphs),
     )
     meta = {"history": ctx.history[name], "seconds": result.seconds, "config": key_src}
-    save_model(model, path, arch, data.num_classes, data.image_shape, meta)
+    try:
+        save_model(model, path, arch, data.num_classes, data.image_shape, meta)
+    except OSError as err:  # a full or read-only disk costs the cache, not the run
+        log.warning("teacher not cached at %s (%s)", path, err)
     summary = model_summary(model, data, result.seconds, cached=False, **info)
     ctx.done(name, summary, Trained(arch, model, data.num_classes, data.image_shape, "teacher"))
     return model.eval()

@@ -364,3 +364,65 @@ def test_page_runs_take_turns_and_a_long_one_does_not_hold_the_rest(monkeypatch)
     release.set()
     slow.join()
     assert not late.is_alive() and 0.25 < waited < 2.0  # waited its bounded turn, then ran
+
+
+# ----------------------------------------------------------------------------- values by hand
+
+
+@pytest.mark.parametrize(
+    ("preset", "setting", "words"),
+    [
+        ("custom", "params=[1,2]", "must be a JSON object"),
+        ("custom", 'params={"T": "abc"}', "Temperature T must be a number, not 'abc'"),
+        ("custom", 'params={"T": true}', "must be a number, not True"),
+        ("custom", 'params={"alpha": null}', "must be a number, not None"),
+        ("custom", "student=mlp-20000", "parameters; this app trains models of up to"),
+        ("temperature-sweep", "temperatures=5", "temperatures must be a JSON list"),
+        ("temperature-sweep", 'temperatures=["a"]', "must be a list of numbers"),
+        ("temperature-sweep", "temperatures=[-1]", "temperatures: Temperature T must be in"),
+        ("temperature-sweep", "temperatures=[]", "at least one value"),
+        ("temperature-sweep", "students=mlp-30", 'such as ["mlp-300", "mlp-30"]'),
+        ("temperature-sweep", "students=[1]", "must be a list of names"),
+        ("alpha-sweep", "alphas=[0.5, 2]", "alphas: "),
+        ("only-7-8", "kept=[11]", "distinct digits from 0 to 9"),
+        ("only-7-8", "bias_step=0", "Bias step must be in"),
+        ("omitted-3", "bias_max=-1", "Largest bias shift (bias_max) must be in"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_before_anything_trains(
+    capsys, tmp_path, preset, setting, words
+):
+    """Each used to train for a while (a teacher, a student) before failing, or to end in a
+    traceback; now one line and exit 2 at once, nothing stored."""
+    from kdcore.cli import main
+    from kdcore.store import Store
+
+    path = tmp_path / "runs.sqlite"
+    assert main(["run", preset, "--set", setting, "--store", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and words in err, err
+    assert not path.exists() or not Store(path).list()
+
+
+def test_an_unwritable_cache_costs_the_cache_not_the_run(tiny_dir, tmp_path, monkeypatch):
+    """A cache folder that cannot be made (a file stands in its path: refused even to root):
+    the teacher trains, the run completes, nothing is cached."""
+    (tmp_path / "file").write_text("in the way")
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    result = _custom(tiny_dir, epochs=1, per_class=20)
+    assert result["status"] == "completed", result["message"]
+    assert result["models"]["teacher"]["cached"] is False
+
+
+def test_an_unexpected_failure_without_the_store_is_one_line(capsys, monkeypatch):
+    """`run --no-store` has no store to record a failure: the CLI says it in the line the store
+    would have kept (a CPU allocation failure reads as out of memory), exit 1."""
+    from kdcore import cli
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] can't allocate memory: 3 TB")
+
+    monkeypatch.setattr(cli, "run_preset", fails)
+    assert cli.main(["run", "hinton-mnist", "--no-store", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "error: out of memory on auto: try a smaller model or batch", err
