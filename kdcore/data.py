@@ -177,6 +177,13 @@ def _load_idx_set(folder: str, name: str) -> Dataset:
             " optionally .gz)"
         )
     xtr, ytr, xte, yte = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    for x, y, (xp, yp) in ((xtr, ytr, paths[:2]), (xte, yte, paths[2:])):
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataUnavailable(f"{name}: {xp.name} holds {x.shape} images and {yp.name} "
+                                  f"{y.shape} labels in {folder}; they must pair up")  # fmt: skip
+        if y.size and int(y.max()) > 9:
+            raise DataUnavailable(f"{name}: {yp.name} in {folder} has label {int(y.max())}; "
+                                  "digits are 0 to 9")  # fmt: skip
     return Dataset(
         name=name,
         x_train=_normalise(torch.from_numpy(xtr).unsqueeze(1), name),

@@ -503,3 +503,22 @@ def test_a_missing_data_set_reaches_the_user_whole():
     )
     long = one_line(ValueError("x" * 700))
     assert len(long) == 600 and long.endswith("…")
+
+
+@pytest.mark.parametrize("flaw", ["fewer labels", "label 200"])
+def test_idx_files_that_do_not_pair_up_are_refused_in_one_line(tmp_path, flaw):
+    """A wrong --data-dir with MNIST-named files: 600 images and 200 labels trained and said
+    "completed"; a label of 200 failed mid-run naming no file."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (600, 28, 28)), rng.integers(0, 10, 600)
+    if flaw == "fewer labels":
+        y = y[:200]
+    else:
+        y[5] = 200
+    for stem, arr in zip(kdata.MNIST_FILES, (x, y, x[:100], y[:100]), strict=True):
+        write_idx(tmp_path / stem, arr)
+    kdata._load_idx_set.cache_clear()
+    with pytest.raises(DataUnavailable) as err:
+        load_dataset("mnist", data_dir=tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "train-labels-idx1-ubyte" in msg and str(tmp_path) in msg
