@@ -64,6 +64,16 @@ def job_queue() -> JobQueue:
         st.stop()
 
 
+def optional_queue() -> JobQueue | None:
+    """The queue for a concept page, whose stored run is one section of many: on a store that
+    cannot be opened, one line there and None, and the rest of the page goes on."""
+    try:
+        return _queue_for(str(default_store_path()))
+    except StoreError as err:
+        st.warning(f"Stored runs are unavailable here: {err}", icon=":material/database:")
+        return None
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "?"
@@ -883,16 +893,23 @@ def run_progress(queue: JobQueue, run_id: int) -> None:
 
 
 def stored_or_offer(
-    queue: JobQueue, name: str, cost: str, epochs_key: str, button_key: str, **epochs_kw
+    queue: JobQueue | None, name: str, cost: str, epochs_key: str, button_key: str, **epochs_kw
 ) -> RunRecord | None:
     """The newest completed run of preset ``name``; else the live progress of one in flight, or
-    what a run does, its cost and a button that queues one (a page never trains itself)."""
+    what a run does, its cost and a button that queues one (a page never trains itself). None,
+    and nothing drawn, without a queue (:func:`job_queue` said why)."""
     from kdcore.jobs import QueueFull
 
-    done = queue.store.list(name=name, status="completed", limit=1)
+    if queue is None:
+        return None
+    try:
+        done = queue.store.list(name=name, status="completed", limit=1)
+        latest = [] if done else queue.store.list(name=name, limit=1)
+    except StoreError as err:  # damaged after it opened: this section says so, the page goes on
+        st.warning(f"Stored runs are unavailable here: {err}", icon=":material/database:")
+        return None
     if done:
         return done[0]
-    latest = queue.store.list(name=name, limit=1)
     if latest and latest[0].active:
         st.caption(f"Run #{latest[0].id} is under way; this section fills in when it ends.")
         run_progress(queue, latest[0].id)

@@ -11,7 +11,7 @@ from app.deit_figures import (
     targets_figure,
     token_curves,
 )
-from app.lab_ui import describe, job_queue
+from app.lab_ui import describe, optional_queue
 from kdcore.data import load_mnist
 from kdcore.losses.deit import KINDS, DeiT, deit_hard_loss, deit_soft_loss
 from kdcore.presets_deit import DEIT_PRESET
@@ -111,7 +111,7 @@ st.markdown(
 )
 
 st.header("Trained: the deit-mnist preset")
-queue = job_queue()
+queue = optional_queue()
 run = lab_ui.stored_or_offer(queue, PRESET, COST, "ep_deit", "run_deit")
 if run is not None:
     res = run.result

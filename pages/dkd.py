@@ -95,7 +95,7 @@ st.latex(
 st.header("Trained with DKD: the dkd-mnist preset")
 # Queued, never trained here: while the run is in flight lab_ui polls it in a fragment and reruns
 # the page when it ends, so this section fills in by itself.
-run = lab_ui.stored_or_offer(lab_ui.job_queue(), PRESET, COST, "ep_dkd", "run_dkd")
+run = lab_ui.stored_or_offer(lab_ui.optional_queue(), PRESET, COST, "ep_dkd", "run_dkd")
 if run is not None and run.result:
     models = run.result.get("models", {})
     names = [n for n in ("student_hard", "student_kd", "student_dkd") if n in models]

@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from app import ui
-from app.lab_ui import job_queue
+from app.lab_ui import optional_queue
 from app.relation_figures import (
     angle_histogram_figure,
     gap_figure,
@@ -149,9 +149,9 @@ st.caption(
 )
 
 st.header("During training: the rkd-mnist preset")
-queue = job_queue()
-runs = [r for r in queue.store.list(name="rkd-mnist", status="completed")
-        if (r.result or {}).get("geometry")]  # fmt: skip
+queue = optional_queue()
+stored = [] if queue is None else queue.store.list(name="rkd-mnist", status="completed")
+runs = [r for r in stored if (r.result or {}).get("geometry")]
 if runs:
     result = runs[0].result
     gaps, mats = result["geometry"], result["geometry_matrices"]
@@ -169,7 +169,7 @@ if runs:
     pair = heatmap_pair(np.array(mats["teacher"]), np.array(m[ep]),
                         ("teacher", f"{who}, epoch {ep + 1}"), mats["labels"])  # fmt: skip
     ui.plot(pair, key="stored")
-else:
+elif queue is not None:
     st.info("No completed rkd-mnist run in the store yet.")
     st.caption(
         "One epoch trains a 300-300 teacher (cached afterwards) and three 30-30 students: about "

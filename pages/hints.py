@@ -5,7 +5,7 @@ import torch
 
 from app import lab_ui, ui
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
-from app.lab_ui import describe, job_queue
+from app.lab_ui import describe, optional_queue
 from kdcore.checkpoint import CheckpointError, load_model
 from kdcore.data import load_mnist
 from kdcore.jobs import JobQueue
@@ -56,7 +56,7 @@ def digit_image(index: int):
     return (pixels.repeat_interleave(4, 0).repeat_interleave(4, 1) * 255).byte().numpy()
 
 
-def stored_run(queue: JobQueue, name: str, key: str):
+def stored_run(queue: JobQueue | None, name: str, key: str):
     return lab_ui.stored_or_offer(queue, name, COST[name], f"ep_{key}", f"run_{key}")
 
 
@@ -69,7 +69,7 @@ ui.prose(
     "Komodakis 2017) asks for less: only *where* each layer's activations are strong, a map that "
     "ignores how many channels either network has."
 )
-queue = job_queue()
+queue = optional_queue()
 
 st.header("FitNets: a hint for a thin student")
 run = stored_run(queue, FITNETS, "fit")

@@ -149,7 +149,7 @@ st.header("Trained students")
 # keeps what a button shows, and a slug stays stable where a label may be reworded.
 view = ui.url_choice("Run (a preset of the lab)", list(VIEWS), "view", "word-vs-sequence-kd",
                      help="; ".join(f"{k}: {v}" for k, v in VIEWS.items()))  # fmt: skip
-run = lab_ui.stored_or_offer(lab_ui.job_queue(), view, COST[view], "ep_lm", "run_lm")
+run = lab_ui.stored_or_offer(lab_ui.optional_queue(), view, COST[view], "ep_lm", "run_lm")
 if run is not None:
     res = run.result
     st.caption(f"Run #{run.id}: {lab_ui.describe(run)}; {res.get('training_docs', '?'):,} "

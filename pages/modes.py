@@ -79,6 +79,8 @@ def live(queue, run_id: int) -> None:
 
 def stored(queue, name: str):
     """The newest completed run; a live view of one in flight; else an offer to start one."""
+    if queue is None:  # the store cannot be opened: optional_queue said so
+        return None
     latest = queue.store.list(name=name, limit=1)
     if latest and latest[0].active:
         st.caption(f"Run #{latest[0].id} is under way; the results appear when it ends.")
@@ -169,7 +171,7 @@ preset = PRESETS[mode]
 st.header(preset.title)
 st.markdown(WHAT[mode])
 st.latex(EQ[mode])
-queue = lab_ui.job_queue()
+queue = lab_ui.optional_queue()
 run = stored(queue, mode)
 if run is not None and run.result:
     st.caption(f"Run #{run.id}: {lab_ui.describe(run)}.")

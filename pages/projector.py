@@ -11,7 +11,7 @@ from app.feature_figures import (
     projector_verdict,
     spectrum_figure,
 )
-from app.lab_ui import describe, job_queue
+from app.lab_ui import describe, optional_queue
 from kdcore.jobs import JobQueue
 from kdcore.losses.fitnets import FitNets
 from kdcore.projectors import (
@@ -58,7 +58,7 @@ def flow(d_s: int, d_t: int, lr: float, steps: int, whitened: bool) -> dict:
     }  # fmt: skip
 
 
-def stored_run(queue: JobQueue, name: str):
+def stored_run(queue: JobQueue | None, name: str):
     return lab_ui.stored_or_offer(
         queue, name, COST, "epochs", "run_now", help="Each epoch adds its cost."
     )
@@ -123,7 +123,7 @@ st.markdown(
     "projector (VkD; Miles, Elezi & Deng 2024). The projector's spectrum is recorded every 25 "
     "steps."
 )
-queue = job_queue()
+queue = optional_queue()
 run = stored_run(queue, PRESET)
 if run is not None:
     res = run.result

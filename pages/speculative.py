@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from app import lab_ui, ui
-from app.lab_ui import describe, job_queue
+from app.lab_ui import describe, optional_queue
 from app.spec_figures import (
     LONG,
     acceptance_figure,
@@ -88,7 +88,7 @@ st.caption(
 )
 
 st.header("Trained: the speculative-draft preset")
-queue = job_queue()
+queue = optional_queue()
 run = lab_ui.stored_or_offer(queue, PRESET, COST, "ep_spec", "run_spec")
 paper = {"source": SPEC_PRESET.source, **SPEC_PRESET.paper}
 if run is not None:

@@ -426,3 +426,20 @@ def test_an_unexpected_failure_without_the_store_is_one_line(capsys, monkeypatch
     assert cli.main(["run", "hinton-mnist", "--no-store", "--epochs", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == "error: out of memory on auto: try a smaller model or batch", err
+
+
+@pytest.mark.parametrize(
+    "name", ["hints", "deit", "dkd", "lm", "modes", "projector", "speculative", "geometry"]
+)
+def test_a_store_that_cannot_be_opened_costs_a_concept_page_one_section(name, tmp_path, monkeypatch):
+    """A damaged run store: the stored run's section says so in one line and the rest of the
+    page (its headers, equations and code) is still drawn; it used to stop the whole page."""
+    bad = tmp_path / "runs.sqlite"
+    bad.write_bytes(b"this is not an SQLite database" * 100)
+    monkeypatch.setenv("KD_STORE", str(bad))
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    said = [w.value for w in at.warning if "Stored runs are unavailable here" in w.value]
+    assert len(said) == 1 and "\n" not in said[0], [w.value for w in at.warning]
+    assert at.get("code"), "the page stopped before its code"
