@@ -431,7 +431,7 @@ def test_an_unexpected_failure_without_the_store_is_one_line(capsys, monkeypatch
 @pytest.mark.parametrize(
     "name", ["hints", "deit", "dkd", "lm", "modes", "projector", "speculative", "geometry"]
 )
-def test_a_store_that_cannot_be_opened_costs_a_concept_page_one_section(name, tmp_path, monkeypatch):
+def test_a_store_that_cannot_be_opened_costs_a_page_one_section(name, tmp_path, monkeypatch):
     """A damaged run store: the stored run's section says so in one line and the rest of the
     page (its headers, equations and code) is still drawn; it used to stop the whole page."""
     bad = tmp_path / "runs.sqlite"
