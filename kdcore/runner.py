@@ -204,6 +204,8 @@ def parse_value(cfg: Any, key: str, value: Any) -> Any:
         if isinstance(current, dict) and isinstance(parsed, dict):
             return parsed
         if not isinstance(current, dict) and isinstance(parsed, list):
+            if current and all(type(v) is float for v in current):  # [2, 4] means [2.0, 4.0]
+                parsed = [float(v) if type(v) is int else v for v in parsed]
             return tuple(parsed) if isinstance(current, tuple) else parsed
         example = json.dumps(current if isinstance(current, dict) else list(current))
         kind = "JSON object" if isinstance(current, dict) else "JSON list"

@@ -443,3 +443,16 @@ def test_a_store_that_cannot_be_opened_costs_a_page_one_section(name, tmp_path, 
     said = [w.value for w in at.warning if "Stored runs are unavailable here" in w.value]
     assert len(said) == 1 and "\n" not in said[0], [w.value for w in at.warning]
     assert at.get("code"), "the page stopped before its code"
+
+
+def test_a_list_typed_on_the_command_line_takes_the_field_s_kind():
+    """``--set 'temperatures=[2, 4, 8]'``: JSON's whole numbers become the floats the field
+    holds, so the run's config (and its key in the store) is the same as for [2.0, 4.0, 8.0]."""
+    from kdcore.runner import RUNNERS
+
+    sweep = RUNNERS["temperature-sweep"]
+    typed = sweep.with_changes({"temperatures": "[2, 4, 8]"})
+    assert typed.temperatures == (2.0, 4.0, 8.0)
+    assert all(type(t) is float for t in typed.temperatures)
+    assert typed == sweep.with_changes({"temperatures": "[2.0, 4.0, 8.0]"})
+    assert sweep.with_changes({"students": '["mlp-30"]'}).students == ("mlp-30",)
