@@ -448,7 +448,7 @@ def test_a_store_that_cannot_be_opened_costs_a_page_one_section(name, tmp_path, 
 def test_a_list_typed_on_the_command_line_takes_the_field_s_kind():
     """``--set 'temperatures=[2, 4, 8]'``: JSON's whole numbers become the floats the field
     holds, so the run's config (and its key in the store) is the same as for [2.0, 4.0, 8.0]."""
-    from kdcore.runner import RUNNERS
+    from kdcore.presets import RUNNERS  # importing the presets registers them
 
     sweep = RUNNERS["temperature-sweep"]
     typed = sweep.with_changes({"temperatures": "[2, 4, 8]"})
