@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, TEMPLATE
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE
 
 MODEL = {"vit_no_teacher": "#868e96", "vit_deit_hard": "#e8590c", "vit_deit_soft": "#2b8a3e"}
 LABEL = {"vit_no_teacher": "no teacher", "vit_deit_hard": "hard distillation",
@@ -71,7 +71,7 @@ def token_curves(tokens: dict[str, dict[str, list[float]]]) -> go.Figure:
                                 row=1, col=2)  # fmt: skip
     fig.update_xaxes(dtick=1)
     fig.update_yaxes(tickformat=".0%")
-    return _fig(fig, height=440, legend=dict(y=-0.15, yanchor="top", orientation="h"))
+    return _fig(fig, height=460, legend=LEGEND_BELOW)
 
 
 def predictions_figure(

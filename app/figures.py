@@ -78,6 +78,11 @@ def _fig(**layout) -> go.Figure:
     return fig
 
 
+# A legend under the chart, below the x axis's title: placed in the figure's own frame
+# ("container"), so the plot shrinks to make room however many rows the legend wraps into, where a
+# legend at a fraction of the plot's height below it lands on the tick labels at some heights,
+# widths and font sizes (presenter mode's larger text).
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0}
 TEMPLATE_SPEC = TEMPLATE.to_plotly_json()
 
 

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app.figures import TEMPLATE
+from app.figures import LEGEND_BELOW, TEMPLATE
 from app.ui import plot
 from kdcore.presets import PRESETS
 
@@ -29,10 +29,6 @@ PAPER_COLOUR = "#7f7f7f"
 BEST_COLOUR = "#d62728"
 VAL_COLOUR = "#2ca02c"
 LINE_COLOUR = "#1f77b4"
-# Under the chart, below the x axis's title: placed in the figure's own frame ("container"), so
-# the plot shrinks to make room however many rows the legend wraps into, where a legend at a
-# fraction of the plot's height below it lands on the axis title at some heights and widths.
-LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0}
 
 
 def results_table(result: dict) -> pd.DataFrame:

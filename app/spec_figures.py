@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, TEMPLATE
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE
 from kdcore.speculative import expected_tokens_per_call
 
 LABEL = {"draft_hard": "real text", "draft_hard_long": "real text, longer",
@@ -128,8 +128,8 @@ def acceptance_figure(
                 marker_color=RESIDUAL, row=1, col=2)  # fmt: skip
     fig.update_yaxes(range=[0, 1.1 * max(*p, *q)], title_text="probability", row=1, col=1)
     fig.update_yaxes(range=[0, 1.1 * max(*p, *q)], row=1, col=2)
-    return _fig(fig, height=360, barmode="stack", bargap=0.15,
-                legend=dict(y=-0.15, yanchor="top", traceorder="normal"))  # fmt: skip
+    return _fig(fig, height=400, barmode="stack", bargap=0.15,
+                legend=dict(LEGEND_BELOW, traceorder="normal"))  # fmt: skip
 
 
 def residual(p: Sequence[float], q: Sequence[float]) -> list[float]:
@@ -182,7 +182,7 @@ def measured_figure(res: dict, drafts: Sequence[str]) -> go.Figure:
         ]
     )
     fig.update_yaxes(range=[0, 1.15 * top], row=1, col=2)
-    return _fig(fig, height=360, barmode="group", legend=dict(y=-0.12, yanchor="top"))
+    return _fig(fig, height=400, barmode="group", legend=LEGEND_BELOW)
 
 
 def first_word_figure(first_word: dict[str, dict[str, float]], n: int | None = None) -> go.Figure:
@@ -194,9 +194,9 @@ def first_word_figure(first_word: dict[str, dict[str, float]], n: int | None = N
     teacher = first_word.get("teacher", {})
     words = sorted(teacher, key=lambda w: -teacher[w])
     words += sorted({w for d in first_word.values() for w in d} - set(teacher))
-    fig = _fig(barmode="group", height=360, xaxis=dict(type="category"),
+    fig = _fig(barmode="group", height=400, xaxis=dict(type="category"),
                yaxis=dict(title="probability / frequency", tickformat=".0%"),
-               legend=dict(y=-0.12, yanchor="top"))  # fmt: skip
+               legend=LEGEND_BELOW)  # fmt: skip
     p = [teacher.get(w, 0.0) for w in words]
     for who, freqs in first_word.items():
         name = {"teacher": "teacher, exact", "plain": "plain sampling"}.get(who, label(who))

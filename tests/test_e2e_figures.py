@@ -79,6 +79,32 @@ def feature_and_mode_charts():
     }
 
 
+def stored_run_charts():
+    """The speculative and DeiT pages' stored-run charts, legends under the plot (stand-in
+    numbers: only the layout is under test here)."""
+    from app import deit_figures as df
+    from app import spec_figures as sf
+    from kdcore.presets_spec import DRAFTS
+
+    drafts = list(DRAFTS)
+    res = {k: {d: v for d in drafts} for k, v in (("expected_acceptance", 0.99),
+           ("acceptance_rate", 0.98), ("expected_tokens", 4.7),
+           ("tokens_per_teacher_call", 4.6))}  # fmt: skip
+    words = {"the": 0.5, "a": 0.3, "my": 0.2}
+    first = {"teacher": words, "plain": words, **{d: words for d in drafts}}
+    curve = [0.5, 0.8, 0.9, 0.95, 0.96]
+    tokens = {m: {"cls_accuracy": curve, "dist_accuracy": curve, "agreement": curve,
+                  "dist_teacher": curve} for m in df.LABEL}  # fmt: skip
+    return {
+        "speculative measured": sf.measured_figure(res, drafts),
+        "speculative first word": sf.first_word_figure(first, 400),
+        "speculative acceptance": sf.acceptance_figure(
+            [0.5, 0.3, 0.2], [0.4, 0.4, 0.2], ["e", "a", " "], 0.9
+        ),
+        "deit token curves": df.token_curves(tokens),
+    }
+
+
 @pytest.fixture(scope="module")
 def page():
     require_browser()
@@ -91,7 +117,9 @@ def page():
 
 
 @pytest.mark.parametrize(
-    "charts", [lab_charts, lm_charts, feature_and_mode_charts], ids=["lab", "lm", "features-modes"]
+    "charts",
+    [lab_charts, lm_charts, feature_and_mode_charts, stored_run_charts],
+    ids=["lab", "lm", "features-modes", "stored-runs"],
 )
 def test_every_label_is_drawn_whole(page, charts):
     problems = []
