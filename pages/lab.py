@@ -38,7 +38,9 @@ if run is None and isinstance(st.session_state.get("lab_run"), int):
 linked_preset = "preset" in st.query_params  # a bad mode beside a preset falls back to Preset
 ui.guard_url("mode", {"Custom run", "Preset"}.__contains__,
              "Preset" if linked_preset else "Custom run")  # fmt: skip
-if linked_preset and "mode" not in st.query_params:
+if linked_preset and "mode" not in st.query_params and "mode" not in st.session_state:
+    # only on arrival: once the control exists, Streamlit refuses writes to its param, and the
+    # user's own "Custom run" (which the address leaves out, as the default) must stand
     st.query_params["mode"] = "Preset"
     st.session_state["mode"] = "Preset"
 mode = st.segmented_control(

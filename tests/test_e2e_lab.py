@@ -70,3 +70,25 @@ def test_lab_run_in_the_browser(app):
     assert not errors, errors
     run = Store(store).get(1)
     assert run.status == "completed" and run.config["seed"] == 11
+
+
+def test_leaving_a_linked_preset_for_a_custom_run(app):
+    """/lab?preset=omitted-3&profile=paper, reloaded, then "Custom run": the address leaves the
+    default mode out while the preset stays in it, and the page once wrote ?mode=Preset into a
+    param bound to the control, which Streamlit refuses ("This app has encountered an error")."""
+    from playwright.sync_api import sync_playwright
+
+    url, _ = app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1400})
+        page.goto(f"{url}/lab?preset=omitted-3&profile=paper")
+        page.wait_for_selector(IDLE, timeout=120_000)
+        page.reload()
+        page.wait_for_selector(IDLE, timeout=120_000)
+        page.get_by_role("radio", name="Custom run").click()
+        page.get_by_text("Method", exact=True).first.wait_for(timeout=60_000)  # its controls
+        page.wait_for_selector(IDLE, timeout=60_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert "encountered an error" not in page.locator("body").inner_text()
+        browser.close()
