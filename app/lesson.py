@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from app import ui
 from app.catalog import PAGES, ROOT, page
 
 LESSON_FILE = ROOT / "assets" / "lesson.toml"
@@ -158,12 +159,21 @@ def arrive(slug: str, number: int) -> None:
     for the rest. Pages share control names (``alpha`` is KD's weight on the loss page and the
     acceptance rate on the speculative one; ``digit``, ``T``, ``mode``), and a value left in
     this session by an earlier page would otherwise win over the link: a step written for
-    α = 0.8 showed 0.9. Once per arrival, so the user's own changes on the step then stay."""
+    α = 0.8 showed 0.9. Once per arrival, so the user's own changes on the step then stay.
+
+    Moving to another page, Streamlit also drops from the address every param bound to a
+    control of the page left (``teacher`` and ``idx`` on the loss page), though the new page has
+    controls of those names too: Back from the loss page to a step on the paper's teacher showed
+    the demo teacher. The link's values are put back before the page's controls are drawn."""
     if st.session_state.get(ARRIVED) == (slug, number):
         return
     st.session_state[ARRIVED] = (slug, number)
+    steps = load().steps
+    link = dict(steps[number - 1].params) if 1 <= number <= len(steps) else {}
     for key in {k for info in PAGES for k in info.params} - APP_PARAMS:
         st.session_state.pop(key, None)  # bound controls then take the link's value
+        if key in link and key not in st.query_params:
+            ui.restore_url(key, link[key])
 
 
 def strip(slug: str) -> None:
@@ -176,8 +186,6 @@ def strip(slug: str) -> None:
             st.session_state[STATE] = int(raw)
             arrive(slug, int(raw))
         else:  # ?lesson=abc, 999, or given twice: no step to show a strip for
-            from app import ui
-
             ui.notice(PARAM, "&".join(values), f"not a lesson step (1 to {count}); ignored.")
             ui.drop_url(PARAM)
     number = st.session_state.get(STATE)

@@ -282,6 +282,22 @@ def drop_url(key: str) -> None:
         pass
 
 
+def restore_url(key: str, value: str) -> None:
+    """Puts ``key=value`` back into the URL and into the link the session opened with, so the
+    control about to be drawn is seeded from it (see :func:`drop_url`; guarded the same way).
+    Streamlit refuses while a control of another run still holds the param: then nothing."""
+    from streamlit.errors import StreamlitAPIException
+
+    try:
+        st.query_params[key] = value
+        from streamlit.runtime.state import get_session_state
+
+        with get_session_state().query_params() as qp:
+            qp._initial_query_params[key] = [value]
+    except (AttributeError, ImportError, RuntimeError, StreamlitAPIException):
+        pass
+
+
 def url_values(key: str) -> list[str]:
     """Every value of ``key`` in the URL (a repeated parameter has several). Reading a key
     claims it for this page run (see :func:`drop_unclaimed`)."""

@@ -4,7 +4,7 @@ lesson strip above it and no exception box; then presenter mode keeps ?present=1
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 
@@ -94,5 +94,32 @@ def test_a_step_shows_its_own_settings_whatever_came_before(browser):
         assert "alpha" not in query and "idx" not in query, page.url  # the page's defaults
         slider = page.locator("[data-testid='stSlider']").filter(has_text="weight of TCKD")
         assert "1.00" in slider.inner_text()  # DKD's own default α, not the loss page's 0.9
+    finally:
+        page.close()
+
+
+def test_back_across_pages_keeps_the_step_s_teacher(browser):
+    """The step on the paper's teacher, Next to the loss page, then Back: Streamlit drops from
+    the address the params bound to the page left (the loss page's own teacher control), so the
+    step once came back with the demo teacher while its text spoke of the paper's."""
+    b, url = browser
+    steps = lesson.load().steps
+    n = next(s.number for s in steps if dict(s.params).get("teacher") == "paper")
+    assert steps[n].page != steps[n - 1].page  # Next leaves the page
+    page = open_page(b, f"{url}/{steps[n - 1].page}?{urlencode(steps[n - 1].query)}")
+
+    def teacher() -> list[str]:
+        buttons = page.locator(".st-key-teacher button[aria-checked='true']")
+        return buttons.all_inner_texts()
+
+    try:
+        assert teacher() == ["paper"]
+        for name in ("Next", "Back"):
+            page.locator(".st-key-lesson_strip").get_by_role("link", name=name).click()
+            page.wait_for_timeout(800)
+            page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        assert parse_qs(urlparse(page.url).query).get("teacher") == ["paper"], page.url
+        assert teacher() == ["paper"]
     finally:
         page.close()
