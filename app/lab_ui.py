@@ -70,8 +70,12 @@ def optional_queue() -> JobQueue | None:
     try:
         return _queue_for(str(default_store_path()))
     except StoreError as err:
-        st.warning(f"Stored runs are unavailable here: {err}", icon=":material/database:")
+        _store_unavailable(err)
         return None
+
+
+def _store_unavailable(err: StoreError) -> None:
+    st.warning(f"Stored runs are unavailable here: {err}", icon=":material/database:")
 
 
 def duration(seconds: float | None) -> str:
@@ -897,7 +901,7 @@ def stored_or_offer(
 ) -> RunRecord | None:
     """The newest completed run of preset ``name``; else the live progress of one in flight, or
     what a run does, its cost and a button that queues one (a page never trains itself). None,
-    and nothing drawn, without a queue (:func:`job_queue` said why)."""
+    and nothing drawn, without a queue (:func:`optional_queue` said why)."""
     from kdcore.jobs import QueueFull
 
     if queue is None:
@@ -906,7 +910,7 @@ def stored_or_offer(
         done = queue.store.list(name=name, status="completed", limit=1)
         latest = [] if done else queue.store.list(name=name, limit=1)
     except StoreError as err:  # damaged after it opened: this section says so, the page goes on
-        st.warning(f"Stored runs are unavailable here: {err}", icon=":material/database:")
+        _store_unavailable(err)
         return None
     if done:
         return done[0]

@@ -261,8 +261,8 @@ def _load_torchvision(name: str, root: str, download: bool) -> Dataset:
         train, test = _torchvision_set(name, Path(root), download)
     except Exception as err:  # offline, corrupt archive, bad checksum: all end the same way
         # Without download, torchvision's reason ("use download=True") is advice for its API,
-        # not for our user; say plainly that downloading was off. Anything but its RuntimeError
-        # came from reading files that were there, not from a download.
+        # not for our user; say plainly that downloading was off. _Damaged: the files were
+        # there and did not read, which no download would mend.
         if isinstance(err, _Damaged):
             what = f"its files in {root} could not be read ({err})"
         elif download:

@@ -139,8 +139,15 @@ def check_type(name: str, value: Any, annotation: Any, meta: dict) -> None:
     """Raise ValueError (one line) when ``value`` is not of the field's annotated type: a bool,
     a whole number, a number (an int will do), text, a list of one of those (``tuple[float,
     ...]``) or a JSON object (``dict[...]``). Other annotations are not checked."""
-    ann = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    ann = ann.replace(" ", "") or str(annotation).replace(" ", "")
+    # text under ``from __future__ import annotations``; else a class (``float``) or a generic
+    # alias, whose str is the same text (``tuple[float, ...]``; its __name__ is just "tuple")
+    if isinstance(annotation, str):
+        ann = annotation
+    elif isinstance(annotation, type) and not hasattr(annotation, "__origin__"):
+        ann = annotation.__name__
+    else:
+        ann = str(annotation)
+    ann = ann.replace(" ", "")
     called = _called(name, meta.get("label"))
     if ann in _SCALARS:
         if not _is(value, ann):
