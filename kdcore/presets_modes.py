@@ -550,7 +550,9 @@ PRESETS_HERE: dict[str, Preset] = {
             run_deep_supervision,
             "BYOT's exits are convolutional bottlenecks on ResNet stages; here a linear one on "
             "an MLP layer. Its tables are not quoted: we could not check them here. T, α and β "
-            "are this preset's choices, not the paper's.",
+            "are this preset's choices, not the paper's. The paper's sum runs over every exit, "
+            "the deepest included, each CE weighted (1 − α); here the deepest exit's CE has "
+            "weight 1, as in the public PyTorch implementations.",
         ),
         _preset(
             "ensemble",

@@ -107,7 +107,8 @@ st.markdown(
     "code; the paper describes adding the two softmax outputs. The paper's Eq. 3 fixes the hard "
     "kind's weights at ½ and ½; the authors' code weights it by λ, as here (λ = ½ is Eq. 3). "
     "The code also divides the soft KL by the number of classes as well as the batch; here it "
-    "is averaged over the batch, as in the equation."
+    "is averaged over the batch, as in the equation. Eq. 2 writes the student's distribution "
+    "first in the KL; the code, and this page, put the teacher first, as KD does."
 )
 
 st.header("Trained: the deit-mnist preset")

@@ -165,4 +165,9 @@ st.latex(
     r"\mathcal{L} = \mathrm{CE} + \beta \sum_{j} \frac{1}{HW}"
     r"\big\lVert Q_S^j - Q_T^j \big\rVert_2^2"
 )
+st.caption(
+    "As the authors' code computes it, and this app: the squared difference averaged over the "
+    "HW positions, β = 1000. The paper's Eq. 2 writes (β/2) times the norm of the difference, "
+    "not its square."
+)
 ui.show_code(attention_map, at_loss, fitnet_loss)

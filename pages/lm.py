@@ -104,14 +104,25 @@ st.table(pd.DataFrame([
      "it matches": m.summary, "any tokenizer": "yes" if not m.same_vocab else "no",
      "source": m.citation} for m in LM_METHODS.values()
 ]), hide_index=True)  # fmt: skip
-st.latex(r"\mathcal L_{\text{word}} = \frac{T^2}{|y|}\sum_{j}\mathrm{KL}\big(p_T(\cdot\mid "
-         r"y_{<j})\,\|\,q_T(\cdot\mid y_{<j})\big),\quad y \sim \text{corpus}")  # fmt: skip
-st.latex(r"\mathcal L_{\text{seq}} = -\log q(\hat y),\quad \hat y \approx \arg\max_y p(y)"
-         r"\ \ \text{(Kim \& Rush 2016)}")  # fmt: skip
-# two lines: KaTeX does not wrap, and on one line this is wider than a phone
+# As the code runs them (kdcore/lm_methods.py): word-level KD beside the corpus's own
+# cross-entropy, every loss a mean over the counted positions, GKD's ends the plain KLs.
+st.latex(r"\begin{gathered}\mathcal L_{\text{word}} = (1-\alpha)\,\mathrm{CE}(y, q) + "
+         r"\frac{\alpha\,T^2}{|y|}\sum_{j}\mathrm{KL}\big(p_T(\cdot\mid y_{<j})\,\|\,"
+         r"q_T(\cdot\mid y_{<j})\big),\\ y \sim \text{corpus}\end{gathered}")  # fmt: skip
+st.latex(r"\mathcal L_{\text{seq}} = -\tfrac{1}{|\hat y|}\log q(\hat y),\quad \hat y "
+         r"\approx \arg\max_y p(y)\ \ \text{(Kim \& Rush 2016)}")  # fmt: skip
+# three lines: KaTeX does not wrap, and on one line this is wider than a phone
 st.latex(r"\begin{gathered}D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m) + (1-\beta)\,"
-         r"\mathrm{KL}(q\|m),\\ m = \beta p + (1-\beta) q,\quad y \sim q\ \ "
-         r"\text{(on-policy, GKD)}\end{gathered}")  # fmt: skip
+         r"\mathrm{KL}(q\|m),\ \ m = \beta p + (1-\beta) q,\\ "
+         r"D_{JSD(0)} = \mathrm{KL}(p\|q),\ \ D_{JSD(1)} = \mathrm{KL}(q\|p),\\ "
+         r"y \sim q\ \ \text{(on-policy, GKD)}\end{gathered}")  # fmt: skip
+st.caption(
+    "p is the teacher, q the student. Sequence-level KD trains on the teacher's greedy or "
+    "sampled continuations, with the word-level term too in the combined student. Inside "
+    "0 < β < 1 the divergence tends to 0 at both ends, so β = 0 and β = 1 are defined as the "
+    "two KLs (as in TRL's GKD trainer): the β = ½ student trains on a loss no larger than "
+    "log 2 per token, at the same learning rate as the β = 0 and β = 1 students."
+)
 
 st.subheader("Another tokenizer")
 words = LANGUAGE.wordtok.encode(text)

@@ -158,15 +158,17 @@ class TeacherEnsemble(KDModel):
 # ----------------------------------------------------------------------------- virtual teachers
 
 
-def uniform_teacher(labels: torch.Tensor, num_classes: int, eps: float) -> torch.Tensor:
+def uniform_teacher(
+    labels: torch.Tensor, num_classes: int, eps: float, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     r"""Label smoothing's target (Szegedy et al. 2016, §7): the one-hot label mixed with a
     uniform "teacher" that knows nothing.
 
     .. math:: p^{LS}_k = (1 - \epsilon)\,\mathbb{1}[k = y] + \epsilon / C
 
-    labels: (B,) int64. Returns (B, C).
+    labels: (B,) int64. Returns (B, C) in ``dtype``.
     """
-    one_hot = F.one_hot(labels, num_classes).float()
+    one_hot = F.one_hot(labels, num_classes).to(dtype)
     return (1.0 - eps) * one_hot + eps / num_classes
 
 
@@ -175,15 +177,15 @@ def label_smoothing_loss(
 ) -> torch.Tensor:
     r"""Cross-entropy to :func:`uniform_teacher`: :math:`-\sum_k p^{LS}_k \log q_k`, which is
     :math:`(1-\epsilon)\,\mathrm{CE}(y, q) + \epsilon\,(\mathrm{KL}(u \| q) + \log C)`: KD at
-    T = 1 from a uniform teacher u, weighted ε (Yuan et al. 2020, §3.2). Equals
+    T = 1 from a uniform teacher u, weighted ε (Yuan et al. 2020, who derive it). Equals
     ``F.cross_entropy(z, y, label_smoothing=eps)``. student_logits: (B, C). Scalar, batch mean.
     """
-    p = uniform_teacher(labels, student_logits.shape[-1], eps)  # (B, C)
+    p = uniform_teacher(labels, student_logits.shape[-1], eps, student_logits.dtype)  # (B, C)
     return -(p * F.log_softmax(student_logits, dim=-1)).sum(-1).mean()
 
 
 def virtual_teacher(labels: torch.Tensor, num_classes: int, a: float) -> torch.Tensor:
-    r"""Teacher-free KD's hand-designed teacher (Yuan et al. 2020, §4, Tf-KD_reg): probability
+    r"""Teacher-free KD's hand-designed teacher (Yuan et al. 2020, Tf-KD_reg): probability
     ``a`` on the correct class and the rest spread evenly over the other C - 1.
 
     .. math:: p^d_k = a \text{ if } k = y, \quad (1 - a)/(C - 1) \text{ otherwise}
@@ -199,13 +201,14 @@ def virtual_teacher(labels: torch.Tensor, num_classes: int, a: float) -> torch.T
 def teacher_free_loss(
     student_logits: torch.Tensor, labels: torch.Tensor, a: float, T: float, alpha: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Tf-KD_reg (Yuan et al. 2020, §4): :math:`(1 - \alpha)\,\mathrm{CE}(y, q) + \alpha\,
+    r"""Tf-KD_reg (Yuan et al. 2020): :math:`(1 - \alpha)\,\mathrm{CE}(y, q) + \alpha\,
     T^2\,\mathrm{KL}(p^d_T \,\|\, q^T)`, returned as its two weighted parts (ce, kd).
 
     :math:`p^d_T` is the virtual teacher softened at T the way Hinton softens a teacher: its
     log-probabilities divided by T, i.e. :math:`p^d_T \propto (p^d)^{1/T}`. The authors' code
     (``loss_kd_regularization``) departs from this: it takes ``softmax(p^d / T)``, a softmax of
-    the probabilities themselves (nearly uniform at their T = 20), averages the KL over all
+    the probabilities themselves (nearly uniform at their T = 20), leaves the student
+    unsoftened (``log_softmax(outputs)``, at T = 1 whatever T), averages the KL over all
     B x C entries instead of the batch and rescales by a ``multiplier`` (100 for ResNet-18 on
     CIFAR-100, with a = 0.99 and α = 0.1). The T² here plays the multiplier's part.
     student_logits: (B, C); labels: (B,). Scalars, batch means.
@@ -241,6 +244,9 @@ def self_distillation_parts(
     each (B, D), already mapped to the deepest feature's size D; deep_logits (B, K) and
     deep_features (B, D) are detached here (targets only), a choice the paper does not spell
     out: without it the shallow exits would also pull the deepest one towards themselves. The
+    paper writes one sum over all C classifiers, each with (1 - α)·CE, so its deepest exit
+    (whose KL and hint terms vanish) has (1 - α) on its CE; here, as in the public PyTorch
+    implementations, that CE has weight 1 (twice the paper's at the default α = ½). The
     squared distance is averaged over the batch and the D dimensions. Returns the named parts
     ``ce``, ``exits_ce``, ``exits_kd``, ``exits_hint`` (weights applied), each a scalar.
     """
