@@ -50,6 +50,41 @@ html { font-size: 20px; }
 </style>
 """
 
+# Display equations fit the column they sit in: KaTeX does not wrap, and a long one ran past the
+# edge of a phone or a projector's large type (cut off, with no scrollbar in sight). Each display
+# wider than its column is drawn at a smaller size that fits, down to 60%; anything still wider
+# scrolls sideways. Measured again when the page changes or the window is resized.
+FIT_MATH = """
+<script>
+(() => {
+  if (window.__kdFitMath) return;
+  window.__kdFitMath = true;
+  const fit = () => {
+    for (const d of document.querySelectorAll('.katex-display')) {
+      const k = d.querySelector(':scope > .katex');
+      if (!k) continue;
+      k.style.fontSize = '';
+      d.style.overflowX = 'auto';
+      const boxes = [...k.querySelectorAll('.katex-html > .base, .katex-html > .tag')]
+        .map(b => b.getBoundingClientRect());
+      if (!boxes.length || !d.clientWidth) continue;
+      const need = Math.max(...boxes.map(b => b.right)) - Math.min(...boxes.map(b => b.left));
+      if (need <= d.clientWidth) continue;
+      const size = parseFloat(getComputedStyle(k).fontSize);
+      k.style.fontSize = Math.max(0.6, (d.clientWidth - 2) / need) * size + 'px';
+    }
+  };
+  let queued = false;
+  const later = () => {
+    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; fit(); }); }
+  };
+  new MutationObserver(later).observe(document.body, {childList: true, subtree: true});
+  window.addEventListener('resize', later);
+  later();
+})();
+</script>
+"""
+
 
 def _read_url() -> bool | None:
     """The URL's say: True, False, or None when it has no (understood) ``present`` value; one
@@ -123,6 +158,7 @@ def frame(current: object) -> None:
     from app.lesson import strip
 
     setup()
+    st.html(FIT_MATH, unsafe_allow_javascript=True)
     strip(str(getattr(current, "url_path", "")))
 
 

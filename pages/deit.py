@@ -94,13 +94,14 @@ st.caption(
     "only the teacher's decision, so τ changes nothing there."
 )
 st.latex(
-    r"\mathcal L_{\text{soft}} = (1-\lambda)\,\mathcal L_{CE}\big(\psi(Z_{cls}), y\big)"
-    r" + \lambda\tau^2\,\mathrm{KL}\big(\psi(Z_t/\tau)\,\|\,\psi(Z_{dist}/\tau)\big)"
+    r"\begin{gathered}\mathcal L_{\text{soft}} = (1-\lambda)\,\mathcal L_{CE}\big(\psi(Z_{cls}),"
+    r" y\big)\\ + \lambda\tau^2\,\mathrm{KL}\big(\psi(Z_t/\tau)\,\|\,\psi(Z_{dist}/\tau)"
+    r"\big)\end{gathered}"
 )
 st.latex(
-    r"\mathcal L_{\text{hard}} = (1-\lambda)\,\mathcal L_{CE}\big(\psi(Z_{cls}), y\big)"
-    r" + \lambda\,\mathcal L_{CE}\big(\psi(Z_{dist}), y_t\big),\qquad"
-    r" y_t = \arg\max_c Z_t(c)"
+    r"\begin{gathered}\mathcal L_{\text{hard}} = (1-\lambda)\,\mathcal L_{CE}\big(\psi(Z_{cls}),"
+    r" y\big)\\ + \lambda\,\mathcal L_{CE}\big(\psi(Z_{dist}), y_t\big),\quad"
+    r" y_t = \arg\max_c Z_t(c)\end{gathered}"
 )
 st.markdown(
     "At test time the model's logits are the mean of the two heads' logits, as in the authors' "

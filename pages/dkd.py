@@ -86,10 +86,10 @@ st.caption(
     "magnitude: the teacher's knowledge about the wrong classes is there, KD just ignores it."
 )
 st.latex(
-    r"\mathrm{KD} = \mathrm{KL}(\mathbf{b}^{\mathcal T}\|\mathbf{b}^{\mathcal S}) + "
-    r"(1 - p_t^{\mathcal T})\,"
-    r"\mathrm{KL}(\hat{\mathbf p}^{\mathcal T}\|\hat{\mathbf p}^{\mathcal S})"
-    r",\qquad \mathrm{DKD} = \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}"
+    r"\begin{gathered}\mathrm{KD} = \mathrm{KL}(\mathbf{b}^{\mathcal T}\|\mathbf{b}^{\mathcal S})"
+    r" + (1 - p_t^{\mathcal T})\,"
+    r"\mathrm{KL}(\hat{\mathbf p}^{\mathcal T}\|\hat{\mathbf p}^{\mathcal S}),"
+    r"\\ \mathrm{DKD} = \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}\end{gathered}"
 )
 
 st.header("Trained with DKD: the dkd-mnist preset")

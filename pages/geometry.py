@@ -92,10 +92,10 @@ right.metric("Geometry gap, mean |D_student − D_teacher|", f"{out['gap']:.3f}"
 st.header("Distances, divided by their mean")
 ui.plot(heatmap_pair(*out["dist"], ("teacher ψ_D", "student ψ_D"), labels, sel), key="dist")
 st.latex(
-    r"\psi_D(x_i, x_j) = \frac{\lVert x_i - x_j \rVert_2}{\mu},\quad "
-    r"\mu = \frac{1}{B(B-1)} \sum_{i \ne j} \lVert x_i - x_j \rVert_2,\qquad "
+    r"\begin{gathered}\psi_D(x_i, x_j) = \frac{\lVert x_i - x_j \rVert_2}{\mu},\\ "
+    r"\mu = \frac{1}{B(B-1)} \sum_{i \ne j} \lVert x_i - x_j \rVert_2,\\ "
     r"\mathcal{L}_{RKD\text{-}D} = \frac{1}{B^2}\sum_{i,j} \ell_\delta\big(\psi_D(t_i,t_j),"
-    r"\psi_D(s_i,s_j)\big)"
+    r"\psi_D(s_i,s_j)\big)\end{gathered}"
 )
 st.header("Cosine similarities")
 st.caption(

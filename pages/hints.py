@@ -93,9 +93,10 @@ if run is not None:
     with right:
         ui.plot(accuracy_bars(res["models"], [*BASELINES, "student_fitnets"]), key="fit_acc")
 st.latex(
-    r"\mathcal{L}_{HT}(W_{guided}, W_r) = \tfrac12 \big\lVert u_h(x; W_{hint}) "
+    r"\begin{gathered}\mathcal{L}_{HT}(W_{guided}, W_r)\\ = \tfrac12 \big\lVert u_h(x; W_{hint}) "
     r"- r\big(v_g(x; W_{guided}); W_r\big) \big\rVert^2"
-    r"\quad\longrightarrow\quad \frac{1}{B\,CHW}\sum_{b,c,h,w}\big(r(v_g) - u_h\big)^2"
+    r"\\ \longrightarrow\quad \frac{1}{B\,CHW}\sum_{b,c,h,w}\big(r(v_g) - u_h\big)^2"
+    r"\end{gathered}"
 )
 st.caption(
     "Left, Romero et al.'s Eq. 3 for one image; right, what `fitnet_loss` computes: the mean "
@@ -160,10 +161,10 @@ else:
         "attention maps. A run of the preset trains the CNN teacher whose maps appear here."
     )
 st.latex(
-    r"Q^j = \frac{\mathrm{vec}\big(\tfrac1C \sum_c A_c^{j\,2}\big)}"
-    r"{\big\lVert \mathrm{vec}\big(\tfrac1C \sum_c A_c^{j\,2}\big) \big\rVert_2}, \qquad "
+    r"\begin{gathered}Q^j = \frac{\mathrm{vec}\big(\tfrac1C \sum_c A_c^{j\,2}\big)}"
+    r"{\big\lVert \mathrm{vec}\big(\tfrac1C \sum_c A_c^{j\,2}\big) \big\rVert_2},\\ "
     r"\mathcal{L} = \mathrm{CE} + \beta \sum_{j} \frac{1}{HW}"
-    r"\big\lVert Q_S^j - Q_T^j \big\rVert_2^2"
+    r"\big\lVert Q_S^j - Q_T^j \big\rVert_2^2\end{gathered}"
 )
 st.caption(
     "As the authors' code computes it, and this app: the squared difference averaged over the "

@@ -78,8 +78,9 @@ cols[2].metric("(1 − α) · CE + α · T² · KL", f"{mix['total']:.4f}")
 cols[3].metric("teacher's share", f"{mix['kd'] / mix['total']:.0%}" if mix["total"] else "–")
 # two lines: on one, the numbers ran past the column's right edge at 1280 px
 st.latex(
-    r"\mathcal{L} = (1-\alpha)\,\mathrm{CE}\big(y,\ \mathrm{softmax}(z)\big) + "
-    r"\alpha\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(v/T)\ \|\ \mathrm{softmax}(z/T)\big)"
+    r"\begin{gathered}\mathcal{L} = (1-\alpha)\,\mathrm{CE}\big(y,\ \mathrm{softmax}(z)\big)"
+    r"\\ + \alpha\,T^2\,\mathrm{KL}\big(\mathrm{softmax}(v/T)\ \|\ \mathrm{softmax}(z/T)"
+    r"\big)\end{gathered}"
 )
 st.latex(
     rf"\mathcal{{L}} = {1 - alpha:.2f} \cdot {mix['raw_ce']:.3f} + "
@@ -100,9 +101,9 @@ ui.plot(
     gradient_figure(TEMPS, out["grad"]["with_t2"], out["grad"]["without_t2"], T), key="grad_chart"
 )
 st.latex(
-    r"\frac{\partial}{\partial z_i}\, T^2\,\mathrm{KL}(p^T \| q^T) = T\,(q_i^T - p_i^T)"
-    r"\ \approx\ \frac{1}{N}\,(z_i - v_i) \quad (T \to \infty,\ \textstyle\sum_j z_j = "
-    r"\sum_j v_j = 0)"
+    r"\begin{gathered}\frac{\partial}{\partial z_i}\, T^2\,\mathrm{KL}(p^T \| q^T) = "
+    r"T\,(q_i^T - p_i^T)\\ \approx\ \frac{1}{N}\,(z_i - v_i) \quad (T \to \infty,\ "
+    r"\textstyle\sum_j z_j = \sum_j v_j = 0)\end{gathered}"
 )
 
 st.header("The high-temperature limit: logit matching")

@@ -106,16 +106,16 @@ st.table(pd.DataFrame([
 ]), hide_index=True)  # fmt: skip
 # As the code runs them (kdcore/lm_methods.py): word-level KD beside the corpus's own
 # cross-entropy, every loss a mean over the counted positions, GKD's ends the plain KLs.
-st.latex(r"\begin{gathered}\mathcal L_{\text{word}} = (1-\alpha)\,\mathrm{CE}(y, q) + "
-         r"\frac{\alpha\,T^2}{|y|}\sum_{j}\mathrm{KL}\big(p_T(\cdot\mid y_{<j})\,\|\,"
-         r"q_T(\cdot\mid y_{<j})\big),\\ y \sim \text{corpus}\end{gathered}")  # fmt: skip
-st.latex(r"\mathcal L_{\text{seq}} = -\tfrac{1}{|\hat y|}\log q(\hat y),\quad \hat y "
-         r"\approx \arg\max_y p(y)\ \ \text{(Kim \& Rush 2016)}")  # fmt: skip
-# three lines: KaTeX does not wrap, and on one line this is wider than a phone
-st.latex(r"\begin{gathered}D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m) + (1-\beta)\,"
-         r"\mathrm{KL}(q\|m),\ \ m = \beta p + (1-\beta) q,\\ "
-         r"D_{JSD(0)} = \mathrm{KL}(p\|q),\ \ D_{JSD(1)} = \mathrm{KL}(q\|p),\\ "
-         r"y \sim q\ \ \text{(on-policy, GKD)}\end{gathered}")  # fmt: skip
+# KaTeX does not wrap: each line fits a phone
+st.latex(r"\begin{gathered}\mathcal L_{\text{word}} = (1-\alpha)\,\mathrm{CE}(y, q)\\ + "
+         r"\frac{\alpha\,T^2}{|y|}\sum_{j}\mathrm{KL}\big(p_T^{(j)}\,\|\,q_T^{(j)}\big),"
+         r"\\ p^{(j)} = p(\cdot\mid y_{<j}),\ \ y \sim \text{corpus}\end{gathered}")  # fmt: skip
+st.latex(r"\begin{gathered}\mathcal L_{\text{seq}} = -\tfrac{1}{|\hat y|}\log q(\hat y),\\ "
+         r"\hat y \approx \arg\max_y p(y)\ \ \text{(Kim \& Rush 2016)}\end{gathered}")  # fmt: skip
+st.latex(r"\begin{gathered}D_{JSD(\beta)}(p\|q) = \beta\,\mathrm{KL}(p\|m)\\ + (1-\beta)\,"
+         r"\mathrm{KL}(q\|m),\ \ m = \beta p + (1-\beta) q,\\ D_{JSD(0)} = \mathrm{KL}(p\|q),"
+         r"\ \ D_{JSD(1)} = \mathrm{KL}(q\|p),\\ y \sim q\ \ \text{(on-policy, GKD)}"
+         r"\end{gathered}")  # fmt: skip
 st.caption(
     "p is the teacher, q the student. Sequence-level KD trains on the teacher's greedy or "
     "sampled continuations, with the word-level term too in the combined student. Inside "

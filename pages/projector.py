@@ -106,8 +106,9 @@ if "dist" in out:
     m2.metric("‖W_p − C_st C_s⁻¹‖ (the fixed point)", f"{out['gap']:.2e}")
     m3.metric("condition number of C_s", f"{out['cond']:.1f}")
 st.latex(
-    r"\dot W_p = C_{st} - C_s W_p \quad\Rightarrow\quad W_p(t) - C_{st} = e^{-t}\,(W_p(0) - C_{st})"
-    r"\ \ (C_s = I) \qquad C_s = \tfrac1N Z_s^\top Z_s,\ \ C_{st} = \tfrac1N Z_s^\top Z_t"
+    r"\begin{gathered}\dot W_p = C_{st} - C_s W_p \\ \Rightarrow\quad W_p(t) - C_{st} = "
+    r"e^{-t}\,(W_p(0) - C_{st})\ \ (C_s = I),\\ C_s = \tfrac1N Z_s^\top Z_s,\ \ "
+    r"C_{st} = \tfrac1N Z_s^\top Z_t\end{gathered}"
 )
 st.caption(
     "Miles & Mikolajczyk 2024 (arXiv:2303.11098), with the projector on the right, $Z_s W_p$; "

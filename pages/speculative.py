@@ -152,13 +152,14 @@ for claim in paper.get("claims", []):
 
 st.header("The equations")
 st.latex(
-    r"x \sim q:\quad \text{keep } x \text{ with probability } \min\Big(1, \frac{p(x)}{q(x)}\Big),"
-    r"\qquad P(\text{keep}) = \sum_x \min\big(p(x), q(x)\big) = 1 - \mathrm{TV}(p, q)"
+    r"\begin{gathered}x \sim q:\quad \text{keep } x \text{ with probability } "
+    r"\min\Big(1, \frac{p(x)}{q(x)}\Big),\\ P(\text{keep}) = \sum_x \min\big(p(x), q(x)\big)"
+    r" = 1 - \mathrm{TV}(p, q)\end{gathered}"
 )
 st.latex(
-    r"\text{after a rejection: } x \sim \frac{\max\big(0,\, p(x) - q(x)\big)}"
+    r"\begin{gathered}\text{after a rejection: } x \sim \frac{\max\big(0,\, p(x) - q(x)\big)}"
     r"{\sum_{x'} \max\big(0,\, p(x') - q(x')\big)},"
-    r"\qquad \min(p, q) + \max(0, p - q) = p"
+    r"\\ \min(p, q) + \max(0, p - q) = p\end{gathered}"
 )
 st.latex(
     r"\mathbb E[\text{tokens per teacher call}] = \frac{1 - \alpha^{\gamma + 1}}{1 - \alpha}"

@@ -63,8 +63,9 @@ log_y = ui.url_toggle("Log scale", "log", help="Show the crumbs: probabilities d
 T = url_temperature()  # the one T of the page: the slider writes it to the URL on release
 temperature_slider(logits, T, log_y)
 st.latex(
-    r"p_i(T) = \frac{\exp(z_i / T)}{\sum_j \exp(z_j / T)} \qquad "
+    r"\begin{gathered}p_i(T) = \frac{\exp(z_i / T)}{\sum_j \exp(z_j / T)} \\ "
     r"H(p) = -\sum_i p_i \log p_i \le \log N \qquad \text{dark} = 1 - \max_i p_i"
+    r"\end{gathered}"
 )
 
 st.header("Label smoothing is distillation from a uniform teacher")
@@ -87,7 +88,8 @@ st.markdown(
     f"+ (ε log N = {ls['entropy_of_uniform']:.4f}), each to four places."
 )
 st.latex(
-    r"\mathrm{CE}\big((1-\epsilon)\,y + \epsilon\,u,\; q\big) = (1-\epsilon)\,\mathrm{CE}(y, q)"
-    r" + \epsilon\,\mathrm{KL}(u \,\|\, q) + \epsilon \log N"
+    r"\begin{gathered}\mathrm{CE}\big((1-\epsilon)\,y + \epsilon\,u,\; q\big)\\ = "
+    r"(1-\epsilon)\,\mathrm{CE}(y, q) + \epsilon\,\mathrm{KL}(u \,\|\, q) + \epsilon \log N"
+    r"\end{gathered}"
 )
 ui.show_code(softmax_t, analysis.temperature_sweep, analysis.label_smoothing_as_kd)

@@ -234,3 +234,40 @@ def test_presenter_mode_holds_at_720p_and_150_percent_zoom(browser, server, slug
         page.screenshot(path=str(ARTIFACTS / name))
     finally:
         page.close()
+
+
+# Each display equation: whether its formula fits its column, and the size it is drawn at
+# against KaTeX's own (1 when the fitting script left it alone).
+EQUATIONS = """() => [...document.querySelectorAll('.katex-display')].map(d => {
+    const k = d.querySelector(':scope > .katex'), c = d.getBoundingClientRect();
+    const boxes = [...k.querySelectorAll('.katex-html > .base, .katex-html > .tag')]
+        .map(b => b.getBoundingClientRect());
+    const fits = boxes.every(b => b.left >= c.left - 1 && b.right <= c.right + 1);
+    const own = 1.21 * parseFloat(getComputedStyle(d).fontSize);
+    const scale = parseFloat(getComputedStyle(k).fontSize) / own;
+    return {text: k.textContent.slice(0, 40), fits, scale};
+})"""
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.mark.parametrize(
+    "slug", ["temperature", "kd-loss", "dkd", "deit", "language-models", "speculative",
+             "relations", "projector", "features", "modes"],
+)  # fmt: skip
+def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
+    """KaTeX does not wrap: at 390 px each display equation is drawn whole (the router's script
+    shrinks one that is wider than its column), and at no less than 70% of its size, so a long
+    one is broken into lines where it is written rather than shrunk out of reading."""
+    page = browser.new_page(viewport=PHONE)
+    try:
+        page.goto(f"{server}/{slug}")
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=TIMEOUT_MS)
+        settle(page)
+        page.wait_for_selector(".katex-display", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)  # the fitting runs on the next animation frame
+        shown = page.evaluate(EQUATIONS)
+        assert shown
+        assert [e["text"] for e in shown if not e["fits"]] == []
+        assert [(e["text"], round(e["scale"], 2)) for e in shown if e["scale"] < 0.7] == []
+    finally:
+        page.close()
