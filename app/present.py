@@ -55,6 +55,7 @@ html { font-size: 20px; }
 # wider than its column is drawn at a smaller size that fits, down to 60%; anything still wider
 # scrolls sideways. Measured again when the page changes or the window is resized.
 FIT_MATH = """
+<style>[data-testid="stLayoutWrapper"]:has(> .st-key-fit_math) { display: none; }</style>
 <script>
 (() => {
   if (window.__kdFitMath) return;
@@ -158,7 +159,8 @@ def frame(current: object) -> None:
     from app.lesson import strip
 
     setup()
-    st.html(FIT_MATH, unsafe_allow_javascript=True)
+    with st.container(key="fit_math"):  # hidden, so it adds no gap above the page
+        st.html(FIT_MATH, unsafe_allow_javascript=True)
     strip(str(getattr(current, "url_path", "")))
 
 
