@@ -33,7 +33,7 @@ class PageInfo:
     @property
     def url(self) -> str:
         """The page's address under the app root. The default page lives at the root itself:
-        Streamlit gives it no path of its own, so "/overview" would be "page not found"."""
+        Streamlit gives it no path of its own ("/overview" only forwards there, see the router)."""
         return "" if self.slug == DEFAULT else self.slug
 
     @property

@@ -22,17 +22,32 @@ st.set_page_config(
 )
 
 groups: dict[str, list] = {}
+home = None
 for info in PAGES:
     if info.exists:
-        groups.setdefault(info.family, []).append(
-            st.Page(
-                str(info.path),
-                title=info.title,
-                icon=info.icon,
-                url_path=info.slug,
-                default=info.slug == DEFAULT,
-            )
+        page = st.Page(
+            str(info.path),
+            title=info.title,
+            icon=info.icon,
+            # the default page is served at the root; the name it reserves is not its slug,
+            # which goes to the hidden page below
+            url_path=f"{info.slug}-root" if info.slug == DEFAULT else info.slug,
+            default=info.slug == DEFAULT,
         )
+        groups.setdefault(info.family, []).append(page)
+        home = page if info.slug == DEFAULT else home
+
+
+def to_home() -> None:
+    """``/overview``: Streamlit serves the default page at the root alone, so its name would be
+    "page not found". A hidden page of that name sends the visitor there, link values kept."""
+    st.switch_page(home, query_params=st.query_params.to_dict())
+
+
+if home is not None:
+    next(iter(groups.values())).append(
+        st.Page(to_home, title=home.title, url_path=DEFAULT, visibility="hidden")
+    )
 current = st.navigation(groups)
 present.frame(current)  # presenter mode and the lesson strip (app/present.py)
 begin_claims()

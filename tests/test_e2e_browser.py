@@ -12,6 +12,8 @@ Needs Debian's chromium (``apt-get install chromium``) and Playwright for Python
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.catalog import PAGES
@@ -139,6 +141,21 @@ def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, s
         toasts = page.locator("[data-testid='stToast']")
         toasts.first.wait_for(timeout=10_000)
         assert "not understood" in " ".join(toasts.all_inner_texts())
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
+
+
+def test_the_overview_by_its_name_opens_at_the_root(browser, server):
+    """/overview, the address a reader guesses from the page's name, opens the overview (which
+    Streamlit serves at the root only) with the link's values, not "Page not found"."""
+    page = open_page(browser, f"{server}/overview?present=1")
+    try:
+        page.wait_for_url(re.compile(r"/\?present=1$"), timeout=15_000)
+        assert page.locator("[data-testid='stMain'] h1").first.inner_text() == (
+            "Knowledge distillation, explained"
+        )
+        assert page.get_by_text("Page not found").count() == 0
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
         page.close()
