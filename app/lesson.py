@@ -26,6 +26,7 @@ PARAM = "lesson"  # ?lesson=N on a step's page: which step brought the user ther
 STATE = "_lesson_step"  # the step this session is on, for the strip on other pages
 ARRIVED = "_lesson_arrived"  # (page, step) whose link last set the page's controls
 APP_PARAMS = frozenset({PARAM, "present"})  # set by the app, not by a step
+SHOWN = "_page_shown"  # the page the session ran last
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,29 @@ def arrive(slug: str, number: int) -> None:
             ui.restore_url(key, link[key])
 
 
+def fresh_page(slug: str) -> None:
+    """Another page than the last run's: its controls start from their defaults, or from what
+    the address names, never from a value a control of the same name left on another page.
+
+    Pages share control names with other meanings and ranges (``alpha`` is KD's weight on the
+    loss page, TCKD's on the DKD page, up to 8; ``T``, ``digit``, ``mode``, ``student``), and
+    Streamlit hands a keyed control the value its namesake held: DKD's α = 1 crashed the
+    speculative page (at most 0.99), the lab's preset showed as the modes page's ``?mode=``
+    with neither shown selected, and the digit of the link the session opened with came back
+    two pages later. The address is what a reload or a copied link would show, so it wins."""
+    last = st.session_state.get(SHOWN)
+    st.session_state[SHOWN] = slug
+    if last is None or last == slug:
+        return
+    for key in ({k for info in PAGES for k in info.params} | ui.seen_keys()) - APP_PARAMS:
+        st.session_state.pop(key, None)
+        if key not in st.query_params:
+            ui.forget_link(key)
+
+
 def strip(slug: str) -> None:
     """Above a step's page while a lesson runs: where we are, the question, Back and Next."""
+    fresh_page(slug)
     values = st.query_params.get_all(PARAM)
     if values:
         count = len(load().steps)

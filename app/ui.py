@@ -282,6 +282,23 @@ def drop_url(key: str) -> None:
         pass
 
 
+def forget_link(key: str) -> None:
+    """Forgets ``key`` of the link the session opened with (see :func:`drop_url`), so a control
+    drawn later is not seeded from it; the address itself is left alone. Guarded the same way."""
+    try:
+        from streamlit.runtime.state import get_session_state
+
+        with get_session_state().query_params() as qp:
+            qp._initial_query_params.pop(key, None)
+    except (AttributeError, ImportError, RuntimeError):
+        pass
+
+
+def seen_keys() -> frozenset[str]:
+    """The URL keys the controls of this session have read so far, on any page."""
+    return frozenset(st.session_state.get(_SEEN, ()))
+
+
 def restore_url(key: str, value: str) -> None:
     """Puts ``key=value`` back into the URL and into the link the session opened with, so the
     control about to be drawn is seeded from it (see :func:`drop_url`; guarded the same way).

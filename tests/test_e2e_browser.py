@@ -161,6 +161,41 @@ def test_the_overview_by_its_name_opens_at_the_root(browser, server):
         page.close()
 
 
+def test_each_page_opens_on_its_own_values_not_a_namesakes(browser, server):
+    """Pages share control names with other ranges and meanings. Moving on through the
+    sidebar, a page shows its defaults: DKD's α = 1.5 (TCKD's weight) used to crash the
+    speculative page (α at most 0.99), and the digit of the link the session opened with came
+    back on the DKD page two pages later."""
+    from playwright.sync_api import expect
+
+    def go(page, title: str) -> None:
+        page.locator("[data-testid='stSidebarNavLink']", has_text=title).first.click()
+        page.wait_for_timeout(300)
+        page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        assert page.locator("[data-testid='stException']").count() == 0, title
+        assert page.get_by_text("This app has encountered an error").count() == 0, title
+
+    thumbs = "[data-testid='stSliderThumbValue']"
+    page = open_page(browser, f"{server}/dkd?alpha=1.5")
+    try:
+        expect(page.locator(thumbs).first).to_have_text("1.50", timeout=15_000)
+        go(page, "Speculative decoding")
+        expect(page.locator(thumbs).first).to_have_text("0.80", timeout=15_000)
+        assert "alpha" not in page.url
+        go(page, "The distillation loss")
+        expect(page.locator(thumbs)).to_have_text(["0.90", "4.00"], timeout=15_000)
+    finally:
+        page.close()
+    page = open_page(browser, f"{server}/temperature?digit=5&idx=3")
+    try:
+        go(page, "The distillation loss")
+        go(page, "Decoupled KD")
+        assert "digit" not in page.url and "idx" not in page.url, page.url
+    finally:
+        page.close()
+
+
 def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path, browser):
     """The smallest mutual-learning job the page offers (one epoch per model), started with the
     page's button on a server with its own empty store, watched live until it completes. The
