@@ -127,6 +127,37 @@ def test_the_slider_answers_the_keyboard(browser, server):
         page.close()
 
 
+def test_the_slider_reaches_both_ends_from_a_t_off_the_grid(browser, server):
+    """T = 3.3 is not one of the grid's stops, so the page's frames are the grid plus 3.3: one
+    more than at T = 50. The slider's range must follow the frames each time, or End stopped a
+    stop short of 50 and the next step past it threw in the browser and froze the numbers."""
+    errors: list[str] = []
+    page = open_page(browser, f"{server}/temperature?T=3.3")
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        slider = page.locator(".kd-t input[type=range]")
+        for _ in range(2):  # the first End reruns the page at T = 50, the second is at the end
+            slider.focus()
+            page.keyboard.press("End")
+            page.wait_for_function(
+                "() => new URL(location.href).searchParams.get('T') === '50'", timeout=20_000
+            )
+            settle(page)
+            page.wait_for_timeout(300)
+            assert slider.input_value() == slider.get_attribute("max")
+            assert readout(page)["T"] == "T = 50.00"
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_function(
+            "() => new URL(location.href).searchParams.get('T') === '0.1'", timeout=20_000
+        )
+        settle(page)
+        assert readout(page)["T"] == "T = 0.10"
+        assert errors == []
+    finally:
+        page.close()
+
+
 def overlaps(a: dict, b: dict) -> bool:
     return not (
         a["x"] + a["width"] <= b["x"]

@@ -209,15 +209,17 @@ export default function (component) {
     st.data = data;
     st.bars = drawBarAxes(root.querySelector("svg.bars"), data);
     st.marks = drawCurveAxes(root.querySelector("svg.curves"), data);
-    input.max = String(data.frames.length - 1);
   }
   st.data = data;
+  // the frames are the grid plus the page's T when it is off the grid, so their number can
+  // change with T alone: a stale max left the last frame out of reach, and past it nothing
+  input.max = String(data.frames.length - 1);
   if (!st.bound) {
     st.bound = true;
     input.addEventListener("input", () => show(root, st, Number(input.value)));
     input.addEventListener("change", () => {
       const f = st.data.frames[Number(input.value)];
-      st.send("T", f.T);
+      if (f) st.send("T", f.T);
     });
   }
   input.value = String(data.active);
