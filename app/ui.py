@@ -384,6 +384,21 @@ def guard_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
 _check_url = guard_url
 
 
+def _clamp_own(key: str, lo: float, hi: float) -> bool:
+    """The control's own value fell out of its range because another control moved the range
+    (the characters of another document, the images of a smaller batch): it goes to the
+    range's nearer end, on screen and in the address alike. Streamlit drew the default and left
+    the address as it was (``pos=46`` beside a box showing 2). True if it did."""
+    value = st.session_state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or lo <= value <= hi:
+        return False
+    raw = url_values(key)  # claims the key
+    if len(raw) > 1 or (raw and not _is_own_value(raw[0], key)):
+        return False  # a link's value: the guard's to judge
+    st.session_state[key] = type(value)(min(max(value, lo), hi))
+    return True
+
+
 def float_ok(lo: float | None, hi: float | None) -> Callable[[str], bool]:
     def ok(raw: str) -> bool:
         text = raw.strip()
@@ -429,7 +444,8 @@ def url_float(
     **kw,
 ) -> float:
     """A float control kept in the URL as ``?key=value``; bad values fall back with a toast."""
-    _check_url(key, _float_ok(lo, hi), default)
+    if not _clamp_own(key, lo, hi):
+        _check_url(key, _float_ok(lo, hi), default)
     widget = st.slider if slider else st.number_input
     return float(widget(label, lo, hi, default, step, key=key, bind="query-params", **kw))
 
@@ -438,7 +454,8 @@ def url_int(label: str, key: str, lo: int, hi: int, default: int, boxed: bool = 
     """A whole number kept in the URL. ``boxed=False`` leaves the limits off the box itself, for
     a form whose own check refuses the value and says why: with them, the browser keeps an
     out-of-range number typed there on screen while the page goes on with the last one."""
-    _check_url(key, _int_ok(lo, hi), default)
+    if not (boxed and _clamp_own(key, lo, hi)):  # unboxed, a form says why it refuses it
+        _check_url(key, _int_ok(lo, hi), default)
     box = (lo, hi) if boxed else (None, None)
     return int(st.number_input(label, *box, default, 1, key=key, bind="query-params", **kw))
 

@@ -22,13 +22,17 @@ ANGLES = np.linspace(0.0, 360.0, 37)  # every 10 degrees
 
 @st.cache_data(max_entries=32)
 def batch(kind: str, n: int, seed: int) -> list[int]:
-    """Test-set indices: n at random, or n/10 of each digit in digit order (seeded)."""
+    """Test-set indices: n at random, or n/10 of each digit in digit order, the first n mod 10
+    digits one more (seeded), so the batch has the n images the control says."""
     bundle = ui.load_demo(str(ui.models_dir()))
     gen = torch.Generator().manual_seed(seed)
     if kind == "random":
         return torch.randperm(len(bundle.data.y_test), generator=gen)[:n].tolist()
-    per = max(n // 10, 1)
-    picks = [ix[torch.randperm(len(ix), generator=gen)[:per]] for ix in bundle.by_digit]
+    per = [n // 10 + (d < n % 10) for d in range(len(bundle.by_digit))]
+    picks = [
+        ix[torch.randperm(len(ix), generator=gen)[:k]]
+        for ix, k in zip(bundle.by_digit, per, strict=True)
+    ]
     return torch.cat(picks).tolist()
 
 

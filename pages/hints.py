@@ -143,7 +143,9 @@ if run is not None:
     st.subheader("The run's teacher on any test image")
     if "teacher" in run.weights:
         path = str(queue.store.weights_path(run.id, "teacher"))
-        index = ui.url_int("Test image", "test", 0, len(load_mnist().y_test) - 1, shown[img])
+        # its own control from the first stored image on: a default that followed "Stored
+        # image" was the one in force on a reload only, not after a change
+        index = ui.url_int("Test image", "test", 0, len(load_mnist().y_test) - 1, shown[0])
         try:
             live = live_maps(path, index, tuple(layers))
         except CheckpointError as err:

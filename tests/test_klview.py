@@ -62,7 +62,7 @@ def test_a_valid_link_opens_its_frame_and_a_value_between_frames_snaps():
     assert at.markdown[-1].value == "shown β = 0.75"
     at = run(beta="0.33")
     assert active(at)["beta"] == 0.35 and at.markdown[-1].value == "shown β = 0.35"
-    assert url(at, "beta") == "0.33"  # a valid link is left as it was
+    assert url(at, "beta") == "0.35"  # the address says the frame in use, as the screen does
 
 
 @pytest.mark.parametrize("raw", ["2", "-0.1", "abc", "nan", "inf", "٠٫٥"])

@@ -75,6 +75,18 @@ def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(store_path):
     assert {sh["y0"] for sh in shapes} >= {6.5}  # row 7 of each heatmap is outlined
 
 
+def test_a_batch_by_class_has_the_images_the_control_says(store_path):
+    """n = 45 by class: 4 or 5 of each digit, 45 in all (it used to round down to 40 while the
+    control said 45); a selection past the end of a smaller batch moves to its last image, on
+    screen and in the address (the box showed 0 while the address kept 44)."""
+    at = _page("geometry.py", batch="by class", n="45", sel="44")
+    assert _z(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]).shape == (45, 45)
+    assert any(f"{45 * 44 * 43:,} ordered triplets" in m.value for m in at.markdown)
+    at.number_input(key="n").set_value(32).run()
+    assert not at.exception and at.number_input(key="sel").value == 31
+    assert at.query_params["sel"] in ("31", ["31"])
+
+
 # A stored rkd-mnist run's geometry: three images, two epochs of each student's distances.
 RKD_MATRICES = {
     "indices": [0, 1, 2],

@@ -131,10 +131,13 @@ def kl_view(frames: dict, beta: float, key: str = KEY) -> float:
     """Mounts the view for these frames (from :func:`kdcore.klfit.kl_frames`), opened at the
     frame nearest ``beta``; returns that frame's β (the value the page shows at rest)."""
     data = view_data(frames, beta)
+    shown = data["frames"][data["active"]]["beta"]
+    if URL_KEY in st.query_params and st.query_params[URL_KEY] != f"{shown:g}":
+        st.query_params[URL_KEY] = f"{shown:g}"  # the address says the frame in use (0.537 -> 0.55)
     _component(
         key=key,
         data=data,
         default={"beta": None},
         on_beta_change=ui.release_to_url(key, "beta", URL_KEY, B_MIN, B_MAX),
     )
-    return data["frames"][data["active"]]["beta"]
+    return shown
