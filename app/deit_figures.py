@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
 
 MODEL = {"vit_no_teacher": "#868e96", "vit_deit_hard": "#e8590c", "vit_deit_soft": "#2b8a3e"}
 LABEL = {"vit_no_teacher": "no teacher", "vit_deit_hard": "hard distillation",
@@ -46,10 +45,11 @@ def token_curves(tokens: dict[str, dict[str, list[float]]]) -> go.Figure:
     """Left: each head's test accuracy per epoch (class heads solid, distillation heads dashed);
     right: how often the two heads agree, and how often the distillation head agrees with the
     teacher, per epoch."""
-    # "by epoch" in the titles, not as axis titles: those sat under the ticks, where the legend
-    # (two to eight rows, by the page's width) is drawn over them
-    fig = make_subplots(1, 2, subplot_titles=("test accuracy of each head, by epoch",
-                                              "agreement on the test set, by epoch"))  # fmt: skip
+    # Titles in two lines, "by epoch" as the axes' title: in one line the titles ran into each
+    # other and past the chart's edges on a phone. (The legend, two to eight rows by the page's
+    # width, is drawn under the axis titles: LEGEND_BELOW.)
+    fig = subplots(1, 2, subplot_titles=("test accuracy<br>of each head",
+                                         "agreement<br>on the test set"))  # fmt: skip
     for name, rec in tokens.items():
         colour, label = MODEL.get(name, COLORS["uniform"]), LABEL.get(name, name)
         for head in ("cls", "dist"):
@@ -69,9 +69,9 @@ def token_curves(tokens: dict[str, dict[str, list[float]]]) -> go.Figure:
                                 name=f"{label}: {what}", legendgroup=name,
                                 line=dict(color=colour, dash=dash, width=2),
                                 row=1, col=2)  # fmt: skip
-    fig.update_xaxes(dtick=1)
+    fig.update_xaxes(dtick=1, title_text="epoch")
     fig.update_yaxes(tickformat=".0%")
-    return _fig(fig, height=460, legend=LEGEND_BELOW)
+    return _fig(fig, height=480, legend=LEGEND_BELOW)
 
 
 def predictions_figure(

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, TEMPLATE
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
 
 VARIANT = {"none": "#e8590c", "batchnorm": "#3b5bdb", "whitening": "#2b8a3e",
            "orthogonal": "#5f3dc4"}  # fmt: skip
@@ -40,12 +40,16 @@ def flow_figure(dist: np.ndarray, sv_steps: np.ndarray, sv: np.ndarray, plateau:
 
     dist: (steps + 1,); sv_steps: (K,); sv: (K, r). ``plateau``: where the distance settles when
     C_s ≠ I (‖C_st C_s⁻¹ − C_st‖), drawn dashed."""
-    fig = make_subplots(1, 2, subplot_titles=("‖W_p − C_st‖ (Frobenius)", "singular values of W_p"))
+    # titles in two lines: in one they ran into each other and off the chart on a phone
+    fig = subplots(1, 2, subplot_titles=("‖W_p − C_st‖<br>(Frobenius)",
+                                         "singular values<br>of W_p"))  # fmt: skip
     fig.add_scatter(x=np.arange(len(dist)), y=np.maximum(dist, FLOOR), name="distance",
                     line=dict(color=COLORS["teacher"], width=3), row=1, col=1)  # fmt: skip
     if plateau is not None:
+        # its label at the left end: at the right it ran into the right panel's tick labels
         fig.add_hline(y=max(plateau, FLOOR), line=dict(color="#868e96", dash="dash"), row=1, col=1,
-                      annotation_text="‖C_st C_s⁻¹ − C_st‖")  # fmt: skip
+                      annotation_text="‖C_st C_s⁻¹ − C_st‖",
+                      annotation_position="top left")  # fmt: skip
     for i in range(sv.shape[1]):
         fig.add_scatter(x=sv_steps, y=sv[:, i], mode="lines", name=f"σ{i + 1}", showlegend=False,
                         line=dict(color=COLORS["student"], width=1.5), row=1, col=2)  # fmt: skip
@@ -57,9 +61,11 @@ def flow_figure(dist: np.ndarray, sv_steps: np.ndarray, sv: np.ndarray, plateau:
 def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) -> go.Figure:
     """One variant of a stored run: σ_i by index for every epoch (log y, later epochs darker)
     beside the recorded trace as a heatmap of log10 σ (steps down, σ index across)."""
-    fig = make_subplots(1, 2, subplot_titles=("spectrum at the end of each epoch",
-                                              "during training (log₁₀ σ)"),
-                        horizontal_spacing=0.1)  # fmt: skip
+    # Short titles (log₁₀ σ is the colour bar's title), room between the panels for the step
+    # axis, a slim colour bar and the legend under the plot: the titles ran into each other on
+    # a phone, the step axis's title lay on the left panel, the legend covered the titles.
+    fig = subplots(1, 2, subplot_titles=("spectrum after<br>each epoch", "during training"),
+                   horizontal_spacing=0.18)  # fmt: skip
     colours = _shades(len(epochs), VARIANT.get(variant, COLORS["teacher"]))
     for e, (values, colour) in enumerate(zip(epochs, colours, strict=True)):
         y = np.maximum(np.asarray(values, dtype=float), FLOOR)
@@ -69,14 +75,15 @@ def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) 
         z = np.log10(np.maximum(np.array([t["spectrum"] for t in trace], dtype=float), FLOOR))
         fig.add_trace(
             go.Heatmap(z=z, x=np.arange(1, z.shape[1] + 1), y=[t["step"] for t in trace],
-                       colorscale="Viridis", colorbar=dict(title="log₁₀ σ", x=1.0),
+                       colorscale="Viridis", colorbar=dict(title=dict(text="log₁₀ σ", side="right"),
+                                                           thickness=14),
                        hovertemplate="step %{y}, σ%{x}: 10^%{z:.2f}<extra></extra>"),
             row=1, col=2,
         )  # fmt: skip
         fig.update_yaxes(title_text="step", autorange="reversed", row=1, col=2)
     fig.update_yaxes(type="log", title_text="σ", row=1, col=1)
-    fig.update_xaxes(title_text="σ index (largest first)")
-    return _fig(fig, height=380)
+    fig.update_xaxes(title_text="σ index<br>(largest first)")  # one line each: they met
+    return _fig(fig, height=420, legend=LEGEND_BELOW)
 
 
 def final_spectra_figure(spectra: dict[str, list[list[float]]]) -> go.Figure:
@@ -185,7 +192,9 @@ def accuracy_bars(models: dict[str, dict], names: list[str]) -> go.Figure:
 def attention_grid(columns: dict[str, dict[str, list]], layers: list[str]) -> go.Figure:
     """Attention maps: one row per layer, one column per model ({title: {layer: (H, W)}}); one
     colour scale per row, so a row compares like with like."""
-    titles = [f"{c}<br>{layer}" for layer in layers for c in columns]  # two lines: narrow columns
+    # a line per part (a model, its epoch, the layer): in fewer, a phone's narrow columns ran
+    # into each other and past the chart's edge
+    titles = [f"{'<br>'.join(c.split(', '))}<br>{layer}" for layer in layers for c in columns]
     fig = make_subplots(len(layers), len(columns), subplot_titles=titles,
                         horizontal_spacing=0.04, vertical_spacing=0.14)  # fmt: skip
     fig.update_annotations(font_size=12)

@@ -83,6 +83,22 @@ def _fig(**layout) -> go.Figure:
 # legend at a fraction of the plot's height below it lands on the tick labels at some heights,
 # widths and font sizes (presenter mode's larger text).
 LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0}
+# Plotly sets a panel's title on the plot's top edge, which the top tick label of the panel's y
+# axis reaches a few pixels above: a title wider than its panel (on a phone) lay over that label.
+SUBPLOT_TITLE_LIFT = 8
+
+
+def subplots(rows: int = 1, cols: int = 1, **kw) -> go.Figure:
+    """``make_subplots`` with the panels' titles lifted clear of their top tick labels.
+
+    Keep a title's lines short, about 20 characters, breaking a longer one with "<br>": the
+    app draws a chart as wide as its column, some 360 pixels on a phone, where two panels side
+    by side get 100-150 pixels each and longer titles run into each other or off the chart."""
+    fig = make_subplots(rows, cols, **kw)
+    fig.update_annotations(yshift=SUBPLOT_TITLE_LIFT)  # only the titles exist yet
+    return fig
+
+
 TEMPLATE_SPEC = TEMPLATE.to_plotly_json()
 
 

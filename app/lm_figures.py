@@ -11,9 +11,8 @@ import html
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.figures import COLORS, TEMPLATE
+from app.figures import COLORS, TEMPLATE, subplots
 
 TRUTH = "#2b8a3e"
 LABEL = {
@@ -26,11 +25,11 @@ LABEL = {
     "sft": "start: real text", "draft_hard": "draft: real text", "draft_kd": "draft: forward KL",
     "draft_on_policy": "draft: on-policy", "draft_hard_long": "draft: real text, twice as long",
 }  # fmt: skip
-PANELS = (  # result key, panel title, as a percentage
-    ("bits_per_char", "bits per character on real text", False),
-    ("sample_valid", "grammatical texts it writes", True),
-    ("sample_nll", "bits per character of its grammatical texts", False),
-    ("sample_distinct", "distinct texts it writes", True),
+PANELS = (  # result key, panel title (two lines: one ran into its neighbour on a phone), as a %
+    ("bits_per_char", "bits per character<br>on real text", False),
+    ("sample_valid", "grammatical texts<br>it writes", True),
+    ("sample_nll", "bits per character<br>of its grammatical texts", False),
+    ("sample_distinct", "distinct texts<br>it writes", True),
 )
 
 
@@ -73,8 +72,11 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
     is the language's entropy, the floor), the share of grammatical and of distinct texts it
     writes, and how likely its grammatical texts are under the language."""
     names = [n for n in models if n in LABEL]
-    # the gap between the rows holds the top row's slanted model names and the bottom's titles
-    fig = make_subplots(2, 2, subplot_titles=[p[1] for p in PANELS], vertical_spacing=0.24)
+    # The model names once, under the bottom row (both rows hold the same bars): on a phone the
+    # top row's slanted names filled the gap between the rows and ran under the titles there. The
+    # columns wide apart: the right panels' percentages spilled into the left panels' labels.
+    fig = subplots(2, 2, subplot_titles=[p[1] for p in PANELS], shared_xaxes=True,
+                   vertical_spacing=0.16, horizontal_spacing=0.14)  # fmt: skip
     for k, (key, _, pct) in enumerate(PANELS):
         row, col = divmod(k, 2)
         vals = [models[n].get(key) for n in names]
@@ -90,8 +92,9 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
             # labelled in both panels: an annotation with no text is drawn as Plotly's "new text"
             fig.add_hline(y=floor, line_dash="dash", line_color=TRUTH, row=row + 1, col=col + 1,
                           annotation_text="entropy")  # fmt: skip
-    fig.update_xaxes(tickangle=-30)
-    fig.update_layout(template=TEMPLATE, height=720, margin=dict(t=40, b=10))
+    # slanted as far as they need, by the width they get: level, 30° or upright on a phone
+    fig.update_xaxes(autotickangles=[0, -30, -90])
+    fig.update_layout(template=TEMPLATE, height=720, margin=dict(t=60, b=10))
     return fig
 
 

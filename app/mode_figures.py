@@ -10,7 +10,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, TEMPLATE
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
 
 PALETTE = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285")
 
@@ -49,10 +49,11 @@ def split_live_history(history: dict[str, list[dict]]) -> dict[str, list[dict]]:
 def mutual_curves(history: dict[str, list[dict]], peers: list[str]) -> go.Figure:
     """Test accuracy per epoch: each peer (solid) and the same net trained alone (dashed), and
     on the right the peers' agreement on the test set."""
-    fig = make_subplots(
+    fig = subplots(
         1,
         2,
-        subplot_titles=("test accuracy %", "peers agree on (% of test)"),
+        # two lines: the narrow right panel's title ran past a phone's edge in one
+        subplot_titles=("test accuracy %", "peers agree on<br>(% of test)"),
         column_widths=[0.62, 0.38],
     )
     for i, peer in enumerate(peers):
@@ -86,7 +87,9 @@ def mutual_curves(history: dict[str, list[dict]], peers: list[str]) -> go.Figure
             col=2,
         )
     fig.update_xaxes(title_text="epoch", dtick=1)
-    return _fig(fig, height=360, legend=dict(orientation="h", y=-0.25))
+    # legends under the plot in the figure's own frame (LEGEND_BELOW): one at a fraction of the
+    # plot's height under it lay over the axis titles and tick labels, on a phone and wider
+    return _fig(fig, height=400, legend=LEGEND_BELOW)
 
 
 def generations_figure(
@@ -121,7 +124,10 @@ def soft_targets_figure(generations: list[dict], image: int, label: int, T: floa
         barmode="group",
         xaxis_title="digit",
         yaxis_title=f"probability at T = {T:g}",
-        title=f"what each generation would teach for this {label}",
+        # two lines: in one it ran off a narrow phone's chart (a 360-pixel screen)
+        title=f"what each generation would teach<br>for this {label}",
+        margin=dict(t=75),  # the template's 50 put the second line on the top tick label
+        legend=LEGEND_BELOW,  # above the plot (the template's place) it covered the title
     )
     for i, g in enumerate(generations):
         fig.add_bar(
@@ -158,7 +164,7 @@ def comparison_figure(comparison: dict[str, dict]) -> go.Figure:
         title_text="test accuracy %", range=[max(0, min(acc) - 3), 100.5], secondary_y=False
     )
     fig.update_yaxes(title_text="µs per prediction", rangemode="tozero", secondary_y=True)
-    return _fig(fig, height=340, legend=dict(orientation="h", y=-0.25))
+    return _fig(fig, height=380, legend=LEGEND_BELOW)
 
 
 def agreement_figure(models: list[str], matrix: list[list[float]]) -> go.Figure:
@@ -184,12 +190,14 @@ def capacity_figure(capacity: list[dict], chain: dict | None, hard: float | None
     accuracy, the chain through the assistant, and the student on hard labels."""
     x = [c["teacher_params"] for c in capacity]
     fig = _fig(
-        height=360,
+        height=400,
         xaxis_title="teacher parameters (log scale)",
         yaxis_title="test accuracy %",
-        legend=dict(orientation="h", y=-0.3),
+        legend=LEGEND_BELOW,
     )
-    fig.update_xaxes(type="log")
+    # ticks at the teachers' sizes: the automatic ones of a log axis over one decade or two (a
+    # digit per step) ran into each other on a phone
+    fig.update_xaxes(type="log", tickvals=x, tickformat=".3~s")
     fig.add_scatter(
         x=x,
         y=[100 * c["student_accuracy"] for c in capacity],

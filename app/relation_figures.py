@@ -10,9 +10,8 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.figures import COLORS, TEMPLATE
+from app.figures import COLORS, TEMPLATE, subplots
 
 DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
           "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
@@ -34,11 +33,12 @@ def _mark(fig: go.Figure, n: int, sel: int, col: int) -> None:
                       row=1, col=col)  # fmt: skip
 
 
-def digit_ticks(labels: list[int], most: int = 20) -> list[int]:
+def digit_ticks(labels: list[int], most: int = 12) -> list[int]:
     """Which rows of an n x n matrix get their image's digit as a tick: the first of each run
     of one digit (a batch sorted by class: one tick per class), or every k-th row where that
     would be more than ``most`` (a random batch: a label per row ran into its neighbours on a
-    narrow screen; the hover names every cell)."""
+    narrow screen, and 20 of them still did in a phone's 140-pixel-wide panel; the hover names
+    every cell)."""
     starts = [i for i in range(len(labels)) if i == 0 or labels[i] != labels[i - 1]]
     if len(starts) <= most:
         return starts
@@ -52,7 +52,7 @@ def heatmap_pair(
 ) -> go.Figure:  # fmt: skip
     """Two n x n matrices side by side on one colour scale; ticks are the images' digits."""
     zmax = float(max(left.max(), right.max())) if zmax is None else zmax
-    fig = make_subplots(1, 2, subplot_titles=titles, horizontal_spacing=0.08)
+    fig = subplots(1, 2, subplot_titles=titles, horizontal_spacing=0.08)
     text = [[f"#{i} ({labels[i]}) – #{j} ({labels[j]})" for j in range(len(labels))]
             for i in range(len(labels))]  # fmt: skip
     for col, z in ((1, left), (2, right)):
@@ -84,7 +84,8 @@ def angle_histogram_figure(edges: np.ndarray, teacher: np.ndarray, student: np.n
 
 def pca_figure(teacher: np.ndarray, student: np.ndarray, labels: list[int], selected: int):
     """Both 2-D views, points coloured by digit, the selected image ringed in both."""
-    fig = make_subplots(1, 2, subplot_titles=("teacher", "student (turned onto the teacher)"))
+    # two lines: on a phone the one-line title ran past the chart's right edge
+    fig = subplots(1, 2, subplot_titles=("teacher", "student (turned<br>onto the teacher)"))
     hover = [f"#{i}: digit {d}" for i, d in enumerate(labels)]
     for col, xy in ((1, teacher), (2, student)):
         fig.add_trace(
@@ -127,7 +128,8 @@ def gap_figure(gaps: dict[str, list[float]], epoch: int) -> go.Figure:
 
 def dkd_scatter_figure(p_t: np.ndarray, nckd: np.ndarray, chosen: tuple[float, float]):
     """NCKD per image against the teacher's p_t, raw and as KD weights it ((1 − p_t)·NCKD)."""
-    fig = _fig(xaxis_title="teacher's probability of the true class, p_t (at T)",
+    # two lines: in one the title was wider than a phone's plot and cut off at both ends
+    fig = _fig(xaxis_title="teacher's probability of the true class,<br>p_t (at T)",
                yaxis_title="T²·KL, per image", yaxis_type="log", height=380)  # fmt: skip
     floor = 1e-6
     fig.add_scatter(x=p_t, y=np.maximum(nckd, floor), mode="markers", name="NCKD (DKD: × β)",

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
 from kdcore.speculative import expected_tokens_per_call
 
 LABEL = {"draft_hard": "real text", "draft_hard_long": "real text, longer",
@@ -34,7 +33,9 @@ KINDS = {
     "unused": ("draft, unused", "#adb5bd", True),
     "teacher": ("teacher's token", COLORS["teacher"], False),
 }
-WIDTH = 30  # characters per line of the animation
+# characters per line of the animation: 24 columns of a phone's chart are 13 pixels wide, as
+# wide as a glyph (monospace, 22 px); 30 overlapped there
+WIDTH = 24
 SPACE, PAD = "␣", "∅"
 
 
@@ -106,8 +107,13 @@ def acceptance_figure(
     x = [visible(t) for t in tokens]
     overlap = [min(a, b) for a, b in zip(p, q, strict=True)]
     excess = [max(0.0, a - b) for a, b in zip(p, q, strict=True)]
-    fig = make_subplots(
-        1, 2, subplot_titles=(f"Σ min(p, q) = β = {beta:.2f}", "what is emitted: exactly p")
+    # One probability axis for both panels, its numbers on the left only: the right panel's ran
+    # under the titles on a phone. The right title in two lines: in one the two titles met there.
+    fig = subplots(
+        1,
+        2,
+        shared_yaxes=True,
+        subplot_titles=(f"Σ min(p, q) = β = {beta:.2f}", "what is emitted:<br>exactly p"),
     )
     # On the left every bar starts at 0 (an explicit base keeps a trace out of the stack): p and
     # q as outlines over their overlap. On the right the two parts stack up to p.
@@ -126,8 +132,8 @@ def acceptance_figure(
                 row=1, col=2)  # fmt: skip
     fig.add_bar(x=x, y=excess, name="corrections: (1 − β)·norm(max(0, p − q))",
                 marker_color=RESIDUAL, row=1, col=2)  # fmt: skip
-    fig.update_yaxes(range=[0, 1.1 * max(*p, *q)], title_text="probability", row=1, col=1)
-    fig.update_yaxes(range=[0, 1.1 * max(*p, *q)], row=1, col=2)
+    fig.update_yaxes(range=[0, 1.1 * max(*p, *q)])
+    fig.update_yaxes(title_text="probability", row=1, col=1)
     return _fig(fig, height=400, barmode="stack", bargap=0.15,
                 legend=dict(LEGEND_BELOW, traceorder="normal"))  # fmt: skip
 
@@ -145,7 +151,8 @@ def residual(p: Sequence[float], q: Sequence[float]) -> list[float]:
 def measured_figure(res: dict, drafts: Sequence[str]) -> go.Figure:
     """Per draft, expected beside measured: α (Σ min(p, q) on held-out text vs accepted over
     examined proposals) and tokens per teacher call (Eq. 1 at that α vs counted)."""
-    fig = make_subplots(1, 2, subplot_titles=("acceptance α", "tokens per teacher call"))
+    # two lines: in one the titles met on a narrow phone (a 360-pixel screen)
+    fig = subplots(1, 2, subplot_titles=("acceptance α", "tokens per<br>teacher call"))
     x = [label(d) for d in drafts]
     panels = (
         ("expected_acceptance", "acceptance_rate", 1),
@@ -301,16 +308,17 @@ def trace_animation(trace: Sequence[dict], draft: str = "") -> go.Figure:
     steps = rounds(trace)
     lines = max([1, *((len(s["chars"]) - 1) // WIDTH + 1 for s in steps)])
     fig = _fig(
-        height=190 + 42 * lines,
-        margin=dict(l=20, r=20, t=110, b=90),
+        height=250 + 42 * lines,
+        margin=dict(l=20, r=20, t=115, b=145),
         xaxis=dict(visible=False, range=[-0.7, WIDTH - 0.3], fixedrange=True),
         yaxis=dict(visible=False, range=[-lines + 0.4, 0.6], fixedrange=True),
     )
     # A fixed key rather than Plotly's legend, which drops (and then miscolours) the kinds that a
-    # frame happens to leave empty.
-    key = " · ".join(_span(kind, name) for kind, (name, *_) in KINDS.items())
+    # frame happens to leave empty. Two lines: in one it ran past a phone's right edge.
+    spans = [_span(kind, name) for kind, (name, *_) in KINDS.items()]
+    key = " · ".join(spans[:3]) + "<br>" + " · ".join(spans[3:])
     fig.add_annotation(text=key, x=0, y=1, xref="paper", yref="paper", yanchor="bottom",
-                       xanchor="left", showarrow=False, yshift=6)  # fmt: skip
+                       xanchor="left", align="left", showarrow=False, yshift=6)  # fmt: skip
     if not steps:
         fig.update_layout(title=f"no rounds recorded for {label(draft)}")
         return fig
@@ -334,7 +342,16 @@ def trace_animation(trace: Sequence[dict], draft: str = "") -> go.Figure:
         mode="immediate",
     )
     fig.update_layout(
-        title=dict(text=steps[0]["title"], x=0, font=dict(size=15)),
+        # at the top of the chart, clear of the key's two lines under it
+        title=dict(
+            text=steps[0]["title"],
+            x=0,
+            font=dict(size=15),
+            yref="container",
+            y=1,
+            yanchor="top",
+            pad=dict(t=24),
+        ),
         updatemenus=[
             dict(
                 type="buttons",
@@ -350,13 +367,15 @@ def trace_animation(trace: Sequence[dict], draft: str = "") -> go.Figure:
                 ],
             )
         ],
+        # the slider under the buttons, not beside them: there it ran under them on a phone
         sliders=[
             dict(
                 active=0,
-                x=0.22,
-                len=0.78,
+                x=0,
+                len=1,
                 y=0,
                 yanchor="top",
+                pad=dict(t=70),
                 currentvalue=dict(prefix="round "),
                 steps=[dict(label=n, method="animate", args=[[n], still]) for n in names],
             )

@@ -4,7 +4,8 @@ A figure builder's margins and spacing decide whether its longest labels fit: Pl
 label past the chart's edge, or under a subplot's title, without any error. Each chart here is
 built from real inputs (the shipped reference runs) or the longest labels it can be given, drawn
 by Plotly in Chromium at a narrow and a wide width, and its text boxes checked
-(:data:`tests.browser.LABEL_PROBLEMS`). No server: the chart is the page.
+(:data:`tests.browser.LABEL_PROBLEMS`); the charts that once ran together on a phone are drawn at
+a phone's width too. No server: the chart is the page.
 """
 
 from __future__ import annotations
@@ -128,6 +129,131 @@ def test_every_label_is_drawn_whole(page, charts):
         for width in widths:
             fig.update_layout(width=width)
             page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
+            page.wait_for_function(CHART_DRAWN)
+            problems += [f"{name} at {width} px: {p}" for p in page.evaluate(LABEL_PROBLEMS)]
+    assert problems == [], "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- on a phone
+
+# The app draws a chart as wide as its column, so the same figure must read whole on a phone
+# and on a desktop: the column of a 390- and of a 360-pixel-wide phone (Streamlit keeps 16 px
+# each side), and the wide layout's column on a 1280-pixel screen.
+PHONE_WIDTHS = (358, 328, 820)
+
+
+def phone_charts():
+    """The charts whose text once ran together on a phone, from the speculative, projector,
+    relations, DKD, DeiT, language-model, hints and modes pages: two panels' titles side by side,
+    long axis titles, a legend over the ticks, a key past the edge. Built as the pages build
+    them, with the longest labels they are given (stand-in numbers: only the layout is tested)."""
+    import numpy as np
+
+    from app import deit_figures as df
+    from app import feature_figures as ff
+    from app import mode_figures as mf
+    from app import relation_figures as rf
+    from app import spec_figures as sf
+    from app.lm_figures import LABEL, results_figure
+    from kdcore.presets_spec import DRAFTS
+
+    rng = np.random.default_rng(0)
+    drafts = list(DRAFTS)
+    res = {k: {d: v for d in drafts} for k, v in (("expected_acceptance", 0.99),
+           ("acceptance_rate", 0.98), ("expected_tokens", 4.7),
+           ("tokens_per_teacher_call", 4.6))}  # fmt: skip
+    words = {"the": 0.5, "a": 0.3, "my": 0.2}
+
+    def spec_round(proposed: str, accepted: int, nxt: str) -> dict:
+        return {"proposed": [ord(c) for c in proposed], "accepted": accepted, "next": ord(nxt),
+                "kind": "bonus" if accepted == len(proposed) else "correction",
+                "kept": accepted + 1, "text": list(proposed), "next_text": nxt}  # fmt: skip
+
+    trace = [spec_round("the ", 4, "c"), spec_round("at s", 2, "x"), spec_round("ees ", 1, "a")]
+    dist = np.geomspace(5.0, 1e-4, 101)  # the flow's distance, falling over four decades
+    sv = np.linspace(0.2, 3.8, 8)[None, :] * (1 - np.exp(-np.arange(0, 101, 5) / 10))[:, None]
+    spectra = [[3.0, 1.0, 0.5, 0.1, 0.05], [3.0, 1.0, 0.2, 0.01, 1e-4]]
+    steps = [{"step": 25 * i, "spectrum": s} for i, s in enumerate(spectra)]
+    xy = rng.normal(size=(32, 2))
+    digits = rng.integers(0, 10, 64).tolist()  # a random batch: the most digit ticks
+    pair = rng.random((64, 64))
+    psi, stored = ("teacher ψ_D", "student ψ_D"), ("teacher", "student_hard, epoch 12")
+    kept = pair[:32, :32]  # a stored rkd-mnist run keeps 32 of its 64 images' distances
+    p_t = rng.random(2000)
+    curve = [0.5, 0.8, 0.9, 0.95, 0.96]
+    tokens = {m: {"cls_accuracy": curve, "dist_accuracy": curve, "agreement": curve,
+                  "dist_teacher": curve} for m in df.LABEL}  # fmt: skip
+    maps = {"conv1": rng.random((14, 14)), "conv2": rng.random((7, 7))}
+    columns = {name: maps for name in
+               ("teacher", "AT student, epoch 12", "hard-label student, epoch 12")}  # fmt: skip
+    longest = sorted(LABEL, key=lambda k: len(LABEL[k]))[-4:]
+    models = {k: {"bits_per_char": 0.9, "sample_valid": 0.9, "sample_nll": 0.7,
+                  "sample_distinct": 0.8} for k in ["teacher", "hard", *longest]}  # fmt: skip
+    record = [{"epoch": e, "test_accuracy": 0.9 + e / 100, "extra": {"agreement": 0.95}}
+              for e in (1, 2, 3)]  # fmt: skip
+    history = {"peer_1": record, "peer_2": record, "alone_1": record, "alone_2": record}
+    generations = [{"name": f"generation_{g}", "test_accuracy": 0.97,
+                    "soft_targets": [rng.dirichlet(np.ones(10)).tolist()]}
+                   for g in range(3)]  # fmt: skip
+    comparison = {n: {"test_accuracy": 0.97, "us_per_prediction": 1.0 + i} for i, n in
+                  enumerate(("teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard",
+                             "student_kd", "student_ensemble"))}  # fmt: skip
+    capacity = [{"teacher": a, "teacher_params": n, "teacher_accuracy": 0.97,
+                 "student_accuracy": 0.9} for a, n in (("mlp-30", 24790), ("mlp-100", 89610),
+                                                       ("mlp-300", 328810))]  # fmt: skip
+    chain = {"student_accuracy": 0.91, "assistant": "mlp-30"}
+    return {
+        "speculative Eq. 1": sf.tokens_figure(0.8, 4, 3.36),
+        "speculative rule": sf.acceptance_figure(
+            [0.40, 0.25, 0.15, 0.12, 0.08],
+            [0.55, 0.10, 0.20, 0.05, 0.10],
+            ["e", "a", " ", "t", "s"],
+            0.78,
+        ),
+        "speculative measured": sf.measured_figure(res, drafts),
+        "speculative first word": sf.first_word_figure(
+            {"teacher": words, "plain": words, **{d: words for d in drafts}}, 400
+        ),
+        "speculative animation": sf.trace_animation(trace, "draft_kd"),
+        "projector flow": ff.flow_figure(dist, np.arange(0, 101, 5), sv, 0.05),
+        "projector spectrum": ff.spectrum_figure(spectra, steps, "none"),
+        "projector final spectra": ff.final_spectra_figure({"none": spectra, "whitening": spectra}),
+        "relations distances": rf.heatmap_pair(pair, pair, psi, digits, selected=5),
+        "relations stored run": rf.heatmap_pair(kept, kept, stored, digits[:32]),
+        "relations PCA": rf.pca_figure(xy, xy, digits[:32], 0),
+        "DKD scatter": rf.dkd_scatter_figure(p_t, rng.random(2000) * 10, (0.5, 1.0)),
+        "DeiT token curves": df.token_curves(tokens),
+        "attention maps": ff.attention_grid(columns, list(maps)),
+        "language-model results": results_figure(models, 0.65),
+        "modes: mutual learning": mf.mutual_curves(history, ["peer_1", "peer_2"]),
+        "modes: born-again targets": mf.soft_targets_figure(generations, 0, 7, 4.0),
+        "modes: ensemble": mf.comparison_figure(comparison),
+        "modes: teacher assistant": mf.capacity_figure(capacity, chain, 0.88),
+    }
+
+
+def test_every_label_is_drawn_whole_on_a_phone(page):
+    """The charts of :func:`phone_charts` at a phone's width and a desktop's: every title, tick
+    label and legend entry whole and on its own. Plotly.js is loaded once and each chart drawn
+    into the same page (reloading it per chart took most of the time)."""
+    from plotly.offline import get_plotlyjs
+
+    page.set_content(f"<html><head><meta charset='utf-8'><script>{get_plotlyjs()}</script>"
+                     "</head><body></body></html>")  # fmt: skip
+    problems = []
+    for name, fig in phone_charts().items():
+        for width in PHONE_WIDTHS:
+            page.evaluate(
+                """async ([spec, width]) => {
+                    document.querySelectorAll('.js-plotly-plot').forEach(Plotly.purge);
+                    document.body.innerHTML = '<div id="chart"></div>';
+                    const fig = JSON.parse(spec);
+                    await Plotly.newPlot('chart', fig.data, {...fig.layout, width},
+                                         {displayModeBar: false});
+                    if (fig.frames) await Plotly.addFrames('chart', fig.frames);
+                }""",
+                [fig.to_json(), width],
+            )
             page.wait_for_function(CHART_DRAWN)
             problems += [f"{name} at {width} px: {p}" for p in page.evaluate(LABEL_PROBLEMS)]
     assert problems == [], "\n".join(problems)
