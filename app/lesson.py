@@ -206,7 +206,8 @@ def strip(slug: str) -> None:
         raw = values[0].strip()
         if len(values) == 1 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= count:
             st.session_state[STATE] = int(raw)
-            arrive(slug, int(raw))
+            if load().steps[int(raw) - 1].page == slug:  # the step's own view, not a side trip
+                arrive(slug, int(raw))
         else:  # ?lesson=abc, 999, or given twice: no step to show a strip for
             ui.notice(PARAM, "&".join(values), f"not a lesson step (1 to {count}); ignored.")
             ui.drop_url(PARAM)
@@ -217,6 +218,10 @@ def strip(slug: str) -> None:
     if lesson.error or not 1 <= number <= len(lesson.steps):
         return
     step = lesson.steps[number - 1]
+    if st.query_params.get(PARAM) != str(number):
+        # the address says the strip is there (a page change through the sidebar dropped it),
+        # so a reload or a copied link keeps it, as presenter mode's ?present=1 does
+        st.query_params[PARAM] = str(number)
     with st.container(border=True, key="lesson_strip"):
         text, back, home, nxt, end = st.columns([6, 2, 2, 2, 1], vertical_alignment="center")
         text.markdown(f"**Step {number} of {len(lesson.steps)}: {step.title}.** {step.ask}")

@@ -123,3 +123,24 @@ def test_back_across_pages_keeps_the_step_s_teacher(browser):
         assert teacher() == ["paper"]
     finally:
         page.close()
+
+
+def test_the_strip_on_a_side_trip_is_in_the_address(browser):
+    """A lesson step, then another page through the sidebar: the strip goes along, and so does
+    ?lesson=N, so a reload or a copied link keeps it (it used to vanish on reload). The side
+    page keeps its own settings: the step's T = 4 is for the temperature page."""
+    b, url = browser
+    page = open_page(b, f"{url}/lesson?step=2")
+    try:
+        follow_view_link(page)
+        page.locator("[data-testid='stSidebarNavLink']", has_text="Decoupled KD").first.click()
+        page.wait_for_url("**/dkd**", timeout=TIMEOUT_MS)
+        page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        assert parse_qs(urlparse(page.url).query) == {"lesson": ["2"]}, page.url
+        page.reload()
+        page.wait_for_selector(".st-key-lesson_strip", timeout=TIMEOUT_MS)
+        assert "Step 2 of" in page.locator(".st-key-lesson_strip").inner_text()
+        assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
