@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 
 import pandas as pd
@@ -181,6 +182,21 @@ def _units(student: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def spaced_labels(values: list[float], log: bool, most: int = 5) -> list[str]:
+    """Labels for ticks at ``values``: a value is named when it lies at least 1/``most`` of the
+    axis from the last one named, from the left, and left blank otherwise (its tick stays, and
+    the hover names it). Every value tried, named, ran together in a phone's narrow panels (2,
+    2.5, 3, 4 on a log axis)."""
+    axis = [math.log10(v) if log and v > 0 else float(v) for v in values]
+    gap = (max(axis) - min(axis)) / most if len(axis) > 1 else 0.0
+    out, last = [], None
+    for v, a in zip(values, axis, strict=True):
+        named = last is None or a - last >= gap - 1e-9
+        out.append(f"{v:g}" if named else "")
+        last = a if named else last
+    return out
+
+
 def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
     """Test errors against the swept parameter, one panel per student (their error scales
     differ), with each student's hard-label error as a dotted line where trained. For a
@@ -225,7 +241,8 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
         fig.update_xaxes(
             title_text=param,
             type="log" if is_t else "linear",
-            tickvals=sweep["values"],  # label the values tried, not log decades
+            tickvals=sweep["values"],  # a tick at each value tried, not at log decades
+            ticktext=spaced_labels(sweep["values"], is_t),
             row=1,
             col=col,
         )

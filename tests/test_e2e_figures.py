@@ -33,7 +33,9 @@ def lab_charts():
             adj = preset_views.bias_figure(res["bias_adjustment"], paper.get("bias_adjustment"))
             charts[f"{run.name} bias"] = adj
         if res.get("sweep"):
-            charts[f"{run.name} sweep"] = preset_views.sweep_figure(res["sweep"], paper)
+            # on a phone too: its panels are the narrowest, one per student
+            sweep = preset_views.sweep_figure(res["sweep"], paper)
+            charts[f"{run.name} sweep"] = (sweep, (358, *WIDTHS))
         charts[f"{run.name} curves"] = preset_views.curves_figure(run.history, paper)
         charts[f"{run.name} live"] = lab_ui.live_figure(run.history)  # a run's progress chart
     return charts
