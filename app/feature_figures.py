@@ -35,6 +35,15 @@ def _shades(n: int, colour: str) -> list[str]:
 # ----------------------------------------------------------------------------- the projector
 
 
+def decade_ticks(values) -> dict:
+    """A log axis's tick settings: labels at whole decades only when the values span two or
+    more (Plotly's 2 and 5 between decades ran into the decade labels in presenter mode's
+    larger type), else Plotly's own."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return {"dtick": 1} if v.size and np.log10(v.max() / v.min()) >= 2 else {}
+
+
 def flow_figure(dist: np.ndarray, sv_steps: np.ndarray, sv: np.ndarray, plateau: float | None):
     """‖W_k − C_st‖_F per step (log y) beside W_k's singular values at the sampled steps.
 
@@ -53,7 +62,7 @@ def flow_figure(dist: np.ndarray, sv_steps: np.ndarray, sv: np.ndarray, plateau:
     for i in range(sv.shape[1]):
         fig.add_scatter(x=sv_steps, y=sv[:, i], mode="lines", name=f"σ{i + 1}", showlegend=False,
                         line=dict(color=COLORS["student"], width=1.5), row=1, col=2)  # fmt: skip
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=1, **decade_ticks(np.maximum(dist, FLOOR)))
     fig.update_xaxes(title_text="step")
     return _fig(fig, height=340, showlegend=False)
 
@@ -81,7 +90,8 @@ def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) 
             row=1, col=2,
         )  # fmt: skip
         fig.update_yaxes(title_text="step", autorange="reversed", row=1, col=2)
-    fig.update_yaxes(type="log", title_text="σ", row=1, col=1)
+    floored = np.maximum(np.concatenate([np.ravel(e) for e in epochs]) if epochs else [1.0], FLOOR)
+    fig.update_yaxes(type="log", title_text="σ", row=1, col=1, **decade_ticks(floored))
     fig.update_xaxes(title_text="σ index<br>(largest first)")  # one line each: they met
     return _fig(fig, height=420, legend=LEGEND_BELOW)
 
@@ -94,6 +104,8 @@ def final_spectra_figure(spectra: dict[str, list[list[float]]]) -> go.Figure:
         y = np.maximum(np.asarray(epochs[-1], dtype=float), FLOOR)
         fig.add_scatter(x=np.arange(1, len(y) + 1), y=y, name=v, mode="lines",
                         line=dict(color=VARIANT.get(v), width=3))  # fmt: skip
+    last = [np.maximum(np.asarray(e[-1], dtype=float), FLOOR) for e in spectra.values() if e]
+    fig.update_yaxes(**decade_ticks(np.concatenate(last) if last else [1.0]))
     return fig
 
 

@@ -50,3 +50,15 @@ def test_the_validation_check_can_fail():
     bad = figures.fast_figure([{"type": "scatter", "x": [1], "y": [2], "colour": "red"}])
     with pytest.raises(ValueError, match="colour"):
         go.Figure(bad.to_dict())
+
+
+def test_log_sigma_axes_label_whole_decades_when_they_span_two():
+    """The projector's σ axes: decades only over two or more (2 and 5 between them ran into
+    the decade labels in presenter mode), Plotly's own ticks over less."""
+    from app.feature_figures import decade_ticks, final_spectra_figure
+
+    assert decade_ticks([3.0, 1.0, 1e-4]) == {"dtick": 1}
+    assert decade_ticks([3.0, 1.0, 0.5]) == {}
+    assert decade_ticks([0.0, float("nan")]) == {}
+    fig = final_spectra_figure({"none": [[3.0, 1.0, 1e-4]], "whitening": [[2.0, 1.0, 0.9]]})
+    assert fig.layout.yaxis.dtick == 1
