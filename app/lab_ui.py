@@ -485,9 +485,12 @@ def url_run_choice(label: str, ids: list[int], key: str, **kw) -> int:
     """A select box of runs whose choice lives in the URL (``?key=-2``): a link opens on the
     same run; an id not listed is dropped with a notice and the first run shown."""
     first = kw.get("format_func", str)(ids[0])  # the notice names the run, not its id
+    moved = url_moved(key)  # Back or Forward: the address's choice, not the box's
     ui.guard_url(key, lambda v: ui.int_ok(None, None)(v) and int(v) in ids, first)
-    if ui.url_values(key) and st.session_state.get(key) is None:
+    if ui.url_values(key) and (st.session_state.get(key) is None or moved):
         st.session_state[key] = int(ui.url_values(key)[0])  # a link's choice, before the box
+    elif moved:
+        st.session_state[key] = ids[0]
     shown = st.selectbox(label, ids, key=key, **kw)
     if shown != ids[0] or ui.url_values(key):
         set_url_ids(key, [shown])
@@ -528,9 +531,22 @@ def errors_summary(models: dict[str, dict]) -> str:
 def set_url_ids(key: str, ids: Sequence[int]) -> None:
     """Writes a selection of runs to the URL (``?key=3,1``; ``?key=`` for none)."""
     text = ",".join(str(i) for i in ids)
+    st.session_state[_WROTE + key] = text
     if st.query_params.get_all(key) != [text]:
-        ui.drop_url(key)
+        # one write, replacing every value the key had: deleting first made it two, and
+        # Back then stopped at the address with neither
         st.query_params[key] = text
+
+
+_WROTE = "_url_wrote_"  # + key: what set_url_ids last wrote there
+
+
+def url_moved(key: str) -> bool:
+    """Whether ``?key=`` is no longer what :func:`set_url_ids` last wrote there: the browser's
+    Back or Forward (or a hand edit) changed it, and the page should follow the address rather
+    than write its own choice back over it (Back did nothing on the run history)."""
+    wrote = st.session_state.get(_WROTE + key)
+    return wrote is not None and ",".join(st.query_params.get_all(key)) != wrote
 
 
 # ----------------------------------------------------------------------------- controls

@@ -75,7 +75,10 @@ by_id = {r.id: r for r in runs}
 curves = [r for r in runs if any(r.history.values())]
 # Opens on the user's two newest runs beside the first shipped one (hinton-mnist's paper run)
 first = [r.id for r in curves if r.id > 0][:2] + [r.id for r in curves if r.id < 0][:1]
+moved = lab_ui.url_moved("compare")  # Back or Forward: the address's selection, not the box's
 linked = lab_ui.url_ids("compare", list(by_id))  # ?compare=3,1 keeps the selection in links
+if moved:
+    st.session_state["picked"] = first if linked is None else linked
 picked = st.multiselect(
     "Runs to compare",
     list(by_id),

@@ -221,3 +221,27 @@ def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path
 
     run = Store(store).get(1)
     assert run.status == "completed" and set(run.result["peers"]) == {"peer_1", "peer_2"}
+
+
+def test_back_on_the_run_history_returns_the_runs_compared(browser, server):
+    """Taking a run out of the comparison, then Back: the address and the box return to the
+    three runs (the page wrote its own choice back over the address, and the write was two
+    history entries, so Back did nothing)."""
+    from playwright.sync_api import expect
+
+    page = open_page(browser, f"{server}/runs?compare=-1,-2,-3")
+    try:
+        tags = page.locator("[data-testid='stMultiSelect']").first.locator("[data-tag]")
+        expect(tags).to_have_count(3, timeout=15_000)
+        page.locator("[data-testid='stMultiSelect'] button[aria-label^='Remove']").last.click()
+        expect(tags).to_have_count(2, timeout=15_000)
+        three = "() => decodeURIComponent(location.search).includes('compare=-1,-2,-3')"
+        page.wait_for_function(f"() => !({three})()", timeout=30_000)
+        page.go_back()
+        page.wait_for_function(three, timeout=30_000)
+        expect(tags).to_have_count(3, timeout=30_000)
+        page.wait_for_timeout(1500)  # and it stays so: the page does not write its own back
+        assert page.evaluate(three), page.url
+        expect(tags).to_have_count(3)
+    finally:
+        page.close()
