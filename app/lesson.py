@@ -138,9 +138,13 @@ def view_link(step: Step, label: str, icon: str = ":material/open_in_new:", **kw
     Outside the router (a page run on its own in AppTest) it degrades to a plain link."""
     from streamlit.errors import StreamlitAPIException
 
+    from app import present
+
     info = page(step.page)
+    # presenter mode goes along, so a view opened in a new tab is on the projector's terms too
+    query = {**step.query, **({present.PARAM: "1"} if present.active() else {})}
     try:
-        st.page_link(str(info.path), label=label, icon=icon, query_params=step.query, **kw)
+        st.page_link(str(info.path), label=label, icon=icon, query_params=query, **kw)
     except StreamlitAPIException:
         st.markdown(f"[{label}]({step.url})")
 
@@ -172,9 +176,12 @@ def arrive(slug: str, number: int) -> None:
     steps = load().steps
     link = dict(steps[number - 1].params) if 1 <= number <= len(steps) else {}
     for key in {k for info in PAGES for k in info.params} - APP_PARAMS:
-        st.session_state.pop(key, None)  # bound controls then take the link's value
-        if key in link and key not in st.query_params:
-            ui.restore_url(key, link[key])
+        if key in link:
+            st.session_state.pop(key, None)  # bound controls then take the link's value
+            if key not in st.query_params:
+                ui.restore_url(key, link[key])
+        else:
+            ui.reset_control(key)
 
 
 def fresh_page(slug: str) -> None:
@@ -223,7 +230,8 @@ def strip(slug: str) -> None:
         # so a reload or a copied link keeps it, as presenter mode's ?present=1 does
         st.query_params[PARAM] = str(number)
     with st.container(border=True, key="lesson_strip"):
-        text, back, home, nxt, end = st.columns([6, 2, 2, 2, 1], vertical_alignment="center")
+        # room for each button's whole label at 150% zoom on a 1280-px projector (853 px)
+        text, back, home, nxt, end = st.columns([5, 2, 2, 2, 2], vertical_alignment="center")
         text.markdown(f"**Step {number} of {len(lesson.steps)}: {step.title}.** {step.ask}")
         with back:
             if number > 1 and not lesson.steps[number - 2].problem:

@@ -433,6 +433,26 @@ def int_ok(lo: int | None, hi: int | None) -> Callable[[str], bool]:
 _float_ok, _int_ok = float_ok, int_ok
 
 
+_DEFAULTS = "_url_defaults"
+
+
+def remember_default(key: str, default: Any) -> None:
+    """Notes the default of the control ``key`` drawn in this session, for :func:`reset_control`."""
+    st.session_state.setdefault(_DEFAULTS, {})[key] = default
+
+
+def reset_control(key: str) -> None:
+    """Puts the control ``key`` back to its default before it is drawn again. Where it was drawn
+    in this session its default is set, which the browser shows too: only forgetting its value
+    left a toggle on screen ON while the page drew it OFF (a lesson step after another on the
+    same page). Otherwise its value is forgotten."""
+    defaults = st.session_state.get(_DEFAULTS, {})
+    if key in defaults and key in st.session_state:
+        st.session_state[key] = defaults[key]
+    else:
+        st.session_state.pop(key, None)
+
+
 def url_float(
     label: str,
     key: str,
@@ -444,6 +464,7 @@ def url_float(
     **kw,
 ) -> float:
     """A float control kept in the URL as ``?key=value``; bad values fall back with a toast."""
+    remember_default(key, default)
     if not _clamp_own(key, lo, hi):
         _check_url(key, _float_ok(lo, hi), default)
     widget = st.slider if slider else st.number_input
@@ -454,6 +475,7 @@ def url_int(label: str, key: str, lo: int, hi: int, default: int, boxed: bool = 
     """A whole number kept in the URL. ``boxed=False`` leaves the limits off the box itself, for
     a form whose own check refuses the value and says why: with them, the browser keeps an
     out-of-range number typed there on screen while the page goes on with the last one."""
+    remember_default(key, default)
     if not (boxed and _clamp_own(key, lo, hi)):  # unboxed, a form says why it refuses it
         _check_url(key, _int_ok(lo, hi), default)
     box = (lo, hi) if boxed else (None, None)
@@ -469,6 +491,7 @@ def url_choice(
     **kw,
 ) -> Any:
     """A one-of-several control (segmented buttons) kept in the URL by its label."""
+    remember_default(key, default)
     labels = {format_func(o) for o in options}
     _check_url(key, labels.__contains__, format_func(default))
     value = st.segmented_control(
@@ -485,6 +508,7 @@ def url_choice(
 
 
 def url_toggle(label: str, key: str, default: bool = False, **kw) -> bool:
+    remember_default(key, default)
     _check_url(key, lambda raw: raw.lower() in ("true", "false"), default)
     return bool(st.toggle(label, default, key=key, bind="query-params", **kw))
 

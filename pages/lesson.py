@@ -37,7 +37,9 @@ with st.container(border=True, key="lesson_card"):
     else:
         lesson.view_link(step, "Open this view")
         settings = ", ".join(f"{k} = {v}" for k, v in step.params)
-        st.caption(f"{step.url.split('?')[0]}" + (f" with {settings}" if settings else ""))
+        where = step.url.split("?")[0]
+        where = "the overview (/)" if where == "/" else where
+        st.caption(where + (f" with {settings}" if settings else ""))
 
 back, _, nxt = st.columns([1, 4, 1])
 back.button("Back", icon=":material/arrow_back:", key="back", disabled=n <= 1,

@@ -52,6 +52,9 @@ def test_a_lesson_step_opens_its_view_with_its_settings(browser, present):
     page = open_page(b, f"{url}/lesson?step=2" + ("&present=1" if present else ""))
     try:
         assert step.title in page.locator("[data-testid='stMain']").inner_text()
+        # the link itself carries presenter mode, so a view opened in a new tab keeps it
+        href = page.get_by_role("link", name="Open this view").get_attribute("href")
+        assert ("present=1" in href) is present, href
         follow_view_link(page)
         query = parse_qs(urlparse(page.url).query)
         assert urlparse(page.url).path == f"/{step.page}"
@@ -142,5 +145,33 @@ def test_the_strip_on_a_side_trip_is_in_the_address(browser):
         page.wait_for_selector(".st-key-lesson_strip", timeout=TIMEOUT_MS)
         assert "Step 2 of" in page.locator(".st-key-lesson_strip").inner_text()
         assert page.locator("[data-testid='stException']").count() == 0
+    finally:
+        page.close()
+
+
+def test_next_on_the_same_page_shows_the_step_s_switches(browser):
+    """Step 3 turns the temperature page's log scale on, step 4 (the same page) does not name
+    it: after Next in the strip the switch reads OFF, as the chart is drawn (it read ON over a
+    linear chart: the page forgot the value, the browser kept showing it)."""
+    b, url = browser
+    steps = lesson.load().steps
+    n = next(s.number for s in steps if dict(s.params).get("log") == "true")
+    assert steps[n].page == steps[n - 1].page and "log" not in dict(steps[n].params)
+    page = open_page(b, f"{url}/lesson?step={n}")
+    try:
+        follow_view_link(page)
+        switch = page.get_by_role("switch", name="Log scale")
+        assert switch.is_checked()
+        page.locator(".st-key-lesson_strip").get_by_role("link", name="Next").click()
+        page.wait_for_function(
+            f"() => new URL(location.href).searchParams.get('lesson') === '{n + 1}'",
+            timeout=TIMEOUT_MS,
+        )
+        page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        assert not switch.is_checked()
+        assert "log" not in parse_qs(urlparse(page.url).query)
+        ticks = page.locator(".kd-t svg.bars text").all_inner_texts()
+        assert "1e-3" not in ticks, ticks  # the chart is linear, as the switch says
     finally:
         page.close()
