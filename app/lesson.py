@@ -230,8 +230,11 @@ def strip(slug: str) -> None:
         # so a reload or a copied link keeps it, as presenter mode's ?present=1 does
         st.query_params[PARAM] = str(number)
     with st.container(border=True, key="lesson_strip"):
-        # room for each button's whole label at 150% zoom on a 1280-px projector (853 px)
-        text, back, home, nxt, end = st.columns([5, 2, 2, 2, 2], vertical_alignment="center")
+        # room for each button's whole label in presenter mode at 150% zoom on a 1280-px
+        # projector (853 px): "Lesson" read "Lessor", "End" "E"
+        text, back, home, nxt, end = st.columns(
+            [4.6, 2.1, 2.6, 2.1, 1.4], vertical_alignment="center"
+        )
         text.markdown(f"**Step {number} of {len(lesson.steps)}: {step.title}.** {step.ask}")
         with back:
             if number > 1 and not lesson.steps[number - 2].problem:
