@@ -273,13 +273,7 @@ def drop_url(key: str) -> None:
     """
     if key in st.query_params:
         del st.query_params[key]
-    try:
-        from streamlit.runtime.state import get_session_state
-
-        with get_session_state().query_params() as qp:
-            qp._initial_query_params.pop(key, None)
-    except (AttributeError, ImportError, RuntimeError):  # another Streamlit version
-        pass
+    forget_link(key)
 
 
 def forget_link(key: str) -> None:
@@ -290,7 +284,7 @@ def forget_link(key: str) -> None:
 
         with get_session_state().query_params() as qp:
             qp._initial_query_params.pop(key, None)
-    except (AttributeError, ImportError, RuntimeError):
+    except (AttributeError, ImportError, RuntimeError):  # another Streamlit version
         pass
 
 
