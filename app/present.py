@@ -3,7 +3,9 @@
 Presenter mode (``?present=1`` or the sidebar toggle) is for a projector: no sidebar and no
 header, larger type, the main column at full width, and long prose paragraphs collapsed to their
 first line (hover to read the rest; pages that call :func:`app.ui.prose` get a first sentence and
-a "More" expander instead). It is done with CSS from the router, so no page has to change.
+a "More" expander instead). A paragraph with bold in it stays whole: the pages bold the numbers
+computed for the view ("‖∂/∂z‖ = **0.41** with T²"), which the room must see. It is done with
+CSS from the router, so no page has to change.
 
 The flag lives in the session and in the URL: the router writes ``present=1`` back into the URL
 on every run, so it survives page changes, a reload and a copied link. ``?present=0`` turns it
@@ -38,6 +40,7 @@ html { font-size: 20px; }
   overflow: hidden; cursor: zoom-in;
 }
 [data-testid="stMain"] [data-testid="stMarkdown"] p:hover,
+[data-testid="stMain"] [data-testid="stMarkdown"] p:has(strong),
 [data-testid="stMain"] [data-testid="stExpander"] [data-testid="stMarkdown"] p,
 [data-testid="stMain"] [class*="st-key-lesson"] [data-testid="stMarkdown"] p,
 [data-testid="stMain"] [class*="st-key-prose"] [data-testid="stMarkdown"] p {
