@@ -27,6 +27,8 @@ STATE = "_lesson_step"  # the step this session is on, for the strip on other pa
 ARRIVED = "_lesson_arrived"  # (page, step) whose link last set the page's controls
 APP_PARAMS = frozenset({PARAM, "present"})  # set by the app, not by a step
 SHOWN = "_page_shown"  # the page the session ran last
+# every page's link-settable controls, less the app's own
+PAGE_PARAMS = frozenset(k for info in PAGES for k in info.params) - APP_PARAMS
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ def arrive(slug: str, number: int) -> None:
     st.session_state[ARRIVED] = (slug, number)
     steps = load().steps
     link = dict(steps[number - 1].params) if 1 <= number <= len(steps) else {}
-    for key in {k for info in PAGES for k in info.params} - APP_PARAMS:
+    for key in PAGE_PARAMS:
         if key in link:
             st.session_state.pop(key, None)  # bound controls then take the link's value
             if key not in st.query_params:
@@ -198,7 +200,7 @@ def fresh_page(slug: str) -> None:
     st.session_state[SHOWN] = slug
     if last is None or last == slug:
         return
-    for key in ({k for info in PAGES for k in info.params} | ui.seen_keys()) - APP_PARAMS:
+    for key in PAGE_PARAMS | (ui.seen_keys() - APP_PARAMS):
         st.session_state.pop(key, None)
         if key not in st.query_params:
             ui.forget_link(key)
