@@ -37,11 +37,13 @@ INFO_KEYS = ("profile", "command", "code_version", "device", "device_name", "sec
 CREATED = "%Y-%m-%d %H:%M UTC"  # how the reference block records when the run was made
 MODEL_KEYS = ("role", "arch", "test_errors", "test_accuracy")
 # The models whose weights ship beside each reference run (small MLPs; the demos' teacher is
-# hinton-mnist's). The sweeps ship none: their figures are the point.
+# hinton-mnist's; the attention page draws its CNN teacher's maps on any test image). The sweeps
+# and the other presets ship none: their figures are the point.
 SHIPPED_WEIGHTS = {
     "hinton-mnist": ("teacher", "student_hard", "student_kd"),
     "omitted-3": ("student_no3",),
     "only-7-8": ("student_78",),
+    "attention-transfer": ("teacher",),
 }
 
 
