@@ -3,42 +3,60 @@
     python scripts/make_reference_runs.py          # the paper profile of Hinton's demos
     python scripts/make_reference_runs.py hinton-mnist --device cuda
     python scripts/make_reference_runs.py hinton-mnist --epochs 1 --out /tmp/refs   # a quick check
+    python scripts/make_reference_runs.py --default-recipes --device cpu   # every other preset
 
 Each preset runs as ``python -m kdcore run NAME --profile paper`` would (the same run_preset),
 without the run store; its result, the exact command, the code version, the device and the
 seconds go to ``<out>/<preset>.json``, and the weights of the models in SHIPPED_WEIGHTS beside it
 at half precision (the sweeps' students, 27 of them, ship none: their figures are the point).
 hinton-mnist runs first: the demos load its teacher from the cache.
+
+``--default-recipes`` makes the runs the concept pages open on: every preset without a paper
+profile at its default recipe, each with an empty teacher cache, so that its seconds include its
+teacher's training as on a fresh machine (and the app's estimates scaled from it do too).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kdcore.checkpoint import CACHE_ENV
 from kdcore.cli import ProgressBar
 from kdcore.presets import PRESETS
 from kdcore.reference import SHIPPED_WEIGHTS, code_version, reference_dir, write_reference
 from kdcore.runner import run_preset
 
 DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep")
+# the presets the concept pages show, at their default recipe (none has a paper profile)
+DEFAULT_RECIPES = tuple(name for name, p in PRESETS.items() if "paper" not in p.profiles)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("presets", nargs="*", default=list(DEFAULT), help="presets to run, in order")
+    ap.add_argument("presets", nargs="*", help="presets to run, in order (default: Hinton's five)")
     ap.add_argument("--profile", default="paper", help="the presets' profile (default: paper)")
+    ap.add_argument("--default-recipes", action="store_true", help="every preset without a paper "
+                    "profile at its default recipe, each with a fresh teacher cache")  # fmt: skip
+    ap.add_argument("--fresh-cache", action="store_true", help="each preset with an empty "
+                    "teacher cache, so its seconds include its teacher's training")  # fmt: skip
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own)")
     ap.add_argument("--epochs", type=int, help="override every model's epochs (quick checks)")
     ap.add_argument("--out", default=str(reference_dir()), help="folder to write to")
     args = ap.parse_args(argv)
+    if args.default_recipes:
+        args.presets = args.presets or list(DEFAULT_RECIPES)
+        args.profile, args.fresh_cache = "default", True
+    args.presets = args.presets or list(DEFAULT)
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown:
         print(f"error: unknown preset(s) {', '.join(unknown)}", file=sys.stderr)
@@ -58,12 +76,19 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--threads", str(args.threads)]
         if args.epochs is not None:
             cmd += ["--epochs", str(args.epochs)]
+        cache = None
+        if args.fresh_cache:
+            cmd += ["--fresh-cache"]
+            cache = tempfile.TemporaryDirectory(prefix=f"kd-cache-{name}-")
+            os.environ[CACHE_ENV] = cache.name
         print(f"== {shlex.join(cmd)}", file=sys.stderr)
         trained: dict = {}
         result = run_preset(
             name, device=args.device, monitor=ProgressBar(), profile=args.profile,
             trained=trained, **changes,
         )  # fmt: skip
+        if cache is not None:
+            cache.cleanup()
         if result["status"] != "completed":
             print(f"error: {name} {result['status']}: {result['message']}", file=sys.stderr)
             return 1
