@@ -98,7 +98,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Relation-based",
         ":material/scatter_plot:",
         "geometry.py",
-        ("batch", "n", "seed", "sel", "angle", "scale", "shift", "epoch", "who"),
+        ("batch", "n", "seed", "sel", "angle", "scale", "shift", "epoch", "who", "ep_rkd"),
     ),
     PageInfo(
         "projector",

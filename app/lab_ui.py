@@ -913,38 +913,111 @@ def run_progress(queue: JobQueue, run_id: int) -> None:
 
 
 def stored_or_offer(
-    queue: JobQueue | None, name: str, cost: str, epochs_key: str, button_key: str, **epochs_kw
+    queue: JobQueue | None,
+    name: str,
+    cost: str,
+    epochs_key: str,
+    button_key: str,
+    live=None,
+    **epochs_kw,
 ) -> RunRecord | None:
-    """The newest completed run of preset ``name``; else the live progress of one in flight, or
-    what a run does, its cost and a button that queues one (a page never trains itself). None,
-    and nothing drawn, without a queue (:func:`optional_queue` said why)."""
-    from kdcore.jobs import QueueFull
+    """The run a page shows for preset ``name``: the newest completed one in the store, else the
+    one shipped with the app (:mod:`app.reference_ui`, read-only), else None.
 
-    if queue is None:
-        return None
-    try:
-        done = queue.store.list(name=name, status="completed", limit=1)
-        latest = [] if done else queue.store.list(name=name, limit=1)
-    except StoreError as err:  # damaged after it opened: this section says so, the page goes on
-        _store_unavailable(err)
-        return None
+    Around it: while a run of the preset is in flight, its progress (``live(queue, run_id)``,
+    default a progress bar; the whole page reruns with the result when it ends); with no
+    completed run of the user's own, what a run does, its cost and a button that queues one (a
+    page never trains itself), folded away under a shipped run. Without a queue
+    (:func:`optional_queue` said why) only the shipped run."""
+    from app.reference_ui import records_by_preset
+
+    shipped = records_by_preset().get(name)
+    done = latest = []
+    if queue is not None:
+        try:
+            done = queue.store.list(name=name, status="completed", limit=1)
+            latest = [] if done else queue.store.list(name=name, limit=1)
+        except StoreError as err:  # damaged after it opened: this section says so, the page goes on
+            _store_unavailable(err)
+            queue = None
     if done:
         return done[0]
+    show_live = live or run_progress
     if latest and latest[0].active:
-        st.caption(f"Run #{latest[0].id} is under way; this section fills in when it ends.")
-        run_progress(queue, latest[0].id)
+        st.caption(f"Run #{latest[0].id} is under way; this section fills in when it ends."
+                   + (" Until then, the run shipped with the app." if shipped else ""))  # fmt: skip
+        show_live(queue, latest[0].id)
+        return shipped
+    if latest and latest[0].status == "failed":
+        ui.fallback(f"The last run (#{latest[0].id}) failed: {latest[0].message}")
+    if shipped is not None:
+        st.caption(shipped_line(shipped))
+        if queue is not None:
+            with st.expander("Run it on this machine", icon=":material/play_arrow:"):
+                st.caption(
+                    f"The shipped run trained {_epochs(shipped.config.get('epochs'))} per model. "
+                    "Yours takes its place on this page once it completes; the shipped one stays "
+                    "in the run history."
+                )
+                _offer(queue, name, cost, epochs_key, button_key, **epochs_kw)
+        return shipped
+    if queue is None:
         return None
     st.info(f"No completed {name} run in the store yet. {PRESETS[name].summary}",
             icon=":material/science:")  # fmt: skip
-    if latest and latest[0].status == "failed":
-        ui.fallback(f"The last run (#{latest[0].id}) failed: {latest[0].message}")
+    _offer(queue, name, cost, epochs_key, button_key, **epochs_kw)
+    return None
+
+
+def _offer(queue, name, cost, epochs_key, button_key, **epochs_kw) -> None:
+    """An epochs control, the cost and a button that queues a run of preset ``name``; the page
+    then reruns, showing it live."""
+    from kdcore.jobs import QueueFull
+
     epochs = ui.url_int("Epochs per model", epochs_key, 1, 50, 1, **epochs_kw)
     st.caption(cost)
     if st.button("Run it now", key=button_key, icon=":material/play_arrow:"):
         try:
-            run_id = queue.submit(RunSpec.make(name, epochs=epochs))
+            queue.submit(RunSpec.make(name, epochs=epochs))
         except (ValueError, QueueFull) as err:
             st.error(str(err), icon=":material/error:")
         else:
-            run_progress(queue, run_id)
-    return None
+            st.rerun()  # the page again, with the queued run live above what it shows
+
+
+def shipped_line(run: RunRecord) -> str:
+    """What a page says above a shipped run: that it shipped, how it was made, how long it took
+    on which machine."""
+    ref = getattr(run, "reference", None)
+    if ref is None:
+        return ""
+    info = ref.info
+    return (
+        f":material/verified: Shown: the run shipped with the app, made in "
+        f"{duration(info['seconds'])} on {info['device_name']} ({info['created']}), until you run "
+        f"it here; it is also in the [run history](runs?show={run.id})."
+    )
+
+
+def why_differs(name: str) -> None:
+    """Under a preset's run on a concept page: why its numbers differ from the paper's, folded."""
+    with st.expander("Why this run's numbers differ from the paper's", icon=":material/info:"):
+        st.markdown(PRESETS[name].differences)
+
+
+def run_name(run: RunRecord) -> str:
+    """``Run #12``, or ``The shipped run`` for a reference run (whose id is no store id)."""
+    return "The shipped run" if getattr(run, "reference", None) is not None else f"Run #{run.id}"
+
+
+def weights_file(queue: JobQueue | None, run: RunRecord, model: str) -> Path | None:
+    """Where ``model``'s weights of ``run`` are: in the store, or beside a shipped run; None
+    when the run kept none."""
+    ref = getattr(run, "reference", None)
+    if ref is not None:
+        w = ref.weights.get(model)
+        path = ref.path.parent / w["file"] if w else None
+        return path if path is not None and path.is_file() else None
+    if queue is None or model not in run.weights:
+        return None
+    return queue.store.weights_path(run.id, model)

@@ -56,14 +56,18 @@ def references() -> tuple[dict[str, Reference], list[str]]:
 
 def records() -> list[ReferenceRecord]:
     """Every reference run as a record, listed in the presets' order (hinton-mnist first: the
-    others build on it); ids -1, -2, ... in the order of their names, so links keep them."""
+    others build on it). Its id is minus its preset's place in that order (hinton-mnist -1), so
+    a link keeps naming the same run when another preset's run ships or is removed; a file of
+    no known preset comes after them, by name."""
     from kdcore.presets import PRESETS
 
     refs, _ = references()
-    ids = {name: -(i + 1) for i, name in enumerate(sorted(refs))}
     order = list(PRESETS)
+    names = sorted(refs, key=lambda n: (order.index(n) if n in order else len(order), n))
     out = []
-    for name in sorted(refs, key=lambda n: (order.index(n) if n in order else len(order), n)):
+    order += [n for n in names if n not in order]  # after every preset, in the order of names
+    ids = {name: -(order.index(name) + 1) for name in names}
+    for name in names:
         ref = refs[name]
         result = {**ref.result}
         out.append(

@@ -118,8 +118,8 @@ run = lab_ui.stored_or_offer(queue, PRESET, COST, "ep_deit", "run_deit")
 if run is not None:
     res = run.result
     models, tokens = res.get("models", {}), res.get("tokens", {})
-    st.caption(f"Run #{run.id}: {describe(run)}; {res.get('training_images', '?'):,} training "
-               "images for every model.")  # fmt: skip
+    st.caption(f"{lab_ui.run_name(run)}: {describe(run)}; "
+               f"{res.get('training_images', '?'):,} training images for every model.")  # fmt: skip
     shown = [n for n in ("teacher", *LABEL) if n in models]
     cols = st.columns(len(shown) or 1)
     for col, name in zip(cols, shown, strict=False):
@@ -166,5 +166,7 @@ st.caption(
     "hard distillation and the token rows use the teacher's argmax. A reference for the "
     "direction of the effects: ImageNet models at 300 epochs, not these MNIST ones."
 )
+if run is not None:
+    lab_ui.why_differs(PRESET)
 
 ui.show_code(deit_hard_loss, deit_soft_loss, DeiT, TinyViT.forward_features)

@@ -104,7 +104,8 @@ if run is not None and run.result:
         acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
         col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off")
     ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key="curves")
-    st.caption(f"Run #{run.id}. Paper (CIFAR-100, resnet32x4 → resnet8x4): KD 73.33%, "
-               "DKD 76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. Paper (CIFAR-100, resnet32x4 → "
+               "resnet8x4): KD 73.33%, DKD 76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
+    lab_ui.why_differs(PRESET)
 
 ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob)

@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app import ui
+from app import lab_ui, ui
 from app.lab_ui import optional_queue
 from app.relation_figures import (
     angle_histogram_figure,
@@ -14,7 +14,6 @@ from app.relation_figures import (
     pca_figure,
 )
 from kdcore import geometry
-from kdcore.jobs import RunSpec
 from kdcore.losses.rkd import rkd_angle_loss, rkd_distance_loss
 
 ANGLES = np.linspace(0.0, 360.0, 37)  # every 10 degrees
@@ -153,14 +152,17 @@ st.caption(
 )
 
 st.header("During training: the rkd-mnist preset")
-queue = optional_queue()
-stored = [] if queue is None else queue.store.list(name="rkd-mnist", status="completed")
-runs = [r for r in stored if (r.result or {}).get("geometry")]
-if runs:
-    result = runs[0].result
+COST = ("One epoch trains a 300-300 teacher (cached afterwards) and three 30-30 students: about "
+        "a minute on a 2-core CPU.")  # fmt: skip
+run = lab_ui.stored_or_offer(optional_queue(), "rkd-mnist", COST, "ep_rkd", "run_rkd")
+if run is not None and not (run.result or {}).get("geometry"):
+    ui.fallback(f"{lab_ui.run_name(run)} kept no geometry (an older version's run); run it again.")
+elif run is not None:
+    result = run.result
     gaps, mats = result["geometry"], result["geometry_matrices"]
     epochs = max(len(v) for v in gaps.values())
-    st.caption(f"Run #{runs[0].id}, {epochs} epoch(s), {len(mats['indices'])} test images shown.")
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; {len(mats['indices'])} test "
+               "images shown.")  # fmt: skip
     ui.guard_url("epoch", ui.int_ok(1, max(epochs, 2)), epochs)
     epoch = st.slider("Epoch", 1, max(epochs, 2), epochs, key="epoch", bind="query-params",
                       disabled=epochs < 2)  # fmt: skip
@@ -173,15 +175,7 @@ if runs:
     pair = heatmap_pair(np.array(mats["teacher"]), np.array(m[ep]),
                         ("teacher", f"{who}, epoch {ep + 1}"), mats["labels"])  # fmt: skip
     ui.plot(pair, key="stored")
-elif queue is not None:
-    st.info("No completed rkd-mnist run in the store yet.")
-    st.caption(
-        "One epoch trains a 300-300 teacher (cached afterwards) and three 30-30 students: about "
-        "a minute on a 2-core CPU; see the lab for its progress."
-    )
-    if st.button("Run rkd-mnist for 1 epoch", key="submit"):
-        run_id = queue.submit(RunSpec.make("rkd-mnist", epochs=1))
-        st.success(f"Queued as run #{run_id}; reload this page when it has finished.")
+    lab_ui.why_differs("rkd-mnist")
 
 ui.show_code(geometry.distance_matrix, geometry.geometry_gap, rkd_distance_loss, rkd_angle_loss,
              geometry.apply_transform, geometry.rkd_vs_l2)  # fmt: skip

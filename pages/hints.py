@@ -79,7 +79,7 @@ if run is not None:
     s_arch, s_layer = pair["student"].rsplit(".", 1)
     t_arch, t_layer = pair["teacher"].rsplit(".", 1)
     s_shape, t_shape = feature_shape(s_arch, s_layer), feature_shape(t_arch, t_layer)
-    st.caption(f"Run #{run.id}: {describe(run)}.")
+    st.caption(f"{lab_ui.run_name(run)}: {describe(run)}.")
     st.markdown(
         f"The student's guided layer **{pair['student']}** {s_shape} goes through a "
         f"**{pair['projector']}** regressor ({s_shape[0]} → {t_shape[0]} channels at each of the "
@@ -92,6 +92,7 @@ if run is not None:
         ui.plot(hint_figure(res["history"]["student_fitnets"]), key="hint")
     with right:
         ui.plot(accuracy_bars(res["models"], [*BASELINES, "student_fitnets"]), key="fit_acc")
+    lab_ui.why_differs(FITNETS)
 st.latex(
     r"\begin{gathered}\mathcal{L}_{HT}(W_{guided}, W_r)\\ = \tfrac12 \big\lVert u_h(x; W_{hint}) "
     r"- r\big(v_g(x; W_{guided}); W_r\big) \big\rVert^2"
@@ -110,7 +111,9 @@ if run is not None:
     res, maps = run.result, run.result["maps"]
     layers, shown = maps["layers"], maps["test_index"]
     hist_at, hist_hard = res["history"]["student_at"], res["history"]["student_hard"]
-    st.caption(f"Run #{run.id}: {describe(run)}. Maps of {len(shown)} test images were kept.")
+    st.caption(
+        f"{lab_ui.run_name(run)}: {describe(run)}. Maps of {len(shown)} test images were kept."
+    )
     c1, c2 = st.columns(2)
     with c1:
         img = ui.url_int("Stored image", "img", 0, len(shown) - 1, 0,
@@ -139,10 +142,12 @@ if run is not None:
         ui.plot(loss_curve(hist_at, "at", "student_at"), key="at_loss")
     with right:
         ui.plot(accuracy_bars(res["models"], [*BASELINES, "student_at"]), key="at_acc")
+    lab_ui.why_differs(AT)
 
     st.subheader("The run's teacher on any test image")
-    if "teacher" in run.weights:
-        path = str(queue.store.weights_path(run.id, "teacher"))
+    kept = lab_ui.weights_file(queue, run, "teacher")
+    if kept is not None:
+        path = str(kept)
         # its own control from the first stored image on: a default that followed "Stored
         # image" was the one in force on a reload only, not after a change
         index = ui.url_int("Test image", "test", 0, len(load_mnist().y_test) - 1, shown[0])

@@ -163,7 +163,7 @@ view = ui.url_choice("Run (a preset of the lab)", list(VIEWS), "view", "word-vs-
 run = lab_ui.stored_or_offer(lab_ui.optional_queue(), view, COST[view], "ep_lm", "run_lm")
 if run is not None:
     res = run.result
-    st.caption(f"Run #{run.id}: {lab_ui.describe(run)}; {res.get('training_docs', '?'):,} "
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; {res.get('training_docs', '?'):,} "
                f"training documents; the language's entropy on the held-out ones is "
                f"{res.get('floor_bits', 0):.4f} bits per character.")  # fmt: skip
     ui.plot(results_figure(res.get("models", {}), res.get("floor_bits", 0.0)), key="results")
@@ -184,5 +184,6 @@ if run is not None:
     claims = res.get("paper", {}).get("claims", [])
     if claims:
         st.caption("Papers: " + " ".join(claims))
+    lab_ui.why_differs(view)
 
 ui.show_code(token_kd_loss, generalized_jsd, uld_loss, lm_step)

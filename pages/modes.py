@@ -78,19 +78,9 @@ def live(queue, run_id: int) -> None:
 
 
 def stored(queue, name: str):
-    """The newest completed run; a live view of one in flight; else an offer to start one."""
-    if queue is None:  # the store cannot be opened: optional_queue said so
-        return None
-    latest = queue.store.list(name=name, limit=1)
-    if latest and latest[0].active:
-        st.caption(f"Run #{latest[0].id} is under way; the results appear when it ends.")
-        live(queue, latest[0].id)
-        return None
-    run = lab_ui.stored_or_offer(queue, name, COST, f"ep_{name}", f"run_{name}")
-    after = queue.store.list(name=name, limit=1)
-    if run is None and after and after[0].active:
-        st.rerun()  # just queued: show it live
-    return run
+    """The newest completed run (else the shipped one), with one in flight shown live above it;
+    with none of the user's own, an offer to start one."""
+    return lab_ui.stored_or_offer(queue, name, COST, f"ep_{name}", f"run_{name}", live=live)
 
 
 def show_mutual(res: dict) -> None:
@@ -174,7 +164,7 @@ st.latex(EQ[mode])
 queue = lab_ui.optional_queue()
 run = stored(queue, mode)
 if run is not None and run.result:
-    st.caption(f"Run #{run.id}: {lab_ui.describe(run)}.")
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}.")
     try:
         SHOW[mode](run.result)
     except (KeyError, IndexError, TypeError) as err:  # a result from an older version

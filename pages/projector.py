@@ -129,7 +129,7 @@ run = stored_run(queue, PRESET)
 if run is not None:
     res = run.result
     spectra = res["spectra"]
-    st.caption(f"Run #{run.id}: {describe(run)}.")
+    st.caption(f"{lab_ui.run_name(run)}: {describe(run)}.")
     ui.plot(final_spectra_figure(spectra), key="final")
     variants = list(spectra)
     variant = ui.url_choice("Variant", variants, key="variant", default=variants[0])
@@ -138,5 +138,6 @@ if run is not None:
     st.dataframe(projector_table(res), hide_index=True, key="collapse")
     st.caption("Collapsed: σ below 1% of σ_max at the end of the last epoch.")
     st.markdown(projector_verdict(res))
+    lab_ui.why_differs(PRESET)
 
 ui.show_code(FitNets, build_projector, whitened_flow)

@@ -98,7 +98,7 @@ if run is not None:
     models = res.get("models", {})
     size = {m: f"{models[m]['params']:,}" for m in models if "params" in models[m]}
     st.caption(
-        f"Run #{run.id}: {describe(run)}; γ = {res.get('gamma', '?')}; teacher "
+        f"{lab_ui.run_name(run)}: {describe(run)}; γ = {res.get('gamma', '?')}; teacher "
         f"{size.get('teacher', '?')} parameters, each draft "
         f"{size.get(drafts[0], '?') if drafts else '?'}."
     )

@@ -42,3 +42,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def no_shipped(tmp_path, monkeypatch):
+    """No shipped reference runs (``$KD_REFERENCE_DIR`` an empty folder): a page then offers to
+    run its preset, as it does where the shipped files were removed."""
+    folder = tmp_path / "no-reference-runs"
+    folder.mkdir()
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(folder))
+    return folder

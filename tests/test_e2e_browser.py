@@ -198,12 +198,17 @@ def test_each_page_opens_on_its_own_values_not_a_namesakes(browser, server):
 
 def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path, browser):
     """The smallest mutual-learning job the page offers (one epoch per model), started with the
-    page's button on a server with its own empty store, watched live until it completes. The
+    button folded under the shipped run on a server with its own empty store, watched live
+    until it completes and takes the shipped run's place. The
     module's browser is reused: a second Playwright instance cannot start inside the first."""
     store = tmp_path / "runs.sqlite"
     with streamlit_server("streamlit-modes.log", {"KD_STORE": str(store)}) as url:
         page = open_page(browser, f"{url}/modes?mode=mutual-learning")
         try:
+            # the shipped run first, its figures drawn before anything trains
+            page.get_by_text("Shown: the run shipped with the app").wait_for(timeout=60_000)
+            assert page.locator("[data-testid='stMetric']").count() == 2
+            page.get_by_text("Run it on this machine").click()  # the offer, folded under it
             page.get_by_role("button", name="Run it now").click()
             page.get_by_text("is under way").first.wait_for(timeout=60_000)
             # The peers train in one step: the chart names both, split per model.

@@ -69,7 +69,7 @@ def _fake_run(store: Store) -> int:
     return run_id
 
 
-def test_empty_store_offers_a_run_and_shows_the_losses(store_path):
+def test_empty_store_offers_a_run_and_shows_the_losses(no_shipped, store_path):
     at = _page()
     assert [b.label for b in at.button] == ["Run it now"]
     assert any("No completed deit-mnist run" in i.value for i in at.info)
@@ -140,7 +140,7 @@ def test_figure_helpers_on_hand_made_numbers():
     assert len(fig.data) == 1 + 2 * 4  # no teacher: one head; two students: 2 heads + 2 agreements
 
 
-def test_paper_table_3_is_shown_with_or_without_a_run(store_path):
+def test_paper_table_3_is_shown_with_or_without_a_run(no_shipped, store_path):
     """DeiT's Table 3 from the preset's paper dict, cited, whether or not a run is stored."""
     from kdcore.presets import PRESETS
 

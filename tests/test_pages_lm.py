@@ -40,7 +40,7 @@ def test_the_next_character_view_follows_the_url(store_path):
     assert any("KL(truth ‖ teacher at T = 2)" in c.value for c in at.caption)
 
 
-def test_the_methods_table_shows_every_sentence_whole(store_path):
+def test_the_methods_table_shows_every_sentence_whole(no_shipped, store_path):
     """A static table (``st.table``), whose cells wrap: a data frame's fixed-width columns cut
     the longer summaries off (the browser test checks what is drawn)."""
     at = _page()
@@ -76,7 +76,7 @@ def test_odd_url_values_fall_back_without_a_traceback(store_path, params):
     assert at.get("plotly_chart")
 
 
-def test_empty_store_offers_a_run(store_path):
+def test_empty_store_offers_a_run(no_shipped, store_path):
     at = _page()
     assert [b.label for b in at.button] == ["Run it now"]
     assert any("No completed word-vs-sequence-kd run" in i.value for i in at.info)
@@ -111,8 +111,8 @@ def test_a_stored_run_is_drawn_with_the_floor_and_the_refusal(store_path):
     assert LABEL["seq_kd_greedy"] in fig["data"][0]["x"]
     assert any("needs the teacher's vocabulary" in i.value for i in at.info)
     assert any("the cat sees the cat" in c.value for c in at.caption)
-    at = _page(view="on-policy-kd")  # the other preset has no run yet, by its slug in the URL
-    assert any("No completed on-policy-kd run" in i.value for i in at.info)
+    at = _page(view="on-policy-kd")  # the other preset, by its slug: no run of the user's own
+    assert any(c.value.startswith("The shipped run: preset on-policy-kd") for c in at.caption)
     at = _page(view="on-policy KD")  # a link with the old label: the default, with a notice
     assert any(f"Run #{run_id}" in c.value for c in at.caption)
     assert "view" not in at.query_params

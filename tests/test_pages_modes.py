@@ -51,7 +51,7 @@ def _charts(at: AppTest) -> list[dict]:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_each_mode_offers_a_run_when_the_store_is_empty(store_path, mode):
+def test_each_mode_offers_a_run_when_the_store_is_empty(no_shipped, store_path, mode):
     at = _page(mode=mode)
     assert at.segmented_control(key="mode").value == mode
     assert f"No completed {mode} run" in at.info[0].value
@@ -113,7 +113,7 @@ def test_a_mutual_learning_run_in_flight_is_drawn_live(store_path, results):
      ("teacher-assistant", "Mirzadeh et al. 2020, Table 1"),
      ("ensemble", "Hinton et al. 2015, Table 1")],
 )  # fmt: skip
-def test_each_mode_shows_its_papers_table_from_the_preset(store_path, mode, cited):
+def test_each_mode_shows_its_papers_table_from_the_preset(no_shipped, store_path, mode, cited):
     """The page draws the rows the preset quotes (one source of truth), under a citation."""
     paper = PRESETS[mode].paper
     at = _page(mode=mode)
@@ -124,7 +124,7 @@ def test_each_mode_shows_its_papers_table_from_the_preset(store_path, mode, cite
     assert any(c.value.startswith(f"Paper: {cited}") for c in at.caption)
 
 
-def test_the_reference_numbers_are_the_papers(store_path):
+def test_the_reference_numbers_are_the_papers(no_shipped, store_path):
     table = _page(mode="ensemble").dataframe[0].value
     assert list(table["test frame accuracy %"]) == [58.9, 61.1, 60.8]
     assert list(table["WER %"]) == [10.9, 10.7, 10.7]

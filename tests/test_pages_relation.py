@@ -53,7 +53,7 @@ def _fake_run(store: Store, name: str, result: dict) -> int:
     return run_id
 
 
-def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(store_path):
+def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(no_shipped, store_path):
     at = _page("geometry.py", batch="random", n="32", sel="5", seed="3")
     assert at.number_input(key="sel").value == 5 and at.number_input(key="n").value == 32
     charts = at.get("plotly_chart")
@@ -117,7 +117,7 @@ def test_geometry_page_shows_a_stored_rkd_run_with_an_epoch_slider(store_path):
     assert "student_hard" in json.dumps(at.get("plotly_chart")[-1].proto.spec)
 
 
-def test_dkd_page_shows_the_identity_for_the_chosen_image(store_path):
+def test_dkd_page_shows_the_identity_for_the_chosen_image(no_shipped, store_path):
     at = _page("dkd.py", alpha="2", beta="4", T="2", digit="5", idx="3")
     assert at.slider(key="beta").value == 4.0 and at.slider(key="T").value == 2.0
     m = {k: float(v) for k, v in _metrics(at).items() if not v.endswith("%")}
@@ -144,7 +144,7 @@ def test_dkd_page_shows_a_stored_dkd_run(store_path):
     assert [list(map(float, _values(d["y"]))) for d in curves["data"]] == [[90.0, 95.0]] * 3
 
 
-def test_dkd_page_queues_a_run_and_polls_it_until_it_ends(store_path, monkeypatch):
+def test_dkd_page_queues_a_run_and_polls_it_until_it_ends(no_shipped, store_path, monkeypatch):
     """The button queues (never trains here) and the page shows the run's progress, polled by
     lab_ui's fragment; once the run has ended, the next rerun shows it without a reload."""
     from kdcore.jobs import JobQueue
@@ -172,7 +172,7 @@ def test_dkd_page_queues_a_run_and_polls_it_until_it_ends(store_path, monkeypatc
     at.run()  # the rerun the fragment's st.rerun() starts once the run is no longer active
     assert not at.exception and not at.get("progress")
     assert _metrics(at)["student_dkd"] == "523 errors"
-    assert any(f"Run #{run_id}." in c.value for c in at.caption)
+    assert any(f"Run #{run_id}: " in c.value for c in at.caption)
 
 
 def test_lab_text_under_a_one_epoch_dkd_run_does_not_contradict_its_table(store_path):

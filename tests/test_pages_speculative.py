@@ -100,7 +100,7 @@ def _metric(at: AppTest, label: str) -> float:
     return float(next(m for m in at.metric if m.label == label).value)
 
 
-def test_empty_store_offers_a_run_and_eq1_follows_the_url(store_path):
+def test_empty_store_offers_a_run_and_eq1_follows_the_url(no_shipped, store_path):
     at = _page(alpha="0.9", gamma="7")
     assert [b.label for b in at.button] == ["Run it now"]
     assert any("No completed speculative-draft run" in i.value for i in at.info)

@@ -1,0 +1,148 @@
+"""Every concept page opens on a real run of its preset before anything trains: the run shipped
+in assets/reference_runs (made by scripts/make_reference_runs.py at the preset's default recipe),
+marked as shipped, with the offer to run it here folded under it. A completed run of the user's
+own replaces it; one in flight shows live above it. AppTest on the real shipped files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdcore.presets import PRESETS
+from kdcore.reference import load_references
+from kdcore.store import Store
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+TIMEOUT = 180  # the first run of a page loads MNIST, the demo models or the LM teacher
+SHIPPED = "Shown: the run shipped with the app"
+MODES = ("mutual-learning", "born-again", "deep-supervision", "ensemble", "teacher-free",
+         "teacher-assistant")  # fmt: skip
+# (page file, URL parameters, the preset the section shows)
+VIEWS = [
+    ("dkd.py", {}, "dkd-mnist"),
+    ("geometry.py", {}, "rkd-mnist"),
+    ("projector.py", {}, "projector-normalisation"),
+    ("hints.py", {}, "fitnets-mnist"),
+    ("deit.py", {}, "deit-mnist"),
+    ("speculative.py", {}, "speculative-draft"),
+    *[("lm.py", {"view": v}, v) for v in ("word-vs-sequence-kd", "on-policy-kd")],
+    *[("modes.py", {"mode": m}, m) for m in MODES],
+]
+
+
+def _page(name: str, **params) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_every_preset_ships_a_run_and_every_page_section_shows_one():
+    refs, problems = load_references()
+    assert not problems and set(refs) == set(PRESETS), sorted(set(PRESETS) - set(refs))
+    shown = {preset for _, _, preset in VIEWS} | {"attention-transfer"}  # hints' second section
+    # the rest open in the lab: Hinton's demos, the sweeps and two relation methods
+    assert shown | {"hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep",
+                    "alpha-sweep", "similarity-mnist", "crd-mnist"} == set(PRESETS)  # fmt: skip
+
+
+@pytest.mark.parametrize("page,params,preset", VIEWS, ids=lambda v: str(v))
+def test_a_page_opens_on_the_shipped_run_of_its_preset(store_path, page, params, preset):
+    at = _page(page, **params)
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith(f":material/verified: {SHIPPED}") for c in captions), captions
+    assert any(c.startswith("The shipped run") and f"preset {preset}," in c for c in captions)
+    assert not any("No completed" in i.value for i in at.info)
+    assert at.get("plotly_chart") or at.metric  # the run's own figures, drawn from its result
+    # and why they differ from the paper's, in the preset's own words
+    texts = captions + [m.value for m in at.markdown]
+    assert any(PRESETS[preset].differences in t for t in texts), preset
+    # the offer to run it here, folded away under the shipped run
+    offers = [e for e in at.expander if e.label == "Run it on this machine"]
+    assert offers and any(b.label == "Run it now" for b in offers[0].button)
+
+
+def test_the_shipped_line_links_the_run_in_the_history():
+    from app.reference_ui import records_by_preset
+
+    run = records_by_preset()["dkd-mnist"]
+    at = _page("dkd.py")
+    line = next(c.value for c in at.caption if SHIPPED in c.value)
+    assert f"(runs?show={run.id})" in line and run.id < 0
+    assert run.reference.info["device_name"] in line and run.reference.info["created"] in line
+    # and the history opens on it, read-only like the other shipped runs
+    at = _page("runs.py", show=str(run.id))
+    assert any("Reference run: dkd-mnist" in m.value for m in at.markdown)
+
+
+def test_the_attention_page_draws_the_shipped_teacher_on_any_test_image(store_path):
+    at = _page("hints.py", test="123")
+    keys = [c.proto.id for c in at.get("plotly_chart")]
+    assert not any("kept no teacher weights" in c.value for c in at.caption)
+    assert any(k.endswith("-live") for k in keys), keys  # the teacher's maps of image 123
+    assert at.number_input(key="test").value == 123
+
+
+def test_a_users_own_run_replaces_the_shipped_one(store_path):
+    ref = load_references()[0]["dkd-mnist"]
+    store = Store(store_path)
+    run_id = store.create("preset", "dkd-mnist", {"epochs": 2, "seed": 0}, "own")
+    store.finish(run_id, "completed", "", ref.result)
+    at = _page("dkd.py")
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith(f"Run #{run_id}: ") for c in captions)
+    assert not any(SHIPPED in c for c in captions)
+    assert "Run it on this machine" not in [e.label for e in at.expander]
+
+
+def test_a_run_in_flight_shows_live_above_the_shipped_one(store_path, monkeypatch):
+    from kdcore.jobs import JobQueue
+
+    def queue_only(self, spec, reuse=True):  # the store row a real submit writes, no worker
+        return self.store.create(spec.kind, spec.name, spec.config_dict(), "k")
+
+    monkeypatch.setattr(JobQueue, "submit", queue_only)
+    at = _page("modes.py", mode="born-again")
+    at.button(key="run_born-again").click().run()
+    assert not at.exception
+    run_id = Store(store_path).list(name="born-again")[0].id
+    captions = [c.value for c in at.caption]
+    assert any(f"Run #{run_id} is under way" in c and "Until then" in c for c in captions)
+    assert at.get("progress")  # live, and the shipped result still below it
+    assert any(c.startswith("The shipped run: preset born-again,") for c in captions)
+
+
+def test_a_page_without_a_store_still_shows_the_shipped_run(tmp_path, monkeypatch):
+    bad = tmp_path / "store-is-a-folder"
+    bad.mkdir()
+    monkeypatch.setenv("KD_STORE", str(bad))
+    at = _page("speculative.py")
+    assert any("Stored runs are unavailable here" in w.value for w in at.warning)
+    assert any(c.value.startswith("The shipped run") for c in at.caption)
+    # nothing can be queued without a store
+    assert "Run it on this machine" not in [e.label for e in at.expander] and not at.button
+
+
+def test_fresh_cache_runs_train_their_teacher_so_the_seconds_include_it(tmp_path, monkeypatch):
+    """The shipped default runs each start from an empty teacher cache: a teacher the shared
+    cache already holds is trained again, and the command says so."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(PAGES.parent / "scripts"))
+    from make_reference_runs import main
+
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "shared-cache"))  # restored after
+    args = ["teacher-free", "--profile", "default", "--epochs", "1", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0  # fills the shared cache
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    cached = json.loads((tmp_path / "b" / "teacher-free.json").read_text())
+    assert cached["models"]["teacher"].get("cached")
+    assert main([*args, "--fresh-cache", "--out", str(tmp_path / "c")]) == 0
+    fresh = json.loads((tmp_path / "c" / "teacher-free.json").read_text())
+    assert not fresh["models"]["teacher"].get("cached")
+    assert fresh["reference"]["command"].endswith("--fresh-cache")
+    assert fresh["models"]["teacher"]["seconds"] > 0
