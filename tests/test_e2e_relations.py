@@ -44,7 +44,7 @@ def test_the_epoch_slider_steps_through_a_stored_rkd_run(tmp_path):
         try:
             page = open_page(b, f"{url}/relations")
             main = page.locator("[data-testid='stMain']")
-            expect(main.get_by_text("2 epoch(s)")).to_be_visible()
+            expect(main.get_by_text("Run #1: preset rkd-mnist, 2 epochs")).to_be_visible()
             slider = page.get_by_role("slider", name="Epoch")
             slider.scroll_into_view_if_needed()
             expect(slider).to_have_value("2")
