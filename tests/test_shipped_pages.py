@@ -146,3 +146,24 @@ def test_fresh_cache_runs_train_their_teacher_so_the_seconds_include_it(tmp_path
     assert not fresh["models"]["teacher"].get("cached")
     assert fresh["reference"]["command"].endswith("--fresh-cache")
     assert fresh["models"]["teacher"]["seconds"] > 0
+
+
+def test_the_relation_presets_quote_their_shipped_runs_figures():
+    """The relation presets' explanation quotes the shipped runs: regenerated runs with other
+    figures must come with the text updated."""
+    refs = load_references()[0]
+
+    def errors(preset: str, model: str) -> int:
+        return refs[preset].result["models"][model]["test_errors"]
+
+    text = PRESETS["dkd-mnist"].differences
+    gap = f"({errors('dkd-mnist', 'teacher')} against {errors('dkd-mnist', 'student_hard')} in "
+    assert gap + "the shipped runs)" in text
+    quoted = {"KD": ("dkd-mnist", "student_kd"), "RKD": ("rkd-mnist", "student_rkd"),
+              "similarity loss": ("similarity-mnist", "student_similarity"),
+              "CRD": ("crd-mnist", "student_crd"), "DKD": ("dkd-mnist", "student_dkd")}  # fmt: skip
+    for label, (preset, model) in quoted.items():
+        assert f"{label} ({errors(preset, model)})" in text, label
+    for preset in ("rkd-mnist", "similarity-mnist", "crd-mnist"):  # one teacher, one baseline
+        assert errors(preset, "teacher") == errors("dkd-mnist", "teacher")
+        assert errors(preset, "student_hard") == errors("dkd-mnist", "student_hard")
