@@ -57,8 +57,20 @@ html { font-size: 20px; }
 # edge of a phone or a projector's large type (cut off, with no scrollbar in sight). Each display
 # wider than its column is drawn at a smaller size that fits, down to 60%; anything still wider
 # scrolls sideways. Measured again when the page changes or the window is resized.
+#
+# The lesson strip's question and its four buttons share one row while the strip is wide enough;
+# in a narrower column (a 1280-px projector at 150% zoom with the sidebar open leaves it 520 px)
+# the buttons were cut to "Bac" and "E…", so there the question takes the first row and the
+# buttons the second.
 FIT_MATH = """
-<style>[data-testid="stLayoutWrapper"]:has(> .st-key-fit_math) { display: none; }</style>
+<style>[data-testid="stLayoutWrapper"]:has(> .st-key-fit_math) { display: none; }
+.st-key-lesson_strip { container-type: inline-size; }
+@container (max-width: 640px) {
+  .st-key-lesson_strip [data-testid="stHorizontalBlock"] { flex-wrap: wrap; row-gap: 0.25rem; }
+  .st-key-lesson_strip [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:first-child {
+    flex: 1 1 100% !important; min-width: 100% !important; }
+}
+</style>
 <script>
 (() => {
   if (window.__kdFitMath) return;

@@ -175,3 +175,35 @@ def test_next_on_the_same_page_shows_the_step_s_switches(browser):
         assert "1e-3" not in ticks, ticks  # the chart is linear, as the switch says
     finally:
         page.close()
+
+
+# Each label in the lesson strip's buttons and links that its box cuts off ("Bac", "E…").
+CUT_LABELS = """() => [...document.querySelectorAll(
+        '.st-key-lesson_strip a, .st-key-lesson_strip button')]
+    .filter(b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))
+    .map(b => b.innerText)"""
+
+
+@pytest.mark.parametrize(
+    "viewport,present",
+    [((1280, 720), False), ((853, 480), False), ((853, 480), True), ((390, 844), False)],
+    ids=["720p", "150%-zoom-sidebar", "150%-zoom-presenter", "phone"],
+)
+def test_the_strip_shows_every_button_whole(browser, viewport, present):
+    """At 1280x720 and at 150% zoom (853x480 CSS pixels) with the sidebar open, the main column
+    is 520 px: Back and End were cut to "Bac" and "E…" until the question took its own row
+    there. Presenter mode (no sidebar) and a phone keep them whole too."""
+    b, url = browser
+    width, height = viewport
+    page = b.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(f"{url}/temperature?lesson=2" + ("&present=1" if present else ""))
+        page.wait_for_selector(".st-key-lesson_strip a", timeout=TIMEOUT_MS)
+        page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+        page.wait_for_timeout(500)
+        assert page.evaluate(CUT_LABELS) == []
+        labels = page.locator(".st-key-lesson_strip").inner_text()
+        assert all(w in labels for w in ("Back", "Lesson", "Next", "End")), labels
+        page.screenshot(path=str(ARTIFACTS / f"lesson-strip-{width}x{height}-{present}.png"))
+    finally:
+        page.close()
