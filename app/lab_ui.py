@@ -793,8 +793,9 @@ def _short_label(label: str) -> tuple[str, str]:
 
 
 def _profile_box(p) -> str:
-    """The recipe to start from: the preset's quick default or one of its profiles (the paper
-    profile: the paper-length recipe), in the URL as ``?profile=``."""
+    """The recipe to start from: the preset's quick default or one of its profiles (paper: the
+    paper-length recipe; long: the quick one at more epochs), in the URL as ``?profile=``; each
+    explained by the preset's own notes."""
     options = ["default", *p.profiles]
     if len(options) == 1:
         return "default"
@@ -809,9 +810,10 @@ def _profile_box(p) -> str:
         key="profile",
         bind="query-params",
         # no format_func: a bound control keeps its label in the URL (?profile=paper)
-        help="default: a few epochs, minutes on a laptop. paper: the paper's regularisation and "
-        "a long schedule (its cost is estimated below); the shipped reference run of it is "
-        "shown below before anything trains.",
+        help="The default: the preset's quick recipe, a few epochs, minutes on a laptop. "
+        + " ".join(p.profile_notes.get(name, "") for name in p.profiles)
+        + " The cost of the recipe chosen is estimated below, and the run shipped with the app "
+        "is shown below before anything trains.",
     )
 
 

@@ -30,6 +30,8 @@ from .method import param
 from .methods import get_method
 from .models import KDModel, build_model
 from .runner import (
+    LONG_NOTE,
+    LONG_PROFILE,
     Preset,
     RunContext,
     Trained,
@@ -478,7 +480,8 @@ _BUDGET = (
 
 def _preset(name, title, summary, source, paper, config, runner, differences) -> Preset:
     return Preset(name=name, title=title, summary=summary, source=source, paper=paper,
-                  config=config, runner=runner, differences=_BUDGET + differences)  # fmt: skip
+                  config=config, runner=runner, differences=_BUDGET + differences,
+                  profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE)  # fmt: skip
 
 
 PRESETS_HERE: dict[str, Preset] = {

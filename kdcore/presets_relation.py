@@ -29,7 +29,16 @@ from .losses.crd import CRD_NUM_NEGATIVES
 from .method import param
 from .models import KDModel
 from .presets import HintonDemoConfig, _shared_teacher, _student_cfg
-from .runner import Preset, RunContext, finish, register, run_data, train_student
+from .runner import (
+    LONG_NOTE,
+    LONG_PROFILE,
+    Preset,
+    RunContext,
+    finish,
+    register,
+    run_data,
+    train_student,
+)
 from .train import predict_logits
 
 KD = {"T": 4.0, "alpha": 0.9}  # the plain-KD baseline, as the feature presets'
@@ -159,6 +168,7 @@ def _preset(name, title, summary, source, paper, config, runner, differences) ->
         name=name, title=title, summary=summary, source=source,
         paper={"test_errors": {}, "setting": _SETTING, "cifar100_top1": paper},
         config=config, runner=runner, differences=_DIFF + differences,
+        profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE,
     )  # fmt: skip
 
 

@@ -47,6 +47,12 @@ SHIPPED_WEIGHTS = {
 }
 
 
+def shipped_profile(preset: Any) -> str:
+    """The recipe the app ships a run of for ``preset`` (a :class:`kdcore.runner.Preset`): the
+    paper's where it has one, else its long profile, else its default."""
+    return next((name for name in ("paper", "long") if name in preset.profiles), "default")
+
+
 def reference_dir() -> Path:
     """``$KD_REFERENCE_DIR`` or the repository's ``assets/reference_runs``."""
     env = os.environ.get(REFERENCE_ENV)

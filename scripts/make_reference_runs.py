@@ -3,7 +3,7 @@
     python scripts/make_reference_runs.py          # the paper profile of Hinton's demos
     python scripts/make_reference_runs.py hinton-mnist --device cuda
     python scripts/make_reference_runs.py hinton-mnist --epochs 1 --out /tmp/refs   # a quick check
-    python scripts/make_reference_runs.py --default-recipes --device cpu   # every other preset
+    python scripts/make_reference_runs.py --page-runs --device cpu   # every other preset
 
 Each preset runs as ``python -m kdcore run NAME --profile paper`` would (the same run_preset),
 without the run store; its result, the exact command, the code version, the device and the
@@ -11,9 +11,10 @@ seconds go to ``<out>/<preset>.json``, and the weights of the models in SHIPPED_
 at half precision (the sweeps' students, 27 of them, ship none: their figures are the point).
 hinton-mnist runs first: the demos load its teacher from the cache.
 
-``--default-recipes`` makes the runs the concept pages open on: every preset without a paper
-profile at its default recipe, each with an empty teacher cache, so that its seconds include its
-teacher's training as on a fresh machine (and the app's estimates scaled from it do too).
+``--page-runs`` makes the runs the concept pages open on: every preset without a paper profile,
+at its long profile where it has one (the quick MLP presets) and else at its default recipe
+(kdcore.reference.shipped_profile), each with an empty teacher cache, so that its seconds include
+its teacher's training as on a fresh machine (and the app's estimates scaled from it do too).
 """
 
 from __future__ import annotations
@@ -32,20 +33,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kdcore.checkpoint import CACHE_ENV
 from kdcore.cli import ProgressBar
 from kdcore.presets import PRESETS
-from kdcore.reference import SHIPPED_WEIGHTS, code_version, reference_dir, write_reference
+from kdcore.reference import (
+    SHIPPED_WEIGHTS,
+    code_version,
+    reference_dir,
+    shipped_profile,
+    write_reference,
+)
 from kdcore.runner import run_preset
 
 DEFAULT = ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep")
-# the presets the concept pages show, at their default recipe (none has a paper profile)
-DEFAULT_RECIPES = tuple(name for name, p in PRESETS.items() if "paper" not in p.profiles)
+# the presets the concept pages show (none has a paper profile)
+PAGE_RUNS = tuple(name for name, p in PRESETS.items() if "paper" not in p.profiles)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("presets", nargs="*", help="presets to run, in order (default: Hinton's five)")
     ap.add_argument("--profile", default="paper", help="the presets' profile (default: paper)")
-    ap.add_argument("--default-recipes", action="store_true", help="every preset without a paper "
-                    "profile at its default recipe, each with a fresh teacher cache")  # fmt: skip
+    ap.add_argument("--page-runs", action="store_true", help="every preset without a paper "
+                    "profile, at the recipe the app ships for it, each with a fresh teacher "
+                    "cache")  # fmt: skip
     ap.add_argument("--fresh-cache", action="store_true", help="each preset with an empty "
                     "teacher cache, so its seconds include its teacher's training")  # fmt: skip
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -53,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, help="override every model's epochs (quick checks)")
     ap.add_argument("--out", default=str(reference_dir()), help="folder to write to")
     args = ap.parse_args(argv)
-    if args.default_recipes:
-        args.presets = args.presets or list(DEFAULT_RECIPES)
-        args.profile, args.fresh_cache = "default", True
+    if args.page_runs:
+        args.presets = args.presets or list(PAGE_RUNS)
+        args.fresh_cache = True
     args.presets = args.presets or list(DEFAULT)
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown:
@@ -66,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     code_version()  # the code this process imported, before anything trains
     out = Path(args.out)
     for name in args.presets:
+        profile = shipped_profile(PRESETS[name]) if args.page_runs else args.profile
         changes = {}
         if args.epochs is not None:  # every model's epochs, the demos' teacher included
             changes = {k: args.epochs for k in ("epochs", "teacher_epochs")
                        if hasattr(PRESETS[name].config, k)}  # fmt: skip
-        cmd = ["python", "scripts/make_reference_runs.py", name, "--profile", args.profile,
+        cmd = ["python", "scripts/make_reference_runs.py", name, "--profile", profile,
                "--device", args.device]  # fmt: skip
         if args.threads:
             cmd += ["--threads", str(args.threads)]
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {shlex.join(cmd)}", file=sys.stderr)
         trained: dict = {}
         result = run_preset(
-            name, device=args.device, monitor=ProgressBar(), profile=args.profile,
+            name, device=args.device, monitor=ProgressBar(), profile=profile,
             trained=trained, **changes,
         )  # fmt: skip
         if cache is not None:
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {name} {result['status']}: {result['message']}", file=sys.stderr)
             return 1
         path = write_reference(
-            result, trained, out, args.profile, shlex.join(cmd), SHIPPED_WEIGHTS.get(name, ())
+            result, trained, out, profile, shlex.join(cmd), SHIPPED_WEIGHTS.get(name, ())
         )
         errors = {m: s["test_errors"] for m, s in result["models"].items()}
         print(f"wrote {path} in {result['seconds']:.0f} s: {errors}", file=sys.stderr)

@@ -32,6 +32,7 @@ from kdcore.reference import (
     reference_model,
     seed_row,
     seed_study_path,
+    shipped_profile,
     write_reference,
 )
 from kdcore.runner import resolve, run_preset
@@ -191,9 +192,10 @@ def test_every_shipped_reference_run_loads_and_matches_the_schema():
     assert " · 20 epochs (teacher 60) · " in refs["hinton-mnist"].label()
     for name in SHIPPED:
         ref = refs[name]
-        # Hinton's demos at the paper's length; every other preset at its default recipe, so
-        # its page opens on a real run before anything trains
-        profile = "paper" if name in PAPER_PRESETS else "default"
+        # Hinton's demos at the paper's length; the quick MLP presets at their long profile;
+        # the rest at their default recipe: every page opens on a real run before anything trains
+        profile = shipped_profile(PRESETS[name])
+        assert (profile == "paper") == (name in PAPER_PRESETS), name
         assert ref.result["status"] == "completed" and ref.profile == profile, name
         # made with that profile, unchanged: the config is what the profile resolves to
         expected = json.loads(json.dumps(asdict(resolve(name, profile=profile))))  # tuples: lists
