@@ -158,7 +158,7 @@ def test_the_relation_presets_quote_their_shipped_runs_figures():
 
     text = PRESETS["dkd-mnist"].differences
     gap = f"({errors('dkd-mnist', 'teacher')} against {errors('dkd-mnist', 'student_hard')} in "
-    assert gap + "the shipped runs)" in text
+    assert gap + "the shipped runs of the long profile)" in text
     quoted = {"KD": ("dkd-mnist", "student_kd"), "RKD": ("rkd-mnist", "student_rkd"),
               "similarity loss": ("similarity-mnist", "student_similarity"),
               "CRD": ("crd-mnist", "student_crd"), "DKD": ("dkd-mnist", "student_dkd")}  # fmt: skip
@@ -167,3 +167,17 @@ def test_the_relation_presets_quote_their_shipped_runs_figures():
     for preset in ("rkd-mnist", "similarity-mnist", "crd-mnist"):  # one teacher, one baseline
         assert errors(preset, "teacher") == errors("dkd-mnist", "teacher")
         assert errors(preset, "student_hard") == errors("dkd-mnist", "student_hard")
+
+
+def test_the_long_profile_is_the_default_at_sixteen_epochs():
+    from dataclasses import asdict
+
+    from kdcore.reference import shipped_profile
+    from kdcore.runner import resolve
+
+    long = [name for name, p in PRESETS.items() if "long" in p.profiles]
+    assert len(long) == 10 and {"dkd-mnist", "teacher-assistant"} <= set(long)
+    for name in long:
+        assert asdict(resolve(name, profile="long")) == asdict(resolve(name, epochs=16)), name
+        assert shipped_profile(PRESETS[name]) == "long"
+        assert "16 epochs" in PRESETS[name].profile_notes["long"]
