@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, subplots
 
 MODEL = {"vit_no_teacher": "#868e96", "vit_deit_hard": "#e8590c", "vit_deit_soft": "#2b8a3e"}
 LABEL = {"vit_no_teacher": "no teacher", "vit_deit_hard": "hard distillation",
@@ -69,7 +69,9 @@ def token_curves(tokens: dict[str, dict[str, list[float]]]) -> go.Figure:
                                 name=f"{label}: {what}", legendgroup=name,
                                 line=dict(color=colour, dash=dash, width=2),
                                 row=1, col=2)  # fmt: skip
-    fig.update_xaxes(dtick=1, title_text="epoch")
+    last = max((len(v) for rec in tokens.values() for v in rec.values() if isinstance(v, list)),
+               default=0)  # fmt: skip
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(last))
     fig.update_yaxes(tickformat=".0%")
     return _fig(fig, height=480, legend=LEGEND_BELOW)
 

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, subplots
 
 VARIANT = {"none": "#e8590c", "batchnorm": "#3b5bdb", "whitening": "#2b8a3e",
            "orthogonal": "#5f3dc4"}  # fmt: skip
@@ -170,8 +170,9 @@ def projector_verdict(result: dict) -> str:
 
 def hint_figure(history: list[dict]) -> go.Figure:
     """Every loss part of the FitNets student per epoch; the hint stage shaded, markers by stage."""
-    fig = _fig(xaxis_title="epoch", yaxis_title="loss (epoch mean)", height=320, xaxis_dtick=1)
+    fig = _fig(xaxis_title="epoch", yaxis_title="loss (epoch mean)", height=320)
     x = [r["epoch"] for r in history]
+    fig.update_xaxes(**epoch_ticks(max(x, default=0)))
     parts = dict.fromkeys(k for r in history for k in r["losses"] if k != "total")
     symbols = ["diamond" if r.get("stage") == "hint" else "circle" for r in history]
     for part, colour in zip(parts, ("#e8590c", "#f59f00", COLORS["teacher"], "#2b8a3e"),
@@ -224,7 +225,8 @@ def attention_grid(columns: dict[str, dict[str, list]], layers: list[str]) -> go
 
 def loss_curve(history: list[dict], part: str, name: str) -> go.Figure:
     """One loss part of one model per epoch (e.g. β·AT of student_at)."""
-    fig = _fig(xaxis_title="epoch", yaxis_title=part, height=280, xaxis_dtick=1)
+    fig = _fig(xaxis_title="epoch", yaxis_title=part, height=280)
+    fig.update_xaxes(**epoch_ticks(max((r["epoch"] for r in history), default=0)))
     fig.add_scatter(x=[r["epoch"] for r in history], y=[r["losses"].get(part) for r in history],
                     mode="lines+markers", name=name,
                     line=dict(color=MODEL.get(name, COLORS["student"]), width=3))  # fmt: skip

@@ -88,6 +88,13 @@ LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bot
 SUBPLOT_TITLE_LIFT = 8
 
 
+def epoch_ticks(last: int) -> dict:
+    """An epoch axis's ticks: one per epoch while they fit, else Plotly's own spacing; always
+    whole numbers. Sixteen ticks one apart ran into each other in a narrow panel (the shipped
+    16-epoch runs in presenter mode on a projector)."""
+    return {"dtick": 1, "tickformat": "d"} if last <= 12 else {"tickformat": "d"}
+
+
 def subplots(rows: int = 1, cols: int = 1, **kw) -> go.Figure:
     """``make_subplots`` with the panels' titles lifted clear of their top tick labels.
 

@@ -19,7 +19,7 @@ import streamlit as st
 import torch
 
 from app import ui
-from app.figures import TEMPLATE, subplots
+from app.figures import TEMPLATE, epoch_ticks, subplots
 from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_dataset
 from kdcore.jobs import JobQueue, RunSpec, one_line
 from kdcore.lab import CustomConfig
@@ -162,7 +162,7 @@ def live_figure(history: dict[str, list[dict]]) -> go.Figure:
             )
     # Whole epochs: one tick each while they fit, else Plotly's own spacing (a 60-epoch run's
     # ticks one apart ran into each other).
-    fig.update_xaxes(title_text="epoch", dtick=1 if longest <= 12 else None, tickformat="d")
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(longest))
     # tall enough for the legend beside it: a row per line, a title per model
     groups = sum(1 for epochs in history.values() if epochs)
     fig.update_layout(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, subplots
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, subplots
 
 PALETTE = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285")
 
@@ -86,7 +86,8 @@ def mutual_curves(history: dict[str, list[dict]], peers: list[str]) -> go.Figure
             row=1,
             col=2,
         )
-    fig.update_xaxes(title_text="epoch", dtick=1)
+    last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(last))
     # legends under the plot in the figure's own frame (LEGEND_BELOW): one at a fraction of the
     # plot's height under it lay over the axis titles and tick labels, on a phone and wider
     return _fig(fig, height=400, legend=LEGEND_BELOW)
@@ -256,5 +257,5 @@ def exits_figure(exits: dict[str, list[float]]) -> go.Figure:
             name=f"exit after {name}" if name != "deepest" else "deepest exit",
             line=dict(color=PALETTE[i % len(PALETTE)]),
         )
-    fig.update_xaxes(dtick=1)
+    fig.update_xaxes(**epoch_ticks(max((len(a) for a in exits.values()), default=0)))
     return fig
