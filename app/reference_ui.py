@@ -100,8 +100,8 @@ def made_how(ref: Reference) -> str:
     i = ref.info
     return (
         f"Shipped reference run, {ref.label().removeprefix('shipped · ')}: `{i['command']}` on "
-        f"{i['device_name']}, code {i['code_version']}, {i['created']}. Regenerate it with "
-        "`python scripts/make_reference_runs.py`."
+        f"{i['device_name']}, code {i['code_version']}, {i['created']}. The same command "
+        "makes it again."
     )
 
 
