@@ -1,5 +1,6 @@
 """Every concept page opens on a real run of its preset before anything trains: the run shipped
-in assets/reference_runs (made by scripts/make_reference_runs.py at the preset's default recipe),
+in assets/reference_runs (made by scripts/make_reference_runs.py --page-runs at the recipe
+kdcore.reference.shipped_profile names: long for the quick MLP presets, else the default),
 marked as shipped, with the offer to run it here folded under it. A completed run of the user's
 own replaces it; one in flight shows live above it. AppTest on the real shipped files."""
 
