@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,17 +15,13 @@ from streamlit.testing.v1 import AppTest
 from app.feature_figures import projector_table, projector_verdict
 from kdcore.models import build_model
 from kdcore.store import Store
+from tests.apptest import run_page
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
 TIMEOUT = 60
 
 
 def _page(name: str, **params) -> AppTest:
-    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page(name, TIMEOUT, **params)
 
 
 def _fake_run(store: Store, name: str, result: dict) -> int:

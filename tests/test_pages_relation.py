@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,17 +13,13 @@ from streamlit.testing.v1 import AppTest
 
 from kdcore.presets import PRESETS
 from kdcore.store import Store
+from tests.apptest import run_page
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
 TIMEOUT = 120  # the first run loads MNIST and the demo models
 
 
 def _page(name: str, **params) -> AppTest:
-    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page(name, TIMEOUT, **params)
 
 
 def _metrics(at: AppTest) -> dict[str, str]:

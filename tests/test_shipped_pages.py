@@ -6,16 +6,14 @@ own replaces it; one in flight shows live above it. AppTest on the real shipped 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore.presets import PRESETS
 from kdcore.reference import load_references
 from kdcore.store import Store
+from tests.apptest import PAGES, run_page
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
 TIMEOUT = 180  # the first run of a page loads MNIST, the demo models or the LM teacher
 SHIPPED = "Shown: the run shipped with the app"
 MODES = ("mutual-learning", "born-again", "deep-supervision", "ensemble", "teacher-free",
@@ -34,11 +32,7 @@ VIEWS = [
 
 
 def _page(name: str, **params) -> AppTest:
-    at = AppTest.from_file(str(PAGES / name), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page(name, TIMEOUT, **params)
 
 
 def test_every_preset_ships_a_run_and_every_page_section_shows_one():
