@@ -9,8 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore.store import Store
+from tests.apptest import PAGES
 from tests.test_pages_features import attention_result
-from tests.test_pages_relation import PAGES, RKD_GAPS, RKD_MATRICES, TIMEOUT, _fake_run
+from tests.test_pages_relation import RKD_GAPS, RKD_MATRICES, TIMEOUT, _fake_run
 
 BAD = ["abc", "99", "0", "-1", "inf", "nan", "1e309", "²", "1" * 40]
 
