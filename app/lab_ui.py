@@ -24,7 +24,7 @@ from kdcore.data import DATASETS, DataUnavailable, default_data_dir, load_datase
 from kdcore.jobs import JobQueue, RunSpec, one_line
 from kdcore.lab import CustomConfig
 from kdcore.method import describe_field, split_label
-from kdcore.methods import METHODS
+from kdcore.methods import METHODS, baseline_method
 from kdcore.models import MODELS, build_model
 from kdcore.presets import PRESETS
 from kdcore.store import RunRecord, Store, StoreError, default_store_path, iso
@@ -712,8 +712,7 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
             epochs=int(epochs), lr=float(lr), seed=int(seed), teacher_epochs=int(teacher_epochs),
             grad_clip=float(clip), per_class=int(per), baseline=bool(baseline),
         )  # fmt: skip
-        # the same data and models: another run's pace per epoch says nothing about these
-        _estimate_caption("custom", asdict(cfg), ("dataset", "teacher", "student", "per_class"))
+        _custom_estimate(cfg.resolved(), device)
         return RunSpec.custom(cfg, device=device), problem
     except ValueError as err:
         return None, " ".join(str(err).split())
@@ -763,6 +762,71 @@ def _estimate_caption(name: str, cfg: dict, same: tuple[str, ...] = ()) -> None:
         f"Estimated time: about {duration(seconds)} on {prev.device or 'this machine'}, scaled "
         f"from run #{prev.id}; a teacher with unchanged settings comes from the cache."
     )
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _paces(store_path: str, completed: int, shipped: int) -> dict[tuple, list[float]]:
+    """Every model's measured seconds per epoch, from the store's completed runs and the shipped
+    ones (kdcore.estimate.model_paces); read again when either count changes."""
+    from app.reference_ui import records
+    from kdcore.estimate import model_paces
+
+    try:
+        runs = job_queue().store.list(status="completed")
+    except StoreError:
+        runs = []
+    return model_paces(
+        (r.result, r.result.get("config") or r.config) for r in [*runs, *records()] if r.result
+    )
+
+
+def _custom_estimate(cfg: CustomConfig, device: str) -> None:
+    """The time a custom run should take, put together model by model: each one's seconds per
+    epoch as timed by earlier runs of the same architecture, method, data and device type (the
+    user's and the shipped ones), times its epochs; a cached teacher costs nothing."""
+    from app.reference_ui import records
+    from kdcore.estimate import custom_estimate, device_type
+    from kdcore.lab import teacher_cached
+
+    try:
+        completed = job_queue().store.counts().get("completed", 0)
+    except StoreError:
+        completed = 0
+    paces = _paces(str(default_store_path()), completed, len(records()))
+    kind = device_type(pick_device(device))
+    cached = teacher_cached(cfg, device, default_data_dir())
+    parts = custom_estimate(cfg.plan, asdict(cfg), paces, kind, cached, baseline_method().name)
+    if parts is None:
+        st.caption(
+            f"No estimate yet: no earlier run timed {cfg.teacher} and {cfg.student} on "
+            f"{cfg.dataset} ({_images(cfg.per_class)}) on the {kind.upper()}."
+        )
+        return
+    teacher = next((p for p, (_, m) in zip(parts, cfg.plan, strict=True) if m is None), None)
+    said = ""
+    if teacher is not None:
+        said = (
+            " (its teacher comes from the cache)"
+            if cached
+            else f", {duration(teacher.seconds)} of it the teacher's training (cached after)"
+        )
+    arch = cfg.student
+    guesses = {
+        "overhead": f"{arch}'s hard-label pace plus what the method added to other students",
+        "hard": f"{arch}'s hard-label pace, the method's own cost unknown",
+    }
+    guess = "".join(
+        f" {p.name}: {guesses[p.guess]} (never timed on {arch} yet)." for p in parts if p.guess
+    )
+    st.caption(
+        f"Estimated time: about {duration(sum(p.seconds for p in parts))} on the "
+        f"{kind.upper()}{said}, from the epochs earlier runs timed here and in the shipped "
+        f"runs.{guess}"
+    )
+
+
+def _images(per_class: int) -> str:
+    return "all training images" if not per_class else f"{per_class} images per class"
 
 
 def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
-from .data import DATASETS, load_dataset, per_class
+from .data import DATASETS, DataUnavailable, class_counts, load_dataset, per_class
 from .method import check_config, param
 from .methods import METHODS, baseline_method, get_method
 from .runner import (
@@ -24,10 +25,11 @@ from .runner import (
     check_architectures,
     parse_value,
     register,
+    teacher_cache_path,
     train_student,
     train_teacher,
 )
-from .train import TrainConfig
+from .train import TrainConfig, pick_device
 
 # The teacher trains as hinton-mnist's does (same epochs, jitter, lr, batch and seed), so with the
 # default architecture the teacher cached by any Hinton preset is loaded, not retrained. These
@@ -93,6 +95,33 @@ class CustomConfig:
     def model_names(self) -> list[str]:
         return [name for name, _ in self.plan]
 
+    @property
+    def teacher_train_config(self) -> TrainConfig:
+        """How the teacher trains: on hard labels, as hinton-mnist's teacher does."""
+        return TrainConfig(
+            epochs=self.teacher_epochs,
+            batch_size=TEACHER_BATCH,
+            lr=TEACHER_LR,
+            seed=self.seed,
+            augment_shift=self.teacher_shift,
+        )
+
+
+def teacher_cached(cfg: CustomConfig, device: str, data_dir: str | Path | None = None) -> bool:
+    """Whether a run of ``cfg`` on ``device`` would load its teacher from the cache instead of
+    training it (False when the data set cannot be read here, without downloading it)."""
+    if not get_method(cfg.method).uses_teacher:
+        return False
+    try:
+        data = load_dataset(cfg.dataset, "cpu", data_dir, download=False)
+        kind = pick_device(device).type
+    except (DataUnavailable, ValueError):
+        return False
+    counts = class_counts(data.y_train, data.num_classes)
+    n = sum(min(c, cfg.per_class) for c in counts) if cfg.per_class else len(data.y_train)
+    path, _ = teacher_cache_path(cfg.teacher, data.name, n, cfg.teacher_train_config, kind)
+    return path.is_file()
+
 
 def configure(cfg: CustomConfig, changes: dict[str, Any]) -> CustomConfig:
     """Apply overrides by name: the run's own fields, then the chosen method's parameters
@@ -141,16 +170,9 @@ def run_custom(cfg: CustomConfig, ctx: RunContext) -> dict:
             seed=cfg.seed,
             grad_clip=cfg.grad_clip,
         )
-        teacher_cfg = TrainConfig(
-            epochs=cfg.teacher_epochs,
-            batch_size=TEACHER_BATCH,
-            lr=TEACHER_LR,
-            seed=cfg.seed,
-            augment_shift=cfg.teacher_shift,
-        )
         teacher = None
         if method.uses_teacher:
-            teacher = train_teacher(ctx, data, cfg.teacher, teacher_cfg)
+            teacher = train_teacher(ctx, data, cfg.teacher, cfg.teacher_train_config)
         for name, m in ((n, METHODS[k]) for n, k in plan if k is not None):
             train_student(
                 ctx, data, cfg.student, base, name, m.name,

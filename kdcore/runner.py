@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -285,6 +286,24 @@ def _config_key(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def teacher_cache_path(
+    arch: str, data_name: str, n_train: int, cfg: TrainConfig, device_type: str
+) -> tuple[Path, dict]:
+    """Where the teacher trained with exactly these settings is cached, and the settings that
+    name it (kept in the file): the architecture, the data set and its number of training
+    images, the training config, the device type and torch's release."""
+    key_src = {
+        "arch": arch,
+        "data": data_name,
+        "n": n_train,
+        "cfg": asdict(cfg),
+        "device": device_type,
+        "torch": torch.__version__.split("+")[0],
+    }
+    name = f"{arch}-{data_name}-{_config_key(key_src)}.safetensors"
+    return cache_dir() / "teachers" / name, key_src
+
+
 def train_teacher(
     ctx: RunContext, data: Dataset, arch: str, cfg: TrainConfig, name: str = "teacher"
 ) -> KDModel:
@@ -294,15 +313,7 @@ def train_teacher(
     Teachers are cached under ``cache_dir()/teachers`` as safetensors (never pickles), so a sweep
     or a second preset on the same teacher does not train it again.
     """
-    key_src = {
-        "arch": arch,
-        "data": data.name,
-        "n": len(data.y_train),
-        "cfg": asdict(cfg),
-        "device": ctx.device.type,
-        "torch": torch.__version__.split("+")[0],
-    }
-    path = cache_dir() / "teachers" / f"{arch}-{data.name}-{_config_key(key_src)}.safetensors"
+    path, key_src = teacher_cache_path(arch, data.name, len(data.y_train), cfg, ctx.device.type)
     info = {"role": "teacher", "arch": arch, "method": baseline_method().name}
     if ctx.use_cache and path.is_file():
         try:

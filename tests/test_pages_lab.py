@@ -79,10 +79,14 @@ def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
     assert not any("other settings" in c.value for c in at.caption)  # the run shown matches
     at.button[0].click().run()  # the same config again: served from the store
     assert "run #1" in at.info[0].value and len(Store(store_path).list()) == 1
-    # Twice the epochs: the time is scaled from run #1, the unchanged teacher comes from the cache.
+    # Twice the epochs: each student at the pace run #1 timed, the teacher from the cache.
     at.number_input(key="epochs").set_value(4).run()
     estimate = [c.value for c in at.caption if "Estimated time" in c.value]
-    assert estimate and "from run #1" in estimate[0]
+    assert estimate and "its teacher comes from the cache" in estimate[0]
+    at.number_input(key="teacher_epochs").set_value(2).run()  # another teacher: trained again
+    estimate = [c.value for c in at.caption if "Estimated time" in c.value]
+    assert estimate and "of it the teacher's training" in estimate[0]
+    at.number_input(key="teacher_epochs").set_value(1).run()
     assert not any("already run" in c.value for c in at.caption)  # a new configuration
     other = [c.value for c in at.caption if "other settings" in c.value]  # under run #1 shown
     assert other and "run #1" in other[0]
