@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import os
 import platform
 import subprocess
@@ -36,6 +37,8 @@ RESULT_KEYS = ("preset", "status", "config", "device", "history", "models", "pap
 INFO_KEYS = ("profile", "command", "code_version", "device", "device_name", "seconds", "created")
 CREATED = "%Y-%m-%d %H:%M UTC"  # how the reference block records when the run was made
 MODEL_KEYS = ("role", "arch", "test_errors", "test_accuracy")
+# the numbers of an epoch record the pages plot (each optional, finite when there)
+EPOCH_NUMBERS = ("test_accuracy", "train_accuracy", "test_errors", "seconds")
 # The models whose weights ship beside each reference run (small MLPs; the demos' teacher is
 # hinton-mnist's; the attention page draws its CNN teacher's maps on any test image). The sweeps
 # and the other presets ship none: their figures are the point.
@@ -122,9 +125,42 @@ def check_reference(obj: Any, name: str) -> None:
         gone = [k for k in MODEL_KEYS if not isinstance(summary, dict) or k not in summary]
         if gone:
             raise ValueError(f"{name}: model {model!r} has no {', '.join(gone)}")
+    _check_values(obj, name)
     for model, w in info.get("weights", {}).items():
         if model not in obj["models"] or not isinstance(w, dict) or "file" not in w:
             raise ValueError(f"{name}: weights for {model!r} do not name a model and a file")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_values(obj: dict, name: str) -> None:
+    """The values the pages draw, of the types they draw: a file with the right keys but a
+    string for a number, or a history that is not a list of epochs, is refused in one line
+    rather than breaking a page."""
+    for key in ("config", "paper", "history"):
+        if not isinstance(obj[key], dict):
+            raise ValueError(f"{name}: {key} is not an object")
+    if not _number(obj["seconds"]):
+        raise ValueError(f"{name}: seconds is not a number")
+    for model, s in obj["models"].items():
+        errors, accuracy = s["test_errors"], s["test_accuracy"]
+        if not (isinstance(errors, int) and not isinstance(errors, bool) and errors >= 0):
+            raise ValueError(f"{name}: model {model!r} has test_errors {errors!r}, not a count")
+        if not (_number(accuracy) and 0 <= accuracy <= 1):
+            raise ValueError(f"{name}: model {model!r} has test_accuracy {accuracy!r}")
+    for model, epochs in obj["history"].items():
+        if not isinstance(epochs, list):
+            raise ValueError(f"{name}: the history of {model!r} is not a list of epochs")
+        for i, e in enumerate(epochs):
+            odd = (
+                not isinstance(e, dict)
+                or not isinstance(e.get("epoch"), int)
+                or any(k in e and not _number(e[k]) for k in EPOCH_NUMBERS)
+            )
+            if odd:
+                raise ValueError(f"{name}: epoch {i + 1} of {model!r} is not an epoch record")
 
 
 def load_reference(path: Path) -> Reference:

@@ -278,6 +278,31 @@ def test_a_damaged_reference_file_is_skipped_with_one_line(tmp_path):
         reference_model(refs["hinton-mnist"], "nobody")
 
 
+@pytest.mark.parametrize(
+    "spoil, said",
+    [
+        (lambda d: d.update(history=[]), "history is not an object"),
+        (lambda d: d.update(seconds="17 min"), "seconds is not a number"),
+        (lambda d: d["models"]["teacher"].update(test_errors="74"), "test_errors '74', not a"),
+        (lambda d: d["models"]["teacher"].update(test_errors=True), "test_errors True, not a"),
+        (lambda d: d["models"]["teacher"].update(test_accuracy=99.3), "test_accuracy 99.3"),
+        (lambda d: d["history"].update(teacher={"epoch": 1}), "'teacher' is not a list"),
+        (lambda d: d["history"]["teacher"][2].update(seconds="x"), "epoch 3 of 'teacher'"),
+        (lambda d: d["history"]["teacher"][0].pop("epoch"), "epoch 1 of 'teacher'"),
+        (lambda d: d["history"]["student_kd"].append(7), "epoch 21 of 'student_kd'"),
+        (lambda d: d["history"]["teacher"][0].update(test_accuracy=float("nan")), "epoch 1 of"),
+    ],
+)
+def test_a_reference_file_with_values_of_the_wrong_type_is_refused_in_one_line(spoil, said):
+    """The keys are all there but a value is not what a page draws: refused, not drawn."""
+    good = json.loads((reference_dir() / "hinton-mnist.json").read_text())
+    check_reference(good, "h.json")
+    spoil(good)
+    with pytest.raises(ValueError, match=re.escape("h.json: ") + ".*" + re.escape(said)) as err:
+        check_reference(good, "h.json")
+    assert "\n" not in str(err.value)
+
+
 def test_the_shipped_seed_study_is_the_table_the_readme_shows():
     ref = load_references()[0]["hinton-mnist"]
     rows = load_seed_study(ref)
@@ -482,3 +507,39 @@ def test_error_bars_split_each_row_among_the_runs_that_have_it():
     (paper,) = [t for t in fig.data if t.type == "scatter"]
     marks = list(zip(paper.y, paper.x, strict=True))
     assert len(marks) == len(set(marks)) and ("teacher", 67) in marks
+
+
+def test_a_custom_run_is_costed_before_any_run_from_the_shipped_runs_timings(
+    store_path, tmp_path, monkeypatch
+):
+    """A fresh machine (empty store, empty teacher cache) still sees what a custom run costs:
+    each model at the pace the shipped runs timed it, the teacher's training included."""
+    from app.lab_ui import duration
+    from kdcore.estimate import custom_estimate, model_paces
+    from kdcore.lab import CustomConfig
+    from kdcore.store import Store
+
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    refs, _ = load_references()
+    paces = model_paces((r.result, r.result["config"]) for r in refs.values())
+
+    def expected(cfg: CustomConfig) -> str:
+        parts = custom_estimate(cfg.plan, asdict(cfg), paces, "cpu", teacher_cached=False)
+        return f"about {duration(sum(p.seconds for p in parts))} on the CPU"
+
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params.update(device="cpu")
+    at.run()
+    estimate = next(c.value for c in at.caption if "Estimated time" in c.value)
+    assert expected(CustomConfig().resolved()) in estimate and "the teacher's training" in estimate
+    # a method never timed on this student: its pace there plus the method's cost on others
+    at.selectbox(key="student").set_value("mlp-100").run()
+    at.button_group(key="method").set_value("crd").run()
+    estimate = next(c.value for c in at.caption if "Estimated time" in c.value)
+    crd = CustomConfig(student="mlp-100", method="crd").resolved()
+    assert expected(crd) in estimate
+    assert "student_crd: mlp-100's hard-label pace plus what the method added" in estimate
+    # an architecture no run ever timed: no estimate, and why
+    at.selectbox(key="student").set_value("resnet20").run()
+    assert any("No estimate yet: no earlier run timed" in c.value for c in at.caption)
+    assert Store(store_path).list() == []  # nothing trained
