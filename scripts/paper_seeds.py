@@ -1,15 +1,19 @@
-"""How much of the hinton-mnist paper profile's result is its seed: the whole preset (teacher, hard
-student, distilled student) at several seeds, one row per seed, then the spread.
+"""How much of a shipped run's result is its seed: the whole preset (hinton-mnist's teacher, hard
+student and distilled student; another preset's models) at several seeds, one row per seed, then
+the spread.
 
     python scripts/paper_seeds.py --seeds 0 1 2 3 --threads 1
     python scripts/paper_seeds.py --seeds 0 --epochs 1 --teacher-epochs 1     # a quick check
+    python scripts/paper_seeds.py --preset rkd-mnist --seeds 0 1 2 3 4 --threads 2 \
+        --out assets/reference_runs/rkd-mnist.seeds.jsonl
 
-Each seed runs as ``python -m kdcore run hinton-mnist --profile paper --seed S`` would (the same
-run_preset), so the seed sets the teacher's and both students' initialisation, shuffling and
-dropout. Teachers come from the cache ($KD_CACHE_DIR) when one with the same settings was trained
-before; two copies of this script with different seeds can share it. ``--out`` appends each row
-as a JSON line; the app shows ``assets/reference_runs/hinton-mnist.seeds.jsonl`` beside the
-shipped reference run (kdcore.reference.load_seed_study).
+Each seed runs as ``python -m kdcore run PRESET --profile P --seed S`` would (the same
+run_preset; P is the profile the preset's run ships at, paper for hinton-mnist), so the seed sets
+every model's initialisation, shuffling and dropout. Teachers come from the cache ($KD_CACHE_DIR)
+when one with the same settings was trained before; two copies of this script with different
+seeds can share it. ``--out`` appends each row as a JSON line; the app shows
+``assets/reference_runs/<preset>.seeds.jsonl`` beside the shipped reference run
+(kdcore.reference.load_seed_study).
 """
 
 from __future__ import annotations
@@ -26,15 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kdcore.presets import PRESETS
-from kdcore.reference import code_version, seed_row
+from kdcore.reference import code_version, seed_row, shipped_profile
 from kdcore.runner import run_preset
-
-PRESET = "hinton-mnist"
-MODELS = ("teacher", "student_hard", "student_kd")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="hinton-mnist", choices=sorted(PRESETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--device", default="cpu", help="auto, cpu, cuda")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own)")
@@ -50,25 +52,30 @@ def main(argv: list[str] | None = None) -> int:
         changes["epochs"] = args.epochs
     if args.teacher_epochs is not None:
         changes["teacher_epochs"] = args.teacher_epochs
-    paper = PRESETS[PRESET].paper["test_errors"]
-    print("seed | " + " | ".join(MODELS) + " | seconds (teacher cached?)")
-    print(f"paper | {' | '.join(str(paper[m]) for m in MODELS)} |")
+    preset = PRESETS[args.preset]
+    profile = shipped_profile(preset)
+    paper = preset.paper.get("test_errors", {})
+    models: list[str] = []
     rows = []
     for seed in args.seeds:
         t0 = time.perf_counter()
-        res = run_preset(PRESET, device=args.device, profile="paper", seed=seed, **changes)
+        res = run_preset(preset.name, device=args.device, profile=profile, seed=seed, **changes)
         if res["status"] != "completed":
             print(f"{seed} | {res['status']}: {res['message']}", file=sys.stderr)
             return 1
-        row = seed_row(res, "paper", time.perf_counter() - t0)  # its device names the threads
+        row = seed_row(res, profile, time.perf_counter() - t0)  # its device names the threads
+        if not models:  # the header, once the first run has named its models
+            models = list(row["errors"])
+            print("seed | " + " | ".join(models) + " | seconds (teacher cached?)")
+            print(f"paper | {' | '.join(str(paper.get(m, '')) for m in models)} |")
         rows.append(row)
         cached = " (teacher cached)" if row["teacher_cached"] else ""
-        errors = " | ".join(str(row["errors"][m]) for m in MODELS)
+        errors = " | ".join(str(row["errors"][m]) for m in models)
         print(f"{seed} | {errors} | {row['seconds']}{cached}", flush=True)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
-    for m in MODELS:
+    for m in models:
         vals = [r["errors"][m] for r in rows]
         spread = f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
         print(f"{m}: mean {statistics.mean(vals):.1f}{spread}, {min(vals)}-{max(vals)}")
