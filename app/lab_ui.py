@@ -772,7 +772,7 @@ def _paces(store_path: str, completed: int, shipped: int) -> dict[tuple, list[fl
     from kdcore.estimate import model_paces
 
     try:
-        runs = job_queue().store.list(status="completed")
+        runs = _queue_for(store_path).store.list(status="completed")
     except StoreError:
         runs = []
     return model_paces(
@@ -788,11 +788,12 @@ def _custom_estimate(cfg: CustomConfig, device: str) -> None:
     from kdcore.estimate import custom_estimate, device_type
     from kdcore.lab import teacher_cached
 
+    store_path = str(default_store_path())
     try:
-        completed = job_queue().store.counts().get("completed", 0)
+        completed = _queue_for(store_path).store.counts().get("completed", 0)
     except StoreError:
         completed = 0
-    paces = _paces(str(default_store_path()), completed, len(records()))
+    paces = _paces(store_path, completed, len(records()))
     kind = device_type(pick_device(device))
     cached = teacher_cached(cfg, device, default_data_dir())
     parts = custom_estimate(cfg.plan, asdict(cfg), paces, kind, cached, baseline_method().name)
@@ -1025,6 +1026,7 @@ def stored_or_offer(
                     "in the run history."
                 )
                 _offer(queue, name, cost, epochs_key, button_key, **epochs_kw)
+        seed_spread(shipped)
         return shipped
     if queue is None:
         return None
@@ -1048,6 +1050,19 @@ def _offer(queue, name, cost, epochs_key, button_key, **epochs_kw) -> None:
             st.error(str(err), icon=":material/error:")
         else:
             st.rerun()  # the page again, with the queued run live above what it shows
+
+
+def seed_spread(run: RunRecord) -> None:
+    """Under a shipped run with a seed study: the same recipe at other seeds, folded, so a
+    reader can tell an effect from one seed's luck."""
+    from app.reference_ui import show_seed_study
+    from kdcore.reference import load_seed_study
+
+    ref = getattr(run, "reference", None)
+    rows = load_seed_study(ref) if ref is not None else []
+    if len(rows) > 1:
+        with st.expander(f"The same recipe at {len(rows)} seeds", icon=":material/casino:"):
+            show_seed_study(ref)
 
 
 def shipped_line(run: RunRecord) -> str:

@@ -12,7 +12,13 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
-from kdcore.reference import Reference, load_references, load_seed_study, reference_dir
+from kdcore.reference import (
+    Reference,
+    load_references,
+    load_seed_study,
+    reference_dir,
+    seed_wins,
+)
 from kdcore.store import RunRecord
 
 
@@ -141,23 +147,34 @@ def show_seed_study(ref: Reference) -> None:
     rows = load_seed_study(ref)
     if not rows:
         return
+    n = len(rows)
     models = list(ref.result["models"])
     table = pd.DataFrame([r["errors"] for r in rows], index=[f"seed {r['seed']}" for r in rows])
     table = table[models].astype(float)  # the mean row is fractional
-    table.loc["mean"] = table.mean().round(1)
+    seeds = table.copy()
+    table.loc["mean"] = seeds.mean().round(1)
+    if n > 1:  # how far one seed's run lies from the next: the sample standard deviation
+        table.loc["sd"] = seeds.std().round(1)
     paper = ref.result["paper"].get("test_errors", {})
     if set(models) <= set(paper):
         table.loc["paper"] = [paper[m] for m in models]
-    n = len(rows)
     st.markdown(f"**The same recipe at {n} seed{'s' if n != 1 else ''}** (test errors)")
     st.dataframe(table, width="content", height="content")  # every seed, the mean and the paper
+    wins = seed_wins(ref, rows) if n > 1 else None
+    if wins and wins[1]:
+        base, counts = wins
+        st.caption(
+            f"Fewer test errors than {base} at the same seed: "
+            + ", ".join(f"{m} at {k} of {n}" for m, k in counts.items())
+            + "."
+        )
     ran = sorted({r.get("device_name", "?") for r in rows})
     seed, where = ref.result["config"].get("seed", "?"), ref.info["device_name"]
     own = any(r["seed"] == seed and r.get("device_name") == where for r in rows)
     st.caption(
-        f"Each seed is the whole preset run again (`python scripts/paper_seeds.py`) on "
+        f"Each seed is the whole preset run again (`{seed_command(ref)}`) on "
         f"{'; '.join(ran)}. The seed sets every model's initialisation, shuffling and dropout. "
-        f"The shipped run above is seed {seed} on {where}"
+        f"The shipped run is seed {seed} on {where}"
         + (
             f", the row of seed {seed}."
             if own
@@ -165,6 +182,12 @@ def show_seed_study(ref: Reference) -> None:
             "train a different teacher."
         )
     )
+
+
+def seed_command(ref: Reference) -> str:
+    """The command that makes ``ref``'s seed study (hinton-mnist's is the script's default)."""
+    own = "" if ref.preset == "hinton-mnist" else f" --preset {ref.preset}"
+    return f"python scripts/paper_seeds.py{own}"
 
 
 def records_by_preset() -> dict[str, ReferenceRecord]:

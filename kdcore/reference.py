@@ -251,6 +251,26 @@ def load_seed_study(ref: Reference) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def seed_wins(ref: Reference, rows: list[dict]) -> tuple[str, dict[str, int]] | None:
+    """Against the run's one hard-label baseline, at each seed of a study: at how many seeds each
+    other model of the same architecture (the same net trained another way; teachers and
+    assistants of other sizes left out) made fewer test errors, as ``(baseline, {model: wins})``.
+    Same-seed pairs share the data order and the teacher, so they say more than two means; None
+    when the run has no single baseline (mutual learning has one per peer)."""
+    models = ref.result["models"]
+    base = [m for m, s in models.items() if s.get("role") == "baseline"]
+    if len(base) != 1 or not rows:
+        return None
+    b = base[0]
+    arch = models[b].get("arch")
+    others = [
+        m
+        for m, s in models.items()
+        if m != b and s.get("role") != "teacher" and s.get("arch") == arch
+    ]
+    return b, {m: sum(r["errors"][m] < r["errors"][b] for r in rows) for m in others}
+
+
 def reference_model(ref: Reference, model: str, device: str | torch.device = "cpu") -> KDModel:
     """The shipped weights of ``model`` in ``ref`` (CheckpointError, one line, when missing or
     damaged)."""

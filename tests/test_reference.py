@@ -32,6 +32,7 @@ from kdcore.reference import (
     reference_model,
     seed_row,
     seed_study_path,
+    seed_wins,
     shipped_profile,
     write_reference,
 )
@@ -543,3 +544,18 @@ def test_a_custom_run_is_costed_before_any_run_from_the_shipped_runs_timings(
     at.selectbox(key="student").set_value("resnet20").run()
     assert any("No estimate yet: no earlier run timed" in c.value for c in at.caption)
     assert Store(store_path).list() == []  # nothing trained
+
+
+def test_seed_wins_count_the_seeds_where_each_student_beat_the_one_baseline(tmp_path):
+    good = json.loads((reference_dir() / "hinton-mnist.json").read_text())
+    (tmp_path / "hinton-mnist.json").write_text(json.dumps(good))
+    ref = load_references(tmp_path)[0]["hinton-mnist"]
+    rows = [{"errors": {"teacher": 1, "student_hard": h, "student_kd": k}}
+            for h, k in ((150, 80), (140, 141), (90, 90))]  # fmt: skip
+    # fewer errors wins; a tie does not; the teacher is not a student
+    assert seed_wins(ref, rows) == ("student_hard", {"student_kd": 1})
+    assert seed_wins(ref, []) is None
+    ref.result["models"]["student_kd"]["arch"] = "mlp-30"  # another net: not a fair pair
+    assert seed_wins(ref, rows) == ("student_hard", {})
+    ref.result["models"]["student_kd"]["role"] = "baseline"  # two baselines: no single pairing
+    assert seed_wins(ref, rows) is None

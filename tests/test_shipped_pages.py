@@ -6,11 +6,13 @@ own replaces it; one in flight shows live above it. AppTest on the real shipped 
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore.presets import PRESETS
-from kdcore.reference import load_references
+from kdcore.reference import load_references, load_seed_study, seed_wins, shipped_profile
 from kdcore.store import Store
 from tests.apptest import PAGES, run_page
 
@@ -29,6 +31,9 @@ VIEWS = [
     *[("lm.py", {"view": v}, v) for v in ("word-vs-sequence-kd", "on-policy-kd")],
     *[("modes.py", {"mode": m}, m) for m in MODES],
 ]
+
+
+LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
 
 
 def _page(name: str, **params) -> AppTest:
@@ -58,6 +63,28 @@ def test_a_page_opens_on_the_shipped_run_of_its_preset(store_path, page, params,
     # the offer to run it here, folded away under the shipped run
     offers = [e for e in at.expander if e.label == "Run it on this machine"]
     assert offers and any(b.label == "Run it now" for b in offers[0].button)
+    # and, folded too, the same recipe at other seeds: how much of the run is its seed's luck
+    rows = load_seed_study(load_references()[0][preset])
+    spread = [e for e in at.expander if e.label == f"The same recipe at {len(rows)} seeds"]
+    assert bool(spread) == (len(rows) > 1), preset
+    if spread:
+        table = spread[0].dataframe[0].value
+        for model in table.columns:
+            errors = [r["errors"][model] for r in rows]
+            assert table.loc["mean", model] == round(statistics.mean(errors), 1)
+            assert table.loc["sd", model] == round(statistics.stdev(errors), 1)
+
+
+@pytest.mark.parametrize("preset", LONG)
+def test_each_quick_mlp_preset_ships_its_run_at_five_seeds(preset):
+    """The long-profile presets are cheap enough to run again at other seeds, and the pages
+    claim differences "within seed-to-seed noise": the noise is measured and shipped, seed 0
+    being the shipped run itself."""
+    ref = load_references()[0][preset]
+    rows = load_seed_study(ref)
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
+    shipped = {m: s["test_errors"] for m, s in ref.result["models"].items()}
+    assert rows[0]["errors"] == shipped and rows[0]["device_name"] == ref.info["device_name"]
 
 
 def test_the_shipped_line_links_the_run_in_the_history():
@@ -162,6 +189,20 @@ def test_the_relation_presets_quote_their_shipped_runs_figures():
     for preset in ("rkd-mnist", "similarity-mnist", "crd-mnist"):  # one teacher, one baseline
         assert errors(preset, "teacher") == errors("dkd-mnist", "teacher")
         assert errors(preset, "student_hard") == errors("dkd-mnist", "student_hard")
+    # and the five seeds: each method's mean, the baseline's range, the seeds each one won
+    rows = {p: load_seed_study(refs[p]) for p in ("rkd-mnist", "similarity-mnist", "crd-mnist",
+                                                  "dkd-mnist")}  # fmt: skip
+    hard = [r["errors"]["student_hard"] for r in rows["dkd-mnist"]]
+    assert f"ranges from {min(hard)} to {max(hard)} errors" in text
+    assert f"against hard labels' {statistics.mean(hard):.1f}" in text
+    wins = {}
+    for label, (preset, model) in quoted.items():
+        mean = statistics.mean(r["errors"][model] for r in rows[preset])
+        assert f"{label} {'makes ' if label == 'KD' else ''}{mean:.1f}" in text, label
+        wins[label] = seed_wins(refs[preset], rows[preset])[1][model]
+    assert wins == {"KD": 5, "RKD": 5, "similarity loss": 5, "DKD": 2, "CRD": 0}
+    said = "KD, RKD and the similarity loss beat hard labels at 5 of 5 seeds, DKD at 2 of 5"
+    assert said + " and CRD at none" in text
 
 
 def test_the_long_profile_is_the_default_at_sixteen_epochs():
