@@ -145,13 +145,17 @@ def custom_estimate(
     seconds it should take: its measured pace times its epochs (the teacher's own epochs, 0 when
     it comes from the cache). A method never timed on this architecture is timed as this
     architecture's ``baseline`` training plus the method's overhead measured on others, or as
-    the baseline alone (``guess`` says which). None when some architecture was never timed."""
+    the baseline alone (``guess`` says which). None when some model that must train was never
+    timed on its architecture (a cached teacher need not have been)."""
     where = (config.get("dataset", "mnist"), int(config.get("per_class") or 0), device)
     out = []
     for name, method in plan:
         teacher = method is None
         arch = config["teacher" if teacher else "student"]
         epochs = teacher_epochs(config) if teacher else int(config.get("epochs") or 0)
+        if teacher and teacher_cached:  # loaded, not trained: no pace needed
+            out.append(ModelEstimate(name, 0.0))
+            continue
         guess, pace = "", _pace(paces, (arch, method or baseline, *where, teacher))
         if pace is None:
             pace = _pace(paces, (arch, baseline, *where, teacher))
@@ -160,6 +164,5 @@ def custom_estimate(
             extra = _overhead(paces, method, baseline, where)
             guess = "hard" if extra is None else "overhead"
             pace += extra or 0.0
-        seconds = 0.0 if teacher and teacher_cached else pace * epochs
-        out.append(ModelEstimate(name, seconds, guess))
+        out.append(ModelEstimate(name, pace * epochs, guess))
     return out

@@ -76,6 +76,10 @@ def test_a_custom_run_is_timed_model_by_model_from_any_earlier_runs():
     ]  # fmt: skip
     cached = custom_estimate(PLAN, CFG, paces, "cpu", teacher_cached=True)
     assert cached[0].seconds == 0.0 and sum(p.seconds for p in cached) == 7.5
+    # a teacher loaded from the cache needs no pace: a run that loaded it timed none
+    untimed = {k: v for k, v in paces.items() if k[0] != "big"}
+    assert custom_estimate(PLAN, CFG, untimed, "cpu", teacher_cached=False) is None
+    assert custom_estimate(PLAN, CFG, untimed, "cpu", teacher_cached=True)[0].seconds == 0.0
     # other images per class, another device or an untimed architecture: no estimate
     assert custom_estimate(PLAN, {**CFG, "per_class": 20}, paces, "cpu", False) is None
     assert custom_estimate(PLAN, CFG, paces, "cuda", False) is None

@@ -60,7 +60,8 @@ def _until_done(at: AppTest, timeout: float = 120) -> set[str]:
         time.sleep(0.2)
 
 
-def test_lab_runs_a_tiny_run_and_history_shows_it(store_path):
+def test_lab_runs_a_tiny_run_and_history_shows_it(store_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))  # run #1 trains its teacher
     at = _tiny(_page("lab.py"))
     assert any("No estimate yet" in c.value for c in at.caption)
     at.button[0].click().run()  # Start
