@@ -738,20 +738,19 @@ def _field_widget(name: str, value, key: str):
     return tuple(parsed) if isinstance(value, tuple) and isinstance(parsed, list) else parsed
 
 
-def _estimate_caption(name: str, cfg: dict, same: tuple[str, ...] = ()) -> None:
-    """The time a run with config ``cfg`` should take, scaled from the newest completed run of
-    ``name`` in the store whose config agrees on the keys ``same`` (kdcore.estimate), or why
-    there is no estimate yet."""
+def _estimate_caption(name: str, cfg: dict) -> None:
+    """The time a run of preset ``name`` with config ``cfg`` should take, scaled from its newest
+    completed run in the store (kdcore.estimate), else from its shipped run, or why there is no
+    estimate yet. (A custom run is costed model by model: :func:`_custom_estimate`.)"""
     from kdcore.estimate import estimate_seconds
 
     try:
-        # only when runs must match the config is more than the newest one read (each parsed)
-        done = job_queue().store.list(name=name, status="completed", limit=50 if same else 1)
+        done = job_queue().store.list(name=name, status="completed", limit=1)
     except StoreError:
         done = []
-    done = [r for r in done if r.result and all(r.config.get(k) == cfg.get(k) for k in same)]
+    done = [r for r in done if r.result]
     if not done:
-        _reference_estimate(name, cfg, same)
+        _reference_estimate(name, cfg)
         return
     prev = done[0]
     seconds = estimate_seconds(prev.result, prev.result.get("config") or prev.config, cfg)
@@ -830,7 +829,7 @@ def _images(per_class: int) -> str:
     return "all training images" if not per_class else f"{per_class} images per class"
 
 
-def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:
+def _reference_estimate(name: str, cfg: dict) -> None:
     """The estimate from the preset's shipped reference run (its own machine's timings, the
     teacher's training included: a fresh machine has no cached teacher)."""
     from app.reference_ui import records_by_preset
@@ -838,9 +837,9 @@ def _reference_estimate(name: str, cfg: dict, same: tuple[str, ...]) -> None:
 
     ref = records_by_preset().get(name)
     seconds = None
-    if ref is not None and all(ref.config.get(k) == cfg.get(k) for k in same):
+    if ref is not None:
         seconds = estimate_seconds(ref.result, ref.config, cfg, cached_teacher=False)
-    if ref is None or seconds is None:
+    if seconds is None:
         st.caption("No estimate yet: no completed run like this one on this machine.")
         return
     st.caption(
@@ -1062,7 +1061,7 @@ def seed_spread(run: RunRecord) -> None:
     rows = load_seed_study(ref) if ref is not None else []
     if len(rows) > 1:
         with st.expander(f"The same recipe at {len(rows)} seeds", icon=":material/casino:"):
-            show_seed_study(ref)
+            show_seed_study(ref, rows)
 
 
 def shipped_line(run: RunRecord) -> str:

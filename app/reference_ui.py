@@ -139,12 +139,12 @@ def show_reference(ref: Reference, note: str = "") -> None:
     )
 
 
-def show_seed_study(ref: Reference) -> None:
-    """The same recipe at other seeds, beside the paper's figures: how far one run is from the
-    next (nothing when no study ships with the run)."""
+def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
+    """The same recipe at other seeds (``rows``, else read from beside the run), beside the
+    paper's figures: how far one run is from the next (nothing when no study ships with it)."""
     import pandas as pd
 
-    rows = load_seed_study(ref)
+    rows = load_seed_study(ref) if rows is None else rows
     if not rows:
         return
     n = len(rows)
