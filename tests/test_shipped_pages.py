@@ -219,3 +219,14 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
         assert asdict(resolve(name, profile="long")) == asdict(resolve(name, epochs=16)), name
         assert shipped_profile(PRESETS[name]) == "long"
         assert "16 epochs" in PRESETS[name].profile_notes["long"]
+
+
+def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
+    refs = load_references()[0]
+    sds = [
+        statistics.stdev(r["errors"][model] for r in load_seed_study(refs[preset]))
+        for preset in MODES
+        for model in refs[preset].result["models"]
+    ]
+    text = PRESETS["mutual-learning"].differences
+    assert f"standard deviations of {min(sds):.1f} to {max(sds):.1f} over five seeds" in text
