@@ -784,7 +784,7 @@ def _custom_estimate(cfg: CustomConfig, device: str) -> None:
     epoch as timed by earlier runs of the same architecture, method, data and device type (the
     user's and the shipped ones), times its epochs; a cached teacher costs nothing."""
     from app.reference_ui import records
-    from kdcore.estimate import custom_estimate, device_type
+    from kdcore.estimate import custom_estimate
     from kdcore.lab import teacher_cached
 
     store_path = str(default_store_path())
@@ -793,7 +793,7 @@ def _custom_estimate(cfg: CustomConfig, device: str) -> None:
     except StoreError:
         completed = 0
     paces = _paces(store_path, completed, len(records()))
-    kind = device_type(pick_device(device))
+    kind = pick_device(device).type
     cached = teacher_cached(cfg, device, default_data_dir())
     parts = custom_estimate(cfg.plan, asdict(cfg), paces, kind, cached, baseline_method().name)
     if parts is None:
