@@ -17,8 +17,11 @@ from kdcore.reference import (
     load_references,
     load_seed_study,
     reference_dir,
+    row_values,
     seed_wins,
+    study_of,
 )
+from kdcore.runner import Measure
 from kdcore.store import RunRecord
 
 
@@ -141,33 +144,20 @@ def show_reference(ref: Reference, note: str = "") -> None:
 
 def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
     """The same recipe at other seeds (``rows``, else read from beside the run), beside the
-    paper's figures: how far one run is from the next (nothing when no study ships with it)."""
-    import pandas as pd
-
+    paper's figures: how far one run is from the next (nothing when no study ships with it).
+    One table per measure the preset's study keeps, in tabs where it keeps several."""
     rows = load_seed_study(ref) if rows is None else rows
     if not rows:
         return
     n = len(rows)
-    models = list(ref.result["models"])
-    table = pd.DataFrame([r["errors"] for r in rows], index=[f"seed {r['seed']}" for r in rows])
-    table = table[models].astype(float)  # the mean row is fractional
-    seeds = table.copy()
-    table.loc["mean"] = seeds.mean().round(1)
-    if n > 1:  # how far one seed's run lies from the next: the sample standard deviation
-        table.loc["sd"] = seeds.std().round(1)
-    paper = ref.result["paper"].get("test_errors", {})
-    if set(models) <= set(paper):
-        table.loc["paper"] = [paper[m] for m in models]
-    st.markdown(f"**The same recipe at {n} seed{'s' if n != 1 else ''}** (test errors)")
-    st.dataframe(table, width="content", height="content")  # every seed, the mean and the paper
-    wins = seed_wins(ref, rows) if n > 1 else None
-    if wins and wins[1]:
-        base, counts = wins
-        st.caption(
-            f"Fewer test errors than {base} at the same seed: "
-            + ", ".join(f"{m} at {k} of {n}" for m, k in counts.items())
-            + "."
-        )
+    measures = study_of(ref.preset)[0]
+    st.markdown(f"**The same recipe at {n} seed{'s' if n != 1 else ''}** ({measures[0].label})")
+    if len(measures) == 1:
+        _seed_table(ref, rows, measures[0])
+    else:
+        for tab, m in zip(st.tabs([m.label for m in measures]), measures, strict=True):
+            with tab:
+                _seed_table(ref, rows, m)
     ran = sorted({r.get("device_name", "?") for r in rows})
     seed, where = ref.result["config"].get("seed", "?"), ref.info["device_name"]
     own = any(r["seed"] == seed and r.get("device_name") == where for r in rows)
@@ -182,6 +172,41 @@ def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
             "train a different teacher."
         )
     )
+
+
+def seed_table(ref: Reference, rows: list[dict], measure: Measure):
+    """Each seed's figures of ``measure`` by model, then their mean, standard deviation and
+    the paper's own figures where it gives them for every model."""
+    import pandas as pd
+
+    values = [row_values(r, measure) for r in rows]
+    models = [m for m in ref.result["models"] if m in values[0]]
+    table = pd.DataFrame(values, index=[f"seed {r['seed']}" for r in rows])[models].astype(float)
+    seeds = table.copy()
+    table.loc["mean"] = seeds.mean().round(measure.digits)
+    if len(rows) > 1:  # how far one seed's run lies from the next: the sample standard deviation
+        table.loc["sd"] = seeds.std().round(measure.digits)
+    paper = ref.result["paper"].get(measure.key, {})
+    if isinstance(paper, dict) and set(models) <= set(paper):
+        table.loc["paper"] = [paper[m] for m in models]
+    return table
+
+
+def _seed_table(ref: Reference, rows: list[dict], measure: Measure) -> None:
+    table = seed_table(ref, rows, measure)
+    st.dataframe(table, width="content", height="content")  # every seed, the mean and the paper
+    wins = seed_wins(ref, rows, measure) if len(rows) > 1 else {}
+    if wins:
+        better = measure.better or f"{'lower' if measure.lower_is_better else 'higher'} " + (
+            measure.label
+        )
+        by_base: dict[str, list[str]] = {}
+        for m, (base, k) in wins.items():
+            by_base.setdefault(base, []).append(f"{m} at {k} of {len(rows)}")
+        st.caption(
+            " ".join(f"{better[:1].upper()}{better[1:]} than {b} at the same seed: "
+                     + ", ".join(said) + "." for b, said in by_base.items())
+        )  # fmt: skip
 
 
 def seed_command(ref: Reference) -> str:

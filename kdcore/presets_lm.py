@@ -43,7 +43,7 @@ from .lm import (
 from .lm_distill import TEACHER_TOKENIZER, Transfer, lm_step
 from .lm_methods import get_lm_method
 from .method import param
-from .runner import Preset, RunContext, Stopped, finish, register
+from .runner import Measure, Preset, RunContext, Stopped, finish, register
 
 N_WORDS = 10  # words per document; the shipped teacher's block is sized for it
 ASSET = Path(__file__).resolve().parent.parent / "assets" / "models" / "lm-teacher.safetensors"
@@ -182,6 +182,19 @@ def _to(texts: Texts, device) -> Texts:
     return Texts(texts.words, texts.char.to(device), texts.word.to(device))
 
 
+# What a seed study of these presets keeps per model (scripts/paper_seeds.py): the gains here are
+# thousandths of a bit, so whether one holds at other seeds is the question
+BITS = Measure("bits_per_char", "bits per character on held-out true text", digits=4,
+               better="fewer bits per character on true text")  # fmt: skip
+GREEDY_MATCH = Measure("greedy_match", "greedy continuations equal to the teacher's",
+                       lower_is_better=False, digits=3,
+                       better="more greedy continuations equal to the teacher's")  # fmt: skip
+KL_TEACHER = Measure("kl_teacher", "KL to the teacher on true text, nats per token", digits=4,
+                     better="a smaller KL to the teacher")  # fmt: skip
+SAMPLE_BITS = Measure("sample_nll", "bits per character of its own texts under the truth",
+                      digits=4, better="likelier own texts under the truth")  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- word vs sequence
 
 # model name -> (method, its parameters, tokenizer). The word-tokenizer students cannot read the
@@ -260,6 +273,13 @@ WORD_VS_SEQ_PRESET = register(
         },
         config=WordSeqConfig(),
         runner=run_word_vs_seq,
+        seed_measures=(BITS, GREEDY_MATCH),
+        # each student against the net of its tokenizer trained on real text alone
+        seed_pairs={
+            m: "wordtok_hard" if tok == "word" else "hard"
+            for m, (method, _, tok) in WORD_VS_SEQ.items()
+            if method != "lm-hard"
+        },
         differences="Kim & Rush distil 4x1000 LSTM translation models on WMT 2014 and report "
         "BLEU; this is unconditional generation of a synthetic language, where BLEU has no "
         "reference, so the figures are bits per character on true text, the exact KL from the "
@@ -325,6 +345,9 @@ ON_POLICY_PRESET = register(
         },
         config=OnPolicyConfig(),
         runner=run_on_policy,
+        seed_measures=(BITS, KL_TEACHER, SAMPLE_BITS),
+        # each student against the one trained as long again on real text, from the same start
+        seed_pairs={m: "hard" for m in ON_POLICY if m != "hard"},
         differences="Both papers distil T5 or GPT-family models of hundreds of millions of "
         "parameters on summarisation, translation and instructions, judged by ROUGE and "
         "GPT-4; this is a 62k-parameter student of a synthetic language judged by exact "

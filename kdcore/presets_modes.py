@@ -480,10 +480,10 @@ _BUDGET = (
 )
 
 
-def _preset(name, title, summary, source, paper, config, runner, differences) -> Preset:
+def _preset(name, title, summary, source, paper, config, runner, differences, **more) -> Preset:
     return Preset(name=name, title=title, summary=summary, source=source, paper=paper,
                   config=config, runner=runner, differences=_BUDGET + differences,
-                  profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE)  # fmt: skip
+                  profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE, **more)  # fmt: skip
 
 
 PRESETS_HERE: dict[str, Preset] = {
@@ -506,6 +506,7 @@ PRESETS_HERE: dict[str, Preset] = {
             run_mutual_learning,
             "The peers here step together from the same predictions; the paper updates the two "
             "networks in turn within each iteration.",
+            seed_pairs={"peer_1": "alone_1", "peer_2": "alone_2"},  # each with its own twin
         ),
         _preset(
             "born-again",

@@ -30,8 +30,8 @@ from .gpt import TinyGPT
 from .language import LANGUAGE, PROMPT
 from .lm import logits_of, sample_report
 from .method import param
-from .presets_lm import N_WORDS, LMRun, LMSetting
-from .runner import Preset, RunContext, finish, register
+from .presets_lm import BITS, N_WORDS, LMRun, LMSetting
+from .runner import Measure, Preset, RunContext, finish, register
 from .speculative import (
     SpecStats,
     acceptance_rate,
@@ -49,6 +49,11 @@ DRAFTS = {
     "draft_kd": ("word-kd", {"alpha": 1.0}, True),
     "draft_on_policy": ("on-policy", {"beta": 0.5}, True),
 }
+
+# what a seed study keeps of each draft: the headline of speculative sampling
+ACCEPTANCE = Measure("acceptance_rate", "acceptance rate α of speculative sampling",
+                     lower_is_better=False, per_model=False, digits=4,
+                     better="a higher acceptance rate")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,11 @@ SPEC_PRESET = register(
         },
         config=SpecConfig(),
         runner=run_speculative,
+        seed_measures=(ACCEPTANCE, BITS),
+        # a distilled draft against the one trained as long on real text, from the same start
+        seed_pairs={
+            m: "draft_hard_long" for m, (method, _, _) in DRAFTS.items() if method != "lm-hard"
+        },
         differences="The papers time T5-XXL (11B) on accelerators with a key/value cache; here "
         "a 0.8M-parameter teacher and a 17k-parameter draft run on the CPU and recompute the "
         "whole context at every call, so the wall-clock speed-up mixes the saved teacher calls "

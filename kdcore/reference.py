@@ -30,6 +30,7 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_model, save_model
 from .models import KDModel
+from .runner import TEST_ERRORS, Measure
 
 REFERENCE_ENV = "KD_REFERENCE_DIR"
 # The keys every run result has (see kdcore.runner) and those the reference block adds.
@@ -206,14 +207,26 @@ def seed_study_path(ref: Reference) -> Path:
     return ref.path.with_name(f"{ref.preset}.seeds.jsonl")
 
 
+def study_of(preset_name: str) -> tuple[tuple[Measure, ...], dict[str, str]]:
+    """What a seed study of ``preset_name`` keeps (its measures, the headline first) and its
+    model -> baseline pairs; test errors and no pairs for a preset not registered here."""
+    from .presets import PRESETS  # registers every family; kdcore.presets never imports this
+
+    preset = PRESETS.get(preset_name)
+    return (preset.seed_measures, preset.seed_pairs) if preset else ((TEST_ERRORS,), {})
+
+
 def seed_row(result: dict, profile: str, seconds: float) -> dict:
-    """One line of a seed study: a completed run's seed and each model's test errors."""
+    """One line of a seed study: a completed run's seed, each model's test errors, and the
+    preset's other measures (``measures``: key -> model -> value) where it has any."""
     models, cfg = result["models"], result["config"]
+    extra = [m for m in study_of(result["preset"])[0] if m != TEST_ERRORS]
     return {
         "seed": cfg["seed"],
         "profile": profile,
         "schedule": {k: cfg[k] for k in SCHEDULE if k in cfg},
         "errors": {name: m["test_errors"] for name, m in models.items()},
+        **({"measures": {m.key: m.values(result) for m in extra}} if extra else {}),
         "teacher_cached": any(m.get("cached", False) for m in models.values()),
         "seconds": round(seconds, 1),
         "device": result["device"],
@@ -222,12 +235,52 @@ def seed_row(result: dict, profile: str, seconds: float) -> dict:
     }
 
 
+def row_values(row: dict, measure: Measure) -> dict[str, float]:
+    """One seed's figures of ``measure``, by model (its test errors: the row's ``errors``)."""
+    return row["errors"] if measure == TEST_ERRORS else row["measures"][measure.key]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _row_fits(row: Any, ref: Reference, schedule: dict, measures: tuple[Measure, ...]) -> bool:
+    """Whether a line of the study is a row of ``ref``'s recipe with every figure a page shows."""
+    if not (
+        isinstance(row, dict)
+        and isinstance(row.get("seed"), int)
+        and row.get("profile") == ref.profile
+        and row.get("schedule") == schedule
+    ):
+        return False
+    errors = row.get("errors")
+    if not (
+        isinstance(errors, dict)
+        and set(errors) == set(ref.result["models"])
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in errors.values())
+    ):
+        return False
+    kept = row.get("measures", {})
+    for m in measures:
+        if m == TEST_ERRORS:
+            continue
+        vals = kept.get(m.key) if isinstance(kept, dict) else None
+        if not (
+            isinstance(vals, dict)
+            and set(vals) == set(m.values(ref.result))
+            and all(_number(v) for v in vals.values())
+        ):
+            return False
+    return True
+
+
 def load_seed_study(ref: Reference) -> list[dict]:
     """The seed study beside ``ref``: its rows of the same profile and schedule that name the
-    reference's models, in seed order. A line that is not such a row (a quick check with fewer
-    epochs, say) is skipped; no file, no rows."""
+    reference's models and carry each of the preset's measures, in seed order. A line that is
+    not such a row (a quick check with fewer epochs, say) is skipped; no file, no rows."""
     cfg = ref.result["config"]
     schedule = {k: cfg[k] for k in SCHEDULE if k in cfg}
+    measures = study_of(ref.preset)[0]
     try:
         lines = seed_study_path(ref).read_text().splitlines()
     except (OSError, UnicodeDecodeError):
@@ -238,37 +291,47 @@ def load_seed_study(ref: Reference) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        errors = row.get("errors") if isinstance(row, dict) else None
-        if (
-            isinstance(errors, dict)
-            and isinstance(row.get("seed"), int)
-            and row.get("profile") == ref.profile
-            and row.get("schedule") == schedule
-            and set(errors) == set(ref.result["models"])
-            and all(isinstance(v, int) for v in errors.values())
-        ):
+        if _row_fits(row, ref, schedule, measures):
             rows[row["seed"]] = row  # a seed run again: its latest line
     return [rows[k] for k in sorted(rows)]
 
 
-def seed_wins(ref: Reference, rows: list[dict]) -> tuple[str, dict[str, int]] | None:
-    """Against the run's one hard-label baseline, at each seed of a study: at how many seeds each
-    other model of the same architecture (the same net trained another way; teachers and
-    assistants of other sizes left out) made fewer test errors, as ``(baseline, {model: wins})``.
-    Same-seed pairs share the data order and the teacher, so they say more than two means; None
-    when the run has no single baseline (mutual learning has one per peer)."""
+def seed_pairs(ref: Reference) -> dict[str, str]:
+    """Which baseline each model of ``ref`` is compared with at the same seed: the preset's own
+    pairs where it names them (mutual learning has a baseline per peer; the language presets
+    compare a student with the net trained as long as it), else every model of the single
+    baseline's architecture (the same net trained another way; teachers and assistants of other
+    sizes left out) against that baseline; none when the run has no single baseline."""
     models = ref.result["models"]
+    pairs = study_of(ref.preset)[1]
+    if pairs:
+        return {m: b for m, b in pairs.items() if m in models and b in models}
     base = [m for m, s in models.items() if s.get("role") == "baseline"]
-    if len(base) != 1 or not rows:
-        return None
+    if len(base) != 1:
+        return {}
     b = base[0]
     arch = models[b].get("arch")
-    others = [
-        m
+    return {
+        m: b
         for m, s in models.items()
         if m != b and s.get("role") != "teacher" and s.get("arch") == arch
-    ]
-    return b, {m: sum(r["errors"][m] < r["errors"][b] for r in rows) for m in others}
+    }
+
+
+def seed_wins(
+    ref: Reference, rows: list[dict], measure: Measure = TEST_ERRORS
+) -> dict[str, tuple[str, int]]:
+    """At how many seeds of a study each model did better on ``measure`` than its baseline at
+    the same seed (:func:`seed_pairs`), as ``{model: (baseline, wins)}``; a tie is no win.
+    Same-seed pairs share the data order and the teacher, so they say more than two means."""
+    if not rows:
+        return {}
+    out = {}
+    for m, b in seed_pairs(ref).items():
+        vals = [row_values(r, measure) for r in rows]
+        if all(m in v and b in v for v in vals):
+            out[m] = (b, sum(measure.beats(v[m], v[b]) for v in vals))
+    return out
 
 
 def reference_model(ref: Reference, model: str, device: str | torch.device = "cpu") -> KDModel:

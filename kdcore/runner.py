@@ -112,6 +112,32 @@ class Stopped(Exception):
 
 
 @dataclass(frozen=True)
+class Measure:
+    """A figure a seed study keeps for each model of a run: a field of each model's results
+    (``models[m][key]``), or with ``per_model=False`` a dict of the result keyed by model
+    (``result[key][m]``, as speculative decoding's acceptance rate per draft)."""
+
+    key: str
+    label: str  # what it is, in words, for the table's title
+    lower_is_better: bool = True
+    per_model: bool = True
+    digits: int = 1  # the decimals of a mean or standard deviation
+    better: str = ""  # "fewer test errors": what a model beats its baseline with, in words
+
+    def values(self, result: dict[str, Any]) -> dict[str, float]:
+        if self.per_model:
+            return {m: s[self.key] for m, s in result["models"].items() if self.key in s}
+        return dict(result.get(self.key) or {})
+
+    def beats(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b`` (a tie is not a win)."""
+        return a < b if self.lower_is_better else a > b
+
+
+TEST_ERRORS = Measure("test_errors", "test errors", better="fewer test errors")
+
+
+@dataclass(frozen=True)
 class Preset:
     """A registered runner: a published demonstration, or (``kind="custom"``) the lab's own."""
 
@@ -133,6 +159,11 @@ class Preset:
     profile_notes: dict[str, str] = field(default_factory=dict)  # what each profile is, briefly
     # why a profile's numbers differ from the paper's, where not as the default's (`differences`)
     profile_differences: dict[str, str] = field(default_factory=dict)
+    # What a seed study of its shipped run keeps per model (scripts/paper_seeds.py), the first
+    # the headline; and which baseline each model is compared with at the same seed, where the
+    # run has not exactly one (kdcore.reference.seed_wins)
+    seed_measures: tuple[Measure, ...] = (TEST_ERRORS,)
+    seed_pairs: dict[str, str] = field(default_factory=dict)
 
     def profile_config(self, profile: str | None) -> Any:
         """The default config (``None`` or "default") or that of a named profile, checked."""

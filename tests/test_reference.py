@@ -553,9 +553,9 @@ def test_seed_wins_count_the_seeds_where_each_student_beat_the_one_baseline(tmp_
     rows = [{"errors": {"teacher": 1, "student_hard": h, "student_kd": k}}
             for h, k in ((150, 80), (140, 141), (90, 90))]  # fmt: skip
     # fewer errors wins; a tie does not; the teacher is not a student
-    assert seed_wins(ref, rows) == ("student_hard", {"student_kd": 1})
-    assert seed_wins(ref, []) is None
+    assert seed_wins(ref, rows) == {"student_kd": ("student_hard", 1)}
+    assert seed_wins(ref, []) == {}
     ref.result["models"]["student_kd"]["arch"] = "mlp-30"  # another net: not a fair pair
-    assert seed_wins(ref, rows) == ("student_hard", {})
+    assert seed_wins(ref, rows) == {}
     ref.result["models"]["student_kd"]["role"] = "baseline"  # two baselines: no single pairing
-    assert seed_wins(ref, rows) is None
+    assert seed_wins(ref, rows) == {}

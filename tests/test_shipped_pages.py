@@ -201,7 +201,7 @@ def test_the_relation_presets_quote_their_shipped_runs_figures():
     for label, (preset, model) in quoted.items():
         mean = statistics.mean(r["errors"][model] for r in rows[preset])
         assert f"{label} {'makes ' if label == 'KD' else ''}{mean:.1f}" in text, label
-        wins[label] = seed_wins(refs[preset], rows[preset])[1][model]
+        wins[label] = seed_wins(refs[preset], rows[preset])[model][1]
     assert wins == {"KD": 5, "RKD": 5, "similarity loss": 5, "DKD": 2, "CRD": 0}
     said = "KD, RKD and the similarity loss beat hard labels at 5 of 5 seeds, DKD at 2 of 5"
     assert said + " and CRD at none" in text
