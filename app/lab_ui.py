@@ -764,9 +764,10 @@ def _estimate_caption(name: str, cfg: dict) -> None:
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def _paces(store_path: str, completed: int, shipped: int) -> dict[tuple, list[float]]:
+def _paces(store_path: str, completed: tuple[int, ...], shipped: int) -> dict[tuple, list[float]]:
     """Every model's measured seconds per epoch, from the store's completed runs and the shipped
-    ones (kdcore.estimate.model_paces); read again when either count changes."""
+    ones (kdcore.estimate.model_paces); read again when the completed runs (their ids) or the
+    number of shipped ones change."""
     from app.reference_ui import records
     from kdcore.estimate import model_paces
 
@@ -789,9 +790,9 @@ def _custom_estimate(cfg: CustomConfig, device: str) -> None:
 
     store_path = str(default_store_path())
     try:
-        completed = _queue_for(store_path).store.counts().get("completed", 0)
+        completed = _queue_for(store_path).store.ids("completed")
     except StoreError:
-        completed = 0
+        completed = ()
     paces = _paces(store_path, completed, len(records()))
     kind = pick_device(device).type
     cached = teacher_cached(cfg, device, default_data_dir())

@@ -742,6 +742,12 @@ class Store:
                 return self._record(row)
         return None
 
+    def ids(self, status: str) -> tuple[int, ...]:
+        """The ids of the runs with ``status``, oldest first: a cheap fingerprint of that set
+        (ids are never reused, so a run deleted and another added changes it)."""
+        rows = self._query("SELECT id FROM runs WHERE status=? ORDER BY id", (status,))
+        return tuple(r["id"] for r in rows)
+
     def counts(self) -> dict[str, int]:
         rows = self._query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
         return {r["status"]: r["n"] for r in rows}

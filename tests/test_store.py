@@ -150,9 +150,13 @@ def test_list_filter_export_delete(store):
     ]
     assert rows[0]["paper_test_errors"] == "67" and rows[3]["test_errors"] == "200"
 
+    assert store.ids("completed") == (a, b) and store.ids("cancelled") == (c,)
     assert store.delete([a, c]) == 2
     assert [r.id for r in store.list()] == [b]
     assert store.get(a) is None and store.delete([]) == 0
+    # one run deleted and another completed: as many runs, another set (ids are never reused)
+    d = _finished_run(store, "hinton-mnist")
+    assert store.ids("completed") == (b, d) and d > c
 
 
 def test_weights_round_trip_and_delete(store):
