@@ -6,14 +6,17 @@ the spread.
     python scripts/paper_seeds.py --seeds 0 --epochs 1 --teacher-epochs 1     # a quick check
     python scripts/paper_seeds.py --preset rkd-mnist --seeds 0 1 2 3 4 --threads 2 \
         --out assets/reference_runs/rkd-mnist.seeds.jsonl
+    python scripts/paper_seeds.py --preset speculative-draft --seeds 0 1 2 3 4 --threads 2
 
 Each seed runs as ``python -m kdcore run PRESET --profile P --seed S`` would (the same
 run_preset; P is the profile the preset's run ships at, paper for hinton-mnist), so the seed sets
-every model's initialisation, shuffling and dropout. Teachers come from the cache ($KD_CACHE_DIR)
-when one with the same settings was trained before; two copies of this script with different
-seeds can share it. ``--out`` appends each row as a JSON line; the app shows
-``assets/reference_runs/<preset>.seeds.jsonl`` beside the shipped reference run
-(kdcore.reference.load_seed_study).
+every model's initialisation, shuffling and dropout. Each row keeps every model's test errors
+and the preset's own measures (``Preset.seed_measures``: bits per character for the language
+presets, acceptance rate for the speculative one); the table printed is the headline measure.
+Teachers come from the cache ($KD_CACHE_DIR) when one with the same settings was trained
+before; two copies of this script with different seeds can share it. ``--out`` appends each
+row as a JSON line; the app shows ``assets/reference_runs/<preset>.seeds.jsonl`` beside the
+shipped reference run (kdcore.reference.load_seed_study).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kdcore.presets import PRESETS
-from kdcore.reference import code_version, seed_row, shipped_profile
+from kdcore.reference import code_version, row_values, seed_row, shipped_profile
 from kdcore.runner import run_preset
 
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["teacher_epochs"] = args.teacher_epochs
     preset = PRESETS[args.preset]
     profile = shipped_profile(preset)
-    paper = preset.paper.get("test_errors", {})
+    measure = preset.seed_measures[0]  # the headline: test errors, or bits per character...
+    paper = preset.paper.get(measure.key, {})
     models: list[str] = []
     rows = []
     for seed in args.seeds:
@@ -65,20 +69,21 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         row = seed_row(res, profile, time.perf_counter() - t0)  # its device names the threads
         if not models:  # the header, once the first run has named its models
-            models = list(row["errors"])
-            print("seed | " + " | ".join(models) + " | seconds (teacher cached?)")
+            models = list(row_values(row, measure))
+            print(f"{measure.label}\nseed | " + " | ".join(models) + " | seconds (teacher cached?)")
             print(f"paper | {' | '.join(str(paper.get(m, '')) for m in models)} |")
         rows.append(row)
         cached = " (teacher cached)" if row["teacher_cached"] else ""
-        errors = " | ".join(str(row["errors"][m]) for m in models)
-        print(f"{seed} | {errors} | {row['seconds']}{cached}", flush=True)
+        values = " | ".join(str(row_values(row, measure)[m]) for m in models)
+        print(f"{seed} | {values} | {row['seconds']}{cached}", flush=True)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
+    d = measure.digits
     for m in models:
-        vals = [r["errors"][m] for r in rows]
-        spread = f" ± {statistics.stdev(vals):.1f}" if len(vals) > 1 else ""
-        print(f"{m}: mean {statistics.mean(vals):.1f}{spread}, {min(vals)}-{max(vals)}")
+        vals = [row_values(r, measure)[m] for r in rows]
+        spread = f" ± {statistics.stdev(vals):.{d}f}" if len(vals) > 1 else ""
+        print(f"{m}: mean {statistics.mean(vals):.{d}f}{spread}, {min(vals)}-{max(vals)}")
     return 0
 
 
