@@ -240,10 +240,6 @@ def row_values(row: dict, measure: Measure) -> dict[str, float]:
     return row["errors"] if measure == TEST_ERRORS else row["measures"][measure.key]
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _row_fits(row: Any, ref: Reference, schedule: dict, measures: tuple[Measure, ...]) -> bool:
     """Whether a line of the study is a row of ``ref``'s recipe with every figure a page shows."""
     if not (
