@@ -183,9 +183,12 @@ def _to(texts: Texts, device) -> Texts:
 
 
 # What a seed study of these presets keeps per model (scripts/paper_seeds.py): the gains here are
-# thousandths of a bit, so whether one holds at other seeds is the question
-BITS = Measure("bits_per_char", "bits per character on held-out true text", digits=4,
-               better="fewer bits per character on true text")  # fmt: skip
+# thousandths of a bit, so whether one holds at other seeds is the question. The seed draws the
+# held-out documents too, and their entropy moves every model's bits per character together
+# (the fixed teacher's from 0.6457 to 0.6532 over five seeds), so the headline is the excess
+# over that entropy: the exact KL from the truth.
+KL_TRUE = Measure("kl_true", "KL from the truth, bits per character", digits=4,
+                  better="a smaller KL from the truth")  # fmt: skip
 GREEDY_MATCH = Measure("greedy_match", "greedy continuations equal to the teacher's",
                        lower_is_better=False, digits=3,
                        better="more greedy continuations equal to the teacher's")  # fmt: skip
@@ -273,7 +276,7 @@ WORD_VS_SEQ_PRESET = register(
         },
         config=WordSeqConfig(),
         runner=run_word_vs_seq,
-        seed_measures=(BITS, GREEDY_MATCH),
+        seed_measures=(KL_TRUE, GREEDY_MATCH),
         # each student against the net of its tokenizer trained on real text alone
         seed_pairs={
             m: "wordtok_hard" if tok == "word" else "hard"
@@ -345,7 +348,7 @@ ON_POLICY_PRESET = register(
         },
         config=OnPolicyConfig(),
         runner=run_on_policy,
-        seed_measures=(BITS, KL_TEACHER, SAMPLE_BITS),
+        seed_measures=(KL_TRUE, KL_TEACHER, SAMPLE_BITS),
         # each student against the one trained as long again on real text, from the same start
         seed_pairs={m: "hard" for m in ON_POLICY if m != "hard"},
         differences="Both papers distil T5 or GPT-family models of hundreds of millions of "

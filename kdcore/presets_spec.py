@@ -30,7 +30,7 @@ from .gpt import TinyGPT
 from .language import LANGUAGE, PROMPT
 from .lm import logits_of, sample_report
 from .method import param
-from .presets_lm import BITS, N_WORDS, LMRun, LMSetting
+from .presets_lm import KL_TRUE, N_WORDS, LMRun, LMSetting
 from .runner import Measure, Preset, RunContext, finish, register
 from .speculative import (
     SpecStats,
@@ -211,7 +211,7 @@ SPEC_PRESET = register(
         },
         config=SpecConfig(),
         runner=run_speculative,
-        seed_measures=(ACCEPTANCE, BITS),
+        seed_measures=(ACCEPTANCE, KL_TRUE),
         # a distilled draft against the one trained as long on real text, from the same start
         seed_pairs={
             m: "draft_hard_long" for m, (method, _, _) in DRAFTS.items() if method != "lm-hard"

@@ -30,13 +30,14 @@ from kdcore.reference import (
     load_seed_study,
     reference_dir,
     reference_model,
+    row_values,
     seed_row,
     seed_study_path,
     seed_wins,
     shipped_profile,
     write_reference,
 )
-from kdcore.runner import resolve, run_preset
+from kdcore.runner import TEST_ERRORS, resolve, run_preset
 from kdcore.train import Batch, TrainConfig, apply_max_norm, evaluate, fit, max_norm_weights
 from tests.tiny_mnist import write_tiny_mnist
 
@@ -559,3 +560,40 @@ def test_seed_wins_count_the_seeds_where_each_student_beat_the_one_baseline(tmp_
     assert seed_wins(ref, rows) == {}
     ref.result["models"]["student_kd"]["role"] = "baseline"  # two baselines: no single pairing
     assert seed_wins(ref, rows) == {}
+
+
+def test_a_seed_study_keeps_the_presets_own_measures_and_pairs(tmp_path):
+    """The speculative preset's headline is each draft's acceptance rate (higher is better, a
+    dict of the result), its distilled drafts compared with the one trained as long on real
+    text; a row without a measure the page draws is skipped."""
+    good = json.loads((reference_dir() / "speculative-draft.json").read_text())
+    (tmp_path / "speculative-draft.json").write_text(json.dumps(good))
+    ref = load_references(tmp_path)[0]["speculative-draft"]
+    accept, kl = PRESETS["speculative-draft"].seed_measures
+    row = seed_row(ref.result, "default", 1.0)
+    assert row_values(row, accept) == good["acceptance_rate"]
+    assert row_values(row, kl) == {m: s["kl_true"] for m, s in good["models"].items()}
+    assert row_values(row, TEST_ERRORS) == {m: s["test_errors"] for m, s in good["models"].items()}
+
+    def at(seed, kd, long_, **measures):
+        vals = {**row["measures"]["acceptance_rate"], "draft_kd": kd, "draft_hard_long": long_}
+        return {**row, "seed": seed, "measures": {**row["measures"], "acceptance_rate": vals,
+                                                  **measures}}  # fmt: skip
+
+    lines = [
+        at(0, 0.99, 0.98),  # a higher rate wins
+        at(1, 0.97, 0.98),
+        at(2, 0.98, 0.98),  # a tie does not
+        at(3, 0.99, 0.98, kl_true={"teacher": 0.002}),  # not every model's figure
+        at(4, float("nan"), 0.98),  # not a number a table can show
+        {**row, "seed": 5, "measures": {}},
+    ]
+    seed_study_path(ref).write_text("\n".join(json.dumps(x) for x in lines))
+    rows = load_seed_study(ref)
+    assert [r["seed"] for r in rows] == [0, 1, 2]
+    assert seed_wins(ref, rows, accept) == {
+        "draft_kd": ("draft_hard_long", 1),
+        "draft_on_policy": ("draft_hard_long", 3),  # 0.9948 against 0.9814 at every seed
+    }
+    # the pairs are the preset's: draft_hard (the start of both) is compared with nothing
+    assert set(seed_wins(ref, rows, kl)) == {"draft_kd", "draft_on_policy"}
