@@ -163,7 +163,9 @@ def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
     own = any(r["seed"] == seed and r.get("device_name") == where for r in rows)
     st.caption(
         f"Each seed is the whole preset run again (`{seed_command(ref)}`) on "
-        f"{'; '.join(ran)}. The seed sets every model's initialisation, shuffling and dropout. "
+        f"{'; '.join(ran)}. The seed sets all the run draws at random: every model's "
+        "initialisation, shuffling and dropout, and the data a preset writes itself (the "
+        "language presets' documents, held-out ones included). "
         f"The shipped run is seed {seed} on {where}"
         + (
             f", the row of seed {seed}."

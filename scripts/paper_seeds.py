@@ -10,9 +10,10 @@ the spread.
 
 Each seed runs as ``python -m kdcore run PRESET --profile P --seed S`` would (the same
 run_preset; P is the profile the preset's run ships at, paper for hinton-mnist), so the seed sets
-every model's initialisation, shuffling and dropout. Each row keeps every model's test errors
-and the preset's own measures (``Preset.seed_measures``: bits per character for the language
-presets, acceptance rate for the speculative one); the table printed is the headline measure.
+every model's initialisation, shuffling and dropout (and the documents of the language
+presets, held-out ones included). Each row keeps every model's test errors and the preset's own
+measures (``Preset.seed_measures``: the KL from the truth for the language presets, the
+acceptance rate for the speculative one); the table printed is the headline measure.
 Teachers come from the cache ($KD_CACHE_DIR) when one with the same settings was trained
 before; two copies of this script with different seeds can share it. ``--out`` appends each
 row as a JSON line; the app shows ``assets/reference_runs/<preset>.seeds.jsonl`` beside the
