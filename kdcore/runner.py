@@ -119,10 +119,10 @@ class Measure:
 
     key: str
     label: str  # what it is, in words, for the table's title
+    better: str  # "fewer test errors": what a model beats its baseline with, in words
     lower_is_better: bool = True
     per_model: bool = True
     digits: int = 1  # the decimals of a mean or standard deviation
-    better: str = ""  # "fewer test errors": what a model beats its baseline with, in words
 
     def values(self, result: dict[str, Any]) -> dict[str, float]:
         if self.per_model:
