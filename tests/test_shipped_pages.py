@@ -12,7 +12,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdcore.presets import PRESETS
-from kdcore.reference import load_references, load_seed_study, seed_wins, shipped_profile
+from kdcore.reference import (
+    load_references,
+    load_seed_study,
+    row_values,
+    seed_wins,
+    shipped_profile,
+)
 from kdcore.store import Store
 from tests.apptest import PAGES, run_page
 
@@ -34,8 +40,11 @@ VIEWS = [
 
 
 LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
-# the image presets at their default recipe, a minute or two a seed: also shipped at five seeds
-SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist"]
+# the image presets at their default recipe, a minute or two a seed, and the language presets
+# (two minutes): also shipped at five seeds
+LM = ["word-vs-sequence-kd", "on-policy-kd", "speculative-draft"]
+SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
+          *LM]  # fmt: skip
 
 
 def _page(name: str, **params) -> AppTest:
@@ -69,12 +78,17 @@ def test_a_page_opens_on_the_shipped_run_of_its_preset(store_path, page, params,
     rows = load_seed_study(load_references()[0][preset])
     spread = [e for e in at.expander if e.label == f"The same recipe at {len(rows)} seeds"]
     assert bool(spread) == (len(rows) > 1), preset
-    if spread:
-        table = spread[0].dataframe[0].value
-        for model in table.columns:
-            errors = [r["errors"][model] for r in rows]
-            assert table.loc["mean", model] == round(statistics.mean(errors), 1)
-            assert table.loc["sd", model] == round(statistics.stdev(errors), 1)
+    if spread:  # one table per measure the preset's study keeps, the headline first
+        measures = PRESETS[preset].seed_measures
+        assert len(spread[0].dataframe) == len(measures)
+        assert [t.label for t in spread[0].tabs] == ([m.label for m in measures]
+                                                     if len(measures) > 1 else [])  # fmt: skip
+        for frame, measure in zip(spread[0].dataframe, measures, strict=True):
+            table = frame.value
+            for model in table.columns:
+                vals = [row_values(r, measure)[model] for r in rows]
+                assert table.loc["mean", model] == round(statistics.mean(vals), measure.digits)
+                assert table.loc["sd", model] == round(statistics.stdev(vals), measure.digits)
 
 
 @pytest.mark.parametrize("preset", SEEDED)
@@ -87,6 +101,8 @@ def test_each_quick_preset_ships_its_run_at_five_seeds(preset):
     assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
     shipped = {m: s["test_errors"] for m, s in ref.result["models"].items()}
     assert rows[0]["errors"] == shipped and rows[0]["device_name"] == ref.info["device_name"]
+    for measure in PRESETS[preset].seed_measures:  # and every other figure the study keeps
+        assert row_values(rows[0], measure) == measure.values(ref.result), measure.key
 
 
 def test_the_shipped_line_links_the_run_in_the_history():
