@@ -246,3 +246,29 @@ def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
     ]
     text = PRESETS["mutual-learning"].differences
     assert f"standard deviations of {min(sds):.1f} to {max(sds):.1f} over five seeds" in text
+
+
+@pytest.mark.parametrize(
+    "preset, key, said",
+    [
+        ("word-vs-sequence-kd", "kl_true", {"hard": "hard", "word_kd": "word-level KD",
+                                            "seq_kd_sample": "seq-KD on sampled text"}),
+        ("on-policy-kd", "kl_true", {"hard": "real text", "sft": "start",
+                                     "supervised_fkl": "forward KL on real text"}),
+        ("speculative-draft", "acceptance_rate", {"draft_hard": "draft on real text",
+                                                  "draft_kd": "forward KL"}),
+    ],
+)  # fmt: skip
+def test_the_readme_quotes_the_language_seed_studies(preset, key, said):
+    """The README's five-seed table of the language presets is the shipped studies' arithmetic
+    (a KL in thousandths of a bit, an acceptance rate as it is)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    measure = next(m for m in PRESETS[preset].seed_measures if m.key == key)
+    rows = load_seed_study(load_references()[0][preset])
+    scale, digits = (1000, 2) if key.startswith("kl") else (1, 4)
+    for model, label in said.items():
+        vals = [row_values(r, measure)[model] * scale for r in rows]
+        quoted = f"{label} {statistics.mean(vals):.{digits}f} ({statistics.stdev(vals):.{digits}f})"
+        assert quoted in readme, quoted
