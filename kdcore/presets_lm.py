@@ -290,7 +290,10 @@ WORD_VS_SEQ_PRESET = register(
         "nearly deterministic, ours open-ended: the teacher's greedy text repeats its likeliest "
         "sentence, which the sequence-level student then learns. The Table 1 rows quoted are "
         "the 2x500 student's (greedy / beam 5 BLEU), taken from copies of the table that agree; "
-        "the perplexities and probabilities are quoted from §4's text as others reproduce it.",
+        "the perplexities and probabilities are quoted from §4's text as others reproduce it. "
+        "Over five seeds (the table under the run), word-level KD's greedy text is the "
+        "teacher's 80% of the time against 61% on real text alone, and sequence-level KD's 76%: "
+        "it beats word-level KD at 2 seeds of 5, where Kim & Rush's Table 1 has it far ahead.",
     )
 )
 
@@ -356,6 +359,9 @@ ON_POLICY_PRESET = register(
         "GPT-4; this is a 62k-parameter student of a synthetic language judged by exact "
         "likelihoods, so only the direction of each effect can be compared. MiniLLM optimises "
         "sequence-level reverse KL by policy gradient; here reverse KL is GKD's token-level "
-        "form on the student's samples (β = 1).",
+        "form on the student's samples (β = 1). The shipped run is seed 0, where every taught "
+        "student ends farther from the truth than the one trained on real text alone; over five "
+        "seeds (the table under the run) forward KL on real text, on-policy forward KL and JSD "
+        "end closer at 4 of 5, and reverse KL at 2.",
     )
 )

@@ -272,3 +272,30 @@ def test_the_readme_quotes_the_language_seed_studies(preset, key, said):
         vals = [row_values(r, measure)[model] * scale for r in rows]
         quoted = f"{label} {statistics.mean(vals):.{digits}f} ({statistics.stdev(vals):.{digits}f})"
         assert quoted in readme, quoted
+
+
+def test_the_language_presets_text_quotes_their_five_seeds():
+    """What the pages say under the shipped language runs is what the shipped studies measure."""
+    refs = load_references()[0]
+    rows = load_seed_study(refs["word-vs-sequence-kd"])
+    greedy = PRESETS["word-vs-sequence-kd"].seed_measures[1]
+    g = {m: [row_values(r, greedy)[m] for r in rows] for m in ("hard", "word_kd", "seq_kd_greedy")}
+    seq_wins = sum(s > w for s, w in zip(g["seq_kd_greedy"], g["word_kd"], strict=True))
+    text = PRESETS["word-vs-sequence-kd"].differences
+    said = (f"{statistics.mean(g['word_kd']):.0%} of the time against "
+            f"{statistics.mean(g['hard']):.0%} on real text alone, and sequence-level KD's "
+            f"{statistics.mean(g['seq_kd_greedy']):.0%}: it beats word-level KD at {seq_wins} "
+            f"seeds of {len(rows)}")  # fmt: skip
+    assert said in text
+
+    ref = refs["on-policy-kd"]
+    rows = load_seed_study(ref)
+    kl = PRESETS["on-policy-kd"].seed_measures[0]
+    wins = {m: k for m, (_, k) in seed_wins(ref, rows, kl).items()}
+    assert wins == {"supervised_fkl": 4, "on_policy_fkl": 4, "on_policy_jsd": 4, "on_policy_rkl": 2}
+    seed0 = row_values(rows[0], kl)
+    assert all(seed0[m] > seed0["hard"] for m in wins)  # every taught student, at seed 0
+    text = PRESETS["on-policy-kd"].differences
+    assert (
+        "end closer at 4 of 5, and reverse KL at 2" in text and "The shipped run is seed 0" in text
+    )
