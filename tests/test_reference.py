@@ -597,3 +597,22 @@ def test_a_seed_study_keeps_the_presets_own_measures_and_pairs(tmp_path):
     }
     # the pairs are the preset's: draft_hard (the start of both) is compared with nothing
     assert set(seed_wins(ref, rows, kl)) == {"draft_kd", "draft_on_policy"}
+
+
+def test_a_bias_demonstrations_seed_study_keeps_its_errors_before_and_after_the_shift():
+    ref = load_references()[0]["omitted-3"]
+    bias, errors = PRESETS["omitted-3"].seed_measures
+    row = seed_row(ref.result, "paper", 1.0)
+    adj = ref.result["bias_adjustment"]
+    assert row_values(row, errors) == {"teacher": 74, "student_no3": 138}
+    assert row_values(row, bias) == {
+        "before the shift": adj["errors_before"],
+        "after (bias chosen on test)": adj["errors_after"],
+        "on 3s, before": adj["errors_on_3_before"],
+        "on 3s, after (test)": adj["errors_on_3_after"],
+        "after (bias chosen on held-out images)": adj["validation"]["errors_after"],
+        "on 3s, after (held-out)": adj["validation"]["errors_on_classes_after"],
+    }
+    # only-7-8 names both digits it shifts
+    only = load_references()[0]["only-7-8"]
+    assert "on 7s and 8s, before" in bias.values(only.result)
