@@ -184,7 +184,7 @@ def seed_table(ref: Reference, rows: list[dict], measure: Measure):
     import pandas as pd
 
     values = [row_values(r, measure) for r in rows]
-    models = [m for m in ref.result["models"] if m in values[0]]
+    models = list(measure.values(ref.result))  # the run's own order: its models, or columns
     table = pd.DataFrame(values, index=[f"seed {r['seed']}" for r in rows])[models].astype(float)
     seeds = table.copy()
     table.loc["mean"] = seeds.mean().round(measure.digits)

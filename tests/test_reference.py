@@ -616,3 +616,31 @@ def test_a_bias_demonstrations_seed_study_keeps_its_errors_before_and_after_the_
     # only-7-8 names both digits it shifts
     only = load_references()[0]["only-7-8"]
     assert "on 7s and 8s, before" in bias.values(only.result)
+
+
+def test_the_lab_shows_a_bias_demonstrations_seed_study_in_a_tab_per_measure(
+    tmp_path, store_path, monkeypatch
+):
+    """omitted-3's study: the errors before and after the bias shift in one tab, each model's
+    test errors in the other, every column the study keeps."""
+    good = json.loads((reference_dir() / "omitted-3.json").read_text())
+    (tmp_path / "omitted-3.json").write_text(json.dumps(good))
+    ref = load_references(tmp_path)[0]["omitted-3"]
+    row = seed_row(ref.result, "paper", 1.0)
+    other = json.loads(json.dumps(row))  # another seed, two more errors after the shift
+    other["seed"], other["measures"]["bias_adjustment"]["after (bias chosen on test)"] = 1, 102
+    seed_study_path(ref).write_text(json.dumps(row) + "\n" + json.dumps(other) + "\n")
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tmp_path))
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = "omitted-3"
+    at.run()
+    assert not at.exception, at.exception
+    bias, errors = PRESETS["omitted-3"].seed_measures
+    assert [t.label for t in at.tabs][-2:] == [bias.label, errors.label]
+    tables = [d.value for d in at.dataframe if "seed 1" in d.value.index]
+    assert [list(t.columns) for t in tables] == [
+        list(bias.values(good)),
+        ["teacher", "student_no3"],
+    ]
+    assert tables[0].loc["mean", "after (bias chosen on test)"] == 101.0
+    assert tables[1].loc["paper", "student_no3"] == 206  # the paper's own figure beside them
