@@ -40,11 +40,12 @@ VIEWS = [
 
 
 LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
-# the image presets at their default recipe, a minute or two a seed, and the language presets
-# (two minutes): also shipped at five seeds
+# the image presets at their default recipe, a minute or two a seed, the language presets (two
+# minutes) and Hinton's transfer-set demonstrations (nine, their teacher included): also shipped
+# at five seeds
 LM = ["word-vs-sequence-kd", "on-policy-kd", "speculative-draft"]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
-          *LM]  # fmt: skip
+          *LM, "omitted-3", "only-7-8"]  # fmt: skip
 
 
 def _page(name: str, **params) -> AppTest:
@@ -299,3 +300,22 @@ def test_the_language_presets_text_quotes_their_five_seeds():
     assert (
         "end closer at 4 of 5, and reverse KL at 2" in text and "The shipped run is seed 0" in text
     )
+
+
+@pytest.mark.parametrize("preset", ["omitted-3", "only-7-8"])
+def test_the_readme_quotes_the_bias_demonstrations_at_five_seeds(preset):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    bias = PRESETS[preset].seed_measures[0]
+    rows = load_seed_study(load_references()[0][preset])
+    assert len(rows) == 5
+    cols = list(row_values(rows[0], bias))  # all, then on the shifted digits: before, after...
+
+    def said(col: str) -> str:
+        vals = [row_values(r, bias)[col] for r in rows]
+        return f"{statistics.mean(vals):,.1f} ({statistics.stdev(vals):.1f})"
+
+    line = next(x for x in readme.splitlines() if x.startswith(f"| `{preset}` ("))
+    for everything, on_digits in ((cols[0], cols[2]), (cols[1], cols[3]), (cols[4], cols[5])):
+        assert f"{said(everything)} [{said(on_digits)}]" in line, everything
