@@ -281,7 +281,7 @@ WORD_VS_SEQ_PRESET = register(
         seed_pairs={
             m: "wordtok_hard" if tok == "word" else "hard"
             for m, (method, _, tok) in WORD_VS_SEQ.items()
-            if method != "lm-hard"
+            if not get_lm_method(method).baseline
         },
         differences="Kim & Rush distil 4x1000 LSTM translation models on WMT 2014 and report "
         "BLEU; this is unconditional generation of a synthetic language, where BLEU has no "
@@ -353,7 +353,9 @@ ON_POLICY_PRESET = register(
         runner=run_on_policy,
         seed_measures=(KL_TRUE, KL_TEACHER, SAMPLE_BITS),
         # each student against the one trained as long again on real text, from the same start
-        seed_pairs={m: "hard" for m in ON_POLICY if m != "hard"},
+        seed_pairs={
+            m: "hard" for m, (method, _) in ON_POLICY.items() if not get_lm_method(method).baseline
+        },
         differences="Both papers distil T5 or GPT-family models of hundreds of millions of "
         "parameters on summarisation, translation and instructions, judged by ROUGE and "
         "GPT-4; this is a 62k-parameter student of a synthetic language judged by exact "

@@ -29,6 +29,7 @@ import torch
 from .gpt import TinyGPT
 from .language import LANGUAGE, PROMPT
 from .lm import logits_of, sample_report
+from .lm_methods import get_lm_method
 from .method import param
 from .presets_lm import KL_TRUE, N_WORDS, LMRun, LMSetting
 from .runner import Measure, Preset, RunContext, finish, register
@@ -214,7 +215,9 @@ SPEC_PRESET = register(
         seed_measures=(ACCEPTANCE, KL_TRUE),
         # a distilled draft against the one trained as long on real text, from the same start
         seed_pairs={
-            m: "draft_hard_long" for m, (method, _, _) in DRAFTS.items() if method != "lm-hard"
+            m: "draft_hard_long"
+            for m, (method, _, _) in DRAFTS.items()
+            if not get_lm_method(method).baseline
         },
         differences="The papers time T5-XXL (11B) on accelerators with a key/value cache; here "
         "a 0.8M-parameter teacher and a 17k-parameter draft run on the CPU and recompute the "
