@@ -53,8 +53,8 @@ DRAFTS = {
 
 # what a seed study keeps of each draft: the headline of speculative sampling
 ACCEPTANCE = Measure("acceptance_rate", "acceptance rate α of speculative sampling",
-                     lower_is_better=False, per_model=False, digits=4,
-                     better="a higher acceptance rate")  # fmt: skip
+                     lower_is_better=False, digits=4, better="a higher acceptance rate",
+                     extract=lambda result: dict(result.get("acceptance_rate") or {}))  # fmt: skip
 
 
 @dataclass(frozen=True)

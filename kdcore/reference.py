@@ -323,8 +323,8 @@ def seed_wins(
     if not rows:
         return {}
     out = {}
+    vals = [row_values(r, measure) for r in rows]
     for m, b in seed_pairs(ref).items():
-        vals = [row_values(r, measure) for r in rows]
         if all(m in v and b in v for v in vals):
             out[m] = (b, sum(measure.beats(v[m], v[b]) for v in vals))
     return out

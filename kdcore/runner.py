@@ -114,25 +114,21 @@ class Stopped(Exception):
 @dataclass(frozen=True)
 class Measure:
     """A figure a seed study keeps for each model of a run: a field of each model's results
-    (``models[m][key]``), or with ``per_model=False`` a dict of the result keyed by model
-    (``result[key][m]``, as speculative decoding's acceptance rate per draft), or what
-    ``extract`` reads from the result, column by column (the errors before and after a bias
+    (``models[m][key]``), or what ``extract`` reads from the result, column by column
+    (speculative decoding's acceptance rate per draft, the errors before and after a bias
     shift)."""
 
     key: str
     label: str  # what it is, in words, for the table's title
     better: str  # "fewer test errors": what a model beats its baseline with, in words
     lower_is_better: bool = True
-    per_model: bool = True
     digits: int = 1  # the decimals of a mean or standard deviation
     extract: Callable[[dict[str, Any]], dict[str, float]] | None = None
 
     def values(self, result: dict[str, Any]) -> dict[str, float]:
         if self.extract is not None:
             return self.extract(result)
-        if self.per_model:
-            return {m: s[self.key] for m, s in result["models"].items() if self.key in s}
-        return dict(result.get(self.key) or {})
+        return {m: s[self.key] for m, s in result["models"].items() if self.key in s}
 
     def beats(self, a: float, b: float) -> bool:
         """Whether ``a`` is strictly better than ``b`` (a tie is not a win)."""
