@@ -227,12 +227,19 @@ def seed_row(result: dict, profile: str, seconds: float) -> dict:
         "schedule": {k: cfg[k] for k in SCHEDULE if k in cfg},
         "errors": {name: m["test_errors"] for name, m in models.items()},
         **({"measures": {m.key: m.values(result) for m in extra}} if extra else {}),
+        **({"sweep": _sweep_curves(result["sweep"])} if "sweep" in result else {}),
         "teacher_cached": any(m.get("cached", False) for m in models.values()),
         "seconds": round(seconds, 1),
         "device": result["device"],
         "device_name": device_name(result["device"]),
         "code_version": code_version(),
     }
+
+
+def _sweep_curves(sweep: dict) -> dict:
+    """What a seed row keeps of a sweep: each student's test errors at each value swept, and
+    on hard labels alone where trained (the values and the fixed settings are the recipe's)."""
+    return {"errors": sweep["errors"], "baseline_errors": sweep.get("baseline_errors", {})}
 
 
 def row_values(row: dict, measure: Measure) -> dict[str, float]:
