@@ -176,7 +176,7 @@ def bias_figure(adj: dict, paper_adj: dict | None = None) -> go.Figure:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _units(student: str) -> int | None:
+def hidden_units(student: str) -> int | None:
     """Hidden units per layer of a student named like ``mlp-300`` (None for other names)."""
     found = re.fullmatch(r"mlp-(\d+)", student)
     return int(found.group(1)) if found else None
@@ -250,7 +250,7 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
         _legend_entry(fig, "same student, hard labels only", PAPER_COLOUR, "dot")
     # Each of the paper's two statements on the panels of the students it is about: the band
     # for 30 units, the line for 300 or more (units read from the name, "mlp-300").
-    units = [_units(s) for s in students]
+    units = [hidden_units(s) for s in students]
     narrow = [c for c, u in enumerate(units, start=1) if u is not None and u < 300]
     wide = [c for c, u in enumerate(units, start=1) if u is not None and u >= 300]
     if is_t and "best_T_range_30_units" in paper and narrow:

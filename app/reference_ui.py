@@ -20,6 +20,7 @@ from kdcore.reference import (
     row_values,
     seed_wins,
     study_of,
+    sweep_seeds,
 )
 from kdcore.runner import Measure
 from kdcore.store import RunRecord
@@ -152,7 +153,13 @@ def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
     n = len(rows)
     measures = study_of(ref.preset)[0]
     title = f"**The same recipe at {n} seed{'s' if n != 1 else ''}**"
-    if len(measures) == 1:
+    sweeps = sweep_seeds(ref, rows)
+    if sweeps:  # a curve per seed: a table of twenty models in a row would hide it
+        from app.seed_sweeps import show_sweep_seeds
+
+        st.markdown(f"{title} ({measures[0].label})")
+        show_sweep_seeds(sweeps, ref.result["paper"], f"ref-{ref.preset}")
+    elif len(measures) == 1:
         st.markdown(f"{title} ({measures[0].label})")
         _seed_table(ref, rows, measures[0])
     else:  # the tabs name the measures

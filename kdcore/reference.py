@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass
@@ -263,6 +264,8 @@ def _row_fits(row: Any, ref: Reference, schedule: dict, measures: tuple[Measure,
         and all(isinstance(v, int) and not isinstance(v, bool) for v in errors.values())
     ):
         return False
+    if "sweep" in ref.result and not _sweep_fits(row.get("sweep"), ref.result["sweep"]):
+        return False
     kept = row.get("measures", {})
     for m in measures:
         if m == TEST_ERRORS:
@@ -275,6 +278,84 @@ def _row_fits(row: Any, ref: Reference, schedule: dict, measures: tuple[Measure,
         ):
             return False
     return True
+
+
+def _counts(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(e, int) and not isinstance(e, bool) for e in v)
+
+
+def _sweep_fits(kept: Any, sweep: dict) -> bool:
+    """Whether a row's sweep has the reference sweep's whole curve for each of its students and
+    the same hard-label twins."""
+    n = len(sweep["values"])
+    if not (isinstance(kept, dict) and isinstance(kept.get("errors"), dict)):
+        return False
+    curves, bases = kept["errors"], kept.get("baseline_errors")
+    return (
+        set(curves) == set(sweep["errors"])
+        and all(_counts(c) and len(c) == n for c in curves.values())
+        and isinstance(bases, dict)
+        and set(bases) == set(sweep.get("baseline_errors", {}))
+        and _counts(list(bases.values()))
+    )
+
+
+@dataclass(frozen=True)
+class SweepSeeds:
+    """One student's sweep at several seeds: its test errors at each value swept, a curve per
+    seed, and on hard labels alone at each seed where the sweep trains that twin."""
+
+    student: str
+    parameter: str
+    values: list[float]
+    seeds: list[int]
+    curves: list[list[int]]  # curves[i][j]: seed i, value j
+    baselines: list[int] | None  # per seed
+
+    def mean(self) -> list[float]:
+        return [statistics.fmean(c[j] for c in self.curves) for j in range(len(self.values))]
+
+    def sd(self) -> list[float] | None:
+        """The sample standard deviation at each value (None from a single seed)."""
+        if len(self.curves) < 2:
+            return None
+        return [statistics.stdev(c[j] for c in self.curves) for j in range(len(self.values))]
+
+    def best(self) -> list[float]:
+        """At each seed, the value with the fewest errors (the smallest such value on a tie)."""
+        return [self.values[min(range(len(c)), key=lambda j: (c[j], j))] for c in self.curves]
+
+    def wins(self) -> list[int] | None:
+        """At each value, at how many seeds it made fewer errors than the hard-label twin of the
+        same seed (None where the sweep trains no twin)."""
+        if self.baselines is None:
+            return None
+        return [
+            sum(c[j] < b for c, b in zip(self.curves, self.baselines, strict=True))
+            for j in range(len(self.values))
+        ]
+
+
+def sweep_seeds(ref: Reference, rows: list[dict]) -> list[SweepSeeds]:
+    """``ref``'s sweep at each seed of its study (rows as :func:`load_seed_study` keeps them),
+    one entry per student; none when the run is not a sweep."""
+    sweep = ref.result.get("sweep")
+    if not sweep or not rows:
+        return []
+    out = []
+    for student in sweep["errors"]:
+        bases = [r["sweep"]["baseline_errors"].get(student) for r in rows]
+        out.append(
+            SweepSeeds(
+                student=student,
+                parameter=sweep["parameter"],
+                values=list(sweep["values"]),
+                seeds=[r["seed"] for r in rows],
+                curves=[list(r["sweep"]["errors"][student]) for r in rows],
+                baselines=None if None in bases else bases,
+            )
+        )
+    return out
 
 
 def load_seed_study(ref: Reference) -> list[dict]:

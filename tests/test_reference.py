@@ -35,6 +35,7 @@ from kdcore.reference import (
     seed_study_path,
     seed_wins,
     shipped_profile,
+    sweep_seeds,
     write_reference,
 )
 from kdcore.runner import TEST_ERRORS, resolve, run_preset
@@ -644,3 +645,88 @@ def test_the_lab_shows_a_bias_demonstrations_seed_study_in_a_tab_per_measure(
     ]
     assert tables[0].loc["mean", "after (bias chosen on test)"] == 101.0
     assert tables[1].loc["paper", "student_no3"] == 206  # the paper's own figure beside them
+
+
+def _sweep_study(tmp_path, curves: dict[int, dict[str, list[int]]], hard: dict[int, dict]):
+    """The shipped temperature sweep in a folder of its own, with a study of the given seeds:
+    each seed's curve per student and its hard-label twins (every other figure as shipped)."""
+    good = json.loads((reference_dir() / "temperature-sweep.json").read_text())
+    (tmp_path / "temperature-sweep.json").write_text(json.dumps(good))
+    ref = load_references(tmp_path)[0]["temperature-sweep"]
+    row = seed_row(ref.result, "paper", 1.0)
+    lines = [{**row, "seed": s, "sweep": {"errors": c, "baseline_errors": hard[s]}}
+             for s, c in curves.items()]  # fmt: skip
+    seed_study_path(ref).write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return ref
+
+
+def test_a_sweeps_seed_study_keeps_each_students_curve_at_every_seed(tmp_path):
+    """A sweep's row keeps its curves; mean, sd, the best value per seed and the wins over the
+    hard-label twin come out as computed by hand; a row missing a point is not the recipe's."""
+    ref = load_references()[0]["temperature-sweep"]
+    row = seed_row(ref.result, "paper", 1.0)
+    sweep = ref.result["sweep"]
+    assert row["sweep"] == {"errors": sweep["errors"], "baseline_errors": sweep["baseline_errors"]}
+
+    n = len(sweep["values"])  # 9 temperatures
+    wide = {0: [100 + j for j in range(n)], 1: [110 - j for j in range(n)]}
+    narrow = {0: [250] * n, 1: [260] * (n - 1) + [240]}
+    hard = {0: {"mlp-300": 105, "mlp-30": 255}, 1: {"mlp-300": 104, "mlp-30": 250}}
+    curves = {s: {"mlp-300": wide[s], "mlp-30": narrow[s]} for s in (0, 1)}
+    curves[2] = {"mlp-300": wide[0][:-1], "mlp-30": narrow[0]}  # a cancelled sweep: skipped
+    hard[2] = hard[0]
+    ref = _sweep_study(tmp_path, curves, hard)
+    rows = load_seed_study(ref)
+    assert [r["seed"] for r in rows] == [0, 1]
+    by = {s.student: s for s in sweep_seeds(ref, rows)}
+    w, t = by["mlp-300"], by["mlp-30"]
+    assert w.values == sweep["values"] and w.seeds == [0, 1]
+    assert w.mean() == [105.0] * n  # (100 + j + 110 - j) / 2
+    assert w.sd() == pytest.approx([abs(10 - 2 * j) / 2**0.5 for j in range(n)])
+    assert w.best() == [1.0, 20.0]  # the first T at seed 0, the last at seed 1
+    # fewer errors than 105 (seed 0) and 104 (seed 1): T index j beats at seed 0 when j < 5,
+    # at seed 1 when 110 - j < 104, i.e. j > 6
+    assert w.wins() == [int(j < 5) + int(j > 6) for j in range(n)]
+    assert t.best() == [1.0, 20.0]  # all equal at seed 0: the smallest T
+    assert t.wins() == [1] * (n - 1) + [2]  # 250 < 255 at seed 0; only 240 < 250 at seed 1
+    assert sweep_seeds(load_references()[0]["hinton-mnist"], rows) == []  # not a sweep
+
+
+def test_the_lab_draws_a_sweeps_seed_study_as_curves_with_a_table_per_student(
+    tmp_path, store_path, monkeypatch
+):
+    from app.seed_sweeps import sweep_seeds_figure
+
+    n = len(resolve("temperature-sweep", profile="paper").temperatures)
+    curves = {s: {"mlp-300": [100 + s + j for j in range(n)], "mlp-30": [250 - s] * n}
+              for s in (0, 1, 2)}  # fmt: skip
+    hard = {s: {"mlp-300": 110, "mlp-30": 260} for s in (0, 1, 2)}
+    ref = _sweep_study(tmp_path, curves, hard)
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tmp_path))
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = "temperature-sweep"
+    at.run()
+    assert not at.exception, at.exception
+    assert any(m.value.startswith("**The same recipe at 3 seeds**") for m in at.markdown)
+    assert [t.label for t in at.tabs][-2:] == ["mlp-300", "mlp-30"]
+    wide, narrow = (d.value for d in at.dataframe if "mean" in d.value.columns)
+    assert list(wide.columns) == ["seed 0", "seed 1", "seed 2", "mean", "sd",
+                                  "beats hard labels (of 3)"]  # fmt: skip
+    assert wide.index[0] == "T=1" and wide.index[-1] == "hard labels only"
+    assert wide.loc["T=1", "mean"] == 101.0 and wide.loc["T=1", "sd"] == 1.0
+    assert wide.loc["T=20", "beats hard labels (of 3)"] == 2  # 108, 109 beat 110; a tie does not
+    assert narrow.loc["T=4", "beats hard labels (of 3)"] == 3
+    captions = [c.value for c in at.caption]
+    # the 30-unit net's best T: the smallest tried at every seed, outside the paper's 2.5-4
+    assert any(c.startswith("mlp-30: fewest errors at T=1 (seed 0)") and "at 0 of 3" in c
+               for c in captions), captions  # fmt: skip
+    keys = [c.proto.id for c in at.get("plotly_chart")]
+    assert any("sweep-seeds" in k for k in keys), keys
+    # the figure: each seed's curve behind the mean, a band of one sd around it
+    study = sweep_seeds(ref, load_seed_study(ref))
+    fig = sweep_seeds_figure(study, ref.result["paper"])
+    seeds = [tr for tr in fig.data if tr.legendgroup == "seeds"]
+    assert [list(tr.y) for tr in seeds[:3]] == [curves[s]["mlp-300"] for s in (0, 1, 2)]
+    mean = next(tr for tr in fig.data if tr.name == "mlp-300" and tr.mode == "lines+markers")
+    assert list(mean.y) == [101.0 + j for j in range(n)]
+    assert list(fig.data).index(mean) > list(fig.data).index(seeds[-1])  # the mean on top

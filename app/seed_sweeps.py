@@ -1,0 +1,128 @@
+"""A sweep's seed study: the curve of test errors at every seed, their mean and spread, and
+where each seed put its best value, so a dip or a bump of one run can be told from the recipe's.
+
+:func:`sweep_seeds_figure` and :func:`sweep_seeds_table` are plain functions of
+:class:`kdcore.reference.SweepSeeds`; :func:`show_sweep_seeds` draws them on a page.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app.preset_views import hidden_units, sweep_figure
+from app.ui import plot
+from kdcore.reference import SweepSeeds
+
+SEED_LINE = "rgba(127, 127, 127, 0.45)"
+BAND = "rgba(31, 119, 180, 0.15)"  # LINE_COLOUR, faint
+NO_TRACE = "<extra></extra>"  # no trace name beside the hover
+
+
+def _label(parameter: str, value: float) -> str:
+    return f"{parameter}={value:g}"
+
+
+def sweep_seeds_figure(study: list[SweepSeeds], paper: dict | None = None) -> go.Figure:
+    """The sweep figure of the mean over seeds (its best value, the mean hard-label twin and
+    the paper's statements as on the shipped run's), with each seed's own curve behind it and a
+    band of one standard deviation either side of the mean."""
+    first = study[0]
+    mean = {
+        "parameter": first.parameter,
+        "values": first.values,
+        "errors": {s.student: [round(m, 1) for m in s.mean()] for s in study},
+        "baseline_errors": {
+            s.student: round(statistics.fmean(s.baselines), 1) for s in study if s.baselines
+        },
+    }
+    fig = sweep_figure(mean, paper)
+    drawn = len(fig.data)
+    for col, s in enumerate(study, start=1):
+        x, sd = s.values, s.sd()
+        if sd is not None:
+            mid = s.mean()
+            hi = [m + d for m, d in zip(mid, sd, strict=True)]
+            lo = [m - d for m, d in zip(mid, sd, strict=True)]
+            band = go.Scatter(
+                x=x + x[::-1],
+                y=hi + lo[::-1],
+                fill="toself",
+                fillcolor=BAND,
+                line={"width": 0},
+                hoverinfo="skip",
+                name="mean ± 1 sd over seeds",
+                legendgroup="band",
+                showlegend=col == 1,
+            )
+            fig.add_trace(band, row=1, col=col)
+        for i, (seed, curve) in enumerate(zip(s.seeds, s.curves, strict=True)):
+            line = go.Scatter(
+                x=x,
+                y=curve,
+                mode="lines",
+                line={"color": SEED_LINE, "width": 1},
+                name="each seed",
+                legendgroup="seeds",
+                showlegend=col == 1 and i == 0,
+                hovertemplate=f"seed {seed}<br>{s.parameter}=%{{x:g}}: %{{y}} errors" + NO_TRACE,
+            )
+            fig.add_trace(line, row=1, col=col)
+    fig.data = fig.data[drawn:] + fig.data[:drawn]  # the seeds behind the mean, not over it
+    return fig
+
+
+def sweep_seeds_table(s: SweepSeeds) -> pd.DataFrame:
+    """One student's test errors: a row per value swept (and on hard labels alone where the
+    sweep trains that twin), a column per seed, then the mean, the standard deviation and at
+    how many seeds each value beat the hard-label twin of its seed."""
+    index = [_label(s.parameter, v) for v in s.values]
+    cols = {f"seed {seed}": c for seed, c in zip(s.seeds, s.curves, strict=True)}
+    table = pd.DataFrame(cols, index=index).astype(float)
+    if s.baselines is not None:
+        table.loc["hard labels only"] = [float(b) for b in s.baselines]
+    seeds = table.copy()
+    table["mean"] = seeds.mean(axis=1).round(1)
+    if len(s.seeds) > 1:
+        table["sd"] = seeds.std(axis=1).round(1)
+    wins = s.wins()
+    if wins is not None:
+        n = len(s.seeds)
+        table[f"beats hard labels (of {n})"] = [float(w) for w in wins] + [float("nan")]
+    return table
+
+
+def best_caption(s: SweepSeeds, paper: dict | None = None) -> str:
+    """Where each seed put its fewest errors, where the mean does, and, for a student the paper
+    speaks of (fewer than 300 units and a best band of temperatures), how many seeds agree."""
+    best = s.best()
+    each = ", ".join(
+        f"{_label(s.parameter, b)} (seed {k})" for b, k in zip(best, s.seeds, strict=True)
+    )
+    mean = s.mean()
+    at = s.values[min(range(len(mean)), key=lambda j: (mean[j], j))]
+    out = f"{s.student}: fewest errors at {each}; the mean is lowest at {_label(s.parameter, at)}."
+    band = (paper or {}).get("best_T_range_30_units")
+    units = hidden_units(s.student)
+    if band and s.parameter == "T" and units is not None and units < 300:
+        lo, hi = band
+        k = sum(lo <= b <= hi for b in best)
+        out += f" The paper's best band, T={lo:g}-{hi:g}, holds the best T at {k} of {len(best)}."
+    return out
+
+
+def show_sweep_seeds(study: list[SweepSeeds], paper: dict | None, key: str) -> None:
+    """The figure, then each student's table (a tab each where the sweep has several)."""
+    plot(sweep_seeds_figure(study, paper), key=f"{key}-sweep-seeds")
+    tabs = st.tabs([s.student for s in study]) if len(study) > 1 else [st.container()]
+    for tab, s in zip(tabs, study, strict=True):
+        with tab:
+            table = sweep_seeds_table(s)
+            style = table.style.format("{:.1f}", na_rep="")
+            seeds = [c for c in table.columns if c.startswith("seed ") or c.startswith("beats")]
+            style = style.format("{:.0f}", subset=seeds, na_rep="")
+            st.dataframe(style, width="content", height="content")
+            st.caption(best_caption(s, paper))
