@@ -130,6 +130,14 @@ class Measure:
             return self.extract(result)
         return {m: s[self.key] for m, s in result["models"].items() if self.key in s}
 
+    def paper_values(self, paper: dict[str, Any]) -> dict[str, float]:
+        """The paper's own figures of this measure, read from a preset's ``paper`` dict (keyed
+        like a result): those it gives, which may be fewer than a run's columns."""
+        got = self.extract(paper) if self.extract is not None else paper.get(self.key)
+        if not isinstance(got, dict):
+            return {}
+        return {k: v for k, v in got.items() if isinstance(v, int | float) and v == v}
+
     def beats(self, a: float, b: float) -> bool:
         """Whether ``a`` is strictly better than ``b`` (a tie is not a win)."""
         return a < b if self.lower_is_better else a > b

@@ -644,6 +644,10 @@ def test_the_lab_shows_a_bias_demonstrations_seed_study_in_a_tab_per_measure(
         ["teacher", "student_no3"],
     ]
     assert tables[0].loc["mean", "after (bias chosen on test)"] == 101.0
+    # the paper's figures where it gives them (it chose its bias on the test set only)
+    paper = tables[0].loc["paper"]
+    assert (paper["before the shift"], paper["on 3s, after (test)"]) == (206, 14)
+    assert paper.isna().to_dict() == {c: "held-out" in c for c in tables[0].columns}
     assert tables[1].loc["paper", "student_no3"] == 206  # the paper's own figure beside them
 
 
