@@ -197,11 +197,12 @@ def spaced_labels(values: list[float], log: bool, most: int = 5) -> list[str]:
     return out
 
 
-def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
+def sweep_figure(sweep: dict, paper: dict | None = None, best: str = "fewest errors") -> go.Figure:
     """Test errors against the swept parameter, one panel per student (their error scales
     differ), with each student's hard-label error as a dotted line where trained. For a
     temperature sweep the paper's two statements are drawn: the 2.5-4 band best for 30 units,
-    and T=8, above which nets of 300 or more units did about equally well."""
+    and T=8, above which nets of 300 or more units did about equally well. ``best`` names the
+    diamond at each student's lowest point."""
     students = list(sweep["errors"])
     param = sweep["parameter"]
     is_t = param == "T"
@@ -230,7 +231,7 @@ def sweep_figure(sweep: dict, paper: dict | None = None) -> go.Figure:
                     y=[errs[i]],
                     mode="markers",
                     marker={"color": BEST_COLOUR, "size": 11, "symbol": "diamond"},
-                    name=f"{student}: fewest errors at {param}={xs[i]:g}",
+                    name=f"{student}: {best} at {param}={xs[i]:g}",
                 ),
                 row=1,
                 col=col,

@@ -198,7 +198,7 @@ def seed_table(ref: Reference, rows: list[dict], measure: Measure):
     if len(rows) > 1:  # how far one seed's run lies from the next: the sample standard deviation
         table.loc["sd"] = seeds.std().round(measure.digits)
     paper = measure.paper_values(ref.result["paper"])
-    if any(m in paper for m in models):  # a blank where the paper gives no such figure
+    if any(m in paper for m in models):  # None where the paper gives no such figure
         table.loc["paper"] = [paper.get(m, float("nan")) for m in models]
     return table
 
@@ -211,7 +211,7 @@ def _seed_table(ref: Reference, rows: list[dict], measure: Measure) -> None:
     # measure's decimals (Streamlit's own format cut a KL of 0.00288 to 0.0029)
     seeds = table.index[: len(rows)]
     whole = all(float(v).is_integer() for v in table.loc[seeds].to_numpy().ravel())
-    style = table.style.format(f"{{:.{measure.digits}f}}", na_rep="")
+    style = table.style.format(f"{{:.{measure.digits}f}}")
     if whole:
         style = style.format("{:.0f}", subset=pd.IndexSlice[seeds, :])
     st.dataframe(style, width="content", height="content")

@@ -39,7 +39,7 @@ def sweep_seeds_figure(study: list[SweepSeeds], paper: dict | None = None) -> go
             s.student: round(statistics.fmean(s.baselines), 1) for s in study if s.baselines
         },
     }
-    fig = sweep_figure(mean, paper)
+    fig = sweep_figure(mean, paper, best="fewest mean errors")
     drawn = len(fig.data)
     for col, s in enumerate(study, start=1):
         x, sd = s.values, s.sd()
@@ -50,6 +50,7 @@ def sweep_seeds_figure(study: list[SweepSeeds], paper: dict | None = None) -> go
             band = go.Scatter(
                 x=x + x[::-1],
                 y=hi + lo[::-1],
+                mode="lines",
                 fill="toself",
                 fillcolor=BAND,
                 line={"width": 0},
@@ -121,8 +122,9 @@ def show_sweep_seeds(study: list[SweepSeeds], paper: dict | None, key: str) -> N
     for tab, s in zip(tabs, study, strict=True):
         with tab:
             table = sweep_seeds_table(s)
-            style = table.style.format("{:.1f}", na_rep="")
+            style = table.style.format("{:.1f}")
             seeds = [c for c in table.columns if c.startswith("seed ") or c.startswith("beats")]
-            style = style.format("{:.0f}", subset=seeds, na_rep="")
-            st.dataframe(style, width="content", height="content")
+            style = style.format("{:.0f}", subset=seeds)
+            wide = {"_index": st.column_config.Column(width="medium")}  # "hard labels only"
+            st.dataframe(style, width="content", height="content", column_config=wide)
             st.caption(best_caption(s, paper))

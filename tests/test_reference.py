@@ -734,3 +734,6 @@ def test_the_lab_draws_a_sweeps_seed_study_as_curves_with_a_table_per_student(
     mean = next(tr for tr in fig.data if tr.name == "mlp-300" and tr.mode == "lines+markers")
     assert list(mean.y) == [101.0 + j for j in range(n)]
     assert list(fig.data).index(mean) > list(fig.data).index(seeds[-1])  # the mean on top
+    band = next(tr for tr in fig.data if tr.legendgroup == "band")
+    assert band.mode == "lines" and band.fill == "toself"  # a band, no dots along its edges
+    assert any(tr.name == "mlp-300: fewest mean errors at T=1" for tr in fig.data)
