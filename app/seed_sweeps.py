@@ -106,12 +106,24 @@ def best_caption(s: SweepSeeds, paper: dict | None = None) -> str:
     mean = s.mean()
     at = s.values[min(range(len(mean)), key=lambda j: (mean[j], j))]
     out = f"{s.student}: fewest errors at {each}; the mean is lowest at {_label(s.parameter, at)}."
-    band = (paper or {}).get("best_T_range_30_units")
-    units = hidden_units(s.student)
-    if band and s.parameter == "T" and units is not None and units < 300:
+    paper, units = paper or {}, hidden_units(s.student)
+    if s.parameter != "T" or units is None:
+        return out
+    band, above = paper.get("best_T_range_30_units"), paper.get("similar_above_T")
+    if band and units < 300:
         lo, hi = band
         k = sum(lo <= b <= hi for b in best)
         out += f" The paper's best band, T={lo:g}-{hi:g}, holds the best T at {k} of {len(best)}."
+    sd = s.sd()
+    high = [j for j, v in enumerate(s.values) if v >= above] if above else []
+    if high and units >= 300 and sd is not None:  # "fairly similar": against the seeds' spread
+        means = ", ".join(f"{mean[j]:.1f}" for j in high)
+        width = max(mean[j] for j in high) - min(mean[j] for j in high)
+        out += (
+            f" From T={above:g} up the means are {means}, {width:.1f} apart; the standard "
+            f"deviation over seeds at each is {min(sd[j] for j in high):.1f}-"
+            f"{max(sd[j] for j in high):.1f}."
+        )
     return out
 
 

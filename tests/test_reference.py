@@ -724,6 +724,10 @@ def test_the_lab_draws_a_sweeps_seed_study_as_curves_with_a_table_per_student(
     # the 30-unit net's best T: the smallest tried at every seed, outside the paper's 2.5-4
     assert any(c.startswith("mlp-30: fewest errors at T=1 (seed 0)") and "at 0 of 3" in c
                for c in captions), captions  # fmt: skip
+    # the 300-unit net above T=8, where the paper found all alike: the means against the spread
+    # (T = 8, 12, 20: 107, 108, 109 mean errors, sd 1 at each)
+    said = "the means are 107.0, 108.0, 109.0, 2.0 apart; the standard deviation over seeds at "
+    assert any(c.startswith("mlp-300:") and f"{said}each is 1.0-1.0" in c for c in captions)
     keys = [c.proto.id for c in at.get("plotly_chart")]
     assert any("sweep-seeds" in k for k in keys), keys
     # the figure: each seed's curve behind the mean, a band of one sd around it
