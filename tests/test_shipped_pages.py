@@ -18,6 +18,7 @@ from kdcore.reference import (
     row_values,
     seed_wins,
     shipped_profile,
+    sweep_seeds,
 )
 from kdcore.store import Store
 from tests.apptest import PAGES, run_page
@@ -41,11 +42,12 @@ VIEWS = [
 
 LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
 # the image presets at their default recipe, a minute or two a seed, the language presets (two
-# minutes) and Hinton's transfer-set demonstrations (nine, their teacher included): also shipped
+# minutes), Hinton's transfer-set demonstrations (nine, their teacher included) and his sweeps
+# (eight and fourteen, from those cached teachers): also shipped
 # at five seeds
 LM = ["word-vs-sequence-kd", "on-policy-kd", "speculative-draft"]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
-          *LM, "omitted-3", "only-7-8"]  # fmt: skip
+          *LM, "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
 
 
 def _page(name: str, **params) -> AppTest:
@@ -104,6 +106,8 @@ def test_each_quick_preset_ships_its_run_at_five_seeds(preset):
     assert rows[0]["errors"] == shipped and rows[0]["device_name"] == ref.info["device_name"]
     for measure in PRESETS[preset].seed_measures:  # and every other figure the study keeps
         assert row_values(rows[0], measure) == measure.values(ref.result), measure.key
+    if "sweep" in ref.result:  # and a sweep's every curve
+        assert rows[0]["sweep"]["errors"] == ref.result["sweep"]["errors"]
 
 
 def test_the_shipped_line_links_the_run_in_the_history():
@@ -319,3 +323,55 @@ def test_the_readme_quotes_the_bias_demonstrations_at_five_seeds(preset):
     line = next(x for x in readme.splitlines() if x.startswith(f"| `{preset}` ("))
     for everything, on_digits in ((cols[0], cols[2]), (cols[1], cols[3]), (cols[4], cols[5])):
         assert f"{said(everything)} [{said(on_digits)}]" in line, everything
+
+
+def test_the_readme_quotes_the_sweeps_at_five_seeds():
+    """Each student's line of the README's five-seed sweep table: the mean (sd) at every value
+    swept, then on hard labels alone where trained, and the value each seed did best at."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    lines = readme.splitlines()
+    refs = load_references()[0]
+    for preset in ("temperature-sweep", "alpha-sweep"):
+        study = sweep_seeds(refs[preset], load_seed_study(refs[preset]))
+        assert study and all(s.seeds == [0, 1, 2, 3, 4] for s in study), preset
+        for s in study:
+            line = next(x for x in lines if x.startswith(f"| `{preset}` {s.student} |"))
+            sd = s.sd() or []
+            curve = ", ".join(f"{m:.1f} ({d:.1f})" for m, d in zip(s.mean(), sd, strict=True))
+            assert curve in line, (s.student, curve)
+            if s.baselines:
+                base = f"{statistics.mean(s.baselines):.1f} ({statistics.stdev(s.baselines):.1f})"
+                assert base in line, (s.student, base)
+            assert ", ".join(f"{b:g}" for b in s.best()) in line, (s.student, s.best())
+
+
+def test_the_temperature_sweeps_text_quotes_its_five_seeds():
+    """What the lab says under the shipped temperature sweep is the study's arithmetic."""
+    ref = load_references()[0]["temperature-sweep"]
+    wide, narrow = sweep_seeds(ref, load_seed_study(ref))
+    text = PRESETS["temperature-sweep"].profile_differences["paper"]
+    temps, mw, mn = wide.values, wide.mean(), narrow.mean()
+    hi = [mw[j] for j, t in enumerate(temps) if t >= 6]
+    assert (f"{min(hi):.1f}-{max(hi):.1f} from T=6 up, against {mw[0]:.1f} at T=1 and "
+            f"{statistics.mean(wide.baselines):.1f} on hard labels") in text  # fmt: skip
+    for s in (wide, narrow):
+        assert "best T at each seed is " + ", ".join(f"{b:g}" for b in s.best()) in text
+    a, b = sorted(sorted(range(len(temps)), key=mn.__getitem__)[:2])  # the two lowest means
+    assert f"lowest at T={temps[a]:g} and {temps[b]:g} ({mn[a]:.1f}, {mn[b]:.1f})" in text
+    assert f"(T=2: {mn[temps.index(2.0)]:.1f} on average)" in text
+    hot, base = [mn[j] for j, t in enumerate(temps) if t >= 8], statistics.mean(narrow.baselines)
+    assert min(hot) > base and f"({min(hot):.1f}-{max(hot):.1f} against {base:.1f})" in text
+
+
+def test_the_alpha_sweeps_text_quotes_its_five_seeds():
+    ref = load_references()[0]["alpha-sweep"]
+    (s,) = sweep_seeds(ref, load_seed_study(ref))
+    text = PRESETS["alpha-sweep"].profile_differences["paper"]
+    mean = s.mean()
+    up = [mean[j] for j, a in enumerate(s.values) if a >= 0.3]
+    assert (f"{mean[0]:.1f} errors on average at alpha=0 (hard labels only), {mean[1]:.1f} at "
+            f"0.1 and {min(up):.1f}-{max(up):.1f} from 0.3 up") in text  # fmt: skip
+    assert "best alpha at each seed is " + ", ".join(f"{b:g}" for b in s.best()) in text
+    assert all(b >= 0.5 for b in s.best()) and "at most half the weight" in text
