@@ -105,7 +105,7 @@ def bias_table(adj: dict, paper_adj: dict | None) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def _legend_entry(fig: go.Figure, name: str, colour: str, dash: str = "solid") -> None:
+def legend_entry(fig: go.Figure, name: str, colour: str, dash: str = "solid") -> None:
     """A legend line for a shape (shapes have no legend entry of their own)."""
     fig.add_trace(
         go.Scatter(
@@ -160,7 +160,7 @@ def bias_figure(adj: dict, paper_adj: dict | None = None) -> go.Figure:
         marks.append((sign * paper_adj["bias"], PAPER_COLOUR, "dot", "paper"))
     for value, colour, dash, text in marks:
         fig.add_vline(x=value, line={"color": colour, "dash": dash, "width": 1})
-        _legend_entry(fig, f"{text}: {value:g}", colour, dash)
+        legend_entry(fig, f"{text}: {value:g}", colour, dash)
     fig.update_yaxes(title_text="accuracy %", row=1, col=1)
     fig.update_yaxes(title_text="accuracy %", row=2, col=1)
     fig.update_xaxes(title_text=xtitle, row=2, col=1)
@@ -248,7 +248,7 @@ def sweep_figure(sweep: dict, paper: dict | None = None, best: str = "fewest err
             col=col,
         )
     if sweep.get("baseline_errors"):
-        _legend_entry(fig, "same student, hard labels only", PAPER_COLOUR, "dot")
+        legend_entry(fig, "same student, hard labels only", PAPER_COLOUR, "dot")
     # Each of the paper's two statements on the panels of the students it is about: the band
     # for 30 units, the line for 300 or more (units read from the name, "mlp-300").
     units = [hidden_units(s) for s in students]
@@ -275,7 +275,7 @@ def sweep_figure(sweep: dict, paper: dict | None = None, best: str = "fewest err
         for col in wide:
             line = {"color": PAPER_COLOUR, "dash": "dash", "width": 1}
             fig.add_vline(x=t8, line=line, row=1, col=col)
-        _legend_entry(fig, f"paper: >=300 units alike for T above {t8:g}", PAPER_COLOUR, "dash")
+        legend_entry(fig, f"paper: >=300 units alike for T above {t8:g}", PAPER_COLOUR, "dash")
     fig.update_yaxes(title_text="test errors", row=1, col=1)
     fig.update_layout(
         template=TEMPLATE,
@@ -313,7 +313,7 @@ def curves_figure(history: dict[str, list[dict]], paper: dict | None = None) -> 
         values += [v for v in y if v and v > 0]
         if isinstance(paper_errors.get(name), int | float) and paper_errors[name] > 0:
             fig.add_hline(y=paper_errors[name], line={"color": colour, "dash": "dot", "width": 1})
-            _legend_entry(fig, f"paper: {name} {paper_errors[name]:g}", colour, "dot")
+            legend_entry(fig, f"paper: {name} {paper_errors[name]:g}", colour, "dot")
             values.append(paper_errors[name])
     yaxis: dict = {"title": {"text": "test errors"}, "type": "log"}
     if values:  # round ticks labelled in full, not a crowd of them near the top

@@ -7,18 +7,20 @@ where each seed put its best value, so a dip or a bump of one run can be told fr
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.preset_views import hidden_units, sweep_figure
+from app.preset_views import hidden_units, legend_entry, sweep_figure
 from app.ui import plot
 from kdcore.reference import SweepSeeds
 
 SEED_LINE = "rgba(127, 127, 127, 0.45)"
 BAND = "rgba(31, 119, 180, 0.15)"  # LINE_COLOUR, faint
+YOURS = "#ff7f0e"  # the page's own value
 NO_TRACE = "<extra></extra>"  # no trace name beside the hover
 
 
@@ -140,3 +142,63 @@ def show_sweep_seeds(study: list[SweepSeeds], paper: dict | None, key: str) -> N
             wide = {"_index": st.column_config.Column(width="medium")}  # "hard labels only"
             st.dataframe(style, width="content", height="content", column_config=wide)
             st.caption(best_caption(s, paper))
+
+
+def shipped_sweep(preset: str) -> tuple[dict, list[SweepSeeds]]:
+    """A shipped sweep's result and its seed study by student ({} and [] when either is not
+    shipped or not readable)."""
+    from app.reference_ui import references
+    from kdcore.reference import load_seed_study, sweep_seeds
+
+    ref = references()[0].get(preset)
+    if ref is None:
+        return {}, []
+    return ref.result, sweep_seeds(ref, load_seed_study(ref))
+
+
+def nearest(values: list[float], value: float, log: bool) -> float:
+    """The value swept nearest ``value`` (on a log scale for a temperature)."""
+    if log and value > 0:
+        return min(values, key=lambda v: abs(math.log(v / value)))
+    return min(values, key=lambda v: abs(v - value))
+
+
+def show_sweep_at(preset: str, value: float, key: str) -> bool:
+    """A shipped sweep's seed study with a page's own value marked on it, and the mean errors
+    at the value swept nearest it. False (nothing drawn) when the study is not shipped."""
+    result, study = shipped_sweep(preset)
+    if not study:
+        return False
+    first, paper = study[0], result.get("paper", {})
+    fig = sweep_seeds_figure(study, paper)
+    # a line outside the values swept would stretch the axis past every point
+    if min(first.values) <= value <= max(first.values):
+        for col in range(1, len(study) + 1):
+            fig.add_vline(x=value, line={"color": YOURS, "width": 2}, row=1, col=col)
+        legend_entry(fig, f"yours: {first.parameter} = {value:g}", YOURS)
+    plot(fig, key=key)
+    st.caption(at_value(study, value))
+    for s in study:
+        st.caption(best_caption(s, paper))
+    return True
+
+
+def at_value(study: list[SweepSeeds], value: float) -> str:
+    """What the study says at the value swept nearest ``value``: each student's mean test
+    errors over the seeds, with their standard deviation where there are several seeds."""
+    first = study[0]
+    at = nearest(first.values, value, first.parameter == "T")
+    j, n = first.values.index(at), len(first.seeds)
+    lo, hi = min(first.values), max(first.values)
+    name = f"{first.parameter} = {value:g}"
+    if at == value:
+        head = f"Your {name} is one the sweep trained"
+    else:
+        where = f", outside the {lo:g}-{hi:g} swept," if not lo <= value <= hi else ""
+        head = f"Your {name}{where} is not one the sweep trained; nearest it is {at:g}"
+    said = []
+    for s in study:
+        sd = s.sd()
+        said.append(f"{s.student} {s.mean()[j]:.1f}" + (f" (sd {sd[j]:.1f})" if sd else ""))
+    seeds = f"{n} seeds" if n > 1 else "one seed"
+    return f"{head}: mean test errors over {seeds}, " + ", ".join(said) + "."

@@ -8,6 +8,7 @@ from app import ui
 from app.components.tslider import temperature_slider, url_temperature
 from app.figures import targets_figure
 from app.own_digit import own_digit
+from app.seed_sweeps import show_sweep_at
 from kdcore import analysis
 from kdcore.losses import softmax_t
 
@@ -92,4 +93,16 @@ st.latex(
     r"(1-\epsilon)\,\mathrm{CE}(y, q) + \epsilon\,\mathrm{KL}(u \,\|\, q) + \epsilon \log N"
     r"\end{gathered}"
 )
+st.header("Which T trains the best student")
+ui.prose(
+    "A higher T hands the student more of the dark knowledge, and asks it to match differences "
+    "between small logits that a small net may have no room for. Hinton et al. (2015, §3) found "
+    "every T above 8 about equally good for students of 300 or more units per layer, and T = "
+    "2.5-4 best for a student of 30. The shipped temperature sweep trains both from the same "
+    "paper-length teacher at nine temperatures, at five seeds, so you can see which of those "
+    "findings outlast the luck of one run. Your T is the orange line."
+)
+if not show_sweep_at("temperature-sweep", T, key="sweep_at_T"):
+    st.caption("The shipped temperature sweep is not here to show.")
+st.markdown("[Open the sweep in the lab, or run it again](lab?preset=temperature-sweep)")
 ui.show_code(softmax_t, analysis.temperature_sweep, analysis.label_smoothing_as_kd)

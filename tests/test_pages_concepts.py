@@ -165,6 +165,32 @@ def test_temperature_one_t_after_release():
     assert shown_frame(again) == frame
 
 
+def test_temperature_page_marks_its_t_on_the_shipped_sweep_at_five_seeds():
+    """The page's one T, let go on the slider, is the line on the shipped temperature sweep and
+    the T its caption reads the five-seed means at (the swept T nearest it)."""
+    from kdcore.reference import load_references, load_seed_study, sweep_seeds
+
+    ref = load_references()[0]["temperature-sweep"]
+    wide, narrow = sweep_seeds(ref, load_seed_study(ref))
+    at = release(page("temperature.py"), 10.0)
+    sweep = next(f for f in figures(at) if any(t.get("legendgroup") == "seeds" for t in f["data"]))
+    lines = [sh for sh in sweep["layout"]["shapes"] if sh.get("line", {}).get("width") == 2]
+    assert [sh["x0"] for sh in lines] == [10.0, 10.0]  # one per student's panel
+    j = wide.values.index(12.0)  # 10 is nearest 12 on the log scale the axis uses (8 on a line)
+    said = (f"Your T = 10 is not one the sweep trained; nearest it is 12: mean test errors over "
+            f"5 seeds, mlp-300 {wide.mean()[j]:.1f} (sd {wide.sd()[j]:.1f}), mlp-30 "
+            f"{narrow.mean()[j]:.1f} (sd {narrow.sd()[j]:.1f}).")  # fmt: skip
+    assert said in [c.value for c in at.caption]
+    # a T the sweep trained, and one past its range: no line stretching the axis there
+    assert any(c.value.startswith("Your T = 4 is one the sweep trained:")
+               for c in page("temperature.py", T="4").caption)  # fmt: skip
+    far = page("temperature.py", T="50")
+    assert any("outside the 1-20 swept, is not one the sweep trained; nearest it is 20" in c.value
+               for c in far.caption)  # fmt: skip
+    sweep = next(f for f in figures(far) if any(t.get("legendgroup") == "seeds" for t in f["data"]))
+    assert not [sh for sh in sweep["layout"]["shapes"] if sh.get("line", {}).get("width") == 2]
+
+
 @pytest.mark.parametrize(
     "act",
     [
