@@ -100,7 +100,7 @@ ui.prose(
     "every T above 8 about equally good for students of 300 or more units per layer, and T = "
     "2.5-4 best for a student of 30. The shipped temperature sweep trains both from the same "
     "paper-length teacher at nine temperatures, at five seeds, so you can see which of those "
-    "findings outlast the luck of one run. Your T is the orange line."
+    "findings outlast the luck of one run. Your T is the orange line, where the sweep reaches it."
 )
 if not show_sweep_at("temperature-sweep", T, key="sweep_at_T"):
     st.caption("The shipped temperature sweep is not here to show.")
