@@ -177,15 +177,16 @@ def show_sweep_at(preset: str, value: float, key: str) -> bool:
             fig.add_vline(x=value, line={"color": YOURS, "width": 2}, row=1, col=col)
         legend_entry(fig, f"yours: {first.parameter} = {value:g}", YOURS)
     plot(fig, key=key)
-    st.caption(at_value(study, value))
+    st.caption(at_value(study, value, result.get("sweep", {}).get("fixed", {})))
     for s in study:
         st.caption(best_caption(s, paper))
     return True
 
 
-def at_value(study: list[SweepSeeds], value: float) -> str:
+def at_value(study: list[SweepSeeds], value: float, fixed: dict | None = None) -> str:
     """What the study says at the value swept nearest ``value``: each student's mean test
-    errors over the seeds, with their standard deviation where there are several seeds."""
+    errors over the seeds, with their standard deviation where there are several seeds, and
+    the settings the sweep held fixed (``fixed``: its alpha, or its T)."""
     first = study[0]
     at = nearest(first.values, value, first.parameter == "T")
     j, n = first.values.index(at), len(first.seeds)
@@ -201,4 +202,6 @@ def at_value(study: list[SweepSeeds], value: float) -> str:
         sd = s.sd()
         said.append(f"{s.student} {s.mean()[j]:.1f}" + (f" (sd {sd[j]:.1f})" if sd else ""))
     seeds = f"{n} seeds" if n > 1 else "one seed"
-    return f"{head}: mean test errors over {seeds}, " + ", ".join(said) + "."
+    held = ", ".join(f"{k} = {v:g}" for k, v in (fixed or {}).items())
+    held = f" (at {held})" if held else ""
+    return f"{head}{held}: mean test errors over {seeds}, " + ", ".join(said) + "."

@@ -7,6 +7,7 @@ import torch
 from app import ui
 from app.components.tslider import log_t_control
 from app.figures import gradient_figure, limit_figure, loss_mix_figure
+from app.seed_sweeps import show_sweep_at
 from kdcore import analysis
 from kdcore.losses import distillation_loss, kd_loss, logit_matching_loss, softmax_t
 
@@ -121,6 +122,16 @@ st.latex(
     r"T^2\,\mathrm{KL}(p^T \| q^T)\ \xrightarrow[T \to \infty]{}\ "
     r"\frac{1}{2N} \sum_i (z_i - v_i)^2"
 )
+st.header("Which α trains the best student")
+ui.prose(
+    "Hinton et al. (2015, §2) found the best results with a considerably lower weight on the "
+    "hard labels than on the soft targets, once the soft term is scaled by T². The shipped alpha "
+    "sweep trains the paper's 800-800 student from its paper-length teacher at T = 20 with "
+    "seven values of α, at five seeds. Your α is the orange line."
+)
+if not show_sweep_at("alpha-sweep", alpha, key="sweep_at_alpha"):
+    st.caption("The shipped alpha sweep is not here to show.")
+st.markdown("[Open the sweep in the lab, or run it again](lab?preset=alpha-sweep)")
 ui.show_code(
     kd_loss,
     distillation_loss,

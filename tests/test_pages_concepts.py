@@ -177,12 +177,13 @@ def test_temperature_page_marks_its_t_on_the_shipped_sweep_at_five_seeds():
     lines = [sh for sh in sweep["layout"]["shapes"] if sh.get("line", {}).get("width") == 2]
     assert [sh["x0"] for sh in lines] == [10.0, 10.0]  # one per student's panel
     j = wide.values.index(12.0)  # 10 is nearest 12 on the log scale the axis uses (8 on a line)
-    said = (f"Your T = 10 is not one the sweep trained; nearest it is 12: mean test errors over "
+    said = (f"Your T = 10 is not one the sweep trained; nearest it is 12 (at alpha = 0.9): mean "
+            f"test errors over "
             f"5 seeds, mlp-300 {wide.mean()[j]:.1f} (sd {wide.sd()[j]:.1f}), mlp-30 "
             f"{narrow.mean()[j]:.1f} (sd {narrow.sd()[j]:.1f}).")  # fmt: skip
     assert said in [c.value for c in at.caption]
     # a T the sweep trained, and one past its range: no line stretching the axis there
-    assert any(c.value.startswith("Your T = 4 is one the sweep trained:")
+    assert any(c.value.startswith("Your T = 4 is one the sweep trained (at alpha = 0.9):")
                for c in page("temperature.py", T="4").caption)  # fmt: skip
     far = page("temperature.py", T="50")
     assert any("outside the 1-20 swept, is not one the sweep trained; nearest it is 20" in c.value
@@ -299,7 +300,24 @@ def test_kd_loss_shows_equations_code_and_consistent_numbers():
     # the equation with this image's numbers, on a line of its own (one line overflowed)
     filled = at.latex[1].value
     assert "KL" not in filled and f"= {total:.3f}" in filled and filled.count("\\\\") == 0
-    assert len(figures(at)) == 3
+    assert len(figures(at)) == 4  # the mix, the gradient, the limit, the shipped alpha sweep
+
+
+def test_kd_loss_marks_its_alpha_on_the_shipped_alpha_sweep_at_five_seeds():
+    from kdcore.reference import load_references, load_seed_study, sweep_seeds
+
+    ref = load_references()[0]["alpha-sweep"]
+    (s,) = sweep_seeds(ref, load_seed_study(ref))
+    at = page("kd_loss.py", alpha="0.5")
+    sweep = figures(at)[-1]
+    assert [sh["x0"] for sh in sweep["layout"]["shapes"] if sh["line"].get("width") == 2] == [0.5]
+    j = s.values.index(0.5)
+    said = (f"Your alpha = 0.5 is one the sweep trained (at T = 20): mean test errors over 5 "
+            f"seeds, mlp-800 {s.mean()[j]:.1f} (sd {s.sd()[j]:.1f}).")  # fmt: skip
+    assert said in [c.value for c in at.caption]
+    at.slider(key="alpha").set_value(0.6).run()  # between 0.5 and 0.7: the first swept, 0.5
+    assert any(c.value.startswith("Your alpha = 0.6 is not one the sweep trained; nearest it is")
+               for c in at.caption)  # fmt: skip
 
 
 def test_kd_loss_nonsense_in_the_url_falls_back_with_a_notice():
