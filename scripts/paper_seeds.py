@@ -13,7 +13,8 @@ run_preset; P is the profile the preset's run ships at, paper for hinton-mnist),
 every model's initialisation, shuffling and dropout (and the documents of the language
 presets, held-out ones included). Each row keeps every model's test errors and the preset's own
 measures (``Preset.seed_measures``: the KL from the truth for the language presets, the
-acceptance rate for the speculative one); the table printed is the headline measure.
+acceptance rate for the speculative one), and a sweep's row each student's whole curve; the
+table printed is the headline measure.
 Teachers come from the cache ($KD_CACHE_DIR) when one with the same settings was trained
 before; two copies of this script with different seeds can share it. ``--out`` appends each
 row as a JSON line; the app shows ``assets/reference_runs/<preset>.seeds.jsonl`` beside the
