@@ -72,7 +72,7 @@ class ProgressBar(Monitor):
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from .reference import load_references
+    from .reference import load_references, load_seed_study, seed_line
 
     refs, _ = load_references()  # a damaged file only loses its line here
     for p in PRESETS.values():
@@ -92,6 +92,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
             adj = ref.result.get("bias_adjustment")
             if adj:
                 print(f"{'':20s} {bias_line(adj, ref.result['paper'].get('bias_adjustment'))}")
+            rows = load_seed_study(ref)
+            if rows:
+                print(f"{'':20s} {seed_line(ref, rows)}")
             print(f"{'':20s} in {ref.path}")
     return 0
 

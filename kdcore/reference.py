@@ -358,6 +358,29 @@ def sweep_seeds(ref: Reference, rows: list[dict]) -> list[SweepSeeds]:
     return out
 
 
+def seed_line(ref: Reference, rows: list[dict]) -> str:
+    """A seed study in one line, for a terminal: each model's headline figure as mean (sd), or
+    for a sweep the value each seed did best at, by student."""
+    n = len(rows)
+    sweeps = sweep_seeds(ref, rows)
+    if sweeps:
+        best = "; ".join(
+            f"{s.student} best at {s.parameter} = " + ", ".join(f"{b:g}" for b in s.best())
+            for s in sweeps
+        )
+        return f"at {n} seeds: {best}"
+    m = study_of(ref.preset)[0][0]
+    vals = [row_values(r, m) for r in rows]
+    d = m.digits
+
+    def said(k: str) -> str:
+        col = [v[k] for v in vals]
+        sd = f" ({statistics.stdev(col):.{d}f})" if n > 1 else ""
+        return f"{k} {statistics.fmean(col):.{d}f}{sd}"
+
+    return f"at {n} seeds, mean (sd) {m.label}: " + ", ".join(said(k) for k in vals[0])
+
+
 def load_seed_study(ref: Reference) -> list[dict]:
     """The seed study beside ``ref``: its rows of the same profile and schedule that name the
     reference's models and carry each of the preset's measures, in seed order. A line that is

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +32,7 @@ from kdcore.reference import (
     reference_dir,
     reference_model,
     row_values,
+    seed_line,
     seed_row,
     seed_study_path,
     seed_wins,
@@ -115,9 +117,21 @@ def test_the_cli_runs_a_profile_and_lists_them(tmp_path, capsys):
     # --epochs is the students'; the profile's teacher keeps its own 60
     assert [len(result["history"][m]) for m in ("teacher", "student_kd")] == [60, 1]
     assert main(["presets"]) == 0
-    assert "--profile paper: epochs=20, teacher=mlp-1200-dropout, teacher_epochs=60" in (
-        capsys.readouterr().out
-    )
+    listed = capsys.readouterr().out
+    assert "--profile paper: epochs=20, teacher=mlp-1200-dropout, teacher_epochs=60" in listed
+    # each shipped seed study in a line: the headline's mean (sd), a sweep's best values
+    refs = load_references()[0]
+    rows = load_seed_study(refs["hinton-mnist"])
+    kd = [r["errors"]["student_kd"] for r in rows]
+    line = seed_line(refs["hinton-mnist"], rows)
+    assert line.startswith(f"at {len(rows)} seeds, mean (sd) test errors: teacher ")
+    assert f"student_kd {statistics.fmean(kd):.1f} ({statistics.stdev(kd):.1f})" in line
+    for ref in refs.values():
+        rows = load_seed_study(ref)
+        assert not rows or seed_line(ref, rows) in listed, ref.preset
+    sweep = refs["temperature-sweep"]
+    best = sweep_seeds(sweep, load_seed_study(sweep))[1].best()
+    assert "mlp-30 best at T = " + ", ".join(f"{b:g}" for b in best) in listed
     assert main(["run", "hinton-mnist", "--profile", "nope", "--no-store"]) == 2
 
 
