@@ -375,3 +375,26 @@ def test_the_alpha_sweeps_text_quotes_its_five_seeds():
             f"0.1 and {min(up):.1f}-{max(up):.1f} from 0.3 up") in text  # fmt: skip
     assert "best alpha at each seed is " + ", ".join(f"{b:g}" for b in s.best()) in text
     assert all(b >= 0.5 for b in s.best()) and "at most half the weight" in text
+
+
+def test_the_lessons_temperature_step_says_what_the_sweep_measured():
+    """The guided lesson's words on the temperature sweep, checked against the shipped study."""
+    import tomllib
+    from pathlib import Path
+
+    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
+                           .read_text())  # fmt: skip
+    step = next(s for s in lesson["step"] if s["title"].startswith("Which temperature"))
+    ref = load_references()[0]["temperature-sweep"]
+    wide, narrow = sweep_seeds(ref, load_seed_study(ref))
+    temps, mn, mw, sd = wide.values, narrow.mean(), wide.mean(), wide.sd()
+    assert "30-30 student does best at T = 3 and 4" in step["talk"]
+    assert {temps[j] for j in sorted(range(len(temps)), key=mn.__getitem__)[:2]} == {3.0, 4.0}
+    assert "worse than on hard labels from T = 8 up" in step["talk"]
+    assert all(mn[j] > statistics.mean(narrow.baselines) for j, t in enumerate(temps) if t >= 8)
+    # "about as good anywhere from T = 6": the means there lie closer than one seed's spread
+    high = [j for j, t in enumerate(temps) if t >= 6]
+    assert "about as good anywhere from T = 6" in step["talk"]
+    spread = statistics.mean(sd[j] for j in high)
+    assert max(mw[j] for j in high) - min(mw[j] for j in high) < spread
+    assert "the best T wanders" in step["talk"] and len(set(narrow.best())) > 1
