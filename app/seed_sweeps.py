@@ -106,7 +106,8 @@ def best_caption(s: SweepSeeds, paper: dict | None = None) -> str:
         f"{_label(s.parameter, b)} (seed {k})" for b, k in zip(best, s.seeds, strict=True)
     )
     mean = s.mean()
-    at = s.values[min(range(len(mean)), key=lambda j: (mean[j], j))]
+    shown = [round(m, 1) for m in mean]  # as the figure draws them: its diamond is the same T
+    at = s.values[min(range(len(shown)), key=lambda j: (shown[j], j))]
     out = f"{s.student}: fewest errors at {each}; the mean is lowest at {_label(s.parameter, at)}."
     paper, units = paper or {}, hidden_units(s.student)
     if s.parameter != "T" or units is None:
