@@ -21,7 +21,6 @@ from kdcore.reference import SweepSeeds
 SEED_LINE = "rgba(127, 127, 127, 0.45)"
 BAND = "rgba(31, 119, 180, 0.15)"  # LINE_COLOUR, faint
 YOURS = "#ff7f0e"  # the page's own value
-NO_TRACE = "<extra></extra>"  # no trace name beside the hover
 
 
 def _label(parameter: str, value: float) -> str:
@@ -32,21 +31,21 @@ def sweep_seeds_figure(study: list[SweepSeeds], paper: dict | None = None) -> go
     """The sweep figure of the mean over seeds (its best value, the mean hard-label twin and
     the paper's statements as on the shipped run's), with each seed's own curve behind it and a
     band of one standard deviation either side of the mean."""
-    first = study[0]
+    first, means = study[0], [s.mean() for s in study]
+    rounded = [[round(m, 1) for m in mid] for mid in means]
     mean = {
         "parameter": first.parameter,
         "values": first.values,
-        "errors": {s.student: [round(m, 1) for m in s.mean()] for s in study},
+        "errors": {s.student: r for s, r in zip(study, rounded, strict=True)},
         "baseline_errors": {
             s.student: round(statistics.fmean(s.baselines), 1) for s in study if s.baselines
         },
     }
     fig = sweep_figure(mean, paper, best="fewest mean errors")
     drawn = len(fig.data)
-    for col, s in enumerate(study, start=1):
+    for col, (s, mid) in enumerate(zip(study, means, strict=True), start=1):
         x, sd = s.values, s.sd()
         if sd is not None:
-            mid = s.mean()
             hi = [m + d for m, d in zip(mid, sd, strict=True)]
             lo = [m - d for m, d in zip(mid, sd, strict=True)]
             band = go.Scatter(
@@ -71,7 +70,8 @@ def sweep_seeds_figure(study: list[SweepSeeds], paper: dict | None = None) -> go
                 name="each seed",
                 legendgroup="seeds",
                 showlegend=col == 1 and i == 0,
-                hovertemplate=f"seed {seed}<br>{s.parameter}=%{{x:g}}: %{{y}} errors" + NO_TRACE,
+                hovertemplate=f"seed {seed}<br>{s.parameter}=%{{x:g}}: %{{y}} errors"
+                "<extra></extra>",
             )
             fig.add_trace(line, row=1, col=col)
     fig.data = fig.data[drawn:] + fig.data[:drawn]  # the seeds behind the mean, not over it
