@@ -371,12 +371,13 @@ def seed_line(ref: Reference, rows: list[dict]) -> str:
         return f"at {n} seeds: {best}"
     m = study_of(ref.preset)[0][0]
     vals = [row_values(r, m) for r in rows]
-    d = m.digits
+    d, paper = m.digits, m.paper_values(ref.result.get("paper") or {})
 
     def said(k: str) -> str:
         col = [v[k] for v in vals]
         sd = f" ({statistics.stdev(col):.{d}f})" if n > 1 else ""
-        return f"{k} {statistics.fmean(col):.{d}f}{sd}"
+        theirs = f" [paper {paper[k]:g}]" if k in paper else ""
+        return f"{k} {statistics.fmean(col):.{d}f}{sd}{theirs}"
 
     return f"at {n} seeds, mean (sd) {m.label}: " + ", ".join(said(k) for k in vals[0])
 

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[args.preset]
     profile = shipped_profile(preset)
     measure = preset.seed_measures[0]  # the headline: test errors, or bits per character...
-    paper = preset.paper.get(measure.key, {})
+    paper = measure.paper_values(preset.paper)
     models: list[str] = []
     rows = []
     for seed in args.seeds:

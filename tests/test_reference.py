@@ -22,7 +22,7 @@ from kdcore.checkpoint import CheckpointError, load_model, save_model
 from kdcore.data import load_dataset
 from kdcore.estimate import estimate_seconds
 from kdcore.models import build_model
-from kdcore.presets import PAPER_78_PROFILE, PAPER_PROFILE, PRESETS
+from kdcore.presets import BIAS_ERRORS, BIAS_PERCENT, PAPER_78_PROFILE, PAPER_PROFILE, PRESETS
 from kdcore.reference import (
     SHIPPED_WEIGHTS,
     Reference,
@@ -125,7 +125,14 @@ def test_the_cli_runs_a_profile_and_lists_them(tmp_path, capsys):
     kd = [r["errors"]["student_kd"] for r in rows]
     line = seed_line(refs["hinton-mnist"], rows)
     assert line.startswith(f"at {len(rows)} seeds, mean (sd) test errors: teacher ")
-    assert f"student_kd {statistics.fmean(kd):.1f} ({statistics.stdev(kd):.1f})" in line
+    assert f"student_kd {statistics.fmean(kd):.1f} ({statistics.stdev(kd):.1f}) [paper 74]" in line
+    # the paper's figure beside ours, in its unit, where it gives one
+    only = refs["only-7-8"]
+    assert (
+        "before the shift 25.14 (1.42) [paper 47.3], after (bias chosen on test) 8.35 (0.81) "
+        "[paper 13.2], after (bias chosen on held-out images) 8.42 (0.80)"
+        in seed_line(only, load_seed_study(only))
+    )
     for ref in refs.values():
         rows = load_seed_study(ref)
         assert not rows or seed_line(ref, rows) in listed, ref.preset
@@ -631,6 +638,37 @@ def test_a_bias_demonstrations_seed_study_keeps_its_errors_before_and_after_the_
     # only-7-8 names both digits it shifts
     only = load_references()[0]["only-7-8"]
     assert "on 7s and 8s, before" in bias.values(only.result)
+
+
+def test_only_7_8s_seed_study_leads_with_the_test_error_in_percent_as_the_paper_gives_it():
+    """The paper reports only-7-8 in percent (47.3% -> 13.2%): the study's first table is in
+    that unit, with the paper's row, and each seed's percentages are its error counts over the
+    10,000 test images."""
+    ref = load_references()[0]["only-7-8"]
+    assert PRESETS["only-7-8"].seed_measures == (BIAS_PERCENT, BIAS_ERRORS, TEST_ERRORS)
+    rows = load_seed_study(ref)
+    assert len(rows) == 5
+    n = ref.result["bias_adjustment"]["n_test"]
+    for row in rows:
+        pct, errors = row_values(row, BIAS_PERCENT), row_values(row, BIAS_ERRORS)
+        assert list(pct) == [
+            "before the shift",
+            "after (bias chosen on test)",
+            "after (bias chosen on held-out images)",
+        ]
+        assert all(pct[c] == round(100 * errors[c] / n, 3) for c in pct), row["seed"]
+    from app.reference_ui import seed_table
+
+    table = seed_table(ref, rows, BIAS_PERCENT)
+    assert table.loc["paper"].iloc[:2].tolist() == [47.3, 13.2]
+    assert table.loc["paper"].isna().tolist() == [False, False, True]  # no held-out choice there
+    means, sds = table.loc["mean"], table.loc["sd"]
+    assert means["before the shift"] < 47.3 and means["after (bias chosen on test)"] < 13.2
+    # the README quotes them
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    said = [f"{means[c]:.2f}% ({sds[c]:.2f})" for c in table.columns]
+    quote = f"{said[0]} and {said[1]} on average, {said[2]} with the bias chosen on held-out"
+    assert quote in readme
 
 
 def test_the_lab_shows_a_bias_demonstrations_seed_study_in_a_tab_per_measure(

@@ -11,7 +11,7 @@ import statistics
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdcore.presets import PRESETS
+from kdcore.presets import BIAS_ERRORS, PRESETS
 from kdcore.reference import (
     load_references,
     load_seed_study,
@@ -311,7 +311,7 @@ def test_the_readme_quotes_the_bias_demonstrations_at_five_seeds(preset):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    bias = PRESETS[preset].seed_measures[0]
+    bias = BIAS_ERRORS
     rows = load_seed_study(load_references()[0][preset])
     assert len(rows) == 5
     cols = list(row_values(rows[0], bias))  # all, then on the shifted digits: before, after...
