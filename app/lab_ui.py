@@ -570,7 +570,7 @@ def devices() -> list[str]:
 
 
 def _device_box(key: str) -> str:
-    ui.guard_url(key, set(devices()).__contains__, "auto")
+    ui.guard_choice(key, devices(), "auto")
     return st.selectbox(
         "Device",
         devices(),
@@ -606,7 +606,7 @@ def param_widget(f, default, key: str, choices: Sequence | None = None, **kw):
         options = list(choices)
         if default not in options:
             options.insert(0, default)
-        ui.guard_url(key, lambda raw: raw in {str(o) for o in options}, default)
+        ui.guard_choice(key, options, default)
         return st.selectbox(label, options, options.index(default), key=key, help=help_,
                             bind="query-params", **kw)  # fmt: skip
     if isinstance(default, int | float):
@@ -648,7 +648,7 @@ def custom_controls() -> tuple[RunSpec | None, str | None]:
         student = param_widget(_field("student"), d.student, "student", archs)
     # the bound control keeps the method's title in the URL (?method=Knowledge+distillation)
     titles = {m.title for m in METHODS.values()}
-    ui.guard_url("method", titles.__contains__, METHODS[d.method].title)
+    ui.guard_choice("method", titles, METHODS[d.method].title)
     method = st.segmented_control(
         "Method",
         list(METHODS),
@@ -864,7 +864,7 @@ def _profile_box(p) -> str:
     options = ["default", *p.profiles]
     if len(options) == 1:
         return "default"
-    ui.guard_url("profile", options.__contains__, "default")
+    ui.guard_choice("profile", options, "default")
     if st.session_state.get("profile") not in (None, *options):
         st.session_state.pop("profile")
     return st.segmented_control(
@@ -887,7 +887,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
     names = list(PRESETS)
     # No format_func: a bound selectbox keeps its label in the URL, and ?preset=omitted-3 reads
     # better in a shared link than the preset's title.
-    ui.guard_url("preset", PRESETS.__contains__, names[0])
+    ui.guard_choice("preset", names, names[0])
     name = st.selectbox("Preset", names, key="preset", bind="query-params")
     p = PRESETS[name]
     st.markdown(f"**{p.title}.** {p.summary}")

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,6 +375,21 @@ def guard_url(key: str, ok: Callable[[str], bool], default: Any) -> None:
         st.session_state.pop(key, None)
 
 
+def guard_choice(key: str, labels: Iterable[Any], default: Any) -> None:
+    """:func:`guard_url` for a one-of-several control: a link value that differs from one of its
+    labels only in case or surrounding spaces (``?mode=preset``, ``?preset=Omitted-3``, typed by
+    hand) is read as that label, silently, on screen and in the address alike; any other value
+    the control cannot take is dropped with a notice."""
+    names = {str(x) for x in labels}
+    values = url_values(key)  # claims the key
+    if len(values) == 1 and values[0] not in names and not _is_own_value(values[0], key):
+        folded = values[0].strip().casefold()
+        match = [x for x in names if x.casefold() == folded]
+        if len(match) == 1:
+            restore_url(key, match[0])
+    guard_url(key, names.__contains__, default)
+
+
 _check_url = guard_url
 
 
@@ -487,7 +502,7 @@ def url_choice(
     """A one-of-several control (segmented buttons) kept in the URL by its label."""
     remember_default(key, default)
     labels = {format_func(o) for o in options}
-    _check_url(key, labels.__contains__, format_func(default))
+    guard_choice(key, labels, format_func(default))
     value = st.segmented_control(
         label,
         options,

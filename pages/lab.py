@@ -36,8 +36,7 @@ if run is None and isinstance(st.session_state.get("lab_run"), int):
 # on a custom run. Written before the control binds the param, and set as its value: the control
 # seeds itself only from the address the session opened with.
 linked_preset = "preset" in st.query_params  # a bad mode beside a preset falls back to Preset
-ui.guard_url("mode", {"Custom run", "Preset"}.__contains__,
-             "Preset" if linked_preset else "Custom run")  # fmt: skip
+ui.guard_choice("mode", ["Custom run", "Preset"], "Preset" if linked_preset else "Custom run")
 if linked_preset and "mode" not in st.query_params and "mode" not in st.session_state:
     # only on arrival: once the control exists, Streamlit refuses writes to its param, and the
     # user's own "Custom run" (which the address leaves out, as the default) must stand

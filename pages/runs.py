@@ -28,7 +28,7 @@ if not all_runs:
 ALL = "all"
 names = sorted({r.name for r in all_runs})
 for key, options in (("status", STATUSES), ("preset", names), ("method", METHODS)):
-    ui.guard_url(key, {ALL, *options}.__contains__, ALL)
+    ui.guard_choice(key, [ALL, *options], ALL)
 c1, c2, c3 = st.columns(3)
 status = c1.selectbox("Status", [ALL, *STATUSES], key="status", bind="query-params")
 name = c2.selectbox("Preset", [ALL, *names], key="preset", bind="query-params")
@@ -91,7 +91,7 @@ if linked is not None or picked != first:
 chosen = [by_id[i] for i in picked]
 if chosen:
     CURVES = ["test accuracy", "train accuracy", "test errors"]  # as shown and in the URL
-    ui.guard_url("curve", CURVES.__contains__, CURVES[0])
+    ui.guard_choice("curve", CURVES, CURVES[0])
     curve = st.segmented_control(
         "Curve", CURVES, default=CURVES[0], required=True, key="curve", bind="query-params"
     )
