@@ -295,7 +295,7 @@ def results_table(run: RunRecord) -> None:
             row["paper test errors"] = paper.get(name)
         rows.append({**row, "parameters": m.get("params"), "seconds": m.get("seconds")})
     if rows:
-        st.dataframe(rows, hide_index=True)
+        st.dataframe(rows, hide_index=True, placeholder=ui.MISSING)
 
 
 def kd_gain(run: RunRecord) -> str | None:
@@ -902,7 +902,7 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
             if percent:
                 row["paper error %"] = percent.get(m)
             rows.append(row)
-        st.dataframe(rows, hide_index=True, key=f"paper-{name}")
+        st.dataframe(rows, hide_index=True, key=f"paper-{name}", placeholder=ui.MISSING)
     adj = p.paper.get("bias_adjustment")
     if isinstance(adj, dict) and adj.get("bias") is not None:
         if "errors_after" in adj:

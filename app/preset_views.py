@@ -23,7 +23,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app.figures import LEGEND_BELOW, TEMPLATE
-from app.ui import plot
+from app.ui import MISSING, plot
 from kdcore.presets import PRESETS
 
 PAPER_COLOUR = "#7f7f7f"
@@ -369,7 +369,8 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
         st.info("No model finished, so there is nothing to compare yet.")
     else:
         # The grid shows a missing number as "None", which under "paper errors" reads as "no
-        # errors": a column with gaps is shown as right-aligned text, the gaps blank.
+        # errors": a column with gaps is shown as right-aligned text (67, not 67.0), the gaps a
+        # dash like any other missing figure (a cached model's seconds).
         gaps = [
             c for c in ("paper errors", "paper error %") if c in table and table[c].isna().any()
         ]
@@ -377,8 +378,10 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
         config["error %"] = st.column_config.NumberColumn("error %", format="%.2f")
         config["seconds"] = st.column_config.NumberColumn("seconds", format="%.1f")
         for c in gaps:
-            table[c] = ["" if pd.isna(v) else f"{v:g}" for v in table[c]]
-        st.dataframe(table, hide_index=True, column_config=config, key=f"{key}-table")
+            table[c] = [MISSING if pd.isna(v) else f"{v:g}" for v in table[c]]
+        st.dataframe(
+            table, hide_index=True, column_config=config, key=f"{key}-table", placeholder=MISSING
+        )
     cap = f"Paper: {paper.get('source', 'not given')}. Ours on {result.get('device', '?')}"
     cached = [
         f"{n} (trained in {m['seconds']:.0f} s when it was first made)"
@@ -399,7 +402,10 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
         st.markdown(f"#### Shifting the bias of {_logits_label(adj['classes'])}")
         plot(bias_figure(adj, paper.get("bias_adjustment")), key=f"{key}-bias")
         st.dataframe(
-            bias_table(adj, paper.get("bias_adjustment")), hide_index=True, key=f"{key}-biastable"
+            bias_table(adj, paper.get("bias_adjustment")),
+            hide_index=True,
+            key=f"{key}-biastable",
+            placeholder=MISSING,
         )
         held = adj.get("validation", {}).get("n")
         held = f"{held:,} " if held else ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import streamlit as st
 
+from app.ui import MISSING
 from kdcore.reference import (
     Reference,
     load_references,
@@ -214,7 +215,9 @@ def _seed_table(ref: Reference, rows: list[dict], measure: Measure) -> None:
     style = table.style.format(f"{{:.{measure.digits}f}}")
     if whole:
         style = style.format("{:.0f}", subset=pd.IndexSlice[seeds, :])
-    st.dataframe(style, width="content", height="content")
+    if "paper" in table.index:  # the paper's figures as it gives them (47.3, not 47.30)
+        style = style.format("{:g}", subset=pd.IndexSlice[["paper"], :])
+    st.dataframe(style, width="content", height="content", placeholder=MISSING)
     wins = seed_wins(ref, rows, measure) if len(rows) > 1 else {}
     if wins:
         n, bases = len(rows), {b for b, _ in wins.values()}

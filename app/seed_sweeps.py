@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app.preset_views import hidden_units, legend_entry, sweep_figure
-from app.ui import plot
+from app.ui import MISSING, plot
 from kdcore.reference import SweepSeeds
 
 SEED_LINE = "rgba(127, 127, 127, 0.45)"
@@ -141,7 +141,8 @@ def show_sweep_seeds(study: list[SweepSeeds], paper: dict | None, key: str) -> N
             seeds = [c for c in table.columns if c.startswith("seed ") or c.startswith("beats")]
             style = style.format("{:.0f}", subset=seeds)
             wide = {"_index": st.column_config.Column(width="medium")}  # "hard labels only"
-            st.dataframe(style, width="content", height="content", column_config=wide)
+            st.dataframe(style, width="content", height="content", column_config=wide,
+                         placeholder=MISSING)  # fmt: skip
             st.caption(best_caption(s, paper))
 
 

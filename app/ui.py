@@ -248,6 +248,11 @@ def teacher_caption(bundle: Demo) -> str:
     return f"Teacher ({meta['arch']}, test accuracy {meta['test_accuracy']:.1%})"
 
 
+# How a table shows a figure that is not given (the paper's row where it reports no such number):
+# Streamlit's own placeholder reads "None".
+MISSING = "—"
+
+
 # ----------------------------------------------------------------------------- URL-bound controls
 
 

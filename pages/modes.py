@@ -172,7 +172,7 @@ if run is not None and run.result:
         lab_ui.results_table(run)
 caption, rows = mf.paper_reference(preset.paper)  # the preset's paper dict, not retyped here
 if rows:
-    st.dataframe(rows, hide_index=True, key=f"paper-{mode}")
+    st.dataframe(rows, hide_index=True, key=f"paper-{mode}", placeholder=ui.MISSING)
 if caption:
     st.caption(caption)
 st.caption(f"Source: {preset.source}. Why ours differ: {preset.differences}")

@@ -135,7 +135,7 @@ if run is not None:
     variant = ui.url_choice("Variant", variants, key="variant", default=variants[0])
     ui.plot(spectrum_figure(spectra[variant], res.get("trace", {}).get(variant, []), variant),
             key="spectrum")  # fmt: skip
-    st.dataframe(projector_table(res), hide_index=True, key="collapse")
+    st.dataframe(projector_table(res), hide_index=True, key="collapse", placeholder=ui.MISSING)
     st.caption("Collapsed: σ below 1% of σ_max at the end of the last epoch.")
     st.markdown(projector_verdict(res))
     lab_ui.why_differs(PRESET)

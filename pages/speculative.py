@@ -142,7 +142,7 @@ if run is not None:
             "space, ∅ the padding token."
         )
 
-st.dataframe(paper_rows(paper), hide_index=True)
+st.dataframe(paper_rows(paper), hide_index=True, placeholder=ui.MISSING)
 st.caption(
     f"Paper: {paper.get('source', '')}. Table 2: T5-XXL translating English to German, "
     "with T5-small, -base and -large drafts at temperature 0 and 1."

@@ -10,9 +10,22 @@ PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 
 def run_page(name: str, timeout: float, **params: str) -> AppTest:
-    """``pages/<name>`` run once with ``params`` in its URL; fails on any exception box."""
+    """``pages/<name>`` run once with ``params`` in its URL; fails on any exception box, and on
+    any table that would show a missing figure as Streamlit's "None" rather than a dash."""
     at = AppTest.from_file(str(PAGES / name), default_timeout=timeout)
     at.query_params.update(params)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    check_tables(at)
     return at
+
+
+def check_tables(at: AppTest) -> None:
+    """Every table with a gap (a figure the paper does not give, a cached model's seconds) shows
+    it as the app's dash: Streamlit's own placeholder, "None", reads like a value."""
+    from app.ui import MISSING
+
+    for frame in at.dataframe:
+        value = frame.value
+        gaps = value.isna().to_numpy().any() if hasattr(value, "isna") else False
+        assert not gaps or frame.proto.placeholder == MISSING, list(value.columns)

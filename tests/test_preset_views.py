@@ -156,14 +156,14 @@ def test_curves_mark_the_papers_final_errors_in_each_models_colour(results):
     assert len(curves_figure(result["history"]).layout.shapes) == 0  # no paper, no lines
 
 
-def test_results_table_leaves_missing_paper_numbers_blank(results):
+def test_results_table_shows_missing_paper_numbers_as_a_dash(results):
     table = results_table(results["temperature-sweep"])
     assert table["paper errors"].isna().sum() == len(table) - 1  # only the teacher has one
     assert "paper error %" not in table.columns  # no percentages in this paper entry at all
     pct = results_table(results["only-7-8"]).set_index("model")["paper error %"]
     assert pct["student_78"] == 47.3
     shown = render(results["temperature-sweep"]).dataframe[0].value
-    assert list(shown["paper errors"]).count("") == len(table) - 1  # blank on the page too
+    assert list(shown["paper errors"]).count("\u2014") == len(table) - 1  # a dash on the page too
 
 
 def test_a_cached_model_takes_no_seconds_in_the_run_and_says_when_it_trained(results):

@@ -703,6 +703,18 @@ def test_the_lab_shows_a_bias_demonstrations_seed_study_in_a_tab_per_measure(
     assert tables[1].loc["paper", "student_no3"] == 206  # the paper's own figure beside them
 
 
+def test_a_figure_the_paper_does_not_give_shows_as_a_dash_in_every_lab_table():
+    """Streamlit's own placeholder for a missing value reads "None"; the lab's tables of
+    only-7-8 (the paper gives its student in percent only, and no held-out choice) show a dash."""
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = "only-7-8"
+    at.run()
+    assert not at.exception, at.exception
+    gaps = [d for d in at.dataframe if d.value.isna().to_numpy().any()]
+    assert len(gaps) >= 3  # the paper's table, the bias table, the seed study's first tab
+    assert all(d.proto.placeholder == "\u2014" for d in gaps), [d.proto.placeholder for d in gaps]
+
+
 def _sweep_study(tmp_path, curves: dict[int, dict[str, list[int]]], hard: dict[int, dict]):
     """The shipped temperature sweep in a folder of its own, with a study of the given seeds:
     each seed's curve per student and its hard-label twins (every other figure as shipped)."""
