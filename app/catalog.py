@@ -1,8 +1,9 @@
 """The one list of the app's pages and the map of the field they fill.
 
 The router builds ``st.navigation`` from :data:`PAGES`; the overview page draws the knowledge x
-mode map from :data:`MAP`. A map cell names a page slug; a slug with no page file yet is shown as
-"coming" rather than linked to an empty page.
+mode map from :data:`MAP`. A map cell links the pages (and the views of a page) that show its
+methods; a cell with none yet, or a slug with no page file, is shown as "coming" rather than
+linked to an empty page.
 """
 
 from __future__ import annotations
@@ -144,16 +145,32 @@ PAGES: tuple[PageInfo, ...] = (
 
 
 @dataclass(frozen=True)
+class MapLink:
+    """A map cell's way into a page, opened on the view that shows the cell's methods."""
+
+    slug: str
+    label: str | None = None  # None: the page's title
+    # query parameters that open the page on one of its views (each one of the page's params)
+    query: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class MapCell:
     knowledge: str  # "Response", "Feature", "Relation"
     mode: str  # "Offline", "Online", "Self"
     what: str  # what is transferred, one line
     methods: str  # the classic methods in this cell
-    slug: str | None  # the page that shows it, or None when not yet written
+    links: tuple[MapLink, ...] = ()  # the pages that show them; none yet: "coming"
 
 
 KNOWLEDGE = ("Response", "Feature", "Relation")
 MODES = ("Offline", "Online", "Self")
+
+
+def _mode(view: str, label: str) -> MapLink:
+    """The training-modes page opened on one of its views (``?mode=``)."""
+    return MapLink("modes", label, (("mode", view),))
+
 
 MAP: tuple[MapCell, ...] = (
     MapCell(
@@ -161,60 +178,67 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DeiT distillation "
-        "token (Touvron 2021)",
-        "temperature",
+        "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
+        "(Mirzadeh 2020), hand-made teachers (Yuan 2020)",
+        (
+            MapLink("temperature"),
+            MapLink("kd-loss"),
+            MapLink("dkd"),
+            MapLink("deit"),
+            MapLink("language-models"),
+            MapLink("speculative"),
+            _mode("ensemble", "Several teachers"),
+            _mode("teacher-assistant", "A teacher assistant"),
+            _mode("teacher-free", "Virtual teachers"),
+        ),
     ),
     MapCell(
         "Response",
         "Online",
         "peers' predictions, learned together",
         "Deep mutual learning (Zhang 2018)",
-        "modes",
+        (_mode("mutual-learning", "Mutual learning"),),
     ),
     MapCell(
         "Response",
         "Self",
         "an earlier generation's predictions",
         "Born-Again Networks (Furlanello 2018)",
-        "modes",
+        (_mode("born-again", "Born-again networks"),),
     ),
     MapCell(
         "Feature",
         "Offline",
         "intermediate activations or attention maps",
-        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017)",
-        "features",
+        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), projectors (Miles 2024)",
+        (MapLink("features"), MapLink("projector")),
     ),
     MapCell(
         "Feature",
         "Online",
         "features shared while both nets train",
         "online feature distillation",
-        None,
     ),
     MapCell(
         "Feature",
         "Self",
         "deep layers teach shallow ones",
         "self-distillation (Zhang 2019)",
-        "modes",
+        (_mode("deep-supervision", "Own exits"),),
     ),
     MapCell(
         "Relation",
         "Offline",
         "distances and angles between examples",
         "RKD (Park 2019), CRD (Tian 2020)",
-        "relations",
+        (MapLink("relations"),),
     ),
-    MapCell(
-        "Relation", "Online", "relations agreed between peers", "collaborative relation KD", None
-    ),
+    MapCell("Relation", "Online", "relations agreed between peers", "collaborative relation KD"),
     MapCell(
         "Relation",
         "Self",
         "a model's own similarity structure",
         "self relational distillation",
-        None,
     ),
 )
 

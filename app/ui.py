@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -647,12 +647,15 @@ def _source(obj: Any) -> str:
     return inspect.getsource(obj)
 
 
-def page_link(slug: str, label: str | None = None) -> None:
-    """A link to another page of the app by its file, or "coming" when that page is not written.
+def page_link(slug: str | None, label: str | None = None, query: Mapping[str, str] | None = None):
+    """A link to another page of the app by its file, opened with ``query`` in its URL (one of
+    its views), or "coming" when that page is not written.
 
     Outside the router (a page run on its own, as in AppTest) no page is registered, so the link
     degrades to a plain URL instead of failing.
     """
+    from urllib.parse import urlencode
+
     from streamlit.errors import StreamlitAPIException
 
     from app.catalog import available, page
@@ -661,10 +664,12 @@ def page_link(slug: str, label: str | None = None) -> None:
     if info is None or not available(slug):
         st.caption(":material/schedule: coming")
         return
+    query = dict(query or {})
     try:
-        st.page_link(str(info.path), label=label or info.title, icon=info.icon)
+        st.page_link(str(info.path), label=label or info.title, icon=info.icon, query_params=query)
     except StreamlitAPIException:
-        st.markdown(f"[{label or info.title}](/{info.slug})")
+        href = f"/{info.url}" + (f"?{urlencode(query)}" if query else "")
+        st.markdown(f"[{label or info.title}]({href})")
 
 
 def prose(text: str) -> None:

@@ -5,9 +5,10 @@ import streamlit as st
 from app import ui
 from app.catalog import KNOWLEDGE, MAP, MODES
 
-# Pages that belong to a map cell besides its own (the cell's slug): the loss that KD trains with,
-# decoupled KD and DeiT's distillation token sit beside the temperature page (response, offline).
-ALSO = {("Response", "Offline"): ("kd-loss", "dkd", "deit", "language-models", "speculative")}
+# A map cell's links wrap onto a second line in a narrow column rather than end in "…".
+WRAP = """<style>.st-key-field_map [data-testid="stPageLink"] span,
+.st-key-field_map [data-testid="stPageLink"] p { white-space: normal; overflow: visible; }
+</style>"""
 
 # The framework as a diagram: an inline SVG scales with the page and needs no plotting round trip.
 DIAGRAM = """
@@ -80,20 +81,23 @@ st.markdown(
     "arXiv:2006.05525). Open a cell to explore it."
 )
 cells = {(c.knowledge, c.mode): c for c in MAP}
-header = st.columns([1, 3, 3, 3])
-for col, mode in zip(header[1:], MODES, strict=True):
-    col.markdown(f"**{mode}**")
-for knowledge in KNOWLEDGE:
-    row = st.columns([1, 3, 3, 3])
-    row[0].markdown(f"**{knowledge}**")
-    for col, mode in zip(row[1:], MODES, strict=True):
-        cell = cells[(knowledge, mode)]
-        with col.container(border=True, height="stretch"):
-            st.markdown(f"{cell.what.capitalize()}.")
-            st.caption(cell.methods)
-            ui.page_link(cell.slug)
-            for slug in ALSO.get((knowledge, mode), ()):
-                ui.page_link(slug)
+st.html(WRAP)
+with st.container(key="field_map"):
+    header = st.columns([1, 3, 3, 3])
+    for col, mode in zip(header[1:], MODES, strict=True):
+        col.markdown(f"**{mode}**")
+    for knowledge in KNOWLEDGE:
+        row = st.columns([1, 3, 3, 3])
+        row[0].markdown(f"**{knowledge}**")
+        for col, mode in zip(row[1:], MODES, strict=True):
+            cell = cells[(knowledge, mode)]
+            with col.container(border=True, height="stretch"):
+                st.markdown(f"{cell.what.capitalize()}.")
+                st.caption(cell.methods)
+                if not cell.links:
+                    ui.page_link(None)  # no page shows this cell yet: "coming"
+                for link in cell.links:
+                    ui.page_link(link.slug, link.label, dict(link.query))
 st.caption(
     "Offline: a pre-trained teacher stays fixed. Online: several networks learn at once and "
     "teach each other. Self: a network distils into itself (later generations, or deep layers "

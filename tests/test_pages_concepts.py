@@ -7,12 +7,14 @@ URL falls back to the defaults with a notice instead of an error.
 import base64
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.catalog import MAP, available
+from app.catalog import page as page_info
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # first run loads MNIST and the demo models
@@ -66,17 +68,37 @@ def test_overview_map_links_the_pages_that_exist():
     at.run()  # through the router, so page links resolve as they do in the app
     assert not at.exception
     assert any("Knowledge distillation" in t.value for t in at.title)
-    links = [link.proto.page for link in at.get("page_link")]
-    expected = [c.slug for c in MAP if available(c.slug)]
-    # Beside the temperature page in the response/offline cell: the loss page (issue #11), DKD,
-    # DeiT's distillation token and the language-model pages (issue #13).
-    at_ = expected.index("temperature") + 1
-    also = ("kd-loss", "dkd", "deit", "language-models", "speculative")
-    expected[at_:at_] = [s for s in also if available(s)]
-    assert links == expected and "temperature" in links
+    links = [(link.proto.page, link.proto.query_string) for link in at.get("page_link")]
+    expected = [(k.slug, urlencode(k.query)) for c in MAP for k in c.links if available(k.slug)]
+    assert links == expected
+    # the response/offline cell holds the temperature page and its neighbours (issues #11, #13);
+    # every known family of the field has a page, the projector's spectrum included
+    for slug in ("temperature", "kd-loss", "dkd", "deit", "language-models", "projector"):
+        assert (slug, "") in links
+    # a training mode opens on its own view, not on the modes page's first one
+    assert ("modes", "mode=born-again") in links and ("modes", "mode=deep-supervision") in links
     coming = [c.value for c in at.caption if "coming" in c.value]
-    assert len(coming) == sum(not available(c.slug) for c in MAP)
+    assert len(coming) == sum(not any(available(k.slug) for k in c.links) for c in MAP)
     assert len(at.get("image")) == 1  # the teacher-student diagram
+
+
+@pytest.mark.parametrize(
+    "link",
+    sorted({k for c in MAP for k in c.links if k.query}, key=lambda k: k.query),
+    ids=lambda k: "&".join(f"{a}={b}" for a, b in k.query),
+)
+def test_a_map_link_opens_its_page_on_the_view_it_names(link):
+    """A map cell's deep link sets only parameters its page reads, to a value the page takes
+    without a notice: the view the cell names, not the page's default."""
+    info = page_info(link.slug)
+    assert {key for key, _ in link.query} <= set(info.params)
+    at = AppTest.from_file(str(info.path), default_timeout=TIMEOUT)
+    for key, value in link.query:
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception and not at.toast, [t.value for t in at.toast]
+    for key, value in link.query:
+        assert at.session_state[key] == value
 
 
 def test_overview_diagram_draws_the_label_into_the_ce_term():
