@@ -204,12 +204,21 @@ def seed_table(ref: Reference, rows: list[dict], measure: Measure):
     return table
 
 
-def too_wide(labels: list[str], room_px: float = 780) -> bool:
-    """Whether a table with these column labels overflows the page's column (about 780 px
-    beside the sidebar at 1280 px; a header takes some 6.2 px a character, a column at least
-    50 px, the row labels 60): such a table reads better turned, its long labels down the side.
-    Measured in Chromium on omitted-3's seed table, whose sixth column fell off the page."""
-    return 60 + sum(max(6.2 * len(label) + 2, 50) for label in labels) > room_px
+def too_wide(labels: list[str], cells: int = 6, room_px: float = 760) -> bool:
+    """Whether a table with these column labels, and figures of up to ``cells`` characters,
+    overflows the page's column (about 780 px beside the sidebar at 1280 px). A column takes
+    some 6.6 px a character of its header or its widest figure, plus 16, and at least 56, as do
+    the row labels (measured in Chromium). Such a table reads better turned, its long labels
+    down the side."""
+    width = lambda n: max(6.6 * n + 16, 56)  # noqa: E731
+    return width(6) + sum(width(max(len(label), cells)) for label in labels) > room_px
+
+
+def turn(table, measure: Measure) -> bool:
+    """Whether a seed table (:func:`seed_table`) is shown turned: too wide for the page."""
+    figures = table.loc[[table.index[0], "mean"]].to_numpy().ravel()  # as the style shows them
+    cells = max(len(f"{v:.{measure.digits}f}") for v in figures)
+    return too_wide([str(c) for c in table.columns], cells)
 
 
 def _seed_table(ref: Reference, rows: list[dict], measure: Measure) -> None:
@@ -219,7 +228,7 @@ def _seed_table(ref: Reference, rows: list[dict], measure: Measure) -> None:
     seeds = list(table.index[: len(rows)])
     paper = ["paper"] if "paper" in table.index else []
     whole = all(float(v).is_integer() for v in table.loc[seeds].to_numpy().ravel())
-    turned = too_wide([str(c) for c in table.columns])  # omitted-3's six long columns
+    turned = turn(table, measure)  # omitted-3's six long columns, teacher-assistant's nine models
     if turned:  # a row per figure, a column per seed, then the mean, sd and paper
         table = table.T
 
