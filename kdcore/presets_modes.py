@@ -185,6 +185,24 @@ class OnlineFeaturesConfig(ModeConfig):
     disc_hidden: int = param(64, "Discriminator hidden units", 1, 4096)
 
 
+def embedding_width(arch: str) -> int:
+    """The width of a model's embedding (the features AFD compares), from shapes alone."""
+    with torch.device("meta"):  # nothing allocated
+        model = build_model(arch)
+        return model.forward_features(torch.zeros(1, 1, 28, 28)).features["embedding"].shape[1]
+
+
+def _check_online_features(cfg: OnlineFeaturesConfig) -> None:
+    """Before anything trains: two peers or more, whose embeddings the discriminators and the
+    L1 term compare unit by unit, so of one width."""
+    if len(cfg.peers) < 2:
+        raise ValueError("online feature distillation needs at least two peers")
+    widths = {arch: embedding_width(arch) for arch in cfg.peers}
+    if len(set(widths.values())) > 1:
+        said = ", ".join(f"{a} {w}" for a, w in widths.items())
+        raise ValueError(f"the peers' embeddings differ in width ({said}); pick peers of one width")
+
+
 # (the prefix of the networks' names in a run, how their features are aligned)
 ALIGN_SETTINGS = (("afd", "adversarial"), ("l1", "l1"), ("dml", "none"))
 
@@ -195,8 +213,7 @@ def run_online_features(cfg: OnlineFeaturesConfig, ctx: RunContext) -> dict:
     plus AFD's adversarial feature terms; then each alone. Every epoch records, for AFD, how
     each discriminator scores its own network's and its peer's test features."""
     t0 = time.perf_counter()
-    if len(cfg.peers) < 2:
-        raise ValueError("online feature distillation needs at least two peers")
+    _check_online_features(cfg)
     data = run_data(cfg, ctx)
     ctx.count = (len(ALIGN_SETTINGS) + 1) * len(cfg.peers)
     t_cfg = _train_cfg(cfg)
@@ -205,13 +222,10 @@ def run_online_features(cfg: OnlineFeaturesConfig, ctx: RunContext) -> dict:
         names = [f"{key}_{i + 1}" for i in range(len(cfg.peers))]
         peers = {n: _fresh(a, data, cfg.seed + i, ctx.device)
                  for i, (n, a) in enumerate(zip(names, cfg.peers, strict=True))}  # fmt: skip
-        dims = {n: m.forward_features(data.x_test[:1]).features["embedding"].shape[1]
-                for n, m in peers.items()}  # fmt: skip
-        if align != "none" and len(set(dims.values())) > 1:
-            raise ValueError(f"the peers' embeddings differ in width ({dims}); pick equal peers")
+        width = embedding_width(cfg.peers[0])
         seed_everything(cfg.seed + 100)  # the discriminators' own initial weights
-        discs = {n: FeatureDiscriminator(d, cfg.disc_hidden).to(ctx.device)
-                 for n, d in dims.items() if align == "adversarial"}  # fmt: skip
+        discs = {n: FeatureDiscriminator(width, cfg.disc_hidden).to(ctx.device)
+                 for n in names if align == "adversarial"}  # fmt: skip
         step = online_feature_step(discs, cfg.T, align, cfg.weight)
 
         @torch.no_grad()
@@ -633,6 +647,7 @@ PRESETS_HERE: dict[str, Preset] = {
             "ours too. Its tables are not quoted: we could not check them "
             "here.",
             seed_pairs={f"{k}_{i}": f"alone_{i}" for k, _ in ALIGN_SETTINGS for i in (1, 2)},
+            check=_check_online_features,
         ),
         _preset(
             "born-again",
