@@ -259,3 +259,39 @@ def exits_figure(exits: dict[str, list[float]]) -> go.Figure:
         )
     fig.update_xaxes(**epoch_ticks(max((len(a) for a in exits.values()), default=0)))
     return fig
+
+
+ONLINE_SETTINGS = {"alone": "alone", "dml": "mutual learning", "l1": "+ L1 on features",
+                   "afd": "+ AFD (adversarial)"}  # fmt: skip
+
+
+def online_errors_figure(models: dict[str, dict], peers: int) -> go.Figure:
+    """Test errors of each network (a group of bars) trained alone, with mutual learning, with
+    the L1 pull between embeddings and with AFD's discriminators: ``<setting>_<i>`` models."""
+    fig = _fig(height=320, yaxis_title="test errors", barmode="group", legend=LEGEND_BELOW)
+    groups = [f"network {i}" for i in range(1, peers + 1)]
+    for j, (key, label) in enumerate(ONLINE_SETTINGS.items()):
+        errs = [models.get(f"{key}_{i}", {}).get("test_errors") for i in range(1, peers + 1)]
+        fig.add_bar(x=groups, y=errs, name=label, text=errs, textposition="outside",
+                    marker_color=PALETTE[j % len(PALETTE)])  # fmt: skip
+    top = max((m.get("test_errors", 0) for m in models.values()), default=0)
+    fig.update_yaxes(range=[0, 1.15 * top if top else 1])
+    return fig
+
+
+def discriminator_figure(history: list[dict], networks: list[str]) -> go.Figure:
+    """Each discriminator's mean score per epoch on the test set: of its peer's features
+    (solid, its target 1) and its own network's (dashed, target 0). Apart, it tells the two
+    networks' features apart; together, the network has learnt its peer's distribution."""
+    fig = _fig(height=320, xaxis_title="epoch", yaxis_title="mean score", legend=LEGEND_BELOW)
+    for i, net in enumerate(networks):
+        colour = PALETTE[i % len(PALETTE)]
+        for side, dash, label in (("peer", "solid", "its peer's"), ("own", "dash", "its own")):
+            points = [(r["epoch"], r.get("extra", {}).get(f"{net}_{side}")) for r in history]
+            points = [(e, v) for e, v in points if v is not None]
+            fig.add_scatter(x=[e for e, _ in points], y=[v for _, v in points],
+                            mode="lines+markers", name=f"D of {net}: {label} features",
+                            line=dict(color=colour, dash=dash))  # fmt: skip
+    fig.add_hline(y=0.5, line=dict(color="#adb5bd", dash="dot"))
+    fig.update_xaxes(**epoch_ticks(max((r["epoch"] for r in history), default=0)))
+    return fig

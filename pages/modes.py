@@ -1,16 +1,18 @@
 """Training modes: peers, generations, ensembles, virtual teachers, own exits, assistants."""
 
 import streamlit as st
-import torch
 
 from app import lab_ui, ui
 from app import mode_figures as mf
+from app.mode_views import SHOW
 from kdcore.losses import modes
-from kdcore.losses.kd import kd_loss, softmax_t
+from kdcore.losses import online_features as online
+from kdcore.losses.kd import kd_loss
 from kdcore.presets import PRESETS
-from kdcore.presets_modes import run_born_again, run_mutual_learning
+from kdcore.presets_modes import run_born_again, run_mutual_learning, run_online_features
 
-VIEWS = {"mutual-learning": "Mutual learning (online)", "born-again": "Born-again (self)",
+VIEWS = {"mutual-learning": "Mutual learning (online)",
+         "online-features": "Features, online (AFD)", "born-again": "Born-again (self)",
          "deep-supervision": "Own exits (self)", "ensemble": "Several teachers",
          "teacher-free": "Virtual teachers", "teacher-assistant": "Capacity gap"}  # fmt: skip
 WHAT = {
@@ -18,6 +20,11 @@ WHAT = {
     "each from the labels and from the other's current predictions, which it treats as fixed "
     "targets. What passes between them is each one's guess of which wrong digits look alike. "
     "It helps most where single nets overfit (CIFAR-100: every pair in Zhang et al. gained).",
+    "online-features": "Mutual learning passes only predictions. AFD (Chung et al. 2020) also "
+    "passes **features**, without matching them example by example: each network gets a "
+    "**discriminator** that learns to tell the peer's features from its own, and the network "
+    "learns to fool it, so its features come to be distributed like the peer's. Below, the "
+    "same pair trained four ways from the same start, and the discriminators losing the game.",
     "born-again": "A network teaches **a fresh copy of itself**: generation k is taught by "
     "generation k − 1, same architecture. It transfers the teacher's soft targets only, no "
     "extra capacity, and still helped on CIFAR-100; averaging the generations adds an ensemble.",
@@ -39,6 +46,9 @@ WHAT = {
 EQ = {
     "mutual-learning": r"\mathcal{L}_{\Theta_k} = \mathrm{CE}(y, p_k) + \frac{1}{K-1}\sum_{l\ne k}"
     r"D_{KL}\big(\mathrm{sg}[p_l] \,\|\, p_k\big)",
+    "online-features": r"\begin{aligned}\mathcal{L}_{D_k} &= [1 - D_k(G_{k-1}(x))]^2 + "
+    r"[D_k(G_k(x))]^2 \\ \mathcal{L}_{k} &= \mathrm{CE}(y, p_k) + \frac{1}{K-1}\sum_{l\ne k}"
+    r"D_{KL}(\mathrm{sg}[p_l] \,\|\, p_k) + \lambda\,[1 - D_k(G_k(x))]^2\end{aligned}",
     "born-again": r"\mathcal{L}(\theta_k) = (1-\alpha)\,\mathrm{CE}(y, q_k) + \alpha T^2\,"
     r"\mathrm{KL}\big(q^T_{k-1} \,\|\, q^T_k\big),\quad \bar p = \tfrac1G\textstyle\sum_k q_k",
     "deep-supervision": r"\mathcal{L} = \mathrm{CE}(y,q^C) + \sum_{i<C}\Big[(1-\alpha)\,"
@@ -53,6 +63,13 @@ EQ = {
 }
 CODE = {
     "mutual-learning": (modes.mutual_kl, modes.mutual_learning_parts, run_mutual_learning),
+    "online-features": (
+        online.discriminator_loss,
+        online.generator_loss,
+        online.frozen,
+        online.adversarial_parts,
+        run_online_features,
+    ),
     "born-again": (kd_loss, run_born_again),
     "deep-supervision": (modes.self_distillation_parts, modes.SelfDistillation),
     "ensemble": (modes.ensemble_soft_targets, modes.ensemble_kd_loss, modes.TeacherEnsemble),
@@ -82,70 +99,6 @@ def stored(queue, name: str):
     with none of the user's own, an offer to start one."""
     return lab_ui.stored_or_offer(queue, name, COST, f"ep_{name}", f"run_{name}", live=live)
 
-
-def show_mutual(res: dict) -> None:
-    cols = st.columns(len(res["peers"]))
-    for col, (i, (name, peer)) in zip(cols, enumerate(res["peers"].items()), strict=True):
-        alone = res["independent"][f"alone_{i + 1}"]["test_accuracy"]
-        delta = f"{100 * (peer['test_accuracy'] - alone):+.2f} points vs alone"
-        col.metric(f"{name} ({peer['arch']})", f"{100 * peer['test_accuracy']:.2f}%", delta)
-    ui.plot(mf.mutual_curves(res["history"], list(res["peers"])), key="mutual")
-
-
-def show_born_again(res: dict) -> None:
-    gens, probe = res["generations"], res["probe"]
-    alone = (res.get("independent") or {}).get("alone_long")
-    ui.plot(mf.generations_figure(gens, res.get("ensemble"), alone), key="gens")
-    img = ui.url_int("Stored test image", "img", 0, len(probe["labels"]) - 1, 0)
-    fig = mf.soft_targets_figure(gens, img, probe["labels"][img], probe["T"])
-    ui.plot(fig, key="soft")
-    st.dataframe([{"generation": g["name"], "accuracy %": round(100 * g["test_accuracy"], 2),
-                   f"entropy at T={probe['T']:g}": g["entropy"],
-                   "mass off the top class": g["dark_mass"]} for g in gens],
-                 hide_index=True)  # fmt: skip
-
-
-def show_exits(res: dict) -> None:
-    ui.plot(mf.exits_figure(res["exits"]), key="exits")
-    ui.plot(mf.accuracy_bars(res["models"], ["student_hard", "student_self"]), key="exit_acc")
-
-
-def show_ensemble(res: dict) -> None:
-    comp = res["comparison"]
-    st.dataframe([{"model": n, "parameters": c["params"], "accuracy %":
-                   round(100 * c["test_accuracy"], 2), "µs per prediction":
-                   c["us_per_prediction"]} for n, c in comp.items()], hide_index=True)  # fmt: skip
-    ui.plot(mf.comparison_figure(comp), key="comparison")
-    st.subheader("How often they agree")
-    ui.plot(mf.agreement_figure(res["agreement"]["models"], res["agreement"]["matrix"]),
-            key="agree")  # fmt: skip
-
-
-def show_teacher_free(res: dict) -> None:
-    names = ["student_hard", "student_ls", "student_tf", "student_kd", "teacher"]
-    ui.plot(mf.accuracy_bars(res["models"], names), key="tf_acc")
-    c = res["config"]
-    y = torch.tensor([3])
-    rows = {"uniform teacher (LS)": modes.uniform_teacher(y, 10, c["eps"])[0],
-            f"virtual teacher at T={c['T']:g}":
-                softmax_t(modes.virtual_teacher(y, 10, c["a"]).log(), c["T"])[0]}  # fmt: skip
-    st.dataframe([{"target for a 3": k, **{str(d): round(float(v[d]), 4) for d in range(10)}}
-                  for k, v in rows.items()], hide_index=True)  # fmt: skip
-
-
-def show_capacity(res: dict) -> None:
-    hard = res["models"].get("student_hard", {}).get("test_accuracy")
-    ui.plot(mf.capacity_figure(res["capacity"], res.get("chain"), hard), key="capacity")
-    ch = res["chain"]
-    cols = st.columns(3)
-    cols[0].metric(f"student from {ch['teacher']}", f"{100 * ch['student_direct_accuracy']:.2f}%")
-    cols[1].metric(f"assistant {ch['assistant']}", f"{100 * ch['assistant_accuracy']:.2f}%")
-    cols[2].metric("student via the assistant", f"{100 * ch['student_accuracy']:.2f}%")
-
-
-SHOW = {"mutual-learning": show_mutual, "born-again": show_born_again,
-        "deep-supervision": show_exits, "ensemble": show_ensemble,
-        "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip
 
 st.title("Training modes: who teaches whom")
 ui.prose(

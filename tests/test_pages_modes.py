@@ -89,6 +89,18 @@ def test_each_mode_shows_its_stored_run(store_path, results, mode):
         assert "via a mlp-10 assistant" in text
     elif mode == "deep-supervision":
         assert "exit after hidden1" in text
+    elif mode == "online-features":
+        errors = {k: m["test_errors"] for k, m in result["models"].items()}
+        assert at.metric[0].value == f"{errors['afd_1']} errors"
+        assert at.metric[0].delta.startswith(f"{errors['afd_1'] - errors['alone_1']:+d} vs alone")
+        bars = [t for t in charts[0]["data"] if t["type"] == "bar"]
+        assert [t["name"] for t in bars] == ["alone", "mutual learning", "+ L1 on features",
+                                             "+ AFD (adversarial)"]  # fmt: skip
+        assert bars[3]["y"] == [errors["afd_1"], errors["afd_2"]]
+        # the discriminators' scores per epoch, from the run's own history
+        last = result["settings"]["afd"]["peers"]["afd_1"]["history"][-1]["extra"]
+        lines = {t["name"]: t["y"] for t in charts[1]["data"] if t.get("name")}
+        assert lines["D of afd_2: its peer's features"][-1] == last["afd_2_peer"]
 
 
 def test_a_mutual_learning_run_in_flight_is_drawn_live(store_path, results):

@@ -136,9 +136,10 @@ def online_feature_step(
     weight: float = 1.0,
 ):
     """The trainer's step for a dict of peers (``discriminators`` keyed as the peers): each
-    peer's logits and embedding, deep mutual learning's CE + KL
-    (:func:`~kdcore.losses.modes.mutual_learning_parts`), then the features' term: AFD's
-    adversarial pair, the L1 baseline, or nothing (``align``: "adversarial", "l1", "none")."""
+    peer's logits and embedding, deep mutual learning's CE + KL to every other peer
+    (:func:`~kdcore.losses.modes.mutual_learning_parts`), then the features' term, from the
+    peer before it in the cycle: AFD's adversarial pair, the L1 baseline, or nothing
+    (``align``: "adversarial", "l1", "none"). With two peers both run both ways."""
     if align not in ALIGNMENTS:
         raise ValueError(f"unknown alignment {align!r}; choose one of {', '.join(ALIGNMENTS)}")
 

@@ -1,0 +1,106 @@
+"""The training-modes page's views of a stored run: one function per mode, from the run's
+result dict to the page's metrics, figures and tables (``SHOW``)."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from app import mode_figures as mf
+from app import ui
+from kdcore.losses import modes
+from kdcore.losses.kd import softmax_t
+
+
+def show_mutual(res: dict) -> None:
+    cols = st.columns(len(res["peers"]))
+    for col, (i, (name, peer)) in zip(cols, enumerate(res["peers"].items()), strict=True):
+        alone = res["independent"][f"alone_{i + 1}"]["test_accuracy"]
+        delta = f"{100 * (peer['test_accuracy'] - alone):+.2f} points vs alone"
+        col.metric(f"{name} ({peer['arch']})", f"{100 * peer['test_accuracy']:.2f}%", delta)
+    ui.plot(mf.mutual_curves(res["history"], list(res["peers"])), key="mutual")
+
+
+def show_born_again(res: dict) -> None:
+    gens, probe = res["generations"], res["probe"]
+    alone = (res.get("independent") or {}).get("alone_long")
+    ui.plot(mf.generations_figure(gens, res.get("ensemble"), alone), key="gens")
+    img = ui.url_int("Stored test image", "img", 0, len(probe["labels"]) - 1, 0)
+    fig = mf.soft_targets_figure(gens, img, probe["labels"][img], probe["T"])
+    ui.plot(fig, key="soft")
+    st.dataframe([{"generation": g["name"], "accuracy %": round(100 * g["test_accuracy"], 2),
+                   f"entropy at T={probe['T']:g}": g["entropy"],
+                   "mass off the top class": g["dark_mass"]} for g in gens],
+                 hide_index=True)  # fmt: skip
+
+
+def show_online_features(res: dict) -> None:
+    """Each network's test errors in the four settings, then how AFD's discriminators scored
+    the two networks' features as they trained."""
+    settings, peers = res["settings"], len(res["independent"])
+    afd = settings["afd"]["peers"]
+    cols = st.columns(peers)
+    for i, col in enumerate(cols, start=1):
+        own, alone = res["models"][f"afd_{i}"], res["models"][f"alone_{i}"]
+        mutual = res["models"][f"dml_{i}"]["test_errors"]
+        delta = f"{own['test_errors'] - alone['test_errors']:+d} vs alone, "
+        col.metric(f"network {i} with AFD ({own['arch']})", f"{own['test_errors']} errors",
+                   delta + f"{own['test_errors'] - mutual:+d} vs mutual learning",
+                   delta_color="inverse")  # fmt: skip
+    ui.plot(mf.online_errors_figure(res["models"], peers), key="online_errors")
+    st.subheader("Can the discriminators still tell the features apart?")
+    first = next(iter(afd.values()))["history"]
+    ui.plot(mf.discriminator_figure(first, list(afd)), key="online_disc")
+    last = first[-1]["extra"] if first else {}
+    gaps = [last.get(f"{n}_peer", 0) - last.get(f"{n}_own", 0) for n in afd]
+    st.caption(
+        "Each discriminator is trained to score its peer's features 1 and its own network's 0, "
+        "and each network to make its own score 1. After the last epoch the gap between the "
+        "two mean scores is "
+        + ", ".join(f"{g:.2f} ({n})" for n, g in zip(afd, gaps, strict=True))
+        + ": at 1 they are told apart every time, at 0 not at all."
+    )
+
+
+def show_exits(res: dict) -> None:
+    ui.plot(mf.exits_figure(res["exits"]), key="exits")
+    ui.plot(mf.accuracy_bars(res["models"], ["student_hard", "student_self"]), key="exit_acc")
+
+
+def show_ensemble(res: dict) -> None:
+    comp = res["comparison"]
+    st.dataframe([{"model": n, "parameters": c["params"], "accuracy %":
+                   round(100 * c["test_accuracy"], 2), "µs per prediction":
+                   c["us_per_prediction"]} for n, c in comp.items()], hide_index=True)  # fmt: skip
+    ui.plot(mf.comparison_figure(comp), key="comparison")
+    st.subheader("How often they agree")
+    ui.plot(mf.agreement_figure(res["agreement"]["models"], res["agreement"]["matrix"]),
+            key="agree")  # fmt: skip
+
+
+def show_teacher_free(res: dict) -> None:
+    names = ["student_hard", "student_ls", "student_tf", "student_kd", "teacher"]
+    ui.plot(mf.accuracy_bars(res["models"], names), key="tf_acc")
+    c = res["config"]
+    y = torch.tensor([3])
+    rows = {"uniform teacher (LS)": modes.uniform_teacher(y, 10, c["eps"])[0],
+            f"virtual teacher at T={c['T']:g}":
+                softmax_t(modes.virtual_teacher(y, 10, c["a"]).log(), c["T"])[0]}  # fmt: skip
+    st.dataframe([{"target for a 3": k, **{str(d): round(float(v[d]), 4) for d in range(10)}}
+                  for k, v in rows.items()], hide_index=True)  # fmt: skip
+
+
+def show_capacity(res: dict) -> None:
+    hard = res["models"].get("student_hard", {}).get("test_accuracy")
+    ui.plot(mf.capacity_figure(res["capacity"], res.get("chain"), hard), key="capacity")
+    ch = res["chain"]
+    cols = st.columns(3)
+    cols[0].metric(f"student from {ch['teacher']}", f"{100 * ch['student_direct_accuracy']:.2f}%")
+    cols[1].metric(f"assistant {ch['assistant']}", f"{100 * ch['assistant_accuracy']:.2f}%")
+    cols[2].metric("student via the assistant", f"{100 * ch['student_accuracy']:.2f}%")
+
+
+SHOW = {"mutual-learning": show_mutual, "online-features": show_online_features,
+        "born-again": show_born_again,
+        "deep-supervision": show_exits, "ensemble": show_ensemble,
+        "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip
