@@ -217,7 +217,8 @@ MAP: tuple[MapCell, ...] = (
         "Feature",
         "Online",
         "features shared while both nets train",
-        "online feature distillation",
+        "online adversarial feature distillation, AFD (Chung 2020)",
+        (_mode("online-features", "Features, online (AFD)"),),
     ),
     MapCell(
         "Feature",
