@@ -239,7 +239,8 @@ MAP: tuple[MapCell, ...] = (
         "Relation",
         "Self",
         "a model's own similarity structure",
-        "self relational distillation",
+        "class-wise self-KD, CS-KD (Yun 2020): two images of a class made alike in its eyes",
+        (_mode("class-wise", "Class-wise self-KD"),),
     ),
 )
 

@@ -295,3 +295,27 @@ def discriminator_figure(history: list[dict], networks: list[str]) -> go.Figure:
     fig.add_hline(y=0.5, line=dict(color="#adb5bd", dash="dot"))
     fig.update_xaxes(**epoch_ticks(max((r["epoch"] for r in history), default=0)))
     return fig
+
+
+CLASS_WISE_PANELS = (("intra_class_kl", "two images of a class<br>seen apart (KL, nats)"),
+                     ("ece", "calibration error<br>(ECE)"),
+                     ("confidence", "mean confidence"))  # fmt: skip
+
+
+def class_wise_figure(history: dict[str, list[dict]], names: dict[str, str]) -> go.Figure:
+    """Per epoch on the test set, for each model (``names``: model -> legend label): how
+    differently it sees two test images of one class, its calibration error and its mean
+    confidence, from each record's ``extra``."""
+    fig = subplots(1, len(CLASS_WISE_PANELS), subplot_titles=[t for _, t in CLASS_WISE_PANELS])
+    for i, (model, label) in enumerate(names.items()):
+        rec = history.get(model, [])
+        for col, (key, _) in enumerate(CLASS_WISE_PANELS, start=1):
+            points = [(r["epoch"], r.get("extra", {}).get(key)) for r in rec]
+            points = [(e, v) for e, v in points if v is not None]
+            fig.add_scatter(x=[e for e, _ in points], y=[v for _, v in points],
+                            mode="lines+markers", name=label, legendgroup=model,
+                            showlegend=col == 1, line=dict(color=PALETTE[i % len(PALETTE)]),
+                            row=1, col=col)  # fmt: skip
+    last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(last))
+    return _fig(fig, height=360, legend=LEGEND_BELOW)

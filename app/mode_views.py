@@ -62,6 +62,28 @@ def show_online_features(res: dict) -> None:
     )
 
 
+def show_class_wise(res: dict) -> None:
+    """Both students' test errors, then per epoch what CS-KD is meant to change."""
+    models, names = res["models"], {"student_hard": "hard labels", "student_cskd": "CS-KD"}
+    hard, cskd = models["student_hard"]["test_errors"], models["student_cskd"]["test_errors"]
+    cols = st.columns(2)
+    cols[0].metric(f"hard labels ({models['student_hard']['arch']})", f"{hard} errors")
+    cols[1].metric("CS-KD, the same net from the same start", f"{cskd} errors",
+                   f"{cskd - hard:+d} vs hard labels", delta_color="inverse")  # fmt: skip
+    ui.plot(mf.class_wise_figure(res["history"], names), key="class_wise")
+    last = {n: res["history"][n][-1]["extra"] for n in names if res["history"].get(n)}
+    if len(last) == 2:
+        h, c = last["student_hard"], last["student_cskd"]
+        st.caption(
+            "After the last epoch: two test images of one class differ by "
+            f"{h['intra_class_kl']:.4f} nats (KL at T = {res['config']['T']:g}, "
+            f"{res['config']['pairs']:,} fixed pairs) "
+            f"under hard labels and {c['intra_class_kl']:.4f} with CS-KD; calibration error "
+            f"{h['ece']:.4f} and {c['ece']:.4f}; mean confidence {h['confidence']:.4f} and "
+            f"{c['confidence']:.4f}."
+        )
+
+
 def show_exits(res: dict) -> None:
     ui.plot(mf.exits_figure(res["exits"]), key="exits")
     ui.plot(mf.accuracy_bars(res["models"], ["student_hard", "student_self"]), key="exit_acc")
@@ -101,6 +123,6 @@ def show_capacity(res: dict) -> None:
 
 
 SHOW = {"mutual-learning": show_mutual, "online-features": show_online_features,
-        "born-again": show_born_again,
+        "born-again": show_born_again, "class-wise": show_class_wise,
         "deep-supervision": show_exits, "ensemble": show_ensemble,
         "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip

@@ -5,14 +5,20 @@ import streamlit as st
 from app import lab_ui, ui
 from app import mode_figures as mf
 from app.mode_views import SHOW
-from kdcore.losses import modes
+from kdcore.losses import class_wise, modes
 from kdcore.losses import online_features as online
 from kdcore.losses.kd import kd_loss
 from kdcore.presets import PRESETS
-from kdcore.presets_modes import run_born_again, run_mutual_learning, run_online_features
+from kdcore.presets_modes import (
+    run_born_again,
+    run_class_wise,
+    run_mutual_learning,
+    run_online_features,
+)
 
 VIEWS = {"mutual-learning": "Mutual learning (online)",
          "online-features": "Features, online (AFD)", "born-again": "Born-again (self)",
+         "class-wise": "Class-wise (self)",
          "deep-supervision": "Own exits (self)", "ensemble": "Several teachers",
          "teacher-free": "Virtual teachers", "teacher-assistant": "Capacity gap"}  # fmt: skip
 WHAT = {
@@ -25,6 +31,11 @@ WHAT = {
     "**discriminator** that learns to tell the peer's features from its own, and the network "
     "learns to fool it, so its features come to be distributed like the peer's. Below, the "
     "same pair trained four ways from the same start, and the discriminators losing the game.",
+    "class-wise": "No teacher and no copy: a network's prediction on an image is pulled towards "
+    "**its own prediction on another image of the same class**, taken as a fixed target (Yun "
+    "et al. 2020). What it learns to keep consistent is its view of the wrong classes: a 3 and "
+    "another 3 should look alike, 8-ish or 5-ish, to the network itself. It is meant to make "
+    "predictions less overconfident and images of one class less different in its eyes.",
     "born-again": "A network teaches **a fresh copy of itself**: generation k is taught by "
     "generation k − 1, same architecture. It transfers the teacher's soft targets only, no "
     "extra capacity, and still helped on CIFAR-100; averaging the generations adds an ensemble.",
@@ -49,6 +60,9 @@ EQ = {
     "online-features": r"\begin{aligned}\mathcal{L}_{D_k} &= [1 - D_k(G_{k-1}(x))]^2 + "
     r"[D_k(G_k(x))]^2 \\ \mathcal{L}_{k} &= \mathrm{CE}(y, p_k) + \frac{1}{K-1}\sum_{l\ne k}"
     r"D_{KL}(\mathrm{sg}[p_l] \,\|\, p_k) + \lambda\,[1 - D_k(G_k(x))]^2\end{aligned}",
+    "class-wise": r"\mathcal{L} = \mathrm{CE}(x, y; \theta) + \lambda\,T^2\,"
+    r"\mathrm{KL}\big(P(y \mid x'; \tilde\theta, T) \,\|\, P(y \mid x; \theta, T)\big),"
+    r"\quad y(x') = y(x)",
     "born-again": r"\mathcal{L}(\theta_k) = (1-\alpha)\,\mathrm{CE}(y, q_k) + \alpha T^2\,"
     r"\mathrm{KL}\big(q^T_{k-1} \,\|\, q^T_k\big),\quad \bar p = \tfrac1G\textstyle\sum_k q_k",
     "deep-supervision": r"\mathcal{L} = \mathrm{CE}(y,q^C) + \sum_{i<C}\Big[(1-\alpha)\,"
@@ -71,6 +85,12 @@ CODE = {
         run_online_features,
     ),
     "born-again": (kd_loss, run_born_again),
+    "class-wise": (
+        class_wise.class_wise_loss,
+        class_wise.PartnerSampler.__call__,
+        class_wise.class_wise_step,
+        run_class_wise,
+    ),
     "deep-supervision": (modes.self_distillation_parts, modes.SelfDistillation),
     "ensemble": (modes.ensemble_soft_targets, modes.ensemble_kd_loss, modes.TeacherEnsemble),
     "teacher-free": (modes.uniform_teacher, modes.virtual_teacher, modes.teacher_free_loss),

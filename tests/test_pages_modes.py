@@ -89,6 +89,15 @@ def test_each_mode_shows_its_stored_run(store_path, results, mode):
         assert "via a mlp-10 assistant" in text
     elif mode == "deep-supervision":
         assert "exit after hidden1" in text
+    elif mode == "class-wise":
+        errors = {k: m["test_errors"] for k, m in result["models"].items()}
+        assert at.metric[1].value == f"{errors['student_cskd']} errors"
+        lines = [t for t in charts[0]["data"] if t.get("legendgroup") == "student_cskd"]
+        assert len(lines) == 3  # intra-class KL, ECE, confidence
+        extra = result["history"]["student_cskd"][-1]["extra"]
+        assert [t["y"][-1] for t in lines] == [extra["intra_class_kl"], extra["ece"],
+                                               extra["confidence"]]  # fmt: skip
+        assert any("two test images of one class differ by" in c.value for c in at.caption)
     elif mode == "online-features":
         errors = {k: m["test_errors"] for k, m in result["models"].items()}
         assert at.metric[0].value == f"{errors['afd_1']} errors"
