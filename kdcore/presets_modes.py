@@ -43,6 +43,8 @@ from .models import KDModel, build_model
 from .runner import (
     LONG_NOTE,
     LONG_PROFILE,
+    TEST_ERRORS,
+    Measure,
     Preset,
     RunContext,
     Trained,
@@ -429,6 +431,29 @@ def same_class_pairs(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.stack([first, sampler(first, labels.cpu()[first])], 1).to(labels.device)
 
 
+def last_epoch(key: str):
+    """A seed study's extractor: each model's ``key`` of its last epoch's record (``extra``)."""
+
+    def extract(result: dict) -> dict[str, float]:
+        return {m: h[-1]["extra"][key] for m, h in (result.get("history") or {}).items()
+                if h and key in h[-1].get("extra", {})}  # fmt: skip
+
+    return extract
+
+
+# what CS-KD is meant to change, kept at every seed of its study beside the test errors
+CLASS_WISE_MEASURES = (
+    TEST_ERRORS,
+    Measure("intra_class_kl", "KL between two test images of a class (nats, T = 4)",
+            better="two images of a class seen more alike", digits=4,
+            extract=last_epoch("intra_class_kl")),
+    Measure("ece", "calibration error (ECE)", better="a lower calibration error", digits=4,
+            extract=last_epoch("ece")),
+    Measure("confidence", "mean confidence on the test set", better="less confident",
+            digits=4, extract=last_epoch("confidence")),
+)  # fmt: skip
+
+
 def run_class_wise(cfg: ClassWiseConfig, ctx: RunContext) -> dict:
     """The same net from the same initial weights and data order, on hard labels and with
     CS-KD; every epoch, for both, how differently it sees two test images of one class (the
@@ -789,6 +814,7 @@ PRESETS_HERE: dict[str, Preset] = {
             "forward pass without gradient (in training mode, as their code). T = 4 and λ = 1 "
             "are their code's. Its tables are not quoted: we could not check them here.",
             seed_pairs={"student_cskd": "student_hard"},
+            seed_measures=CLASS_WISE_MEASURES,
         ),
         _preset(
             "ensemble",
