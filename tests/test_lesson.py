@@ -17,15 +17,20 @@ ROUTER = str(ROOT / "app" / "streamlit_app.py")
 
 
 def page_code(slug: str) -> str:
-    """The page's source and the shared controls it draws (the example picker, the lab's)."""
+    """The page's source and the app modules it imports (its views, the shared controls it
+    draws: the example picker, the lab's), with the custom controls that read their own keys."""
     info = page(slug)
     text = info.path.read_text()
-    if "pick_example" in text:
-        text += (ROOT / "app" / "ui.py").read_text()
+    names = set(re.findall(r"^from app\.(\w+) import", text, re.M))
+    for group in re.findall(r"^from app import ([\w, ]+)", text, re.M):
+        names |= {n.strip() for n in group.split(",")}
+    if "pick_example" not in text:  # the shared helpers name every key: only their picker
+        names.discard("ui")
+    for name in sorted(names):
+        if (ROOT / "app" / f"{name}.py").is_file():
+            text += (ROOT / "app" / f"{name}.py").read_text()
     if "app.components" in text:  # a custom control that reads its own URL key
         text += "".join(f.read_text() for f in sorted((ROOT / "app" / "components").glob("*.py")))
-    if "lab_ui" in text:
-        text += (ROOT / "app" / "lab_ui.py").read_text()
     return text
 
 
