@@ -234,7 +234,13 @@ MAP: tuple[MapCell, ...] = (
         "RKD (Park 2019), CRD (Tian 2020)",
         (MapLink("relations"),),
     ),
-    MapCell("Relation", "Online", "relations agreed between peers", "collaborative relation KD"),
+    MapCell(
+        "Relation",
+        "Online",
+        "relations agreed between peers",
+        "mutual contrastive learning, MCL (Yang 2022)",
+        (_mode("mutual-contrastive", "Relations, online (MCL)"),),
+    ),
     MapCell(
         "Relation",
         "Self",

@@ -265,12 +265,15 @@ ONLINE_SETTINGS = {"alone": "alone", "dml": "mutual learning", "l1": "+ L1 on fe
                    "afd": "+ AFD (adversarial)"}  # fmt: skip
 
 
-def online_errors_figure(models: dict[str, dict], peers: int) -> go.Figure:
-    """Test errors of each network (a group of bars) trained alone, with mutual learning, with
-    the L1 pull between embeddings and with AFD's discriminators: ``<setting>_<i>`` models."""
+def online_errors_figure(
+    models: dict[str, dict], peers: int, settings: dict[str, str] = ONLINE_SETTINGS
+) -> go.Figure:
+    """Test errors of each network (a group of bars) in each of ``settings`` (the models'
+    name prefix -> legend label): ``<setting>_<i>`` models, by default trained alone, with
+    mutual learning, with the L1 pull between embeddings and with AFD's discriminators."""
     fig = _fig(height=320, yaxis_title="test errors", barmode="group", legend=LEGEND_BELOW)
     groups = [f"network {i}" for i in range(1, peers + 1)]
-    for j, (key, label) in enumerate(ONLINE_SETTINGS.items()):
+    for j, (key, label) in enumerate(settings.items()):
         errs = [models.get(f"{key}_{i}", {}).get("test_errors") for i in range(1, peers + 1)]
         fig.add_bar(x=groups, y=errs, name=label, text=errs, textposition="outside",
                     marker_color=PALETTE[j % len(PALETTE)])  # fmt: skip
@@ -319,3 +322,27 @@ def class_wise_figure(history: dict[str, list[dict]], names: dict[str, str]) -> 
     last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
     fig.update_xaxes(title_text="epoch", **epoch_ticks(last))
     return _fig(fig, height=360, legend=LEGEND_BELOW)
+
+
+CONTRASTIVE_SETTINGS = {"alone": "alone", "dml": "mutual learning (predictions)",
+                        "mcl": "MCL (relations)"}  # fmt: skip
+
+
+def relation_gap_figure(history: dict[str, list[dict]], alone_gap: float | None) -> go.Figure:
+    """Per epoch, how differently the two networks of a pair relate the same test images (the
+    mean |difference| of their cosine-similarity matrices), for each setting's first network's
+    records (``history``: setting label -> records); the pair trained alone as a line."""
+    fig = _fig(height=320, xaxis_title="epoch", yaxis_title="relation gap", legend=LEGEND_BELOW)
+    for i, (label, rec) in enumerate(history.items()):
+        points = [(r["epoch"], r.get("extra", {}).get("relation_gap")) for r in rec]
+        points = [(e, v) for e, v in points if v is not None]
+        fig.add_scatter(x=[e for e, _ in points], y=[v for _, v in points], mode="lines+markers",
+                        name=label, line=dict(color=PALETTE[(i + 1) % len(PALETTE)]))  # fmt: skip
+    if alone_gap is not None:
+        fig.add_hline(y=alone_gap, line=dict(color=PALETTE[0], dash="dash"),
+                      annotation_text="the pair trained alone",
+                      annotation_position="top left")  # fmt: skip
+    last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
+    fig.update_xaxes(**epoch_ticks(last))
+    fig.update_yaxes(rangemode="tozero")
+    return fig

@@ -84,6 +84,32 @@ def show_class_wise(res: dict) -> None:
         )
 
 
+def show_mutual_contrastive(res: dict) -> None:
+    """Each network's test errors alone, with mutual learning and with MCL, then how alike the
+    two networks of each pair relate the same test images as they train."""
+    models, peers = res["models"], len(res["independent"])
+    cols = st.columns(peers)
+    for i, col in enumerate(cols, start=1):
+        own, alone = models[f"mcl_{i}"]["test_errors"], models[f"alone_{i}"]["test_errors"]
+        mutual = models[f"dml_{i}"]["test_errors"]
+        col.metric(f"network {i} with MCL ({models[f'mcl_{i}']['arch']})", f"{own} errors",
+                   f"{own - alone:+d} vs alone, {own - mutual:+d} vs mutual learning",
+                   delta_color="inverse")  # fmt: skip
+    ui.plot(mf.online_errors_figure(models, peers, mf.CONTRASTIVE_SETTINGS), key="mcl_errors")
+    st.subheader("Do the two networks relate the images alike?")
+    labels = {"mcl": mf.CONTRASTIVE_SETTINGS["mcl"], "dml": mf.CONTRASTIVE_SETTINGS["dml"]}
+    history = {labels[k]: s["peers"][f"{k}_1"]["history"] for k, s in res["settings"].items()}
+    alone_gap = res.get("alone_relation_gap")
+    ui.plot(mf.relation_gap_figure(history, alone_gap), key="mcl_gap")
+    last = {k: h[-1]["extra"]["relation_gap"] for k, h in history.items() if h}
+    said = ", ".join(f"{v:.4f} with {k}" for k, v in last.items())
+    st.caption(
+        f"The mean |difference| between the two networks' cosine similarities of the same "
+        f"{res['config']['probe']} test images, over their last hidden layers, after the last "
+        f"epoch: {said}" + (f", {alone_gap:.4f} for the pair trained alone." if alone_gap else ".")
+    )
+
+
 def show_exits(res: dict) -> None:
     ui.plot(mf.exits_figure(res["exits"]), key="exits")
     ui.plot(mf.accuracy_bars(res["models"], ["student_hard", "student_self"]), key="exit_acc")
@@ -123,6 +149,7 @@ def show_capacity(res: dict) -> None:
 
 
 SHOW = {"mutual-learning": show_mutual, "online-features": show_online_features,
+        "mutual-contrastive": show_mutual_contrastive,
         "born-again": show_born_again, "class-wise": show_class_wise,
         "deep-supervision": show_exits, "ensemble": show_ensemble,
         "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip

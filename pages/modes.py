@@ -6,18 +6,21 @@ from app import lab_ui, ui
 from app import mode_figures as mf
 from app.mode_views import SHOW
 from kdcore.losses import class_wise, modes
+from kdcore.losses import mutual_contrastive as contrastive
 from kdcore.losses import online_features as online
 from kdcore.losses.kd import kd_loss
 from kdcore.presets import PRESETS
 from kdcore.presets_modes import (
     run_born_again,
     run_class_wise,
+    run_mutual_contrastive,
     run_mutual_learning,
     run_online_features,
 )
 
 VIEWS = {"mutual-learning": "Mutual learning (online)",
-         "online-features": "Features, online (AFD)", "born-again": "Born-again (self)",
+         "online-features": "Features, online (AFD)",
+         "mutual-contrastive": "Relations, online (MCL)", "born-again": "Born-again (self)",
          "class-wise": "Class-wise (self)",
          "deep-supervision": "Own exits (self)", "ensemble": "Several teachers",
          "teacher-free": "Virtual teachers", "teacher-assistant": "Capacity gap"}  # fmt: skip
@@ -31,6 +34,12 @@ WHAT = {
     "**discriminator** that learns to tell the peer's features from its own, and the network "
     "learns to fool it, so its features come to be distributed like the peer's. Below, the "
     "same pair trained four ways from the same start, and the discriminators losing the game.",
+    "mutual-contrastive": "Peers can also agree on **relations**: which images of a batch are "
+    "close to which. In MCL (Yang et al. 2022) each network embeds the batch, and its "
+    "similarities, softened, become a distribution per image; each network learns the other's "
+    "distributions, and contrasts its own embeddings against the other's (same class close, "
+    "others apart). Below, the pair with MCL, with mutual learning and alone, and how alike the "
+    "two networks of each pair come to relate the same test images.",
     "class-wise": "No teacher and no copy: a network's prediction on an image is pulled towards "
     "**its own prediction on another image of the same class**, taken as a fixed target (Yun "
     "et al. 2020). What it learns to keep consistent is its view of the wrong classes: a 3 and "
@@ -60,6 +69,10 @@ EQ = {
     "online-features": r"\begin{aligned}\mathcal{L}_{D_k} &= [1 - D_k(G_{k-1}(x))]^2 + "
     r"[D_k(G_k(x))]^2 \\ \mathcal{L}_{k} &= \mathrm{CE}(y, p_k) + \frac{1}{K-1}\sum_{l\ne k}"
     r"D_{KL}(\mathrm{sg}[p_l] \,\|\, p_k) + \lambda\,[1 - D_k(G_k(x))]^2\end{aligned}",
+    "mutual-contrastive": r"\mathcal{L}_i = \mathrm{CE}_i + 0.1\,(\mathcal{L}^{VCL}_i + "
+    r"\mathcal{L}^{ICL}_{i\to j}) + T^2\,\mathrm{KL}\big(\sigma(\tfrac{e_j e_j^\top}{\tau T})"
+    r" \,\|\, \sigma(\tfrac{e_i e_i^\top}{\tau T})\big) + T^2\,\mathrm{KL}\big("
+    r"\sigma(\tfrac{e_j e_i^\top}{\tau T}) \,\|\, \sigma(\tfrac{e_i e_j^\top}{\tau T})\big)",
     "class-wise": r"\mathcal{L} = \mathrm{CE}(x, y; \theta) + \lambda\,T^2\,"
     r"\mathrm{KL}\big(P(y \mid x'; \tilde\theta, T) \,\|\, P(y \mid x; \theta, T)\big),"
     r"\quad y(x') = y(x)",
@@ -85,6 +98,12 @@ CODE = {
         run_online_features,
     ),
     "born-again": (kd_loss, run_born_again),
+    "mutual-contrastive": (
+        contrastive.sup_contrastive,
+        contrastive.similarity_kl,
+        contrastive.mcl_parts,
+        run_mutual_contrastive,
+    ),
     "class-wise": (
         class_wise.class_wise_loss,
         class_wise.PartnerSampler.__call__,

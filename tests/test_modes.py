@@ -40,8 +40,9 @@ from tests.tiny_mnist import write_tiny_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-MODE_PRESETS = ("mutual-learning", "online-features", "born-again", "class-wise",
-                "deep-supervision", "ensemble", "teacher-free", "teacher-assistant")  # fmt: skip
+MODE_PRESETS = ("mutual-learning", "online-features", "mutual-contrastive", "born-again",
+                "class-wise", "deep-supervision", "ensemble", "teacher-free",
+                "teacher-assistant")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +273,7 @@ TINY_OVERRIDES = {
     "mutual-learning": {"peers": ("mlp-30", "mlp-10")},
     "online-features": {"peers": ("mlp-10", "mlp-10")},
     "class-wise": {"student": "mlp-10", "pairs": 50},
+    "mutual-contrastive": {"peers": ("mlp-10", "mlp-10"), "probe": 32, "embed_dim": 8},
     "born-again": {"student": "mlp-30", "generations": 3, "images": 4},
     "deep-supervision": {"student": "mlp-30"},
     "ensemble": {"teachers": ("mlp-30", "mlp-30"), "student": "mlp-10"},

@@ -89,6 +89,18 @@ def test_each_mode_shows_its_stored_run(store_path, results, mode):
         assert "via a mlp-10 assistant" in text
     elif mode == "deep-supervision":
         assert "exit after hidden1" in text
+    elif mode == "mutual-contrastive":
+        errors = {k: m["test_errors"] for k, m in result["models"].items()}
+        assert at.metric[0].value == f"{errors['mcl_1']} errors"
+        bars = [t for t in charts[0]["data"] if t["type"] == "bar"]
+        assert [t["name"] for t in bars] == ["alone", "mutual learning (predictions)",
+                                             "MCL (relations)"]  # fmt: skip
+        assert bars[2]["y"] == [errors["mcl_1"], errors["mcl_2"]]
+        gaps = {t["name"]: t["y"] for t in charts[1]["data"]}
+        last = result["settings"]["mcl"]["peers"]["mcl_1"]["history"][-1]["extra"]
+        assert gaps["MCL (relations)"][-1] == last["relation_gap"]
+        assert any(f"{result['alone_relation_gap']:.4f} for the pair trained alone" in c.value
+                   for c in at.caption)  # fmt: skip
     elif mode == "class-wise":
         errors = {k: m["test_errors"] for k, m in result["models"].items()}
         assert at.metric[1].value == f"{errors['student_cskd']} errors"

@@ -26,8 +26,8 @@ from tests.apptest import PAGES, run_page
 
 TIMEOUT = 180  # the first run of a page loads MNIST, the demo models or the LM teacher
 SHIPPED = "Shown: the run shipped with the app"
-MODES = ("mutual-learning", "online-features", "born-again", "class-wise", "deep-supervision",
-         "ensemble", "teacher-free", "teacher-assistant")  # fmt: skip
+MODES = ("mutual-learning", "online-features", "mutual-contrastive", "born-again", "class-wise",
+         "deep-supervision", "ensemble", "teacher-free", "teacher-assistant")  # fmt: skip
 # (page file, URL parameters, the preset the section shows)
 VIEWS = [
     ("dkd.py", {}, "dkd-mnist"),
@@ -240,7 +240,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 12 and {"dkd-mnist", "teacher-assistant"} <= set(long)
+    assert len(long) == 13 and {"dkd-mnist", "teacher-assistant"} <= set(long)
     for name in long:
         assert asdict(resolve(name, profile="long")) == asdict(resolve(name, epochs=16)), name
         assert shipped_profile(PRESETS[name]) == "long"
