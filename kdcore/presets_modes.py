@@ -295,6 +295,27 @@ class MutualContrastiveConfig(ModeConfig):
     probe: int = param(256, "Test images whose relations are compared every epoch", 8, 10000)
 
 
+def pair_relation_gaps(result: dict) -> dict[str, float]:
+    """A seed study's extractor: each pair's relation gap after its last epoch, by setting."""
+    out = {}
+    for key, setting in (result.get("settings") or {}).items():
+        history = setting["peers"][f"{key}_1"]["history"]
+        if history:
+            out[key] = history[-1]["extra"]["relation_gap"]
+    if "alone_relation_gap" in result:
+        out["alone"] = result["alone_relation_gap"]
+    return out
+
+
+RELATION_GAP = Measure(
+    "relation_gap",
+    "how differently the pair relates 256 test images",
+    better="a smaller relation gap",
+    digits=4,
+    extract=pair_relation_gaps,
+)
+
+
 def run_mutual_contrastive(cfg: MutualContrastiveConfig, ctx: RunContext) -> dict:
     """The same pair of peers from the same initial weights and data order, trained with MCL
     (cross-entropy and the four contrastive terms on embedding heads) and with deep mutual
@@ -837,6 +858,7 @@ PRESETS_HERE: dict[str, Preset] = {
             "distributions keep each image's similarity to itself, as here. Its tables are not "
             "quoted: we could not check them here.",
             seed_pairs={f"{k}_{i}": f"alone_{i}" for k in ("mcl", "dml") for i in (1, 2)},
+            seed_measures=(TEST_ERRORS, RELATION_GAP),
         ),
         _preset(
             "born-again",
