@@ -142,9 +142,10 @@ def stored(queue, name: str):
 st.title("Training modes: who teaches whom")
 ui.prose(
     "Offline KD trains a teacher first and then freezes it. The teacher can also learn **with** "
-    "the student (online), **be** the student (self), be **several** models, a **hand-made** "
-    "distribution, or hand over to an **assistant**. Each view below is a real run of a preset "
-    "on MNIST, beside the same networks trained alone at the same budget."
+    "the student (online: peers passing predictions, features or relations), **be** the student "
+    "(self: a later generation, another image of the class, a deeper exit), be **several** "
+    "models, a **hand-made** distribution, or hand over to an **assistant**. Each view below is "
+    "a real run of a preset on MNIST, beside the same networks trained alone at the same budget."
 )
 # No format_func: the URL keeps the option's label, and ?mode=born-again reads well in a link.
 mode = ui.url_choice("Mode", list(VIEWS), key="mode", default="mutual-learning")
