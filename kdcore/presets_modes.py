@@ -107,6 +107,31 @@ def _entry(ctx: RunContext, name: str) -> dict:
     return {"arch": m["arch"], "test_accuracy": m["test_accuracy"], "history": ctx.history[name]}
 
 
+def _fresh_peers(names: list[str], cfg: ModeConfig, data: Dataset, device) -> dict[str, KDModel]:
+    """Newly initialised peers ``names`` of the architectures ``cfg.peers``, peer i from seed
+    ``cfg.seed + i``: every setting of a run starts its pair from the same weights."""
+    return {n: _fresh(a, data, cfg.seed + i, device)
+            for i, (n, a) in enumerate(zip(names, cfg.peers, strict=True))}  # fmt: skip
+
+
+def _peers_done(ctx: RunContext, data: Dataset, peers: dict[str, KDModel], archs: tuple[str, ...],
+                seconds: float, **info) -> dict[str, dict]:  # fmt: skip
+    """File each trained peer (its summary, its model for saving) and return their entries."""
+    for (name, m), arch in zip(peers.items(), archs, strict=True):
+        m.eval()
+        ctx.done(name, model_summary(m, data, seconds, role="peer", arch=arch, **info),
+                 Trained(arch, m, data.num_classes, data.image_shape, "peer"))  # fmt: skip
+    return {n: _entry(ctx, n) for n in peers}
+
+
+def _alone_each(ctx: RunContext, data: Dataset, cfg: ModeConfig, t_cfg: TrainConfig):
+    """Each peer's architecture trained alone from that peer's initial weights (``alone_<i>``):
+    the independent baselines of a run of peers; returns the models and their entries."""
+    models = [_alone(ctx, data, _fresh(arch, data, cfg.seed + i, ctx.device), arch, t_cfg,
+                     f"alone_{i + 1}") for i, arch in enumerate(cfg.peers)]  # fmt: skip
+    return models, {f"alone_{i + 1}": _entry(ctx, f"alone_{i + 1}") for i in range(len(models))}
+
+
 @torch.no_grad()
 def seconds_per_prediction(model: torch.nn.Module, x: torch.Tensor, repeat: int = 3) -> float:
     """Wall time of one prediction, the fastest of ``repeat`` passes over ``x`` in batches of
@@ -149,8 +174,7 @@ def run_mutual_learning(cfg: MutualConfig, ctx: RunContext) -> dict:
     data = run_data(cfg, ctx)
     names = [f"peer_{i + 1}" for i in range(len(cfg.peers))]
     ctx.count = 2 * len(names)
-    peers = {n: _fresh(a, data, cfg.seed + i, ctx.device)
-             for i, (n, a) in enumerate(zip(names, cfg.peers, strict=True))}  # fmt: skip
+    peers = _fresh_peers(names, cfg, data, ctx.device)
     t_cfg = _train_cfg(cfg)
 
     def epoch_extra() -> dict:
@@ -162,19 +186,11 @@ def run_mutual_learning(cfg: MutualConfig, ctx: RunContext) -> dict:
         lambda cbs: fit(peers, data, t_cfg, mutual_step(cfg.T), callbacks=cbs, cancel=ctx.cancel,
                         epoch_extra=epoch_extra),
     )  # fmt: skip
-    for name, arch in zip(names, cfg.peers, strict=True):
-        m = peers[name].eval()
-        info = {"role": "peer", "arch": arch, "method": "mutual-learning", "T": cfg.T}
-        ctx.done(name, model_summary(m, data, result.seconds, **info),
-                 Trained(arch, m, data.num_classes, data.image_shape, "peer"))  # fmt: skip
-    for i, arch in enumerate(cfg.peers):
-        model = _fresh(arch, data, cfg.seed + i, ctx.device)  # the peer's own initial weights
-        _alone(ctx, data, model, arch, t_cfg, f"alone_{i + 1}")
-    return finish(
-        PRESETS_HERE["mutual-learning"], cfg, ctx, t0,
-        peers={n: _entry(ctx, n) for n in names},
-        independent={f"alone_{i + 1}": _entry(ctx, f"alone_{i + 1}") for i in range(len(names))},
-    )  # fmt: skip
+    entries = _peers_done(ctx, data, peers, cfg.peers, result.seconds,
+                          method="mutual-learning", T=cfg.T)  # fmt: skip
+    _, independent = _alone_each(ctx, data, cfg, t_cfg)
+    return finish(PRESETS_HERE["mutual-learning"], cfg, ctx, t0, peers=entries,
+                  independent=independent)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- online features
@@ -229,8 +245,7 @@ def run_online_features(cfg: OnlineFeaturesConfig, ctx: RunContext) -> dict:
     settings: dict[str, dict] = {}
     for key, align in ALIGN_SETTINGS:
         names = [f"{key}_{i + 1}" for i in range(len(cfg.peers))]
-        peers = {n: _fresh(a, data, cfg.seed + i, ctx.device)
-                 for i, (n, a) in enumerate(zip(names, cfg.peers, strict=True))}  # fmt: skip
+        peers = _fresh_peers(names, cfg, data, ctx.device)
         width = embedding_width(cfg.peers[0])
         seed_everything(cfg.seed + 100)  # the discriminators' own initial weights
         discs = {n: FeatureDiscriminator(width, cfg.disc_hidden).to(ctx.device)
@@ -265,20 +280,12 @@ def run_online_features(cfg: OnlineFeaturesConfig, ctx: RunContext) -> dict:
             )
 
         result = ctx.train(key, train)
-        for name, arch in zip(names, cfg.peers, strict=True):
-            m = peers[name].eval()
-            info = {"role": "peer", "arch": arch, "method": f"online-{align}", "T": cfg.T}
-            ctx.done(name, model_summary(m, data, result.seconds, **info),
-                     Trained(arch, m, data.num_classes, data.image_shape, "peer"))  # fmt: skip
-        settings[key] = {"align": align, "peers": {n: _entry(ctx, n) for n in names}}
-    for i, arch in enumerate(cfg.peers):
-        model = _fresh(arch, data, cfg.seed + i, ctx.device)  # the peers' own initial weights
-        _alone(ctx, data, model, arch, t_cfg, f"alone_{i + 1}")
-    return finish(
-        PRESETS_HERE["online-features"], cfg, ctx, t0, settings=settings,
-        independent={f"alone_{i + 1}": _entry(ctx, f"alone_{i + 1}")
-                     for i in range(len(cfg.peers))},
-    )  # fmt: skip
+        entries = _peers_done(ctx, data, peers, cfg.peers, result.seconds,
+                              method=f"online-{align}", T=cfg.T)  # fmt: skip
+        settings[key] = {"align": align, "peers": entries}
+    _, independent = _alone_each(ctx, data, cfg, t_cfg)
+    return finish(PRESETS_HERE["online-features"], cfg, ctx, t0, settings=settings,
+                  independent=independent)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- online relations
@@ -343,8 +350,7 @@ def run_mutual_contrastive(cfg: MutualContrastiveConfig, ctx: RunContext) -> dic
     settings: dict[str, dict] = {}
     for key in ("mcl", "dml"):
         names = [f"{key}_{i + 1}" for i in range(len(cfg.peers))]
-        peers = {n: _fresh(a, data, cfg.seed + i, ctx.device)
-                 for i, (n, a) in enumerate(zip(names, cfg.peers, strict=True))}  # fmt: skip
+        peers = _fresh_peers(names, cfg, data, ctx.device)
         seed_everything(cfg.seed + 100)  # the heads' own initial weights
         heads = {n: EmbedHead(embedding_width(a), cfg.embed_dim).to(ctx.device)
                  for n, a in zip(names, cfg.peers, strict=True) if key == "mcl"}  # fmt: skip
@@ -356,22 +362,11 @@ def run_mutual_contrastive(cfg: MutualContrastiveConfig, ctx: RunContext) -> dic
         result = ctx.train(key, lambda cbs, peers=peers, heads=heads, step=step, extra=extra: fit(
             peers, data, t_cfg, step, callbacks=cbs, cancel=ctx.cancel,
             modules=list(heads.values()), epoch_extra=extra))  # fmt: skip
-        for name, arch in zip(names, cfg.peers, strict=True):
-            m = peers[name].eval()
-            info = {"role": "peer", "arch": arch, "method": "mcl" if key == "mcl" else "dml"}
-            ctx.done(name, model_summary(m, data, result.seconds, **info),
-                     Trained(arch, m, data.num_classes, data.image_shape, "peer"))  # fmt: skip
-        settings[key] = {"peers": {n: _entry(ctx, n) for n in names}}
-    alone = []
-    for i, arch in enumerate(cfg.peers):
-        model = _fresh(arch, data, cfg.seed + i, ctx.device)  # the peers' own initial weights
-        alone.append(_alone(ctx, data, model, arch, t_cfg, f"alone_{i + 1}"))
-    return finish(
-        PRESETS_HERE["mutual-contrastive"], cfg, ctx, t0, settings=settings,
-        independent={f"alone_{i + 1}": _entry(ctx, f"alone_{i + 1}")
-                     for i in range(len(cfg.peers))},
-        alone_relation_gap=gap(alone[:2]),
-    )  # fmt: skip
+        settings[key] = {"peers": _peers_done(ctx, data, peers, cfg.peers, result.seconds,
+                                              method=key)}  # fmt: skip
+    alone, independent = _alone_each(ctx, data, cfg, t_cfg)
+    return finish(PRESETS_HERE["mutual-contrastive"], cfg, ctx, t0, settings=settings,
+                  independent=independent, alone_relation_gap=gap(alone[:2]))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- born-again
