@@ -330,16 +330,18 @@ CONTRASTIVE_SETTINGS = {"alone": "alone", "dml": "mutual learning (predictions)"
 
 def relation_gap_figure(history: dict[str, list[dict]], alone_gap: float | None) -> go.Figure:
     """Per epoch, how differently the two networks of a pair relate the same test images (the
-    mean |difference| of their cosine-similarity matrices), for each setting's first network's
-    records (``history``: setting label -> records); the pair trained alone as a line."""
+    mean |difference| of their cosine-similarity matrices), from each setting's first network's
+    records (``history``: a key of :data:`CONTRASTIVE_SETTINGS` -> records), in the colours of
+    :func:`online_errors_figure`'s bars; the pair trained alone as a dashed line."""
     fig = _fig(height=320, xaxis_title="epoch", yaxis_title="relation gap", legend=LEGEND_BELOW)
-    for i, (label, rec) in enumerate(history.items()):
+    colour = {k: PALETTE[j % len(PALETTE)] for j, k in enumerate(CONTRASTIVE_SETTINGS)}
+    for key, rec in history.items():
         points = [(r["epoch"], r.get("extra", {}).get("relation_gap")) for r in rec]
         points = [(e, v) for e, v in points if v is not None]
         fig.add_scatter(x=[e for e, _ in points], y=[v for _, v in points], mode="lines+markers",
-                        name=label, line=dict(color=PALETTE[(i + 1) % len(PALETTE)]))  # fmt: skip
+                        name=CONTRASTIVE_SETTINGS[key], line=dict(color=colour[key]))  # fmt: skip
     if alone_gap is not None:
-        fig.add_hline(y=alone_gap, line=dict(color=PALETTE[0], dash="dash"),
+        fig.add_hline(y=alone_gap, line=dict(color=colour["alone"], dash="dash"),
                       annotation_text="the pair trained alone",
                       annotation_position="top left")  # fmt: skip
     last = max((r["epoch"] for rec in history.values() for r in rec), default=0)

@@ -97,11 +97,11 @@ def show_mutual_contrastive(res: dict) -> None:
                    delta_color="inverse")  # fmt: skip
     ui.plot(mf.online_errors_figure(models, peers, mf.CONTRASTIVE_SETTINGS), key="mcl_errors")
     st.subheader("Do the two networks relate the images alike?")
-    labels = {"mcl": mf.CONTRASTIVE_SETTINGS["mcl"], "dml": mf.CONTRASTIVE_SETTINGS["dml"]}
-    history = {labels[k]: s["peers"][f"{k}_1"]["history"] for k, s in res["settings"].items()}
+    history = {k: s["peers"][f"{k}_1"]["history"] for k, s in res["settings"].items()}
     alone_gap = res.get("alone_relation_gap")
     ui.plot(mf.relation_gap_figure(history, alone_gap), key="mcl_gap")
-    last = {k: h[-1]["extra"]["relation_gap"] for k, h in history.items() if h}
+    last = {mf.CONTRASTIVE_SETTINGS[k]: h[-1]["extra"]["relation_gap"]
+            for k, h in history.items() if h}  # fmt: skip
     said = ", ".join(f"{v:.4f} with {k}" for k, v in last.items())
     st.caption(
         f"The mean |difference| between the two networks' cosine similarities of the same "

@@ -97,6 +97,10 @@ def test_each_mode_shows_its_stored_run(store_path, results, mode):
                                              "MCL (relations)"]  # fmt: skip
         assert bars[2]["y"] == [errors["mcl_1"], errors["mcl_2"]]
         gaps = {t["name"]: t["y"] for t in charts[1]["data"]}
+        # each setting keeps its colour from the bars to the lines
+        bar_colour = {t["name"]: t["marker"]["color"] for t in bars}
+        for t in charts[1]["data"]:
+            assert t["line"]["color"] == bar_colour[t["name"]], t["name"]
         last = result["settings"]["mcl"]["peers"]["mcl_1"]["history"][-1]["extra"]
         assert gaps["MCL (relations)"][-1] == last["relation_gap"]
         assert any(f"{result['alone_relation_gap']:.4f} for the pair trained alone" in c.value
