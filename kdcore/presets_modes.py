@@ -40,7 +40,7 @@ from .losses.online_features import (
 )
 from .method import param
 from .methods import get_method
-from .models import KDModel, build_model
+from .models import KDModel, ModelOutput, build_model
 from .runner import (
     LONG_NOTE,
     LONG_PROFILE,
@@ -122,6 +122,21 @@ def _peers_done(ctx: RunContext, data: Dataset, peers: dict[str, KDModel], archs
         ctx.done(name, model_summary(m, data, seconds, role="peer", arch=arch, **info),
                  Trained(arch, m, data.num_classes, data.image_shape, "peer"))  # fmt: skip
     return {n: _entry(ctx, n) for n in peers}
+
+
+@torch.no_grad()
+def _outputs(models: dict[str, KDModel], x: torch.Tensor) -> dict[str, ModelOutput]:
+    """Each model's logits and features on ``x`` in eval mode (as :func:`predict_logits`, with
+    the features), each left in the mode it was in: an epoch's measures in mid-training."""
+    out = {}
+    for name, m in models.items():
+        was = m.training
+        m.eval()
+        try:
+            out[name] = m.forward_features(x)
+        finally:
+            m.train(was)
+    return out
 
 
 def _alone_each(ctx: RunContext, data: Dataset, cfg: ModeConfig, t_cfg: TrainConfig):
@@ -254,11 +269,7 @@ def run_online_features(cfg: OnlineFeaturesConfig, ctx: RunContext) -> dict:
 
         @torch.no_grad()
         def epoch_extra(peers=peers, discs=discs) -> dict:
-            for m in peers.values():
-                m.eval()
-            outs = {n: m.forward_features(data.x_test) for n, m in peers.items()}
-            for m in peers.values():
-                m.train()
+            outs = _outputs(peers, data.x_test)
             extra = {
                 k: round(v, 5) for k, v in agreement({n: o.logits for n, o in outs.items()}).items()
             }
@@ -338,14 +349,8 @@ def run_mutual_contrastive(cfg: MutualContrastiveConfig, ctx: RunContext) -> dic
     x_probe = data.x_test[: cfg.probe]
 
     def gap(models: list[KDModel]) -> float:
-        feats = []
-        with torch.no_grad():
-            for m in models:
-                was = m.training
-                m.eval()
-                feats.append(m.forward_features(x_probe).features["embedding"])
-                m.train(was)
-        return round(relation_gap(feats[0], feats[1]), 5)
+        outs = _outputs(dict(enumerate(models)), x_probe)
+        return round(relation_gap(outs[0].features["embedding"], outs[1].features["embedding"]), 5)
 
     settings: dict[str, dict] = {}
     for key in ("mcl", "dml"):
@@ -559,8 +564,7 @@ def run_class_wise(cfg: ClassWiseConfig, ctx: RunContext) -> dict:
         step = class_wise_step(sampler, data.x_train, cfg.T, weight)
 
         def measures(model=model) -> dict:
-            z = predict_logits(model, data.x_test)
-            model.train()
+            z = predict_logits(model, data.x_test)  # in eval mode, back to training after
             conf = z.softmax(1).max(1).values.mean()
             return {"intra_class_kl": round(intra_class_kl(z, data.y_test, pairs, cfg.T), 6),
                     "ece": round(expected_calibration_error(z, data.y_test), 5),

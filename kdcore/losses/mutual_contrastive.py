@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..geometry import cosine_matrix
 from ..train import Batch, StepOutput
 from .kd import kd_loss
 
@@ -121,9 +122,9 @@ def mcl_step(heads: Mapping[str, nn.Module], tau: float = 0.07, T: float = 3.0,
 @torch.no_grad()
 def relation_gap(a: torch.Tensor, b: torch.Tensor) -> float:
     """How differently two networks relate the same images: the mean absolute difference of
-    their cosine-similarity matrices over the images' embeddings a (N, D) and b (N, D'), off
-    the diagonal. 0 when they see every pair alike; widths may differ."""
-    sa, sb = (F.normalize(x.flatten(1), dim=1) for x in (a, b))
-    ca, cb = sa @ sa.T, sb @ sb.T
+    their cosine-similarity matrices (:func:`kdcore.geometry.cosine_matrix`) over the images'
+    embeddings a (N, D) and b (N, D'), off the diagonal. 0 when they see every pair alike;
+    widths may differ."""
+    ca, cb = cosine_matrix(a), cosine_matrix(b)  # (N, N) each
     off = ~torch.eye(len(a), dtype=torch.bool, device=a.device)
     return float((ca - cb).abs()[off].mean())
