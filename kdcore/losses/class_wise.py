@@ -50,8 +50,10 @@ class PartnerSampler:
             raise ValueError("class-wise self-distillation needs two training images of a class")
         # every class's indices in one row, padded: a draw is a lookup, not a Python loop
         self.table = torch.zeros(num_classes, int(self.counts.max()), dtype=torch.long)
+        self.slot = torch.zeros(len(labels), dtype=torch.long)  # each example's place in its row
         for c, ix in enumerate(self.by_class):
             self.table[c, : len(ix)] = ix.cpu()
+            self.slot[ix.cpu()] = torch.arange(len(ix))
 
     def __call__(self, idx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Partners (B,) of the examples ``idx`` (B,) with labels ``y`` (B,), never themselves."""
@@ -59,8 +61,7 @@ class PartnerSampler:
         n = self.counts[y]  # (B,)
         # uniform over the class's other n - 1 members: draw among n - 1 and skip the example
         r = (torch.rand(len(y), generator=self.generator) * (n - 1)).long()  # (B,) in [0, n-2]
-        own = (self.table[y] == idx[:, None]).long().argmax(1)  # the example's slot in its row
-        r = r + (r >= own).long()
+        r = r + (r >= self.slot[idx]).long()
         return self.table[y, r]
 
 
