@@ -334,6 +334,11 @@ RELATION_GAP = Measure(
 )
 
 
+def _check_mutual_contrastive(cfg: MutualContrastiveConfig) -> None:
+    if len(cfg.peers) < 2:
+        raise ValueError("mutual contrastive learning needs at least two peers")
+
+
 def run_mutual_contrastive(cfg: MutualContrastiveConfig, ctx: RunContext) -> dict:
     """The same pair of peers from the same initial weights and data order, trained with MCL
     (cross-entropy and the four contrastive terms on embedding heads) and with deep mutual
@@ -341,8 +346,7 @@ def run_mutual_contrastive(cfg: MutualContrastiveConfig, ctx: RunContext) -> dic
     networks relate a fixed set of test images (:func:`relation_gap` of their last hidden
     layers), and the pair trained alone gets the same figure once both are done."""
     t0 = time.perf_counter()
-    if len(cfg.peers) < 2:
-        raise ValueError("mutual contrastive learning needs at least two peers")
+    _check_mutual_contrastive(cfg)
     data = run_data(cfg, ctx)
     ctx.count = 3 * len(cfg.peers)
     t_cfg = _train_cfg(cfg)
@@ -546,6 +550,13 @@ CLASS_WISE_MEASURES = (
     Measure("confidence", "mean confidence on the test set", better="less confident",
             digits=4, extract=last_epoch("confidence")),
 )  # fmt: skip
+
+
+def _check_class_wise(cfg: ClassWiseConfig) -> None:
+    """Before anything trains: every image needs another of its class to be taught by."""
+    if cfg.per_class == 1:
+        raise ValueError("class-wise self-distillation needs two training images of a class "
+                         "(per_class 0, all, or 2 and more)")  # fmt: skip
 
 
 def run_class_wise(cfg: ClassWiseConfig, ctx: RunContext) -> dict:
@@ -858,6 +869,7 @@ PRESETS_HERE: dict[str, Preset] = {
             "quoted: we could not check them here.",
             seed_pairs={f"{k}_{i}": f"alone_{i}" for k in ("mcl", "dml") for i in (1, 2)},
             seed_measures=(TEST_ERRORS, RELATION_GAP),
+            check=_check_mutual_contrastive,
         ),
         _preset(
             "born-again",
@@ -938,6 +950,7 @@ PRESETS_HERE: dict[str, Preset] = {
             "are their code's. Its tables are not quoted: we could not check them here.",
             seed_pairs={"student_cskd": "student_hard"},
             seed_measures=CLASS_WISE_MEASURES,
+            check=_check_class_wise,
         ),
         _preset(
             "ensemble",

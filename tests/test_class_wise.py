@@ -120,3 +120,9 @@ def test_the_preset_trains_both_students_from_one_start_on_a_slice_of_mnist():
     assert "cls" in result["history"]["student_cskd"][-1]["losses"]
     assert "cls" not in result["history"]["student_hard"][-1]["losses"]
     assert PRESETS["class-wise"].seed_pairs == {"student_cskd": "student_hard"}
+
+
+def test_a_set_with_one_image_a_class_is_refused_before_anything_trains():
+    with pytest.raises(ValueError, match="two training images of a class"):
+        PRESETS["class-wise"].with_changes({"per_class": 1})
+    assert PRESETS["class-wise"].with_changes({"per_class": 2}).per_class == 2

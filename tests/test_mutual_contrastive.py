@@ -124,3 +124,8 @@ def test_the_preset_trains_the_pair_two_ways_and_alone_on_a_slice_of_mnist():
     assert 0 <= mcl["extra"]["relation_gap"] <= 2
     assert 0 <= result["alone_relation_gap"] <= 2
     assert PRESETS["mutual-contrastive"].seed_pairs["mcl_1"] == "alone_1"
+
+
+def test_one_peer_is_refused_before_anything_trains():
+    with pytest.raises(ValueError, match="at least two peers"):
+        PRESETS["mutual-contrastive"].with_changes({"peers": ("mlp-30",)})
