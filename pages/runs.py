@@ -49,12 +49,12 @@ st.dataframe(
     [
         {
             "id": r.id,
-            "created": iso(r.created),
-            "status": r.status,
             "run": r.label if r.id < 0 else r.title,
             "test errors": lab_ui.errors_summary(r.models),
             "what": lab_ui.describe(r),
+            "status": r.status,
             "time": lab_ui.duration(r.seconds),
+            "created": iso(r.created),
             "device": r.device,
             "message": r.message,
         }
@@ -62,8 +62,12 @@ st.dataframe(
     ],
     hide_index=True,
     key="table",
-    # what tells two runs of one name apart gets the room; the rest fit their content
-    column_config={"what": st.column_config.TextColumn(width="large")},
+    # A run's name and results come first and keep their room in the page's width; when and
+    # where it ran follow, a sideways scroll away on a narrow screen
+    column_config={
+        "test errors": st.column_config.TextColumn(width="large"),
+        "what": st.column_config.TextColumn(width="medium"),
+    },
 )
 if not runs:
     st.info("No run matches these filters.")
