@@ -936,7 +936,11 @@ def preset_controls() -> tuple[RunSpec | None, str | None]:
             meta = describe_field(t_field)
             t_default = base.teacher_epochs
             t_name, t_covers = _short_label(meta["label"])
-            t_epochs = ui.url_int(f"{t_name}, default {t_default}", f"tep-{tag}",
+            # a teacher field that starts at 0 follows the students' epochs there (its label
+            # says so): "default 0" would read as an untrained teacher
+            follows = t_default == 0 and (meta["lo"] or 0) == 0
+            t_label = f"{t_name}, 0 = as epochs" if follows else f"{t_name}, default {t_default}"
+            t_epochs = ui.url_int(t_label, f"tep-{tag}",
                                   meta["lo"] or 0, 1000, t_default, boxed=False,
                                   help=f"{t_covers}{meta['help'] or ''}" or None)  # fmt: skip
             if t_epochs != t_default:

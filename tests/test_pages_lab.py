@@ -393,6 +393,12 @@ def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(
     at.selectbox(key="preset").set_value("omitted-3").run()
     assert at.number_input(key="ep-omitted-3").label.startswith("Student epochs")
     assert at.number_input(key="tep-omitted-3").value == 8
+    assert at.number_input(key="tep-omitted-3").label == "Teacher epochs, default 8"
+    # a teacher that follows the students' epochs at 0 says so, not "default 0"
+    at.selectbox(key="preset").set_value("fitnets-mnist").run()
+    assert at.number_input(key="tep-fitnets-mnist").value == 0
+    assert at.number_input(key="tep-fitnets-mnist").label == "Teacher epochs, 0 = as epochs"
+    at.selectbox(key="preset").set_value("omitted-3").run()
     assert any("No estimate yet" in c.value for c in at.caption)
 
     store = Store(store_path)
