@@ -48,7 +48,9 @@ if home is not None:
     next(iter(groups.values())).append(
         st.Page(to_home, title=home.title, url_path=DEFAULT, visibility="hidden")
     )
-current = st.navigation(groups)
+# every page listed: collapsed, the menu hid its last four (the lab and the run history among
+# them) behind "View more"
+current = st.navigation(groups, expanded=True)
 present.frame(current)  # presenter mode and the lesson strip (app/present.py)
 begin_claims()
 with page_run():  # one page run at a time, on one torch thread: see app/ui.py

@@ -146,6 +146,20 @@ def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, s
         page.close()
 
 
+def test_the_sidebar_lists_every_page_without_a_view_more_click(browser, server):
+    """Collapsed, Streamlit's menu showed ten pages and hid the rest (the lab and the run history
+    among them) behind "View more": every page of the catalogue is a visible link."""
+    page = open_page(browser, f"{server}/lesson")
+    try:
+        links = page.locator("[data-testid='stSidebarNavLink']")
+        shown = [t.strip().splitlines()[-1] for t in links.all_inner_texts()]  # after the icon
+        assert shown == [info.title for info in PAGES if info.exists], shown
+        assert all(links.nth(i).is_visible() for i in range(links.count()))
+        assert page.get_by_text(re.compile(r"^View \d+ more$")).count() == 0
+    finally:
+        page.close()
+
+
 def test_the_overview_by_its_name_opens_at_the_root(browser, server):
     """/overview, the address a reader guesses from the page's name, opens the overview (which
     Streamlit serves at the root only) with the link's values, not "Page not found"."""
