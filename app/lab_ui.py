@@ -208,6 +208,8 @@ def overlay_figure(runs: list[RunRecord], metric: str = "test_accuracy") -> go.F
         # lines, which scroll there instead of squeezing the plot from above.
         legend=LEGEND_BESIDE,
     )
+    # counts in full ("10,000", not the template's "1×10⁴", meant for its log axes)
+    fig.update_yaxes(exponentformat="none", separatethousands=True)
     return fig
 
 

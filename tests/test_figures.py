@@ -62,3 +62,15 @@ def test_log_sigma_axes_label_whole_decades_when_they_span_two():
     assert decade_ticks([0.0, float("nan")]) == {}
     fig = final_spectra_figure({"none": [[3.0, 1.0, 1e-4]], "whitening": [[2.0, 1.0, 0.9]]})
     assert fig.layout.yaxis.dtick == 1
+
+
+def test_the_run_history_curves_write_large_counts_in_full():
+    """A language run's test errors run to thousands: the history chart's y ticks read "8,000",
+    not the template's power form ("0.8×10⁴"), which is meant for its log axes."""
+    from app import lab_ui
+    from app.reference_ui import records
+
+    fig = lab_ui.overlay_figure(records(), "test_errors")
+    assert max(max(t.y) for t in fig.data) >= 10_000
+    assert fig.layout.yaxis.exponentformat == "none" and fig.layout.yaxis.separatethousands
+    assert figures.TEMPLATE.layout.yaxis.exponentformat == "power"  # elsewhere it stays
