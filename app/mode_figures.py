@@ -164,7 +164,10 @@ def comparison_figure(comparison: dict[str, dict]) -> go.Figure:
     fig.update_yaxes(
         title_text="test accuracy %", range=[max(0, min(acc) - 3), 100.5], secondary_y=False
     )
-    fig.update_yaxes(title_text="µs per prediction", rangemode="tozero", secondary_y=True)
+    # its own round ticks from 0: overlaid, Plotly lines them up with the accuracy axis's grid
+    # (0.11, 1.47, 2.82, ...) and the grid would be drawn twice
+    fig.update_yaxes(title_text="µs per prediction", rangemode="tozero", tickmode="auto",
+                     showgrid=False, secondary_y=True)  # fmt: skip
     return _fig(fig, height=380, legend=LEGEND_BELOW)
 
 
