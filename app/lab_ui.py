@@ -297,7 +297,8 @@ def results_table(run: RunRecord) -> None:
             row["paper test errors"] = paper.get(name)
         rows.append({**row, "parameters": m.get("params"), "seconds": m.get("seconds")})
     if rows:
-        st.dataframe(rows, hide_index=True, placeholder=ui.MISSING)
+        st.dataframe(rows, hide_index=True, placeholder=ui.MISSING,
+                     column_config={"parameters": ui.PARAMS_COLUMN})  # fmt: skip
 
 
 def kd_gain(run: RunRecord) -> str | None:

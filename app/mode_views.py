@@ -119,7 +119,8 @@ def show_ensemble(res: dict) -> None:
     comp = res["comparison"]
     st.dataframe([{"model": n, "parameters": c["params"], "accuracy %":
                    round(100 * c["test_accuracy"], 2), "µs per prediction":
-                   c["us_per_prediction"]} for n, c in comp.items()], hide_index=True)  # fmt: skip
+                   c["us_per_prediction"]} for n, c in comp.items()], hide_index=True,
+                 column_config={"parameters": ui.PARAMS_COLUMN})  # fmt: skip
     ui.plot(mf.comparison_figure(comp), key="comparison")
     st.subheader("How often they agree")
     ui.plot(mf.agreement_figure(res["agreement"]["models"], res["agreement"]["matrix"]),

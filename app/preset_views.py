@@ -23,7 +23,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app.figures import LEGEND_BELOW, TEMPLATE
-from app.ui import MISSING, plot
+from app.ui import MISSING, PARAMS_COLUMN, plot
 from kdcore.presets import PRESETS
 
 PAPER_COLOUR = "#7f7f7f"
@@ -377,6 +377,7 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
         config = {c: st.column_config.TextColumn(c, alignment="right") for c in gaps}
         config["error %"] = st.column_config.NumberColumn("error %", format="%.2f")
         config["seconds"] = st.column_config.NumberColumn("seconds", format="%.1f")
+        config["parameters"] = PARAMS_COLUMN
         for c in gaps:
             table[c] = [MISSING if pd.isna(v) else f"{v:g}" for v in table[c]]
         st.dataframe(

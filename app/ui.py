@@ -251,6 +251,8 @@ def teacher_caption(bundle: Demo) -> str:
 # How a table shows a figure that is not given (the paper's row where it reports no such number):
 # Streamlit's own placeholder reads "None".
 MISSING = "—"
+# A model's parameter count in a table: "2,395,210" (in the reader's locale), not "2395210"
+PARAMS_COLUMN = st.column_config.NumberColumn("parameters", format="localized")
 
 
 # ----------------------------------------------------------------------------- URL-bound controls
