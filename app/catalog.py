@@ -218,7 +218,7 @@ MAP: tuple[MapCell, ...] = (
         "Online",
         "features shared while both nets train",
         "online adversarial feature distillation, AFD (Chung 2020)",
-        (_mode("online-features", "Features, online (AFD)"),),
+        (_mode("online-features", "Adversarial features (AFD)"),),
     ),
     MapCell(
         "Feature",
@@ -239,7 +239,7 @@ MAP: tuple[MapCell, ...] = (
         "Online",
         "relations agreed between peers",
         "mutual contrastive learning, MCL (Yang 2022)",
-        (_mode("mutual-contrastive", "Relations, online (MCL)"),),
+        (_mode("mutual-contrastive", "Contrastive relations (MCL)"),),
     ),
     MapCell(
         "Relation",
@@ -258,3 +258,16 @@ def page(slug: str | None) -> PageInfo | None:
 def available(slug: str | None) -> bool:
     p = page(slug)
     return p is not None and p.exists
+
+
+def mode_views() -> dict[str, dict[str, str]]:
+    """The training-modes page's views as the map places them: {mode: {view: knowledge}}, modes
+    in the map's order with Offline last (the page's views start where no teacher is trained
+    first)."""
+    placed: dict[str, dict[str, str]] = {m: {} for m in (*MODES[1:], MODES[0])}
+    for cell in MAP:
+        for link in cell.links:
+            for key, view in link.query:
+                if link.slug == "modes" and key == "mode":
+                    placed[cell.mode][view] = cell.knowledge
+    return {m: views for m, views in placed.items() if views}

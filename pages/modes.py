@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import lab_ui, ui
+from app import catalog, lab_ui, ui
 from app import mode_figures as mf
 from app.mode_views import SHOW
 from kdcore.losses import class_wise, modes
@@ -18,12 +18,9 @@ from kdcore.presets_modes import (
     run_online_features,
 )
 
-VIEWS = {"mutual-learning": "Mutual learning (online)",
-         "online-features": "Features, online (AFD)",
-         "mutual-contrastive": "Relations, online (MCL)", "born-again": "Born-again (self)",
-         "class-wise": "Class-wise (self)",
-         "deep-supervision": "Own exits (self)", "ensemble": "Several teachers",
-         "teacher-free": "Virtual teachers", "teacher-assistant": "Capacity gap"}  # fmt: skip
+# The views in the overview map's places (app/catalog.py): online, self, then offline
+PLACED = catalog.mode_views()
+VIEWS = [view for views in PLACED.values() for view in views]
 WHAT = {
     "mutual-learning": "No teacher is trained first. Two peers learn **together from scratch**, "
     "each from the labels and from the other's current predictions, which it treats as fixed "
@@ -148,8 +145,10 @@ ui.prose(
     "a real run of a preset on MNIST, beside the same networks trained alone at the same budget."
 )
 # No format_func: the URL keeps the option's label, and ?mode=born-again reads well in a link.
-mode = ui.url_choice("Mode", list(VIEWS), key="mode", default="mutual-learning")
-st.caption(" · ".join(f"**{k}**: {v}" for k, v in VIEWS.items()))
+mode = ui.url_choice("Mode", VIEWS, key="mode", default="mutual-learning")
+places = (f"**{m}**: " + ", ".join(f"{v} ({k.lower()})" for v, k in views.items())
+          for m, views in PLACED.items())  # fmt: skip
+st.caption(" · ".join(places) + ". In brackets, the knowledge passed on, as in the overview's map.")
 preset = PRESETS[mode]
 st.header(preset.title)
 st.markdown(WHAT[mode])

@@ -59,6 +59,22 @@ def test_each_mode_offers_a_run_when_the_store_is_empty(no_shipped, store_path, 
     assert len(at.get("latex")) == 1 and not _charts(at)
 
 
+def test_the_views_are_the_map_s_cells_grouped_by_mode(no_shipped, store_path):
+    """The page offers every modes preset, each once, in the overview map's place: the online
+    views first, then self, then offline, and says which knowledge each passes on."""
+    from app.catalog import mode_views
+
+    placed = mode_views()
+    assert list(placed) == ["Online", "Self", "Offline"]
+    offered = [view for views in placed.values() for view in views]
+    assert sorted(offered) == sorted(MODES) and len(set(offered)) == len(offered)
+    at = _page()
+    assert at.segmented_control(key="mode").options == offered
+    said = next(c.value for c in at.caption if c.value.startswith("**Online**"))
+    assert "mutual-contrastive (relation)" in said and "**Self**: born-again (response)" in said
+    assert "class-wise (relation)" in said and "**Offline**: ensemble (response)" in said
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_each_mode_shows_its_stored_run(store_path, results, mode):
     result = results[mode]
