@@ -8,11 +8,16 @@ store, never deleted, rerun from the lab like any preset.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, replace
 
+import plotly.graph_objects as go
 import streamlit as st
 
-from app.ui import MISSING
+from app.figures import LEGEND_BELOW, TEMPLATE
+from app.preset_views import LINE_COLOUR
+from app.seed_sweeps import SEED_LINE
+from app.ui import MISSING, plot
 from kdcore.reference import (
     Reference,
     load_references,
@@ -204,6 +209,65 @@ def seed_table(ref: Reference, rows: list[dict], measure: Measure):
     return table
 
 
+def seed_figure(table, seeds: int, measure: Measure) -> go.Figure:
+    """A seed table (:func:`seed_table`) drawn: each seed's run as a faint line across the
+    models (one run trains them all, so a line shows what that seed did to each model beside the
+    others), the mean as a diamond with one standard deviation either side, and the paper's
+    figure as a black bar where it gives one. A measure spread over more than a factor of 30
+    (a language model's KL from the truth) is drawn on a log axis."""
+    models = [str(c) for c in table.columns]
+    fig = go.Figure()
+    for i, seed in enumerate(table.index[:seeds]):
+        fig.add_scatter(
+            x=models,
+            y=table.loc[seed].tolist(),
+            mode="lines+markers",
+            line={"color": SEED_LINE, "width": 1},
+            marker={"color": SEED_LINE, "size": 5},
+            name="each seed",
+            legendgroup="seeds",
+            showlegend=i == 0,
+            hovertemplate=f"{seed}: %{{y}}<extra>%{{x}}</extra>",
+        )
+    sd = table.loc["sd"].tolist() if "sd" in table.index else None
+    fig.add_scatter(
+        x=models,
+        y=table.loc["mean"].tolist(),
+        mode="markers",
+        marker={"symbol": "diamond", "size": 11, "color": LINE_COLOUR},
+        error_y=None if sd is None else {"array": sd, "color": LINE_COLOUR, "thickness": 1.5},
+        name="mean ± 1 sd" if sd is not None else "mean",
+        hovertemplate="mean: %{y}<extra>%{x}</extra>",
+    )
+    if "paper" in table.index:
+        paper = table.loc["paper"].tolist()
+        fig.add_scatter(
+            x=models,
+            y=paper,
+            mode="markers",
+            marker={"symbol": "line-ew", "size": 26, "line": {"width": 2.5, "color": "black"}},
+            name="the paper's",
+            hovertemplate="paper: %{y}<extra>%{x}</extra>",
+        )
+    drawn = table.drop(index="sd", errors="ignore").to_numpy().ravel()  # the sd is no point
+    shown = [float(v) for v in drawn if v == v]  # NaN: no paper figure
+    spread = min(shown) > 0 and max(shown) > 30 * min(shown)
+    fig.update_layout(
+        template=TEMPLATE,
+        height=340,
+        margin={"t": 20, "b": 40},
+        # a long measure ("test errors before and after the bias shift") in lines that fit
+        # the plot's height, not cut off at its edge
+        yaxis_title="<br>".join(textwrap.wrap(measure.label, 24)),
+        yaxis_type="log" if spread else "linear",
+        legend=LEGEND_BELOW,
+    )
+    fig.update_xaxes(range=[-0.5, len(models) - 0.5])  # half a column either side: two models
+    # do not sit on the plot's edges
+    fig.update_yaxes(exponentformat="none" if not spread else "power", separatethousands=True)
+    return fig
+
+
 def too_wide(labels: list[str], cells: int = 6, room_px: float = 760) -> bool:
     """Whether a table with these column labels, and figures of up to ``cells`` characters,
     overflows the page's column (about 780 px beside the sidebar at 1280 px). A column takes
@@ -225,6 +289,8 @@ def _seed_table(ref: Reference, rows: list[dict], measure: Measure) -> None:
     import pandas as pd
 
     table = seed_table(ref, rows, measure)
+    if len(rows) > 1:  # the spread at a glance, the figures below
+        plot(seed_figure(table, len(rows), measure), key=f"seeds-{ref.preset}-{measure.key}")
     seeds = list(table.index[: len(rows)])
     paper = ["paper"] if "paper" in table.index else []
     whole = all(float(v).is_integer() for v in table.loc[seeds].to_numpy().ravel())

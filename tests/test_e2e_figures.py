@@ -108,6 +108,22 @@ def stored_run_charts():
     }
 
 
+def seed_charts():
+    """The seed-study charts with the longest labels: omitted-3's six columns before and after
+    the bias shift (and the longest measure), teacher-assistant's nine models, the language
+    presets' log axis, class-wise's wordiest measure."""
+    from app.reference_ui import references, seed_figure, seed_table
+    from kdcore.reference import load_seed_study, study_of
+
+    refs, charts = references()[0], {}
+    for preset, which in (("omitted-3", 0), ("teacher-assistant", 0),
+                          ("word-vs-sequence-kd", 0), ("class-wise", 1)):  # fmt: skip
+        ref, measure = refs[preset], study_of(preset)[0][which]
+        rows = load_seed_study(ref)
+        charts[f"{preset} seeds"] = seed_figure(seed_table(ref, rows, measure), len(rows), measure)
+    return charts
+
+
 @pytest.fixture(scope="module")
 def page():
     require_browser()
@@ -121,8 +137,8 @@ def page():
 
 @pytest.mark.parametrize(
     "charts",
-    [lab_charts, lm_charts, feature_and_mode_charts, stored_run_charts],
-    ids=["lab", "lm", "features-modes", "stored-runs"],
+    [lab_charts, lm_charts, feature_and_mode_charts, stored_run_charts, seed_charts],
+    ids=["lab", "lm", "features-modes", "stored-runs", "seeds"],
 )
 def test_every_label_is_drawn_whole(page, charts):
     problems = []

@@ -808,3 +808,40 @@ def test_the_lab_draws_a_sweeps_seed_study_as_curves_with_a_table_per_student(
     band = next(tr for tr in fig.data if tr.legendgroup == "band")
     assert band.mode == "lines" and band.fill == "toself"  # a band, no dots along its edges
     assert any(tr.name == "mlp-300: fewest mean errors at T=1" for tr in fig.data)
+
+
+@pytest.mark.parametrize(
+    "preset,measure,log",
+    [
+        ("hinton-mnist", TEST_ERRORS, False),
+        ("only-7-8", BIAS_PERCENT, False),
+        ("word-vs-sequence-kd", None, True),
+    ],
+)
+def test_a_seed_study_is_drawn_seed_by_seed_with_its_mean_spread_and_the_papers(
+    preset, measure, log
+):
+    """The chart above each seed table draws that table: a line per seed through its models,
+    the mean with one sd either side, the paper's figures where it gives them; a measure spread
+    over orders of magnitude (a language model's KL from the truth) on a log axis."""
+    from app.reference_ui import seed_figure, seed_table
+
+    ref = load_references()[0][preset]
+    rows = load_seed_study(ref)
+    measure = measure or PRESETS[preset].seed_measures[0]
+    table = seed_table(ref, rows, measure)
+    fig = seed_figure(table, len(rows), measure)
+    seeds = [t for t in fig.data if t.legendgroup == "seeds"]
+    assert len(seeds) == len(rows) and [t.showlegend for t in seeds].count(True) == 1
+    for trace, row in zip(seeds, rows, strict=True):
+        assert list(trace.y) == table.loc[f"seed {row['seed']}"].tolist()
+        assert list(trace.x) == [str(c) for c in table.columns]
+    mean = next(t for t in fig.data if t.name.startswith("mean"))
+    assert list(mean.y) == table.loc["mean"].tolist()
+    assert list(mean.error_y.array) == table.loc["sd"].tolist()
+    papers = [t for t in fig.data if t.name == "the paper's"]
+    assert len(papers) == ("paper" in table.index)
+    if papers:  # only-7-8 gives no held-out figure: no mark there
+        given = table.loc["paper"].tolist()
+        assert [y == y for y in papers[0].y] == [g == g for g in given]
+    assert (fig.layout.yaxis.type == "log") == log
