@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app.figures import LEGEND_BELOW, TEMPLATE
+from app.figures import LEGEND_BELOW, TEMPLATE, epoch_ticks
 from app.ui import MISSING, PARAMS_COLUMN, plot
 from kdcore.presets import PRESETS
 
@@ -315,14 +315,17 @@ def curves_figure(history: dict[str, list[dict]], paper: dict | None = None) -> 
             fig.add_hline(y=paper_errors[name], line={"color": colour, "dash": "dot", "width": 1})
             legend_entry(fig, f"paper: {name} {paper_errors[name]:g}", colour, "dot")
             values.append(paper_errors[name])
-    yaxis: dict = {"title": {"text": "test errors"}, "type": "log"}
+    # counts in full ("15,000", not the template's "1.5×10⁴")
+    yaxis: dict = {"title": {"text": "test errors"}, "type": "log", "exponentformat": "none",
+                   "separatethousands": True}  # fmt: skip
     if values:  # round ticks labelled in full, not a crowd of them near the top
         lo, hi = min(values) / 2, max(values) * 2  # plotly drops those past its range
         ticks = [m * 10.0**e for e in range(0, 6) for m in (1, 1.5, 2, 3, 5, 7)]
         yaxis.update(tickvals=[t for t in ticks if lo <= t <= hi])
+    last = max((r["epoch"] for _, records in shown for r in records), default=1)
     fig.update_layout(
         template=TEMPLATE,
-        xaxis_title="epoch",
+        xaxis={"title": {"text": "epoch"}, **epoch_ticks(last)},  # whole epochs, not 0.5
         yaxis=yaxis,
         height=380,
         margin={"t": 30, "b": 40},

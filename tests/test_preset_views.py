@@ -156,6 +156,16 @@ def test_curves_mark_the_papers_final_errors_in_each_models_colour(results):
     assert len(curves_figure(result["history"]).layout.shapes) == 0  # no paper, no lines
 
 
+def test_curves_of_a_short_run_label_whole_epochs_and_counts_in_full():
+    """A one-epoch run's curve: its epoch axis reads 1, not 0.5 steps; thousands of test errors
+    (a student barely started) read "10,000", not "1×10⁴"."""
+    history = {"student_hard": [{"epoch": 1, "test_errors": 8723}]}
+    fig = curves_figure(history)
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tickformat == "d"
+    assert fig.layout.yaxis.exponentformat == "none" and fig.layout.yaxis.separatethousands
+    assert 10_000 in fig.layout.yaxis.tickvals
+
+
 def test_results_table_shows_missing_paper_numbers_as_a_dash(results):
     table = results_table(results["temperature-sweep"])
     assert table["paper errors"].isna().sum() == len(table) - 1  # only the teacher has one
