@@ -5,25 +5,20 @@ No Streamlit here, so the benchmark can build (and measure) the same figures the
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kdcore.analysis import TemperatureSweep, regime
-
 COLORS = {
     "teacher": "#3b5bdb",  # the theme's primary colour
-    "top": "#3b5bdb",
     "other": "#91a7ff",
     "student": "#e8590c",
     "ce": "#f59f00",
     "kd": "#3b5bdb",
     "uniform": "#868e96",
     "muted": "#adb5bd",
-    "sharp": "rgba(59, 91, 219, 0.07)",
     "soft": "rgba(232, 89, 12, 0.06)",
 }
 
@@ -140,191 +135,6 @@ def _bar(x: list, y, name: str, hover: str | None = None, **marker) -> dict:
 
 
 # ----------------------------------------------------------------------------- temperature
-
-
-def _summary(sweep: TemperatureSweep, i: int) -> str:
-    T, h = float(sweep.temps[i]), float(sweep.entropy[i])
-    return (
-        f"<b>T = {T:.2f}</b>: {regime(T, h / sweep.max_entropy)}<br>"
-        f"entropy {h:.2f} of log N = {sweep.max_entropy:.2f} nats · "
-        f"top class {sweep.top_prob[i]:.3f} · dark knowledge {sweep.dark_mass[i]:.3f}"
-    )
-
-
-def _bars(s: TemperatureSweep, i: int, log_y: bool) -> dict:
-    """Trace 0, the bars p_i(T), as a plain dict (frames are built from dicts: see below)."""
-    fmt = "%{y:.2e}" if log_y else "%{y:.3f}"
-    colors = [COLORS["top"] if k == s.top_class else COLORS["other"] for k in range(s.num_classes)]
-    return dict(
-        type="bar",
-        x=[str(c) for c in range(s.num_classes)],
-        y=s.probs[i],
-        xaxis="x",
-        yaxis="y",
-        marker=dict(color=colors),
-        name="p_i(T)",
-        showlegend=False,
-        hovertemplate=f"class %{{x}}: {fmt}<extra></extra>",
-    )
-
-
-def _markers(s: TemperatureSweep, i: int) -> dict:
-    """Trace 4: where the current T sits on the three curves."""
-    t = float(s.temps[i])
-    return dict(
-        type="scatter",
-        x=[t, t, t],
-        xaxis="x2",
-        yaxis="y2",
-        mode="markers",
-        showlegend=False,
-        y=[s.entropy[i] / s.max_entropy, s.top_prob[i], s.dark_mass[i]],
-        hoverinfo="skip",
-        marker=dict(
-            size=11,
-            color=[COLORS["uniform"], COLORS["top"], COLORS["student"]],
-            line=dict(width=2, color="white"),
-        ),
-    )
-
-
-def temperature_spec(grid: TemperatureSweep, log_y: bool = False, height: int = 560) -> dict:
-    """The temperature chart as a plain dict: layout, curves and one animation frame per grid T.
-
-    Traces: 0 bars, 1-3 static curves (entropy / log N, top prob, dark mass), 4 moving markers.
-    Plotly's own slider switches frames in the browser while it is dragged, with no round trip
-    to Python. This is the expensive part (about 0.3 s), so pages cache it per logit vector and
-    open it at the exact T with :func:`temperature_figure`.
-    """
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.58, 0.42],
-        horizontal_spacing=0.08,
-        subplot_titles=("p_i(T): the soft targets", "as T grows"),
-    )
-    fig.update_layout(template=TEMPLATE, height=height, showlegend=True)
-    fig.add_trace(_bars(grid, 0, log_y))
-    curves = (
-        ("entropy / log N", grid.entropy / grid.max_entropy, COLORS["uniform"]),
-        ("top-class probability", grid.top_prob, COLORS["top"]),
-        ("dark knowledge (1 - top)", grid.dark_mass, COLORS["student"]),
-    )
-    for name, y, color in curves:
-        fig.add_trace(
-            go.Scatter(
-                x=grid.temps,
-                y=y,
-                name=name,
-                mode="lines",
-                line=dict(color=color, width=2),
-                hovertemplate="T=%{x:.2f}: %{y:.3f}<extra>" + name + "</extra>",
-            ),
-            row=1,
-            col=2,
-        )
-    fig.add_trace(_markers(grid, 0))
-
-    t_lo, t_hi = float(grid.temps[0]), float(grid.temps[-1])
-    fig.add_vrect(x0=t_lo, x1=1, fillcolor=COLORS["sharp"], line_width=0, row=1, col=2)
-    fig.add_vrect(x0=1, x1=t_hi, fillcolor=COLORS["soft"], line_width=0, row=1, col=2)
-    fig.add_vline(x=1, line=dict(color=COLORS["muted"], dash="dot"), row=1, col=2)
-    for x, text in ((math.sqrt(t_lo), "sharper"), (math.sqrt(t_hi), "softer → uniform")):
-        fig.add_annotation(
-            x=math.log10(x),
-            y=1.04,
-            text=text,
-            showarrow=False,
-            xref="x2",
-            yref="y2",
-            font=dict(size=11, color="#495057"),
-        )
-    if log_y:
-        fig.update_yaxes(type="log", range=[-12, 0.05], title_text="probability", row=1, col=1)
-    else:
-        fig.update_yaxes(range=[0, 1.02], title_text="probability", row=1, col=1)
-    fig.update_xaxes(title_text="class", type="category", row=1, col=1)
-    fig.update_xaxes(**log_t_axis(t_lo, t_hi), row=1, col=2)
-    fig.update_yaxes(range=[-0.02, 1.1], row=1, col=2)
-    names = [f"{t:.3g}" for t in grid.temps]
-    step_args = dict(
-        mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0)
-    )
-    fig.update_layout(
-        title=dict(text=_summary(grid, 0), x=0, font=dict(size=14)),
-        margin=dict(l=60, r=20, t=100, b=190),
-        legend=dict(y=-0.6, yanchor="top"),
-        sliders=[
-            dict(
-                active=0,
-                x=0,
-                len=1.0,
-                y=-0.2,
-                yanchor="top",
-                pad=dict(t=30, b=0),
-                currentvalue=dict(prefix="drag T = ", font=dict(size=14, color="#1f2430")),
-                ticklen=3,
-                font=dict(
-                    size=10, color="rgba(0,0,0,0)"
-                ),  # 100 step labels would overlap: hide them
-                steps=[dict(label=n, method="animate", args=[[n], step_args]) for n in names],
-            )
-        ],
-    )
-    spec = fig.to_dict()
-    # A frame carries only what changes (Plotly merges it into traces 0 and 4), as plain dicts:
-    # validating 100 full traces again on every T would cost more than the rest of the page.
-    spec["frames"] = [
-        dict(
-            name=names[i],
-            traces=[0, 4],
-            layout=dict(title=dict(text=_summary(grid, i))),
-            data=[
-                dict(type="bar", y=grid.probs[i]),
-                dict(type="scatter", x=[grid.temps[i]] * 3, y=_markers(grid, i)["y"]),
-            ],
-        )
-        for i in range(len(names))
-    ]
-    return spec
-
-
-def temperature_figure(spec: dict, exact: TemperatureSweep, log_y: bool = False) -> go.Figure:
-    """The chart of :func:`temperature_spec` opened at the exact T of ``exact`` (one row).
-
-    The exact T gets its own frame and slider step, in order, so the slider starts where the
-    Streamlit control says. ``spec`` is shared across users (``st.cache_resource``) and
-    ``go.Figure`` reorders the keys of the dicts it is given, so it gets a deep copy (5 ms).
-    """
-    spec = copy.deepcopy(spec)
-    T = float(exact.temps[0])
-    name = f"{T:.3g}"
-    steps = spec["layout"]["sliders"][0]["steps"]
-    frames = spec["frames"]
-    names = [s["label"] for s in steps]
-    if name in names:  # the grid already has (nearly) this T
-        active = names.index(name)
-    else:
-        temps = np.array([float(f["data"][1]["x"][0]) for f in frames])
-        active = int(np.searchsorted(temps, T))
-        step = {**steps[0], "label": name, "args": [[name], steps[0]["args"][1]]}
-        steps = [*steps[:active], step, *steps[active:]]
-        own = dict(
-            name=name,
-            traces=[0, 4],
-            layout=dict(title=dict(text=_summary(exact, 0))),
-            data=[
-                dict(type="bar", y=exact.probs[0]),
-                dict(type="scatter", x=[T] * 3, y=_markers(exact, 0)["y"]),
-            ],
-        )
-        frames = [*frames, own]
-    data = list(spec["data"])
-    data[0], data[4] = _bars(exact, 0, log_y), _markers(exact, 0)
-    layout = dict(spec["layout"])
-    layout["title"] = {**layout["title"], "text": _summary(exact, 0)}
-    layout["sliders"] = [{**layout["sliders"][0], "active": active, "steps": steps}]
-    return go.Figure(dict(data=data, layout=layout, frames=frames))
 
 
 def targets_figure(

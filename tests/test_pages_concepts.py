@@ -413,30 +413,6 @@ def test_a_valid_checkpoint_of_another_model_is_replaced_with_a_notice(tmp_path,
     assert "teacher" in notes[0] and "does not take mnist images" in notes[0], notes
 
 
-# ----------------------------------------------------------------------------- the shared chart
-
-
-def test_opening_the_chart_at_an_exact_t_leaves_the_shared_frames_alone():
-    import torch
-
-    from app.figures import temperature_figure, temperature_spec
-    from kdcore import analysis
-
-    z = torch.tensor([-4.7, 2.8, 16.4, 4.7, -4.2, -5.3, -5.5, 3.8, -0.9, -5.2])
-    spec = temperature_spec(analysis.temperature_sweep(z, analysis.temperature_grid()))
-    dump = lambda: json.dumps(spec, default=lambda a: a.tolist())  # noqa: E731
-    before = dump()
-    fig = temperature_figure(spec, analysis.temperature_sweep(z, np.array([3.0])))
-    slider = fig.layout.sliders[0]
-    assert slider.steps[slider.active].label == "3" and len(fig.frames) == 101
-    assert values(fig.to_dict()["data"][0]["y"]) == pytest.approx(
-        analysis.temperature_sweep(z, np.array([3.0])).probs[0]
-    )
-    fig = temperature_figure(spec, analysis.temperature_sweep(z, np.array([1.0])))
-    assert len(fig.frames) == 100  # T = 1 is on the grid: no extra frame
-    assert dump() == before  # the cached spec is shared by every user: never mutated
-
-
 # ----------------------------------------------------------------------------- the paper teacher
 
 
