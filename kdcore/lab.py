@@ -92,10 +92,6 @@ class CustomConfig:
         return out
 
     @property
-    def model_names(self) -> list[str]:
-        return [name for name, _ in self.plan]
-
-    @property
     def teacher_train_config(self) -> TrainConfig:
         """How the teacher trains: on hard labels, as hinton-mnist's teacher does."""
         return TrainConfig(

@@ -242,13 +242,6 @@ class Language:
         logp = p.log().masked_fill(~mask.cpu(), 0.0)
         return logp.sum(1)
 
-    def entropy_per_char(self, n_words: int, docs: int = 4000, seed: int = 99) -> float:
-        """The entropy rate of ``n_words``-word documents in nats per character, estimated on
-        ``docs`` sampled documents from their exact log-probabilities (no model involved)."""
-        w = self.sample_words(docs, n_words, seed)
-        c = self.corpus([self.text(r) for r in w])
-        return float(-self.true_log_prob(c.ids, c.mask).sum() / c.chars.sum())
-
     def is_valid(self, text: str) -> bool:
         """Whether ``text`` (after the prompt) is a sequence of lexicon words, each followed by a
         space, that the chain can produce."""

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -293,11 +293,6 @@ def check_architectures(cfg: Any) -> None:
                 if size > MAX_PARAMS:  # it would train the others first, then fail to allocate
                     raise ValueError(f"{name} has {size:,} parameters; this app trains models "
                                      f"of up to {MAX_PARAMS:,}")  # fmt: skip
-
-
-def field_default(cls: type, name: str) -> Any:
-    f = next(f for f in fields(cls) if f.name == name)
-    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
 
 
 # ----------------------------------------------------------------------------- model steps

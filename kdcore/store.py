@@ -15,7 +15,7 @@ Failure modes it is built for:
   :meth:`Store.list` skips it and names it in ``Store.unreadable``; :meth:`Store.get` raises
   :class:`StoreError` with one line.
 - Another process holding the write lock for minutes does not lose a finished run: ``finish``,
-  ``append_epoch``, ``start`` and ``set_history`` retry with backoff for ``write_retry`` seconds;
+  ``append_epoch`` and ``start`` retry with backoff for ``write_retry`` seconds;
   a result that still cannot be written is kept in ``runs-weights/run-N/unsaved-result.json``
   and applied by :meth:`Store.recover_unsaved`.
 - Two processes asking for the same configuration get one run: :meth:`Store.claim` checks and
@@ -290,8 +290,8 @@ class Store:
     between processes (WAL mode, a busy timeout, retried writes).
 
     ``busy_timeout``: seconds one statement waits for another connection's lock.
-    ``write_retry``: seconds :meth:`finish`, :meth:`append_epoch`, :meth:`start` and
-    :meth:`set_history` keep retrying (with backoff) while the store stays locked.
+    ``write_retry``: seconds :meth:`finish`, :meth:`append_epoch` and :meth:`start` keep
+    retrying (with backoff) while the store stays locked.
     """
 
     def __init__(
@@ -525,10 +525,6 @@ class Store:
     def append_epoch(self, run_id: int, model: str, epoch: dict) -> None:
         """Add one epoch record to ``history[model]``."""
         self._edit_history(run_id, lambda history: history.setdefault(model, []).append(epoch))
-
-    def set_history(self, run_id: int, model: str, epochs: list[dict]) -> None:
-        """Replace one model's history (a teacher loaded from the cache brings its own)."""
-        self._edit_history(run_id, lambda history: history.__setitem__(model, epochs))
 
     def finish(self, run_id: int, status: str, message: str = "", result: dict | None = None):
         """End a run. The result's history, when given, replaces the one built epoch by epoch.
