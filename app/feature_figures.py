@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, subplots
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, square_cells, subplots
 
 VARIANT = {"none": "#e8590c", "batchnorm": "#3b5bdb", "whitening": "#2b8a3e",
            "orthogonal": "#5f3dc4"}  # fmt: skip
@@ -218,8 +218,9 @@ def attention_grid(columns: dict[str, dict[str, list]], layers: list[str]) -> go
                                      colorscale="Inferno", showscale=False,
                                      hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"),
                           row=r, col=c)  # fmt: skip
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, ticks="", showgrid=False)
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False)
+    square_cells(fig)
     return _fig(fig, height=250 * len(layers), margin=dict(l=10, r=10, t=50, b=10))
 
 

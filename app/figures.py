@@ -90,6 +90,17 @@ def epoch_ticks(last: int) -> dict:
     return {"dtick": 1, "tickformat": "d"} if last <= 12 else {"tickformat": "d"}
 
 
+def square_cells(fig: go.Figure) -> go.Figure:
+    """One unit on each panel's y axis as long as one on its own x axis, so a map's cells are
+    square, the panel shrunk to fit rather than its range stretched. ``update_yaxes(scaleanchor=
+    "x")`` would tie every panel's y axis to the *first* panel's x axis: a 7 x 7 map beside a 14 x
+    14 one was drawn half as tall as wide."""
+    for axis in fig.select_yaxes():
+        axis.update(scaleanchor=axis.anchor or "x", constrain="domain")
+    fig.update_xaxes(constrain="domain")
+    return fig
+
+
 def subplots(rows: int = 1, cols: int = 1, **kw) -> go.Figure:
     """``make_subplots`` with the panels' titles lifted clear of their top tick labels.
 

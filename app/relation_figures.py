@@ -11,7 +11,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures import COLORS, TEMPLATE, subplots
+from app.figures import COLORS, TEMPLATE, square_cells, subplots
 
 DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
           "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
@@ -68,7 +68,8 @@ def heatmap_pair(
     ticks = dict(tickmode="array", tickvals=at, ticktext=[labels[i] for i in at],
                  tickfont=dict(size=8))  # fmt: skip
     fig.update_xaxes(**ticks)
-    fig.update_yaxes(autorange="reversed", scaleanchor="x", **ticks)
+    fig.update_yaxes(autorange="reversed", **ticks)
+    square_cells(fig)
     return _fig(fig, height=420, margin=dict(l=30, r=20, t=40, b=30))
 
 
@@ -100,7 +101,7 @@ def pca_figure(teacher: np.ndarray, student: np.ndarray, labels: list[int], sele
                                    line=dict(color="#e03131", width=3)), showlegend=False),
             row=1, col=col,
         )  # fmt: skip
-    fig.update_yaxes(scaleanchor="x")
+    square_cells(fig)  # each view's distances true to scale
     return _fig(fig, height=400)
 
 

@@ -275,3 +275,48 @@ def test_every_label_is_drawn_whole_on_a_phone(page):
             page.wait_for_function(CHART_DRAWN)
             problems += [f"{name} at {width} px: {p}" for p in page.evaluate(LABEL_PROBLEMS)]
     assert problems == [], "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- square maps
+
+SQUARE_MAPS = """() => [...document.querySelectorAll('.hm image')].map(im => {
+    const r = im.getBoundingClientRect();
+    return [Math.round(r.width), Math.round(r.height)];
+})"""
+
+
+def square_map_charts():
+    """The charts that draw maps cell for cell: attention maps of two layers of different sizes
+    (14 x 14 and 7 x 7) side by side and alone, the relations page's distance matrices, each
+    built as its page builds it."""
+    import numpy as np
+
+    from app import feature_figures as ff
+    from app import relation_figures as rf
+
+    rng = np.random.default_rng(0)
+    maps = {"conv1": rng.random((14, 14)), "conv2": rng.random((7, 7))}
+    three = {name: maps for name in ("teacher", "AT student, epoch 4", "hard student, epoch 4")}
+    digits = rng.integers(0, 10, 40).tolist()
+    dist = rng.random((40, 40))
+    return {
+        "attention maps": ff.attention_grid(three, list(maps)),
+        "the teacher's maps alone": ff.attention_grid({"teacher": maps}, list(maps)),
+        "distance matrices": rf.heatmap_pair(dist, dist, ("t", "s"), digits),
+    }
+
+
+def test_every_map_is_drawn_with_square_cells(page):
+    """Each panel's y axis on its own x axis's scale: tied to the first panel's x axis, a 7 x 7
+    attention map beside a 14 x 14 one was drawn half as tall as wide, its digit squashed."""
+    problems = []
+    for name, fig in square_map_charts().items():
+        for width in (560, 900):
+            fig.update_layout(width=width)
+            page.set_content(fig.to_html(include_plotlyjs=True, full_html=True))
+            page.wait_for_function(CHART_DRAWN)
+            boxes = page.evaluate(SQUARE_MAPS)
+            assert boxes, name
+            problems += [f"{name} at {width} px: a map {w} x {h} px" for w, h in boxes
+                         if abs(w - h) > 2]  # fmt: skip
+    assert problems == [], "\n".join(problems)
