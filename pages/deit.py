@@ -85,7 +85,7 @@ one = one_image(example.index, kind, tau, lam)
 ui.plot(targets_figure(one["label"], one["target"], KINDS[kind].target_name), key="targets")
 cols = st.columns(3)
 cols[0].metric("teacher's decision", one["teacher_pred"], f"label {one['label']}",
-               delta_color="off")  # fmt: skip
+               delta_color="off", delta_arrow="off")  # fmt: skip
 cols[1].metric("label term (class head)", f"{one['ce']:.4f}")
 cols[2].metric("teacher term (distillation head)", f"{one['kd']:.4f}")
 st.caption(
@@ -124,8 +124,9 @@ if run is not None:
     cols = st.columns(len(shown) or 1)
     for col, name in zip(cols, shown, strict=False):
         acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
+        # the accuracy under the errors is a label, not a change: grey, no arrow
         col.metric(LABEL.get(name, name), f"{models[name]['test_errors']} errors", acc,
-                   delta_color="off")  # fmt: skip
+                   delta_color="off", delta_arrow="off")  # fmt: skip
     ui.plot(token_curves(tokens), key="tokens")
     st.caption(
         "Left: each head alone (solid: class head, dashed: distillation head). Right: how often "

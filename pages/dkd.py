@@ -102,7 +102,9 @@ if run is not None and run.result:
     cols = st.columns(len(names) or 1)
     for col, name in zip(cols, names, strict=False):
         acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
-        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off")
+        # the accuracy under the errors is a label, not a change: grey, no arrow
+        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
+                   delta_arrow="off")  # fmt: skip
     ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key="curves")
     st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. Paper (CIFAR-100, resnet32x4 → "
                "resnet8x4): KD 73.33%, DKD 76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
