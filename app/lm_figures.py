@@ -25,10 +25,13 @@ LABEL = {
     "sft": "start: real text", "draft_hard": "draft: real text", "draft_kd": "draft: forward KL",
     "draft_on_policy": "draft: on-policy", "draft_hard_long": "draft: real text, twice as long",
 }  # fmt: skip
-PANELS = (  # result key, panel title (two lines: one ran into its neighbour on a phone), as a %
-    ("bits_per_char", "bits per character<br>on real text", False),
+# result key, panel title (short lines: one ran into its neighbour on a phone), as a %; the bits
+# panels' titles name their dashed line, which a label beside it would write over the last bars'
+# figures
+PANELS = (
+    ("bits_per_char", "bits per character<br>on real text<br>(dashed: entropy)", False),
     ("sample_valid", "grammatical texts<br>it writes", True),
-    ("sample_nll", "bits per character<br>of its grammatical texts", False),
+    ("sample_nll", "bits per character<br>of its grammatical<br>texts (dashed: entropy)", False),
     ("sample_distinct", "distinct texts<br>it writes", True),
 )
 
@@ -88,13 +91,11 @@ def results_figure(models: dict[str, dict], floor: float) -> go.Figure:
                     row=row + 1, col=col + 1)  # fmt: skip
         if pct:
             fig.update_yaxes(tickformat=".0%", range=[0, 1.15], row=row + 1, col=col + 1)
-        if key in ("bits_per_char", "sample_nll"):
-            # labelled in both panels: an annotation with no text is drawn as Plotly's "new text"
-            fig.add_hline(y=floor, line_dash="dash", line_color=TRUTH, row=row + 1, col=col + 1,
-                          annotation_text="entropy")  # fmt: skip
+        if key in ("bits_per_char", "sample_nll"):  # named in the panel's title
+            fig.add_hline(y=floor, line_dash="dash", line_color=TRUTH, row=row + 1, col=col + 1)
     # slanted as far as they need, by the width they get: level, 30° or upright on a phone
     fig.update_xaxes(autotickangles=[0, -30, -90])
-    fig.update_layout(template=TEMPLATE, height=720, margin=dict(t=60, b=10))
+    fig.update_layout(template=TEMPLATE, height=740, margin=dict(t=80, b=10))  # 3-line titles
     return fig
 
 
