@@ -39,8 +39,8 @@ CHART_DRAWN = """() => {
 }"""
 # Every Plotly chart's text that the reader cannot read whole: a tick label, axis title or subplot
 # title drawn past the chart's edge (cut off), a tick label under a title or on another tick
-# label of its axis, two titles on top of each other, or a legend entry over a tick label or a
-# title. One line each.
+# label of its axis, two titles on top of each other, a bar's figure under a title or a line's
+# label, or a legend entry over a tick label or a title. One line each.
 LABEL_PROBLEMS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((p, i) => {
     const svg = p.querySelector('svg.main-svg');
     if (!svg) return [];
@@ -88,6 +88,10 @@ LABEL_PROBLEMS = r"""() => [...document.querySelectorAll('.js-plotly-plot')].fla
     titles.forEach((t, k) => titles.slice(k + 1).forEach(u => {
         if (hit(box(t), box(u))) out.push(`${name(t)} overlaps "${u.textContent.slice(0, 40)}"`);
     }));
+    // a bar's figure (textposition outside) under a title or an annotation (a line's label)
+    for (const t of texts('text.bartext')) for (const u of titles)
+        if (hit(box(t), box(u)))
+            out.push(`bar figure ${name(t)} lies under "${u.textContent.slice(0, 40)}"`);
     // the legend's entries in view (a long legend scrolls: the rest are clipped out of sight)
     const bg = p.querySelector('g.legend rect.bg'), frame = bg && box(bg);
     const inView = t => frame && box(t).top >= frame.top - 1 && box(t).bottom <= frame.bottom + 1;
