@@ -30,10 +30,13 @@ def paper_reference(paper: dict) -> tuple[str, list[dict]]:
     table = paper.get(paper.get("table") or "")
     if not table:
         return "", []
+    # The caption is Markdown: the paper's own names keep their asterisks ("Ens*2 and Ens*3"
+    # set "2 and Ens" in italics)
+    setting = paper.get("setting", "").replace("*", r"\*")
     if isinstance(table, dict):
-        values = ", ".join(f"{k} {v}%" for k, v in table.items())
-        return f"Paper ({paper.get('setting', '')}): {values}.", []
-    return f"Paper: {paper.get('setting', '')}.", [dict(row) for row in table]
+        values = ", ".join(f"{k} {v}%" for k, v in table.items()).replace("*", r"\*")
+        return f"Paper ({setting}): {values}.", []
+    return f"Paper: {setting}.", [dict(row) for row in table]
 
 
 def split_live_history(history: dict[str, list[dict]]) -> dict[str, list[dict]]:

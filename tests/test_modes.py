@@ -406,4 +406,5 @@ def test_paper_reference_reads_the_presets_table():
     paper = PRESETS["born-again"].paper
     caption, rows = paper_reference(paper)
     assert rows == paper["cifar100_test_error"] and caption.startswith("Paper: Furlanello")
+    assert r"Ens\*2 and Ens\*3 their ensembles" in caption  # Markdown: not "2 and Ens" in italics
     assert paper_reference(PRESETS["deep-supervision"].paper) == ("", [])
