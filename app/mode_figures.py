@@ -347,9 +347,11 @@ def relation_gap_figure(history: dict[str, list[dict]], alone_gap: float | None)
         fig.add_scatter(x=[e for e, _ in points], y=[v for _, v in points], mode="lines+markers",
                         name=CONTRASTIVE_SETTINGS[key], line=dict(color=colour[key]))  # fmt: skip
     if alone_gap is not None:
-        fig.add_hline(y=alone_gap, line=dict(color=colour["alone"], dash="dash"),
-                      annotation_text="the pair trained alone",
-                      annotation_position="top left")  # fmt: skip
+        # named in the legend: a label on the line lay under the first epochs' points
+        dashed = dict(color=colour["alone"], dash="dash")
+        fig.add_hline(y=alone_gap, line=dashed)
+        fig.add_scatter(x=[None], y=[None], mode="lines", line=dashed,
+                        name="alone, after its last epoch")  # fmt: skip
     last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
     fig.update_xaxes(**epoch_ticks(last))
     fig.update_yaxes(rangemode="tozero")

@@ -115,6 +115,7 @@ def test_each_mode_shows_its_stored_run(store_path, results, mode):
         gaps = {t["name"]: t["y"] for t in charts[1]["data"]}
         # each setting keeps its colour from the bars to the lines
         bar_colour = {t["name"]: t["marker"]["color"] for t in bars}
+        bar_colour["alone, after its last epoch"] = bar_colour["alone"]  # the dashed line's entry
         for t in charts[1]["data"]:
             assert t["line"]["color"] == bar_colour[t["name"]], t["name"]
         last = result["settings"]["mcl"]["peers"]["mcl_1"]["history"][-1]["extra"]
