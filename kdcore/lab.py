@@ -41,8 +41,8 @@ TEACHER_LR, TEACHER_BATCH, TEACHER_EPOCHS, TEACHER_SHIFT, STUDENT_CLIP = 0.05, 1
 @dataclass(frozen=True)
 class CustomConfig:
     dataset: str = param("mnist", "Data set", choices=DATASETS)
-    teacher: str = "mlp-1200-dropout"
-    student: str = "mlp-30"
+    teacher: str = param("mlp-1200-dropout", "Teacher")  # the choices: the lab's architectures
+    student: str = param("mlp-30", "Student")
     method: str = param("kd", "Method", choices="methods")  # a key of kdcore.methods.METHODS
     # the method's parameters, every field of its dataclass (see CustomConfig.resolved)
     params: dict[str, Any] = field(default_factory=dict)

@@ -308,6 +308,17 @@ def test_lab_out_of_range_values_disable_start_with_the_reason(store_path):
     assert {k: cfg[k] for k in shown} == shown and cfg["method"] == "hard"
 
 
+def test_the_custom_run_s_boxes_are_labelled_as_words(store_path):
+    """Every control of the custom run has a label in words, capitalised as the others ("Data
+    set", "Method"): the architecture boxes read "teacher" and "student", the field names."""
+    at = _page("lab.py")
+    assert at.selectbox(key="teacher").label == "Teacher"
+    assert at.selectbox(key="student").label == "Student"
+    labels = [w.label for w in (*at.selectbox, *at.number_input, *at.button_group)]
+    # a word starts with a capital; a symbol ("α, the teacher's weight") stays as it is
+    assert labels and not [label for label in labels if "a" <= label[:1] <= "z"], labels
+
+
 def test_lab_baseline_switch_comes_from_the_url(store_path):
     at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
     at.query_params.update(baseline="false", method="Knowledge distillation", T="8")
