@@ -251,7 +251,7 @@ def seed_figure(table, seeds: int, measure: Measure) -> go.Figure:
         )
     drawn = table.drop(index="sd", errors="ignore").to_numpy().ravel()  # the sd is no point
     shown = [float(v) for v in drawn if v == v]  # NaN: no paper figure
-    spread = min(shown) > 0 and max(shown) > 30 * min(shown)
+    spread = bool(shown) and min(shown) > 0 and max(shown) > 30 * min(shown)
     fig.update_layout(
         template=TEMPLATE,
         height=340,
@@ -262,8 +262,8 @@ def seed_figure(table, seeds: int, measure: Measure) -> go.Figure:
         yaxis_type="log" if spread else "linear",
         legend=LEGEND_BELOW,
     )
-    fig.update_xaxes(range=[-0.5, len(models) - 0.5])  # half a column either side: two models
-    # do not sit on the plot's edges
+    # half a column either side: the first and last models do not sit on the plot's edges
+    fig.update_xaxes(range=[-0.5, len(models) - 0.5])
     fig.update_yaxes(exponentformat="none" if not spread else "power", separatethousands=True)
     return fig
 
