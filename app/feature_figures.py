@@ -10,7 +10,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, square_cells, subplots
+from app.figures import (
+    COLORS,
+    LEGEND_BELOW,
+    TEMPLATE,
+    decade_ticks,
+    epoch_ticks,
+    square_cells,
+    subplots,
+)
 
 VARIANT = {"none": "#e8590c", "batchnorm": "#3b5bdb", "whitening": "#2b8a3e",
            "orthogonal": "#5f3dc4"}  # fmt: skip
@@ -33,15 +41,6 @@ def _shades(n: int, colour: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the projector
-
-
-def decade_ticks(values) -> dict:
-    """A log axis's tick settings: labels at whole decades only when the values span two or
-    more (Plotly's 2 and 5 between decades ran into the decade labels in presenter mode's
-    larger type), else Plotly's own."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    return {"dtick": 1} if v.size and np.log10(v.max() / v.min()) >= 2 else {}
 
 
 def flow_figure(dist: np.ndarray, sv_steps: np.ndarray, sv: np.ndarray, plateau: float | None):

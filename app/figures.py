@@ -47,6 +47,15 @@ TEMPLATE = go.layout.Template(
 )
 
 
+def decade_ticks(values) -> dict:
+    """A log axis's tick settings: labels at whole decades only when the values span two or
+    more (Plotly's 2 and 5 between decades ran into the decade labels in presenter mode's
+    larger type), else Plotly's own."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return {"dtick": 1} if v.size and np.log10(v.max() / v.min()) >= 2 else {}
+
+
 def log_ticks(lo: float, hi: float) -> list[float]:
     """1-2-5 tick values from ``lo`` to ``hi``, labelled in full ("50", not "5" under a x10)."""
     ticks = [m * 10.0**e for e in range(-3, 5) for m in (1, 2, 5)]

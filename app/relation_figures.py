@@ -11,7 +11,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures import COLORS, TEMPLATE, square_cells, subplots
+from app.figures import COLORS, TEMPLATE, decade_ticks, square_cells, subplots
 
 DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
           "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
@@ -141,6 +141,8 @@ def dkd_scatter_figure(p_t: np.ndarray, nckd: np.ndarray, chosen: tuple[float, f
     fig.add_scatter(x=[chosen[0]], y=[max(chosen[1], floor)], mode="markers", name="this image",
                     marker=dict(size=16, color="rgba(0,0,0,0)",
                                 line=dict(color="#e03131", width=3)))  # fmt: skip
+    # whole decades only: Plotly's 2 and 5 between them read as values of their own
+    fig.update_yaxes(**decade_ticks(np.maximum(np.concatenate([nckd, (1 - p_t) * nckd]), floor)))
     return fig
 
 

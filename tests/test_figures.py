@@ -55,13 +55,19 @@ def test_the_validation_check_can_fail():
 def test_log_sigma_axes_label_whole_decades_when_they_span_two():
     """The projector's σ axes: decades only over two or more (2 and 5 between them ran into
     the decade labels in presenter mode), Plotly's own ticks over less."""
-    from app.feature_figures import decade_ticks, final_spectra_figure
+    from app.feature_figures import final_spectra_figure
+    from app.figures import decade_ticks
 
     assert decade_ticks([3.0, 1.0, 1e-4]) == {"dtick": 1}
     assert decade_ticks([3.0, 1.0, 0.5]) == {}
     assert decade_ticks([0.0, float("nan")]) == {}
     fig = final_spectra_figure({"none": [[3.0, 1.0, 1e-4]], "whitening": [[2.0, 1.0, 0.9]]})
     assert fig.layout.yaxis.dtick == 1
+    # the DKD page's NCKD per image, over three decades: decades only there too
+    from app.relation_figures import dkd_scatter_figure
+
+    p_t, nckd = np.array([0.1, 0.5, 0.99]), np.array([30.0, 2.0, 0.02])
+    assert dkd_scatter_figure(p_t, nckd, (0.5, 2.0)).layout.yaxis.dtick == 1
 
 
 def test_the_run_history_curves_write_large_counts_in_full():
