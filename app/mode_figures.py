@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, subplots
+from app.preset_views import legend_entry
 
 PALETTE = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285")
 
@@ -348,10 +349,8 @@ def relation_gap_figure(history: dict[str, list[dict]], alone_gap: float | None)
                         name=CONTRASTIVE_SETTINGS[key], line=dict(color=colour[key]))  # fmt: skip
     if alone_gap is not None:
         # named in the legend: a label on the line lay under the first epochs' points
-        dashed = dict(color=colour["alone"], dash="dash")
-        fig.add_hline(y=alone_gap, line=dashed)
-        fig.add_scatter(x=[None], y=[None], mode="lines", line=dashed,
-                        name="alone, after its last epoch")  # fmt: skip
+        fig.add_hline(y=alone_gap, line=dict(color=colour["alone"], dash="dash"))
+        legend_entry(fig, "alone, after its last epoch", colour["alone"], "dash")
     last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
     fig.update_xaxes(**epoch_ticks(last))
     fig.update_yaxes(rangemode="tozero")
