@@ -4,7 +4,8 @@ The architecture of Radford et al. 2019 as minGPT/nanoGPT write it: token and le
 embeddings, pre-norm blocks of causal multi-head self-attention and a 4x MLP, a final LayerNorm
 and a linear head. ``forward(idx)`` returns next-token logits at every position, (B, T, V).
 ``forward(idx, cache)`` appends to a :class:`Cache` of each block's keys and values, so sampling
-one token costs one position's compute instead of the whole prefix's.
+one token costs one position's compute instead of the whole prefix's. ``forward(idx, keep=[])``
+also hands back every block's queries, keys and values (what :mod:`kdcore.losses.minilm` reads).
 
 The named architectures (:data:`LM_MODELS`) are this project's sizes for the synthetic language
 of :mod:`kdcore.language`; ``lm-teacher`` is about 30 times the compute of ``lm-student``.
@@ -61,9 +62,13 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
         self.proj = nn.Linear(cfg.width, cfg.width)
 
-    def forward(self, x: torch.Tensor, cache: Cache | None, i: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: Cache | None, i: int, keep: list | None = None
+    ) -> torch.Tensor:
         b, t, d = x.shape  # (B, T, D)
         q, k, v = self.qkv(x).split(d, dim=2)
+        if keep is not None:  # the heads side by side, (B, T, D) each, as MiniLMv2 reads them
+            keep.append((q, k, v))
         q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
         causal = True  # (B, H, T, D/H) each
         if cache is not None:
@@ -93,8 +98,10 @@ class Block(nn.Module):
             nn.Linear(cfg.width, 4 * cfg.width), nn.GELU(), nn.Linear(4 * cfg.width, cfg.width)
         )
 
-    def forward(self, x: torch.Tensor, cache: Cache | None, i: int) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, i)
+    def forward(
+        self, x: torch.Tensor, cache: Cache | None, i: int, keep: list | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, i, keep)
         return x + self.mlp(self.ln2(x))
 
 
@@ -119,15 +126,18 @@ class TinyGPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, idx: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        """idx (B, T) token ids after the ``cache.length`` already read. Returns (B, T, V)."""
+    def forward(
+        self, idx: torch.Tensor, cache: Cache | None = None, keep: list | None = None
+    ) -> torch.Tensor:
+        """idx (B, T) token ids after the ``cache.length`` already read. Returns (B, T, V).
+        ``keep``: a list that receives each block's (queries, keys, values), (B, T, D) each."""
         start = 0 if cache is None else cache.length
         if start + idx.shape[1] > self.cfg.block:
             raise ValueError(f"{start + idx.shape[1]} tokens exceed the block of {self.cfg.block}")
         pos = torch.arange(start, start + idx.shape[1], device=idx.device)
         x = self.tok(idx) + self.pos(pos)  # (B, T, D)
         for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
+            x = block(x, cache, i, keep)
         return self.head(self.ln(x))  # (B, T, V)
 
     def new_cache(self) -> Cache:

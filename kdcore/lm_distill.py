@@ -65,8 +65,9 @@ def lm_step(
     m = get_lm_method(method)
     p = m.make_params(params)
     if m.same_vocab and tokenizer != TEACHER_TOKENIZER:
+        what = "the two models' positions" if m.attends else "next-token distributions"
         raise ValueError(
-            f"{m.title} compares next-token distributions entry by entry, so it needs the "
+            f"{m.title} compares {what} entry by entry, so it needs the "
             f"teacher's vocabulary ({TEACHER_TOKENIZER}); this student's tokenizer is {tokenizer}"
         )
     reads = m.reads(p)
@@ -97,10 +98,25 @@ def lm_step(
         text.ids, TEACHER_TOKENIZER, tokenizer, transfer.n_words)  # fmt: skip
     own = own.to(text.ids.device)
     t_logits = transfer.teacher_logits(reads, prompt_words) if m.uses_teacher else None
+    if m.attends is not None:
+        layer = m.attends(p) - 1
+        if not 0 <= layer < transfer.teacher.cfg.layers:
+            raise ValueError(f"the teacher has no block {layer + 1}; it has "
+                             f"{transfer.teacher.cfg.layers}")  # fmt: skip
 
     def offline(model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        s = model(own.ids[rows, :-1])
+        ids = own.ids[rows, :-1]
+        inside: dict = {}
+        if m.attends is not None:  # MiniLM: the student's last block, the teacher's chosen one
+            keep, t_keep = [], []
+            s = model(ids, keep=keep)
+            with torch.no_grad():  # per batch: a whole corpus of q, k, v would not fit
+                transfer.teacher(ids, keep=t_keep)
+            inside = {"student_qkv": keep[-1], "teacher_qkv": t_keep[layer]}
+        else:
+            s = model(ids)
         t = t_logits[rows] if t_logits is not None else None
-        return m.loss(LMBatch(s, own.ids[rows, 1:], own.mask[rows], t, text.mask[rows]), p)
+        return m.loss(LMBatch(s, own.ids[rows, 1:], own.mask[rows], t, text.mask[rows], **inside),
+                      p)  # fmt: skip
 
     return offline

@@ -1,23 +1,28 @@
 """The one table of language-model distillation methods.
 
-A language-model method says two things: which text the student reads (:attr:`LMMethod.reads`:
-the true corpus, the teacher's own continuations of it, or the student's own samples) and what it
-is trained to match there (:attr:`LMMethod.loss`, built on the pure functions of
-:mod:`kdcore.losses.lm`). The vision methods' table (:mod:`kdcore.methods`) cannot hold them: a
-vision method never chooses its inputs. Nothing outside this table names one of these methods;
-:mod:`kdcore.lm_distill` turns an entry into a training step.
+A language-model method says which text the student reads (:attr:`LMMethod.reads`: the true
+corpus, the teacher's own continuations of it, or the student's own samples), what it is trained
+to match there (:attr:`LMMethod.loss`, built on the pure functions of :mod:`kdcore.losses.lm` and
+:mod:`kdcore.losses.minilm`) and, for a method that looks inside the models, which of the
+teacher's blocks it reads (:attr:`LMMethod.attends`). The vision methods' table
+(:mod:`kdcore.methods`) cannot hold them: a vision method never chooses its inputs. Nothing
+outside this table names one of these methods; :mod:`kdcore.lm_distill` turns an entry into a
+training step.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 
+from .gpt import LM_MODELS
 from .lm import cross_entropy
 from .losses.lm import generalized_jsd, token_kd_loss, uld_loss
+from .losses.minilm import PAIRS, minilm_losses
 from .method import check_config, param
 
 READS = ("corpus", "teacher-greedy", "teacher-sample", "student")
@@ -27,13 +32,17 @@ READS = ("corpus", "teacher-greedy", "teacher-sample", "student")
 class LMBatch:
     """What a loss sees: the student's logits (B, L, V) on the text it reads, the targets and
     counted positions (B, L), and the teacher's logits on the same text in the teacher's own
-    tokenization (B, Lt, Vt) with their mask, when the method uses a teacher."""
+    tokenization (B, Lt, Vt) with their mask, when the method uses a teacher; and, when it reads
+    the models' self-attention (:attr:`LMMethod.attends`), the queries, keys and values of the
+    student's last block and of the teacher's chosen block, (B, L, D) each."""
 
     student: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
     teacher: torch.Tensor | None = None
     teacher_mask: torch.Tensor | None = None
+    student_qkv: tuple[torch.Tensor, ...] | None = None
+    teacher_qkv: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,9 @@ class LMMethod:
     uses_teacher: bool = True
     same_vocab: bool = True  # compares logits position by position: needs the teacher's tokenizer
     baseline: bool = False
+    # params -> the teacher's block (1 = first) whose queries, keys and values the loss reads
+    # beside the student's last block's; None for a method of logits or text alone
+    attends: Callable[[Any], int] | None = None
 
     def make_params(self, values: dict[str, Any] | None = None) -> Any:
         known = {f.name for f in fields(self.params)}
@@ -122,6 +134,28 @@ class ULDParams:
     lam: float = param(0.5, "λ, weight of the ULD term", 0.0, 10.0)
 
 
+# the relation heads both the teacher and the student can be split into: the common divisors of
+# their widths (MiniLMv2 §3.1: each head count must divide its model's width)
+_WIDTHS = math.gcd(LM_MODELS["lm-teacher"][0], LM_MODELS["lm-student"][0])
+RELATION_HEADS = tuple(h for h in range(1, _WIDTHS + 1) if _WIDTHS % h == 0)
+
+
+@dataclass(frozen=True)
+class MiniLMParams:
+    relations: str = param("q-q k-k v-v", "Relations distilled", choices=tuple(PAIRS),
+                           help="q-q k-k v-v: MiniLMv2; q-k v-v: MiniLM's attention "
+                           "distributions and value relation")  # fmt: skip
+    # MiniLMv2 splits a base-size teacher into as many relation heads as it has attention heads
+    # (12); the teacher here has 4, so 4 is the default, against the student's 2 heads
+    heads: int = param(4, "Relation heads A_r", choices=RELATION_HEADS)
+    teacher_layer: int = param(LM_MODELS["lm-teacher"][1], "Teacher's block read (last = 4)", 1,
+                               LM_MODELS["lm-teacher"][1])  # fmt: skip
+    # MiniLM trains on the relation terms alone, then fine-tunes; a language model here must also
+    # learn to predict, so the terms are added to the corpus's cross-entropy (this project's
+    # choice), each of weight λ (MiniLMv2 weighs its three terms 1 each)
+    lam: float = param(1.0, "λ, weight of each relation term", 0.0, 100.0)
+
+
 # ----------------------------------------------------------------------------- losses
 
 
@@ -140,6 +174,11 @@ def _on_policy(b: LMBatch, p: OnPolicyParams) -> dict[str, torch.Tensor]:
 
 def _uld(b: LMBatch, p: ULDParams) -> dict[str, torch.Tensor]:
     return {"ce": _ce(b), "uld": p.lam * uld_loss(b.student, b.teacher, b.mask, b.teacher_mask)}
+
+
+def _minilm(b: LMBatch, p: MiniLMParams) -> dict[str, torch.Tensor]:
+    terms = minilm_losses(b.teacher_qkv, b.student_qkv, p.heads, PAIRS[p.relations], b.mask)
+    return {"ce": _ce(b), **{pair: p.lam * term for pair, term in terms.items()}}
 
 
 register(
@@ -186,5 +225,14 @@ register(
         "Across tokenizers: the sorted next-token probabilities of teacher and student, "
         "position by position.",
         ULDParams, lambda p: "corpus", _uld, same_vocab=False,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "minilm", "Self-attention relations (MiniLM)",
+        "Wang et al. 2020, arXiv:2002.10957; Wang et al. 2021, arXiv:2012.15828",
+        "Inside one block: how each position's queries, keys and values relate to the earlier "
+        "positions', as the teacher's relate, by relation heads of any count.",
+        MiniLMParams, lambda p: "corpus", _minilm, attends=lambda p: p.teacher_layer,
     )
 )  # fmt: skip

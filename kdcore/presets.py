@@ -756,6 +756,7 @@ from . import (  # noqa: E402, F401
     presets_deit,
     presets_features,
     presets_lm,
+    presets_minilm,
     presets_modes,
     presets_relation,
     presets_spec,

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,9 +152,10 @@ class LMRun:
         return cls(ctx, cfg, train, test, floor, teacher, transfer, greedy, t_test)
 
     def student(self, name: str, arch: str, method: str, params=None, tokenizer: str = "char",
-                role: str | None = None, start: TinyGPT | None = None) -> TinyGPT:  # fmt: skip
+                role: str | None = None, start: TinyGPT | None = None,
+                more: Callable[[TinyGPT], dict] | None = None) -> TinyGPT:  # fmt: skip
         """Train one student from the run's seed (or from a copy of ``start``'s weights) and
-        record its measurements."""
+        record its measurements, with what ``more(model)`` adds."""
         m = get_lm_method(method)
         torch.manual_seed(self.cfg.seed + 1)
         vocab = LANGUAGE.tokenizer(tokenizer).vocab_size
@@ -173,6 +175,7 @@ class LMRun:
             **measure(model, tokenizer, self.test, N_WORDS, self.teacher, self.floor,
                       self.cfg.samples, seed=self.cfg.seed, teacher_greedy=self.teacher_greedy,
                       teacher_logits=self.teacher_test),
+            **(more(model) if more is not None else {}),
         }  # fmt: skip
         self.ctx.done(name, summary)
         return model.eval()

@@ -61,3 +61,27 @@ def test_speculative_draft_has_the_issue_keys_and_consistent_numbers():
     assert all(
         abs(sum(f.values()) - 1) < 1e-3 for k, f in result["first_word"].items() if k != "teacher"
     )
+
+
+def test_minilm_relations_measures_every_students_last_block_against_the_teachers():
+    from kdcore.presets_minilm import MINILM, PAIRS_MEASURED
+
+    result = run_preset("minilm-relations", **TINY, heads=2, lam=2.0)
+    _check(result, MINILM)
+    models = result["models"]
+    for name in MINILM:
+        kls = models[name]["relation_kls"]
+        assert set(kls) == set(PAIRS_MEASURED) and all(v >= 0 for v in kls.values())
+        assert models[name]["relation_kl"] == pytest.approx(kls["qq"] + kls["kk"] + kls["vv"],
+                                                            abs=1e-4)  # fmt: skip
+    taught = {n: models[n]["method_params"] for n in MINILM if models[n]["method"] == "minilm"}
+    assert {p["teacher_layer"] for p in taught.values()} == {3, 4}
+    assert all(p["heads"] == 2 and p["lam"] == 2.0 for p in taught.values())
+    maps = result["relation_maps"]
+    n = len(maps["text"])
+    assert maps["heads"] == 2 and maps["text"].count(" ") == 4  # the prompt and four words
+    assert set(maps["models"]) == {"teacher", *MINILM}
+    for rel in maps["models"].values():
+        assert set(rel) == set(PAIRS_MEASURED)
+        for m in rel.values():
+            assert len(m) == n and all(abs(sum(row) - 1) < 0.01 for row in m)
