@@ -36,9 +36,11 @@ def estimate_seconds(
     their own epochs (zero when unchanged, since the cache serves them), the others in
     proportion to the run's epochs (which also scales hint stages and generations). With
     ``cached_teacher`` False (a machine that has never trained this teacher) teachers count
-    too."""
+    too, except a teacher the run loaded rather than trained (the language models' teacher
+    ships as a file): its history, from its own training, took longer than the whole run."""
     history = previous.get("history") or {}
     models = previous.get("models") or {}
+    run_seconds = float(previous.get("seconds") or 0.0)
     old_epochs = int(previous_config.get("epochs") or 0)
     new_epochs = int(config.get("epochs") or 0)
     if not history or old_epochs <= 0 or new_epochs <= 0:
@@ -51,7 +53,8 @@ def estimate_seconds(
         pace = sum(seconds) / len(seconds)  # seconds per epoch of this model
         if (models.get(name) or {}).get("role") == "teacher":
             same = cached_teacher and teacher_epochs(config) == teacher_epochs(previous_config)
-            total += 0.0 if same else pace * teacher_epochs(config)
+            loaded = 0.0 < run_seconds < sum(seconds)
+            total += 0.0 if same or loaded else pace * teacher_epochs(config)
         else:
             total += pace * len(seconds) * new_epochs / old_epochs
     return total if total > 0 else None

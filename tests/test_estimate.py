@@ -29,6 +29,19 @@ def test_students_scale_with_epochs_and_a_changed_teacher_is_trained_again():
     assert teacher_epochs({"epochs": 8, "teacher_epochs": 3}) == 3
 
 
+def test_a_teacher_loaded_from_a_file_costs_nothing_even_on_a_fresh_machine():
+    """The language-model teacher ships as a file: a run loads it, and its history (from its
+    own training, 5 epochs of 140 s) is longer than the whole run. A fresh machine loads it too,
+    so the estimate leaves it out; a teacher the run trained counts as before."""
+    prev = _result({"teacher": 140.0, "hard": 1.0}, {"teacher": 5, "hard": 10},
+                   {"teacher": "teacher", "hard": "baseline"})  # fmt: skip
+    old = {"epochs": 10}
+    prev["seconds"] = 60.0
+    assert estimate_seconds(prev, old, {"epochs": 20}, cached_teacher=False) == 20 * 1.0
+    prev["seconds"] = 800.0  # the teacher trained inside the run
+    assert estimate_seconds(prev, old, {"epochs": 20}, cached_teacher=False) == 20 * 140.0 + 20
+
+
 def test_no_estimate_without_figures():
     assert estimate_seconds({}, {"epochs": 2}, {"epochs": 2}) is None
     prev = _result({"student": 1.0}, {"student": 2}, {"student": "student"})
