@@ -131,14 +131,31 @@ class TinyGPT(nn.Module):
     ) -> torch.Tensor:
         """idx (B, T) token ids after the ``cache.length`` already read. Returns (B, T, V).
         ``keep``: a list that receives each block's (queries, keys, values), (B, T, D) each."""
-        start = 0 if cache is None else cache.length
-        if start + idx.shape[1] > self.cfg.block:
-            raise ValueError(f"{start + idx.shape[1]} tokens exceed the block of {self.cfg.block}")
-        pos = torch.arange(start, start + idx.shape[1], device=idx.device)
-        x = self.tok(idx) + self.pos(pos)  # (B, T, D)
+        x = self._embed(idx, 0 if cache is None else cache.length)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i, keep)
         return self.head(self.ln(x))  # (B, T, V)
+
+    def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:
+        if start + idx.shape[1] > self.cfg.block:
+            raise ValueError(f"{start + idx.shape[1]} tokens exceed the block of {self.cfg.block}")
+        pos = torch.arange(start, start + idx.shape[1], device=idx.device)
+        return self.tok(idx) + self.pos(pos)  # (B, T, D)
+
+    def stream(self, idx: torch.Tensor, upto: int) -> torch.Tensor:
+        """The residual stream entering block ``upto`` (0-based) on idx (B, T): (B, T, D), what
+        :meth:`block_qkv` turns into that block's queries, keys and values. Caching it costs a
+        third of caching them."""
+        x = self._embed(idx, 0)
+        for i, block in enumerate(self.blocks[:upto]):
+            x = block(x, None, i)
+        return x
+
+    def block_qkv(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, ...]:
+        """Block i's queries, keys and values, (B, T, D) each, from the stream entering it: what
+        ``forward(idx, keep=[])`` hands back for that block."""
+        block = self.blocks[i]
+        return block.attn.qkv(block.ln1(x)).split(self.cfg.width, dim=2)
 
     def new_cache(self) -> Cache:
         return Cache(self.cfg.layers)

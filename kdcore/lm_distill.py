@@ -2,7 +2,8 @@
 
 :class:`Transfer` holds what every student of a run shares: the teacher, the training documents,
 the teacher's continuations of them (written once per decoding and prompt length) and the
-teacher's logits on each text it is asked about (computed once: the inputs are not augmented).
+teacher's logits on each text it is asked about and, for a relation method, its residual stream
+entering the block it reads (computed once: the inputs are not augmented).
 :func:`lm_step` turns a method into the step function ``fit_lm`` runs.
 """
 
@@ -30,6 +31,7 @@ class Transfer:
     seed: int = 0
     _texts: dict[tuple, Corpus] = field(default_factory=dict)
     _logits: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    _streams: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
     def texts(self, reads: str, prompt_words: int = 0) -> Corpus:
         """The training text a method reads, in the teacher's tokenization: the true corpus, or
@@ -52,6 +54,19 @@ class Transfer:
         if key not in self._logits:
             self._logits[key] = logits_of(self.teacher, self.texts(reads, prompt_words).ids)
         return self._logits[key]
+
+    @torch.no_grad()
+    def teacher_stream(self, reads: str, prompt_words: int, block: int) -> torch.Tensor:
+        """The teacher's residual stream entering ``block`` (0-based) on that text, (N, L-1, D),
+        computed once: a relation method reads the block's queries, keys and values from it
+        (one LayerNorm and one linear map a batch) instead of running the teacher every step."""
+        key = (reads, prompt_words, block)
+        if key not in self._streams:
+            ids = self.texts(reads, prompt_words).ids
+            self.teacher.eval()
+            self._streams[key] = torch.cat([self.teacher.stream(ids[i : i + 512, :-1], block)
+                                            for i in range(0, len(ids), 512)])  # fmt: skip
+        return self._streams[key]
 
 
 def lm_step(
@@ -103,16 +118,17 @@ def lm_step(
         if not 0 <= layer < transfer.teacher.cfg.layers:
             raise ValueError(f"the teacher has no block {layer + 1}; it has "
                              f"{transfer.teacher.cfg.layers}")  # fmt: skip
+        stream = transfer.teacher_stream(reads, prompt_words, layer)
 
     def offline(model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         ids = own.ids[rows, :-1]
         inside: dict = {}
         if m.attends is not None:  # MiniLM: the student's last block, the teacher's chosen one
-            keep, t_keep = [], []
+            keep: list = []
             s = model(ids, keep=keep)
-            with torch.no_grad():  # per batch: a whole corpus of q, k, v would not fit
-                transfer.teacher(ids, keep=t_keep)
-            inside = {"student_qkv": keep[-1], "teacher_qkv": t_keep[layer]}
+            with torch.no_grad():
+                t_qkv = transfer.teacher.block_qkv(stream[rows], layer)
+            inside = {"student_qkv": keep[-1], "teacher_qkv": t_qkv}
         else:
             s = model(ids)
         t = t_logits[rows] if t_logits is not None else None

@@ -145,8 +145,8 @@ class MiniLMParams:
     relations: str = param("q-q k-k v-v", "Relations distilled", choices=tuple(PAIRS),
                            help="q-q k-k v-v: MiniLMv2; q-k v-v: MiniLM's attention "
                            "distributions and value relation")  # fmt: skip
-    # MiniLMv2 splits a base-size teacher into as many relation heads as it has attention heads
-    # (12); the teacher here has 4, so 4 is the default, against the student's 2 heads
+    # as many relation heads as the teacher has attention heads, 4, against the student's 2: this
+    # project's default (MiniLMv2 tunes the number per teacher)
     heads: int = param(4, "Relation heads A_r", choices=RELATION_HEADS)
     teacher_layer: int = param(LM_MODELS["lm-teacher"][1], "Teacher's block read (last = 4)", 1,
                                LM_MODELS["lm-teacher"][1])  # fmt: skip

@@ -113,6 +113,20 @@ def test_the_query_key_relation_is_the_models_own_attention():
     torch.testing.assert_close(out, got[0])
 
 
+def test_the_cached_stream_gives_each_blocks_queries_keys_and_values():
+    """What a relation method caches (the teacher's stream entering a block) turned into that
+    block's q, k, v equals what the forward pass hands back for it, block by block."""
+    torch.manual_seed(3)
+    model = build_lm("lm-teacher", LANGUAGE.chars.vocab_size, block_for("char", N)).eval()
+    ids = sample_texts(4, N, seed=8).char.ids[:, :-1]
+    keep: list = []
+    with torch.no_grad():
+        model(ids, keep=keep)
+        for i in range(model.cfg.layers):
+            for got, want in zip(model.block_qkv(model.stream(ids, i), i), keep[i], strict=True):
+                torch.testing.assert_close(got, want)
+
+
 def test_model_relations_are_causal_distributions():
     torch.manual_seed(1)
     model = build_lm("lm-student", LANGUAGE.chars.vocab_size, block_for("char", N))
