@@ -86,6 +86,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("doc", "pos", "T", "sep", "weight", "beta", "view", "ep_lm"),
     ),
     PageInfo(
+        "attention-relations",
+        "Inside a transformer: MiniLM",
+        "Transformer era",
+        ":material/grid_on:",
+        "attention.py",
+        ("doc", "block", "rel", "heads", "who", "srel", "ep_minilm"),
+    ),
+    PageInfo(
         "speculative",
         "Speculative decoding",
         "Transformer era",
@@ -230,9 +238,9 @@ MAP: tuple[MapCell, ...] = (
     MapCell(
         "Relation",
         "Offline",
-        "distances and angles between examples",
-        "RKD (Park 2019), CRD (Tian 2020)",
-        (MapLink("relations"),),
+        "distances and angles between examples, or between positions inside a transformer",
+        "RKD (Park 2019), CRD (Tian 2020), MiniLM's self-attention relations (Wang 2020, 2021)",
+        (MapLink("relations"), MapLink("attention-relations")),
     ),
     MapCell(
         "Relation",

@@ -29,3 +29,17 @@ def check_tables(at: AppTest) -> None:
         value = frame.value
         gaps = value.isna().to_numpy().any() if hasattr(value, "isna") else False
         assert not gaps or frame.proto.placeholder == MISSING, list(value.columns)
+
+
+def plotly_array(value):
+    """A trace's array as numpy: Plotly 6 sends numpy arrays as base64 typed arrays ({"dtype",
+    "bdata", "shape"}), plain lists as they are."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return flat.reshape(tuple(int(n) for n in shape.split(","))) if shape else flat
+    return np.asarray(value, dtype=float)

@@ -254,6 +254,23 @@ def phone_charts():
         "modes: born-again targets": mf.soft_targets_figure(generations, 0, 7, 4.0),
         "modes: ensemble": mf.comparison_figure(comparison),
         "modes: teacher assistant": mf.capacity_figure(capacity, chain, 0.88),
+        **attention_charts(),
+    }
+
+
+def attention_charts():
+    """The MiniLM page's charts as it draws them from its shipped run: the relation KLs of
+    every student, and a teacher's maps beside two students' (titles of two or three lines)."""
+    from app import attention_figures as af
+    from app.reference_ui import records_by_preset
+
+    res = records_by_preset()["minilm-relations"].result
+    stored = res["relation_maps"]
+    names = ("teacher", "hard", "attention_value")
+    panels = {af.LABEL.get(n, n): stored["models"][n]["qk"] for n in names}
+    return {
+        "MiniLM relation KLs": af.relation_kl_figure(res["models"]),
+        "MiniLM students' maps": af.relation_maps_figure(panels, stored["text"], cols=3),
     }
 
 
@@ -298,6 +315,7 @@ def square_map_charts():
     built as its page builds it."""
     import numpy as np
 
+    from app import attention_figures as af
     from app import feature_figures as ff
     from app import relation_figures as rf
 
@@ -310,6 +328,11 @@ def square_map_charts():
         "attention maps": ff.attention_grid(three, list(maps)),
         "the teacher's maps alone": ff.attention_grid({"teacher": maps}, list(maps)),
         "distance matrices": rf.heatmap_pair(dist, dist, ("t", "s"), digits),
+        "sixteen relation heads": af.relation_maps_figure(
+            {f"value–value, head {a + 1} of 16": np.tril(rng.random((21, 21))) for a in range(16)},
+            ". the small old cat w",
+        ),
+        **{name: fig for name, fig in attention_charts().items() if "maps" in name},
     }
 
 

@@ -462,7 +462,8 @@ def test_an_unexpected_failure_without_the_store_is_one_line(capsys, monkeypatch
 
 
 @pytest.mark.parametrize(
-    "name", ["hints", "deit", "dkd", "lm", "modes", "projector", "speculative", "geometry"]
+    "name",
+    ["hints", "deit", "dkd", "lm", "attention", "modes", "projector", "speculative", "geometry"],
 )
 def test_a_store_that_cannot_be_opened_costs_a_page_one_section(name, tmp_path, monkeypatch):
     """A damaged run store: the stored run's section says so in one line and the rest of the

@@ -1,0 +1,161 @@
+"""Inside a transformer: MiniLM's self-attention relations, live on the shipped character-level
+teacher, and students taught them in a stored run (Wang et al. 2020; 2021)."""
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from app import lab_ui, ui
+from app.attention_figures import (
+    PAIR_TITLE,
+    RELATION_HELP,
+    pair_label,
+    relation_caption,
+    relation_kl_figure,
+    relation_maps_figure,
+)
+from app.lm_figures import LABEL, results_figure
+from kdcore.checkpoint import CheckpointError
+from kdcore.gpt import LM_MODELS, load_lm
+from kdcore.language import LANGUAGE, PROMPT
+from kdcore.lm import sample_texts
+from kdcore.lm_distill import lm_step
+from kdcore.lm_methods import RELATION_HEADS
+from kdcore.losses.minilm import minilm_losses, model_relations, relation_kl
+from kdcore.presets_lm import ASSET, N_WORDS
+from kdcore.presets_minilm import MINILM, MINILM_PRESET, map_text
+
+PRESET = MINILM_PRESET.name
+COST = (  # measured: the shipped run (README)
+    "Five 62k-parameter students of ten epochs each; the three taught relations run the "
+    "teacher on every batch: about five minutes on a quiet 2-core CPU."
+)
+WIDTH, BLOCKS, HEADS = LM_MODELS["lm-teacher"]
+S_WIDTH, S_BLOCKS, S_HEADS = LM_MODELS["lm-student"]
+
+
+@st.cache_resource(max_entries=1)
+def teacher():
+    return load_lm(ASSET)[0]
+
+
+@st.cache_data(max_entries=64)
+def teacher_maps(doc: int, block: int, heads: int) -> tuple[str, dict[str, list]]:
+    """The start of held-out document ``doc`` and the teacher's relations of ``block`` there,
+    per relation head: {pair: (A_r, L, L)}."""
+    text = map_text(PROMPT + LANGUAGE.text(sample_texts(doc + 1, N_WORDS, 2024).words[doc]))
+    ids = torch.tensor([LANGUAGE.chars.encode(text)])
+    maps = model_relations(teacher(), ids, heads, block - 1)
+    return text, {pair: r[0].tolist() for pair, r in maps.items()}
+
+
+st.title("Inside a transformer: MiniLM")
+ui.prose(
+    "Response-based distillation shows the student the teacher's answers. **MiniLM** (Wang et "
+    "al. 2020) shows it how the teacher *reads*: inside a self-attention block each position "
+    "asks a query, offers a key and carries a value, and the softmax of query against key is "
+    "where it looks. MiniLM trains the student's last block to look where the teacher's last "
+    "block looks, and to relate its values as the teacher's relate. **MiniLMv2** (Wang et al. "
+    "2021) goes further: queries against queries, keys against keys, values against values, "
+    "each split into *relation heads* of any number. Relations are dot products between "
+    "positions, so a student of another width, with another number of heads, can match them "
+    "without any projector."
+)
+
+st.header("How the teacher reads, live")
+try:
+    teacher()
+except CheckpointError as err:
+    ui.fallback(f"{err}; run `python scripts/train_lm_teacher.py` to write it.")
+    st.stop()
+c1, c2 = st.columns(2)
+with c1:
+    doc = ui.url_int("Held-out document", "doc", 0, 199, 0)
+with c2:
+    block = ui.url_int(f"Teacher's block (of {BLOCKS})", "block", 1, BLOCKS, BLOCKS)
+c3, c4 = st.columns(2)  # a row of their own: four buttons each, cut off in quarter columns
+with c3:
+    pair = ui.url_choice("Relation", list(PAIR_TITLE), "rel", "qk", format_func=pair_label,
+                         help=RELATION_HELP)  # fmt: skip
+with c4:
+    heads = ui.url_choice("Relation heads A_r", list(RELATION_HEADS), "heads", HEADS)
+text, maps = teacher_maps(doc, block, heads)
+shown = {f"{PAIR_TITLE[pair]}, head {a + 1} of {heads}": m for a, m in enumerate(maps[pair])}
+ui.plot(relation_maps_figure(shown, text), key="teacher_maps")
+width = WIDTH // heads
+st.caption(
+    f"The teacher's block {block} on “{text}”: row i is the character being read, its "
+    f"probabilities over the characters up to it (a causal model looks only back). Its "
+    f"{WIDTH} query, key and value dimensions split into {heads} relation heads of {width}; "
+    f"at A_r = {HEADS}, its own head count, q · k is exactly the attention it computes. The "
+    f"student has {S_HEADS} heads of width {S_WIDTH // S_HEADS}; split into the same {heads} "
+    f"relation heads (of {S_WIDTH // heads}), it has as many maps as the teacher, of the same "
+    "size: nothing needs its heads or its width to match."
+)
+
+st.subheader("The loss, as the code runs it")
+# KaTeX does not wrap: each line fits a phone
+st.latex(r"\begin{gathered}R_{ij,a} = \mathrm{softmax}\Big(\frac{A_{i,a} A_{j,a}^\top}"
+         r"{\sqrt{d_r}}\Big),\\ A_1, A_2, A_3 = Q, K, V,\ \ d_r = \frac{d}{A_r}\\"
+         r"\mathcal L_{ij} = \frac{1}{A_r |x|}\sum_{a=1}^{A_r}\sum_{t=1}^{|x|}"
+         r"\mathrm{KL}\big(R^{T}_{ij,a,t}\,\big\|\,R^{S}_{ij,a,t}\big)\end{gathered}")  # fmt: skip
+st.latex(r"\begin{gathered}\mathcal L = \mathrm{CE}(y, q) + \lambda \sum_{(i,j)}"
+         r"\mathcal L_{ij},\\ (i,j) \in \{QQ, KK, VV\}\ \text{(MiniLMv2)},\\ "
+         r"\text{or}\ \{QK, VV\}\ \text{(MiniLM)}\end{gathered}")  # fmt: skip
+st.caption(
+    "T is the teacher's chosen block, S the student's last; t runs over positions, a over "
+    "relation heads. MiniLM and MiniLMv2 train on the relation terms alone and fine-tune "
+    "afterwards; a language model here must also predict, so the terms are added to the real "
+    "text's cross-entropy (this app's choice)."
+)
+
+st.header("Students taught the teacher's relations")
+run = lab_ui.stored_or_offer(lab_ui.optional_queue(), PRESET, COST, "ep_minilm", "run_minilm")
+if run is not None:
+    res = run.result
+    models = res.get("models", {})
+    floor = res.get("floor_bits", 0.0)
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; the language's entropy on the "
+               f"held-out documents is {floor:.4f} bits per character.")  # fmt: skip
+    ui.plot(relation_kl_figure(models), key="relation_kls")
+    st.caption(relation_caption(models))
+    stored = res.get("relation_maps", {})
+    students = [n for n in stored.get("models", {}) if n not in ("teacher", "hard")]
+    if students and "hard" in stored["models"]:
+        # a row each: four students' names, cut off in a half-width column
+        # opens on the student whose attention is nearest the teacher's, the relation shown first
+        near = min(students, key=lambda n: models.get(n, {}).get("relation_kls", {}).get("qk", 9e9))
+        who = ui.url_choice("Student", students, "who", near,
+                            format_func=lambda n: LABEL.get(n, n))  # fmt: skip
+        rel = ui.url_choice("Relation shown", list(PAIR_TITLE), "srel", "qk",
+                            format_func=pair_label, help=RELATION_HELP)  # fmt: skip
+        panels = {
+            title: stored["models"][name][rel]
+            for name, title in (
+                ("teacher", "teacher"),
+                ("hard", LABEL["hard"]),
+                (who, LABEL.get(who, who)),
+            )
+        }
+        ui.plot(relation_maps_figure(panels, stored["text"], cols=3), key="student_maps")
+        st.caption(f"The {PAIR_TITLE[rel]} relation of each model's last block on the first "
+                   f"held-out document, averaged over {stored.get('heads', HEADS)} relation "
+                   "heads.")  # fmt: skip
+    ui.plot(results_figure(models, floor), key="results")
+    rows = pd.DataFrame([{
+        "model": LABEL.get(n, n), "method": m.get("method", ""),
+        "relations": ((m.get("method_params") or {}).get("relations") or "").replace(" ", " + ")
+        or None,
+        "teacher block read": (m.get("method_params") or {}).get("teacher_layer"),
+        "KL from truth (bits/char)": m.get("kl_true"),
+        "KL from teacher (nats/token)": m.get("kl_teacher"),
+        "relation KL (q-q + k-k + v-v)": m.get("relation_kl"), "seconds": m.get("seconds"),
+    } for n, m in models.items() if n in MINILM or n == "teacher"])  # fmt: skip
+    whole = {"teacher block read": "{:.0f}", "seconds": "{:,.1f}"}
+    st.table(rows.style.format(whole, precision=4, thousands=",", na_rep="–"), hide_index=True)
+    claims = res.get("paper", {}).get("claims", [])
+    if claims:
+        st.caption("Papers: " + " ".join(claims))
+    lab_ui.why_differs(PRESET)
+
+ui.show_code(relation_kl, minilm_losses, lm_step)
