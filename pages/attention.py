@@ -30,9 +30,6 @@ COST = (  # measured: the shipped run, 144 s (README)
     "Five 62k-parameter students of ten epochs each, the three taught relations reading the "
     "teacher's cached activations: about two and a half minutes on a quiet 2-core CPU."
 )
-    "Five 62k-parameter students of ten epochs each; the three taught relations run the "
-    "teacher on every batch: about five minutes on a quiet 2-core CPU."
-)
 WIDTH, BLOCKS, HEADS = LM_MODELS["lm-teacher"]
 S_WIDTH, S_BLOCKS, S_HEADS = LM_MODELS["lm-student"]
 
