@@ -80,12 +80,14 @@ with c3:
 with c4:
     heads = ui.url_choice("Relation heads A_r", list(RELATION_HEADS), "heads", HEADS)
 text, maps = teacher_maps(doc, block, heads)
-shown = {f"{PAIR_TITLE[pair]}, head {a + 1} of {heads}": m for a, m in enumerate(maps[pair])}
+# titles as short as a phone's quarter-width panel: the relation and the count are in the caption
+shown = {f"head {a + 1}": m for a, m in enumerate(maps[pair])}
 ui.plot(relation_maps_figure(shown, text), key="teacher_maps")
 width = WIDTH // heads
 st.caption(
-    f"The teacher's block {block} on “{text}”: row i is the character being read, its "
-    f"probabilities over the characters up to it (a causal model looks only back). Its "
+    f"The teacher's block {block} on “{text}”, {PAIR_TITLE[pair]}: row i is the character "
+    "being read, its probabilities over the characters up to it (a causal model looks only "
+    f"back). Its "
     f"{WIDTH} query, key and value dimensions split into {heads} relation heads of {width}; "
     f"at A_r = {HEADS}, its own head count, q · k is exactly the attention it computes. The "
     f"student has {S_HEADS} heads of width {S_WIDTH // S_HEADS}; split into the same {heads} "

@@ -268,7 +268,9 @@ def attention_charts():
     stored = res["relation_maps"]
     names = ("teacher", "hard", "attention_value")
     panels = {af.LABEL.get(n, n): stored["models"][n]["qk"] for n in names}
+    live = {f"head {a + 1}": stored["models"]["teacher"]["vv"] for a in range(4)}
     return {
+        "MiniLM teacher's heads": af.relation_maps_figure(live, stored["text"]),
         "MiniLM relation KLs": af.relation_kl_figure(res["models"]),
         "MiniLM students' maps": af.relation_maps_figure(panels, stored["text"], cols=3),
     }
@@ -329,7 +331,7 @@ def square_map_charts():
         "the teacher's maps alone": ff.attention_grid({"teacher": maps}, list(maps)),
         "distance matrices": rf.heatmap_pair(dist, dist, ("t", "s"), digits),
         "sixteen relation heads": af.relation_maps_figure(
-            {f"value–value, head {a + 1} of 16": np.tril(rng.random((21, 21))) for a in range(16)},
+            {f"head {a + 1}": np.tril(rng.random((21, 21))) for a in range(16)},
             ". the small old cat w",
         ),
         **{name: fig for name, fig in attention_charts().items() if "maps" in name},

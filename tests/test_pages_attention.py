@@ -37,8 +37,9 @@ def test_the_teachers_relations_follow_the_url(no_shipped, store_path):
     got = torch.from_numpy(plotly_array(maps[3]["z"]).copy()).nan_to_num(0.0)
     torch.testing.assert_close(got, want["vv"][0, 3].double(), atol=1e-6, rtol=0)
     titles = [a["text"] for a in fig["layout"]["annotations"]]
-    assert titles[3] == "value–value<br>head 4 of 8"
+    assert titles[3] == "head 4"
     caption = next(c.value for c in at.caption if "The teacher's block 2" in c.value)
+    assert "value–value: row i" in caption
     assert f"“{text}”" in caption and "8 relation heads of 16" in caption
     assert [b.label for b in at.button] == ["Run it now"]  # no run shipped or stored
 
