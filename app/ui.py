@@ -569,6 +569,24 @@ def fallback(message: str) -> None:
     st.caption(f":material/warning: {message}")
 
 
+@st.cache_resource(max_entries=1)
+def _lm_teacher():
+    from kdcore.gpt import load_lm
+    from kdcore.presets_lm import ASSET
+
+    return load_lm(ASSET)[0]
+
+
+def lm_teacher():
+    """The shipped character-level language-model teacher (``assets/models/``), loaded once per
+    server; a missing or damaged file costs the page one line, and the page stops there."""
+    try:
+        return _lm_teacher()
+    except CheckpointError as err:
+        fallback(f"{err}; run `python scripts/train_lm_teacher.py` to write it.")
+        st.stop()
+
+
 # ----------------------------------------------------------------------------- the example picker
 
 

@@ -15,14 +15,13 @@ from app.attention_figures import (
     relation_maps_figure,
 )
 from app.lm_figures import LABEL, results_figure
-from kdcore.checkpoint import CheckpointError
-from kdcore.gpt import LM_MODELS, load_lm
+from kdcore.gpt import LM_MODELS
 from kdcore.language import LANGUAGE, PROMPT
 from kdcore.lm import sample_texts
 from kdcore.lm_distill import lm_step
 from kdcore.lm_methods import RELATION_HEADS
 from kdcore.losses.minilm import minilm_losses, model_relations, relation_kl
-from kdcore.presets_lm import ASSET, N_WORDS
+from kdcore.presets_lm import N_WORDS
 from kdcore.presets_minilm import MINILM, MINILM_PRESET, map_text
 
 PRESET = MINILM_PRESET.name
@@ -34,18 +33,13 @@ WIDTH, BLOCKS, HEADS = LM_MODELS["lm-teacher"]
 S_WIDTH, S_BLOCKS, S_HEADS = LM_MODELS["lm-student"]
 
 
-@st.cache_resource(max_entries=1)
-def teacher():
-    return load_lm(ASSET)[0]
-
-
 @st.cache_data(max_entries=64)
 def teacher_maps(doc: int, block: int, heads: int) -> tuple[str, dict[str, list]]:
     """The start of held-out document ``doc`` and the teacher's relations of ``block`` there,
     per relation head: {pair: (A_r, L, L)}."""
     text = map_text(PROMPT + LANGUAGE.text(sample_texts(doc + 1, N_WORDS, 2024).words[doc]))
     ids = torch.tensor([LANGUAGE.chars.encode(text)])
-    maps = model_relations(teacher(), ids, heads, block - 1)
+    maps = model_relations(ui.lm_teacher(), ids, heads, block - 1)
     return text, {pair: r[0].tolist() for pair, r in maps.items()}
 
 
@@ -63,11 +57,7 @@ ui.prose(
 )
 
 st.header("How the teacher reads, live")
-try:
-    teacher()
-except CheckpointError as err:
-    ui.fallback(f"{err}; run `python scripts/train_lm_teacher.py` to write it.")
-    st.stop()
+ui.lm_teacher()  # or one line, and the page stops
 c1, c2 = st.columns(2)
 with c1:
     doc = ui.url_int("Held-out document", "doc", 0, 199, 0)

@@ -8,15 +8,13 @@ import torch
 from app import lab_ui, ui
 from app.components.klview import kl_view, url_beta
 from app.lm_figures import document_html, next_char_figure, results_figure, results_rows
-from kdcore.checkpoint import CheckpointError
-from kdcore.gpt import load_lm
 from kdcore.klfit import BETAS, kl_frames
 from kdcore.language import LANGUAGE, PAD, PROMPT
 from kdcore.lm import sample_texts
 from kdcore.lm_distill import lm_step
 from kdcore.lm_methods import LM_METHODS
 from kdcore.losses.lm import generalized_jsd, token_kd_loss, uld_loss
-from kdcore.presets_lm import ASSET, N_WORDS
+from kdcore.presets_lm import N_WORDS
 
 VIEWS = {"word-vs-sequence-kd": "word- vs sequence-level KD", "on-policy-kd": "on-policy KD"}
 COST = {"word-vs-sequence-kd": "Eight students of 62k parameters, one epoch each with the "
@@ -29,11 +27,6 @@ READS = {"corpus": "the true text", "teacher-greedy": "the teacher's greedy cont
          "student": "its own samples"}  # fmt: skip
 
 
-@st.cache_resource(max_entries=1)
-def teacher():
-    return load_lm(ASSET)[0]
-
-
 @st.cache_data(max_entries=64)
 def position(doc: int, pos: int, T: float) -> dict:
     """The exact and the teacher's next-character distributions after ``pos`` characters."""
@@ -41,7 +34,7 @@ def position(doc: int, pos: int, T: float) -> dict:
     ids = torch.tensor([LANGUAGE.chars.encode(text)])
     truth = LANGUAGE.true_next(ids)[0, pos - 1]  # (V,)
     with torch.no_grad():
-        z = teacher()(ids[:, :-1])[0, pos - 1]  # (V,)
+        z = ui.lm_teacher()(ids[:, :-1])[0, pos - 1]  # (V,)
     p_t = torch.softmax(z / T, -1)
     kl = float((truth * (truth.clamp_min(1e-30).log() - p_t.log())).sum())
     return {"text": text, "truth": truth.tolist(), "teacher": p_t.tolist(), "kl": kl}
@@ -66,11 +59,7 @@ st.dataframe(pd.DataFrame({
 }), hide_index=True)  # fmt: skip
 
 st.header("A language with known probabilities")
-try:
-    teacher()
-except CheckpointError as err:
-    ui.fallback(f"{err}; run `python scripts/train_lm_teacher.py` to write it.")
-    st.stop()
+ui.lm_teacher()  # or one line, and the page stops
 # Both tokenizers have one token that is no text: padding, which fills out the shorter
 # documents of a batch and is never predicted (kdcore.language). The counts below leave it out.
 n_chars, n_lexicon = LANGUAGE.chars.vocab_size - 1, LANGUAGE.wordtok.vocab_size - 1

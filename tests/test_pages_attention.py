@@ -80,3 +80,23 @@ def test_maps_are_blank_above_the_diagonal_and_square():
     z = fig.data[0].z
     assert z[0][1] != z[0][1]  # NaN: a causal row has nothing to its right
     assert all(ax.scaleanchor for ax in fig.select_yaxes())
+
+
+@pytest.mark.parametrize("page", ["attention.py", "lm.py"])
+def test_a_damaged_teacher_file_costs_one_line(page, tmp_path, monkeypatch, store_path):
+    """Both language-model pages load the shipped teacher through one helper: a damaged file is
+    one line and the page stops there, never a traceback."""
+    import kdcore.presets_lm
+    from app import ui
+
+    bad = tmp_path / "lm-teacher.safetensors"
+    bad.write_bytes(b"not a safetensors file" * 10)
+    monkeypatch.setattr(kdcore.presets_lm, "ASSET", bad)
+    ui._lm_teacher.clear()
+    try:
+        at = run_page(page, 90)
+        said = [c.value for c in at.caption if "train_lm_teacher.py" in c.value]
+        assert len(said) == 1 and "\n" not in said[0]
+        assert not at.get("plotly_chart")
+    finally:
+        ui._lm_teacher.clear()
