@@ -137,6 +137,13 @@ MINILM_PRESET = register(
         f"parameters teaches a {LM_MODELS['lm-student'][1]}-block student on a synthetic "
         "language, the relation terms added to the next-character cross-entropy, and the figures "
         "are exact KLs from the truth, not task accuracies. Rows are causal: each position "
-        "relates only to those before it.",
+        "relates only to those before it. Over five seeds (the table under the run) every "
+        "relation student ends closer to the truth than the student on real text alone and than "
+        "word-level KD, at all five seeds (KL from the truth 2.16, 2.26 and 2.27 thousandths of "
+        "a bit per character against 4.25 and 3.12; the teacher's 2.75); reading the teacher's "
+        "block 3 rather than its last changes the mean little (2.27 against 2.26). The MiniLMv2 "
+        "student matches q-q, k-k and v-v (0.04 nats against 2.34 on real text alone) while "
+        "its attention, q-k, is no nearer the teacher's: in the shipped run 1.81 nats against "
+        "1.59.",
     )
 )
