@@ -36,6 +36,7 @@ VIEWS = [
     ("hints.py", {}, "fitnets-mnist"),
     ("deit.py", {}, "deit-mnist"),
     ("speculative.py", {}, "speculative-draft"),
+    ("attention.py", {}, "minilm-relations"),
     *[("lm.py", {"view": v}, v) for v in ("word-vs-sequence-kd", "on-policy-kd")],
     *[("modes.py", {"mode": m}, m) for m in MODES],
 ]
@@ -46,7 +47,7 @@ LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
 # minutes), Hinton's transfer-set demonstrations (nine, their teacher included) and his sweeps
 # (eight and fourteen, from those cached teachers): also shipped
 # at five seeds
-LM = ["word-vs-sequence-kd", "on-policy-kd", "speculative-draft"]
+LM = ["word-vs-sequence-kd", "on-policy-kd", "speculative-draft", "minilm-relations"]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
           *LM, "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
 
