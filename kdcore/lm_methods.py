@@ -135,7 +135,7 @@ class ULDParams:
 
 
 # the relation heads both the teacher and the student can be split into: the common divisors of
-# their widths (MiniLMv2 §3.1: each head count must divide its model's width)
+# their widths (each relation head count must divide its model's width)
 _WIDTHS = math.gcd(LM_MODELS["lm-teacher"][0], LM_MODELS["lm-student"][0])
 RELATION_HEADS = tuple(h for h in range(1, _WIDTHS + 1) if _WIDTHS % h == 0)
 

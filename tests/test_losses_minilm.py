@@ -1,7 +1,7 @@
 """MiniLM's self-attention relations against plain loops, the model's own attention, finite
 differences and properties; the method's training step against a direct computation.
 
-The reference follows Wang et al. 2021 (MiniLMv2, §3.1, Eq. 4-6) position by position in numpy:
+The reference follows Wang et al. 2021 (MiniLMv2, §3) position by position in numpy:
 split the concatenated heads into relation heads, a softmax of scaled dot products over the
 earlier positions per row, KL teacher to student, the mean over heads and counted rows.
 """

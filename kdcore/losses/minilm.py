@@ -2,7 +2,7 @@ r"""Self-attention relation distillation: MiniLM and MiniLMv2.
 
 Wenhui Wang, Furu Wei, Li Dong, Hangbo Bao, Nan Yang and Ming Zhou, "MiniLM: Deep Self-Attention
 Distillation for Task-Agnostic Compression of Pre-Trained Transformers", NeurIPS 2020,
-arXiv:2002.10957, §3.1-3.2: the student mimics the self-attention of the teacher's *last* layer,
+arXiv:2002.10957, §3: the student mimics the self-attention of the teacher's *last* layer,
 its attention distributions (queries against keys) and its value relation (values against
 values), each a row-wise softmax of scaled dot products compared by KL.
 
@@ -35,7 +35,7 @@ _INDEX = {"q": 0, "k": 1, "v": 2}
 
 def relation_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, L, D) -> (B, A_r, L, D / A_r): the concatenated heads split into ``heads`` relation
-    heads (MiniLMv2 §3.1). Raises ValueError when D is not a multiple of ``heads``."""
+    heads (MiniLMv2, §3). Raises ValueError when D is not a multiple of ``heads``."""
     b, n, d = x.shape
     if heads < 1 or d % heads:
         raise ValueError(f"{heads} relation heads do not divide a width of {d}")
@@ -65,7 +65,7 @@ def relation_kl(
     heads: int,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    r"""One relation's KL, teacher to student, per relation head and position (MiniLMv2 Eq. 5):
+    r"""One relation's KL, teacher to student, per relation head and position (MiniLMv2):
 
     .. math:: \mathcal L_{ij} = \frac{1}{A_r\,|x|} \sum_{a=1}^{A_r} \sum_{t=1}^{|x|}
         \mathrm{KL}\big(R^T_{ij,a,t} \,\big\|\, R^S_{ij,a,t}\big)
@@ -95,13 +95,13 @@ def minilm_losses(
     pairs: tuple[str, ...] = PAIRS["q-q k-k v-v"],
     mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    r"""The relation terms MiniLMv2 adds up (Eq. 6, every weight 1), one per pair:
+    r"""The relation terms MiniLMv2 adds up (every weight 1), one per pair:
 
     .. math:: \mathcal L = \sum_{(i,j)} \mathcal L_{ij}, \quad
         (i, j) \in \{(Q,Q), (K,K), (V,V)\}
 
     or MiniLM's two, ``pairs = ("qk", "vv")``: the attention distributions and the value
-    relation (Wang et al. 2020, Eq. 7-9; there over the models' own heads, which must then be as
+    relation (Wang et al. 2020, §3; there over the models' own heads, which must then be as
     many in both; here over ``heads`` relation heads, the same thing when both models have
     ``heads`` heads). teacher_qkv, student_qkv: (queries, keys, values) of one block each.
     Returns {pair: scalar}; the loss is their sum.
