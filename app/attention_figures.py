@@ -112,3 +112,30 @@ def relation_caption(models: dict[str, dict]) -> str:
         "q-q, k-k and v-v does not fix: a student can match those three and still look "
         "elsewhere."
     )
+
+
+# result key, panel title (short lines, for a phone's half-width panel), unit scale
+KL_PANELS = (
+    ("kl_true", "KL from the truth<br>×10⁻³ bits<br>per character"),
+    ("kl_teacher", "KL to the teacher<br>×10⁻³ nats<br>per token"),
+)
+
+
+def kl_figure(models: dict[str, dict]) -> go.Figure:
+    """Each model's exact KL from the language's truth and its KL to the teacher on held-out
+    text, in thousandths: where the students differ (their bits per character agree to the third
+    decimal). The teacher's bar is blue, the student on real text alone grey."""
+    names = [n for n in models if n in LABEL]
+    fig = subplots(1, 2, subplot_titles=[t for _, t in KL_PANELS], horizontal_spacing=0.14)
+    for col, (key, _) in enumerate(KL_PANELS, 1):
+        shown = [n for n in names if models[n].get(key) is not None]
+        vals = [1000 * models[n][key] for n in shown]
+        colours = [COLORS["teacher"] if n == "teacher" else
+                   COLORS["uniform"] if models[n].get("role") == "baseline" else
+                   COLORS["student"] for n in shown]  # fmt: skip
+        fig.add_bar(x=[LABEL[n] for n in shown], y=vals, marker_color=colours, showlegend=False,
+                    text=[f"{v:.2f}" for v in vals], textposition="outside", cliponaxis=False,
+                    row=1, col=col)  # fmt: skip
+    fig.update_xaxes(autotickangles=[0, -30, -90])
+    fig.update_layout(template=TEMPLATE, height=440, margin=dict(t=90, b=10))  # 3-line titles
+    return fig

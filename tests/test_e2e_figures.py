@@ -272,6 +272,7 @@ def attention_charts():
     return {
         "MiniLM teacher's heads": af.relation_maps_figure(live, stored["text"]),
         "MiniLM relation KLs": af.relation_kl_figure(res["models"]),
+        "MiniLM KLs from the truth and the teacher": af.kl_figure(res["models"]),
         "MiniLM students' maps": af.relation_maps_figure(panels, stored["text"], cols=3),
     }
 

@@ -53,6 +53,9 @@ def test_odd_url_values_fall_back_without_a_traceback(store_path, params):
 
 
 def test_the_shipped_run_is_drawn_without_training(store_path):
+    from kdcore.reference import load_references
+
+    res_models = load_references()[0]["minilm-relations"].result["models"]
     at = _page(who=LABEL["attention_value"], srel="v-v")
     assert any(c.value.startswith("The shipped run: preset minilm-relations") for c in at.caption)
     kls = _chart(at, "relation_kls")
@@ -62,6 +65,10 @@ def test_the_shipped_run_is_drawn_without_training(store_path):
     titles = [a["text"] for a in maps["layout"]["annotations"]]
     assert titles == ["teacher", "real text only", "MiniLM:<br>q-k + v-v"]
     assert any(c.value.startswith("The value–value relation of each model") for c in at.caption)
+    kl = _chart(at, "results")
+    assert [round(v, 2) for v in plotly_array(kl["data"][0]["y"])] == [
+        round(1000 * res_models[n]["kl_true"], 2) for n in ("teacher", *MINILM)
+    ]
     table = at.table[0].value
     assert list(table["model"]) == ["teacher", *(LABEL[n] for n in MINILM)]
     assert any("Nearest on q-q + k-k + v-v" in c.value for c in at.caption)
