@@ -268,6 +268,13 @@ def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
                                      "supervised_fkl": "forward KL on real text"}),
         ("speculative-draft", "acceptance_rate", {"draft_hard": "draft on real text",
                                                   "draft_kd": "forward KL"}),
+        ("minilm-relations", "kl_true", {"hard": "real text", "word_kd": "word-level KD",
+                                         "attention_value": "MiniLM's q-k + v-v",
+                                         "qkv_relations": "MiniLMv2 from the last block",
+                                         "qkv_block3": "from block 3"}),
+        ("minilm-relations", "kl_teacher", {"hard": "real text", "word_kd": "word-level KD",
+                                            "attention_value": "MiniLM", "qkv_relations":
+                                            "MiniLMv2", "qkv_block3": "from block 3"}),
     ],
 )  # fmt: skip
 def test_the_readme_quotes_the_language_seed_studies(preset, key, said):
@@ -310,6 +317,33 @@ def test_the_language_presets_text_quotes_their_five_seeds():
     assert (
         "end closer at 4 of 5, and reverse KL at 2" in text and "The shipped run is seed 0" in text
     )
+
+
+def test_the_minilm_text_quotes_its_five_seeds():
+    """What the MiniLM page says under its run: every relation student ahead of real text alone
+    and of word-level KD at every seed, and the means it quotes."""
+    ref = load_references()[0]["minilm-relations"]
+    rows = load_seed_study(ref)
+    kl, rel = PRESETS["minilm-relations"].seed_measures[:2]
+    mean = {m: 1000 * statistics.mean(row_values(r, kl)[m] for r in rows)
+            for m in row_values(rows[0], kl)}  # fmt: skip
+    taught = ("attention_value", "qkv_relations", "qkv_block3")
+    for m in taught:
+        assert all(row_values(r, kl)[m] < row_values(r, kl)[b] for r in rows
+                   for b in ("hard", "word_kd")), m  # fmt: skip
+    text = PRESETS["minilm-relations"].differences
+    said = (
+        f"{mean['attention_value']:.2f}, {mean['qkv_relations']:.2f} and "
+        f"{mean['qkv_block3']:.2f} thousandths of a bit per character against "
+        f"{mean['hard']:.2f} and {mean['word_kd']:.2f}; the teacher's {mean['teacher']:.2f}"
+    )
+    assert said in text
+    assert f"({mean['qkv_block3']:.2f} against {mean['qkv_relations']:.2f})" in text
+    r = {m: statistics.mean(row_values(x, rel)[m] for x in rows) for m in ("qkv_relations", "hard")}
+    assert f"({r['qkv_relations']:.2f} nats against {r['hard']:.2f} on real text alone)" in text
+    shipped = ref.result["models"]
+    qk = (shipped["qkv_relations"]["relation_kls"]["qk"], shipped["hard"]["relation_kls"]["qk"])
+    assert f"in the shipped run {qk[0]:.2f} nats against {qk[1]:.2f}" in text
 
 
 @pytest.mark.parametrize("preset", ["omitted-3", "only-7-8"])
