@@ -144,8 +144,10 @@ if run is not None:
             )
         }
         ui.plot(relation_maps_figure(panels, stored["text"], cols=3), key="student_maps")
-        st.caption(f"The {PAIR_TITLE[rel]} relation of each model's last block on the first "
-                   f"held-out document, averaged over {stored.get('heads', HEADS)} relation "
+        st.caption(f"The {PAIR_TITLE[rel]} relation of each model's last block on "
+                   f"“{stored['text']}”, the start of the run's first held-out document (the "
+                   "run keeps its maps, not the students: the teacher's above read another "
+                   f"document), averaged over {stored.get('heads', HEADS)} relation "
                    "heads.")  # fmt: skip
     ui.plot(kl_figure(models), key="results")
     st.caption(f"KL from the truth: bits per character above the language's entropy "

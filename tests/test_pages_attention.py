@@ -64,7 +64,9 @@ def test_the_shipped_run_is_drawn_without_training(store_path):
     maps = _chart(at, "student_maps")
     titles = [a["text"] for a in maps["layout"]["annotations"]]
     assert titles == ["teacher", "real text only", "MiniLM:<br>q-k + v-v"]
-    assert any(c.value.startswith("The value–value relation of each model") for c in at.caption)
+    text = load_references()[0]["minilm-relations"].result["relation_maps"]["text"]
+    said = f"The value–value relation of each model's last block on “{text}”"
+    assert any(c.value.startswith(said) for c in at.caption)
     kl = _chart(at, "results")
     assert [round(v, 2) for v in plotly_array(kl["data"][0]["y"])] == [
         round(1000 * res_models[n]["kl_true"], 2) for n in ("teacher", *MINILM)
