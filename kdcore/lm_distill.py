@@ -112,7 +112,9 @@ def lm_step(
     own = text if tokenizer == TEACHER_TOKENIZER else retokenize(
         text.ids, TEACHER_TOKENIZER, tokenizer, transfer.n_words)  # fmt: skip
     own = own.to(text.ids.device)
-    t_logits = transfer.teacher_logits(reads, prompt_words) if m.uses_teacher else None
+    t_logits = None
+    if m.uses_teacher and m.teacher_logits:
+        t_logits = transfer.teacher_logits(reads, prompt_words)
     if m.attends is not None:
         layer = m.attends(p) - 1
         if not 0 <= layer < transfer.teacher.cfg.layers:

@@ -60,6 +60,9 @@ class LMMethod:
     # params -> the teacher's block (1 = first) whose queries, keys and values the loss reads
     # beside the student's last block's; None for a method of logits or text alone
     attends: Callable[[Any], int] | None = None
+    # whether the loss reads the teacher's logits (computed once for the whole text): a method
+    # that reads only inside the teacher need not pay a pass over the corpus for them
+    teacher_logits: bool = True
 
     def make_params(self, values: dict[str, Any] | None = None) -> Any:
         known = {f.name for f in fields(self.params)}
@@ -234,5 +237,6 @@ register(
         "Inside one block: how each position's queries, keys and values relate to the earlier "
         "positions', as the teacher's relate, by relation heads of any count.",
         MiniLMParams, lambda p: "corpus", _minilm, attends=lambda p: p.teacher_layer,
+        teacher_logits=False,
     )
 )  # fmt: skip

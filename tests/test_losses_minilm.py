@@ -216,6 +216,7 @@ def test_the_minilm_step_equals_a_direct_computation(transfer, relations):
     rows = torch.tensor([0, 3, 5, 9])
     params = {"relations": relations, "heads": 2, "teacher_layer": 1, "lam": 0.5}
     parts = lm_step("minilm", params, "char", transfer)(student, rows)
+    assert not transfer._logits  # it reads inside the teacher: no pass for its logits
     ids, mask = transfer.train.char.ids[rows], transfer.train.char.mask[rows]
     keep, t_keep = [], []
     logits = student(ids[:, :-1], keep=keep)
