@@ -45,18 +45,22 @@ class MiniLMConfig(LMSetting):
     lam: float = param(1.0, "λ, weight of each relation term", 0.0, 100.0)
 
 
-def relation_kls(teacher: TinyGPT, model: TinyGPT, test: Texts, heads: int) -> dict[str, float]:
+def relation_kls(teacher: TinyGPT, stream: torch.Tensor, model: TinyGPT, test: Texts,
+                 heads: int) -> dict[str, float]:  # fmt: skip
     """The four relation KLs from the teacher's last block to the model's last block on the
-    held-out documents (nats, mean over relation heads and counted positions)."""
+    held-out documents (nats, mean over relation heads and counted positions). ``stream``: the
+    teacher's residual stream entering its last block on them, computed once for every student
+    (:meth:`TinyGPT.stream`)."""
     corpus = test.char
+    last = teacher.cfg.layers - 1
     sums = dict.fromkeys(PAIRS_MEASURED, 0.0)
     with torch.no_grad():
         for i in range(0, len(corpus.ids), 250):
             ids, mask = corpus.ids[i : i + 250, :-1], corpus.mask[i : i + 250]
-            t_keep, s_keep = [], []
-            teacher(ids, keep=t_keep)
+            s_keep: list = []
             model(ids, keep=s_keep)
-            terms = minilm_losses(t_keep[-1], s_keep[-1], heads, PAIRS_MEASURED, mask)
+            t_qkv = teacher.block_qkv(stream[i : i + 250], last)
+            terms = minilm_losses(t_qkv, s_keep[-1], heads, PAIRS_MEASURED, mask)
             for pair, v in terms.items():
                 sums[pair] += float(v) * float(mask.sum())
     count = float(corpus.mask.sum())
@@ -85,8 +89,11 @@ def run_minilm(cfg: MiniLMConfig, ctx: RunContext) -> dict:
     maps = {"text": text, "heads": cfg.heads, "models": {
         "teacher": relation_maps(run.teacher, ids, cfg.heads)}}  # fmt: skip
 
+    with torch.no_grad():  # the teacher's side of every student's relation KLs, once
+        stream = run.teacher.stream(run.test.char.ids[:, :-1], run.teacher.cfg.layers - 1)
+
     def inside(model: TinyGPT) -> dict:
-        kls = relation_kls(run.teacher, model, run.test, cfg.heads)
+        kls = relation_kls(run.teacher, stream, model, run.test, cfg.heads)
         return {"relation_kl": round(kls["qq"] + kls["kk"] + kls["vv"], 5), "relation_kls": kls}
 
     for name, (method, params) in MINILM.items():
