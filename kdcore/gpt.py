@@ -127,13 +127,20 @@ class TinyGPT(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(
-        self, idx: torch.Tensor, cache: Cache | None = None, keep: list | None = None
-    ) -> torch.Tensor:
+        self, idx: torch.Tensor, cache: Cache | None = None, keep: list | None = None,
+        hidden: list | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """idx (B, T) token ids after the ``cache.length`` already read. Returns (B, T, V).
-        ``keep``: a list that receives each block's (queries, keys, values), (B, T, D) each."""
+        ``keep``: a list that receives each block's (queries, keys, values), (B, T, D) each;
+        ``hidden``: one that receives the residual stream after the embeddings and after each
+        block, (B, T, D) each (``hidden[m]`` is what :meth:`stream` returns for ``upto=m``)."""
         x = self._embed(idx, 0 if cache is None else cache.length)
+        if hidden is not None:
+            hidden.append(x)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i, keep)
+            if hidden is not None:
+                hidden.append(x)
         return self.head(self.ln(x))  # (B, T, V)
 
     def _embed(self, idx: torch.Tensor, start: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .gpt import TinyGPT, generate
 from .language import LANGUAGE, PAD, PROMPT, Corpus
@@ -152,17 +153,20 @@ def fit_lm(
     callbacks: Iterable[Callback] = (),
     cancel: threading.Event | None = None,
     name: str = "",
+    modules: Iterable[nn.Module] = (),
 ) -> FitResult:
     """Train ``model`` for ``cfg.epochs`` passes over ``n_docs`` documents.
 
     ``step(model, rows)`` gets the batch's document indices (B,) and returns named scalar losses
     (their sum is minimised); ``evaluate(model)`` returns the epoch's figures, with at least
-    ``test_accuracy`` (next-token accuracy on held-out text) and ``test_errors``.
+    ``test_accuracy`` (next-token accuracy on held-out text) and ``test_errors``. ``modules``
+    are trained with the model by the same optimiser (a method's projector).
     """
     callbacks = list(callbacks)
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    trainable = [*model.parameters(), *(q for mod in modules for q in mod.parameters())]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = max(1, math.ceil(n_docs / cfg.batch_size))
     total = per_epoch * cfg.epochs
     warm = max(1, int(cfg.warmup * total))
@@ -192,7 +196,7 @@ def fit_lm(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
             opt.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .gpt import TinyGPT
+from .gpt import GPTConfig, TinyGPT
 from .language import Corpus
 from .lm import Texts, continue_texts, corpus_of, logits_of, retokenize
 from .lm_methods import LMBatch, get_lm_method
@@ -69,10 +69,31 @@ class Transfer:
         return self._streams[key]
 
 
+@dataclass
+class LMStep:
+    """What :func:`lm_step` builds: ``step(model, rows)`` the named losses of a batch of
+    documents; ``modules`` what the method trains beside the student (``fit_lm``'s ``modules``);
+    :meth:`figures` the JSON-ready figures the method records with each epoch."""
+
+    fn: Callable[[TinyGPT, torch.Tensor], dict[str, torch.Tensor]]
+    modules: tuple[torch.nn.Module, ...] = ()
+    report: Callable[[torch.nn.Module], dict[str, Any]] | None = None
+
+    def __call__(self, model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.fn(model, rows)
+
+    def figures(self) -> dict[str, Any]:
+        if self.report is None or not self.modules:
+            return {}
+        with torch.no_grad():
+            return self.report(self.modules[0])
+
+
 def lm_step(
-    method: str, params: Any, tokenizer: str, transfer: Transfer
-) -> Callable[[TinyGPT, torch.Tensor], dict[str, torch.Tensor]]:
-    """The step function for a student with ``tokenizer`` trained by ``method``.
+    method: str, params: Any, tokenizer: str, transfer: Transfer, student: GPTConfig | None = None
+) -> LMStep:
+    """The step for a student with ``tokenizer`` (and config ``student``, which a method that
+    trains a module beside it needs to size it) trained by ``method``.
 
     Raises ValueError (one line) when the method compares logits position by position and the
     student's tokenizer is not the teacher's: there is no shared vocabulary to compare.
@@ -80,7 +101,8 @@ def lm_step(
     m = get_lm_method(method)
     p = m.make_params(params)
     if m.same_vocab and tokenizer != TEACHER_TOKENIZER:
-        what = "the two models' positions" if m.attends else "next-token distributions"
+        inside = m.attends is not None or m.hidden is not None
+        what = "the two models' positions" if inside else "next-token distributions"
         raise ValueError(
             f"{m.title} compares {what} entry by entry, so it needs the "
             f"teacher's vocabulary ({TEACHER_TOKENIZER}); this student's tokenizer is {tokenizer}"
@@ -106,7 +128,7 @@ def lm_step(
                 t = transfer.teacher(ids[:, :-1])
             return m.loss(LMBatch(model(ids[:, :-1]), ids[:, 1:], mask, t, mask), p)
 
-        return on_policy
+        return LMStep(on_policy)
 
     text = transfer.texts(reads, prompt_words)
     own = text if tokenizer == TEACHER_TOKENIZER else retokenize(
@@ -121,6 +143,16 @@ def lm_step(
             raise ValueError(f"the teacher has no block {layer + 1}; it has "
                              f"{transfer.teacher.cfg.layers}")  # fmt: skip
         stream = transfer.teacher_stream(reads, prompt_words, layer)
+    module, pairs, streams = None, (), {}
+    if m.hidden is not None:
+        if student is None:
+            raise ValueError(f"{m.title} trains a module sized to the student: pass its config")
+        s_cfg, t_cfg = student, transfer.teacher.cfg
+        pairs = m.hidden(p, s_cfg.layers, t_cfg.layers)
+        # the teacher's layers past its embeddings, cached once (its inputs are not augmented);
+        # its embeddings cost a lookup a batch, so they are not stored
+        streams = {n: transfer.teacher_stream(reads, prompt_words, n) for _, n in pairs if n}
+        module = m.module(p, s_cfg.width, t_cfg.width).to(own.ids.device)
 
     def offline(model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         ids = own.ids[rows, :-1]
@@ -131,10 +163,17 @@ def lm_step(
             with torch.no_grad():
                 t_qkv = transfer.teacher.block_qkv(stream[rows], layer)
             inside = {"student_qkv": keep[-1], "teacher_qkv": t_qkv}
+        elif pairs:  # TinyBERT: the student's layer m against the teacher's layer g(m)
+            hidden: list = []
+            s = model(ids, hidden=hidden)
+            with torch.no_grad():
+                t_h = [streams[n][rows] if n else transfer.teacher.stream(ids, 0) for _, n in pairs]
+            inside = {"student_hidden": [hidden[k] for k, _ in pairs], "teacher_hidden": t_h,
+                      "module": module}  # fmt: skip
         else:
             s = model(ids)
         t = t_logits[rows] if t_logits is not None else None
         return m.loss(LMBatch(s, own.ids[rows, 1:], own.mask[rows], t, text.mask[rows], **inside),
                       p)  # fmt: skip
 
-    return offline
+    return LMStep(offline, (module,) if module is not None else (), m.figures)

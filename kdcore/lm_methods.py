@@ -4,7 +4,8 @@ A language-model method says which text the student reads (:attr:`LMMethod.reads
 corpus, the teacher's own continuations of it, or the student's own samples), what it is trained
 to match there (:attr:`LMMethod.loss`, built on the pure functions of :mod:`kdcore.losses.lm` and
 :mod:`kdcore.losses.minilm`) and, for a method that looks inside the models, which of the
-teacher's blocks it reads (:attr:`LMMethod.attends`). The vision methods' table
+teacher's blocks it reads (:attr:`LMMethod.attends`, :attr:`LMMethod.hidden`) and what module it
+trains with the student (:attr:`LMMethod.module`, TinyBERT's projector). The vision methods' table
 (:mod:`kdcore.methods`) cannot hold them: a vision method never chooses its inputs. Nothing
 outside this table names one of these methods; :mod:`kdcore.lm_distill` turns an entry into a
 training step.
@@ -23,7 +24,9 @@ from .gpt import LM_MODELS
 from .lm import cross_entropy
 from .losses.lm import generalized_jsd, token_kd_loss, uld_loss
 from .losses.minilm import PAIRS, minilm_losses
+from .losses.tinybert import MAPPINGS, hidden_losses, layer_map
 from .method import check_config, param
+from .projectors import singular_values
 
 READS = ("corpus", "teacher-greedy", "teacher-sample", "student")
 
@@ -43,6 +46,11 @@ class LMBatch:
     teacher_mask: torch.Tensor | None = None
     student_qkv: tuple[torch.Tensor, ...] | None = None
     teacher_qkv: tuple[torch.Tensor, ...] | None = None
+    # a hidden-state method (:attr:`LMMethod.hidden`): the student's and the teacher's residual
+    # streams at each mapped pair of layers, (B, L, D') and (B, L, D), and the method's module
+    student_hidden: list[torch.Tensor] | None = None
+    teacher_hidden: list[torch.Tensor] | None = None
+    module: torch.nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,13 @@ class LMMethod:
     # whether the loss reads the teacher's logits (computed once for the whole text): a method
     # that reads only inside the teacher need not pay a pass over the corpus for them
     teacher_logits: bool = True
+    # (params, student blocks, teacher blocks) -> the pairs (m, g(m)) of layers whose residual
+    # streams the loss compares (0 = the embeddings, m = the output of block m); None for none
+    hidden: Callable[[Any, int, int], tuple[tuple[int, int], ...]] | None = None
+    # (params, student width, teacher width) -> a module trained with the student (a projector)
+    module: Callable[[Any, int, int], torch.nn.Module] | None = None
+    # the module -> JSON-ready figures recorded with each epoch (a projector's singular values)
+    figures: Callable[[torch.nn.Module], dict[str, Any]] | None = None
 
     def make_params(self, values: dict[str, Any] | None = None) -> Any:
         known = {f.name for f in fields(self.params)}
@@ -159,6 +174,28 @@ class MiniLMParams:
     lam: float = param(1.0, "λ, weight of each relation term", 0.0, 100.0)
 
 
+@dataclass(frozen=True)
+class TinyBERTParams:
+    mapping: str = param("uniform", "Layer mapping g(m)", choices=MAPPINGS,
+                         help="uniform g(m) = mN/M, top g(m) = m + N - M, bottom g(m) = m; the "
+                         "embeddings always learn the teacher's")  # fmt: skip
+    # TinyBERT distils the layers first, then the predictions, then fine-tunes; a language model
+    # here must also learn to predict, so the terms are added to the corpus's cross-entropy (this
+    # project's choice, as for MiniLM), all layers of weight λ (the paper's λ_m are 1)
+    lam: float = param(1.0, "λ, weight of the hidden-state terms", 0.0, 1000.0)
+
+
+def _projector(p: TinyBERTParams, student_width: int, teacher_width: int) -> torch.nn.Module:
+    """W_h: one linear map from the student's width into the teacher's, shared by every mapped
+    layer as the official code's ``fit_dense``; PyTorch's default initialisation."""
+    return torch.nn.Linear(student_width, teacher_width)
+
+
+def _spectrum(projector: torch.nn.Module) -> dict[str, Any]:
+    sv = singular_values(projector.weight)
+    return {"projector_sv": [round(float(v), 5) for v in sv]}
+
+
 # ----------------------------------------------------------------------------- losses
 
 
@@ -182,6 +219,11 @@ def _uld(b: LMBatch, p: ULDParams) -> dict[str, torch.Tensor]:
 def _minilm(b: LMBatch, p: MiniLMParams) -> dict[str, torch.Tensor]:
     terms = minilm_losses(b.teacher_qkv, b.student_qkv, p.heads, PAIRS[p.relations], b.mask)
     return {"ce": _ce(b), **{pair: p.lam * term for pair, term in terms.items()}}
+
+
+def _tinybert(b: LMBatch, p: TinyBERTParams) -> dict[str, torch.Tensor]:
+    hidn = hidden_losses(b.student_hidden, b.teacher_hidden, b.module, b.mask)
+    return {"ce": _ce(b), "hidden": p.lam * hidn}
 
 
 register(
@@ -238,5 +280,14 @@ register(
         "positions', as the teacher's relate, by relation heads of any count.",
         MiniLMParams, lambda p: "corpus", _minilm, attends=lambda p: p.teacher_layer,
         teacher_logits=False,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "tinybert", "Hidden states (TinyBERT)", "Jiao et al. 2020, arXiv:1909.10351, §3.1",
+        "Layer by layer: the student's residual stream, mapped by a learnt linear projector into "
+        "the teacher's width, made to match the teacher's at the layer g(m) it is mapped to.",
+        TinyBERTParams, lambda p: "corpus", _tinybert, teacher_logits=False,
+        hidden=lambda p, m, n: layer_map(p.mapping, m, n), module=_projector, figures=_spectrum,
     )
 )  # fmt: skip

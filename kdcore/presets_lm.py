@@ -162,12 +162,12 @@ class LMRun:
         model = build_lm(arch, vocab, block_for(tokenizer, N_WORDS)).to(self.ctx.device)
         if start is not None:
             model.load_state_dict(start.state_dict())
-        step = lm_step(method, params, tokenizer, self.transfer)
+        step = lm_step(method, params, tokenizer, self.transfer, model.cfg)
         tcfg = LMTrainConfig(self.cfg.epochs, self.cfg.batch_size, self.cfg.lr, seed=self.cfg.seed)
         test = self.test.tokens(tokenizer)
         result = self.ctx.train(name, lambda cbs: fit_lm(
-            model, len(self.train.char), step, tcfg, lambda mdl: score(mdl, test), cbs,
-            self.ctx.cancel, name))  # fmt: skip
+            model, len(self.train.char), step, tcfg, lambda mdl: {**score(mdl, test),
+            **step.figures()}, cbs, self.ctx.cancel, name, modules=step.modules))  # fmt: skip
         summary = {
             "role": role or ("baseline" if m.baseline else "student"), "arch": arch,
             "method": method, "method_params": m.params_dict(params), "tokenizer": tokenizer,
