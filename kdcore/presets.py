@@ -760,4 +760,5 @@ from . import (  # noqa: E402, F401
     presets_modes,
     presets_relation,
     presets_spec,
+    presets_tinybert,
 )
