@@ -94,6 +94,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("doc", "block", "rel", "heads", "who", "srel", "ep_minilm"),
     ),
     PageInfo(
+        "hidden-states",
+        "Inside a transformer: TinyBERT",
+        "Transformer era",
+        ":material/stacks:",
+        "hidden.py",
+        ("map", "ep_tinybert"),
+    ),
+    PageInfo(
         "speculative",
         "Speculative decoding",
         "Transformer era",
@@ -217,9 +225,10 @@ MAP: tuple[MapCell, ...] = (
     MapCell(
         "Feature",
         "Offline",
-        "intermediate activations or attention maps",
-        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), projectors (Miles 2024)",
-        (MapLink("features"), MapLink("projector")),
+        "intermediate activations or attention maps, or a transformer's hidden states",
+        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), projectors (Miles 2024), "
+        "TinyBERT's layer-to-layer hidden states (Jiao 2020)",
+        (MapLink("features"), MapLink("projector"), MapLink("hidden-states")),
     ),
     MapCell(
         "Feature",

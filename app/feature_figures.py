@@ -34,7 +34,7 @@ def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
     return fig
 
 
-def _shades(n: int, colour: str) -> list[str]:
+def shades(n: int, colour: str) -> list[str]:
     """n opacities of one colour, faint (early) to solid (late)."""
     r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return [f"rgba({r},{g},{b},{0.25 + 0.75 * (i + 1) / n:.2f})" for i in range(n)]
@@ -74,7 +74,7 @@ def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) 
     # a phone, the step axis's title lay on the left panel, the legend covered the titles.
     fig = subplots(1, 2, subplot_titles=("spectrum after<br>each epoch", "during training"),
                    horizontal_spacing=0.18)  # fmt: skip
-    colours = _shades(len(epochs), VARIANT.get(variant, COLORS["teacher"]))
+    colours = shades(len(epochs), VARIANT.get(variant, COLORS["teacher"]))
     for e, (values, colour) in enumerate(zip(epochs, colours, strict=True)):
         y = np.maximum(np.asarray(values, dtype=float), FLOOR)
         fig.add_scatter(x=np.arange(1, len(y) + 1), y=y, mode="lines", name=f"epoch {e + 1}",

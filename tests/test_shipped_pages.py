@@ -37,6 +37,7 @@ VIEWS = [
     ("deit.py", {}, "deit-mnist"),
     ("speculative.py", {}, "speculative-draft"),
     ("attention.py", {}, "minilm-relations"),
+    ("hidden.py", {}, "tinybert-hidden"),
     *[("lm.py", {"view": v}, v) for v in ("word-vs-sequence-kd", "on-policy-kd")],
     *[("modes.py", {"mode": m}, m) for m in MODES],
 ]
@@ -47,7 +48,13 @@ LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
 # minutes), Hinton's transfer-set demonstrations (nine, their teacher included) and his sweeps
 # (eight and fourteen, from those cached teachers): also shipped
 # at five seeds
-LM = ["word-vs-sequence-kd", "on-policy-kd", "speculative-draft", "minilm-relations"]
+LM = [
+    "word-vs-sequence-kd",
+    "on-policy-kd",
+    "speculative-draft",
+    "minilm-relations",
+    "tinybert-hidden",
+]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
           *LM, "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
 

@@ -1,0 +1,129 @@
+"""Inside a transformer: TinyBERT's hidden states, taught layer by layer through a learnt
+projector, and students taught them under the paper's three layer mappings (Jiao et al. 2020)."""
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from app import lab_ui, ui
+from app.attention_figures import kl_figure
+from app.hidden_figures import layer_map_figure, layer_name, projector_figure, readout_figure
+from app.lm_figures import LABEL
+from kdcore.gpt import LM_MODELS
+from kdcore.lm_distill import lm_step
+from kdcore.lm_methods import get_lm_method
+from kdcore.losses.tinybert import MAPPINGS, hidden_losses, hidden_mse, layer_map
+from kdcore.presets_tinybert import TINYBERT, TINYBERT_PRESET
+from kdcore.projectors import collapsed
+
+PRESET = TINYBERT_PRESET.name
+COST = (  # measured: the shipped run (README)
+    "Five 62k-parameter students of ten epochs each, the hidden-state students reading the "
+    "teacher's cached activations: about two minutes on a quiet 2-core CPU."
+)
+WIDTH, BLOCKS, _ = LM_MODELS["lm-teacher"]
+S_WIDTH, S_BLOCKS, _ = LM_MODELS["lm-student"]
+METHOD = get_lm_method(TINYBERT["hidden_uniform"][0])  # the entry the three students share
+# each mapping's student in the preset, as the registry's parameters name it
+STUDENT = {params["mapping"]: name for name, (_, params) in TINYBERT.items() if "mapping" in params}
+MAPPING_HELP = (
+    "uniform g(m) = mN/M: evenly from the teacher's bottom to its top; top g(m) = m + N − M: "
+    "its last blocks; bottom g(m) = m: its first blocks. The embeddings learn the teacher's."
+)
+
+
+def milli(v: float | None) -> float | None:
+    return None if v is None else 1000 * v
+
+
+st.title("Inside a transformer: TinyBERT")
+ui.prose(
+    "MiniLM matches relations between positions, dot products that need no projector. "
+    "**TinyBERT** (Jiao et al. 2020) matches the hidden states themselves: the residual stream "
+    "after the student's embeddings and after each of its blocks is mapped by a learnt linear "
+    "**projector** W_h into the teacher's wider space and made equal to the teacher's stream at "
+    "the layer it is paired with. The student has fewer blocks than the teacher, so which "
+    "teacher layers it learns is a choice, the *layer mapping* g; the paper compares three."
+)
+
+st.header("Which layer learns which")
+mapping = ui.url_choice("Layer mapping g(m)", list(MAPPINGS), "map", "uniform", help=MAPPING_HELP)
+pairs = METHOD.hidden(METHOD.make_params({"mapping": mapping}), S_BLOCKS, BLOCKS)
+ui.plot(layer_map_figure(pairs, S_BLOCKS, BLOCKS), key="layer_map")
+st.caption(
+    f"The student's {S_BLOCKS} blocks of width {S_WIDTH} against the teacher's {BLOCKS} of "
+    f"width {WIDTH}, each drawn at its relative depth; the {mapping} mapping pairs "
+    + ", ".join(f"student {layer_name(m)} → teacher {layer_name(n)}" for m, n in pairs)
+    + f". One projector W_h ({S_WIDTH} → {WIDTH}) serves every pair, as in the paper's official "
+    "code, and is trained with the student."
+)
+
+st.subheader("The loss, as the code runs it")
+# KaTeX does not wrap: each line fits a phone
+st.latex(r"\begin{gathered}\mathcal L_{hidn}(m) = \mathrm{MSE}\big(H^S_m W_h + b,\; "
+         r"H^T_{g(m)}\big)\\ \mathcal L = \mathrm{CE}(y, q) + \lambda \sum_{m=0}^{M}"
+         r"\mathcal L_{hidn}(m)\end{gathered}")  # fmt: skip
+st.caption(
+    "H_m is the residual stream after block m (m = 0: the embeddings) at every position; the "
+    "MSE averages over positions and the teacher's width. TinyBERT also distils the attention "
+    "maps head by head (which needs equal head counts; the MiniLM page distils attention "
+    "without) and the predictions, in two stages; here the hidden-state terms are added to the "
+    "real text's cross-entropy (this app's choice), λ = 1 as the paper's layer weights."
+)
+
+st.header("Students taught the teacher's hidden states")
+run = lab_ui.stored_or_offer(lab_ui.optional_queue(), PRESET, COST, "ep_tinybert", "run_tinybert")
+if run is not None:
+    res = run.result
+    models = res.get("models", {})
+    floor = res.get("floor_bits", 0.0)
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; the language's entropy on the "
+               f"held-out documents is {floor:.4f} bits per character.")  # fmt: skip
+    ui.plot(kl_figure(models), key="results")
+    st.caption(f"KL from the truth: bits per character above the language's entropy "
+               f"({floor:.4f}), exactly; KL to the teacher on the same text. The seed study "
+               "below says which differences hold.")  # fmt: skip
+    who = STUDENT[mapping]
+    hard, own = models.get("hard", {}), models.get(who, {})
+    if hard.get("readout_r2") and own.get("readout_r2"):
+        panels = {LABEL["hard"]: hard["readout_r2"], LABEL.get(who, who): own["readout_r2"]}
+        ui.plot(readout_figure(panels, pairs), key="readout")
+        st.caption(
+            "R²: how much of each teacher layer (across) a least-squares linear map reads from "
+            "each of the model's layers (down) on the held-out documents; outlined, the pairs "
+            f"the {mapping} mapping teaches. The teacher's last hidden state: R² "
+            f"{hard['r2_last']:.3f} from the last block of the student on real text alone, "
+            f"{own['r2_last']:.3f} from the {mapping}-mapped student's."
+        )
+    spectra = [r["extra"]["projector_sv"] for r in res.get("history", {}).get(who, [])
+               if "projector_sv" in r.get("extra", {})]  # fmt: skip
+    if spectra:
+        ui.plot(projector_figure(spectra), key="projector")
+        last = spectra[-1]
+        lost = collapsed(torch.tensor(last))
+        st.caption(
+            f"The {mapping}-mapped student's projector W_h after each of its {len(spectra)} "
+            f"epochs: its {len(last)} singular values, from {last[0]:.2f} down to {last[-1]:.3f} "
+            f"after the last: {f'{lost} of them' if lost else 'none'} below 1% of the "
+            "largest. A collapsed direction would be one of the student's along which its "
+            "states are never compared with the teacher's (the projector page shows how an "
+            "unnormalised projector loses them)."
+        )
+    rows = pd.DataFrame([{
+        "model": LABEL.get(n, n), "method": m.get("method", ""),
+        "mapping": (m.get("method_params") or {}).get("mapping"),
+        "KL from truth (×10⁻³ bits/char)": milli(m.get("kl_true")),
+        "KL from teacher (×10⁻³ nats/token)": milli(m.get("kl_teacher")),
+        "R² of the teacher's last state": m.get("r2_last"),
+        "grammatical texts": m.get("sample_valid"), "seconds": m.get("seconds"),
+    } for n, m in models.items() if n in TINYBERT or n == "teacher"])  # fmt: skip
+    whole = {"grammatical texts": "{:.0%}", "seconds": "{:,.1f}",
+             "KL from truth (×10⁻³ bits/char)": "{:.2f}",
+             "KL from teacher (×10⁻³ nats/token)": "{:.2f}"}  # fmt: skip
+    st.table(rows.style.format(whole, precision=4, thousands=",", na_rep="–"), hide_index=True)
+    claims = res.get("paper", {}).get("claims", [])
+    if claims:
+        st.caption("Paper: " + " ".join(claims))
+    lab_ui.why_differs(PRESET)
+
+ui.show_code(hidden_mse, hidden_losses, layer_map, lm_step)
