@@ -119,6 +119,15 @@ TINYBERT_PRESET = register(
         "serving every layer as in the official code (the paper writes a separate W_e for the "
         "embeddings), and the figures are exact KLs from the truth, not task accuracies. "
         "TinyBERT's attention term compares head by head and needs equal head counts; the "
-        "MiniLM preset distils attention here.",
+        "MiniLM preset distils attention here. Over five seeds (the table under the run) the "
+        "uniform- and top-mapped students end closer to the truth than the student on real "
+        "text alone and than word-level KD at all five seeds (KL from the truth 2.49 and 2.41 "
+        "thousandths of a bit per character against 4.25 and 3.12; the teacher's 2.75); the "
+        "bottom-mapped one, never shown the teacher's last two blocks, beats real text alone at "
+        "every seed and word-level KD at none (3.81). The paper finds the uniform mapping best; "
+        "here uniform and top are within each other's noise (top ahead at 3 seeds of 5). A "
+        "linear map reads the teacher's last hidden state from the uniform and top students' "
+        "last blocks with R² 0.9950 and 0.9951, against 0.9440 from the student on real text "
+        "alone.",
     )
 )

@@ -63,6 +63,29 @@ def test_speculative_draft_has_the_issue_keys_and_consistent_numbers():
     )
 
 
+def test_tinybert_hidden_reads_every_teacher_layer_from_every_student_layer():
+    from kdcore.losses.tinybert import MAPPINGS
+    from kdcore.presets_tinybert import TINYBERT
+
+    result = run_preset("tinybert-hidden", **TINY, lam=3.0)
+    _check(result, TINYBERT)
+    models, history = result["models"], result["history"]
+    for name in TINYBERT:
+        r2 = models[name]["readout_r2"]
+        assert len(r2) == 3 and all(len(row) == 5 for row in r2)  # student layers x teacher's
+        assert all(0 <= v <= 1 for row in r2 for v in row)
+        assert models[name]["r2_last"] == r2[-1][-1]
+    taught = {n: models[n]["method_params"] for n in TINYBERT if models[n]["method"] == "tinybert"}
+    assert sorted(p["mapping"] for p in taught.values()) == sorted(MAPPINGS)
+    assert all(p["lam"] == 3.0 for p in taught.values())
+    for name in TINYBERT:  # a projector's spectrum each epoch, for the students that train one
+        spectra = [r["extra"].get("projector_sv") for r in history[name]]
+        if name in taught:
+            assert all(len(sv) == 48 and sv == sorted(sv, reverse=True) for sv in spectra)
+        else:
+            assert spectra == [None] * len(spectra)
+
+
 def test_minilm_relations_measures_every_students_last_block_against_the_teachers():
     from kdcore.presets_minilm import MINILM, PAIRS_MEASURED
 

@@ -282,6 +282,15 @@ def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
         ("minilm-relations", "kl_teacher", {"hard": "real text", "word_kd": "word-level KD",
                                             "attention_value": "MiniLM", "qkv_relations":
                                             "MiniLMv2", "qkv_block3": "from block 3"}),
+        ("tinybert-hidden", "kl_true", {"hard": "real text", "word_kd": "word-level KD",
+                                        "hidden_uniform": "uniform", "hidden_top": "top",
+                                        "hidden_bottom": "bottom"}),
+        ("tinybert-hidden", "kl_teacher", {"hard": "real text", "word_kd": "word-level KD",
+                                           "hidden_uniform": "uniform", "hidden_top": "top",
+                                           "hidden_bottom": "bottom"}),
+        ("tinybert-hidden", "r2_last", {"hard": "real text", "word_kd": "word-level KD",
+                                        "hidden_uniform": "uniform", "hidden_top": "top",
+                                        "hidden_bottom": "bottom"}),
     ],
 )  # fmt: skip
 def test_the_readme_quotes_the_language_seed_studies(preset, key, said):
@@ -351,6 +360,36 @@ def test_the_minilm_text_quotes_its_five_seeds():
     shipped = ref.result["models"]
     qk = (shipped["qkv_relations"]["relation_kls"]["qk"], shipped["hard"]["relation_kls"]["qk"])
     assert f"in the shipped run {qk[0]:.2f} nats against {qk[1]:.2f}" in text
+
+
+def test_the_tinybert_text_quotes_its_five_seeds():
+    """What the TinyBERT page says under its run: the uniform and top students ahead of real
+    text alone and of word-level KD at every seed, the bottom one ahead of real text only, and
+    the means it quotes."""
+    ref = load_references()[0]["tinybert-hidden"]
+    rows = load_seed_study(ref)
+    kl, r2 = PRESETS["tinybert-hidden"].seed_measures[:2]
+    per = {m: [row_values(r, kl)[m] for r in rows] for m in row_values(rows[0], kl)}
+    mean = {m: 1000 * statistics.mean(v) for m, v in per.items()}
+
+    def wins(a: str, b: str) -> int:
+        return sum(x < y for x, y in zip(per[a], per[b], strict=True))
+
+    assert [wins(m, "hard") for m in ("hidden_uniform", "hidden_top", "hidden_bottom")] == [5] * 3
+    assert [wins(m, "word_kd") for m in ("hidden_uniform", "hidden_top", "hidden_bottom")] == [
+        5, 5, 0]  # fmt: skip
+    text = PRESETS["tinybert-hidden"].differences
+    said = (
+        f"(KL from the truth {mean['hidden_uniform']:.2f} and {mean['hidden_top']:.2f} "
+        f"thousandths of a bit per character against {mean['hard']:.2f} and "
+        f"{mean['word_kd']:.2f}; the teacher's {mean['teacher']:.2f})"
+    )
+    assert said in text and f"word-level KD at none ({mean['hidden_bottom']:.2f})" in text
+    assert f"(top ahead at {wins('hidden_top', 'hidden_uniform')} seeds of 5)" in text
+    r = {m: statistics.mean(row_values(x, r2)[m] for x in rows)
+         for m in ("hidden_uniform", "hidden_top", "hard")}  # fmt: skip
+    assert (f"R² {r['hidden_uniform']:.4f} and {r['hidden_top']:.4f}, against {r['hard']:.4f}"
+            in text)  # fmt: skip
 
 
 @pytest.mark.parametrize("preset", ["omitted-3", "only-7-8"])
