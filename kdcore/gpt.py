@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,10 +154,17 @@ class TinyGPT(nn.Module):
         """The residual stream entering block ``upto`` (0-based) on idx (B, T): (B, T, D), what
         :meth:`block_qkv` turns into that block's queries, keys and values. Caching it costs a
         third of caching them."""
+        return self.streams(idx, (upto,))[0]
+
+    def streams(self, idx: torch.Tensor, uptos: Sequence[int]) -> list[torch.Tensor]:
+        """:meth:`stream` for several blocks in one pass, in the order asked: a pass runs only
+        as far as the deepest one."""
         x = self._embed(idx, 0)
-        for i, block in enumerate(self.blocks[:upto]):
+        out = {0: x}
+        for i, block in enumerate(self.blocks[: max(uptos, default=0)]):
             x = block(x, None, i)
-        return x
+            out[i + 1] = x
+        return [out[u] for u in uptos]
 
     def block_qkv(self, x: torch.Tensor, i: int) -> tuple[torch.Tensor, ...]:
         """Block i's queries, keys and values, (B, T, D) each, from the stream entering it: what

@@ -161,6 +161,16 @@ def transfer():
     return Transfer(teacher, sample_texts(16, N, seed=5), N, seed=0)
 
 
+def test_the_teachers_streams_are_cached_in_one_pass_and_are_its_stream(transfer):
+    ids = transfer.train.char.ids[:, :-1]
+    two, one = transfer.teacher_streams("corpus", 0, (2, 1))
+    with torch.no_grad():
+        torch.testing.assert_close(two, transfer.teacher.stream(ids, 2))
+        torch.testing.assert_close(one, transfer.teacher.stream(ids, 1))
+    assert transfer.teacher_stream("corpus", 0, 1) is one  # one cache for both methods
+    assert transfer.teacher_streams("corpus", 0, (1, 2))[1] is two
+
+
 def _student():
     torch.manual_seed(2)
     return build_lm("lm-draft", LANGUAGE.chars.vocab_size, block_for("char", N))
