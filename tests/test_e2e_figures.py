@@ -255,6 +255,7 @@ def phone_charts():
         "modes: ensemble": mf.comparison_figure(comparison),
         "modes: teacher assistant": mf.capacity_figure(capacity, chain, 0.88),
         **attention_charts(),
+        **hidden_charts(),
     }
 
 
@@ -274,6 +275,27 @@ def attention_charts():
         "MiniLM relation KLs": af.relation_kl_figure(res["models"]),
         "MiniLM KLs from the truth and the teacher": af.kl_figure(res["models"]),
         "MiniLM students' maps": af.relation_maps_figure(panels, stored["text"], cols=3),
+    }
+
+
+def hidden_charts():
+    """The TinyBERT page's charts as it draws them from its shipped run: the layer mapping, the
+    read-out R² of two models stacked, the projector's spectrum per epoch and the KL bars."""
+    from app import attention_figures as af
+    from app import hidden_figures as hf
+    from app.reference_ui import records_by_preset
+    from kdcore.losses.tinybert import layer_map
+
+    res = records_by_preset()["tinybert-hidden"].result
+    models = res["models"]
+    pairs = layer_map("top", 2, 4)
+    panels = {af.LABEL[n]: models[n]["readout_r2"] for n in ("hard", "hidden_top")}
+    spectra = [r["extra"]["projector_sv"] for r in res["history"]["hidden_top"]]
+    return {
+        "TinyBERT layer map": hf.layer_map_figure(pairs, 2, 4),
+        "TinyBERT read-out R²": hf.readout_figure(panels, pairs),
+        "TinyBERT projector spectrum": hf.projector_figure(spectra),
+        "TinyBERT KLs from the truth and the teacher": af.kl_figure(models),
     }
 
 
