@@ -35,6 +35,10 @@ server, browser = server_and_browser("streamlit.log")
 
 def open_page(browser, url: str, viewport: dict | None = None):
     page = browser.new_page(viewport=viewport or {"width": 1400, "height": 2400})
+    # what the page's scripts complain of: a chart handed a value it cannot place (e.g. a
+    # category read as a number, NaN in an SVG attribute) says so only here
+    page.console_errors = []
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
     page.wait_for_selector("[data-testid='stMain'] h1", timeout=PAGE_TIMEOUT_MS)
     page.wait_for_selector(IDLE, timeout=PAGE_TIMEOUT_MS)
@@ -63,6 +67,8 @@ def test_every_page_renders_without_an_exception(browser, server, info):
         assert "Traceback" not in page.locator("[data-testid='stMain']").inner_text()
         assert "Page not found" not in page.locator("body").inner_text()
         assert label_problems(page) == []  # every chart's text drawn whole
+        # Streamlit's own requests for files this app does not serve answer 404: not the page's
+        assert [e for e in page.console_errors if not e.startswith("Failed to load resource")] == []
         page.screenshot(path=str(ARTIFACTS / f"{info.slug}.png"))
     finally:
         page.close()
