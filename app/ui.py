@@ -692,6 +692,20 @@ def page_link(slug: str | None, label: str | None = None, query: Mapping[str, st
         st.markdown(f"[{label or info.title}]({href})")
 
 
+def see_also(*links: tuple[str, str]) -> None:
+    """Links to the pages that take a concept further, each (slug, why) on a line of its own."""
+    st.caption("See also")
+    for slug, why in links:
+        page_link(slug, f"{page_title(slug)} – {why}")
+
+
+def page_title(slug: str) -> str:
+    from app.catalog import page
+
+    info = page(slug)
+    return info.title if info is not None else slug
+
+
 def prose(text: str) -> None:
     """A paragraph of explanation. In presenter mode only its first sentence is shown, with the
     rest in a "More" expander; otherwise it is plain ``st.markdown``."""

@@ -174,4 +174,5 @@ if run is not None:
         st.caption("Papers: " + " ".join(claims))
     lab_ui.why_differs(PRESET)
 
+ui.see_also(("hidden-states", "the hidden states themselves, through a learnt projector"))
 ui.show_code(relation_kl, minilm_losses, lm_step)

@@ -126,4 +126,8 @@ if run is not None:
         st.caption("Paper: " + " ".join(claims))
     lab_ui.why_differs(PRESET)
 
+ui.see_also(
+    ("attention-relations", "relations between positions, with no projector"),
+    ("projector", "how a projector's singular values collapse, and what stops it"),
+)
 ui.show_code(hidden_mse, hidden_losses, layer_map, lm_step)

@@ -140,4 +140,5 @@ if run is not None:
     st.markdown(projector_verdict(res))
     lab_ui.why_differs(PRESET)
 
+ui.see_also(("hidden-states", "a projector inside a transformer, layer by layer (TinyBERT)"))
 ui.show_code(FitNets, build_projector, whitened_flow)

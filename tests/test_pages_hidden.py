@@ -36,6 +36,8 @@ def test_the_mapping_follows_the_url(no_shipped, store_path, mapping, want):
     n = dict(layer_map(mapping, 2, 4))[1]
     assert f"student block 1 → teacher block {n}" in caption
     assert [b.label for b in at.button] == ["Run it now"]  # no run shipped or stored
+    links = " ".join(m.value for m in at.markdown)
+    assert "](/attention-relations)" in links and "](/projector)" in links  # see also
 
 
 @pytest.mark.parametrize("params", [{"map": "middle"}, {"map": ""}, {"ep_tinybert": "-3"}])
