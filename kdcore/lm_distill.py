@@ -145,7 +145,7 @@ def lm_step(
         text.ids, TEACHER_TOKENIZER, tokenizer, transfer.n_words)  # fmt: skip
     own = own.to(text.ids.device)
     t_logits = None
-    if m.uses_teacher and m.teacher_logits:
+    if m.reads_logits(p):
         t_logits = transfer.teacher_logits(reads, prompt_words)
     if m.attends is not None:
         layer = m.attends(p) - 1

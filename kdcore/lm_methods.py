@@ -68,9 +68,10 @@ class LMMethod:
     # params -> the teacher's block (1 = first) whose queries, keys and values the loss reads
     # beside the student's last block's; None for a method of logits or text alone
     attends: Callable[[Any], int] | None = None
-    # whether the loss reads the teacher's logits (computed once for the whole text): a method
-    # that reads only inside the teacher need not pay a pass over the corpus for them
-    teacher_logits: bool = True
+    # whether the loss reads the teacher's logits (computed once for the whole text), or
+    # params -> whether: a method that reads only inside the teacher need not pay a pass over
+    # the corpus for them
+    teacher_logits: bool | Callable[[Any], bool] = True
     # (params, student blocks, teacher blocks) -> the pairs (m, g(m)) of layers whose residual
     # streams the loss compares (0 = the embeddings, m = the output of block m); None for none
     hidden: Callable[[Any, int, int], tuple[tuple[int, int], ...]] | None = None
@@ -78,6 +79,12 @@ class LMMethod:
     module: Callable[[Any, int, int], torch.nn.Module] | None = None
     # the module -> JSON-ready figures recorded with each epoch (a projector's singular values)
     figures: Callable[[torch.nn.Module], dict[str, Any]] | None = None
+
+    def reads_logits(self, params: Any) -> bool:
+        """Whether the loss, with these parameters, reads the teacher's logits."""
+        if not self.uses_teacher:
+            return False
+        return self.teacher_logits(params) if callable(self.teacher_logits) else self.teacher_logits
 
     def make_params(self, values: dict[str, Any] | None = None) -> Any:
         known = {f.name for f in fields(self.params)}
@@ -183,6 +190,11 @@ class TinyBERTParams:
     # here must also learn to predict, so the terms are added to the corpus's cross-entropy (this
     # project's choice, as for MiniLM), all layers of weight λ (the paper's λ_m are 1)
     lam: float = param(1.0, "λ, weight of the hidden-state terms", 0.0, 1000.0)
+    # TinyBERT's prediction-layer term, eq. (10): the soft cross-entropy to the teacher's logits
+    # at t = 1, here its KL (the same gradient); 0 leaves the logits to the real text alone
+    alpha: float = param(0.0, "α, weight of the prediction-layer term", 0.0, 100.0,
+                         help="TinyBERT's eq. (10) at t = 1: the teacher's next-character "
+                         "distribution at every position")  # fmt: skip
 
 
 def _projector(p: TinyBERTParams, student_width: int, teacher_width: int) -> torch.nn.Module:
@@ -223,7 +235,10 @@ def _minilm(b: LMBatch, p: MiniLMParams) -> dict[str, torch.Tensor]:
 
 def _tinybert(b: LMBatch, p: TinyBERTParams) -> dict[str, torch.Tensor]:
     hidn = hidden_losses(b.student_hidden, b.teacher_hidden, b.module, b.mask)
-    return {"ce": _ce(b), "hidden": p.lam * hidn}
+    parts = {"ce": _ce(b), "hidden": p.lam * hidn}
+    if p.alpha:
+        parts["pred"] = p.alpha * token_kd_loss(b.student, b.teacher, 1.0, b.mask)
+    return parts
 
 
 register(
@@ -287,7 +302,7 @@ register(
         "tinybert", "Hidden states (TinyBERT)", "Jiao et al. 2020, arXiv:1909.10351, §3.1",
         "Layer by layer: the student's residual stream, mapped by a learnt linear projector into "
         "the teacher's width, made to match the teacher's at the layer g(m) it is mapped to.",
-        TinyBERTParams, lambda p: "corpus", _tinybert, teacher_logits=False,
+        TinyBERTParams, lambda p: "corpus", _tinybert, teacher_logits=lambda p: p.alpha > 0,
         hidden=lambda p, m, n: layer_map(p.mapping, m, n), module=_projector, figures=_spectrum,
     )
 )  # fmt: skip

@@ -1,13 +1,15 @@
 """Distilling hidden states inside a transformer: TinyBERT's layer-to-layer loss through a learnt
 projector, on the language models of :mod:`kdcore.presets_lm`.
 
-One run trains the 62k-parameter ``lm-student`` (2 blocks, width 48) five ways from the same
-seed: on real text alone, by word-level KD, and by TinyBERT's hidden-state loss on top of the
-real text's cross-entropy under the paper's three layer mappings onto the teacher's 4 blocks of
-width 128 (uniform, top, bottom). Besides the language-model figures every model gets the R² of
-a least-squares linear read-out of each teacher layer from each of its own layers on held-out
-text (how much of the teacher's hidden states it carries, up to a linear map), and each
-hidden-state student's projector records its singular values every epoch.
+One run trains the 62k-parameter ``lm-student`` (2 blocks, width 48) six ways from the same
+seed: on real text alone, by word-level KD, by TinyBERT's hidden-state loss on top of the real
+text's cross-entropy under the paper's three layer mappings onto the teacher's 4 blocks of width
+128 (uniform, top, bottom), and by the uniform mapping's hidden states together with TinyBERT's
+prediction-layer term (the teacher's next-character distributions). Besides the language-model
+figures every model gets the R² of a least-squares linear read-out of each teacher layer from
+each of its own layers on held-out text (how much of the teacher's hidden states it carries, up
+to a linear map), and each hidden-state student's projector records its singular values every
+epoch.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ TINYBERT = {
     "hidden_uniform": ("tinybert", {"mapping": "uniform"}),
     "hidden_top": ("tinybert", {"mapping": "top"}),
     "hidden_bottom": ("tinybert", {"mapping": "bottom"}),
+    # TinyBERT's layers and its prediction layer together (eq. 7, 8 and 10, α = 1 as its λ_m)
+    "hidden_pred": ("tinybert", {"mapping": "uniform", "alpha": 1.0}),
 }
 
 
@@ -88,10 +92,10 @@ TINYBERT_PRESET = register(
         title="TinyBERT: distilling the hidden states inside a transformer",
         summary="The character-level teacher's hidden states, layer by layer, taught through a "
         "learnt linear projector to a student of half its depth and three-eighths of its "
-        "width, under TinyBERT's three layer mappings (uniform, top, bottom), beside real text "
-        "only and word-level KD.",
-        source="Jiao et al. 2020 (arXiv:1909.10351), §3.1, eq. (7) and (8), and its study of "
-        "mapping functions",
+        "width, under TinyBERT's three layer mappings (uniform, top, bottom) and with its "
+        "prediction-layer term too, beside real text only and word-level KD.",
+        source="Jiao et al. 2020 (arXiv:1909.10351), §3.1, eq. (7), (8) and (10), and its study "
+        "of mapping functions",
         paper={
             "test_errors": {},
             "claims": [

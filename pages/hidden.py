@@ -24,8 +24,9 @@ COST = (  # measured: the shipped run (README)
 WIDTH, BLOCKS, _ = LM_MODELS["lm-teacher"]
 S_WIDTH, S_BLOCKS, _ = LM_MODELS["lm-student"]
 METHOD = get_lm_method(TINYBERT["hidden_uniform"][0])  # the entry the three students share
-# each mapping's student in the preset, as the registry's parameters name it
-STUDENT = {params["mapping"]: name for name, (_, params) in TINYBERT.items() if "mapping" in params}
+# each mapping's hidden-states-only student in the preset, as the registry's parameters name it
+STUDENT = {params["mapping"]: name for name, (_, params) in TINYBERT.items()
+           if "mapping" in params and not params.get("alpha")}  # fmt: skip
 MAPPING_HELP = (
     "uniform g(m) = mN/M: evenly from the teacher's bottom to its top; top g(m) = m + N − M: "
     "its last blocks; bottom g(m) = m: its first blocks. The embeddings learn the teacher's."
@@ -112,12 +113,13 @@ if run is not None:
     rows = pd.DataFrame([{
         "model": LABEL.get(n, n), "method": m.get("method", ""),
         "mapping": (m.get("method_params") or {}).get("mapping"),
+        "α (predictions)": (m.get("method_params") or {}).get("alpha"),
         "KL from truth (×10⁻³ bits/char)": milli(m.get("kl_true")),
         "KL from teacher (×10⁻³ nats/token)": milli(m.get("kl_teacher")),
         "R² of the teacher's last state": m.get("r2_last"),
         "grammatical texts": m.get("sample_valid"), "seconds": m.get("seconds"),
     } for n, m in models.items() if n in TINYBERT or n == "teacher"])  # fmt: skip
-    whole = {"grammatical texts": "{:.0%}", "seconds": "{:,.1f}",
+    whole = {"grammatical texts": "{:.0%}", "seconds": "{:,.1f}", "α (predictions)": "{:g}",
              "KL from truth (×10⁻³ bits/char)": "{:.2f}",
              "KL from teacher (×10⁻³ nats/token)": "{:.2f}"}  # fmt: skip
     st.table(rows.style.format(whole, precision=4, thousands=",", na_rep="–"), hide_index=True)

@@ -200,6 +200,27 @@ def test_the_tinybert_step_equals_a_direct_computation(transfer, mapping):
     assert proj.weight.grad.abs().sum() > 0 and student.tok.weight.grad.abs().sum() > 0
 
 
+def test_the_prediction_layer_term_is_word_level_kd_at_t_1():
+    """TinyBERT's eq. (10) at t = 1, read from the teacher's logits cached once; without it the
+    method pays no pass for them."""
+    from kdcore.losses.lm import token_kd_loss
+
+    torch.manual_seed(1)
+    teacher = build_lm("lm-student", LANGUAGE.chars.vocab_size, block_for("char", N)).eval()
+    fresh = Transfer(teacher, sample_texts(16, N, seed=5), N, seed=0)
+    student = _student()
+    rows = torch.tensor([1, 2, 7])
+    lm_step("tinybert", {"alpha": 0.0}, "char", fresh, student.cfg)
+    assert not fresh._logits
+    parts = lm_step("tinybert", {"alpha": 0.25}, "char", fresh, student.cfg)(student, rows)
+    assert set(parts) == {"ce", "hidden", "pred"} and fresh._logits
+    ids, mask = fresh.train.char.ids[rows], fresh.train.char.mask[rows]
+    with torch.no_grad():
+        t = teacher(ids[:, :-1])
+    want = 0.25 * token_kd_loss(student(ids[:, :-1]), t, 1.0, mask)
+    torch.testing.assert_close(parts["pred"], want)
+
+
 def test_fit_lm_trains_the_projector_and_records_its_singular_values(transfer):
     student = _student()
     step = lm_step("tinybert", {"mapping": "top"}, "char", transfer, student.cfg)

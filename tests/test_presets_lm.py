@@ -76,8 +76,10 @@ def test_tinybert_hidden_reads_every_teacher_layer_from_every_student_layer():
         assert all(0 <= v <= 1 for row in r2 for v in row)
         assert models[name]["r2_last"] == r2[-1][-1]
     taught = {n: models[n]["method_params"] for n in TINYBERT if models[n]["method"] == "tinybert"}
-    assert sorted(p["mapping"] for p in taught.values()) == sorted(MAPPINGS)
+    assert {p["mapping"] for p in taught.values()} == set(MAPPINGS)
+    assert sorted(p["alpha"] for p in taught.values()) == [0.0, 0.0, 0.0, 1.0]
     assert all(p["lam"] == 3.0 for p in taught.values())
+    assert "pred" in history["hidden_pred"][0]["losses"]
     for name in TINYBERT:  # a projector's spectrum each epoch, for the students that train one
         spectra = [r["extra"].get("projector_sv") for r in history[name]]
         if name in taught:
