@@ -27,7 +27,7 @@ LABEL = {
     "attention_value": "MiniLM: q-k + v-v", "qkv_relations": "MiniLMv2: last block",
     "qkv_block3": "MiniLMv2: block 3", "hidden_uniform": "TinyBERT: uniform",
     "hidden_top": "TinyBERT: top", "hidden_bottom": "TinyBERT: bottom",
-    "hidden_pred": "TinyBERT: uniform + predictions",
+    "hidden_pred": "TinyBERT + predictions",
 }  # fmt: skip
 # result key, panel title (short lines: one ran into its neighbour on a phone), as a %; the bits
 # panels' titles name their dashed line, which a label beside it would write over the last bars'
