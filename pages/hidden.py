@@ -113,14 +113,14 @@ if run is not None:
     rows = pd.DataFrame([{
         "model": LABEL.get(n, n), "method": m.get("method", ""),
         "mapping": (m.get("method_params") or {}).get("mapping"),
-        "α (predictions)": (m.get("method_params") or {}).get("alpha"),
+        "α (teacher's predictions)": (m.get("method_params") or {}).get("alpha"),
         "KL from truth (×10⁻³ bits/char)": milli(m.get("kl_true")),
         "KL from teacher (×10⁻³ nats/token)": milli(m.get("kl_teacher")),
         "R² of the teacher's last state": m.get("r2_last"),
         "grammatical texts": m.get("sample_valid"), "seconds": m.get("seconds"),
     } for n, m in models.items() if n in TINYBERT or n == "teacher"])  # fmt: skip
-    whole = {"grammatical texts": "{:.0%}", "seconds": "{:,.1f}", "α (predictions)": "{:g}",
-             "KL from truth (×10⁻³ bits/char)": "{:.2f}",
+    whole = {"grammatical texts": "{:.0%}", "seconds": "{:,.1f}",
+             "α (teacher's predictions)": "{:g}", "KL from truth (×10⁻³ bits/char)": "{:.2f}",
              "KL from teacher (×10⁻³ nats/token)": "{:.2f}"}  # fmt: skip
     st.table(rows.style.format(whole, precision=4, thousands=",", na_rep="–"), hide_index=True)
     claims = res.get("paper", {}).get("claims", [])
