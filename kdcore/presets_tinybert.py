@@ -132,6 +132,9 @@ TINYBERT_PRESET = register(
         "here uniform and top are within each other's noise (top ahead at 3 seeds of 5). A "
         "linear map reads the teacher's last hidden state from the uniform and top students' "
         "last blocks with R² 0.9950 and 0.9951, against 0.9440 from the student on real text "
-        "alone.",
+        "alone. TinyBERT's prediction-layer term added to the uniform mapping brings the "
+        "student nearer the teacher at every seed (KL to the teacher 0.98 against 1.43 "
+        "thousandths of a nat per character) but no nearer the truth (2.48 against 2.49, ahead "
+        "at 2 seeds of 5): the teacher, itself 2.75 from the truth, is no better a guide to it.",
     )
 )

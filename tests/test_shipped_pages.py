@@ -284,13 +284,16 @@ def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
                                             "MiniLMv2", "qkv_block3": "from block 3"}),
         ("tinybert-hidden", "kl_true", {"hard": "real text", "word_kd": "word-level KD",
                                         "hidden_uniform": "uniform", "hidden_top": "top",
-                                        "hidden_bottom": "bottom"}),
+                                        "hidden_bottom": "bottom",
+                                        "hidden_pred": "with predictions"}),
         ("tinybert-hidden", "kl_teacher", {"hard": "real text", "word_kd": "word-level KD",
                                            "hidden_uniform": "uniform", "hidden_top": "top",
-                                           "hidden_bottom": "bottom"}),
+                                           "hidden_bottom": "bottom",
+                                           "hidden_pred": "with predictions"}),
         ("tinybert-hidden", "r2_last", {"hard": "real text", "word_kd": "word-level KD",
                                         "hidden_uniform": "uniform", "hidden_top": "top",
-                                        "hidden_bottom": "bottom"}),
+                                        "hidden_bottom": "bottom",
+                                        "hidden_pred": "with predictions"}),
     ],
 )  # fmt: skip
 def test_the_readme_quotes_the_language_seed_studies(preset, key, said):
@@ -390,6 +393,16 @@ def test_the_tinybert_text_quotes_its_five_seeds():
          for m in ("hidden_uniform", "hidden_top", "hard")}  # fmt: skip
     assert (f"R² {r['hidden_uniform']:.4f} and {r['hidden_top']:.4f}, against {r['hard']:.4f}"
             in text)  # fmt: skip
+    # the prediction-layer term: nearer the teacher at every seed, not nearer the truth
+    kt = PRESETS["tinybert-hidden"].seed_measures[2]
+    near = {m: [row_values(x, kt)[m] for x in rows] for m in ("hidden_pred", "hidden_uniform")}
+    assert all(a < b for a, b in zip(near["hidden_pred"], near["hidden_uniform"], strict=True))
+    said = (f"(KL to the teacher {1000 * statistics.mean(near['hidden_pred']):.2f} against "
+            f"{1000 * statistics.mean(near['hidden_uniform']):.2f} thousandths of a nat per "
+            f"character) but no nearer the truth ({mean['hidden_pred']:.2f} against "
+            f"{mean['hidden_uniform']:.2f}, ahead at {wins('hidden_pred', 'hidden_uniform')} "
+            "seeds of 5)")  # fmt: skip
+    assert said in text
 
 
 @pytest.mark.parametrize("preset", ["omitted-3", "only-7-8"])
