@@ -1,11 +1,10 @@
 """Inside a transformer: MiniLM's self-attention relations, live on the shipped character-level
 teacher, and students taught them in a stored run (Wang et al. 2020; 2021)."""
 
-import pandas as pd
 import streamlit as st
 import torch
 
-from app import lab_ui, ui
+from app import lab_ui, lm_runs, ui
 from app.attention_figures import (
     PAIR_TITLE,
     RELATION_HELP,
@@ -53,10 +52,6 @@ def teacher_figure(doc: int, block: int, heads: int, pair: str):
     # caption
     panels = {f"head {a + 1}": m for a, m in enumerate(maps[pair])}
     return text, relation_maps_figure(panels, text)
-
-
-def milli(v: float | None) -> float | None:
-    return None if v is None else 1000 * v
 
 
 st.title("Inside a transformer: MiniLM")
@@ -118,11 +113,7 @@ st.caption(
 st.header("Students taught the teacher's relations")
 run = lab_ui.stored_or_offer(lab_ui.optional_queue(), PRESET, COST, "ep_minilm", "run_minilm")
 if run is not None:
-    res = run.result
-    models = res.get("models", {})
-    floor = res.get("floor_bits", 0.0)
-    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; the language's entropy on the "
-               f"held-out documents is {floor:.4f} bits per character.")  # fmt: skip
+    res, models, floor = lm_runs.run_head(run)
     ui.plot(relation_kl_figure(models), key="relation_kls")
     st.caption(relation_caption(models))
     stored = res.get("relation_maps", {})
@@ -154,25 +145,13 @@ if run is not None:
                f"({floor:.4f}), exactly. The models' bits per character agree to the third "
                "decimal; these differences tell them apart, and the seed study below says which "
                "hold.")  # fmt: skip
-    rows = pd.DataFrame([{
-        "model": LABEL.get(n, n), "method": m.get("method", ""),
+    rows = [lm_runs.row(n, m, {
         "relations": ((m.get("method_params") or {}).get("relations") or "").replace(" ", " + ")
         or None,
         "teacher block read": (m.get("method_params") or {}).get("teacher_layer"),
-        # in thousandths, as the chart above
-        "KL from truth (×10⁻³ bits/char)": milli(m.get("kl_true")),
-        "KL from teacher (×10⁻³ nats/token)": milli(m.get("kl_teacher")),
-        "grammatical texts": m.get("sample_valid"),
-        "relation KL (q-q + k-k + v-v)": m.get("relation_kl"), "seconds": m.get("seconds"),
-    } for n, m in models.items() if n in MINILM or n == "teacher"])  # fmt: skip
-    whole = {"teacher block read": "{:.0f}", "grammatical texts": "{:.0%}", "seconds": "{:,.1f}",
-             "KL from truth (×10⁻³ bits/char)": "{:.2f}",
-             "KL from teacher (×10⁻³ nats/token)": "{:.2f}"}  # fmt: skip
-    st.table(rows.style.format(whole, precision=4, thousands=",", na_rep="–"), hide_index=True)
-    claims = res.get("paper", {}).get("claims", [])
-    if claims:
-        st.caption("Papers: " + " ".join(claims))
-    lab_ui.why_differs(PRESET)
+    }, {"relation KL (q-q + k-k + v-v)": m.get("relation_kl")})
+        for n, m in models.items() if n in MINILM or n == "teacher"]  # fmt: skip
+    lm_runs.run_table(res, rows, {"teacher block read": "{:.0f}"}, PRESET)
 
 ui.see_also(("hidden-states", "the hidden states themselves, through a learnt projector"))
 ui.show_code(relation_kl, minilm_losses, lm_step)

@@ -1,11 +1,10 @@
 """Inside a transformer: TinyBERT's hidden states, taught layer by layer through a learnt
 projector, and students taught them under the paper's three layer mappings (Jiao et al. 2020)."""
 
-import pandas as pd
 import streamlit as st
 import torch
 
-from app import lab_ui, ui
+from app import lab_ui, lm_runs, ui
 from app.attention_figures import kl_figure
 from app.hidden_figures import layer_map_figure, layer_name, projector_figure, readout_figure
 from app.lm_figures import LABEL
@@ -31,10 +30,6 @@ MAPPING_HELP = (
     "uniform g(m) = mN/M: evenly from the teacher's bottom to its top; top g(m) = m + N − M: "
     "its last blocks; bottom g(m) = m: its first blocks. The embeddings learn the teacher's."
 )
-
-
-def milli(v: float | None) -> float | None:
-    return None if v is None else 1000 * v
 
 
 st.title("Inside a transformer: TinyBERT")
@@ -75,11 +70,7 @@ st.caption(
 st.header("Students taught the teacher's hidden states")
 run = lab_ui.stored_or_offer(lab_ui.optional_queue(), PRESET, COST, "ep_tinybert", "run_tinybert")
 if run is not None:
-    res = run.result
-    models = res.get("models", {})
-    floor = res.get("floor_bits", 0.0)
-    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; the language's entropy on the "
-               f"held-out documents is {floor:.4f} bits per character.")  # fmt: skip
+    res, models, floor = lm_runs.run_head(run)
     ui.plot(kl_figure(models), key="results")
     st.caption(f"KL from the truth: bits per character above the language's entropy "
                f"({floor:.4f}), exactly; KL to the teacher on the same text. The seed study "
@@ -110,23 +101,12 @@ if run is not None:
             "states are never compared with the teacher's (the projector page shows how an "
             "unnormalised projector loses them)."
         )
-    rows = pd.DataFrame([{
-        "model": LABEL.get(n, n), "method": m.get("method", ""),
+    rows = [lm_runs.row(n, m, {
         "mapping": (m.get("method_params") or {}).get("mapping"),
         "α (teacher's predictions)": (m.get("method_params") or {}).get("alpha"),
-        "KL from truth (×10⁻³ bits/char)": milli(m.get("kl_true")),
-        "KL from teacher (×10⁻³ nats/token)": milli(m.get("kl_teacher")),
-        "R² of the teacher's last state": m.get("r2_last"),
-        "grammatical texts": m.get("sample_valid"), "seconds": m.get("seconds"),
-    } for n, m in models.items() if n in TINYBERT or n == "teacher"])  # fmt: skip
-    whole = {"grammatical texts": "{:.0%}", "seconds": "{:,.1f}",
-             "α (teacher's predictions)": "{:g}", "KL from truth (×10⁻³ bits/char)": "{:.2f}",
-             "KL from teacher (×10⁻³ nats/token)": "{:.2f}"}  # fmt: skip
-    st.table(rows.style.format(whole, precision=4, thousands=",", na_rep="–"), hide_index=True)
-    claims = res.get("paper", {}).get("claims", [])
-    if claims:
-        st.caption("Paper: " + " ".join(claims))
-    lab_ui.why_differs(PRESET)
+    }, {"R² of the teacher's last state": m.get("r2_last")})
+        for n, m in models.items() if n in TINYBERT or n == "teacher"]  # fmt: skip
+    lm_runs.run_table(res, rows, {"α (teacher's predictions)": "{:g}"}, PRESET, cited="Paper")
 
 ui.see_also(
     ("attention-relations", "relations between positions, with no projector"),
