@@ -90,16 +90,25 @@ def readout_figure(panels: dict[str, Sequence[Sequence[float]]],
     return fig
 
 
-def projector_figure(epochs: Sequence[Sequence[float]]) -> go.Figure:
-    """The projector's singular values σ_i by index after each epoch: later epochs darker,
-    log y."""
+def projector_figure(
+    epochs: Sequence[Sequence[float]], others: dict[str, Sequence[float]] | None = None
+) -> go.Figure:
+    """The projector's singular values σ_i by index after each epoch (later epochs darker) and,
+    dashed, the last epoch's of the ``others`` ({name: σ}) to compare; log y."""
     fig = subplots(1, 1)
     colours = shades(len(epochs), COLORS["student"])
     for e, (values, colour) in enumerate(zip(epochs, colours, strict=True)):
         y = np.asarray(values, dtype=float)
+        # the first and the last epoch in the legend: twelve entries filled a phone's chart
         fig.add_scatter(x=np.arange(1, len(y) + 1), y=y, mode="lines", name=f"epoch {e + 1}",
+                        showlegend=e in (0, len(epochs) - 1),
                         line=dict(color=colour, width=2))  # fmt: skip
-    every = np.concatenate([np.ravel(e) for e in epochs]) if epochs else np.ones(1)
+    for (name, values), colour in zip((others or {}).items(), (COLORS["teacher"], COLORS[
+            "uniform"], COLORS["muted"]), strict=False):  # fmt: skip
+        y = np.asarray(values, dtype=float)
+        fig.add_scatter(x=np.arange(1, len(y) + 1), y=y, mode="lines", name=name,
+                        line=dict(color=colour, width=2, dash="dash"))  # fmt: skip
+    every = np.concatenate([np.ravel(e) for e in [*epochs, *(others or {}).values()]] or [[1.0]])
     every = every[every > 0]
     lo, hi = (every.min(), every.max()) if every.size else (1.0, 1.0)
     ticks = [v for v in ONE_TWO_FIVE if lo / 2 <= v <= hi * 2]

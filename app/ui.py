@@ -693,17 +693,12 @@ def page_link(slug: str | None, label: str | None = None, query: Mapping[str, st
 
 
 def see_also(*links: tuple[str, str]) -> None:
-    """Links to the pages that take a concept further, each (slug, why) on a line of its own."""
+    """Links to the pages that take a concept further, each (slug, why): the page's title as
+    the link (a link does not wrap: a longer one was cut off on a phone), why under it."""
     st.caption("See also")
     for slug, why in links:
-        page_link(slug, f"{page_title(slug)} – {why}")
-
-
-def page_title(slug: str) -> str:
-    from app.catalog import page
-
-    info = page(slug)
-    return info.title if info is not None else slug
+        page_link(slug)
+        st.caption(why)
 
 
 def prose(text: str) -> None:

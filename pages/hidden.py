@@ -87,18 +87,32 @@ if run is not None:
             f"{hard['r2_last']:.3f} from the last block of the student on real text alone, "
             f"{own['r2_last']:.3f} from the {mapping}-mapped student's."
         )
-    spectra = [r["extra"]["projector_sv"] for r in res.get("history", {}).get(who, [])
-               if "projector_sv" in r.get("extra", {})]  # fmt: skip
+
+    def spectra_of(name: str) -> list[list[float]]:
+        return [r["extra"]["projector_sv"] for r in res.get("history", {}).get(name, [])
+                if "projector_sv" in r.get("extra", {})]  # fmt: skip
+
+    spectra = spectra_of(who)
     if spectra:
-        ui.plot(projector_figure(spectra), key="projector")
+        # the other mappings' projectors after their last epoch, dashed beside this one's
+        others = {k: spectra_of(n)[-1] for k, n in STUDENT.items() if n != who and spectra_of(n)}
+        ui.plot(projector_figure(spectra, {f"{k}, last epoch": v for k, v in others.items()}),
+                key="projector")  # fmt: skip
         last = spectra[-1]
         lost = collapsed(torch.tensor(last))
         st.caption(
             f"The {mapping}-mapped student's projector W_h after each of its {len(spectra)} "
             f"epochs: its {len(last)} singular values, from {last[0]:.2f} down to {last[-1]:.3f} "
-            f"after the last: {f'{lost} of them' if lost else 'none'} below 1% of the "
-            "largest. A collapsed direction would be one of the student's along which its "
-            "states are never compared with the teacher's (the projector page shows how an "
+            f"after the last: {f'{lost} of them' if lost else 'none'} below 1% of the largest. "
+            + (
+                "Dashed, the other mappings' after their last epoch (smallest: "
+                + ", ".join(f"{k} {v[-1]:.3f}" for k, v in others.items())
+                + "). "
+                if others
+                else ""
+            )
+            + "A collapsed direction would be one of the student's along which its states "
+            "are never compared with the teacher's (the projector page shows how an "
             "unnormalised projector loses them)."
         )
     rows = [lm_runs.row(n, m, {

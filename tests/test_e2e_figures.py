@@ -291,10 +291,12 @@ def hidden_charts():
     pairs = layer_map("top", 2, 4)
     panels = {af.LABEL[n]: models[n]["readout_r2"] for n in ("hard", "hidden_top")}
     spectra = [r["extra"]["projector_sv"] for r in res["history"]["hidden_top"]]
+    others = {f"{k}, last epoch": res["history"][f"hidden_{k}"][-1]["extra"]["projector_sv"]
+              for k in ("uniform", "bottom")}  # fmt: skip
     return {
         "TinyBERT layer map": hf.layer_map_figure(pairs, 2, 4),
         "TinyBERT read-out R²": hf.readout_figure(panels, pairs),
-        "TinyBERT projector spectrum": hf.projector_figure(spectra),
+        "TinyBERT projector spectrum": hf.projector_figure(spectra, others),
         "TinyBERT KLs from the truth and the teacher": af.kl_figure(models),
     }
 

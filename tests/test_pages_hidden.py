@@ -66,9 +66,17 @@ def test_the_shipped_run_is_drawn_without_training(store_path):
     said = f"{models['hidden_top']['r2_last']:.3f} from the top-mapped student's"
     assert any(said in c.value for c in at.caption)
     spectra = _chart(at, "projector")
+    epochs = len(res["history"]["hidden_top"])
     last = res["history"]["hidden_top"][-1]["extra"]["projector_sv"]
-    assert len(spectra["data"]) == len(res["history"]["hidden_top"])
-    assert list(plotly_array(spectra["data"][-1]["y"])) == pytest.approx(last)
+    assert [t["name"] for t in spectra["data"]] == [
+        *(f"epoch {e + 1}" for e in range(epochs)),
+        "uniform, last epoch",
+        "bottom, last epoch",
+    ]
+    assert list(plotly_array(spectra["data"][epochs - 1]["y"])) == pytest.approx(last)
+    bottom = res["history"]["hidden_bottom"][-1]["extra"]["projector_sv"]
+    assert list(plotly_array(spectra["data"][-1]["y"])) == pytest.approx(bottom)
+    assert any(f"bottom {bottom[-1]:.3f}" in c.value for c in at.caption)
     table = at.table[0].value
     assert list(table["model"]) == ["teacher", *(LABEL[n] for n in TINYBERT)]
 
@@ -78,6 +86,7 @@ def test_the_figures_draw_what_they_are_given():
     assert [tuple(t.y) for t in fig.data if t.mode == "lines"] == [(0, 0), (2, 2), (4, 4)]
     fig = readout_figure({"a": [[0.5, 0.6], [0.7, 0.9]]}, [(0, 0), (1, 1)])
     assert [(s.x0, s.y0) for s in fig.layout.shapes] == [(-0.5, -0.5), (0.5, 0.5)]
-    fig = projector_figure([[3.0, 1.0, 0.1], [4.0, 2.0, 0.01]])
-    assert [t.name for t in fig.data] == ["epoch 1", "epoch 2"]
+    fig = projector_figure([[3.0, 1.0, 0.1], [4.0, 2.0, 0.01]], {"top": [2.0, 1.0, 0.5]})
+    assert [t.name for t in fig.data] == ["epoch 1", "epoch 2", "top"]
+    assert fig.data[-1].line.dash == "dash"
     assert fig.layout.yaxis.type == "log"
