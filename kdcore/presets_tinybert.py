@@ -21,6 +21,7 @@ import torch
 
 from .gpt import LM_MODELS, TinyGPT
 from .lm import Texts
+from .lm_distill import CHUNK
 from .lm_methods import get_lm_method
 from .losses.tinybert import linear_fit_r2
 from .method import param
@@ -46,15 +47,12 @@ class TinyBERTConfig(LMSetting):
 
 def hidden_states(model: TinyGPT, test: Texts) -> list[torch.Tensor]:
     """The model's residual stream after its embeddings and after each block on the held-out
-    documents: one (N, L-1, D) tensor per layer."""
+    documents: one (N, L-1, D) tensor per layer (:meth:`TinyGPT.streams`, no head computed)."""
     ids = test.char.ids[:, :-1]
-    layers: list[list[torch.Tensor]] = []
+    layers = range(model.cfg.layers + 1)
     with torch.no_grad():
-        for i in range(0, len(ids), 250):
-            hidden: list = []
-            model(ids[i : i + 250], hidden=hidden)
-            layers.append(hidden)
-    return [torch.cat(parts) for parts in zip(*layers, strict=True)]
+        parts = [model.streams(ids[i : i + CHUNK], layers) for i in range(0, len(ids), CHUNK)]
+    return [torch.cat(layer) for layer in zip(*parts, strict=True)]
 
 
 def readout_r2(teacher: list[torch.Tensor], model: TinyGPT, test: Texts) -> list[list[float]]:
