@@ -40,6 +40,8 @@ class GPTConfig:
 LM_MODELS: dict[str, tuple[int, int, int]] = {  # name -> (width, layers, heads)
     "lm-teacher": (128, 4, 4),
     "lm-student": (48, 2, 2),
+    # DistilBERT's shape: the teacher's width and heads, half its blocks (its weights fit)
+    "lm-half": (128, 2, 4),
     "lm-draft": (32, 1, 2),
 }
 
@@ -174,6 +176,30 @@ class TinyGPT(nn.Module):
 
     def new_cache(self) -> Cache:
         return Cache(self.cfg.layers)
+
+
+@torch.no_grad()
+def init_from(student: TinyGPT, teacher: TinyGPT, blocks: Sequence[int]) -> TinyGPT:
+    """Start ``student`` from ``teacher``'s weights (DistilBERT's initialisation): the token and
+    position embeddings, the final LayerNorm and the head, and the student's i-th block from the
+    teacher's block ``blocks[i]`` (1 = first). Raises ValueError (one line) when the shapes
+    differ, so no weight is half copied."""
+    s, t = student.cfg, teacher.cfg
+    if (s.vocab, s.block, s.width, s.heads) != (t.vocab, t.block, t.width, t.heads):
+        raise ValueError(
+            f"a student of width {s.width} and {s.heads} heads cannot start from a "
+            f"teacher of width {t.width} and {t.heads} heads: the weights do not fit"
+        )
+    if len(blocks) != s.layers or not all(1 <= b <= t.layers for b in blocks):
+        raise ValueError(
+            f"the student's {s.layers} blocks need as many of the teacher's 1 to "
+            f"{t.layers}, not {list(blocks)}"
+        )
+    for name in ("tok", "pos", "ln", "head"):
+        getattr(student, name).load_state_dict(getattr(teacher, name).state_dict())
+    for i, b in enumerate(blocks):
+        student.blocks[i].load_state_dict(teacher.blocks[b - 1].state_dict())
+    return student
 
 
 def build_lm(arch: str, vocab: int, block: int) -> TinyGPT:

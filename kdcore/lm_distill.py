@@ -156,14 +156,19 @@ def lm_step(
     module, pairs, streams = None, (), {}
     if m.hidden is not None:
         if student is None:
-            raise ValueError(f"{m.title} trains a module sized to the student: pass its config")
+            raise ValueError(f"{m.title} reads the student's layers: pass its config")
         s_cfg, t_cfg = student, transfer.teacher.cfg
         pairs = m.hidden(p, s_cfg.layers, t_cfg.layers)
+        if m.module is not None:
+            module = m.module(p, s_cfg.width, t_cfg.width).to(own.ids.device)
+        elif pairs and s_cfg.width != t_cfg.width:
+            raise ValueError(f"{m.title} compares hidden states without a projector, so the "
+                             f"student needs the teacher's width {t_cfg.width}, not "
+                             f"{s_cfg.width}")  # fmt: skip
         # the teacher's layers past its embeddings, cached once (its inputs are not augmented);
         # its embeddings cost a lookup a batch, so they are not stored
         deep = [n for _, n in pairs if n]
         streams = dict(zip(deep, transfer.teacher_streams(reads, prompt_words, deep), strict=True))
-        module = m.module(p, s_cfg.width, t_cfg.width).to(own.ids.device)
 
     def offline(model: TinyGPT, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         ids = own.ids[rows, :-1]
@@ -174,7 +179,7 @@ def lm_step(
             with torch.no_grad():
                 t_qkv = transfer.teacher.block_qkv(stream[rows], layer)
             inside = {"student_qkv": keep[-1], "teacher_qkv": t_qkv}
-        elif pairs:  # TinyBERT: the student's layer m against the teacher's layer g(m)
+        elif pairs:  # TinyBERT, DistilBERT: the student's layer m against the teacher's g(m)
             hidden: list = []
             s = model(ids, hidden=hidden)
             with torch.no_grad():

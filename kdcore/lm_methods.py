@@ -4,9 +4,11 @@ A language-model method says which text the student reads (:attr:`LMMethod.reads
 corpus, the teacher's own continuations of it, or the student's own samples), what it is trained
 to match there (:attr:`LMMethod.loss`, built on the pure functions of :mod:`kdcore.losses.lm` and
 :mod:`kdcore.losses.minilm`) and, for a method that looks inside the models, which of the
-teacher's blocks it reads (:attr:`LMMethod.attends`, :attr:`LMMethod.hidden`) and what module it
-trains with the student (:attr:`LMMethod.module`, TinyBERT's projector). The vision methods' table
-(:mod:`kdcore.methods`) cannot hold them: a vision method never chooses its inputs. Nothing
+teacher's blocks it reads (:attr:`LMMethod.attends`, :attr:`LMMethod.hidden`), what module it
+trains with the student (:attr:`LMMethod.module`, TinyBERT's projector) and how it starts the
+student (:attr:`LMMethod.init`, DistilBERT's layers taken from the teacher). The vision
+methods' table (:mod:`kdcore.methods`) cannot hold them: a vision method never chooses its
+inputs. Nothing
 outside this table names one of these methods; :mod:`kdcore.lm_distill` turns an entry into a
 training step.
 """
@@ -20,8 +22,9 @@ from typing import Any
 
 import torch
 
-from .gpt import LM_MODELS
+from .gpt import LM_MODELS, TinyGPT, init_from
 from .lm import cross_entropy
+from .losses.distilbert import cosine_loss, every_other
 from .losses.lm import generalized_jsd, token_kd_loss, uld_loss
 from .losses.minilm import PAIRS, minilm_losses
 from .losses.tinybert import MAPPINGS, hidden_losses, layer_map
@@ -79,6 +82,9 @@ class LMMethod:
     module: Callable[[Any, int, int], torch.nn.Module] | None = None
     # the module -> JSON-ready figures recorded with each epoch (a projector's singular values)
     figures: Callable[[torch.nn.Module], dict[str, Any]] | None = None
+    # (params, the student as built, the teacher) -> the student started from the teacher's
+    # weights, or as built; None: every student starts from its seed's random weights
+    init: Callable[[Any, TinyGPT, TinyGPT], TinyGPT] | None = None
 
     def reads_logits(self, params: Any) -> bool:
         """Whether the loss, with these parameters, reads the teacher's logits."""
@@ -197,6 +203,31 @@ class TinyBERTParams:
                          "distribution at every position")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class DistilBERTParams:
+    # the official code's defaults (Sanh et al. 2019 give no weights): alpha_ce 5, alpha_mlm 2
+    # (here the causal LM's, as DistilGPT2's alpha_clm), alpha_cos 1, temperature 2
+    T: float = param(2.0, "Temperature T", 0.1, 20.0)
+    alpha_ce: float = param(5.0, "α_ce, weight of the soft targets (T²·KL)", 0.0, 100.0)
+    alpha_lm: float = param(2.0, "α_lm, weight of the real text's cross-entropy", 0.0, 100.0)
+    alpha_cos: float = param(1.0, "α_cos, weight of the cosine loss", 0.0, 100.0,
+                             help="1 − cos between the two models' last hidden states at every "
+                             "position")  # fmt: skip
+    init: str = param(
+        "teacher",
+        "Student starts from",
+        choices=("teacher", "random"),
+        help="teacher: one block of every two (blocks 1 and 3 of 4), the "
+        "embeddings, final LayerNorm and head copied; random: its seed's weights",
+    )
+
+
+def _take_layers(p: DistilBERTParams, student: TinyGPT, teacher: TinyGPT) -> TinyGPT:
+    if p.init == "random":
+        return student
+    return init_from(student, teacher, every_other(student.cfg.layers, teacher.cfg.layers))
+
+
 def _projector(p: TinyBERTParams, student_width: int, teacher_width: int) -> torch.nn.Module:
     """W_h: one linear map from the student's width into the teacher's, shared by every mapped
     layer as the official code's ``fit_dense``; PyTorch's default initialisation."""
@@ -238,6 +269,15 @@ def _tinybert(b: LMBatch, p: TinyBERTParams) -> dict[str, torch.Tensor]:
     parts = {"ce": _ce(b), "hidden": p.lam * hidn}
     if p.alpha:
         parts["pred"] = p.alpha * token_kd_loss(b.student, b.teacher, 1.0, b.mask)
+    return parts
+
+
+def _distilbert(b: LMBatch, p: DistilBERTParams) -> dict[str, torch.Tensor]:
+    parts = {"ce": p.alpha_lm * _ce(b)}
+    if p.alpha_ce:
+        parts["kd"] = p.alpha_ce * token_kd_loss(b.student, b.teacher, p.T, b.mask)
+    if p.alpha_cos:
+        parts["cos"] = p.alpha_cos * cosine_loss(b.student_hidden[0], b.teacher_hidden[0], b.mask)
     return parts
 
 
@@ -304,5 +344,16 @@ register(
         "the teacher's width, made to match the teacher's at the layer g(m) it is mapped to.",
         TinyBERTParams, lambda p: "corpus", _tinybert, teacher_logits=lambda p: p.alpha > 0,
         hidden=lambda p, m, n: layer_map(p.mapping, m, n), module=_projector, figures=_spectrum,
+    )
+)  # fmt: skip
+register(
+    LMMethod(
+        "distilbert", "Half the layers, from the teacher's (DistilBERT)",
+        "Sanh, Debut, Chaumond & Wolf 2019, arXiv:1910.01108, §2-3",
+        "A student of the teacher's width and half its depth, started from one of every two of "
+        "the teacher's blocks, trained on the teacher's soft targets, the real text and the "
+        "direction of the teacher's last hidden states.",
+        DistilBERTParams, lambda p: "corpus", _distilbert, teacher_logits=lambda p: p.alpha_ce > 0,
+        hidden=lambda p, m, n: ((m, n),) if p.alpha_cos else (), init=_take_layers,
     )
 )  # fmt: skip

@@ -153,16 +153,21 @@ class LMRun:
 
     def student(self, name: str, arch: str, method: str, params=None, tokenizer: str = "char",
                 role: str | None = None, start: TinyGPT | None = None,
-                more: Callable[[TinyGPT], dict] | None = None) -> TinyGPT:  # fmt: skip
-        """Train one student from the run's seed (or from a copy of ``start``'s weights) and
-        record its measurements, with what ``more(model)`` adds."""
+                more: Callable[[TinyGPT], dict] | None = None,
+                before: Callable[[TinyGPT], dict] | None = None) -> TinyGPT:  # fmt: skip
+        """Train one student from the run's seed (or from a copy of ``start``'s weights, or as
+        its method starts it) and record its measurements, with what ``before(model)`` adds
+        before the first step and ``more(model)`` after the last."""
         m = get_lm_method(method)
         torch.manual_seed(self.cfg.seed + 1)
         vocab = LANGUAGE.tokenizer(tokenizer).vocab_size
         model = build_lm(arch, vocab, block_for(tokenizer, N_WORDS)).to(self.ctx.device)
         if start is not None:
             model.load_state_dict(start.state_dict())
+        elif m.init is not None:  # the method starts the student (DistilBERT: teacher's layers)
+            model = m.init(m.make_params(params), model, self.teacher)
         step = lm_step(method, params, tokenizer, self.transfer, model.cfg)
+        first = before(model) if before is not None else {}
         tcfg = LMTrainConfig(self.cfg.epochs, self.cfg.batch_size, self.cfg.lr, seed=self.cfg.seed)
         test = self.test.tokens(tokenizer)
         result = self.ctx.train(name, lambda cbs: fit_lm(
@@ -175,7 +180,7 @@ class LMRun:
             **measure(model, tokenizer, self.test, N_WORDS, self.teacher, self.floor,
                       self.cfg.samples, seed=self.cfg.seed, teacher_greedy=self.teacher_greedy,
                       teacher_logits=self.teacher_test),
-            **(more(model) if more is not None else {}),
+            **first, **(more(model) if more is not None else {}),
         }  # fmt: skip
         self.ctx.done(name, summary)
         return model.eval()
