@@ -102,6 +102,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("map", "ep_tinybert"),
     ),
     PageInfo(
+        "distilbert",
+        "Half the layers: DistilBERT",
+        "Transformer era",
+        ":material/content_cut:",
+        "distilbert.py",
+        ("keep", "ep_distilbert"),
+    ),
+    PageInfo(
         "speculative",
         "Speculative decoding",
         "Transformer era",
@@ -195,13 +203,15 @@ MAP: tuple[MapCell, ...] = (
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
-        "(Mirzadeh 2020), hand-made teachers (Yuan 2020)",
+        "(Mirzadeh 2020), hand-made teachers (Yuan 2020), DistilBERT's soft targets (Sanh "
+        "2019)",
         (
             MapLink("temperature"),
             MapLink("kd-loss"),
             MapLink("dkd"),
             MapLink("deit"),
             MapLink("language-models"),
+            MapLink("distilbert"),
             MapLink("speculative"),
             _mode("ensemble", "Several teachers"),
             _mode("teacher-assistant", "A teacher assistant"),
@@ -227,8 +237,14 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
         "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), projectors (Miles 2024), "
-        "TinyBERT's layer-to-layer hidden states (Jiao 2020)",
-        (MapLink("features"), MapLink("projector"), MapLink("hidden-states")),
+        "TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start from the "
+        "teacher's layers and its cosine loss (Sanh 2019)",
+        (
+            MapLink("features"),
+            MapLink("projector"),
+            MapLink("hidden-states"),
+            MapLink("distilbert"),
+        ),
     ),
     MapCell(
         "Feature",

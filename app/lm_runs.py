@@ -32,6 +32,13 @@ def run_head(run) -> tuple[dict, dict, float]:
     return res, res.get("models", {}), floor
 
 
+def kl_curve(res: dict, name: str, floor: float) -> list[float]:
+    """A model's KL from the truth after each epoch of a stored run: its bits per character on
+    the held-out text less the language's entropy there."""
+    return [r["extra"]["bits_per_char"] - floor for r in res.get("history", {}).get(name, [])
+            if "bits_per_char" in r.get("extra", {})]  # fmt: skip
+
+
 def row(name: str, m: dict, own: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     """A model's row: its name and method, the page's ``own`` columns, its KLs (in thousandths,
     as the pages' charts), the page's ``more`` columns, its share of grammatical texts and

@@ -117,7 +117,7 @@ def test_the_student_starts_as_the_teachers_blocks_1_and_3(teacher):
 def test_weights_that_do_not_fit_are_refused_and_nothing_is_copied(teacher):
     small = build_lm("lm-student", VOCAB, BLOCK)
     before = small.tok.weight.clone()
-    with pytest.raises(ValueError, match="width 48 .* do not fit"):
+    with pytest.raises(ValueError, match=r"width 48 .* do not fit"):
         init_from(small, teacher, (1, 3))
     assert torch.equal(small.tok.weight, before)
     with pytest.raises(ValueError, match="1 to 4"):
@@ -176,7 +176,7 @@ def test_a_term_of_weight_0_costs_no_pass_over_the_teacher():
 
 def test_the_method_refuses_what_cannot_be_compared(transfer):
     narrow = build_lm("lm-student", VOCAB, BLOCK)
-    with pytest.raises(ValueError, match="without a projector.*width 128, not 48"):
+    with pytest.raises(ValueError, match=r"without a projector.*width 128, not 48"):
         lm_step("distilbert", None, "char", transfer, narrow.cfg)
     with pytest.raises(ValueError, match=r"positions.*vocabulary"):
         lm_step("distilbert", None, "word", transfer, narrow.cfg)

@@ -38,6 +38,7 @@ VIEWS = [
     ("speculative.py", {}, "speculative-draft"),
     ("attention.py", {}, "minilm-relations"),
     ("hidden.py", {}, "tinybert-hidden"),
+    ("distilbert.py", {}, "distilbert"),
     *[("lm.py", {"view": v}, v) for v in ("word-vs-sequence-kd", "on-policy-kd")],
     *[("modes.py", {"mode": m}, m) for m in MODES],
 ]
@@ -54,6 +55,7 @@ LM = [
     "speculative-draft",
     "minilm-relations",
     "tinybert-hidden",
+    "distilbert",
 ]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
           *LM, "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
