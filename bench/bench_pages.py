@@ -9,7 +9,7 @@ AppTest's own bookkeeping, so an upper bound on what the server spends. Target: 
 Then builds the temperature page's slider data for one image and prints its JSON size (what
 goes over the websocket; target well under 2 MB) and the time to build it.
 
-    .venv/bin/python bench/bench_pages.py [--repeats 10]
+    .venv/bin/python bench/bench_pages.py [--repeats 10] [--pages distilbert lab]
 """
 
 from __future__ import annotations
@@ -103,14 +103,20 @@ def slider_payload() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--pages", nargs="*", help="only these pages, by URL slug (default: all)")
     args = parser.parse_args()
+    slugs = {p.slug for p in PAGES}
+    unknown = sorted(set(args.pages or ()) - slugs)
+    if unknown:
+        parser.error(f"no page {', '.join(unknown)}; choose from {', '.join(sorted(slugs))}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["KD_STORE"] = str(Path(tmp) / "runs.sqlite")  # not the user's own runs
         for info in PAGES:
-            if info.exists:
+            if info.exists and (not args.pages or info.slug in args.pages):
                 time_page(info.path.name, args.repeats)
-    slider_payload()
+    if not args.pages or "temperature" in args.pages:
+        slider_payload()
     return 0
 
 

@@ -78,7 +78,7 @@ def test_the_figures_draw_what_they_are_given():
     assert [t.line.dash for t in fig.data] == ["solid", "dot"]
     fig = ablation_figure({"no_kd": 0.0005, "init_only": -0.0001}, {"no_kd": -2.96})
     assert list(fig.data[0].x) == pytest.approx([0.5, -0.1])
-    assert list(fig.data[1].x) == [2.96, None]
+    assert list(fig.data[1].x) == [2.96] and list(fig.data[1].y) == [LABEL["no_kd"]]
     assert list(fig.data[0].y) == [LABEL["no_kd"], LABEL["init_only"]]
     assert set(DISTILBERT) <= set(LABEL)
 

@@ -110,3 +110,31 @@ def test_minilm_relations_measures_every_students_last_block_against_the_teacher
         assert set(rel) == set(PAIRS_MEASURED)
         for m in rel.values():
             assert len(m) == n and all(abs(sum(row) - 1) < 0.01 for row in m)
+
+
+def test_distilbert_starts_each_student_as_its_entry_says_and_times_each_model():
+    from kdcore.presets_distilbert import DISTILBERT
+
+    result = run_preset("distilbert", **TINY)
+    _check(result, DISTILBERT)
+    models, history = result["models"], result["history"]
+    starts = {n: models[n]["start_kl_true"] for n in DISTILBERT}
+    copied = {n for n, (_, p) in DISTILBERT.items() if DISTILBERT[n][0] == "distilbert"
+              and p.get("init", "teacher") == "teacher"}  # fmt: skip
+    assert copied == {"distilbert", "no_kd", "no_cos", "no_lm", "init_only"}
+    # every copied student starts at the same point, far nearer the truth than random weights
+    assert len({starts[n] for n in copied}) == 1
+    assert starts["hard"] == starts["random_init"] > 10 * starts["distilbert"]
+    for name in DISTILBERT:
+        assert models[name]["arch"] == "lm-half" and models[name]["pass_seconds"] > 0
+        parts = set(history[name][0]["losses"]) - {"total"}
+        p = models[name]["method_params"]
+        # α_ce weighs the soft targets ("kd"), α_cos the cosine; the real text's "ce" always
+        want = {
+            "ce",
+            *(["kd"] if p.get("alpha_ce") else []),
+            *(["cos"] if p.get("alpha_cos") else []),
+        }
+        assert parts == want, name
+    assert models["teacher"]["pass_seconds"] > 0
+    assert models["distilbert"]["params"] < 0.55 * models["teacher"]["params"]
