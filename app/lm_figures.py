@@ -29,7 +29,7 @@ LABEL = {
     "hidden_top": "TinyBERT: top", "hidden_bottom": "TinyBERT: bottom",
     "hidden_pred": "TinyBERT + predictions", "distilbert": "DistilBERT",
     "no_kd": "no soft targets", "no_cos": "no cosine loss", "no_lm": "no real-text loss",
-    "random_init": "from random weights", "init_only": "teacher's blocks, real text only",
+    "random_init": "from random weights", "init_only": "teacher init, real text",
 }  # fmt: skip
 # result key, panel title (short lines: one ran into its neighbour on a phone), as a %; the bits
 # panels' titles name their dashed line, which a label beside it would write over the last bars'

@@ -256,6 +256,7 @@ def phone_charts():
         "modes: teacher assistant": mf.capacity_figure(capacity, chain, 0.88),
         **attention_charts(),
         **hidden_charts(),
+        **distilbert_charts(),
     }
 
 
@@ -299,6 +300,35 @@ def hidden_charts():
         "TinyBERT projector spectrum": hf.projector_figure(spectra, others),
         "TinyBERT KLs from the truth and the teacher": af.kl_figure(models),
     }
+
+
+def distilbert_charts():
+    """The DistilBERT page's charts as it draws them from its shipped run: the blocks copied,
+    every start before training (made up: the page computes them live), the students' curves
+    and the ablation beside the paper's Table 4."""
+    from app import distilbert_figures as bf
+    from app.reference_ui import records_by_preset
+    from kdcore.presets_distilbert import DISTILBERT
+
+    res = records_by_preset()["distilbert"].result
+    models, floor = res["models"], res["floor_bits"]
+    starts = {(1, 2): 0.28, (1, 3): 0.15, (1, 4): 0.36, (2, 3): 5.6, (2, 4): 6.6, (3, 4): 7.1}
+    curves = {
+        n: [
+            models[n]["start_kl_true"],
+            *(r["extra"]["bits_per_char"] - floor for r in res["history"][n]),
+        ]
+        for n in DISTILBERT
+    }
+    copied = {n for n in DISTILBERT if models[n]["method_params"].get("init") == "teacher"}
+    full = models["distilbert"]["kl_true"]
+    ours = {n: models[n]["kl_true"] - full for n in DISTILBERT if n not in ("hard", "distilbert")}
+    return {
+        "DistilBERT blocks copied": bf.init_figure((1, 3), 4),
+        "DistilBERT starts": bf.starts_figure(starts, (1, 3), 3.97, 0.0033),
+        "DistilBERT curves": bf.curves_figure(curves, copied, models["teacher"]["kl_true"]),
+        "DistilBERT ablation": bf.ablation_figure(ours, res["paper"]["ablation_glue_delta"]),
+    }  # fmt: skip
 
 
 def test_every_label_is_drawn_whole_on_a_phone(page):
