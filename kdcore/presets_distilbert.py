@@ -24,7 +24,7 @@ from .gpt import LM_MODELS, TinyGPT, build_lm, init_from
 from .lm import Texts, logits_of, score
 from .method import param
 from .presets_lm import KL_TEACHER, KL_TRUE, LMRun, LMSetting
-from .runner import Measure, Preset, RunContext, finish, register
+from .runner import Preset, RunContext, finish, register
 
 ARCH = "lm-half"
 
@@ -95,11 +95,6 @@ def run_distilbert(cfg: DistilBERTConfig, ctx: RunContext) -> dict:
     return finish(DISTILBERT_PRESET, cfg, ctx, t0)
 
 
-START_KL = Measure(
-    "start_kl_true", "KL from the truth before the first step, bits per character", digits=5,
-    better="a better start",
-)  # fmt: skip
-
 DISTILBERT_PRESET = register(
     Preset(
         name="distilbert",
@@ -130,7 +125,7 @@ DISTILBERT_PRESET = register(
         },
         config=DistilBERTConfig(),
         runner=run_distilbert,
-        seed_measures=(KL_TRUE, START_KL, KL_TEACHER),
+        seed_measures=(KL_TRUE, KL_TEACHER),
         # the ablations against the full triple loss, the full recipe against real text alone
         seed_pairs={
             **{m: "distilbert" for m in DISTILBERT if m not in ("hard", "distilbert")},
@@ -145,6 +140,16 @@ DISTILBERT_PRESET = register(
         "the same code), the cosine loss compares the last block's outputs before the final "
         "LayerNorm, and the figures are exact KLs from the truth, not GLUE scores. The loss "
         "weights and T = 2 are the official code's defaults; the learning rate, 3e-3, is this "
-        "project's.",
+        "project's. Over five seeds (the table under the run) DistilBERT ends closer to the "
+        "truth than real text alone from random weights at every seed (KL from the truth 2.41 "
+        "thousandths of a bit per character against 4.92; the teacher's 2.75). Two changes to "
+        "the recipe cost at every seed: starting from random weights (2.85), as in the paper, "
+        "and dropping the real text's loss (2.87), which the paper finds the least important "
+        "part (0.31 GLUE points). Dropping the soft targets (2.41, ahead at 2 seeds of 5) or "
+        "the cosine loss (2.60, ahead at 3) is within the noise here, where the paper loses "
+        "2.96 and 1.46 points, though without the soft targets the student ends far from the "
+        "teacher (KL to the teacher 1.78 against 0.62 thousandths of a nat per character, "
+        "farther at every seed). The teacher is no closer to the truth than its students, so "
+        "matching it counts for less than in the paper, and the real text for more.",
     )
 )

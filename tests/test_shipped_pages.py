@@ -292,6 +292,19 @@ def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
                                            "hidden_uniform": "uniform", "hidden_top": "top",
                                            "hidden_bottom": "bottom",
                                            "hidden_pred": "with predictions"}),
+        ("distilbert", "kl_true", {"hard": "real text from random weights",
+                                   "distilbert": "DistilBERT", "no_kd": "without the soft targets",
+                                   "no_cos": "without the cosine loss",
+                                   "no_lm": "without the real text",
+                                   "random_init": "the triple loss from random weights",
+                                   "init_only": "the teacher's blocks on real text alone"}),
+        ("distilbert", "kl_teacher", {"hard": "real text from random weights",
+                                      "distilbert": "DistilBERT",
+                                      "no_kd": "without the soft targets",
+                                      "no_cos": "without the cosine loss",
+                                      "no_lm": "without the real text",
+                                      "random_init": "from random weights",
+                                      "init_only": "on real text alone"}),
         ("tinybert-hidden", "r2_last", {"hard": "real text", "word_kd": "word-level KD",
                                         "hidden_uniform": "uniform", "hidden_top": "top",
                                         "hidden_bottom": "bottom",
@@ -499,3 +512,62 @@ def test_the_lessons_temperature_step_says_what_the_sweep_measured():
     spread = statistics.mean(sd[j] for j in high)
     assert max(mw[j] for j in high) - min(mw[j] for j in high) < spread
     assert "the best T wanders" in step["talk"] and len(set(narrow.best())) > 1
+
+
+def test_the_readme_quotes_the_shipped_distilbert_run():
+    """The README's line on the shipped distilbert run is that run's arithmetic: the KLs in
+    thousandths, the starts, the first epoch, the size and the speed."""
+    from pathlib import Path
+
+    res = load_references()[0]["distilbert"].result
+    m, floor = res["models"], res["floor_bits"]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("| `distilbert` ("))
+    kl = {n: f"{1000 * v['kl_true']:.2f}" for n, v in m.items()}
+    first = {n: res["history"][n][0]["extra"]["bits_per_char"] - floor for n in m if n != "teacher"}
+    speed = m["teacher"]["pass_seconds"] / m["distilbert"]["pass_seconds"]
+    for said in (
+        f"| {res['reference']['seconds']:.0f} s |" if "reference" in res else "",
+        f"(teacher {kl['teacher']}): real text from random weights {kl['hard']}, DistilBERT "
+        f"**{kl['distilbert']}**, and without the soft targets {kl['no_kd']}, without the cosine "
+        f"loss {kl['no_cos']}, without the real text {kl['no_lm']}, the triple loss from random "
+        f"weights {kl['random_init']}, the teacher's blocks on real text alone {kl['init_only']}",
+        f"blocks 1 and 3 are {m['distilbert']['start_kl_true']:.3f} bits per character from the "
+        f"truth, random weights {m['hard']['start_kl_true']:.2f}",
+        f"DistilBERT is at {first['distilbert']:.3f}, the students from random weights at "
+        f"{first['hard']:.2f} (real text) and {first['random_init']:.2f} (triple loss)",
+        f"KL to the teacher {1000 * m['distilbert']['kl_teacher']:.2f} ×10⁻³ nats (real text "
+        f"alone {1000 * m['hard']['kl_teacher']:.2f})",
+        f"{m['distilbert']['pass_seconds']:.2f} s against the teacher's "
+        f"{m['teacher']['pass_seconds']:.2f} ({speed:.2f} times as fast) with "
+        f"{m['distilbert']['params'] / m['teacher']['params']:.0%} of its parameters",
+    ):
+        assert said in line, said
+    assert all(m[n]["kl_true"] > m["distilbert"]["kl_true"] for n in m if n != "distilbert")
+
+
+def test_the_distilbert_text_quotes_its_five_seeds():
+    """What the page says under the shipped distilbert run is what its seed study measures:
+    DistilBERT ahead of real text alone at every seed, the two changes that cost at every seed,
+    the two within the noise, and the soft targets' pull toward the teacher."""
+    ref = load_references()[0]["distilbert"]
+    rows = load_seed_study(ref)
+    kl, kt = PRESETS["distilbert"].seed_measures
+    wins = {m: k for m, (_, k) in seed_wins(ref, rows, kl).items()}
+    assert wins["distilbert"] == 5 and wins["no_lm"] == wins["random_init"] == 0
+    mean = {m: 1000 * statistics.mean(row_values(r, kl)[m] for r in rows)
+            for m in row_values(rows[0], kl)}  # fmt: skip
+    near = {m: 1000 * statistics.mean(row_values(r, kt)[m] for r in rows)
+            for m in ("distilbert", "no_kd")}  # fmt: skip
+    assert all(row_values(r, kt)["no_kd"] > row_values(r, kt)["distilbert"] for r in rows)
+    text = " ".join(PRESETS["distilbert"].differences.split())
+    for said in (
+        f"(KL from the truth {mean['distilbert']:.2f} thousandths of a bit per character "
+        f"against {mean['hard']:.2f}; the teacher's {mean['teacher']:.2f})",
+        f"starting from random weights ({mean['random_init']:.2f})",
+        f"dropping the real text's loss ({mean['no_lm']:.2f})",
+        f"Dropping the soft targets ({mean['no_kd']:.2f}, ahead at {wins['no_kd']} seeds of 5)",
+        f"the cosine loss ({mean['no_cos']:.2f}, ahead at {wins['no_cos']})",
+        f"(KL to the teacher {near['no_kd']:.2f} against {near['distilbert']:.2f} thousandths",
+    ):
+        assert said in text, said
