@@ -63,11 +63,11 @@ PAGES: tuple[PageInfo, ...] = (
     ),
     PageInfo(
         "dkd",
-        "Decoupled KD",
+        "Decoupled KD & DIST",
         "Response-based",
         ":material/call_split:",
         "dkd.py",
-        ("digit", "idx", "alpha", "beta", "T", "ep_dkd"),
+        ("digit", "idx", "alpha", "beta", "T", "ep_dkd", "sure", "ep_dist"),
     ),
     PageInfo(
         "deit",
@@ -201,7 +201,8 @@ MAP: tuple[MapCell, ...] = (
         "Response",
         "Offline",
         "the teacher's softened class probabilities",
-        "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DeiT distillation "
+        "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
+        "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), DistilBERT's soft targets (Sanh "
         "2019)",

@@ -11,12 +11,12 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures import COLORS, TEMPLATE, decade_ticks, square_cells, subplots
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, decade_ticks, square_cells, subplots
 
 DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
           "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
 MODEL = {"student_hard": "#868e96", "student_kd": COLORS["teacher"], "student_rkd": "#e8590c",
-         "student_dkd": "#e8590c", "teacher": "#1f2430"}  # fmt: skip
+         "student_dkd": "#e8590c", "student_dist": "#e8590c", "teacher": "#1f2430"}  # fmt: skip
 
 
 def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
@@ -156,4 +156,16 @@ def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> 
         fig.add_scatter(x=[r["epoch"] for r in recs], y=[100 * r["test_accuracy"] for r in recs],
                         name=name, mode="lines+markers",
                         line=dict(color=MODEL.get(name), width=3))  # fmt: skip
+    return fig
+
+
+def probabilities_figure(probs: dict[str, list[float]], colours: list[str]) -> go.Figure:
+    """One image's class probabilities from several models (or versions of one), grouped by
+    digit: the teacher's, the same made less sure, a real student's."""
+    fig = _fig(xaxis_title="digit", yaxis_title="probability at T", height=360, barmode="group",
+               legend=LEGEND_BELOW)  # fmt: skip
+    fig.update_xaxes(tickmode="linear", dtick=1)
+    for (name, p), colour in zip(probs.items(), colours, strict=True):
+        fig.add_bar(x=list(range(len(p))), y=p, name=name, marker_color=colour,
+                    hovertemplate="digit %{x}: %{y:.4f}<extra></extra>")  # fmt: skip
     return fig

@@ -7,7 +7,7 @@ parameters, a thin distiller), one entry here, one test file and one page sectio
 
 from __future__ import annotations
 
-from .losses import attention, crd, deit, dkd, fitnets, kd, modes, nst, rkd, similarity
+from .losses import attention, crd, deit, dist, dkd, fitnets, kd, modes, nst, rkd, similarity
 from .method import Method
 
 METHODS: dict[str, Method] = {}
@@ -117,6 +117,17 @@ register(
         lambda p, probe: dkd.DKD(p),
         summary="KD split into the target class's share (TCKD) and the distribution over the "
         "other classes (NCKD), each with its own weight.",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "dist", "DIST: relations between predictions", "response",
+        "Huang, You, Wang, Qian & Xu 2022, arXiv:2205.10536", dist.DISTParams,
+        lambda p, probe: dist.DIST(p),
+        summary="The teacher's class probabilities matched only up to scale and shift: their "
+        "Pearson correlation with the student's, per example (inter-class) and per class over "
+        "the batch (intra-class).",
     )
 )  # fmt: skip
 

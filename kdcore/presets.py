@@ -766,3 +766,4 @@ from . import (  # noqa: E402, F401, I001 (the order below is kept)
 # Registered after the others: a shipped run's id is minus its preset's place in this order, so a
 # new preset comes last and every earlier link keeps naming the same run.
 from . import presets_distilbert  # noqa: E402, F401
+from . import presets_dist  # noqa: E402, F401

@@ -32,6 +32,7 @@ from .presets import HintonDemoConfig, _shared_teacher, _student_cfg
 from .runner import (
     LONG_NOTE,
     LONG_PROFILE,
+    PRESETS,
     Preset,
     RunContext,
     finish,
@@ -90,7 +91,7 @@ def _run(
         ctx, data, cfg.student, s_cfg, f"student_{method}", method, teacher, cfg.params,
         watch=w(f"student_{method}"),
     )  # fmt: skip
-    return finish(RELATION_PRESETS[name], cfg, ctx, t0)
+    return finish(PRESETS[name], cfg, ctx, t0)
 
 
 def _rounded(m: torch.Tensor, digits: int = 3) -> list[list[float]]:

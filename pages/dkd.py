@@ -1,10 +1,16 @@
-"""Decoupled KD: KD split into its target-class and non-target-class parts (Zhao et al. 2022)."""
+"""Beyond plain KD on the logits: KD split into its target-class and non-target-class parts
+(DKD, Zhao et al. 2022), and the teacher's predictions matched only up to scale and shift (DIST,
+Huang et al. 2022)."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
+import torch
 
 from app import lab_ui, ui
-from app.relation_figures import accuracy_curves_figure, dkd_scatter_figure
+from app.figures import COLORS
+from app.relation_figures import accuracy_curves_figure, dkd_scatter_figure, probabilities_figure
+from kdcore.losses.dist import pearson_distance, relations, toward_uniform
 from kdcore.losses.dkd import dkd_loss, dkd_parts, kd_per_example, teacher_target_prob
 
 SHOWN = 2000  # test images in the scatter (all 10,000 go into the means)
@@ -14,6 +20,25 @@ COST = (  # README: 9 s for one epoch on an idle 2-core CPU, 3-15 times that on 
     "presets) and three 30-30 students: about 10 s on a quiet 2-core CPU, up to two minutes on "
     "a busy one."
 )
+SURE = "the teacher, less sure"
+
+
+@st.cache_data(max_entries=32)
+def dist_compute(T: float, a: float) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Over the test set at T: T²·KL and DIST's two relations from the teacher, of the demo
+    student and of the teacher made less sure (:func:`toward_uniform` by ``a``), and the three
+    probability tables."""
+    bundle = ui.load_demo(str(ui.models_dir()))
+    p_t = torch.softmax(bundle.teacher_logits / T, 1)  # (N, 10)
+    probs = {"teacher": p_t, "demo student": torch.softmax(bundle.student_logits / T, 1),
+             SURE: toward_uniform(p_t, a)}  # fmt: skip
+    rows = {}
+    for name in ("demo student", SURE):
+        # T·log q as logits: their softmax at T is q itself
+        kl = kd_per_example(T * probs[name].log(), bundle.teacher_logits, T).mean()
+        inter, intra = relations(probs[name], p_t, T)
+        rows[name] = {"T²·KL": float(kl), "τ²·L_inter": float(inter), "τ²·L_intra": float(intra)}
+    return pd.DataFrame(rows).T, {k: v.numpy() for k, v in probs.items()}
 
 
 @st.cache_data(max_entries=32)
@@ -28,6 +53,25 @@ def compute(T: float) -> dict:
         "kd": kd_per_example(s, t, T).numpy(),
         "p_t": teacher_target_prob(t, y, T).numpy(),
     }
+
+
+def stored(preset: str, method: str, cost: str, tag: str, paper: str) -> None:
+    """The preset's stored run: its three students' errors and accuracy curves. Queued, never
+    trained here: while a run is in flight lab_ui polls it and reruns the page when it ends."""
+    run = lab_ui.stored_or_offer(lab_ui.optional_queue(), preset, cost, f"ep_{tag}", f"run_{tag}")
+    if run is None or not run.result:
+        return
+    models = run.result.get("models", {})
+    names = [n for n in ("student_hard", "student_kd", f"student_{method}") if n in models]
+    cols = st.columns(len(names) or 1)
+    for col, name in zip(cols, names, strict=False):
+        acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
+        # the accuracy under the errors is a label, not a change: grey, no arrow
+        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
+                   delta_arrow="off")  # fmt: skip
+    ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{tag}")
+    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. {paper}")
+    lab_ui.why_differs(preset)
 
 
 st.title("Decoupled KD: which part of KD carries the knowledge")
@@ -92,22 +136,40 @@ st.latex(
     r"\\ \mathrm{DKD} = \alpha\,\mathrm{TCKD} + \beta\,\mathrm{NCKD}\end{gathered}"
 )
 
-st.header("Trained with DKD: the dkd-mnist preset")
-# Queued, never trained here: while the run is in flight lab_ui polls it in a fragment and reruns
-# the page when it ends, so this section fills in by itself.
-run = lab_ui.stored_or_offer(lab_ui.optional_queue(), PRESET, COST, "ep_dkd", "run_dkd")
-if run is not None and run.result:
-    models = run.result.get("models", {})
-    names = [n for n in ("student_hard", "student_kd", "student_dkd") if n in models]
-    cols = st.columns(len(names) or 1)
-    for col, name in zip(cols, names, strict=False):
-        acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
-        # the accuracy under the errors is a label, not a change: grey, no arrow
-        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
-                   delta_arrow="off")  # fmt: skip
-    ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key="curves")
-    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. Paper (CIFAR-100, resnet32x4 → "
-               "resnet8x4): KD 73.33%, DKD 76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
-    lab_ui.why_differs(PRESET)
 
-ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob)
+st.header("Trained with DKD: the dkd-mnist preset")
+stored(PRESET, "dkd", COST, "dkd", "Paper (CIFAR-100, resnet32x4 → resnet8x4): KD 73.33%, DKD "
+       "76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
+
+st.header("DIST: match the teacher up to scale and shift")
+ui.prose(
+    "A much stronger teacher can be surer than a small student could ever be, and KL asks for "
+    "its exact probabilities. **DIST** (Huang et al. 2022) asks only that the student's "
+    "probabilities rise and fall with the teacher's: one minus their Pearson correlation, over "
+    "the classes for each image (*inter-class*) and over the images for each class "
+    "(*intra-class*). Make the teacher less sure below: its ranking stays, KL grows, DIST stays "
+    "at zero."
+)
+a = ui.url_float("How sure, as a share of the teacher's spread", "sure", 0.05, 1.0, 0.5, 0.05,
+                 slider=True)  # fmt: skip
+table, probs = dist_compute(T, a)
+ui.plot(probabilities_figure({k: v[i].tolist() for k, v in probs.items()},
+                             [COLORS["teacher"], COLORS["student"], COLORS["other"]]),
+        key="dist_probs")  # fmt: skip
+st.table(table.style.format("{:.4f}"))
+one = float(pearson_distance(torch.tensor(probs[SURE][i : i + 1]),
+                             torch.tensor(probs["teacher"][i : i + 1]))[0])  # fmt: skip
+st.caption(
+    f"This image at T = {T:g} (the page's T serves as DIST's τ), and the means over the 10,000 "
+    f"test images. {SURE.capitalize()}: a·p + (1 − a)/10 with a = {a:g}, the same ranking; its "
+    f"Pearson distance to the teacher on this image is {one:.1e}, while its KL is not 0. The "
+    "demo student (784-30-30-10) is the one this page's DKD figures use."
+)
+st.latex(r"\begin{gathered}\mathcal L_{inter} = \frac{\tau^2}{B}\sum_i \big(1 - \rho(Y^S_{i,:}, "
+         r"Y^T_{i,:})\big)\\ \mathcal L_{intra} = \frac{\tau^2}{C}\sum_j \big(1 - \rho(Y^S_{:,j}, "
+         r"Y^T_{:,j})\big)\end{gathered}")  # fmt: skip
+stored("dist-mnist", "dist", COST, "dist", "Paper (ImageNet, ResNet-18 "
+       "students): KD from a ResNet-34 teacher 71.21%, DIST 72.07% (Huang et al. 2022, official "
+       "README).")  # fmt: skip
+
+ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations)

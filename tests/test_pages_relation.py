@@ -112,13 +112,23 @@ def test_geometry_page_shows_a_stored_rkd_run_with_an_epoch_slider(store_path):
     assert "student_hard" in json.dumps(at.get("plotly_chart")[-1].proto.spec)
 
 
+def _charts(at) -> list[str]:
+    return [c.key for c in at.get("plotly_chart")]
+
+
+def _buttons(at) -> list[str]:
+    return [b.key for b in at.button]
+
+
 def test_dkd_page_shows_the_identity_for_the_chosen_image(no_shipped, store_path):
     at = _page("dkd.py", alpha="2", beta="4", T="2", digit="5", idx="3")
     assert at.slider(key="beta").value == 4.0 and at.slider(key="T").value == 2.0
     m = {k: float(v) for k, v in _metrics(at).items() if not v.endswith("%")}
     p_t, tckd, nckd = m["p_t (teacher, at T)"], m["T²·TCKD"], m["T²·NCKD"]
     assert m["T²·KD"] == pytest.approx(tckd + (1 - p_t) * nckd, abs=2e-3)
-    assert len(at.get("plotly_chart")) == 1 and "No completed dkd-mnist" in at.info[0].value
+    assert _charts(at) == ["scatter", "dist_probs"]  # no run of either preset yet
+    assert "No completed dkd-mnist" in at.info[0].value
+    assert "No completed dist-mnist" in at.info[1].value
     before = _metrics(at)
     at.slider(key="T").set_value(8.0).run()
     assert not at.exception and _metrics(at) != before
@@ -133,7 +143,7 @@ def test_dkd_page_shows_a_stored_dkd_run(store_path):
     at = _page("dkd.py")
     assert _metrics(at)["student_dkd"] == "400 errors"
     assert any(f"Run #{run_id}" in c.value for c in at.caption)
-    assert len(at.get("plotly_chart")) == 2 and not at.button
+    assert _charts(at)[:2] == ["scatter", "curves_dkd"] and "run_dkd" not in _buttons(at)
     curves = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert "%" in curves["layout"]["yaxis"]["title"]["text"]  # in % like the lab and runs page
     assert [list(map(float, _values(d["y"]))) for d in curves["data"]] == [[90.0, 95.0]] * 3
@@ -158,7 +168,7 @@ def test_dkd_page_queues_a_run_and_polls_it_until_it_ends(no_shipped, store_path
     assert store.get(run_id).config["epochs"] == 2
     at.run()  # what the fragment's poll sees while it is queued or running
     assert any(f"Run #{run_id} is under way" in c.value for c in at.caption)
-    assert at.get("progress") and not at.button
+    assert at.get("progress") and "run_dkd" not in _buttons(at)
     errors = {"student_hard": 479, "student_kd": 447, "student_dkd": 523}
     models = {n: {"test_errors": e, "test_accuracy": 1 - e / 1e4} for n, e in errors.items()}
     history = {n: [{"epoch": 1, "test_accuracy": 1 - e / 1e4}] for n, e in errors.items()}
@@ -186,3 +196,33 @@ def test_lab_text_under_a_one_epoch_dkd_run_does_not_contradict_its_table(store_
     gap = table["student_hard"] - table["teacher"]  # 2.22 points
     assert "within a point" not in why and gap > 1
     assert "about two points after one epoch" in why and round(gap) == 2
+
+
+def test_dist_section_shows_kl_moving_where_dist_stays_at_zero(no_shipped, store_path):
+    import torch
+
+    from app.ui import load_demo, models_dir
+    from kdcore.losses.dist import relations, toward_uniform
+
+    at = _page("dkd.py", sure="0.3", T="2", digit="5", idx="3")
+    assert at.slider(key="sure").value == 0.3
+    table = at.table[0].value
+    less, demo = table.loc["the teacher, less sure"], table.loc["demo student"]
+    assert (
+        less["T²·KL"] > 0.05 and abs(less["τ²·L_inter"]) < 1e-3 and abs(less["τ²·L_intra"]) < 1e-3
+    )
+    assert demo["τ²·L_inter"] > 0.01 and demo["T²·KL"] > 0
+    bundle = load_demo(str(models_dir()))
+    p_t = torch.softmax(bundle.teacher_logits / 2, 1)
+    inter, _ = relations(torch.softmax(bundle.student_logits / 2, 1), p_t, 2.0)
+    assert demo["τ²·L_inter"] == pytest.approx(float(inter), rel=1e-4)
+    probs = json.loads(next(c.proto.spec for c in at.get("plotly_chart")
+                            if c.key == "dist_probs"))["data"]  # fmt: skip
+    assert [d["name"] for d in probs] == ["teacher", "demo student", "the teacher, less sure"]
+    teacher = torch.tensor(list(map(float, _values(probs[0]["y"]))))
+    index = int((p_t - teacher).abs().sum(1).argmin())  # the chosen image's row
+    assert torch.allclose(p_t[index], teacher, atol=1e-6)
+    want = toward_uniform(p_t[index : index + 1], 0.3)[0]
+    assert list(map(float, _values(probs[2]["y"]))) == pytest.approx(want.tolist(), abs=1e-6)
+    at.slider(key="sure").set_value(1.0).run()  # the teacher itself: KL 0 too
+    assert abs(at.table[0].value.loc["the teacher, less sure"]["T²·KL"]) < 1e-5

@@ -230,7 +230,7 @@ def test_preset_configs_validate():
         PRESETS["rkd-mnist"].with_changes({"geometry_batch": 1})
 
 
-@pytest.mark.parametrize("name", RELATION_PRESETS)
+@pytest.mark.parametrize("name", [*RELATION_PRESETS, "dist-mnist"])  # DIST's ImageNet figures
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
     assert result["status"] == "completed", result["message"]
