@@ -49,7 +49,13 @@ DIST_PRESET = register(
         "a 300-300 MLP teacher and a 30-30 MLP student on MNIST for a few epochs, so only the "
         "ordering of hard labels, KD and DIST can be compared. The weights are the official "
         "code's ImageNet settings (β = γ = 1, τ = 1); the student's cross-entropy has weight 1 "
-        "in both. The intra-class relation is taken over each batch of 128 images.",
+        "in both. The intra-class relation is taken over each batch of 128 images. In the "
+        "shipped run (seed 0, the long profile) DIST makes 263 test errors against 308 on hard "
+        "labels and 244 by KD; over five seeds (the table under the run) 261.6 against 285.6 "
+        "and 238.4, ahead of hard labels at 4 seeds of 5 and of KD at none. The paper's case is "
+        "a teacher far stronger than its student, whose exact probabilities the student cannot "
+        "reach; this 300-300 teacher is 1.5 points ahead of a 30-30 student on easy digits, "
+        "where matching its probabilities exactly, as KD does, still pays.",
         profiles={"long": LONG_PROFILE},
         profile_notes=LONG_NOTE,
     )

@@ -55,10 +55,11 @@ def compute(T: float) -> dict:
     }
 
 
-def stored(preset: str, method: str, cost: str, tag: str, paper: str) -> None:
-    """The preset's stored run: its three students' errors and accuracy curves. Queued, never
-    trained here: while a run is in flight lab_ui polls it and reruns the page when it ends."""
-    run = lab_ui.stored_or_offer(lab_ui.optional_queue(), preset, cost, f"ep_{tag}", f"run_{tag}")
+def stored(queue, preset: str, method: str, keys: tuple[str, str], paper: str) -> None:
+    """The preset's stored run: its three students' errors and accuracy curves (``keys``: the
+    epochs box's and the button's). Queued, never trained here: while a run is in flight lab_ui
+    polls it and reruns the page when it ends."""
+    run = lab_ui.stored_or_offer(queue, preset, COST, *keys)
     if run is None or not run.result:
         return
     models = run.result.get("models", {})
@@ -69,7 +70,7 @@ def stored(preset: str, method: str, cost: str, tag: str, paper: str) -> None:
         # the accuracy under the errors is a label, not a change: grey, no arrow
         col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
                    delta_arrow="off")  # fmt: skip
-    ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{tag}")
+    ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{method}")
     st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. {paper}")
     lab_ui.why_differs(preset)
 
@@ -138,8 +139,9 @@ st.latex(
 
 
 st.header("Trained with DKD: the dkd-mnist preset")
-stored(PRESET, "dkd", COST, "dkd", "Paper (CIFAR-100, resnet32x4 → resnet8x4): KD 73.33%, DKD "
-       "76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
+queue = lab_ui.optional_queue()  # or one line on why the store cannot be read, for both sections
+stored(queue, PRESET, "dkd", ("ep_dkd", "run_dkd"), "Paper (CIFAR-100, resnet32x4 → "
+       "resnet8x4): KD 73.33%, DKD 76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
 
 st.header("DIST: match the teacher up to scale and shift")
 ui.prose(
@@ -156,7 +158,8 @@ table, probs = dist_compute(T, a)
 ui.plot(probabilities_figure({k: v[i].tolist() for k, v in probs.items()},
                              [COLORS["teacher"], COLORS["student"], COLORS["other"]]),
         key="dist_probs")  # fmt: skip
-st.table(table.style.format("{:.4f}"))
+# a distance of 0 computed as -1e-9 is still 0, not "-0.0000"
+st.table(table.style.format(lambda v: f"{v:.4f}".replace("-0.0000", "0.0000")))
 one = float(pearson_distance(torch.tensor(probs[SURE][i : i + 1]),
                              torch.tensor(probs["teacher"][i : i + 1]))[0])  # fmt: skip
 st.caption(
@@ -168,7 +171,7 @@ st.caption(
 st.latex(r"\begin{gathered}\mathcal L_{inter} = \frac{\tau^2}{B}\sum_i \big(1 - \rho(Y^S_{i,:}, "
          r"Y^T_{i,:})\big)\\ \mathcal L_{intra} = \frac{\tau^2}{C}\sum_j \big(1 - \rho(Y^S_{:,j}, "
          r"Y^T_{:,j})\big)\end{gathered}")  # fmt: skip
-stored("dist-mnist", "dist", COST, "dist", "Paper (ImageNet, ResNet-18 "
+stored(queue, "dist-mnist", "dist", ("ep_dist", "run_dist"), "Paper (ImageNet, ResNet-18 "
        "students): KD from a ResNet-34 teacher 71.21%, DIST 72.07% (Huang et al. 2022, official "
        "README).")  # fmt: skip
 

@@ -247,6 +247,13 @@ def phone_charts():
         "relations stored run": rf.heatmap_pair(kept, kept, stored, digits[:32]),
         "relations PCA": rf.pca_figure(xy, xy, digits[:32], 0),
         "DKD scatter": rf.dkd_scatter_figure(p_t, rng.random(2000) * 10, (0.5, 1.0)),
+        "DIST probabilities": rf.probabilities_figure(
+            {
+                n: rng.dirichlet(np.ones(10)).tolist()
+                for n in ("teacher", "demo student", "the teacher, less sure")
+            },
+            ["#3b5bdb", "#e8590c", "#91a7ff"],
+        ),
         "DeiT token curves": df.token_curves(tokens),
         "attention maps": ff.attention_grid(columns, list(maps)),
         "language-model results": results_figure(models, 0.65),

@@ -31,6 +31,7 @@ MODES = ("mutual-learning", "online-features", "mutual-contrastive", "born-again
 # (page file, URL parameters, the preset the section shows)
 VIEWS = [
     ("dkd.py", {}, "dkd-mnist"),
+    ("dkd.py", {}, "dist-mnist"),
     ("geometry.py", {}, "rkd-mnist"),
     ("projector.py", {}, "projector-normalisation"),
     ("hints.py", {}, "fitnets-mnist"),
@@ -89,9 +90,19 @@ def test_a_page_opens_on_the_shipped_run_of_its_preset(store_path, page, params,
     offers = [e for e in at.expander if e.label == "Run it on this machine"]
     assert offers and any(b.label == "Run it now" for b in offers[0].button)
     # and, folded too, the same recipe at other seeds: how much of the run is its seed's luck
-    rows = load_seed_study(load_references()[0][preset])
-    spread = [e for e in at.expander if e.label == f"The same recipe at {len(rows)} seeds"]
-    assert bool(spread) == (len(rows) > 1), preset
+    ref = load_references()[0][preset]
+    rows = load_seed_study(ref)
+    models = set(PRESETS[preset].seed_measures[0].values(ref.result))
+
+    def of_this_preset(e) -> bool:  # a page with two sections (DKD's, DIST's) has two studies
+        if not e.dataframe:
+            return False
+        table = e.dataframe[0].value
+        return set(table.index if "mean" in table.columns else table.columns) == models
+
+    spread = [e for e in at.expander if e.label == f"The same recipe at {len(rows)} seeds"
+              and of_this_preset(e)]  # fmt: skip
+    assert len(spread) == (len(rows) > 1), preset
     if spread:  # one table per measure the preset's study keeps, the headline first
         measures = PRESETS[preset].seed_measures
         assert len(spread[0].dataframe) == len(measures)
@@ -147,11 +158,11 @@ def test_the_attention_page_draws_the_shipped_teacher_on_any_test_image(store_pa
 
 
 def test_a_users_own_run_replaces_the_shipped_one(store_path):
-    ref = load_references()[0]["dkd-mnist"]
+    ref = load_references()[0]["rkd-mnist"]  # a page of one stored section
     store = Store(store_path)
-    run_id = store.create("preset", "dkd-mnist", {"epochs": 2, "seed": 0}, "own")
+    run_id = store.create("preset", "rkd-mnist", {"epochs": 2, "seed": 0}, "own")
     store.finish(run_id, "completed", "", ref.result)
-    at = _page("dkd.py")
+    at = _page("geometry.py")
     captions = [c.value for c in at.caption]
     assert any(c.startswith(f"Run #{run_id}: ") for c in captions)
     assert not any(SHIPPED in c for c in captions)
@@ -250,7 +261,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 13 and {"dkd-mnist", "teacher-assistant"} <= set(long)
+    assert len(long) == 14 and {"dkd-mnist", "dist-mnist", "teacher-assistant"} <= set(long)
     for name in long:
         assert asdict(resolve(name, profile="long")) == asdict(resolve(name, epochs=16)), name
         assert shipped_profile(PRESETS[name]) == "long"
@@ -571,3 +582,28 @@ def test_the_distilbert_text_quotes_its_five_seeds():
         f"(KL to the teacher {near['no_kd']:.2f} against {near['distilbert']:.2f} thousandths",
     ):
         assert said in text, said
+
+
+def test_the_dist_text_quotes_its_shipped_run_and_five_seeds():
+    """What the DKD page says under the shipped dist-mnist run, and the README's lines on it, are
+    that run's and its seed study's arithmetic."""
+    from pathlib import Path
+
+    ref = load_references()[0]["dist-mnist"]
+    rows = load_seed_study(ref)
+    errors = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in errors}
+    wins = {
+        m: k for m, (_, k) in seed_wins(ref, rows, PRESETS["dist-mnist"].seed_measures[0]).items()
+    }
+    beat_kd = sum(r["errors"]["student_dist"] < r["errors"]["student_kd"] for r in rows)
+    text = " ".join(PRESETS["dist-mnist"].differences.split())
+    said = (f"DIST makes {errors['student_dist']} test errors against {errors['student_hard']} on "
+            f"hard labels and {errors['student_kd']} by KD; over five seeds (the table under the "
+            f"run) {mean['student_dist']:.1f} against {mean['student_hard']:.1f} and "
+            f"{mean['student_kd']:.1f}, ahead of hard labels at {wins['student_dist']} seeds of 5 "
+            f"and of KD at {'none' if beat_kd == 0 else beat_kd}")  # fmt: skip
+    assert said in text
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"| `dist-mnist` | DIST {mean['student_dist']:.1f} (" in readme
+    assert f"DIST **{errors['student_dist']}** (the same teacher {errors['teacher']}" in readme
