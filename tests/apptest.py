@@ -43,3 +43,10 @@ def plotly_array(value):
         shape = value.get("shape")
         return flat.reshape(tuple(int(n) for n in shape.split(","))) if shape else flat
     return np.asarray(value, dtype=float)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The figure JSON of the page's Plotly chart whose key contains ``key``."""
+    import json
+
+    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if key in c.proto.id)

@@ -4,22 +4,16 @@ step computes it, the shipped run drawn without training, and an empty store off
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from app.distilbert_figures import ablation_figure, curves_figure, init_figure, starts_figure
 from app.lm_figures import LABEL
 from kdcore.presets_distilbert import DISTILBERT
-from tests.apptest import plotly_array, run_page
+from tests.apptest import chart, plotly_array, run_page
 
 
 def _page(**params):
     return run_page("distilbert.py", 90, **params)
-
-
-def _chart(at, key: str) -> dict:
-    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if key in c.proto.id)
 
 
 def _copied(fig: dict) -> list[tuple[float, float]]:
@@ -32,8 +26,8 @@ def test_the_start_follows_the_url_and_is_computed_live(no_shipped, store_path, 
     at = _page(keep=keep)
     assert not at.exception
     # embeddings (row 0) and head (row 5) always, then the chosen blocks, in order
-    assert [t for _, t in _copied(_chart(at, "init"))] == [0, *rows, 5]
-    starts = _chart(at, "starts")
+    assert [t for _, t in _copied(chart(at, "init"))] == [0, *rows, 5]
+    starts = chart(at, "starts")
     bars = starts["data"][0]
     assert list(bars["x"]) == ["1, 2", "1, 3", "1, 4", "2, 3", "2, 4", "3, 4"]
     values = dict(zip(bars["x"], plotly_array(bars["y"]), strict=True))
@@ -62,7 +56,7 @@ def test_odd_url_values_fall_back_without_a_traceback(no_shipped, store_path, pa
     at = _page(**params)
     assert not at.exception
     if "keep" in params:  # back to the paper's blocks 1 and 3
-        assert [t for _, t in _copied(_chart(at, "init"))] == [0, 1, 3, 5]
+        assert [t for _, t in _copied(chart(at, "init"))] == [0, 1, 3, 5]
 
 
 def test_the_figures_draw_what_they_are_given():
@@ -90,7 +84,7 @@ def test_the_shipped_run_is_drawn_without_training(store_path):
     models, floor = res["models"], res["floor_bits"]
     at = _page()
     assert any(c.value.startswith("The shipped run: preset distilbert") for c in at.caption)
-    curves = _chart(at, "curves")
+    curves = chart(at, "curves")
     students = [t for t in curves["data"] if t.get("mode") == "lines+markers"]
     assert [t["name"] for t in students] == [LABEL[n] for n in DISTILBERT]
     full = next(t for t in students if t["name"] == LABEL["distilbert"])
@@ -101,7 +95,7 @@ def test_the_shipped_run_is_drawn_without_training(store_path):
     dashes = {t["name"]: t["line"]["dash"] for t in students}
     assert dashes[LABEL["hard"]] == dashes[LABEL["random_init"]] == "dot"
     assert dashes[LABEL["distilbert"]] == dashes[LABEL["no_kd"]] == "solid"
-    ablation = _chart(at, "ablation")
+    ablation = chart(at, "ablation")
     here = dict(zip(ablation["data"][0]["y"], plotly_array(ablation["data"][0]["x"]), strict=True))
     cost = 1000 * (models["no_cos"]["kl_true"] - models["distilbert"]["kl_true"])
     assert here[LABEL["no_cos"]] == pytest.approx(cost)

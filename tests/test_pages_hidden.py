@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from app.hidden_figures import layer_map_figure, projector_figure, readout_figure
 from app.lm_figures import LABEL
 from kdcore.losses.tinybert import layer_map
 from kdcore.presets_tinybert import TINYBERT
-from tests.apptest import plotly_array, run_page
+from tests.apptest import chart, plotly_array, run_page
 
 
 def _page(**params):
     return run_page("hidden.py", 60, **params)
-
-
-def _chart(at, key: str) -> dict:
-    return next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if key in c.proto.id)
 
 
 def _lines(fig: dict) -> list[tuple[float, float]]:
@@ -31,7 +25,7 @@ def _lines(fig: dict) -> list[tuple[float, float]]:
                                                ("bottom", [(0, 0), (2, 1), (4, 2)])])  # fmt: skip
 def test_the_mapping_follows_the_url(no_shipped, store_path, mapping, want):
     at = _page(map=mapping)
-    assert _lines(_chart(at, "layer_map")) == want  # student block m drawn at depth 2m
+    assert _lines(chart(at, "layer_map")) == want  # student block m drawn at depth 2m
     caption = next(c.value for c in at.caption if "the student's 2 blocks" in c.value.lower())
     n = dict(layer_map(mapping, 2, 4))[1]
     assert f"student block 1 → teacher block {n}" in caption
@@ -44,7 +38,7 @@ def test_the_mapping_follows_the_url(no_shipped, store_path, mapping, want):
 def test_odd_url_values_fall_back_without_a_traceback(no_shipped, store_path, params):
     at = _page(**params)
     assert not at.exception
-    assert _lines(_chart(at, "layer_map")) in ([(0, 0), (2, 2), (4, 4)], [])
+    assert _lines(chart(at, "layer_map")) in ([(0, 0), (2, 2), (4, 4)], [])
 
 
 def test_the_shipped_run_is_drawn_without_training(store_path):
@@ -55,17 +49,17 @@ def test_the_shipped_run_is_drawn_without_training(store_path):
     at = _page(map="top")
     assert not at.exception
     assert any(c.value.startswith("The shipped run: preset tinybert-hidden") for c in at.caption)
-    kl = _chart(at, "results")
+    kl = chart(at, "results")
     assert [round(v, 2) for v in plotly_array(kl["data"][0]["y"])] == [
         round(1000 * models[n]["kl_true"], 2) for n in ("teacher", *TINYBERT)
     ]
-    readout = _chart(at, "readout")
+    readout = chart(at, "readout")
     heat = [t for t in readout["data"] if t["type"] == "heatmap"]
     assert [round(v, 4) for v in plotly_array(heat[1]["z"])[-1]] == models["hidden_top"][
         "readout_r2"][-1]  # fmt: skip
     said = f"{models['hidden_top']['r2_last']:.3f} from the top-mapped student's"
     assert any(said in c.value for c in at.caption)
-    spectra = _chart(at, "projector")
+    spectra = chart(at, "projector")
     epochs = len(res["history"]["hidden_top"])
     last = res["history"]["hidden_top"][-1]["extra"]["projector_sv"]
     assert [t["name"] for t in spectra["data"]] == [
