@@ -62,6 +62,12 @@ def pass_seconds(model: TinyGPT, ids: torch.Tensor) -> float:
     return round(best, 4)
 
 
+def kl_from_truth(model: TinyGPT, test: Texts, floor: float) -> float:
+    """The model's exact KL from the language's truth on ``test``: its bits per character on the
+    held-out text above their entropy ``floor``, rounded as the run records it."""
+    return round(score(model.eval(), test.char)["bits_per_char"] - floor, 5)
+
+
 def start_kls(teacher: TinyGPT, test: Texts, floor: float) -> dict[tuple[int, ...], float]:
     """For every choice of :data:`ARCH`'s depth in blocks among the teacher's (1 = first), the KL
     from the truth (bits per character on ``test``, above its entropy ``floor``) of the student
@@ -72,7 +78,7 @@ def start_kls(teacher: TinyGPT, test: Texts, floor: float) -> dict[tuple[int, ..
     for blocks in itertools.combinations(range(1, teacher.cfg.layers + 1), layers):
         model = build_lm(ARCH, teacher.cfg.vocab, teacher.cfg.block).to(test.char.ids.device)
         init_from(model, teacher, blocks)
-        out[blocks] = round(score(model.eval(), test.char)["bits_per_char"] - floor, 5)
+        out[blocks] = kl_from_truth(model, test, floor)
     return out
 
 

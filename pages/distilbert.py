@@ -17,11 +17,17 @@ from app.distilbert_figures import (
     starts_figure,
 )
 from kdcore.gpt import LM_MODELS, build_lm, init_from
-from kdcore.lm import floor_bits, sample_texts, score
+from kdcore.lm import floor_bits, sample_texts
 from kdcore.lm_distill import Transfer, lm_step
 from kdcore.lm_methods import get_lm_method
 from kdcore.losses.distilbert import cosine_loss, every_other
-from kdcore.presets_distilbert import ARCH, DISTILBERT, DISTILBERT_PRESET, start_kls
+from kdcore.presets_distilbert import (
+    ARCH,
+    DISTILBERT,
+    DISTILBERT_PRESET,
+    kl_from_truth,
+    start_kls,
+)
 from kdcore.presets_lm import N_WORDS
 
 PRESET = DISTILBERT_PRESET.name
@@ -37,18 +43,14 @@ PAPER = ", ".join(map(str, every_other(S_BLOCKS, BLOCKS)))  # one of every two, 
 DOCS = 200  # held-out documents the live figures read
 
 
-def kl_true(model, test, floor: float) -> float:
-    return score(model.eval(), test.char)["bits_per_char"] - floor
-
-
 @st.cache_data(max_entries=1, show_spinner="Starting a student from each pair of blocks…")
 def starts() -> tuple[dict[tuple[int, ...], float], float, float]:
     """The KL from the truth of every start before training, of random weights, of the teacher."""
     teacher, test = ui.lm_teacher(), sample_texts(DOCS, N_WORDS, 2024)
     floor = floor_bits(test)
     torch.manual_seed(0)
-    random = kl_true(build_lm(ARCH, teacher.cfg.vocab, teacher.cfg.block), test, floor)
-    return start_kls(teacher, test, floor), random, kl_true(teacher, test, floor)
+    random = kl_from_truth(build_lm(ARCH, teacher.cfg.vocab, teacher.cfg.block), test, floor)
+    return start_kls(teacher, test, floor), random, kl_from_truth(teacher, test, floor)
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing the triple loss…")
