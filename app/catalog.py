@@ -70,6 +70,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("digit", "idx", "alpha", "beta", "T", "ep_dkd", "sure", "ep_dist"),
     ),
     PageInfo(
+        "label-smoothing",
+        "Label smoothing & the teacher",
+        "Response-based",
+        ":material/blur_on:",
+        "smoothing.py",
+        ("digits", "split", "digit", "idx", "T", "ep_smooth"),
+    ),
+    PageInfo(
         "deit",
         "Vision transformers: DeiT",
         "Transformer era",
@@ -204,12 +212,13 @@ MAP: tuple[MapCell, ...] = (
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
-        "(Mirzadeh 2020), hand-made teachers (Yuan 2020), DistilBERT's soft targets (Sanh "
-        "2019)",
+        "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
+        "DistilBERT's soft targets (Sanh 2019)",
         (
             MapLink("temperature"),
             MapLink("kd-loss"),
             MapLink("dkd"),
+            MapLink("label-smoothing"),
             MapLink("deit"),
             MapLink("language-models"),
             MapLink("distilbert"),

@@ -523,6 +523,30 @@ def url_choice(
     return default if value is None else value
 
 
+def url_pills(
+    label: str, options: Sequence, key: str, default: list, format_func: Callable = str, **kw
+) -> list:
+    """A several-of-several control (pills) kept in the URL, one ``?key=`` per choice. A link
+    naming something the control cannot offer, or one thing twice, is dropped with a notice and
+    the default shown. Returns the choices in the order of ``options``."""
+    remember_default(key, default)
+    names = [format_func(o) for o in options]
+    values = url_values(key)  # claims the key
+    own = st.session_state.get(key)
+    mine = isinstance(own, list) and values == [format_func(o) for o in own]
+    if (
+        values
+        and not mine
+        and (any(v not in names for v in values) or len(set(values)) < len(values))
+    ):
+        _notice(key, "&".join(values), ", ".join(format_func(o) for o in default))
+        drop_url(key)
+        st.session_state.pop(key, None)
+    picked = st.pills(label, options, selection_mode="multi", default=default,
+                      format_func=format_func, key=key, bind="query-params", **kw)  # fmt: skip
+    return [o for o in options if o in (picked or [])]
+
+
 def url_toggle(label: str, key: str, default: bool = False, **kw) -> bool:
     remember_default(key, default)
     _check_url(key, lambda raw: raw.lower() in ("true", "false"), default)

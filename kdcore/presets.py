@@ -767,3 +767,4 @@ from . import (  # noqa: E402, F401, I001 (the order below is kept)
 # new preset comes last and every earlier link keeps naming the same run.
 from . import presets_distilbert  # noqa: E402, F401
 from . import presets_dist  # noqa: E402, F401
+from . import presets_smoothing  # noqa: E402, F401

@@ -49,6 +49,8 @@ SHIPPED_WEIGHTS = {
     "omitted-3": ("student_no3",),
     "only-7-8": ("student_78",),
     "attention-transfer": ("teacher",),
+    # the label-smoothing page projects both teachers' activations onto any three templates
+    "smooth-teacher": ("teacher_hard", "teacher_ls"),
 }
 
 

@@ -70,6 +70,13 @@ def _split(logits: torch.Tensor, labels: torch.Tensor, T: float):
     return log_binary, F.log_softmax(z_other, dim=1)
 
 
+def non_target_log_probs(logits: torch.Tensor, labels: torch.Tensor, T: float) -> torch.Tensor:
+    r"""log p̂: the softened prediction over the K − 1 non-target classes, renormalised (the
+    distribution NCKD compares). logits: (B, K) with K >= 2; labels: (B,). Returns (B, K − 1),
+    each row without its target class, the others in order."""
+    return _split(logits, labels, T)[1]
+
+
 def dkd_parts(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
