@@ -156,22 +156,28 @@ st.caption(
 )
 lab_ui.seed_spread(run)
 lab_ui.why_differs(PRESET)
-if nets is not None:
+if nets is not None and all(n in models for n in TEACHERS):
     sure = {n: float(torch.softmax(z, 1).max(1).values.mean()) for n, (_, z) in nets.items()}
-    right = {n: 1 - models[n]["test_errors"] / len(y) for n in TEACHERS if n in models}
+    right = {n: 1 - models[n]["test_errors"] / len(y) for n in TEACHERS}
+    off = {n: 100 * (sure[n] - right[n]) for n in TEACHERS}  # points over-confident
+    verdict = (
+        "smoothing overshot: the smoothed teacher is under-confident by more than the other was "
+        "over-confident"
+        if off["teacher_ls"] < 0 and -off["teacher_ls"] > abs(off["teacher_hard"])
+        else "here too smoothing brought confidence closer to accuracy"
+    )
     ui.prose(
         "Calibration, measured: in the paper label smoothing also made networks *better "
         "calibrated*, their confidence closer to their accuracy. Here the teacher on hard labels "
-        f"is {sure['teacher_hard']:.1%} sure on average and right on "
-        f"{right.get('teacher_hard', float('nan')):.1%} of the test images; the smoothed one "
-        f"{sure['teacher_ls']:.1%} sure and right on {right.get('teacher_ls', float('nan')):.1%}."
-        " Where a net was not overconfident to begin with, smoothing cannot help it: compare "
-        "the ECE column."
+        f"is {sure['teacher_hard']:.1%} sure on average and right on {right['teacher_hard']:.1%} "
+        f"of the test images ({off['teacher_hard']:+.1f} points); the smoothed one "
+        f"{sure['teacher_ls']:.1%} sure and right on {right['teacher_ls']:.1%} "
+        f"({off['teacher_ls']:+.1f}): {verdict} (the ECE column)."
     )
 st.latex(
-    r"\begin{gathered}y^{LS}_k = y_k(1-\alpha) + \frac{\alpha}{K},\qquad z_k = w_k^\top h + b_k,"
-    r"\\ (u, v) = \big((h - w_a)^\top e_1,\ (h - w_a)^\top e_2\big),\quad "
-    r"\{e_1, e_2\} \perp\text{-basis of } \mathrm{span}(w_b - w_a,\, w_c - w_a)\end{gathered}"
+    r"\begin{gathered}y^{LS}_k = (1-\alpha)\,y_k + \frac{\alpha}{K},\qquad z_k = w_k^\top h + b_k"
+    r"\\ (u, v) = \big((h - w_a)^\top e_1,\ (h - w_a)^\top e_2\big)"
+    r"\\ e_1, e_2:\ \text{orthonormal, spanning } w_b - w_a,\ w_c - w_a\end{gathered}"
 )
 ui.see_also(
     ("temperature", "label smoothing as a uniform teacher, beside the soft targets"),

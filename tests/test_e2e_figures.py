@@ -90,8 +90,8 @@ def feature_and_mode_charts():
 
 
 def stored_run_charts():
-    """The speculative and DeiT pages' stored-run charts, legends under the plot (stand-in
-    numbers: only the layout is under test here)."""
+    """The speculative, DeiT and label-smoothing pages' stored-run charts, legends under the
+    plot (stand-in numbers: only the layout is under test here)."""
     from app import deit_figures as df
     from app import spec_figures as sf
     from kdcore.presets_spec import DRAFTS
@@ -105,7 +105,12 @@ def stored_run_charts():
     curve = [0.5, 0.8, 0.9, 0.95, 0.96]
     tokens = {m: {"cls_accuracy": curve, "dist_accuracy": curve, "agreement": curve,
                   "dist_teacher": curve} for m in df.LABEL}  # fmt: skip
+    from app.smoothing_figures import students_figure
+    from kdcore.presets_smoothing import STUDENTS
+
+    errors = {n: {"test_errors": 9999} for n in STUDENTS}
     return {
+        "label smoothing students": students_figure(errors, (4.0, 1.0)),
         "speculative measured": sf.measured_figure(res, drafts),
         "speculative first word": sf.first_word_figure(first, 400),
         "speculative acceptance": sf.acceptance_figure(
@@ -118,13 +123,15 @@ def stored_run_charts():
 def seed_charts():
     """The seed-study charts with the longest labels: omitted-3's six columns before and after
     the bias shift (and the longest measure), teacher-assistant's nine models, the language
-    presets' log axis, class-wise's wordiest measure."""
+    presets' log axis, class-wise's wordiest measure, smooth-teacher's seven models and its
+    evenness."""
     from app.reference_ui import references, seed_figure, seed_table
     from kdcore.reference import load_seed_study, study_of
 
     refs, charts = references()[0], {}
     for preset, which in (("omitted-3", 0), ("teacher-assistant", 0),
-                          ("word-vs-sequence-kd", 0), ("class-wise", 1)):  # fmt: skip
+                          ("word-vs-sequence-kd", 0), ("class-wise", 1),
+                          ("smooth-teacher", 2)):  # fmt: skip
         ref, measure = refs[preset], study_of(preset)[0][which]
         rows = load_seed_study(ref)
         charts[f"{preset} seeds"] = seed_figure(seed_table(ref, rows, measure), len(rows), measure)

@@ -32,6 +32,7 @@ MODES = ("mutual-learning", "online-features", "mutual-contrastive", "born-again
 VIEWS = [
     ("dkd.py", {}, "dkd-mnist"),
     ("dkd.py", {}, "dist-mnist"),
+    ("smoothing.py", {}, "smooth-teacher"),
     ("geometry.py", {}, "rkd-mnist"),
     ("projector.py", {}, "projector-normalisation"),
     ("hints.py", {}, "fitnets-mnist"),
