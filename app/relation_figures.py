@@ -11,7 +11,15 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, decade_ticks, square_cells, subplots
+from app.figures import (
+    COLORS,
+    LEGEND_BELOW,
+    TEMPLATE,
+    decade_ticks,
+    epoch_ticks,
+    square_cells,
+    subplots,
+)
 
 DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
           "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
@@ -150,7 +158,9 @@ def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> 
     """Test accuracy in % per epoch of the named models of a stored run (the store keeps it as a
     fraction; every other view of a run shows %)."""
     fig = _fig(xaxis_title="epoch", yaxis_title="test accuracy %", height=320)
-    fig.update_xaxes(tickformat="d")  # whole epochs
+    # whole epochs, one tick each while they fit: "d" alone labelled a 2-epoch run's 1.2, 1.4, ...
+    # ticks "1 1 1 2 2 2"
+    fig.update_xaxes(**epoch_ticks(max((len(history.get(n, [])) for n in names), default=1)))
     for name in names:
         recs = history.get(name, [])
         fig.add_scatter(x=[r["epoch"] for r in recs], y=[100 * r["test_accuracy"] for r in recs],
