@@ -154,7 +154,6 @@ st.caption(
     f"digits in the full penultimate layer, evenness at T = {T_run:g}, ECE at T = 1. Paper: "
     "no student accuracies quoted here (see why below); its claim is the direction."
 )
-lab_ui.seed_spread(run)
 lab_ui.why_differs(PRESET)
 if nets is not None and all(n in models for n in TEACHERS):
     sure = {n: float(torch.softmax(z, 1).max(1).values.mean()) for n, (_, z) in nets.items()}

@@ -262,7 +262,8 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 14 and {"dkd-mnist", "dist-mnist", "teacher-assistant"} <= set(long)
+    assert len(long) == 15
+    assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher"} <= set(long)
     for name in long:
         assert asdict(resolve(name, profile="long")) == asdict(resolve(name, epochs=16)), name
         assert shipped_profile(PRESETS[name]) == "long"
