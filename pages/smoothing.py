@@ -119,7 +119,8 @@ if nets is not None:
         )
 
     st.header("What each teacher says about one image")
-    T = ui.url_float("Temperature T", "T", 0.5, 20.0, float(cfg.get("T", 4.0)), 0.5, slider=True)
+    T_at = min(max(round(2 * float(cfg.get("T", 4.0))) / 2, 0.5), 20.0)  # on the slider
+    T = ui.url_float("Temperature T", "T", 0.5, 20.0, T_at, 0.5, slider=True)
     y = load_mnist().y_test
     i = example.index
     probs = {TITLES[n]: torch.softmax(z[i] / T, 0).tolist() for n, (_, z) in nets.items()}
