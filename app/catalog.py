@@ -78,6 +78,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("digits", "split", "digit", "idx", "T", "ep_smooth"),
     ),
     PageInfo(
+        "zero-shot",
+        "Zero-shot distillation",
+        "Response-based",
+        ":material/auto_awesome:",
+        "zero_shot.py",
+        ("digit", "beta", "draw", "ep_zero"),
+    ),
+    PageInfo(
         "deit",
         "Vision transformers: DeiT",
         "Transformer era",
@@ -213,12 +221,13 @@ MAP: tuple[MapCell, ...] = (
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
-        "DistilBERT's soft targets (Sanh 2019)",
+        "data-free Data Impressions (Nayak 2019), DistilBERT's soft targets (Sanh 2019)",
         (
             MapLink("temperature"),
             MapLink("kd-loss"),
             MapLink("dkd"),
             MapLink("label-smoothing"),
+            MapLink("zero-shot"),
             MapLink("deit"),
             MapLink("language-models"),
             MapLink("distilbert"),

@@ -768,3 +768,4 @@ from . import (  # noqa: E402, F401, I001 (the order below is kept)
 from . import presets_distilbert  # noqa: E402, F401
 from . import presets_dist  # noqa: E402, F401
 from . import presets_smoothing  # noqa: E402, F401
+from . import presets_zeroshot  # noqa: E402, F401

@@ -51,6 +51,8 @@ SHIPPED_WEIGHTS = {
     "attention-transfer": ("teacher",),
     # the label-smoothing page projects both teachers' activations onto any three templates
     "smooth-teacher": ("teacher_hard", "teacher_ls"),
+    # the zero-shot page crafts an impression from its teacher live
+    "zero-shot-mnist": ("teacher",),
 }
 
 

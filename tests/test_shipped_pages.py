@@ -33,6 +33,7 @@ VIEWS = [
     ("dkd.py", {}, "dkd-mnist"),
     ("dkd.py", {}, "dist-mnist"),
     ("smoothing.py", {}, "smooth-teacher"),
+    ("zero_shot.py", {}, "zero-shot-mnist"),
     ("geometry.py", {}, "rkd-mnist"),
     ("projector.py", {}, "projector-normalisation"),
     ("hints.py", {}, "fitnets-mnist"),
