@@ -129,7 +129,8 @@ if net is not None:
         probs = {"sampled target": one["target"], f"teacher at T = {T_IMPRESSION:g}": one["got"]}
         ui.plot(probabilities_figure(probs, [COLORS["other"], COLORS["teacher"]]), key="craft")
     st.caption(
-        f"A target for digit {digit} sampled at β = {BETAS[beta_label]:g} (draw {draw}); "
+        f"A target sampled from digit {digit}'s Dirichlet at β = {BETAS[beta_label]:g} (draw "
+        f"{draw}; its largest entry is digit {int(np.argmax(one['target']))}); "
         f"{STEPS} Adam steps on the pixels took the cross-entropy from {one['first']:.3f} to "
         f"{one['loss']:.3f}. At T = 1 the teacher calls it a {int(np.argmax(one['p']))} with "
         f"probability {max(one['p']):.3f}. It need not look like a digit: it only has to make "
@@ -146,9 +147,9 @@ except (KeyError, ValueError) as err:
 else:
     cols = st.columns(len(shown))
     for col, pics, beta, p in zip(cols, shown, imp["betas"], imp["teacher_p"], strict=False):
-        said = f"mean probability {np.mean(p):.3f}"
-        col.image(image_grid(pics), caption=f"β = {beta:g}: one row per digit, 0 at the top; "
-                  f"the teacher gives each its digit with {said}")  # fmt: skip
+        said = f"its row's digit with mean probability {np.mean(p):.3f}"
+        col.image(image_grid(pics), caption=f"β = {beta:g}: row d sampled from digit d's "
+                  f"Dirichlet, 0 at the top; the teacher gives each {said}")  # fmt: skip
     st.caption(
         f"The first {shown.shape[2]} of each digit and β, of {count} crafted in "
         f"{imp.get('seconds', float('nan')):.0f} s (mean final cross-entropy "

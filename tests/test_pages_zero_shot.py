@@ -59,14 +59,19 @@ def test_the_similarity_and_one_impression_are_computed_live(store_path, shipped
         got = torch.softmax(net(x) / T_IMPRESSION, 1)[0].numpy()
     assert plotly_array(bars[1]["y"]) == pytest.approx(got, abs=1e-5)
     caption = next(c.value for c in at.caption if "Adam steps on the pixels" in c.value)
-    assert caption.startswith("A target for digit 7 sampled at β = 0.1 (draw 3)")
+    top = int(target.argmax())
+    assert caption.startswith(f"A target sampled from digit 7's Dirichlet at β = 0.1 (draw 3; "
+                              f"its largest entry is digit {top})")  # fmt: skip
 
 
 def test_the_runs_impressions_and_students_are_shown(store_path, shipped):
     ref, _ = shipped
     at = _page()
     captions = " ".join(c.value for c in at.caption)
-    assert "β = 1: one row per digit" in captions and "β = 0.1: one row per digit" in captions
+    pictures = [c for image in at.get("image") for c in image.captions]
+    assert pictures[0] == "the impression"  # the one crafted live, then the run's, per β
+    assert pictures[1].startswith("β = 1: row d sampled from digit d's Dirichlet")
+    assert pictures[2].startswith("β = 0.1: row d sampled from digit d's Dirichlet")
     imp = ref.result["impressions"]
     assert f"of {imp['count']:,} crafted in" in captions
     bars = chart(at, "students")["data"][0]
