@@ -175,9 +175,10 @@ if nets is not None and all(n in models for n in TEACHERS):
         f"({off['teacher_ls']:+.1f}): {verdict} (the ECE column)."
     )
 st.latex(
-    r"\begin{gathered}y^{LS}_k = (1-\alpha)\,y_k + \frac{\alpha}{K},\qquad z_k = w_k^\top h + b_k"
+    r"\begin{gathered}y^{LS}_k = (1-\alpha)\,y_k + \frac{\alpha}{K}\\ z_k = w_k^\top h + b_k"
     r"\\ (u, v) = \big((h - w_a)^\top e_1,\ (h - w_a)^\top e_2\big)"
-    r"\\ e_1, e_2:\ \text{orthonormal, spanning } w_b - w_a,\ w_c - w_a\end{gathered}"
+    r"\\ e_1, e_2 \text{ orthonormal, spanning}\\ w_b - w_a \text{ and } w_c - w_a"
+    r"\end{gathered}"
 )
 ui.see_also(
     ("temperature", "label smoothing as a uniform teacher, beside the soft targets"),

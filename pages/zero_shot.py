@@ -167,8 +167,8 @@ st.caption(
 )
 lab_ui.why_differs(PRESET)
 st.latex(
-    r"\begin{gathered}y \sim \mathrm{Dir}(\beta\,\hat s_c),\qquad "
-    r"\hat s_c = \mathrm{minmax}\big(\cos(w_c, w_k)\big)_k"
+    r"\begin{gathered}y \sim \mathrm{Dir}(\beta\,\hat s_c)\\ "
+    r"\hat s_{c,k} = \mathrm{minmax}\,\cos(w_c, w_k)"
     r"\\ x^\star = \arg\min_x\, -\textstyle\sum_k y_k \log \mathrm{softmax}(z(x)/20)_k"
     r"\end{gathered}"
 )

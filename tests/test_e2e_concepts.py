@@ -289,8 +289,9 @@ PHONE = {"width": 390, "height": 844}
 
 
 @pytest.mark.parametrize(
-    "slug", ["temperature", "kd-loss", "dkd", "label-smoothing", "deit", "language-models",
-             "attention-relations", "speculative", "relations", "projector", "features", "modes"],
+    "slug", ["temperature", "kd-loss", "dkd", "label-smoothing", "zero-shot", "deit",
+             "language-models", "attention-relations", "speculative", "relations", "projector",
+             "features", "modes"],
 )  # fmt: skip
 def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
     """KaTeX does not wrap: at 390 px each display equation is drawn whole (the router's script
