@@ -160,7 +160,8 @@ st.header("What the students learn")
 models = res.get("models", {})
 ui.plot(accuracy_bars(models, ["teacher", *STUDENTS]), key="students")
 st.caption(
-    f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. The same thin CNN distilled, with the "
+    f"{lab_ui.run_name(run)}: {lab_ui.describe(run)} (the teacher's; each student "
+    f"{res['config'].get('student_epochs', '?')}). The same thin CNN distilled, with the "
     f"teacher's targets alone at T = {res['config'].get('T', T_IMPRESSION):g}, on the {count} "
     f"impressions, on {count} images of uniform noise, and on {count} real training images; tested "
     "on MNIST's 10,000 real test images, which none of them saw."
