@@ -61,7 +61,8 @@ LM = [
     "distilbert",
 ]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
-          *LM, "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
+          "zero-shot-mnist", *LM, "omitted-3", "only-7-8", "temperature-sweep",
+          "alpha-sweep"]  # fmt: skip
 
 
 def _page(name: str, **params) -> AppTest:
