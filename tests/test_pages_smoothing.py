@@ -18,20 +18,14 @@ from kdcore.data import load_mnist
 from kdcore.presets_smoothing import PRESET, TEACHERS
 from kdcore.reference import load_references, reference_dir
 from kdcore.smoothing import cluster_spread, non_target_entropy, template_projection
-from tests.apptest import PAGES, chart, check_tables, plotly_array
+from tests.apptest import chart, plotly_array, run_page
 
 TIMEOUT = 180
 
 
 def _page(digits: list[str] | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / "smoothing.py"), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    if digits is not None:
-        at.query_params["digits"] = digits
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    check_tables(at)
-    return at
+    """The page with ``digits`` in its URL as a repeated parameter, one per pill."""
+    return run_page("smoothing.py", TIMEOUT, **params, **({"digits": digits} if digits else {}))
 
 
 @pytest.fixture(scope="module")

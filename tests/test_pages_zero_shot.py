@@ -18,18 +18,13 @@ from kdcore.data import load_mnist
 from kdcore.presets_zeroshot import PRESET, STUDENTS
 from kdcore.reference import load_references, reference_dir
 from kdcore.zero_shot import T_IMPRESSION, class_similarity, craft_impressions, sample_targets
-from tests.apptest import PAGES, chart, check_tables, plotly_array
+from tests.apptest import chart, plotly_array, run_page
 
 TIMEOUT = 180
 
 
 def _page(**params: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / "zero_shot.py"), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    check_tables(at)
-    return at
+    return run_page("zero_shot.py", TIMEOUT, **params)
 
 
 @pytest.fixture(scope="module")
