@@ -45,6 +45,24 @@ def one_thread():
 
 
 @pytest.fixture
+def shipped_without_weights(tmp_path, monkeypatch):
+    """A preset's shipped run as its JSON alone, its weights left behind, in the folder
+    ``$KD_REFERENCE_DIR`` names: call it with the preset's name."""
+
+    def only(preset: str) -> None:
+        import shutil
+
+        from kdcore.reference import reference_dir
+
+        folder = tmp_path / "refs-without-weights"
+        folder.mkdir(exist_ok=True)
+        shutil.copy(reference_dir() / f"{preset}.json", folder)
+        monkeypatch.setenv("KD_REFERENCE_DIR", str(folder))
+
+    return only
+
+
+@pytest.fixture
 def no_shipped(tmp_path, monkeypatch):
     """No shipped reference runs (``$KD_REFERENCE_DIR`` an empty folder): a page then offers to
     run its preset, as it does where the shipped files were removed."""

@@ -5,8 +5,6 @@ odd input (two digits, a digit that is none, no weights, no run) as one line."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -108,11 +106,8 @@ def test_a_digit_link_it_cannot_take_falls_back_with_a_notice(store_path, digits
     assert {"digit 4", "digit 7", "digit 9"} <= names
 
 
-def test_a_run_without_teacher_weights_says_so_in_one_line(store_path, tmp_path, monkeypatch):
-    folder = tmp_path / "refs"
-    folder.mkdir()
-    shutil.copy(reference_dir() / f"{PRESET}.json", folder)  # the run, not its weights
-    monkeypatch.setenv("KD_REFERENCE_DIR", str(folder))
+def test_a_run_without_teacher_weights_says_so_in_one_line(store_path, shipped_without_weights):
+    shipped_without_weights(PRESET)
     at = _page()
     said = " ".join(c.value for c in at.caption)
     assert "The teachers cannot be loaded, so the live views are off" in said

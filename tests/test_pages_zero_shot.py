@@ -5,8 +5,6 @@ weights, no run) as one line."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -85,12 +83,10 @@ def test_odd_url_values_fall_back_with_a_notice(store_path, params):
     assert chart(at, "craft")
 
 
-def test_a_run_without_teacher_weights_shows_its_stored_figures(store_path, tmp_path,
-                                                                monkeypatch):  # fmt: skip
-    folder = tmp_path / "refs"
-    folder.mkdir()
-    shutil.copy(reference_dir() / f"{PRESET}.json", folder)  # the run, not its weights
-    monkeypatch.setenv("KD_REFERENCE_DIR", str(folder))
+def test_a_run_without_teacher_weights_shows_its_stored_figures(
+    store_path, shipped_without_weights
+):
+    shipped_without_weights(PRESET)
     at = _page()
     said = " ".join(c.value for c in at.caption)
     assert "The teacher cannot be loaded, so the live views are off" in said
