@@ -506,8 +506,11 @@ def url_choice(
     format_func: Callable[[Any], str] = str,
     **kw,
 ) -> Any:
-    """A one-of-several control (segmented buttons) kept in the URL by its label."""
+    """A one-of-several control (segmented buttons) kept in the URL by its label. The buttons wrap
+    onto a second row where they do not fit (ten digits on a phone), rather than hide the last
+    ones in a strip that scrolls sideways."""
     remember_default(key, default)
+    kw.setdefault("wrap", True)
     labels = {format_func(o) for o in options}
     guard_choice(key, labels, format_func(default))
     value = st.segmented_control(
@@ -542,6 +545,7 @@ def url_pills(
         _notice(key, "&".join(values), ", ".join(format_func(o) for o in default))
         drop_url(key)
         st.session_state.pop(key, None)
+    kw.setdefault("wrap", True)
     picked = st.pills(label, options, selection_mode="multi", default=default,
                       format_func=format_func, key=key, bind="query-params", **kw)  # fmt: skip
     return [o for o in options if o in (picked or [])]

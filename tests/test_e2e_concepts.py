@@ -286,6 +286,12 @@ EQUATIONS = """() => [...document.querySelectorAll('.katex-display')].map(d => {
     return {text: k.textContent.slice(0, 40), fits, scale};
 })"""
 PHONE = {"width": 390, "height": 844}
+# Buttons of segmented controls and pills drawn past the right edge of the screen (a strip that
+# scrolls sideways hid digits 8 and 9 on a phone).
+CUT_BUTTONS = """() => [...document.querySelectorAll("[data-testid='stButtonGroup'] button")]
+    .filter(b => b.getBoundingClientRect().width > 0
+                 && b.getBoundingClientRect().right > window.innerWidth)
+    .map(b => b.innerText)"""
 
 
 @pytest.mark.parametrize(
@@ -296,7 +302,8 @@ PHONE = {"width": 390, "height": 844}
 def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
     """KaTeX does not wrap: at 390 px each display equation is drawn whole (the router's script
     shrinks one that is wider than its column), and at no less than 70% of its size, so a long
-    one is broken into lines where it is written rather than shrunk out of reading."""
+    one is broken into lines where it is written rather than shrunk out of reading. Every button
+    of a one-of-several control is on the screen too (ten digits wrap onto a second row)."""
     page = browser.new_page(viewport=PHONE)
     try:
         page.goto(f"{server}/{slug}")
@@ -308,5 +315,6 @@ def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
         assert shown
         assert [e["text"] for e in shown if not e["fits"]] == []
         assert [(e["text"], round(e["scale"], 2)) for e in shown if e["scale"] < 0.7] == []
+        assert page.evaluate(CUT_BUTTONS) == []
     finally:
         page.close()
