@@ -12,9 +12,8 @@ import plotly.graph_objects as go
 from app.figures import COLORS, LEGEND_BELOW, square_cells, subplots
 from app.relation_figures import DIGITS, _fig
 
-# (name suffix, legend) of the students distilled from each teacher
-FROM = (("hard", "from the teacher on hard labels", COLORS["teacher"]),
-        ("ls", "from the smoothed teacher", COLORS["student"]))  # fmt: skip
+# the colours of the students' lines: from the hard teacher, from the smoothed one
+LINES = (COLORS["teacher"], COLORS["student"])
 
 
 def projection_figure(
@@ -53,24 +52,55 @@ def projection_figure(
     return _fig(fig, height=440, legend=legend, margin=dict(l=20, r=20, t=50, b=40))
 
 
-def students_figure(models: dict[str, dict], temperatures: tuple[float, float]) -> go.Figure:
-    """The students' test errors, grouped by the temperature they were distilled at (the run's
-    T, then its low one: the ``_low_T`` students), one bar per teacher; the student on hard
-    labels as a dashed line across, named in the legend."""
-    xs = [f"T = {t:g}" for t in temperatures]
-    fig = _fig(yaxis_title="test errors", height=360, barmode="group", legend=LEGEND_BELOW)
-    for key, label, colour in FROM:
-        ys = [models.get(f"student_from_{key}{s}", {}).get("test_errors") for s in ("", "_low_T")]
-        fig.add_bar(x=xs, y=ys, name=label, marker_color=colour, text=ys, textposition="outside",
-                    hovertemplate="%{x}: %{y} errors<extra></extra>")  # fmt: skip
-    if "student_hard" in models:
-        base = models["student_hard"]["test_errors"]
+def students_figure(
+    points: dict[str, list[tuple[float, int]]], base: int | None, marked: float | None = None
+) -> go.Figure:
+    """The students' test errors against the temperature they were distilled at, one line per
+    teacher (``points``: its title to (T, errors) pairs, as
+    :func:`kdcore.presets_smoothing.sweep_points` gives them); the student on hard labels
+    (``base``) as a dashed line across and ``marked``, the page's T, as a dotted one down, both
+    named in the legend."""
+    fig = _fig(xaxis_title="temperature T the student was distilled at", height=380,
+               yaxis_title="test errors", legend=LEGEND_BELOW)  # fmt: skip
+    values = sorted({t for pts in points.values() for t, _ in pts})
+    for (title, pts), colour in zip(points.items(), LINES, strict=False):
+        hover = f"{title}<br>T = %{{x:g}}: %{{y}} errors<extra></extra>"
+        fig.add_scatter(x=[t for t, _ in pts], y=[e for _, e in pts], name=title,
+                        mode="lines+markers", line=dict(color=colour, width=3),
+                        marker=dict(size=9), hovertemplate=hover)  # fmt: skip
+    if base is not None:
         line = dict(color=COLORS["uniform"], dash="dash")
         fig.add_hline(y=base, line=line)
-        # named in the legend, not by an annotation: one above the line ran into a bar's label
         fig.add_scatter(x=[None], y=[None], mode="lines", line=line, hoverinfo="skip",
                         name=f"hard labels alone: {base}")  # fmt: skip
+    if marked is not None and values and min(values) / 2 <= marked <= 2 * max(values):
+        line = dict(color="#868e96", dash="dot")
+        fig.add_vline(x=marked, line=line)
+        fig.add_scatter(x=[None], y=[None], mode="lines", line=line, hoverinfo="skip",
+                        name=f"T above: {marked:g}")  # fmt: skip
+    fig.update_xaxes(type="log", tickvals=values, ticktext=[f"{t:g}" for t in values])
     return fig
+
+
+def sweep_sentence(points: dict[str, list[tuple[float, int]]]) -> str:
+    """What the run's sweep says, in words from its own numbers: where each teacher's student
+    does best, and at which temperatures the smoothed teacher's is behind or ahead."""
+    if len(points) != 2 or not all(points.values()):
+        return ""
+    (hard_title, hard), (ls_title, ls) = points.items()
+    best = [min(pts, key=lambda p: (p[1], p[0])) for pts in (hard, ls)]
+    said = (f"The student {hard_title} does best at T = {best[0][0]:g} ({best[0][1]} errors), "
+            f"the one {ls_title} at T = {best[1][0]:g} ({best[1][1]}).")  # fmt: skip
+    mine = dict(hard)
+    gaps = [(t, e - mine[t]) for t, e in ls if t in mine]
+    behind = [f"{t:g}" for t, d in gaps if d > 0]
+    ahead = [f"{t:g}" for t, d in gaps if d < 0]
+    if behind:
+        said += f" The smoothed teacher's student is behind at T = {', '.join(behind)}"
+        said += f" and ahead at T = {', '.join(ahead)}." if ahead else ", every T tried."
+    elif ahead:
+        said += f" The smoothed teacher's student is ahead at T = {', '.join(ahead)}."
+    return said + " One seed: the study below says which gaps hold."
 
 
 def figures_table_rows(models: dict[str, dict], names: list[str]) -> list[dict]:

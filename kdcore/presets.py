@@ -30,11 +30,14 @@ from .runner import (  # noqa: F401 - re-exported: the presets' public API since
     RunContext,
     Stopped,
     Trained,
+    add_point,
     check_architectures,
     finish,
+    kd_points,
     model_summary,
     register,
     run_preset,
+    sweep_record,
     train_student,
     train_teacher,
 )
@@ -391,22 +394,6 @@ def run_only_7_8(cfg: Only78Config, ctx: RunContext) -> dict:
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _sweep_record(parameter: str, values: tuple[float, ...], students: tuple[str, ...], **fixed):
-    return {
-        "parameter": parameter,
-        "values": list(values),
-        "fixed": fixed,
-        "errors": {s: [] for s in students},  # filled as students finish; shorter if cancelled
-        "accuracy": {s: [] for s in students},
-        "baseline_errors": {},  # the same student on hard labels only, when trained
-    }
-
-
-def _add_point(ctx: RunContext, sweep: dict, student: str, name: str) -> None:
-    sweep["errors"][student].append(ctx.models[name]["test_errors"])
-    sweep["accuracy"][student].append(ctx.models[name]["test_accuracy"])
-
-
 @dataclass(frozen=True)
 class TemperatureSweepConfig(HintonDemoConfig):
     """Hinton, Vinyals & Dean (2015, §3): the best temperature depends on the student's size."""
@@ -419,22 +406,6 @@ class TemperatureSweepConfig(HintonDemoConfig):
     baseline: bool = True  # also train each student on hard labels, for reference
 
 
-def _kd_points(field: str, temperatures: tuple, alphas: tuple) -> None:
-    """Every point of a sweep is a valid KD setting, checked before anything trains (a bad T
-    was refused only when its student's turn came)."""
-    from .methods import get_method
-
-    if not temperatures or not alphas:
-        raise ValueError(f"{field} must list at least one value")
-    kd = get_method("kd")
-    for T in temperatures:
-        for a in alphas:
-            try:
-                kd.make_params({"T": T, "alpha": a})
-            except ValueError as err:
-                raise ValueError(f"{field}: {err}") from None
-
-
 def run_temperature_sweep(cfg: TemperatureSweepConfig, ctx: RunContext) -> dict:
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, ctx.device, ctx.data_dir)
@@ -442,7 +413,7 @@ def run_temperature_sweep(cfg: TemperatureSweepConfig, ctx: RunContext) -> dict:
     ctx.count = 1 + len(cfg.students) * per_student
     teacher = _shared_teacher(ctx, data, cfg)
     t_logits = predict_logits(teacher, data.x_train)  # (N, K), once for every student
-    sweep = _sweep_record("T", cfg.temperatures, cfg.students, alpha=cfg.alpha)
+    sweep = sweep_record("T", cfg.temperatures, cfg.students, alpha=cfg.alpha)
     ctx.extra["sweep"] = sweep
     scfg = _student_cfg(cfg)
     for arch in cfg.students:
@@ -454,7 +425,7 @@ def run_temperature_sweep(cfg: TemperatureSweepConfig, ctx: RunContext) -> dict:
             name = f"{arch} T={T:g}"
             kd = {"T": T, "alpha": cfg.alpha}
             train_student(ctx, data, arch, scfg, name, "kd", teacher, kd, {"logits": t_logits})
-            _add_point(ctx, sweep, arch, name)
+            add_point(ctx, sweep, arch, name)
     return finish(PRESETS["temperature-sweep"], cfg, ctx, t0)
 
 
@@ -474,14 +445,14 @@ def run_alpha_sweep(cfg: AlphaSweepConfig, ctx: RunContext) -> dict:
     ctx.count = 1 + len(cfg.alphas)
     teacher = _shared_teacher(ctx, data, cfg)
     t_logits = predict_logits(teacher, data.x_train)
-    sweep = _sweep_record("alpha", cfg.alphas, (cfg.student,), T=cfg.T)
+    sweep = sweep_record("alpha", cfg.alphas, (cfg.student,), T=cfg.T)
     ctx.extra["sweep"] = sweep
     scfg = _student_cfg(cfg)
     for a in cfg.alphas:
         name = f"{cfg.student} alpha={a:g}"
         kd = {"T": cfg.T, "alpha": a}
         train_student(ctx, data, cfg.student, scfg, name, "kd", teacher, kd, {"logits": t_logits})
-        _add_point(ctx, sweep, cfg.student, name)
+        add_point(ctx, sweep, cfg.student, name)
     return finish(PRESETS["alpha-sweep"], cfg, ctx, t0)
 
 
@@ -689,7 +660,7 @@ register(
         },
         config=TemperatureSweepConfig(),
         runner=run_temperature_sweep,
-        check=lambda cfg: _kd_points("temperatures", cfg.temperatures, (cfg.alpha,)),
+        check=lambda cfg: kd_points("temperatures", cfg.temperatures, (cfg.alpha,)),
         profiles={"paper": PAPER_PROFILE},
         profile_notes=_paper_note(
             "alpha 0.9 and the temperatures tried (the student sizes are the paper's)"
@@ -729,7 +700,7 @@ register(
         },
         config=AlphaSweepConfig(),
         runner=run_alpha_sweep,
-        check=lambda cfg: _kd_points("alphas", (cfg.T,), cfg.alphas),
+        check=lambda cfg: kd_points("alphas", (cfg.T,), cfg.alphas),
         profiles={"paper": PAPER_PROFILE},
         profile_notes=_paper_note("the alphas tried (T = 20 is the paper's)"),
         differences="The paper reports no numbers for this sweep, only the statement quoted, "

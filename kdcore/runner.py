@@ -295,6 +295,41 @@ def check_architectures(cfg: Any) -> None:
                                      f"of up to {MAX_PARAMS:,}")  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- sweeps
+
+
+def sweep_record(parameter: str, values: tuple[float, ...], students: tuple[str, ...], **fixed):
+    return {
+        "parameter": parameter,
+        "values": list(values),
+        "fixed": fixed,
+        "errors": {s: [] for s in students},  # filled as students finish; shorter if cancelled
+        "accuracy": {s: [] for s in students},
+        "baseline_errors": {},  # the same student on hard labels only, when trained
+    }
+
+
+def add_point(ctx: RunContext, sweep: dict, student: str, name: str) -> None:
+    sweep["errors"][student].append(ctx.models[name]["test_errors"])
+    sweep["accuracy"][student].append(ctx.models[name]["test_accuracy"])
+
+
+def kd_points(field: str, temperatures: tuple, alphas: tuple) -> None:
+    """Every point of a sweep is a valid KD setting, checked before anything trains (a bad T
+    was refused only when its student's turn came)."""
+    from .methods import get_method
+
+    if not temperatures or not alphas:
+        raise ValueError(f"{field} must list at least one value")
+    kd = get_method("kd")
+    for T in temperatures:
+        for a in alphas:
+            try:
+                kd.make_params({"T": T, "alpha": a})
+            except ValueError as err:
+                raise ValueError(f"{field}: {err}") from None
+
+
 # ----------------------------------------------------------------------------- model steps
 
 

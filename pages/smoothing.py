@@ -9,11 +9,16 @@ import torch
 from app import lab_ui, ui
 from app.figures import COLORS
 from app.relation_figures import probabilities_figure
-from app.smoothing_figures import figures_table_rows, projection_figure, students_figure
+from app.smoothing_figures import (
+    figures_table_rows,
+    projection_figure,
+    students_figure,
+    sweep_sentence,
+)
 from kdcore.checkpoint import CheckpointError, load_model
 from kdcore.data import load_mnist
 from kdcore.losses.modes import label_smoothing_loss
-from kdcore.presets_smoothing import PRESET, STUDENTS, TEACHERS
+from kdcore.presets_smoothing import PRESET, STUDENTS, TEACHERS, sweep_points
 from kdcore.smoothing import (
     cluster_spread,
     non_target_entropy,
@@ -23,7 +28,7 @@ from kdcore.smoothing import (
 from kdcore.train import predict_logits
 
 COST = (  # measured: the shipped run (README)
-    "One epoch trains two 300-300 teachers and five 30-30 students: about 20 s on a quiet 2-core "
+    "One epoch trains two 300-300 teachers and nine 30-30 students: about 25 s on a quiet 2-core "
     "CPU, a few times that on a busy one."
 )
 SHOWN = 1000  # images of each digit drawn in a panel (every one of them goes into the spread)
@@ -84,6 +89,7 @@ except CheckpointError as err:
     ui.fallback(f"The teachers cannot be loaded, so the live views are off: {err}")
 models = res.get("models", {})
 cfg = res.get("config", {})
+marked = None  # the T slider's value, marked on the students' chart where the slider is shown
 
 if nets is not None:
     st.header("Inside each teacher: the penultimate layer, seen through three templates")
@@ -121,6 +127,7 @@ if nets is not None:
     st.header("What each teacher says about one image")
     T_at = min(max(round(2 * float(cfg.get("T", 4.0))) / 2, 0.5), 20.0)  # on the slider
     T = ui.url_float("Temperature T", "T", 0.5, 20.0, T_at, 0.5, slider=True)
+    marked = T
     y = load_mnist().y_test
     i = example.index
     probs = {TITLES[n]: torch.softmax(z[i] / T, 0).tolist() for n, (_, z) in nets.items()}
@@ -138,21 +145,23 @@ if nets is not None:
         "some out. This is the distribution distillation's loss asks the student to copy."
     )
 
-st.header("What the students learn")
-T_run, T_low = cfg.get("T", 4.0), cfg.get("T_low", 1.0)
+st.header("What the students learn, at each temperature")
 cols = st.columns(2)
 for col, name in zip(cols, TEACHERS, strict=True):
     if name in models:
         col.metric(f"teacher {TITLES[name]}", f"{models[name]['test_errors']} test errors")
-ui.plot(students_figure(models, (T_run, T_low)), key="students")
+points = sweep_points(models)
+base = models.get("student_hard", {}).get("test_errors")
+ui.plot(students_figure(points, base, marked), key="students")
+ui.prose(sweep_sentence(points))
 names = [n for n in (*TEACHERS, *STUDENTS) if n in models]
 st.dataframe(pd.DataFrame(figures_table_rows(models, names)), hide_index=True,
              placeholder=ui.MISSING)  # fmt: skip
 st.caption(
     f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. The students are distilled with the "
-    f"teacher's targets alone (α = {cfg.get('alpha', 1.0):g}, the paper's β = 1) at "
-    f"T = {T_run:g}, and, the `_low_T` ones, at T = {T_low:g}; cluster spread over all ten "
-    f"digits in the full penultimate layer, evenness at T = {T_run:g}, ECE at T = 1. Paper: "
+    f"teacher's targets alone (α = {cfg.get('alpha', 1.0):g}, the paper's β = 1) at each "
+    f"T; cluster spread over all ten digits in the full penultimate layer, evenness at "
+    f"T = {cfg.get('T', 4.0):g}, ECE at T = 1. Paper: "
     "no student accuracies quoted here (see why below); its claim is the direction."
 )
 lab_ui.why_differs(PRESET)

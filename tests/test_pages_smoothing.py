@@ -10,10 +10,10 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app.smoothing_figures import projection_figure, students_figure
+from app.smoothing_figures import projection_figure, students_figure, sweep_sentence
 from kdcore.checkpoint import load_model
 from kdcore.data import load_mnist
-from kdcore.presets_smoothing import PRESET, TEACHERS
+from kdcore.presets_smoothing import PRESET, TEACHERS, sweep_points
 from kdcore.reference import load_references, reference_dir
 from kdcore.smoothing import cluster_spread, non_target_entropy, template_projection
 from tests.apptest import chart, plotly_array, run_page
@@ -75,15 +75,18 @@ def test_the_students_are_the_runs(store_path, shipped):
     ref, _ = shipped
     at = _page()
     models = ref.result["models"]
-    bars = chart(at, "students")["data"]
+    lines = chart(at, "students")["data"]
     base = models["student_hard"]["test_errors"]
-    assert [b["name"] for b in bars] == ["from the teacher on hard labels",
-                                         "from the smoothed teacher",
-                                         f"hard labels alone: {base}"]  # fmt: skip
-    bars = bars[:2]
-    want = [[models[f"student_from_{k}{s}"]["test_errors"] for s in ("", "_low_T")]
-            for k in ("hard", "ls")]  # fmt: skip
-    assert [list(plotly_array(b["y"])) for b in bars] == want
+    T = ref.result["config"]["T"]  # the page's T slider opens at the run's
+    names = ["from the hard teacher", "from the smoothed teacher", f"hard labels alone: {base}"]
+    assert [b["name"] for b in lines] == [*names, f"T above: {T:g}"]
+    temperatures = ref.result["sweep"]["values"]
+    for line, stem in zip(lines[:2], ("student_from_hard", "student_from_ls"), strict=True):
+        assert list(plotly_array(line["x"])) == temperatures
+        want = [models[f"{stem} T={t:g}"]["test_errors"] for t in temperatures]
+        assert list(plotly_array(line["y"])) == want
+    prose = " ".join(m.value for m in at.markdown)
+    assert sweep_sentence(sweep_points(models)) in prose
     table = next(f.value for f in at.dataframe if "model" in f.value.columns)  # not the seeds'
     assert list(table["model"]) == list(models)
     assert list(table["test errors"]) == [m["test_errors"] for m in models.values()]
@@ -128,8 +131,14 @@ def test_the_figures_draw_what_they_are_given():
         "the chosen image"
     ]
     assert [t.showlegend for t in fig.data[:3]] == [True] * 3
-    models = {"student_hard": {"test_errors": 300}, "student_from_hard": {"test_errors": 250},
-              "student_from_ls": {"test_errors": 320}}  # fmt: skip
-    fig = students_figure(models, (4.0, 1.0))
-    assert list(fig.data[0].x) == ["T = 4", "T = 1"] and list(fig.data[0].y) == [250, None]
-    assert fig.layout.shapes[0].y0 == 300
+    points = {"from the hard teacher": [(1.0, 280), (4.0, 250)],
+              "from the smoothed teacher": [(1.0, 270), (4.0, 320)]}  # fmt: skip
+    fig = students_figure(points, 300, 2.0)
+    assert list(fig.data[0].x) == [1.0, 4.0] and list(fig.data[1].y) == [270, 320]
+    assert fig.layout.shapes[0].y0 == 300  # hard labels alone, across
+    assert fig.layout.shapes[1].x0 == 2.0  # the page's T, down the chart
+    assert students_figure(points, None, 50.0).layout.shapes == ()  # off the chart: no line
+    said = sweep_sentence(points)
+    assert "hard teacher does best at T = 4 (250 errors)" in said
+    assert "smoothed teacher at T = 1 (270)" in said
+    assert "behind at T = 4 and ahead at T = 1." in said

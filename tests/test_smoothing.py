@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from kdcore.losses.dkd import non_target_log_probs
 from kdcore.models import build_model
-from kdcore.presets_smoothing import STUDENTS, TEACHERS
+from kdcore.presets_smoothing import FROM, STUDENTS, TEACHERS, TEMPERATURES, sweep_points
 from kdcore.runner import run_preset
 from kdcore.smoothing import (
     cluster_spread,
@@ -153,13 +153,22 @@ def test_the_preset_runs_and_measures_every_model(tiny_dir):
     assert result["status"] == "completed", result["message"]
     models = result["models"]
     assert list(models) == [*TEACHERS, *STUDENTS]
-    assert [models[n]["role"] for n in models] == ["teacher"] * 2 + ["baseline"] + ["student"] * 4
+    assert [models[n]["role"] for n in models] == ["teacher"] * 2 + ["baseline"] + ["student"] * 8
     assert models["teacher_ls"]["method"] == "label-smoothing"
     assert models["teacher_ls"]["method_params"] == {"eps": 0.1}
     for name in STUDENTS[1:]:
         params = models[name]["method_params"]
         assert models[name]["method"] == "kd" and params["alpha"] == 1.0
-        assert params["T"] == (1.0 if name.endswith("_low_T") else 4.0)
+        assert name.endswith(f" T={params['T']:g}")
+    # the sweep: both students' errors at every T, read back from the models it names
+    sweep = result["sweep"]
+    assert sweep["values"] == list(TEMPERATURES) == [1.0, 2.0, 4.0, 8.0]
+    assert set(sweep["baseline_errors"].values()) == {models["student_hard"]["test_errors"]}
+    points = sweep_points(models)
+    for stem, title in FROM:
+        want = [models[f"{stem} T={t:g}"]["test_errors"] for t in TEMPERATURES]
+        assert sweep["errors"][title] == want == [e for _, e in points[title]]
+        assert [t for t, _ in points[title]] == list(TEMPERATURES)
     for m in models.values():
         assert 0 <= m["wrong_class_evenness"] <= 1 and 0 <= m["ece"] <= 1
         assert m["cluster_spread"] > 0
@@ -171,6 +180,27 @@ def test_the_two_teachers_differ_in_their_targets_only(tiny_dir):
     result = run_preset("smooth-teacher", data_dir=tiny_dir, eps=0.0, **TINY)
     models = result["models"]
     assert models["teacher_ls"]["test_errors"] == models["teacher_hard"]["test_errors"]
-    for suffix in ("", "_low_T"):
-        a, b = models[f"student_from_hard{suffix}"], models[f"student_from_ls{suffix}"]
+    for T in TEMPERATURES:
+        a, b = models[f"student_from_hard T={T:g}"], models[f"student_from_ls T={T:g}"]
         assert a["test_errors"] == b["test_errors"] and a["ece"] == b["ece"]
+
+
+def test_a_run_made_before_the_sweep_gives_its_own_points():
+    """A run stored before the sweep named its students by suffix (``_low_T`` at T = 1): the
+    points come from each model's own parameters, so it still draws."""
+    kd = {"method": "kd"}
+    models = {"student_hard": {"test_errors": 300, "method_params": {}},
+              "student_from_hard": {**kd, "test_errors": 250, "method_params": {"T": 4.0}},
+              "student_from_ls": {**kd, "test_errors": 320, "method_params": {"T": 4.0}},
+              "student_from_hard_low_T": {**kd, "test_errors": 280, "method_params": {"T": 1.0}},
+              "student_from_ls_low_T": {**kd, "test_errors": 270, "method_params": {"T": 1.0}},
+              "teacher_ls": {"test_errors": 140, "method_params": {"eps": 0.1}}}  # fmt: skip
+    want = {"from the hard teacher": [(1.0, 280), (4.0, 250)],
+            "from the smoothed teacher": [(1.0, 270), (4.0, 320)]}  # fmt: skip
+    assert sweep_points(models) == want
+
+
+@pytest.mark.parametrize("temperatures", [(), (0.0, 4.0), (4.0, -1.0)])
+def test_a_sweep_it_cannot_run_is_refused_before_anything_trains(tiny_dir, temperatures):
+    with pytest.raises(ValueError, match="temperatures"):
+        run_preset("smooth-teacher", data_dir=tiny_dir, temperatures=temperatures, **TINY)
