@@ -16,7 +16,7 @@ import streamlit as st
 
 from app.figures import LEGEND_BELOW, TEMPLATE
 from app.preset_views import LINE_COLOUR
-from app.seed_sweeps import SEED_LINE
+from app.seed_sweeps import SEED_LINE, show_sweep_seeds, sweep_seeds_figure
 from app.ui import MISSING, plot
 from kdcore.reference import (
     Reference,
@@ -157,22 +157,26 @@ def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
     if not rows:
         return
     n = len(rows)
-    measures = study_of(ref.preset)[0]
+    measures, pairs = study_of(ref.preset)
     title = f"**The same recipe at {n} seed{'s' if n != 1 else ''}**"
     sweeps = sweep_seeds(ref, rows)
-    if sweeps:  # a curve per seed: a table of twenty models in a row would hide it
-        from app.seed_sweeps import show_sweep_seeds
-
-        st.markdown(f"{title} ({measures[0].label})")
+    only_sweep = sweeps and len(measures) == 1 and not pairs
+    st.markdown(f"{title} ({measures[0].label})" if len(measures) == 1 or only_sweep else title)
+    if only_sweep:  # a curve per seed: a table of twenty models in a row would hide it
         show_sweep_seeds(sweeps, ref.result["paper"], f"ref-{ref.preset}")
-    elif len(measures) == 1:
-        st.markdown(f"{title} ({measures[0].label})")
-        _seed_table(ref, rows, measures[0])
-    else:  # the tabs name the measures
-        st.markdown(title)
-        for tab, m in zip(st.tabs([m.label for m in measures]), measures, strict=True):
-            with tab:
-                _seed_table(ref, rows, m)
+    else:
+        if sweeps:  # a sweep inside a study of more: its curves over the seeds, then the tables
+            plot(sweep_seeds_figure(sweeps, ref.result["paper"]), key=f"ref-{ref.preset}-sweep")
+        if len(measures) == 1:
+            _seed_table(ref, rows, measures[0])
+        else:  # the tabs name the measures
+            for tab, m in zip(st.tabs([m.label for m in measures]), measures, strict=True):
+                with tab:
+                    _seed_table(ref, rows, m)
+    _seed_caption(ref, rows)
+
+
+def _seed_caption(ref: Reference, rows: list[dict]) -> None:
     ran = sorted({r.get("device_name", "?") for r in rows})
     seed, where = ref.result["config"].get("seed", "?"), ref.info["device_name"]
     own = any(r["seed"] == seed and r.get("device_name") == where for r in rows)

@@ -142,3 +142,22 @@ def test_the_figures_draw_what_they_are_given():
     assert "hard teacher does best at T = 4 (250 errors)" in said
     assert "smoothed teacher at T = 1 (270)" in said
     assert "behind at T = 4 and ahead at T = 1." in said
+
+
+def test_the_seed_study_draws_both_students_curves_over_the_seeds(store_path, shipped):
+    """The study keeps its tables (every model, every measure) and, above them, the sweep's
+    mean curve over the seeds for each teacher's student."""
+    import statistics
+
+    from kdcore.reference import load_seed_study
+
+    ref, _ = shipped
+    rows = load_seed_study(ref)
+    assert len(rows) == 5
+    at = _page()
+    fig = chart(at, "ref-smooth-teacher-sweep")
+    for title in ("from the hard teacher", "from the smoothed teacher"):
+        line = next(t for t in fig["data"] if t.get("name") == title)
+        want = [round(statistics.fmean(r["sweep"]["errors"][title][i] for r in rows), 1)
+                for i in range(len(ref.result["sweep"]["values"]))]  # fmt: skip
+        assert list(plotly_array(line["y"])) == pytest.approx(want)
