@@ -67,7 +67,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/call_split:",
         "dkd.py",
-        ("digit", "idx", "alpha", "beta", "T", "ep_dkd", "sure", "ep_dist"),
+        ("digit", "idx", "alpha", "beta", "T", "ep_dkd", "sure", "ep_dist", "ep_stronger"),
     ),
     PageInfo(
         "label-smoothing",

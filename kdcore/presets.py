@@ -740,3 +740,4 @@ from . import presets_distilbert  # noqa: E402, F401
 from . import presets_dist  # noqa: E402, F401
 from . import presets_smoothing  # noqa: E402, F401
 from . import presets_zeroshot  # noqa: E402, F401
+from . import presets_stronger  # noqa: E402, F401

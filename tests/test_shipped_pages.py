@@ -32,6 +32,7 @@ MODES = ("mutual-learning", "online-features", "mutual-contrastive", "born-again
 VIEWS = [
     ("dkd.py", {}, "dkd-mnist"),
     ("dkd.py", {}, "dist-mnist"),
+    ("dkd.py", {}, "dist-stronger"),
     ("smoothing.py", {}, "smooth-teacher"),
     ("zero_shot.py", {}, "zero-shot-mnist"),
     ("geometry.py", {}, "rkd-mnist"),
