@@ -126,7 +126,14 @@ STRONGER_PRESET = register(
         "330k on MNIST for a few epochs, so only the direction can be compared, and only where "
         "it holds at most of the five seeds in the table under the run. DIST's weights are the "
         "official code's ImageNet settings (β = γ = 1, τ = 1), KD's the other presets' (T = 4, "
-        "α = 0.9); the student's cross-entropy has weight 1 in DIST, 1 − α in KD.",
+        "α = 0.9); the student's cross-entropy has weight 1 in DIST, 1 − α in KD. In the shipped "
+        "run (seed 0, the long profile) the student makes 535 test errors on hard labels; from "
+        "the three teachers, by KD 523, 598 and 584, by DIST 559, 554 and 548. Over five seeds "
+        "(the table under the run) hard labels 532.6; KD 585.6, 584.6 and 573.8; DIST 561.8, "
+        "556.0 and 570.2: DIST ahead of KD at 3, 4 and 3 seeds of 5, and ahead of hard labels "
+        "at none. Against the paper, where both methods help and DIST helps more, this gap is "
+        "wide enough that the 10-10 student does best on its labels alone; DIST, which asks "
+        "less of it, costs it less than KD.",
         profiles={"long": LONG_PROFILE},
         profile_notes=LONG_NOTE,
         seed_pairs=PAIRS,

@@ -265,8 +265,9 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 15
-    assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher"} <= set(long)
+    assert len(long) == 16
+    assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
+            "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
         assert asdict(resolve(name, profile="long")) == asdict(resolve(name, epochs=16)), name
         assert shipped_profile(PRESETS[name]) == "long"
@@ -612,3 +613,39 @@ def test_the_dist_text_quotes_its_shipped_run_and_five_seeds():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"| `dist-mnist` | DIST {mean['student_dist']:.1f} (" in readme
     assert f"DIST **{errors['student_dist']}** (the same teacher {errors['teacher']}" in readme
+
+
+def test_the_dist_stronger_text_quotes_its_shipped_run_and_five_seeds():
+    """What the preset says under its shipped run (DKD page, lab) and the README's lines on it
+    are that run's and its seed study's arithmetic."""
+    from pathlib import Path
+
+    from kdcore.presets_stronger import student_name
+
+    ref = load_references()[0]["dist-stronger"]
+    rows = load_seed_study(ref)
+    errors = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in errors}
+    teachers = [r["teacher"] for r in ref.result["stronger"]]
+    kd = [student_name("kd", a) for a in teachers]
+    dist = [student_name("dist", a) for a in teachers]
+    pairs = zip(dist, kd, strict=True)
+    ahead = [sum(r["errors"][d] < r["errors"][k] for r in rows) for d, k in pairs]
+    beat_hard = sum(r["errors"][d] < r["errors"]["student_hard"] for r in rows for d in dist)
+    text = " ".join(PRESETS["dist-stronger"].differences.split())
+
+    said = (
+        f"the student makes {errors['student_hard']} test errors on hard labels; from the three "
+        f"teachers, by KD {errors[kd[0]]}, {errors[kd[1]]} and {errors[kd[2]]}, by DIST "
+        f"{errors[dist[0]]}, {errors[dist[1]]} and {errors[dist[2]]}. Over five seeds (the "
+        f"table under the run) hard labels {mean['student_hard']:.1f}; KD {mean[kd[0]]:.1f}, "
+        f"{mean[kd[1]]:.1f} and {mean[kd[2]]:.1f}; DIST {mean[dist[0]]:.1f}, "
+        f"{mean[dist[1]]:.1f} and {mean[dist[2]]:.1f}: DIST ahead of KD at {ahead[0]}, "
+        f"{ahead[1]} and {ahead[2]} seeds of 5, and ahead of hard labels at "
+        f"{'none' if beat_hard == 0 else beat_hard}"
+    )
+    assert said in text
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    sd = statistics.stdev(r["errors"][dist[0]] for r in rows)
+    assert f"by DIST {mean[dist[0]]:.1f} ({sd:.1f})" in readme
+    assert f"by DIST **{errors[dist[0]]} / {errors[dist[1]]} / {errors[dist[2]]}**" in readme
