@@ -197,6 +197,17 @@ def spaced_labels(values: list[float], log: bool, most: int = 5) -> list[str]:
     return out
 
 
+def panel_title(title: str, most: int = 14) -> str:
+    """A panel's title broken at the space nearest its middle when longer than ``most``
+    characters: side by side, two panels share a phone's 330 px ("from the smoothed teacher"
+    ran into its neighbour)."""
+    if len(title) <= most or " " not in title:
+        return title
+    spaces = [i for i, c in enumerate(title) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(title) / 2))
+    return f"{title[:cut]}<br>{title[cut + 1 :]}"
+
+
 def sweep_figure(sweep: dict, paper: dict | None = None, best: str = "fewest errors") -> go.Figure:
     """Test errors against the swept parameter, one panel per student (their error scales
     differ), with each student's hard-label error as a dotted line where trained. For a
@@ -207,7 +218,8 @@ def sweep_figure(sweep: dict, paper: dict | None = None, best: str = "fewest err
     param = sweep["parameter"]
     is_t = param == "T"
     paper = paper or {}
-    fig = make_subplots(rows=1, cols=max(len(students), 1), subplot_titles=students)
+    titles = [panel_title(s) if len(students) > 1 else s for s in students]
+    fig = make_subplots(rows=1, cols=max(len(students), 1), subplot_titles=titles)
     for col, student in enumerate(students, start=1):
         errs = sweep["errors"][student]
         xs = sweep["values"][: len(errs)]  # a cancelled sweep has fewer points than values

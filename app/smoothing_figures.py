@@ -60,7 +60,7 @@ def students_figure(
     :func:`kdcore.presets_smoothing.sweep_points` gives them); the student on hard labels
     (``base``) as a dashed line across and ``marked``, the page's T, as a dotted one down, both
     named in the legend."""
-    fig = _fig(xaxis_title="temperature T the student was distilled at", height=380,
+    fig = _fig(xaxis_title="T the student was distilled at", height=380,
                yaxis_title="test errors", legend=LEGEND_BELOW)  # fmt: skip
     values = sorted({t for pts in points.values() for t, _ in pts})
     for (title, pts), colour in zip(points.items(), LINES, strict=False):

@@ -90,7 +90,7 @@ def feature_and_mode_charts():
 
 
 def stored_run_charts():
-    """The speculative, DeiT and label-smoothing pages' stored-run charts, legends under the
+    """The speculative, DeiT, label-smoothing and DIST stored-run charts, legends under the
     plot (stand-in numbers: only the layout is under test here)."""
     from app import deit_figures as df
     from app import spec_figures as sf
@@ -105,12 +105,16 @@ def stored_run_charts():
     curve = [0.5, 0.8, 0.9, 0.95, 0.96]
     tokens = {m: {"cls_accuracy": curve, "dist_accuracy": curve, "agreement": curve,
                   "dist_teacher": curve} for m in df.LABEL}  # fmt: skip
+    from app.dist_views import stronger_figure
     from app.smoothing_figures import students_figure
-    from kdcore.presets_smoothing import STUDENTS
+    from kdcore.presets_smoothing import FROM, TEMPERATURES
 
-    errors = {n: {"test_errors": 9999} for n in STUDENTS}
+    points = {title: [(t, 9999) for t in TEMPERATURES] for _, title in FROM}
+    rows = [{"teacher": f"mlp-{w}", "teacher_params": p, "teacher_errors": 9999, "kd": 9999,
+             "dist": 9999} for w, p in ((30, 24_790), (100, 89_610), (300, 328_810))]  # fmt: skip
     return {
-        "label smoothing students": students_figure(errors, (4.0, 1.0)),
+        "label smoothing students": students_figure(points, 9999, 2.5),
+        "dist from stronger teachers": stronger_figure(rows, 9000),
         "speculative measured": sf.measured_figure(res, drafts),
         "speculative first word": sf.first_word_figure(first, 400),
         "speculative acceptance": sf.acceptance_figure(
@@ -126,7 +130,8 @@ def seed_charts():
     presets' log axis, class-wise's wordiest measure, smooth-teacher's seven models and its
     evenness."""
     from app.reference_ui import references, seed_figure, seed_table
-    from kdcore.reference import load_seed_study, study_of
+    from app.seed_sweeps import sweep_seeds_figure
+    from kdcore.reference import load_seed_study, study_of, sweep_seeds
 
     refs, charts = references()[0], {}
     for preset, which in (("omitted-3", 0), ("teacher-assistant", 0),
@@ -135,6 +140,10 @@ def seed_charts():
         ref, measure = refs[preset], study_of(preset)[0][which]
         rows = load_seed_study(ref)
         charts[f"{preset} seeds"] = seed_figure(seed_table(ref, rows, measure), len(rows), measure)
+    # a sweep inside a study of more measures: its curves over the seeds, above the tables
+    ref = refs["smooth-teacher"]
+    sweeps = sweep_seeds(ref, load_seed_study(ref))
+    charts["smooth-teacher sweep seeds"] = sweep_seeds_figure(sweeps, ref.result["paper"])
     return charts
 
 
@@ -235,6 +244,11 @@ def phone_charts():
                                                        ("mlp-300", 328810))]  # fmt: skip
     chain = {"student_accuracy": 0.91, "assistant": "mlp-30"}
     return {
+        **{
+            f"{name} (phone)": fig
+            for name, fig in stored_run_charts().items()
+            if name in ("label smoothing students", "dist from stronger teachers")
+        },
         "speculative Eq. 1": sf.tokens_figure(0.8, 4, 3.36),
         "speculative rule": sf.acceptance_figure(
             [0.40, 0.25, 0.15, 0.12, 0.08],

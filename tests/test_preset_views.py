@@ -15,6 +15,7 @@ from app.preset_views import (
     bias_figure,
     bias_table,
     curves_figure,
+    panel_title,
     results_table,
     sweep_figure,
 )
@@ -232,3 +233,15 @@ def test_several_results_on_one_page(results):
     ).run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("plotly_chart")) == 2 * 3
+
+
+def test_long_panel_titles_of_a_sweep_break_near_their_middle():
+    sweep = {"parameter": "T", "values": [1.0, 4.0], "fixed": {},
+             "errors": {"from the hard teacher": [300, 250], "mlp-30": [310, 260]},
+             "baseline_errors": {}}  # fmt: skip
+    titles = [a.text for a in sweep_figure(sweep).layout.annotations][:2]
+    assert titles == ["from the<br>hard teacher", "mlp-30"]
+    assert panel_title("from the smoothed teacher") == "from the<br>smoothed teacher"
+    assert panel_title("a" * 20) == "a" * 20  # nowhere to break
+    one = {**sweep, "errors": {"from the hard teacher": [300, 250]}}
+    assert sweep_figure(one).layout.annotations[0].text == "from the hard teacher"  # room
