@@ -86,6 +86,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("digit", "beta", "draw", "ep_zero"),
     ),
     PageInfo(
+        "consistent-teaching",
+        "Patient & consistent teachers",
+        "Response-based",
+        ":material/sync_alt:",
+        "consistent.py",
+        ("digit", "idx", "draw", "ep_consistent"),
+    ),
+    PageInfo(
         "deit",
         "Vision transformers: DeiT",
         "Transformer era",
@@ -221,13 +229,15 @@ MAP: tuple[MapCell, ...] = (
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
-        "data-free Data Impressions (Nayak 2019), DistilBERT's soft targets (Sanh 2019)",
+        "data-free Data Impressions (Nayak 2019), consistent and patient teaching (Beyer 2022), "
+        "DistilBERT's soft targets (Sanh 2019)",
         (
             MapLink("temperature"),
             MapLink("kd-loss"),
             MapLink("dkd"),
             MapLink("label-smoothing"),
             MapLink("zero-shot"),
+            MapLink("consistent-teaching"),
             MapLink("deit"),
             MapLink("language-models"),
             MapLink("distilbert"),

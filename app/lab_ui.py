@@ -1048,7 +1048,8 @@ def _offer(queue, name, cost, epochs_key, button_key, **epochs_kw) -> None:
     then reruns, showing it live."""
     from kdcore.jobs import QueueFull
 
-    epochs = ui.url_int("Epochs per model", epochs_key, 1, 50, 1, **epochs_kw)
+    most, first = epochs_kw.pop("most", 50), epochs_kw.pop("first", 1)  # a long preset's own
+    epochs = ui.url_int("Epochs per model", epochs_key, 1, most, first, **epochs_kw)
     st.caption(cost)
     if st.button("Run it now", key=button_key, icon=":material/play_arrow:"):
         try:

@@ -81,17 +81,28 @@ def build_distiller(
     return m.build(p, probe(student, teacher if m.uses_teacher else None, data)).to(data.device)
 
 
-def make_step(distiller: Distiller, teacher: KDModel | None, cached: bool):
+def make_step(
+    distiller: Distiller,
+    teacher: KDModel | None,
+    cached: bool,
+    view: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]] | None = None,
+):
     """The trainer's step: the student's logits and features, the teacher's targets (sliced
-    from the cache, or computed now when the inputs were augmented), the method's parts."""
+    from the cache, or computed now when the inputs were augmented), the method's parts.
+    ``view(batch)`` gives the student's and the teacher's inputs where they are not the batch's
+    own images (:func:`kdcore.consistency.view_for`); the teacher then runs on its input."""
 
     def step(student: KDModel, batch: Batch) -> StepOutput:
+        x_t = batch.x
+        if view is not None:
+            x, x_t = view(batch)
+            batch = replace(batch, x=x)
         out = student.forward_features(batch.x)  # logits (B, K) and named features
         if cached or teacher is None:
             targets = {k[2:]: v for k, v in batch.extras.items() if k.startswith("t:")}
         else:
             with torch.no_grad():
-                targets = distiller.teacher_targets(teacher.forward_features(batch.x))
+                targets = distiller.teacher_targets(teacher.forward_features(x_t))
         parts = distiller(out, targets, batch)
         return StepOutput(out.logits, parts)
 
@@ -135,6 +146,7 @@ def distill(
     distiller: Distiller | None = None,
     watch: Callable[[KDModel], dict] | None = None,
     graphs: bool = False,
+    view: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> FitResult:
     """Train ``student`` on ``data`` with ``method`` (a key of :data:`kdcore.methods.METHODS`);
     the teacher stays frozen in eval mode.
@@ -148,7 +160,9 @@ def distill(
     attention maps), beside the distiller's own :meth:`~Distiller.epoch_summary`. The histories
     of the method's stages follow each other in the result, each record naming its stage.
     ``graphs`` replays each step as a CUDA graph on a GPU when the method's entry says its step
-    can be captured (``graph_safe``); other methods train eagerly.
+    can be captured (``graph_safe``); other methods train eagerly. ``view`` shows the two models
+    other inputs than the batch's images (:func:`make_step`); the teacher's targets are then
+    computed every step, and the step is not captured.
     """
     if distiller is None:
         distiller = build_distiller(method, params, student, teacher, data)
@@ -156,12 +170,16 @@ def distill(
     uses_teacher = entry.uses_teacher
     extras: dict[str, torch.Tensor] = {}
     cached = True
+    if view is not None and teacher_targets is not None:
+        raise ValueError("teacher targets given in advance cannot follow a per-step view")
     if uses_teacher:
         freeze(teacher)
-        targets = cache_targets(distiller, teacher, data, cfg, teacher_targets)
+        targets = None
+        if view is None:
+            targets = cache_targets(distiller, teacher, data, cfg, teacher_targets)
         cached = targets is not None
         extras = {f"t:{k}": v for k, v in (targets or {}).items()}
-    step = make_step(distiller, teacher if uses_teacher else None, cached)
+    step = make_step(distiller, teacher if uses_teacher else None, cached, view)
     stages = distiller.stages(cfg.epochs)
 
     def epoch_extra() -> dict:
@@ -192,7 +210,7 @@ def distill(
             stage=stage.name if len(stages) > 1 else "",
             epoch_extra=epoch_extra,
             after_step=distiller.after_step,
-            graphs=graphs and entry.graph_safe,
+            graphs=graphs and entry.graph_safe and view is None,
         )
         history.extend(result.history)
         seconds += result.seconds

@@ -741,3 +741,4 @@ from . import presets_dist  # noqa: E402, F401
 from . import presets_smoothing  # noqa: E402, F401
 from . import presets_zeroshot  # noqa: E402, F401
 from . import presets_stronger  # noqa: E402, F401
+from . import presets_consistent  # noqa: E402, F401

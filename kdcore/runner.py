@@ -425,6 +425,7 @@ def train_student(
     eval_data: Dataset | None = None,
     role: str | None = None,
     watch: Callable[[KDModel], dict] | None = None,
+    view: Callable | None = None,
 ) -> KDModel:
     """Train a student with ``method`` from the same seed as every other student of the run
     (a fair comparison).
@@ -433,7 +434,8 @@ def train_student(
     ``params`` are the method's parameters (a dict of overrides or the dataclass); ``targets``
     the teacher's targets when the caller already computed them (``{"logits": ...}`` for KD).
     The role defaults to "baseline" for the registry's baseline method, else "student".
-    ``watch(model)`` records figures of the student in every epoch's ``extra`` (see distill).
+    ``watch(model)`` records figures of the student in every epoch's ``extra`` (see distill);
+    ``view`` the two models' inputs where they are not the batch's (see distill).
     """
     m = get_method(method)
     seed_everything(cfg.seed + 1)
@@ -455,6 +457,7 @@ def train_student(
             distiller,
             watch,
             graphs=ctx.cuda_graphs,
+            view=view,
         ),
     )
     role = role or ("baseline" if m.baseline else "student")

@@ -1,0 +1,88 @@
+"""Plotly figures and words for the patient-and-consistent page, from a run's plain dicts.
+
+No Streamlit and no tensor maths here: the page computes the views with
+:mod:`kdcore.consistency` and passes numbers in.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from app.figures import COLORS, LEGEND_BELOW, epoch_ticks, subplots
+from app.relation_figures import _fig
+
+# each student of the run: how its legend names it
+LABELS = {
+    "student_hard": "labels alone",
+    "student_fixed": "fixed teacher",
+    "student_independent": "independent views",
+    "student_consistent": "consistent views",
+    "student_function_matching": "function matching",
+}
+COLOURS = dict(zip(LABELS, ("#868e96", "#e8590c", "#c2255c", COLORS["teacher"], "#2b8a3e"),
+                   strict=True))  # fmt: skip
+
+
+def errors_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figure:
+    """Test errors per epoch of each student (10,000 test images): which keep learning."""
+    fig = _fig(xaxis_title="epoch", yaxis_title="test errors", height=380, legend=LEGEND_BELOW)
+    fig.update_xaxes(**epoch_ticks(max((len(history.get(n, [])) for n in names), default=1)))
+    for name in names:
+        recs = history.get(name, [])
+        fig.add_scatter(x=[r["epoch"] for r in recs],
+                        y=[round(10_000 * (1 - r["test_accuracy"])) for r in recs],
+                        name=LABELS.get(name, name), mode="lines",
+                        line=dict(color=COLOURS.get(name), width=2.5))  # fmt: skip
+    return fig
+
+
+def fidelity_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figure:
+    """Each distilled student's KL from the teacher per epoch, on the clean transfer images it
+    was taught on (left) and on the test images (right), one scale for both (log)."""
+    fig = subplots(1, 2, subplot_titles=("transfer images", "test images"),
+                   horizontal_spacing=0.1, shared_yaxes=True)  # fmt: skip
+    for name in names:
+        recs = [r for r in history.get(name, []) if "kl_train" in r.get("extra", {})]
+        for col, key in enumerate(("kl_train", "kl_test"), start=1):
+            fig.add_scatter(x=[r["epoch"] for r in recs], y=[r["extra"][key] for r in recs],
+                            name=LABELS.get(name, name), legendgroup=name, mode="lines",
+                            showlegend=col == 1, line=dict(color=COLOURS.get(name), width=2.5),
+                            row=1, col=col)  # fmt: skip
+    fig.update_yaxes(type="log", title_text="KL from the teacher", row=1, col=1)
+    fig.update_xaxes(title_text="epoch")
+    return _fig(fig, height=380, legend=LEGEND_BELOW)
+
+
+def table_rows(models: dict[str, dict], names: list[str]) -> list[dict]:
+    """One row per student: its test errors, its KL from the teacher on the transfer and on the
+    test images, and how often it agrees with the teacher on the test images."""
+    return [
+        {"student": LABELS.get(n, n), "test errors": models[n].get("test_errors"),
+         "KL, transfer images": models[n].get("kl_train"),
+         "KL, test images": models[n].get("kl_test"),
+         "agrees with the teacher": models[n].get("agreement")}
+        for n in names if n in models
+    ]  # fmt: skip
+
+
+def verdict(models: dict[str, dict]) -> str:
+    """What the run says in words from its numbers: the best student, and the fixed teacher's
+    student against the consistent ones."""
+    names = [n for n in LABELS if n in models]
+    if len(names) < 2:
+        return ""
+    best = min(names, key=lambda n: models[n]["test_errors"])
+    said = (f"After the whole schedule the best student is the one taught by "
+            f"**{LABELS[best]}** ({models[best]['test_errors']} test errors).")  # fmt: skip
+    fixed, same = models.get("student_fixed"), models.get("student_consistent")
+    if fixed and same and "kl_train" in fixed and "kl_train" in same:
+        said += (
+            f" The fixed teacher's student copies the teacher on the images it was taught "
+            f"on (KL {fixed['kl_train']:.3f}, against {same['kl_train']:.3f} with consistent "
+            f"views) but less on new ones ({fixed['kl_test']:.3f} against "
+            f"{same['kl_test']:.3f})."
+            if fixed["kl_train"] < same["kl_train"]
+            else f" On new images the fixed teacher's student is at KL {fixed['kl_test']:.3f} "
+            f"from the teacher, the consistent one at {same['kl_test']:.3f}."
+        )
+    return said + " One seed: the study under the run says which differences hold."
