@@ -36,7 +36,10 @@ STUDENTS = ("student_hard", *(f"student_{k.replace('-', '_')}" for k in KINDS))
 
 @dataclass(frozen=True)
 class ConsistentConfig(RelationConfig):
-    epochs: int = param(200, "Epochs per student, over the small transfer set", 1, 100000)
+    # patience: at 200 epochs the ordering of the four ways is already there; from 200 to 800
+    # only function matching keeps gaining (measured: 384 -> 289 test errors, the others
+    # within 40 of where they were)
+    epochs: int = param(800, "Epochs per student, over the small transfer set", 1, 100000)
     transfer_per_class: int = param(100, "Transfer images per digit (the teacher saw all)", 1,
                                     6000)  # fmt: skip
     shift: int = param(2, "Jitter of every view (pixels)", 1, 4)
@@ -102,7 +105,7 @@ CONSISTENT_PRESET = register(
         name=PRESET,
         title="A good teacher is patient and consistent",
         summary="A 30-30 student taught by the 300-300 teacher on 100 jittered images a digit "
-        "for 200 epochs, the teacher's targets taken four ways: fixed on the clean image, on "
+        "for 800 epochs, the teacher's targets taken four ways: fixed on the clean image, on "
         "an independent view, on the student's own view, and on mixed views (function "
         "matching); beside the student on the labels alone.",
         source="Beyer, Zhai, Royer, Markeeva, Anil & Kolesnikov 2022 (arXiv:2106.05237, "
@@ -125,7 +128,7 @@ CONSISTENT_PRESET = register(
         differences="The paper distils big vision models (BiT ResNet-152x2 teachers, ResNet-50 "
         "students) on Flowers102, Pets, Food101, SUN397 and ImageNet with inception crops and "
         "schedules of thousands of epochs; this is a 300-300 MLP teacher and a 30-30 MLP "
-        "student on 1,000 MNIST images jittered by up to two pixels, for 200 epochs, so only "
+        "student on 1,000 MNIST images jittered by up to two pixels, for 800 epochs, so only "
         "the ordering of the four ways can be compared, and only where it holds at most of "
         "the five seeds in the table under the run. Mixup draws one λ ~ U(0, 1) per image (our "
         "choice); the KL is taken at T = 1 with the labels unused (α = 1), as the paper "

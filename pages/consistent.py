@@ -16,7 +16,7 @@ from kdcore.consistency import KINDS, mixup, teacher_views, view_for
 from kdcore.presets_consistent import PRESET, STUDENTS, fidelity
 
 COST = (  # measured: the shipped run (README)
-    "One run trains five 30-30 students for 200 epochs over 1,000 images (the 300-300 teacher "
+    "One run trains five 30-30 students for 800 epochs over 1,000 images (the 300-300 teacher "
     "is cached, shared with the relation presets): about two minutes on a quiet 2-core CPU, "
     "longer on a busy one."
 )
@@ -86,9 +86,9 @@ st.latex(
 
 st.header("Patience: the stored consistent-teaching run")
 queue = lab_ui.optional_queue()
-# patience is the point: the epochs box offers the preset's own 200 and up to 1,000
-run = lab_ui.stored_or_offer(queue, PRESET, COST, "ep_consistent", "run_consistent", most=1000,
-                             first=200)  # fmt: skip
+# patience is the point: the epochs box offers the preset's own 800 and up to 2,000
+run = lab_ui.stored_or_offer(queue, PRESET, COST, "ep_consistent", "run_consistent", most=2000,
+                             first=800)  # fmt: skip
 if run is not None and run.result:
     res = run.result
     models, history = res.get("models", {}), res.get("history", {})
