@@ -16,6 +16,7 @@ so a preset added later comes last.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 
@@ -100,6 +101,9 @@ def run_consistent(cfg: ConsistentConfig, ctx: RunContext) -> dict:
     return finish(CONSISTENT_PRESET, cfg, ctx, t0)
 
 
+# in the seed table, each way against the one before it, the labels alone first
+PAIRS = {b: a for a, b in itertools.pairwise(STUDENTS)}
+
 CONSISTENT_PRESET = register(
     Preset(
         name=PRESET,
@@ -133,6 +137,11 @@ CONSISTENT_PRESET = register(
         "the five seeds in the table under the run. Mixup draws one λ ~ U(0, 1) per image (our "
         "choice); the KL is taken at T = 1 with the labels unused (α = 1), as the paper "
         "distils on the teacher's predictions alone. Its tables are not quoted: we could not "
-        "check them here.",
+        "check them here. In the shipped run (seed 0) the student makes 721 test errors on its "
+        "labels alone, 645 from the fixed teacher, 539 from independent views, 424 from "
+        "consistent views and 289 by function matching; over five seeds (the table under the "
+        "run) 715.8, 605.4, 546.4, 446.6 and 284.6, each way ahead of the one before it at 5 "
+        "seeds of 5, the paper's ordering.",
+        seed_pairs=PAIRS,
     )
 )

@@ -67,13 +67,14 @@ shown = views(example.index, draw)
 st.header("Four ways to pick the teacher's target")
 cols = st.columns(len(KINDS))
 for col, kind in zip(cols, KINDS, strict=True):
-    col.image(image_grid(shown[kind]["pixels"][None], scale=3), caption=TITLES[kind])
-    col.metric("KL from its answer on the student's view", f"{shown[kind]['kl']:.3f}")
+    col.image(image_grid(shown[kind]["pixels"][None], scale=3), caption=TITLES[kind],
+              width="stretch")  # fmt: skip
+    col.metric("target off by (KL)", f"{shown[kind]['kl']:.3f}")
 st.caption(
     f"Test image #{example.index}, a {example.digit}, shifted by up to {SHIFT} pixels each way "
     f"(draw {draw}); in each pair the student's input on the left, the teacher's on the right. "
-    "For function matching both see the student's view mixed with another image's. The KL: "
-    "how far each target is from what the teacher says about the image the student is shown. "
+    "For function matching both see the student's view mixed with another image's. Off by: "
+    "the KL of each target from what the teacher says about the image the student is shown. "
     "Teacher: the demo 300-300 MLP."
 )
 targets = {TITLES[k]: shown[k]["target"] for k in KINDS}
@@ -93,7 +94,7 @@ if run is not None and run.result:
     res = run.result
     models, history = res.get("models", {}), res.get("history", {})
     names = [n for n in STUDENTS if n in models]
-    ui.plot(errors_figure(history, names), key="errors")
+    ui.plot(errors_figure(history, names), key="patience")
     ui.prose(verdict(models))
     ui.plot(fidelity_figure(history, names[1:]), key="fidelity")
     st.dataframe(pd.DataFrame(table_rows(models, names)), hide_index=True,

@@ -295,7 +295,8 @@ CUT_BUTTONS = """() => [...document.querySelectorAll("[data-testid='stButtonGrou
 
 
 @pytest.mark.parametrize(
-    "slug", ["temperature", "kd-loss", "dkd", "label-smoothing", "zero-shot", "deit",
+    "slug", ["temperature", "kd-loss", "dkd", "label-smoothing", "zero-shot",
+             "consistent-teaching", "deit",
              "language-models", "attention-relations", "speculative", "relations", "projector",
              "features", "modes"],
 )  # fmt: skip

@@ -105,6 +105,7 @@ def stored_run_charts():
     curve = [0.5, 0.8, 0.9, 0.95, 0.96]
     tokens = {m: {"cls_accuracy": curve, "dist_accuracy": curve, "agreement": curve,
                   "dist_teacher": curve} for m in df.LABEL}  # fmt: skip
+    from app import consistent_figures as cf
     from app.dist_views import stronger_figure
     from app.smoothing_figures import students_figure
     from kdcore.presets_smoothing import FROM, TEMPERATURES
@@ -112,7 +113,12 @@ def stored_run_charts():
     points = {title: [(t, 9999) for t in TEMPERATURES] for _, title in FROM}
     rows = [{"teacher": f"mlp-{w}", "teacher_params": p, "teacher_errors": 9999, "kd": 9999,
              "dist": 9999} for w, p in ((30, 24_790), (100, 89_610), (300, 328_810))]  # fmt: skip
+    epochs = [{"epoch": e, "test_accuracy": 0.9, "extra": {"kl_train": 0.01, "kl_test": 0.2}}
+              for e in range(1, 801)]  # fmt: skip
+    history = dict.fromkeys(cf.LABELS, epochs)
     return {
+        "consistent errors": cf.errors_figure(history, list(cf.LABELS)),
+        "consistent fidelity": cf.fidelity_figure(history, list(cf.LABELS)[1:]),
         "label smoothing students": students_figure(points, 9999, 2.5),
         "dist from stronger teachers": stronger_figure(rows, 9000),
         "speculative measured": sf.measured_figure(res, drafts),
@@ -183,6 +189,11 @@ def test_every_label_is_drawn_whole(page, charts):
 PHONE_WIDTHS = (358, 328, 820)
 
 
+# the stored-run charts drawn at a phone's width too (two panels, long axis titles)
+STORED_ON_PHONE = ("label smoothing students", "dist from stronger teachers", "consistent errors",
+                   "consistent fidelity")  # fmt: skip
+
+
 def phone_charts():
     """The charts whose text once ran together on a phone, from the speculative, projector,
     relations, DKD, DeiT, language-model, hints and modes pages: two panels' titles side by side,
@@ -244,11 +255,7 @@ def phone_charts():
                                                        ("mlp-300", 328810))]  # fmt: skip
     chain = {"student_accuracy": 0.91, "assistant": "mlp-30"}
     return {
-        **{
-            f"{name} (phone)": fig
-            for name, fig in stored_run_charts().items()
-            if name in ("label smoothing students", "dist from stronger teachers")
-        },
+        **{f"{n} (phone)": f for n, f in stored_run_charts().items() if n in STORED_ON_PHONE},
         "speculative Eq. 1": sf.tokens_figure(0.8, 4, 3.36),
         "speculative rule": sf.acceptance_figure(
             [0.40, 0.25, 0.15, 0.12, 0.08],

@@ -35,6 +35,7 @@ VIEWS = [
     ("dkd.py", {}, "dist-stronger"),
     ("smoothing.py", {}, "smooth-teacher"),
     ("zero_shot.py", {}, "zero-shot-mnist"),
+    ("consistent.py", {}, "consistent-teaching"),
     ("geometry.py", {}, "rkd-mnist"),
     ("projector.py", {}, "projector-normalisation"),
     ("hints.py", {}, "fitnets-mnist"),
@@ -62,8 +63,8 @@ LM = [
     "distilbert",
 ]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
-          "zero-shot-mnist", *LM, "omitted-3", "only-7-8", "temperature-sweep",
-          "alpha-sweep"]  # fmt: skip
+          "zero-shot-mnist", "consistent-teaching", *LM, "omitted-3", "only-7-8",
+          "temperature-sweep", "alpha-sweep"]  # fmt: skip
 
 
 def _page(name: str, **params) -> AppTest:
@@ -649,3 +650,29 @@ def test_the_dist_stronger_text_quotes_its_shipped_run_and_five_seeds():
     sd = statistics.stdev(r["errors"][dist[0]] for r in rows)
     assert f"by DIST {mean[dist[0]]:.1f} ({sd:.1f})" in readme
     assert f"by DIST **{errors[dist[0]]} / {errors[dist[1]]} / {errors[dist[2]]}**" in readme
+
+
+def test_the_consistent_teaching_text_quotes_its_shipped_run_and_five_seeds():
+    """The preset's words under its shipped run and the README's rows are that run's and its
+    seed study's arithmetic, the ordering included."""
+    import itertools
+    from pathlib import Path
+
+    from kdcore.presets_consistent import STUDENTS
+
+    ref = load_references()[0]["consistent-teaching"]
+    rows = load_seed_study(ref)
+    errors = [ref.result["models"][n]["test_errors"] for n in STUDENTS]
+    mean = [statistics.mean(r["errors"][n] for r in rows) for n in STUDENTS]
+    ahead = {sum(r["errors"][b] < r["errors"][a] for r in rows)
+             for a, b in itertools.pairwise(STUDENTS)}  # fmt: skip
+    text = " ".join(PRESETS["consistent-teaching"].differences.split())
+    said = (f"the student makes {errors[0]} test errors on its labels alone, {errors[1]} from the "
+            f"fixed teacher, {errors[2]} from independent views, {errors[3]} from consistent "
+            f"views and {errors[4]} by function matching; over five seeds (the table under the "
+            f"run) {mean[0]:.1f}, {mean[1]:.1f}, {mean[2]:.1f}, {mean[3]:.1f} and {mean[4]:.1f}, "
+            f"each way ahead of the one before it at {min(ahead)} seeds of 5")  # fmt: skip
+    assert said in text and ahead == {5}
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"function matching **{errors[4]}**;" in readme
+    assert f"function matching **{mean[4]:.1f} (" in readme
