@@ -6,6 +6,8 @@ No Streamlit and no tensor maths here: the page computes the views with
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 
 from app.figures import COLORS, LEGEND_BELOW, epoch_ticks, subplots
@@ -23,12 +25,25 @@ COLOURS = dict(zip(LABELS, ("#868e96", "#e8590c", "#c2255c", COLORS["teacher"], 
                    strict=True))  # fmt: skip
 
 
+def log_ticks(values: list[float]) -> dict:
+    """Ticks at 1, 2 and 5 times the powers of ten that the values span (no more than about
+    eight): Plotly's own log ticks label every digit of a short range, which ran together."""
+    lo, hi = min(values), max(values)
+    ticks = [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+             for m in (1, 2, 5)]  # fmt: skip
+    shown = [t for t in ticks if lo / 2 <= t <= hi * 2] or [lo]
+    if len(shown) > 8:  # a wide range: the powers of ten alone
+        shown = [t for t in shown if math.log10(t).is_integer()]
+    return {"tickvals": shown, "ticktext": [f"{t:g}" for t in shown]}
+
+
 def errors_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figure:
     """Test errors per epoch of each student (10,000 test images): which keep learning. A log
     scale: the first epochs' thousands of errors would flatten the hundreds that matter."""
     fig = _fig(xaxis_title="epoch", yaxis_title="test errors (log scale)", height=380,
                legend=LEGEND_BELOW)  # fmt: skip
-    fig.update_yaxes(type="log")
+    every = [10_000 * (1 - r["test_accuracy"]) for n in names for r in history.get(n, [])]
+    fig.update_yaxes(type="log", **log_ticks([max(e, 1) for e in every] or [1]))
     fig.update_xaxes(**epoch_ticks(max((len(history.get(n, [])) for n in names), default=1)))
     for name in names:
         recs = history.get(name, [])
@@ -51,7 +66,10 @@ def fidelity_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figu
                             name=LABELS.get(name, name), legendgroup=name, mode="lines",
                             showlegend=col == 1, line=dict(color=COLOURS.get(name), width=2.5),
                             row=1, col=col)  # fmt: skip
-    fig.update_yaxes(type="log")  # both panels: they share the axis
+    kl = [r["extra"][k] for n in names for r in history.get(n, [])
+          if "kl_train" in r.get("extra", {}) for k in ("kl_train", "kl_test")]  # fmt: skip
+    # both panels: they share the axis
+    fig.update_yaxes(type="log", **log_ticks([max(v, 1e-6) for v in kl] or [1.0]))
     fig.update_yaxes(title_text="KL from the teacher", row=1, col=1)
     fig.update_xaxes(title_text="epoch")
     return _fig(fig, height=380, legend=LEGEND_BELOW)

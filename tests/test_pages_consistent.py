@@ -9,7 +9,14 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from app.consistent_figures import LABELS, errors_figure, fidelity_figure, table_rows, verdict
+from app.consistent_figures import (
+    LABELS,
+    errors_figure,
+    fidelity_figure,
+    log_ticks,
+    table_rows,
+    verdict,
+)
 from kdcore.consistency import KINDS, teacher_views
 from kdcore.presets_consistent import PRESET, STUDENTS
 from kdcore.reference import load_references, reference_dir
@@ -101,3 +108,8 @@ def test_the_figures_and_words_read_the_run():
     rows = table_rows(models, ["student_hard", "student_fixed"])
     assert rows[1] == {"student": "fixed teacher", "test errors": 650, "KL, transfer images": 0.01,
                        "KL, test images": 0.2, "agrees with the teacher": 0.93}  # fmt: skip
+
+
+def test_log_ticks_are_one_two_five_within_the_data():
+    assert log_ticks([270, 8700])["tickvals"] == [200, 500, 1000, 2000, 5000, 10000]
+    assert log_ticks([0.008, 2.3])["ticktext"] == ["0.01", "0.1", "1"]  # wide: decades only
