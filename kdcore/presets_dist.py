@@ -22,6 +22,23 @@ DIST_IMAGENET = {
     "student_dist": [72.07, 72.12, 72.08, 72.24],
 }
 
+DIST_SOURCE = (
+    "Huang, You, Wang, Qian & Xu 2022 (arXiv:2205.10536); ImageNet figures: the official "
+    "README's stronger-teachers table"
+)
+DIST_PAPER = {
+    "test_errors": {},
+    "setting": "ResNet-18 students of ResNet-34 to ResNet-152 teachers on ImageNet, top-1 "
+    "accuracy %",
+    "imagenet_top1": DIST_IMAGENET,
+    "claims": [
+        "A stronger teacher's predictions can be far from what a student can reach, and KL's "
+        "exact match then stops helping: a ResNet-18 gains 1.45 points by KD from a ResNet-34 "
+        "and 1.36 from a ResNet-152, against 2.31 and 2.48 by DIST (Huang et al. 2022, official "
+        "README).",
+    ],
+}
+
 DIST_PRESET = register(
     Preset(
         name="dist-mnist",
@@ -29,20 +46,8 @@ DIST_PRESET = register(
         summary="The 30-30 student on hard labels, with KD (T = 4, α = 0.9) and with DIST "
         "(β = γ = 1, τ = 1): the Pearson correlation of its class probabilities with the "
         "300-300 teacher's, per image and per class over the batch.",
-        source="Huang, You, Wang, Qian & Xu 2022 (arXiv:2205.10536); ImageNet figures: the "
-        "official README's stronger-teachers table",
-        paper={
-            "test_errors": {},
-            "setting": "ResNet-18 students of ResNet-34 to ResNet-152 teachers on ImageNet, "
-            "top-1 accuracy %",
-            "imagenet_top1": DIST_IMAGENET,
-            "claims": [
-                "A stronger teacher's predictions can be far from what a student can reach, and "
-                "KL's exact match then stops helping: a ResNet-18 gains 1.45 points by KD from "
-                "a ResNet-34 and 1.36 from a ResNet-152, against 2.31 and 2.48 by DIST (Huang "
-                "et al. 2022, official README).",
-            ],
-        },
+        source=DIST_SOURCE,
+        paper=DIST_PAPER,
         config=RelationConfig(),
         runner=lambda cfg, ctx: _run("dist-mnist", "dist", cfg, ctx),
         differences="DIST is shown on ImageNet ResNets trained for 100 epochs or more; this is "

@@ -21,7 +21,7 @@ from typing import Any
 
 from .method import param
 from .methods import get_method
-from .presets_dist import DIST_IMAGENET
+from .presets_dist import DIST_PAPER, DIST_SOURCE
 from .presets_modes import KD, ModeConfig, _teacher, _train_cfg
 from .runner import (
     LONG_NOTE,
@@ -104,20 +104,8 @@ STRONGER_PRESET = register(
         summary="A tiny 10-10 student on hard labels, and distilled by KD (T = 4, α = 0.9) and "
         "by DIST (β = γ = 1, τ = 1) from 30-30, 100-100 and 300-300 teachers: which of the two "
         "holds up as the teacher grows.",
-        source="Huang, You, Wang, Qian & Xu 2022 (arXiv:2205.10536); ImageNet figures: the "
-        "official README's stronger-teachers table",
-        paper={
-            "test_errors": {},
-            "setting": "ResNet-18 students of ResNet-34 to ResNet-152 teachers on ImageNet, "
-            "top-1 accuracy %",
-            "imagenet_top1": DIST_IMAGENET,
-            "claims": [
-                "A stronger teacher's predictions can be far from what a student can reach, and "
-                "KL's exact match then stops helping: a ResNet-18 gains 1.45 points by KD from "
-                "a ResNet-34 and 1.36 from a ResNet-152, against 2.31 and 2.48 by DIST (Huang "
-                "et al. 2022, official README).",
-            ],
-        },
+        source=DIST_SOURCE,
+        paper=DIST_PAPER,  # the same table: its teachers grow from ResNet-34 to ResNet-152
         config=StrongerConfig(),
         runner=run_dist_stronger,
         check=_check,
