@@ -148,3 +148,20 @@ def test_fidelity_is_zero_for_the_teacher_itself():
 def test_a_config_it_cannot_run_is_refused(changes):
     with pytest.raises(ValueError):
         PRESETS["consistent-teaching"].with_changes(changes)
+
+
+def test_targets_cached_in_advance_cannot_follow_a_view():
+    """A view changes the teacher's input every step, so targets computed beforehand would be
+    of other images: refused in one line before anything trains."""
+    from kdcore.distill import distill
+    from kdcore.train import TrainConfig
+
+    torch.manual_seed(0)
+    x = _images(8)
+    data = Dataset("t", x, torch.arange(8) % 10, x, torch.arange(8) % 10, 10, (0.0,), (1.0,))
+    student = build_model("mlp-10", 10, (1, 28, 28))
+    teacher = build_model("mlp-10", 10, (1, 28, 28))
+    with pytest.raises(ValueError, match="cannot follow a per-step view"):
+        distill(student, teacher, data, TrainConfig(epochs=1), "kd",
+                teacher_targets={"logits": torch.zeros(8, 10)},
+                view=lambda b: (b.x, b.x))  # fmt: skip
