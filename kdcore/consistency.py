@@ -19,16 +19,13 @@ step (:func:`kdcore.distill.make_step`) calls it, so any registered method can b
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from .data import random_shift
+from .distill import View
 from .train import Batch
 
 KINDS = ("fixed", "independent", "consistent", "function-matching")
-# (student input, teacher input); a teacher input of None: the targets are cached (fixed)
-View = Callable[[Batch], tuple[torch.Tensor, torch.Tensor]]
 
 
 def mixup(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

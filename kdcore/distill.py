@@ -24,6 +24,10 @@ from .methods import get_method
 from .models import KDModel, ModelOutput
 from .train import Batch, Callback, EpochRecord, FitResult, StepOutput, TrainConfig, fit
 
+# The (student, teacher) inputs of a batch where they are not its own images
+# (kdcore.consistency.view_for).
+View = Callable[[Batch], tuple[torch.Tensor, torch.Tensor]]
+
 # Teacher targets larger than this are computed per batch instead of cached (e.g. a wide conv
 # feature map over all of MNIST would take gigabytes).
 CACHE_LIMIT_MB = float(os.environ.get("KD_TARGET_CACHE_MB", "1024"))
@@ -85,7 +89,7 @@ def make_step(
     distiller: Distiller,
     teacher: KDModel | None,
     cached: bool,
-    view: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    view: View | None = None,
 ):
     """The trainer's step: the student's logits and features, the teacher's targets (sliced
     from the cache, or computed now when the inputs were augmented), the method's parts.
@@ -146,7 +150,7 @@ def distill(
     distiller: Distiller | None = None,
     watch: Callable[[KDModel], dict] | None = None,
     graphs: bool = False,
-    view: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    view: View | None = None,
 ) -> FitResult:
     """Train ``student`` on ``data`` with ``method`` (a key of :data:`kdcore.methods.METHODS`);
     the teacher stays frozen in eval mode.

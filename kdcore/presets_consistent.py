@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .consistency import KINDS, view_for
-from .data import Dataset, per_class
+from .data import Dataset, class_counts, per_class
 from .method import param
 from .presets import _shared_teacher
 from .presets_relation import RelationConfig
@@ -95,9 +95,8 @@ def run_consistent(cfg: ConsistentConfig, ctx: RunContext) -> dict:
     for name in STUDENTS:
         if name in ctx.trained:
             ctx.models[name].update(watch(ctx.trained[name].model))
-    ctx.extra["transfer_set"] = {"size": len(small.y_train),
-                                 "class_counts": torch.bincount(small.y_train.cpu(),
-                                                                minlength=10).tolist()}  # fmt: skip
+    counts = class_counts(small.y_train, small.num_classes)
+    ctx.extra["transfer_set"] = {"size": len(small.y_train), "class_counts": counts}
     return finish(CONSISTENT_PRESET, cfg, ctx, t0)
 
 

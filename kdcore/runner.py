@@ -28,7 +28,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, cache_dir, load_model, save_model
 from .data import Dataset, load_dataset, per_class
-from .distill import build_distiller, distill
+from .distill import View, build_distiller, distill
 from .method import Distiller, check_config, coerce
 from .methods import baseline_method, get_method
 from .models import KDModel, build_model
@@ -425,7 +425,7 @@ def train_student(
     eval_data: Dataset | None = None,
     role: str | None = None,
     watch: Callable[[KDModel], dict] | None = None,
-    view: Callable | None = None,
+    view: View | None = None,
 ) -> KDModel:
     """Train a student with ``method`` from the same seed as every other student of the run
     (a fair comparison).
