@@ -333,3 +333,32 @@ def mode_views() -> dict[str, dict[str, str]]:
                 if link.slug == "modes" and key == "mode":
                     placed[cell.mode][view] = cell.knowledge
     return {m: views for m, views in placed.items() if views}
+
+
+# Where each preset's run is drawn in full, with the figures only its result carries (DIST's
+# teacher sizes, the consistency curves, the relation heat maps): the page, opened on the view
+# that shows it. The lab and the run history link there from any run of the preset. Not named
+# here, Hinton's demonstrations, his sweeps and two relation methods are drawn in the lab itself.
+_MODE_PRESETS = ("mutual-learning", "online-features", "mutual-contrastive", "born-again",
+                 "class-wise", "deep-supervision", "ensemble", "teacher-free",
+                 "teacher-assistant")  # fmt: skip
+_LM_PRESETS = ("word-vs-sequence-kd", "on-policy-kd")
+DRAWN_ON: dict[str, MapLink] = {
+    "dkd-mnist": MapLink("dkd"),
+    "dist-mnist": MapLink("dkd"),
+    "dist-stronger": MapLink("dkd"),
+    "smooth-teacher": MapLink("label-smoothing"),
+    "zero-shot-mnist": MapLink("zero-shot"),
+    "consistent-teaching": MapLink("consistent-teaching"),
+    "rkd-mnist": MapLink("relations"),
+    "projector-normalisation": MapLink("projector"),
+    "fitnets-mnist": MapLink("features"),
+    "attention-transfer": MapLink("features"),
+    "deit-mnist": MapLink("deit"),
+    "speculative-draft": MapLink("speculative"),
+    "minilm-relations": MapLink("attention-relations"),
+    "tinybert-hidden": MapLink("hidden-states"),
+    "distilbert": MapLink("distilbert"),
+    **{v: MapLink("language-models", None, (("view", v),)) for v in _LM_PRESETS},
+    **{m: MapLink("modes", None, (("mode", m),)) for m in _MODE_PRESETS},
+}

@@ -22,8 +22,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from app import catalog
+from app.catalog import DRAWN_ON
 from app.figures import LEGEND_BELOW, TEMPLATE, epoch_ticks
-from app.ui import MISSING, PARAMS_COLUMN, plot
+from app.ui import MISSING, PARAMS_COLUMN, page_link, plot
 from kdcore.presets import PRESETS
 
 PAPER_COLOUR = "#7f7f7f"
@@ -358,6 +360,15 @@ def _key(result: dict) -> str:
     )
 
 
+def drawn_on(name: str) -> None:
+    """A link to the page that draws the preset's run in full (:data:`app.catalog.DRAWN_ON`),
+    with the figures the tables here leave out; nothing for a preset drawn only here."""
+    link = DRAWN_ON.get(name)
+    if link is not None:
+        title = catalog.page(link.slug).title
+        page_link(link.slug, f"Explained and drawn in full: {title}", dict(link.query))
+
+
 def show_result(result: dict, key: str | None = None, profile: str | None = None) -> None:
     """Render one preset result (as returned by ``kdcore.presets.run_preset``).
 
@@ -376,6 +387,7 @@ def show_result(result: dict, key: str | None = None, profile: str | None = None
         )
     if preset is not None:
         st.markdown(f"**{preset.title}**  \n{preset.summary}")
+        drawn_on(preset.name)
 
     table = results_table(result)
     with_paper = any(c in table for c in ("paper errors", "paper error %"))

@@ -18,6 +18,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from app.catalog import DRAWN_ON, page
 from kdcore.checkpoint import CheckpointError, load_model, save_model
 from kdcore.data import load_dataset
 from kdcore.estimate import estimate_seconds
@@ -456,6 +457,32 @@ def test_the_shipped_run_shows_its_seed_study_and_why_its_own_figures_differ(
     # the shipped run ran on another thread count than its seed's row: the caption says so
     where = ref.info["device_name"]
     assert any(f"seed 0 on {where}: another thread count" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize(
+    "preset,href",
+    [
+        ("dist-stronger", "(/dkd)"),
+        ("born-again", "(/modes?mode=born-again)"),
+        ("hinton-mnist", None),
+    ],
+)
+def test_a_shipped_run_in_the_lab_links_the_page_that_draws_it_in_full(
+    store_path, monkeypatch, preset, href
+):
+    """The lab's tables leave out what only a preset's own page draws (DIST's teacher sizes,
+    a mode's peers): its run links there; Hinton's demonstrations are drawn in the lab itself."""
+    monkeypatch.delenv("KD_REFERENCE_DIR", raising=False)  # the shipped runs
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=60)
+    at.query_params["preset"] = preset
+    at.run()
+    assert not at.exception, at.exception
+    links = [m.value for m in at.markdown if m.value.startswith("[Explained and drawn in full")]
+    if href is None:
+        assert not links
+    else:
+        title = page(DRAWN_ON[preset].slug).title
+        assert links == [f"[Explained and drawn in full: {title}]{href}"]
 
 
 def test_the_history_lists_shipped_runs_beside_the_users_and_never_deletes_them(with_refs):

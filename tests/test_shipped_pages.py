@@ -11,6 +11,7 @@ import statistics
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.catalog import DRAWN_ON, page
 from app.reference_ui import turn
 from kdcore.presets import BIAS_ERRORS, PRESETS
 from kdcore.reference import (
@@ -26,27 +27,10 @@ from tests.apptest import PAGES, run_page
 
 TIMEOUT = 180  # the first run of a page loads MNIST, the demo models or the LM teacher
 SHIPPED = "Shown: the run shipped with the app"
-MODES = ("mutual-learning", "online-features", "mutual-contrastive", "born-again", "class-wise",
-         "deep-supervision", "ensemble", "teacher-free", "teacher-assistant")  # fmt: skip
-# (page file, URL parameters, the preset the section shows)
-VIEWS = [
-    ("dkd.py", {}, "dkd-mnist"),
-    ("dkd.py", {}, "dist-mnist"),
-    ("dkd.py", {}, "dist-stronger"),
-    ("smoothing.py", {}, "smooth-teacher"),
-    ("zero_shot.py", {}, "zero-shot-mnist"),
-    ("consistent.py", {}, "consistent-teaching"),
-    ("geometry.py", {}, "rkd-mnist"),
-    ("projector.py", {}, "projector-normalisation"),
-    ("hints.py", {}, "fitnets-mnist"),
-    ("deit.py", {}, "deit-mnist"),
-    ("speculative.py", {}, "speculative-draft"),
-    ("attention.py", {}, "minilm-relations"),
-    ("hidden.py", {}, "tinybert-hidden"),
-    ("distilbert.py", {}, "distilbert"),
-    *[("lm.py", {"view": v}, v) for v in ("word-vs-sequence-kd", "on-policy-kd")],
-    *[("modes.py", {"mode": m}, m) for m in MODES],
-]
+# (page file, URL parameters, the preset the section shows): where the app says each preset is
+# drawn in full, the page its lab and history views link to
+VIEWS = [(page(link.slug).file, dict(link.query), preset) for preset, link in DRAWN_ON.items()]
+MODES = [preset for preset, link in DRAWN_ON.items() if link.slug == "modes"]
 
 
 LONG = [name for name, p in PRESETS.items() if shipped_profile(p) == "long"]
@@ -74,7 +58,7 @@ def _page(name: str, **params) -> AppTest:
 def test_every_preset_ships_a_run_and_every_page_section_shows_one():
     refs, problems = load_references()
     assert not problems and set(refs) == set(PRESETS), sorted(set(PRESETS) - set(refs))
-    shown = {preset for _, _, preset in VIEWS} | {"attention-transfer"}  # hints' second section
+    shown = {preset for _, _, preset in VIEWS}
     # the rest open in the lab: Hinton's demos, the sweeps and two relation methods
     assert shown | {"hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep",
                     "alpha-sweep", "similarity-mnist", "crd-mnist"} == set(PRESETS)  # fmt: skip
