@@ -26,7 +26,7 @@ from app import catalog
 from app.catalog import DRAWN_ON
 from app.figures import LEGEND_BELOW, TEMPLATE, epoch_ticks
 from app.ui import MISSING, PARAMS_COLUMN, page_link, plot
-from kdcore.presets import PRESETS
+from kdcore.presets import PRESETS, digits_label
 
 PAPER_COLOUR = "#7f7f7f"
 BEST_COLOUR = "#d62728"
@@ -66,11 +66,6 @@ def results_table(result: dict) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- bias adjustment
 
 
-def _classes_label(classes: list[int]) -> str:
-    """[3] -> "3s", [7, 8] -> "7s and 8s" (the test images of those classes)."""
-    return " and ".join(f"{c}s" for c in classes)
-
-
 def _logits_label(classes: list[int]) -> str:
     """[3] -> "the 3 logit", [7, 8] -> "the 7 and 8 logits"."""
     return f"the {' and '.join(str(c) for c in classes)} logit{'s' if len(classes) > 1 else ''}"
@@ -79,7 +74,7 @@ def _logits_label(classes: list[int]) -> str:
 def bias_table(adj: dict, paper_adj: dict | None) -> pd.DataFrame:
     """Before/after the bias shift: ours (chosen on test, and on held-out training images) and
     the paper's (chosen on test)."""
-    label = _classes_label(adj["classes"])
+    label = digits_label(adj["classes"])
     keys = [
         ("bias added", "bias", "bias"),
         ("test errors before", "errors_before", None),
@@ -125,7 +120,7 @@ def bias_figure(adj: dict, paper_adj: dict | None = None) -> go.Figure:
     sweep = adj["sweep"]
     sign = -1.0 if sweep["bias"] and min(sweep["bias"]) < 0 else 1.0
     x = [sign * b for b in sweep["bias"]]
-    label = _classes_label(sweep["classes"])
+    label = digits_label(sweep["classes"])
     xtitle = f"{'reduction of' if sign < 0 else 'bias added to'} {_logits_label(sweep['classes'])}"
     fig = make_subplots(
         rows=2,

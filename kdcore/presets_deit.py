@@ -205,6 +205,9 @@ DEIT_PRESET = register(
         },
         config=DeiTConfig(),
         runner=run_deit,
+        # the distilled ViTs carry a distillation token the plain one lacks: another
+        # architecture by name, the same net otherwise, so each is compared with it by name
+        seed_pairs={"vit_deit_hard": "vit_no_teacher", "vit_deit_soft": "vit_no_teacher"},
         differences="The paper distils a RegNetY-16GF into DeiT-B (86M parameters) on ImageNet "
         "for 300 epochs with heavy augmentation; this is a 0.4M-parameter CNN into a 73k-"
         "parameter ViT on 10,000 MNIST images for a few epochs, no augmentation for the "

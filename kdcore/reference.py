@@ -413,11 +413,14 @@ def seed_pairs(ref: Reference) -> dict[str, str]:
     pairs where it names them (mutual learning has a baseline per peer; the language presets
     compare a student with the net trained as long as it), else every model of the single
     baseline's architecture (the same net trained another way; teachers and assistants of other
-    sizes left out) against that baseline; none when the run has no single baseline."""
+    sizes left out) against that baseline; none when the run has no single baseline. A pair
+    may also name two columns of a measure (omitted-3's errors after the bias shift against
+    those before it)."""
     models = ref.result["models"]
-    pairs = study_of(ref.preset)[1]
+    measures, pairs = study_of(ref.preset)
     if pairs:
-        return {m: b for m, b in pairs.items() if m in models and b in models}
+        names = set(models).union(*(m.values(ref.result) for m in measures))
+        return {m: b for m, b in pairs.items() if m in names and b in names}
     base = [m for m, s in models.items() if s.get("role") == "baseline"]
     if len(base) != 1:
         return {}

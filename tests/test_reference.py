@@ -872,3 +872,29 @@ def test_a_seed_study_is_drawn_seed_by_seed_with_its_mean_spread_and_the_papers(
         given = table.loc["paper"].tolist()
         assert [y == y for y in papers[0].y] == [g == g for g in given]
     assert (fig.layout.yaxis.type == "log") == log
+
+
+HELD_OUT = {"after (bias chosen on held-out images)": "before the shift"}
+
+
+@pytest.mark.parametrize(
+    "preset,measure,pairs",
+    [
+        ("omitted-3", BIAS_ERRORS, {**HELD_OUT, "on 3s, after (held-out)": "on 3s, before"}),
+        ("only-7-8", BIAS_PERCENT, HELD_OUT),
+        (
+            "deit-mnist",
+            TEST_ERRORS,
+            dict.fromkeys(("vit_deit_hard", "vit_deit_soft"), "vit_no_teacher"),
+        ),
+    ],
+)
+def test_a_seed_study_may_pair_columns_of_a_measure_not_only_models(preset, measure, pairs):
+    """A bias demonstration compares its student after the shift with itself before it, seed
+    by seed; the DeiT students, whose token makes them another architecture, the plain ViT."""
+    ref = load_references()[0][preset]
+    rows = load_seed_study(ref)
+    wins = seed_wins(ref, rows, measure)
+    assert {m: b for m, (b, _) in wins.items()} == pairs
+    for m, (b, k) in wins.items():  # counted from the rows themselves
+        assert k == sum(row_values(r, measure)[m] < row_values(r, measure)[b] for r in rows)
