@@ -182,6 +182,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("mode", "preset", "profile", "run"),
     ),
     PageInfo(
+        "reproductions",
+        "Every result, seed by seed",
+        "Experiments",
+        ":material/fact_check:",
+        "reproductions.py",
+        ("fam",),
+    ),
+    PageInfo(
         "runs",
         "Run history",
         "Experiments",
@@ -362,3 +370,30 @@ DRAWN_ON: dict[str, MapLink] = {
     **{v: MapLink("language-models", None, (("view", v),)) for v in _LM_PRESETS},
     **{m: MapLink("modes", None, (("mode", m),)) for m in _MODE_PRESETS},
 }
+
+# The presets drawn in the lab itself, by the family of the field they belong to.
+LAB_DRAWN: dict[str, str] = {
+    **dict.fromkeys(
+        ("hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep", "alpha-sweep"),
+        "Response-based",
+    ),
+    **dict.fromkeys(("similarity-mnist", "crd-mnist"), "Relation-based"),
+}
+
+
+def preset_home(name: str) -> tuple[MapLink, str] | None:
+    """Where a preset's run is drawn in full (its page, or the lab opened on it) and the family
+    of the field it belongs to (the page's sidebar group); None for an unknown preset."""
+    if name in DRAWN_ON:
+        link = DRAWN_ON[name]
+        return link, page(link.slug).family
+    if name in LAB_DRAWN:
+        return MapLink("lab", None, (("preset", name),)), LAB_DRAWN[name]
+    return None
+
+
+def families() -> list[str]:
+    """The families of the field, in the sidebar's order (the groups of the concept pages)."""
+    return list(
+        dict.fromkeys(p.family for p in PAGES if p.family not in ("Start here", "Experiments"))
+    )
