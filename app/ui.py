@@ -666,9 +666,21 @@ def _png(data: Dataset, index: int) -> bytes:
 PRESENT_FONT = 16  # chart text in presenter mode, against the template's 13 (pages at 20 px)
 
 
+def chart_config(key: str | None) -> dict:
+    """Plotly's mode bar cut to one button, shown on hover: save the chart as a PNG at twice
+    its size, for a slide, named after the chart (its widget key: ``grid-hinton-mnist.png``)."""
+    return {
+        "displayModeBar": "hover",
+        "displaylogo": False,
+        "modeBarButtons": [["toImage"]],
+        "toImageButtonOptions": {"format": "png", "scale": 2, "filename": key or "kd-chart"},
+    }
+
+
 def plot(fig, **kw) -> None:
-    """Every chart goes through here: our template (not Streamlit's theme), no mode bar. In
-    presenter mode its text is larger, as the page's is (a copy: a cached figure stays as is)."""
+    """Every chart goes through here: our template (not Streamlit's theme), and of Plotly's
+    mode bar only the button that saves it as a picture. In presenter mode its text is larger,
+    as the page's is (a copy: a cached figure stays as is)."""
     from app.present import STATE
 
     if st.session_state.get(STATE, False):
@@ -676,7 +688,7 @@ def plot(fig, **kw) -> None:
         layout = dict(spec.get("layout") or {})
         layout["font"] = {**(layout.get("font") or {}), "size": PRESENT_FONT}
         fig = {**spec, "layout": layout}
-    st.plotly_chart(fig, theme=None, config={"displayModeBar": False}, **kw)
+    st.plotly_chart(fig, theme=None, config=chart_config(kw.get("key")), **kw)
 
 
 def show_code(*objects: Any, title: str = "The real code") -> None:

@@ -87,6 +87,29 @@ def test_every_page_reads_whole_in_presenter_mode_on_a_projector(browser, server
         page.close()
 
 
+def test_a_chart_saves_as_a_png_named_after_it(browser, server):
+    """For a slide: hovering a chart shows one button, which saves it as a PNG named after the
+    chart (its key), drawn at twice its size."""
+    page = open_page(browser, f"{server}/reproductions", {"width": 1400, "height": 1200})
+    try:
+        chart = page.locator("[data-testid='stPlotlyChart']").first
+        chart.scroll_into_view_if_needed()
+        chart.hover()
+        buttons = chart.locator(".modebar-btn")
+        assert buttons.count() == 1 and buttons.first.get_attribute("data-title") == (
+            "Download plot as a PNG"
+        )
+        with page.expect_download() as saved:
+            buttons.first.click()
+        assert saved.value.suggested_filename == "grid-hinton-mnist.png"
+        data = saved.value.path().read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width = int.from_bytes(data[16:20], "big")  # the IHDR's width: twice the chart's
+        assert abs(width - 2 * chart.bounding_box()["width"]) <= 4, width
+    finally:
+        page.close()
+
+
 def test_temperature_chart_moves_while_the_slider_is_dragged(browser, server):
     """The temperature page's own slider (a component, app/components/tslider.py): the bars,
     the metrics and the sentence move while the button is held; on release the T is in the URL.
