@@ -165,3 +165,10 @@ def test_the_readme_counts_the_comparisons_shipped(every):
         f"Of the {len(every)} comparisons shipped, the method did better at most seeds in {most} "
         f"and at every seed in {whole}."
     ) in readme
+
+
+def test_without_shipped_runs_the_page_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_REFERENCE_DIR", str(tmp_path / "nothing-here"))
+    at = _page()
+    assert [i.value for i in at.info] == ["No shipped seed study in this family."]
+    assert not at.get("plotly_chart") and not at.dataframe
