@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 import plotly.graph_objects as go
 import streamlit as st
 
+from app.catalog import preset_home
 from app.figures import LEGEND_BELOW, TEMPLATE
 from app.preset_views import LINE_COLOUR
 from app.seed_sweeps import SEED_LINE, show_sweep_seeds, sweep_seeds_figure
-from app.ui import MISSING, plot
+from app.ui import MISSING, page_link, plot
 from kdcore.reference import (
     Reference,
     load_references,
@@ -174,6 +175,10 @@ def show_seed_study(ref: Reference, rows: list[dict] | None = None) -> None:
                 with tab:
                     _seed_table(ref, rows, m)
     _seed_caption(ref, rows)
+    home = preset_home(ref.preset)
+    if n > 1 and home is not None:  # this result beside the others of its family
+        family = home[1]
+        page_link("reproductions", f"Every result, seed by seed: {family}", {"fam": family})
 
 
 def _seed_caption(ref: Reference, rows: list[dict]) -> None:

@@ -22,7 +22,7 @@ from app.reproduction_views import (
 )
 from kdcore.presets import PRESETS
 from kdcore.reference import load_references, load_seed_study, row_values, seed_wins
-from tests.apptest import plotly_array, run_page
+from tests.apptest import PAGES, plotly_array, run_page
 
 TIMEOUT = 120
 
@@ -172,3 +172,15 @@ def test_without_shipped_runs_the_page_says_so_in_one_line(tmp_path, monkeypatch
     at = _page()
     assert [i.value for i in at.info] == ["No shipped seed study in this family."]
     assert not at.get("plotly_chart") and not at.dataframe
+
+
+def test_a_seed_study_links_its_family_on_this_page(store_path, monkeypatch):
+    monkeypatch.delenv("KD_REFERENCE_DIR", raising=False)  # the shipped runs
+    at = AppTest.from_file(str(PAGES / "lab.py"), default_timeout=TIMEOUT)
+    at.query_params["preset"] = "born-again"
+    at.run()
+    assert not at.exception
+    links = [m.value for m in at.markdown if m.value.startswith("[Every result, seed by seed")]
+    assert links == [
+        "[Every result, seed by seed: Training modes](/reproductions?fam=Training+modes)"
+    ]
