@@ -103,3 +103,8 @@ st.caption(
     "teach each other. Self: a network distils into itself (later generations, or deep layers "
     "teaching shallow ones)."
 )
+st.markdown(
+    "Every result these pages show was run again at other seeds, so you can see how far one "
+    "run can be trusted: which hold at every seed, and which turn with the seed."
+)
+ui.page_link("reproductions")
