@@ -70,8 +70,8 @@ def comparisons(refs: dict[str, Reference]) -> list[Comparison]:
             continue
         measure = preset.seed_measures[0]
         paper = measure.paper_values(preset.paper)
+        vals = [row_values(r, measure) for r in rows]
         for model, (base, _) in seed_wins(ref, rows, measure).items():
-            vals = [row_values(r, measure) for r in rows]
             out.append(
                 Comparison(
                     name,
@@ -173,7 +173,7 @@ def grid_figure(comps: list[Comparison]) -> go.Figure:
     for c in comps:
         digits = c.measure.digits
         z.append([(g > 0) - (g < 0) for g in c.gains])
-        text.append([signed(g * factor, c.whole) for g in c.gains])
+        text.append([signed(g if c.whole else g * factor, c.whole) for g in c.gains])
         hover.append(
             [
                 f"seed {s}: {c.model} {figure_of(v, c.whole, digits)}, "
