@@ -22,8 +22,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app import catalog
-from app.catalog import DRAWN_ON
+from app.catalog import DRAWN_ON, page
 from app.figures import LEGEND_BELOW, TEMPLATE, epoch_ticks
 from app.ui import MISSING, PARAMS_COLUMN, page_link, plot
 from kdcore.presets import PRESETS, digits_label
@@ -360,7 +359,7 @@ def drawn_on(name: str) -> None:
     with the figures the tables here leave out; nothing for a preset drawn only here."""
     link = DRAWN_ON.get(name)
     if link is not None:
-        title = catalog.page(link.slug).title
+        title = page(link.slug).title
         page_link(link.slug, f"Explained and drawn in full: {title}", dict(link.query))
 
 
