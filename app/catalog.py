@@ -67,7 +67,18 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/call_split:",
         "dkd.py",
-        ("digit", "idx", "alpha", "beta", "T", "ep_dkd", "sure", "ep_dist", "ep_stronger"),
+        (
+            "digit",
+            "idx",
+            "alpha",
+            "beta",
+            "T",
+            "ep_dkd",
+            "sure",
+            "ep_dist",
+            "ep_stronger",
+            "ep_zscore",
+        ),
     ),
     PageInfo(
         "label-smoothing",
@@ -234,6 +245,7 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
+        "logit standardisation (Sun 2024), "
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
@@ -355,6 +367,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "dkd-mnist": MapLink("dkd"),
     "dist-mnist": MapLink("dkd"),
     "dist-stronger": MapLink("dkd"),
+    "zscore-mnist": MapLink("dkd"),
     "smooth-teacher": MapLink("label-smoothing"),
     "zero-shot-mnist": MapLink("zero-shot"),
     "consistent-teaching": MapLink("consistent-teaching"),

@@ -7,7 +7,20 @@ parameters, a thin distiller), one entry here, one test file and one page sectio
 
 from __future__ import annotations
 
-from .losses import attention, crd, deit, dist, dkd, fitnets, kd, modes, nst, rkd, similarity
+from .losses import (
+    attention,
+    crd,
+    deit,
+    dist,
+    dkd,
+    fitnets,
+    kd,
+    modes,
+    nst,
+    rkd,
+    similarity,
+    zscore,
+)
 from .method import Method
 
 METHODS: dict[str, Method] = {}
@@ -128,6 +141,16 @@ register(
         summary="The teacher's class probabilities matched only up to scale and shift: their "
         "Pearson correlation with the student's, per example (inter-class) and per class over "
         "the batch (intra-class).",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "zscore", "Logit standardisation (z-scored KD)", "response",
+        "Sun, Ren, Li, Wang & Cao 2024 (CVPR), arXiv:2403.01427", zscore.ZScoreParams,
+        lambda p, probe: zscore.ZScoreKD(p),
+        summary="KD on each example's z-scored logits: the teacher's logits taught up to their "
+        "mean and spread, so the student need not match their size.",
     )
 )  # fmt: skip
 

@@ -11,8 +11,10 @@ from app import lab_ui, ui
 from app.dist_views import show_stronger
 from app.figures import COLORS
 from app.relation_figures import accuracy_curves_figure, dkd_scatter_figure, probabilities_figure
+from app.zscore_views import PAPER_LINE, show_zscore
 from kdcore.losses.dist import pearson_distance, relations, toward_uniform
 from kdcore.losses.dkd import dkd_loss, dkd_parts, kd_per_example, teacher_target_prob
+from kdcore.losses.zscore import zscore_kd_loss
 
 SHOWN = 2000  # test images in the scatter (all 10,000 go into the means)
 PRESET = "dkd-mnist"
@@ -186,4 +188,8 @@ ui.prose(
 )
 show_stronger(queue)
 
-ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations)
+st.header("Logit standardisation: KD on z-scores")
+show_zscore(i, T, a)
+stored(queue, "zscore-mnist", "zscore", ("ep_zscore", "run_zscore"), PAPER_LINE)
+
+ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations, zscore_kd_loss)
