@@ -45,7 +45,17 @@ ZSCORE_PRESET = register(
         "epochs; this is a 300-300 MLP teacher and a 30-30 MLP student on MNIST for a few "
         "epochs, so only the ordering of hard labels, KD and the z-scored KD can be compared. "
         "The weights are the official code's CIFAR-100 settings (τ = 2, KD weight 9, "
-        "cross-entropy 0.1), not tuned here; plain KD keeps the other presets' T = 4, α = 0.9.",
+        "cross-entropy 0.1), not tuned here; plain KD keeps the other presets' T = 4, α = 0.9. "
+        "In the shipped run (seed 0, the long profile) the z-scored KD makes 239 test errors "
+        "against 308 on hard labels and 244 by KD; over five seeds (the table under the run) "
+        "247.6 against 285.6 and 238.4: ahead of hard labels at 4 seeds of 5 (level at the "
+        "fifth) and of KD at 3, behind it on average by the two seeds where it trained worst "
+        "(253 and 282 errors). The paper's case is a student whose logits cannot reach the "
+        "size of its teacher's; of the DKD page's demo models (the logit-spread chart), the "
+        "30-30 student's logits spread a little less than the 300-300 teacher's: a median σ of "
+        "4.6 against 5.5 over the test images.",
+        # the paper's claim: the z-score improves on KD itself
+        seed_pairs={"student_kd": "student_hard", "student_zscore": "student_kd"},
         profiles={"long": LONG_PROFILE},
         profile_notes=LONG_NOTE,
     )

@@ -126,9 +126,10 @@ def test_dkd_page_shows_the_identity_for_the_chosen_image(no_shipped, store_path
     m = {k: float(v) for k, v in _metrics(at).items() if not v.endswith("%")}
     p_t, tckd, nckd = m["p_t (teacher, at T)"], m["T²·TCKD"], m["T²·NCKD"]
     assert m["T²·KD"] == pytest.approx(tckd + (1 - p_t) * nckd, abs=2e-3)
-    assert _charts(at) == ["scatter", "dist_probs"]  # no run of either preset yet
-    assert "No completed dkd-mnist" in at.info[0].value
+    assert _charts(at) == ["scatter", "dist_probs", "zscore_logits", "zscore_spread"]
+    assert "No completed dkd-mnist" in at.info[0].value  # no run of any preset yet
     assert "No completed dist-mnist" in at.info[1].value
+    assert "No completed zscore-mnist" in at.info[-1].value
     before = _metrics(at)
     at.slider(key="T").set_value(8.0).run()
     assert not at.exception and _metrics(at) != before
@@ -226,3 +227,38 @@ def test_dist_section_shows_kl_moving_where_dist_stays_at_zero(no_shipped, store
     assert list(map(float, _values(probs[2]["y"]))) == pytest.approx(want.tolist(), abs=1e-6)
     at.slider(key="sure").set_value(1.0).run()  # the teacher itself: KL 0 too
     assert abs(at.table[0].value.loc["the teacher, less sure"]["T²·KL"]) < 1e-5
+
+
+def test_zscore_section_shows_kd_asking_for_size_where_the_zscore_does_not(no_shipped, store_path):
+    """The chosen image's logits as they are and z-scored, their σ (each model's own temperature
+    τ·σ), and over the test set KD against the z-scored loss: for the teacher's logits resized
+    the second is 0, the first is not."""
+    import torch
+
+    from app.ui import load_demo, models_dir
+    from kdcore.losses.kd import kd_loss
+    from kdcore.losses.zscore import standardise, zscore_kd_loss
+    from kdcore.presets import PRESETS
+
+    at = _page("dkd.py", sure="0.5", T="2", digit="5", idx="3")
+    bundle = load_demo(str(models_dir()))
+    t, s = bundle.teacher_logits, bundle.student_logits
+    table = at.table[1].value
+    resized, demo = table.loc["the teacher's logits × 0.5"], table.loc["demo student"]
+    assert resized["T²·KL"] > 0.05 and abs(resized["τ²·KL, z-scored"]) < 1e-5
+    assert demo["T²·KL"] == pytest.approx(float(kd_loss(s, t, 2.0)), rel=1e-4)
+    assert demo["τ²·KL, z-scored"] == pytest.approx(float(zscore_kd_loss(s, t, 2.0)), rel=1e-4)
+    bars = json.loads(next(c.proto.spec for c in at.get("plotly_chart")
+                           if c.key == "zscore_logits"))["data"]  # fmt: skip
+    assert [b["name"] for b in bars] == ["teacher", "demo student"] * 2
+    row = torch.tensor(list(map(float, _values(bars[0]["y"]))))
+    index = int((t - row).abs().sum(1).argmin())  # the chosen image
+    assert torch.allclose(t[index], row, atol=1e-4)
+    z = list(map(float, _values(bars[2]["y"])))
+    assert z == pytest.approx(standardise(t[index : index + 1].double())[0].tolist(), abs=1e-5)
+    sd = float(t[index].std())
+    m = _metrics(at)
+    assert float(m["σ of the teacher's logits"]) == pytest.approx(sd, abs=5e-3)
+    # the preset's text quotes these demo models' median logit spreads
+    med = [float(x.std(1).median()) for x in (s, t)]
+    assert f"a median σ of {med[0]:.1f} against {med[1]:.1f}" in PRESETS["zscore-mnist"].differences
