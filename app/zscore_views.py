@@ -70,8 +70,9 @@ def spread_figure(logits: dict[str, np.ndarray], marked: int) -> go.Figure:
                height=320, barmode="overlay", legend=LEGEND_BELOW)  # fmt: skip
     for name, z in logits.items():
         sd = z.std(axis=1, ddof=1)
+        # one set of bins for both models (bingroup), so their bars line up
         fig.add_histogram(x=sd, name=name, marker_color=WHO[name], opacity=0.6, nbinsx=60,
-                          hovertemplate="σ %{x}: %{y} images<extra></extra>")  # fmt: skip
+                          bingroup=1, hovertemplate="σ %{x}: %{y}<extra></extra>")  # fmt: skip
         fig.add_vline(x=float(sd[marked]), line=dict(color=WHO[name], width=2, dash="dot"))
     return fig
 
