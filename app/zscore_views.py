@@ -103,8 +103,9 @@ def show_zscore(index: int, T: float, a: float) -> None:
         "section's share) rank the digits as the teacher does, only less surely: KD still "
         "counts it a miss, the z-scored loss does not."
     )
-    st.latex(
-        r"\mathcal Z(z) = \frac{z - \bar z}{\sigma(z)},\quad \mathcal L = \tau^2\,\mathrm{KL}"
-        r"\big(\mathrm{softmax}(\mathcal Z(v)/\tau)\,\|\,\mathrm{softmax}(\mathcal Z(z)/\tau)"
-        r"\big)"
+    st.latex(  # in lines: written whole it was shrunk below a readable size on a phone
+        r"\begin{gathered}\mathcal Z(z) = \frac{z - \bar z}{\sigma(z)}\\"
+        r"p = \mathrm{softmax}\big(\mathcal Z(v)/\tau\big),\quad"
+        r"q = \mathrm{softmax}\big(\mathcal Z(z)/\tau\big)\\"
+        r"\mathcal L = \tau^2\,\mathrm{KL}(p\,\|\,q)\end{gathered}"
     )
