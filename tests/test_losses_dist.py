@@ -10,7 +10,6 @@ by column (intra-class), each averaged and times τ².
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,12 +17,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdcore.data import load_mnist, per_class
 from kdcore.distill import distill, probe
 from kdcore.losses.dist import dist_parts, pearson_distance
 from kdcore.methods import METHODS
 from kdcore.models import build_model
 from kdcore.train import Batch, TrainConfig
+from tests.tiny_mnist import few_per_class
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -95,9 +94,7 @@ def test_zero_for_equal_logits_and_positive_otherwise():
 
 @pytest.fixture(scope="module")
 def small():
-    mnist = load_mnist()
-    x, y = per_class(mnist.x_train, mnist.y_train, 20, seed=0)
-    return replace(mnist.with_train(x, y), x_test=mnist.x_test[:500], y_test=mnist.y_test[:500])
+    return few_per_class()
 
 
 def test_registered_and_its_parts_equal_the_pure_function(small):

@@ -10,20 +10,19 @@ temperature τ: τ² KL(teacher ‖ student), the batch mean.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdcore.data import load_mnist, per_class
 from kdcore.distill import distill, probe
 from kdcore.losses.kd import kd_loss
 from kdcore.losses.zscore import standardise, zscore_kd_loss
 from kdcore.methods import METHODS
 from kdcore.models import build_model
 from kdcore.train import Batch, TrainConfig
+from tests.tiny_mnist import few_per_class
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -104,9 +103,7 @@ def test_zero_for_equal_logits_and_positive_otherwise():
 
 @pytest.fixture(scope="module")
 def small():
-    mnist = load_mnist()
-    x, y = per_class(mnist.x_train, mnist.y_train, 20, seed=0)
-    return replace(mnist.with_train(x, y), x_test=mnist.x_test[:500], y_test=mnist.y_test[:500])
+    return few_per_class()
 
 
 def test_registered_with_the_official_settings_and_its_parts_equal_the_pure_function(small):

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from kdcore import presets_modes
-from kdcore.data import load_mnist, per_class
 from kdcore.distill import build_distiller, distill
 from kdcore.losses.kd import kd_loss
 from kdcore.losses.modes import (
@@ -36,7 +34,7 @@ from kdcore.models import build_model
 from kdcore.presets import PRESETS, run_preset
 from kdcore.runner import RunContext, resolve
 from kdcore.train import Batch, TrainConfig, fit
-from tests.tiny_mnist import write_tiny_mnist
+from tests.tiny_mnist import few_per_class, write_tiny_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -48,9 +46,7 @@ MODE_PRESETS = ("mutual-learning", "online-features", "mutual-contrastive", "bor
 @pytest.fixture(scope="module")
 def small():
     """20 training images per class, the first 300 test images."""
-    mnist = load_mnist()
-    x, y = per_class(mnist.x_train, mnist.y_train, 20, seed=0)
-    return replace(mnist.with_train(x, y), x_test=mnist.x_test[:300], y_test=mnist.y_test[:300])
+    return few_per_class(n_test=300)
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

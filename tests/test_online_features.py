@@ -6,14 +6,12 @@ paper's cycle of peers, the L1 baseline, the trainer's step, and the preset on a
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdcore.data import load_mnist, per_class
 from kdcore.losses.modes import mutual_learning_parts
 from kdcore.losses.online_features import (
     FeatureDiscriminator,
@@ -29,6 +27,7 @@ from kdcore.losses.online_features import (
 from kdcore.models import build_model
 from kdcore.presets import PRESETS, run_preset
 from kdcore.train import Batch, TrainConfig, fit
+from tests.tiny_mnist import few_per_class
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -38,9 +37,7 @@ scores = st.lists(st.floats(-3, 3, allow_nan=False), min_size=1, max_size=16)
 @pytest.fixture(scope="module")
 def small():
     """20 training images per class, the first 300 test images."""
-    mnist = load_mnist()
-    x, y = per_class(mnist.x_train, mnist.y_train, 20, seed=0)
-    return replace(mnist.with_train(x, y), x_test=mnist.x_test[:300], y_test=mnist.y_test[:300])
+    return few_per_class(n_test=300)
 
 
 def test_the_least_squares_terms_by_hand():

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 
 import pytest
 import torch
 
 from kdcore import geometry
-from kdcore.data import load_mnist, per_class
 from kdcore.distill import build_distiller, distill, probe
 from kdcore.lab import configure
 from kdcore.losses.crd import crd_infonce_loss, crd_infonce_loss_shared
@@ -23,7 +21,7 @@ from kdcore.models import build_model
 from kdcore.presets import PRESETS, run_preset
 from kdcore.runner import RUNNERS
 from kdcore.train import Batch, TrainConfig
-from tests.tiny_mnist import write_tiny_mnist
+from tests.tiny_mnist import few_per_class, write_tiny_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -34,9 +32,7 @@ RELATION_PRESETS = ("rkd-mnist", "similarity-mnist", "crd-mnist", "dkd-mnist")
 @pytest.fixture(scope="module")
 def small():
     """20 training images per class, the first 500 test images."""
-    mnist = load_mnist()
-    x, y = per_class(mnist.x_train, mnist.y_train, 20, seed=0)
-    return replace(mnist.with_train(x, y), x_test=mnist.x_test[:500], y_test=mnist.y_test[:500])
+    return few_per_class()
 
 
 def _models(method: str):

@@ -1,15 +1,27 @@
 """A small slice of the bundled MNIST written as IDX files, so preset tests run the real code
-path (``load_dataset("mnist", data_dir=...)``) in a second instead of a minute."""
+path (``load_dataset("mnist", data_dir=...)``) in a second instead of a minute; and the same in
+memory for the method tests (:func:`few_per_class`)."""
 
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from kdcore.data import MNIST_FILES, load_mnist
+from kdcore.data import MNIST_FILES, Dataset, load_mnist, per_class
+
+
+def few_per_class(per: int = 20, n_test: int = 500) -> Dataset:
+    """``per`` training images of each digit (the first, by seed 0) and the first ``n_test``
+    test images of the bundled MNIST: one epoch of a method in a second."""
+    mnist = load_mnist()
+    x, y = per_class(mnist.x_train, mnist.y_train, per, seed=0)
+    return replace(
+        mnist.with_train(x, y), x_test=mnist.x_test[:n_test], y_test=mnist.y_test[:n_test]
+    )
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
