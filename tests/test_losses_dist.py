@@ -17,11 +17,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdcore.distill import distill, probe
 from kdcore.losses.dist import dist_parts, pearson_distance
 from kdcore.methods import METHODS
-from kdcore.models import build_model
-from kdcore.train import Batch, TrainConfig
+from tests.logit_methods import one_epoch_losses, parts_on_logits
 from tests.tiny_mnist import few_per_class
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -100,14 +98,8 @@ def small():
 def test_registered_and_its_parts_equal_the_pure_function(small):
     m = METHODS["dist"]
     assert m.family == "response" and "arXiv:2205.10536" in m.citation
-    p = m.make_params({"beta": 2.0, "gamma": 0.5, "tau": 4.0})
-    torch.manual_seed(0)
-    student, teacher = build_model("mlp-30"), build_model("mlp-100")
-    d = m.build(p, probe(student, teacher, small))
     s, t, y = torch.randn(16, 10) * 3, torch.randn(16, 10) * 3, torch.randint(0, 10, (16,))
-    out = student.forward_features(small.x_train[:16])
-    out.logits = s
-    parts = d(out, {"logits": t}, Batch(small.x_train[:16], y, torch.arange(16)))
+    parts = parts_on_logits("dist", {"beta": 2.0, "gamma": 0.5, "tau": 4.0}, small, s, t, y)
     inter, intra = dist_parts(s, t, 4.0)
     assert torch.allclose(parts["inter"], 2.0 * inter)
     assert torch.allclose(parts["intra"], 0.5 * intra)
@@ -115,11 +107,4 @@ def test_registered_and_its_parts_equal_the_pure_function(small):
 
 
 def test_trains_one_epoch_with_finite_parts(small):
-    torch.manual_seed(0)
-    student, teacher = build_model("mlp-30"), build_model("mlp-100")
-    cfg = TrainConfig(epochs=1, batch_size=50, lr=0.05, seed=0, grad_clip=5.0)
-    result = distill(student, teacher, small, cfg, "dist")
-    assert result.ok, result.message
-    losses = result.history[-1].losses
-    assert {"ce", "inter", "intra"} <= set(losses)
-    assert all(math.isfinite(v) for v in losses.values()), losses
+    assert {"ce", "inter", "intra"} <= set(one_epoch_losses("dist", small))

@@ -16,12 +16,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdcore.distill import distill, probe
 from kdcore.losses.kd import kd_loss
 from kdcore.losses.zscore import standardise, zscore_kd_loss
 from kdcore.methods import METHODS
-from kdcore.models import build_model
-from kdcore.train import Batch, TrainConfig
+from tests.logit_methods import one_epoch_losses, parts_on_logits
 from tests.tiny_mnist import few_per_class
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -111,24 +109,12 @@ def test_registered_with_the_official_settings_and_its_parts_equal_the_pure_func
     assert m.family == "response" and "arXiv:2403.01427" in m.citation
     default = m.make_params({})
     assert (default.tau, default.kd_weight, default.ce_weight) == (2.0, 9.0, 0.1)
-    p = m.make_params({"tau": 4.0, "kd_weight": 3.0, "ce_weight": 0.5})
-    torch.manual_seed(0)
-    student, teacher = build_model("mlp-30"), build_model("mlp-100")
-    d = m.build(p, probe(student, teacher, small))
     s, t, y = torch.randn(16, 10) * 3, torch.randn(16, 10) * 3, torch.randint(0, 10, (16,))
-    out = student.forward_features(small.x_train[:16])
-    out.logits = s
-    parts = d(out, {"logits": t}, Batch(small.x_train[:16], y, torch.arange(16)))
+    params = {"tau": 4.0, "kd_weight": 3.0, "ce_weight": 0.5}
+    parts = parts_on_logits("zscore", params, small, s, t, y)
     assert torch.allclose(parts["kd"], 3.0 * zscore_kd_loss(s, t, 4.0))
     assert torch.allclose(parts["ce"], 0.5 * torch.nn.functional.cross_entropy(s, y))
 
 
 def test_trains_one_epoch_with_finite_parts(small):
-    torch.manual_seed(0)
-    student, teacher = build_model("mlp-30"), build_model("mlp-100")
-    cfg = TrainConfig(epochs=1, batch_size=50, lr=0.05, seed=0, grad_clip=5.0)
-    result = distill(student, teacher, small, cfg, "zscore")
-    assert result.ok, result.message
-    losses = result.history[-1].losses
-    assert {"ce", "kd"} <= set(losses)
-    assert all(math.isfinite(v) for v in losses.values()), losses
+    assert {"ce", "kd"} <= set(one_epoch_losses("zscore", small))
