@@ -661,3 +661,28 @@ def test_the_consistent_teaching_text_quotes_its_shipped_run_and_five_seeds():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert f"function matching **{errors[4]}**;" in readme
     assert f"function matching **{mean[4]:.1f} (" in readme
+
+
+def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
+    from pathlib import Path
+
+    ref = load_references()[0]["zscore-mnist"]
+    rows = load_seed_study(ref)
+    errors = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in errors}
+    sd = statistics.stdev(r["errors"]["student_zscore"] for r in rows)
+    beat_hard = sum(r["errors"]["student_zscore"] < r["errors"]["student_hard"] for r in rows)
+    level = sum(r["errors"]["student_zscore"] == r["errors"]["student_hard"] for r in rows)
+    beat_kd = dict(seed_wins(ref, rows))["student_zscore"][1]  # its study compares it with KD
+    text = " ".join(PRESETS["zscore-mnist"].differences.split())
+    said = (f"the z-scored KD makes {errors['student_zscore']} test errors against "
+            f"{errors['student_hard']} on hard labels and {errors['student_kd']} by KD; over five "
+            f"seeds (the table under the run) {mean['student_zscore']:.1f} against "
+            f"{mean['student_hard']:.1f} and {mean['student_kd']:.1f}: ahead of hard labels at "
+            f"{beat_hard} seeds of 5 (level at the fifth) and of KD at {beat_kd}")  # fmt: skip
+    assert said in text and level == 1
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"| `zscore-mnist` | z-scored KD {mean['student_zscore']:.1f} ({sd:.1f}) |" in readme
+    assert f"z-scored KD **{errors['student_zscore']}** (the same teacher {errors['teacher']}" in (
+        readme
+    )
