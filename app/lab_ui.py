@@ -1043,6 +1043,30 @@ def stored_or_offer(
     return None
 
 
+def stored_students(
+    queue: JobQueue | None, preset: str, method: str, cost: str, keys: tuple[str, str], paper: str
+) -> None:
+    """A student-against-baselines preset's stored run (:func:`stored_or_offer`): the hard-label,
+    KD and ``method`` students' errors and accuracy curves, with ``paper``'s line under them
+    (``keys``: the epochs box's and the button's)."""
+    from app.relation_figures import accuracy_curves_figure
+
+    run = stored_or_offer(queue, preset, cost, *keys)
+    if run is None or not run.result:
+        return
+    models = run.result.get("models", {})
+    names = [n for n in ("student_hard", "student_kd", f"student_{method}") if n in models]
+    cols = st.columns(len(names) or 1)
+    for col, name in zip(cols, names, strict=False):
+        acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
+        # the accuracy under the errors is a label, not a change: grey, no arrow
+        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
+                   delta_arrow="off")  # fmt: skip
+    ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{method}")
+    st.caption(f"{run_name(run)}: {describe(run)}. {paper}")
+    why_differs(preset)
+
+
 def _offer(queue, name, cost, epochs_key, button_key, **epochs_kw) -> None:
     """An epochs control, the cost and a button that queues a run of preset ``name``; the page
     then reruns, showing it live."""

@@ -17,6 +17,7 @@ from .losses import (
     kd,
     modes,
     nst,
+    pkt,
     rkd,
     similarity,
     zscore,
@@ -105,6 +106,14 @@ register(
         similarity.SimilarityPreserving,
         summary="Which examples of the batch the teacher finds alike: its B × B table of "
         "row-normalised similarities.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "pkt", "Probabilistic knowledge transfer", "relation",
+        "Passalis & Tefas 2018 (ECCV), arXiv:1803.10837", pkt.PKTParams, pkt.PKT,
+        summary="Who is whose neighbour in the teacher's embedding: each example's probability "
+        "distribution over the others of the batch, from their cosine similarities.",
     )
 )  # fmt: skip
 register(

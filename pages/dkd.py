@@ -10,7 +10,7 @@ import torch
 from app import lab_ui, ui
 from app.dist_views import show_stronger
 from app.figures import COLORS
-from app.relation_figures import accuracy_curves_figure, dkd_scatter_figure, probabilities_figure
+from app.relation_figures import dkd_scatter_figure, probabilities_figure
 from app.zscore_views import PAPER_LINE, show_zscore
 from kdcore.losses.dist import pearson_distance, relations, toward_uniform
 from kdcore.losses.dkd import dkd_loss, dkd_parts, kd_per_example, teacher_target_prob
@@ -56,26 +56,6 @@ def compute(T: float) -> dict:
         "kd": kd_per_example(s, t, T).numpy(),
         "p_t": teacher_target_prob(t, y, T).numpy(),
     }
-
-
-def stored(queue, preset: str, method: str, keys: tuple[str, str], paper: str) -> None:
-    """The preset's stored run: its three students' errors and accuracy curves (``keys``: the
-    epochs box's and the button's). Queued, never trained here: while a run is in flight lab_ui
-    polls it and reruns the page when it ends."""
-    run = lab_ui.stored_or_offer(queue, preset, COST, *keys)
-    if run is None or not run.result:
-        return
-    models = run.result.get("models", {})
-    names = [n for n in ("student_hard", "student_kd", f"student_{method}") if n in models]
-    cols = st.columns(len(names) or 1)
-    for col, name in zip(cols, names, strict=False):
-        acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
-        # the accuracy under the errors is a label, not a change: grey, no arrow
-        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
-                   delta_arrow="off")  # fmt: skip
-    ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{method}")
-    st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}. {paper}")
-    lab_ui.why_differs(preset)
 
 
 st.title("Decoupled KD: which part of KD carries the knowledge")
@@ -143,8 +123,9 @@ st.latex(
 
 st.header("Trained with DKD: the dkd-mnist preset")
 queue = lab_ui.optional_queue()  # or one line on why the store cannot be read, for both sections
-stored(queue, PRESET, "dkd", ("ep_dkd", "run_dkd"), "Paper (CIFAR-100, resnet32x4 → "
-       "resnet8x4): KD 73.33%, DKD 76.32% (Zhao et al. 2022, Table 6).")  # fmt: skip
+lab_ui.stored_students(queue, PRESET, "dkd", COST, ("ep_dkd", "run_dkd"), "Paper (CIFAR-100, "
+                       "resnet32x4 → resnet8x4): KD 73.33%, DKD 76.32% (Zhao et al. 2022, "
+                       "Table 6).")  # fmt: skip
 
 st.header("DIST: match the teacher up to scale and shift")
 ui.prose(
@@ -174,9 +155,9 @@ st.caption(
 st.latex(r"\begin{gathered}\mathcal L_{inter} = \frac{\tau^2}{B}\sum_i \big(1 - \rho(Y^S_{i,:}, "
          r"Y^T_{i,:})\big)\\ \mathcal L_{intra} = \frac{\tau^2}{C}\sum_j \big(1 - \rho(Y^S_{:,j}, "
          r"Y^T_{:,j})\big)\end{gathered}")  # fmt: skip
-stored(queue, "dist-mnist", "dist", ("ep_dist", "run_dist"), "Paper (ImageNet, ResNet-18 "
-       "students): KD from a ResNet-34 teacher 71.21%, DIST 72.07% (Huang et al. 2022, official "
-       "README).")  # fmt: skip
+lab_ui.stored_students(queue, "dist-mnist", "dist", COST, ("ep_dist", "run_dist"), "Paper "
+                       "(ImageNet, ResNet-18 students): KD from a ResNet-34 teacher 71.21%, DIST "
+                       "72.07% (Huang et al. 2022, official README).")  # fmt: skip
 
 st.header("DIST from stronger teachers: the dist-stronger preset")
 ui.prose(
@@ -190,6 +171,7 @@ show_stronger(queue)
 
 st.header("Logit standardisation: KD on z-scores")
 show_zscore(i, T, a)
-stored(queue, "zscore-mnist", "zscore", ("ep_zscore", "run_zscore"), PAPER_LINE)
+lab_ui.stored_students(queue, "zscore-mnist", "zscore", COST, ("ep_zscore", "run_zscore"),
+                       PAPER_LINE)  # fmt: skip
 
 ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations, zscore_kd_loss)

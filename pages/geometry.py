@@ -1,4 +1,5 @@
-"""Relations: the geometry of a batch in the teacher's and the student's embeddings (RKD)."""
+"""Relations: the geometry of a batch in the teacher's and the student's embeddings (RKD), and
+each image's neighbours as probabilities (PKT)."""
 
 import numpy as np
 import streamlit as st
@@ -6,6 +7,7 @@ import torch
 
 from app import lab_ui, ui
 from app.lab_ui import optional_queue
+from app.pkt_views import PAPER_LINE, show_pkt
 from app.relation_figures import (
     angle_histogram_figure,
     gap_figure,
@@ -14,6 +16,7 @@ from app.relation_figures import (
     pca_figure,
 )
 from kdcore import geometry
+from kdcore.losses.pkt import neighbour_probabilities, pkt_loss
 from kdcore.losses.rkd import rkd_angle_loss, rkd_distance_loss
 
 ANGLES = np.linspace(0.0, 360.0, 37)  # every 10 degrees
@@ -109,6 +112,8 @@ st.caption(
 cos = heatmap_pair(*out["cos"], ("teacher", "student"), labels, sel, zmin=-1.0, zmax=1.0,
                    colorscale="RdBu")  # fmt: skip
 ui.plot(cos, key="cos")
+st.header("Neighbours as probabilities: PKT")
+show_pkt(out["t"], out["s"], labels, sel)
 st.header("Angles in all triplets")
 st.markdown(
     f"RKD-A compares the cosine of the angle at x_i between x_j and x_k for all "
@@ -154,7 +159,8 @@ st.caption(
 st.header("During training: the rkd-mnist preset")
 COST = ("One epoch trains a 300-300 teacher (cached afterwards) and three 30-30 students: about "
         "a minute on a 2-core CPU.")  # fmt: skip
-run = lab_ui.stored_or_offer(optional_queue(), "rkd-mnist", COST, "ep_rkd", "run_rkd")
+queue = optional_queue()  # or one line on why the store cannot be read, for both sections
+run = lab_ui.stored_or_offer(queue, "rkd-mnist", COST, "ep_rkd", "run_rkd")
 if run is not None and not (run.result or {}).get("geometry"):
     ui.fallback(f"{lab_ui.run_name(run)} kept no geometry (an older version's run); run it again.")
 elif run is not None:
@@ -177,5 +183,9 @@ elif run is not None:
     ui.plot(pair, key="stored")
     lab_ui.why_differs("rkd-mnist")
 
+st.header("Trained with PKT: the pkt-mnist preset")
+lab_ui.stored_students(queue, "pkt-mnist", "pkt", COST, ("ep_pkt", "run_pkt"), PAPER_LINE)
+
 ui.show_code(geometry.distance_matrix, geometry.geometry_gap, rkd_distance_loss, rkd_angle_loss,
-             geometry.apply_transform, geometry.rkd_vs_l2)  # fmt: skip
+             geometry.apply_transform, geometry.rkd_vs_l2, neighbour_probabilities,
+             pkt_loss)  # fmt: skip

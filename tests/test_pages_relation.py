@@ -52,10 +52,11 @@ def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(no_shipped, store_
     at = _page("geometry.py", batch="random", n="32", sel="5", seed="3")
     assert at.number_input(key="sel").value == 5 and at.number_input(key="n").value == 32
     charts = at.get("plotly_chart")
-    assert len(charts) == 5  # distances, cosines, angles, PCA, invariance
+    assert _charts(at) == ["dist", "cos", "pkt", "pkt_row", "angles", "pca", "invariance"]
     dist = json.loads(charts[0].proto.spec)
     assert _z(dist["data"][0]).shape == (32, 32)
     assert "No completed rkd-mnist run" in at.info[0].value
+    assert "No completed pkt-mnist run" in at.info[1].value
     before = _metrics(at)
     at.slider(key="angle").set_value(90.0)
     at.slider(key="scale").set_value(3.0).run()
@@ -101,15 +102,64 @@ def test_geometry_page_shows_a_stored_rkd_run_with_an_epoch_slider(store_path):
     at = _page("geometry.py", n="32")
     assert any(f"Run #{run_id}" in c.value for c in at.caption)
     assert at.slider(key="epoch").value == 2
-    stored = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    stored = _spec(at, "stored")
     assert "epoch 2" in json.dumps(stored["layout"]["annotations"])
     at.slider(key="epoch").set_value(1).run()
     assert not at.exception
-    stored = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    stored = _spec(at, "stored")
     assert "epoch 1" in json.dumps(stored["layout"]["annotations"])
     assert _z(stored["data"][1])[0, 1] == 0.5
     at.button_group(key="who").set_value("student_hard").run()
-    assert "student_hard" in json.dumps(at.get("plotly_chart")[-1].proto.spec)
+    assert "student_hard" in json.dumps(_spec(at, "stored"))
+
+
+def _spec(at: AppTest, key: str) -> dict:
+    return json.loads(next(c.proto.spec for c in at.get("plotly_chart") if c.key == key))
+
+
+def test_pkt_section_draws_the_neighbour_distributions_of_the_batch(no_shipped, store_path):
+    """The heat maps are kdcore's neighbour probabilities of the demo models' embeddings (rows
+    summing to 1, the diagonal empty as in the paper, filled with the authors' self-pairs), the
+    metric is pkt_loss, the chosen image's row is drawn, and the URL sets the toggle."""
+    import torch
+
+    from app.ui import load_demo, models_dir
+    from kdcore.losses.pkt import PKT_WEIGHT, neighbour_probabilities, pkt_loss
+
+    at = _page("geometry.py", batch="random", n="40", seed="2", sel="6")
+    heat = _spec(at, "pkt")["data"]
+    p, q = _z(heat[0]), _z(heat[1])
+    assert p.shape == (40, 40) and np.allclose(p.sum(1), 1) and np.allclose(q.sum(1), 1)
+    assert np.abs(np.diag(p)).max() == 0.0
+    bundle = load_demo(str(models_dir()))
+    idx = torch.randperm(len(bundle.data.y_test), generator=torch.Generator().manual_seed(2))[:40]
+    with torch.no_grad():
+        t, s = (m.forward_features(bundle.data.x_test[idx]).features["embedding"]
+                for m in (bundle.teacher, bundle.student))  # fmt: skip
+    np.testing.assert_allclose(p, neighbour_probabilities(t).numpy(), rtol=1e-5, atol=1e-7)
+    loss = float(pkt_loss(s, t))
+    m = at.metric
+    shown = next(x for x in m if x.label == "L_PKT, demo student")
+    assert float(shown.value) == pytest.approx(loss, rel=1e-2)
+    assert f"β·L_PKT = {PKT_WEIGHT * loss:.3f}" in shown.proto.delta
+    row = _spec(at, "pkt_row")["data"]
+    assert np.allclose(list(map(float, _values(row[0]["y"]))), p[6], atol=1e-7)
+    at = _page("geometry.py", batch="random", n="40", seed="2", sel="6", self="true")
+    assert not at.exception and at.toggle(key="self").value
+    p_self = _z(_spec(at, "pkt")["data"][0])
+    assert np.diag(p_self).min() > 0 and np.allclose(p_self.sum(1), 1)
+    assert np.diag(p_self).min() >= p_self.max(1).min() - 1e-6  # an image is its likeliest
+
+
+def test_geometry_page_shows_a_stored_pkt_run(store_path):
+    errors = {"student_hard": 300, "student_kd": 250, "student_pkt": 260}
+    models = {n: {"test_errors": e, "test_accuracy": 1 - e / 1e4} for n, e in errors.items()}
+    history = {n: [{"epoch": 1, "test_accuracy": 0.97}] for n in models}
+    run_id = _fake_run(Store(store_path), "pkt-mnist", {"models": models, "history": history})
+    at = _page("geometry.py", n="32")
+    assert not at.exception and _metrics(at)["student_pkt"] == "260 errors"
+    assert any(f"Run #{run_id}" in c.value and "PKT 73.64%" in c.value for c in at.caption)
+    assert "curves_pkt" in _charts(at) and "run_pkt" not in _buttons(at)
 
 
 def _charts(at) -> list[str]:

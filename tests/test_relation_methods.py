@@ -25,8 +25,8 @@ from tests.tiny_mnist import few_per_class, write_tiny_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-RELATION = ("rkd", "similarity", "nst", "crd", "dkd")
-RELATION_PRESETS = ("rkd-mnist", "similarity-mnist", "crd-mnist", "dkd-mnist")
+RELATION = ("rkd", "similarity", "pkt", "nst", "crd", "dkd")
+RELATION_PRESETS = ("rkd-mnist", "similarity-mnist", "pkt-mnist", "crd-mnist", "dkd-mnist")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,8 @@ def test_registered_with_family_citation_and_checked_defaults():
     assert (p.alpha, p.beta, p.T) == (1.0, 8.0, 4.0)
     p = METHODS["crd"].make_params()
     assert (p.k, p.nce_t, p.weight) == (4096, 0.07, 0.8)
+    p = METHODS["pkt"].make_params()
+    assert (p.weight, p.self_pairs, p.alpha) == (30000.0, False, 0.0)
     with pytest.raises(ValueError, match=r"k\)? must be"):
         METHODS["crd"].make_params({"k": 0})
 
@@ -67,7 +69,7 @@ def test_trains_one_epoch_with_finite_parts(small, method):
     result = distill(student, teacher, small, cfg, method)
     assert result.ok, result.message
     losses = result.history[-1].losses
-    expected = {"rkd": {"rkd_d", "rkd_a"}, "similarity": {"sp"}, "nst": {"nst"},
+    expected = {"rkd": {"rkd_d", "rkd_a"}, "similarity": {"sp"}, "pkt": {"pkt"}, "nst": {"nst"},
                 "crd": {"crd"}, "dkd": {"tckd", "nckd"}}[method]  # fmt: skip
     assert expected | {"ce"} <= set(losses)
     assert all(math.isfinite(v) for v in losses.values()), losses
