@@ -37,6 +37,7 @@ def pkt_numbers(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int,
         "p": p.numpy(), "q": q.numpy(), "loss": float(pkt_loss(s, t, self_pairs)),
         "row_kl": row_kl,
         "own_digit": (float(p[sel][same].sum()), float(q[sel][same].sum())),
+        "uniform_own": float(same.sum()) / max(len(off), 1),  # the same share if p were flat
         "spread": float(p[sel][off].max() / p[sel][off].min()),
     }  # fmt: skip
 
@@ -82,7 +83,7 @@ def show_pkt(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int) -> N
               delta_arrow="off")  # fmt: skip
     c2.metric("This image's KL(p ‖ q)", f"{out['row_kl']:.2e}")
     own_t, own_s = out["own_digit"]
-    c3.metric(f"Its neighbours of its own digit ({labels[sel]})", f"{own_t:.0%} teacher",
+    c3.metric(f"Its row's share on other {labels[sel]}s", f"{own_t:.0%} teacher",
               f"{own_s:.0%} student", delta_color="off", delta_arrow="off")  # fmt: skip
     why = (  # true of ReLU embeddings (the demo models'); said only where it holds
         " These embeddings come out of a ReLU, so no two point in opposite directions: every "
@@ -95,12 +96,12 @@ def show_pkt(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int) -> N
         f"The selected image's row: its most likely neighbour under the teacher is "
         f"{out['spread']:.2f} times as likely as its least likely.{why} The targets are close "
         "to uniform (dotted: 1/(n − 1)) and their KL tiny, which is why the benchmark weights "
-        f"it by β = {PKT_WEIGHT:,.0f}. Own digit: the share of the row on the other images of "
-        "the selected image's digit."
+        f"it by β = {PKT_WEIGHT:,.0f}. Its row's share on the other images of its digit would "
+        f"be {out['uniform_own']:.0%} if the row were uniform."
     )
     st.latex(  # in lines, as the other equations: whole, a phone shrinks it below reading size
         r"\begin{gathered}K(a, b) = \tfrac12\Big(\frac{a^\top b}{\lVert a\rVert\,\lVert b\rVert}"
-        r" + 1\Big)\\ p_{j|i} = \frac{K(t_j, t_i)}{\sum_{k \ne i} K(t_k, t_i)},\quad"
+        r" + 1\Big)\\ p_{j|i} = \frac{K(t_j, t_i)}{\sum_{k \ne i} K(t_k, t_i)},\quad "
         r"q_{j|i} = \frac{K(s_j, s_i)}{\sum_{k \ne i} K(s_k, s_i)}\\"
         r"\mathcal L_{PKT} = \frac{1}{B^2}\sum_i \sum_{j \ne i} p_{j|i}"
         r"\log\frac{p_{j|i}}{q_{j|i}}\end{gathered}"

@@ -105,7 +105,7 @@ def show_zscore(index: int, T: float, a: float) -> None:
     )
     st.latex(  # in lines: written whole it was shrunk below a readable size on a phone
         r"\begin{gathered}\mathcal Z(z) = \frac{z - \bar z}{\sigma(z)}\\"
-        r"p = \mathrm{softmax}\big(\mathcal Z(v)/\tau\big),\quad"
+        r"p = \mathrm{softmax}\big(\mathcal Z(v)/\tau\big),\quad "
         r"q = \mathrm{softmax}\big(\mathcal Z(z)/\tau\big)\\"
         r"\mathcal L = \tau^2\,\mathrm{KL}(p\,\|\,q)\end{gathered}"
     )

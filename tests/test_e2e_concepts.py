@@ -285,6 +285,12 @@ EQUATIONS = """() => [...document.querySelectorAll('.katex-display')].map(d => {
     const scale = parseFloat(getComputedStyle(k).fontSize) / own;
     return {text: k.textContent.slice(0, 40), fits, scale};
 })"""
+# What KaTeX draws in its error red instead of failing: an unknown command, such as "\quadq"
+# where two raw strings were joined without a space between "\quad" and "q".
+UNKNOWN_MACROS = """() => [...document.querySelectorAll('.katex-error, .katex [style*="color"]')]
+    .filter(e => e.classList.contains('katex-error')
+                 || getComputedStyle(e).color === 'rgb(204, 0, 0)')
+    .map(e => e.textContent)"""
 PHONE = {"width": 390, "height": 844}
 # Buttons of segmented controls and pills drawn past the right edge of the screen (a strip that
 # scrolls sideways hid digits 8 and 9 on a phone).
@@ -297,14 +303,15 @@ CUT_BUTTONS = """() => [...document.querySelectorAll("[data-testid='stButtonGrou
 @pytest.mark.parametrize(
     "slug", ["temperature", "kd-loss", "dkd", "label-smoothing", "zero-shot",
              "consistent-teaching", "deit",
-             "language-models", "attention-relations", "speculative", "relations", "projector",
-             "features", "modes"],
+             "language-models", "attention-relations", "hidden-states", "distilbert",
+             "speculative", "relations", "projector", "features", "modes"],
 )  # fmt: skip
 def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
     """KaTeX does not wrap: at 390 px each display equation is drawn whole (the router's script
     shrinks one that is wider than its column), and at no less than 70% of its size, so a long
     one is broken into lines where it is written rather than shrunk out of reading. Every button
-    of a one-of-several control is on the screen too (ten digits wrap onto a second row)."""
+    of a one-of-several control is on the screen too (ten digits wrap onto a second row), and
+    no equation has a command KaTeX does not know (drawn in red rather than refused)."""
     page = browser.new_page(viewport=PHONE)
     try:
         page.goto(f"{server}/{slug}")
@@ -316,6 +323,7 @@ def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
         assert shown
         assert [e["text"] for e in shown if not e["fits"]] == []
         assert [(e["text"], round(e["scale"], 2)) for e in shown if e["scale"] < 0.7] == []
+        assert page.evaluate(UNKNOWN_MACROS) == []
         assert page.evaluate(CUT_BUTTONS) == []
     finally:
         page.close()
