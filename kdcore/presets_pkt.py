@@ -45,7 +45,14 @@ PKT_PRESET = register(
         "epochs; this is a 300-300 MLP teacher and a 30-30 MLP student on MNIST for a few "
         "epochs, so only the ordering of hard labels, KD and PKT can be compared. β = 30,000 is "
         "RepDistiller's CIFAR-100 weight, not tuned here, and the loss is the paper's (an image "
-        "is not its own neighbour; the authors' code counts it, a choice in the lab). ",
+        "is not its own neighbour; the authors' code counts it, a choice in the lab). In the "
+        "shipped run (seed 0, the long profile) PKT makes 251 test errors against 308 on hard "
+        "labels and 244 by KD; over five seeds (the table under the run) 260.8 against 285.6 "
+        "and 238.4: ahead of hard labels at 5 seeds of 5 and of KD at none. The benchmark put "
+        "PKT alone a little ahead of KD (73.64% against 73.33%); here KD's soft targets, which "
+        "name the classes, teach more than each image's neighbours in a batch, whose "
+        "distributions from these ReLU embeddings are close to uniform (the relations page: no "
+        "row can spread further than 2 to 1).",
         profiles={"long": LONG_PROFILE},
         profile_notes=LONG_NOTE,
     )

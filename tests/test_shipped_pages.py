@@ -148,11 +148,11 @@ def test_the_attention_page_draws_the_shipped_teacher_on_any_test_image(store_pa
 
 
 def test_a_users_own_run_replaces_the_shipped_one(store_path):
-    ref = load_references()[0]["rkd-mnist"]  # a page of one stored section
+    ref = load_references()[0]["consistent-teaching"]  # a page of one stored section
     store = Store(store_path)
-    run_id = store.create("preset", "rkd-mnist", {"epochs": 2, "seed": 0}, "own")
+    run_id = store.create("preset", "consistent-teaching", {"epochs": 2, "seed": 0}, "own")
     store.finish(run_id, "completed", "", ref.result)
-    at = _page("geometry.py")
+    at = _page("consistent.py")
     captions = [c.value for c in at.caption]
     assert any(c.startswith(f"Run #{run_id}: ") for c in captions)
     assert not any(SHIPPED in c for c in captions)
@@ -251,7 +251,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 17
+    assert len(long) == 18
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
@@ -686,3 +686,26 @@ def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
     assert f"z-scored KD **{errors['student_zscore']}** (the same teacher {errors['teacher']}" in (
         readme
     )
+
+
+def test_the_pkt_text_and_readme_quote_its_shipped_run_and_five_seeds():
+    from pathlib import Path
+
+    ref = load_references()[0]["pkt-mnist"]
+    rows = load_seed_study(ref)
+    errors = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in errors}
+    sd = statistics.stdev(r["errors"]["student_pkt"] for r in rows)
+    beat_hard = dict(seed_wins(ref, rows))["student_pkt"][1]
+    beat_kd = sum(r["errors"]["student_pkt"] < r["errors"]["student_kd"] for r in rows)
+    text = " ".join(PRESETS["pkt-mnist"].differences.split())
+    said = (f"PKT makes {errors['student_pkt']} test errors against {errors['student_hard']} on "
+            f"hard labels and {errors['student_kd']} by KD; over five seeds (the table under the "
+            f"run) {mean['student_pkt']:.1f} against {mean['student_hard']:.1f} and "
+            f"{mean['student_kd']:.1f}: ahead of hard labels at {beat_hard} seeds of 5 and of KD "
+            f"at {'none' if beat_kd == 0 else beat_kd}")  # fmt: skip
+    assert said in text
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert f"| `pkt-mnist` | PKT {mean['student_pkt']:.1f} ({sd:.1f}) | {beat_hard} of 5" in readme
+    assert f"PKT **{errors['student_pkt']}** (the same teacher {errors['teacher']}" in readme
+    assert f"({mean['student_pkt']:.1f} errors against {mean['student_kd']:.1f}," in readme
