@@ -187,7 +187,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/visibility:",
         "hints.py",
-        ("img", "epoch", "test"),
+        ("img", "epoch", "test", "ep_vid", "vid_epoch"),
     ),
     PageInfo(
         "modes",
@@ -298,7 +298,8 @@ MAP: tuple[MapCell, ...] = (
         "Feature",
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
-        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), projectors (Miles 2024), "
+        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), "
+        "projectors (Miles 2024), "
         "TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start from the "
         "teacher's layers and its cosine loss (Sanh 2019)",
         (
@@ -389,6 +390,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "pkt-mnist": MapLink("relations"),
     "projector-normalisation": MapLink("projector"),
     "fitnets-mnist": MapLink("features"),
+    "vid-mnist": MapLink("features"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),

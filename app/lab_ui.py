@@ -1045,15 +1045,16 @@ def stored_or_offer(
 
 def stored_students(
     queue: JobQueue | None, preset: str, method: str, cost: str, keys: tuple[str, str], paper: str
-) -> None:
+) -> RunRecord | None:
     """A student-against-baselines preset's stored run (:func:`stored_or_offer`): the hard-label,
     KD and ``method`` students' errors and accuracy curves, with ``paper``'s line under them
-    (``keys``: the epochs box's and the button's)."""
+    (``keys``: the epochs box's and the button's). Returns the run shown, for what else the
+    section draws of it."""
     from app.relation_figures import accuracy_curves_figure
 
     run = stored_or_offer(queue, preset, cost, *keys)
     if run is None or not run.result:
-        return
+        return run
     models = run.result.get("models", {})
     names = [n for n in ("student_hard", "student_kd", f"student_{method}") if n in models]
     cols = st.columns(len(names) or 1)
@@ -1065,6 +1066,7 @@ def stored_students(
     ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{method}")
     st.caption(f"{run_name(run)}: {describe(run)}. {paper}")
     why_differs(preset)
+    return run
 
 
 def _offer(queue, name, cost, epochs_key, button_key, **epochs_kw) -> None:

@@ -20,6 +20,7 @@ from .losses import (
     pkt,
     rkd,
     similarity,
+    vid,
     zscore,
 )
 from .method import Method
@@ -87,6 +88,17 @@ register(
         "Zagoruyko & Komodakis 2017, arXiv:1612.03928", attention.ATParams,
         attention.AttentionTransfer,
         summary="Where the teacher's convolutional layers look: their spatial attention maps.",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "vid", "Variational information distillation", "feature",
+        "Ahn, Hu, Damianou, Lawrence & Dai 2019 (CVPR), arXiv:1904.05835", vid.VIDParams,
+        vid.VID,
+        summary="A hint with its own uncertainty: the teacher's layer predicted from the "
+        "student's as a Gaussian whose variance, learned per channel, lets the student give up "
+        "on what it cannot represent.",
     )
 )  # fmt: skip
 

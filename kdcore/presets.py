@@ -758,3 +758,4 @@ from . import presets_stronger  # noqa: E402, F401
 from . import presets_consistent  # noqa: E402, F401
 from . import presets_zscore  # noqa: E402, F401
 from . import presets_pkt  # noqa: E402, F401
+from . import presets_vid  # noqa: E402, F401

@@ -1,4 +1,5 @@
-"""Hints and attention maps: FitNets' guided layer and attention transfer, from stored runs."""
+"""Hints and attention maps: FitNets' guided layer, attention transfer and VID's learned
+variances, from stored runs."""
 
 import streamlit as st
 import torch
@@ -6,11 +7,13 @@ import torch
 from app import lab_ui, ui
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
+from app.vid_views import show_vid
 from kdcore.checkpoint import CheckpointError, load_model
 from kdcore.data import load_mnist
 from kdcore.jobs import JobQueue
 from kdcore.losses.attention import at_loss, attention_map
 from kdcore.losses.fitnets import fitnet_loss
+from kdcore.losses.vid import vid_loss
 from kdcore.models import build_model
 from kdcore.presets_features import attention_snapshot
 
@@ -178,4 +181,7 @@ st.caption(
     "HW positions, β = 1000. The paper's Eq. 2 writes (β/2) times the norm of the difference, "
     "not its square."
 )
-ui.show_code(attention_map, at_loss, fitnet_loss)
+
+st.header("VID: a hint with its own uncertainty")
+show_vid(queue)
+ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss)

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from app.feature_figures import projector_table, projector_verdict
@@ -123,18 +124,55 @@ def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     assert not at.exception and any("diverges" in c.value for c in at.caption)
 
 
-def test_hints_page_offers_both_runs(no_shipped, store_path):
+def test_hints_page_offers_its_three_runs(no_shipped, store_path):
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now", "Run it now"]
-    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at"}
-    assert len(at.latex) == 2 and not at.get("plotly_chart")
+    assert [b.label for b in at.button] == ["Run it now"] * 3
+    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid"}
+    assert "No completed vid-mnist run" in at.info[-1].value
+    assert len(at.latex) == 3 and not at.get("plotly_chart")
+
+
+# A stored vid-mnist run's VID student: three teacher units, two epochs.
+VID_EPOCHS = [
+    {"variance": [5.0, 4.9, 4.95], "squared_error": [0.4, 0.02, 0.1]},
+    {"variance": [4.5, 4.4, 4.45], "squared_error": [0.3, 0.01, 0.05]},
+]
+
+
+def test_hints_page_draws_a_vid_runs_variances_against_its_errors(no_shipped, store_path):
+    """Each teacher unit a point, its squared error against its learned variance, at the epoch
+    of the URL's slider; the caption's ranges and likelihoods are the run's."""
+    from kdcore.losses.vid import vid_loss
+
+    names = ("student_hard", "student_kd", "student_vid")
+    history = {n: [_epoch(e + 1, {"ce": 0.5}, extra=VID_EPOCHS[e] if n == names[2] else None)
+                   for e in range(2)] for n in names}  # fmt: skip
+    run_id = _fake_run(Store(store_path), "vid-mnist", {"models": _models(*names),
+                                                        "history": history})  # fmt: skip
+    at = _page("hints.py", vid_epoch="1")
+    assert not at.exception and at.slider(key="vid_epoch").value == 1
+    assert any(f"Run #{run_id}" in c.value and "VID 73.09%" in c.value for c in at.caption)
+    points = _spec(at, "vid_variance")["data"][1]
+    assert list(_values(points["x"])) == [0.4, 0.02, 0.1]
+    assert list(_values(points["y"])) == [5.0, 4.9, 4.95]
+    caption = next(c.value for c in at.caption if c.value.startswith("Epoch 1 of"))
+    err, var = (torch.tensor(VID_EPOCHS[0][k], dtype=torch.float64).view(1, -1)
+                for k in ("squared_error", "variance"))  # fmt: skip
+    now = float(vid_loss(err.sqrt(), torch.zeros_like(err), var))
+    best = float(vid_loss(err.sqrt(), torch.zeros_like(err), err))
+    assert "errors range from 0.02 to 0.4" in caption and "from 4.9 to 5" in caption
+    assert f"is {now:.3f} a unit" in caption and f"would be {best:.3f}" in caption
+    assert "100% of the units" in caption and "weighed almost evenly" in caption
+    at.slider(key="vid_epoch").set_value(2).run()
+    assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [4.5, 4.4, 4.45]
 
 
 def test_a_run_in_flight_is_polled_not_offered(store_path):
     store = Store(store_path)
     store.create("preset", "attention-transfer", {"epochs": 1}, "k", status="running")
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now"]  # only FitNets still offers one
+    keys = [b.key for b in at.button]
+    assert "run_at" not in keys and {"run_fit", "run_vid"} <= set(keys)  # the others still offer
     assert at.get("progress") and "under way" in " ".join(c.value for c in at.caption)
 
 
@@ -165,7 +203,7 @@ def test_hints_page_shows_stored_runs_and_follows_the_controls(store_path):
     cnn = build_model("cnn", 10, (1, 28, 28))  # untrained: the live maps only need a CNN
     store.save_weights(at_id, "teacher", cnn, "cnn", 10, (1, 28, 28))
     at = _page("hints.py")
-    assert not at.button
+    assert not {"run_fit", "run_at"} & {b.key for b in at.button}  # both shown, neither offered
     assert "(16, 7, 7)" in " ".join(m.value for m in at.markdown)  # the guided layer's shape
     hint = _spec(at, "hint")
     assert [d["name"] for d in hint["data"]] == ["hint", "ce", "kd"]

@@ -228,13 +228,17 @@ def test_preset_configs_validate():
         PRESETS["rkd-mnist"].with_changes({"geometry_batch": 1})
 
 
-@pytest.mark.parametrize("name", [*RELATION_PRESETS, "dist-mnist"])  # DIST's ImageNet figures
+# DIST's figures are ImageNet's; VID is a feature method on the relation presets' models
+@pytest.mark.parametrize("name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist"])
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
     assert list(result["models"]) == ["teacher", "student_hard", "student_kd", f"student_{method}"]
     assert result["models"][f"student_{method}"]["method"] == method
+    if name == "vid-mnist":  # each epoch, every teacher unit's variance and squared error
+        extra = result["history"]["student_vid"][0]["extra"]
+        assert len(extra["variance"]) == len(extra["squared_error"]) == 30  # mlp-30's embedding
     if name == "rkd-mnist":
         gaps, mats = result["geometry"], result["geometry_matrices"]
         assert set(gaps) == {"student_hard", "student_kd", "student_rkd"}

@@ -1,0 +1,102 @@
+"""The features page's section on variational information distillation (Ahn et al. 2019): the
+stored vid-mnist run's students, and for every unit of the teacher's embedding the variance the
+VID student learned against the squared error its regressor made on that unit, epoch by epoch.
+
+:func:`variance_figure` is a plain function of lists; only :func:`show_vid` talks to Streamlit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from app import lab_ui, ui
+from app.figures import COLORS, LEGEND_BELOW
+from app.relation_figures import _fig
+from kdcore.losses.vid import vid_loss
+
+PRESET = "vid-mnist"
+STUDENT = "student_vid"
+COST = (
+    "One epoch trains a 300-300 teacher (cached afterwards, shared with the relation presets) "
+    "and three 30-30 students: about 10 s on a quiet 2-core CPU."
+)
+PAPER_LINE = (
+    "Paper (CIFAR-100, resnet32x4 → resnet8x4): hard labels 72.50%, KD 73.33%, VID 73.09% "
+    "(Tian et al. 2020, Table 1)."
+)
+
+
+def variance_figure(variance: list[float], squared_error: list[float], epoch: int) -> go.Figure:
+    """One point per teacher unit: its squared error under the regressor (x) against the
+    variance learned for it (y), both on log scales; the diagonal, where each variance is at its
+    optimum, dotted."""
+    x, y = np.asarray(squared_error), np.asarray(variance)
+    fig = _fig(xaxis_title="squared error of the regressor on the unit (this epoch's batches)",
+               yaxis_title="learned variance σ²", height=380, legend=LEGEND_BELOW)  # fmt: skip
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    lo = float(min(x[x > 0].min(initial=1.0), y.min()))
+    hi = float(max(x.max(), y.max()))
+    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="σ² = squared error (optimum)",
+                    line=dict(color=COLORS["uniform"], dash="dot"), hoverinfo="skip")  # fmt: skip
+    hover = "%{text}: error %{x:.3g}, σ² %{y:.3g}<extra></extra>"
+    fig.add_scatter(x=x, y=y, mode="markers", name=f"teacher units, epoch {epoch}",
+                    marker=dict(color=COLORS["student"], size=6, opacity=0.7),
+                    text=[f"unit {i}" for i in range(len(x))], hovertemplate=hover)  # fmt: skip
+    return fig
+
+
+def show_vid(queue) -> None:
+    """The section: the preset's stored (or shipped) run, its students and, where the run kept
+    them, the VID student's variances against its errors at an epoch chosen with a slider."""
+    ui.prose(
+        "**VID** (Ahn et al. 2019) reads a hint as a guess: the student's layer predicts the "
+        "teacher's through a small regressor μ, as a Gaussian with a variance σ² learned for "
+        "each of the teacher's units. Maximising that likelihood bounds the information the "
+        "student's layer holds about the teacher's. A unit the student cannot predict may take "
+        "a large σ² and weigh less; one it predicts well, a small σ² and weigh more: at its "
+        "optimum each σ² equals the unit's squared error, the dotted line below."
+    )
+    st.latex(
+        r"\begin{gathered}-\log q(t \mid s) = \sum_c \sum_{h,w} \Big(\tfrac12\log\sigma_c^2 + "
+        r"\frac{(t_{c,h,w} - \mu_{c,h,w}(s))^2}{2\sigma_c^2}\Big)\\ "
+        r"\sigma_c^2 = \log\big(1 + e^{\alpha_c}\big) + \epsilon\end{gathered}"
+    )
+    run = lab_ui.stored_students(queue, PRESET, "vid", COST, ("ep_vid", "run_vid"), PAPER_LINE)
+    history = (run.result or {}).get("history", {}).get(STUDENT, []) if run else []
+    kept = [e["extra"] for e in history if "variance" in e.get("extra", {})]
+    if not kept:
+        if run is not None:
+            ui.fallback(f"{lab_ui.run_name(run)} kept no variances; run it again.")
+        return
+    ui.guard_url("vid_epoch", ui.int_ok(1, max(len(kept), 2)), len(kept))
+    epoch = st.slider("Epoch", 1, max(len(kept), 2), len(kept), key="vid_epoch",
+                      bind="query-params", disabled=len(kept) < 2)  # fmt: skip
+    e = kept[min(epoch, len(kept)) - 1]
+    var, err = np.asarray(e["variance"]), np.asarray(e["squared_error"])
+    ui.plot(variance_figure(e["variance"], e["squared_error"], epoch), key="vid_variance")
+    # the likelihood term with the learned variances against the best it could have with them
+    now = float(vid_loss(_t(np.sqrt(err)), _t(np.zeros_like(err)), _t(var)))
+    best = float(vid_loss(_t(np.sqrt(err)), _t(np.zeros_like(err)), _t(err)))
+    above = float((var > 2 * err).mean())
+    why = (  # the shipped run's case; said only where the run shows it
+        "Averaged over every unit, as the reference code's loss is, each α gets a small share "
+        "of the gradient: σ² moves slowly from where it started and the hint is weighed almost "
+        "evenly. "
+        if above > 0.9
+        else ""
+    )
+    st.caption(
+        f"Epoch {epoch} of {lab_ui.run_name(run)}: the {len(var)} units' squared errors range "
+        f"from {err.min():.3g} to {err.max():.3g}, their learned σ² from {var.min():.3g} to "
+        f"{var.max():.3g}; {above:.0%} of the units have a σ² above twice their error. {why}"
+        f"VID's term at these σ² is {now:.3f} a unit; with each σ² at its optimum it would be "
+        f"{best:.3f}. The lab starts σ² wherever you like (σ² at the start)."
+    )
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=torch.float64).view(1, -1)  # (1, units)
