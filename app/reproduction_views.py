@@ -40,6 +40,9 @@ class Comparison:
     values: tuple[float, ...]  # the model's figure at each seed
     base_values: tuple[float, ...]  # the baseline's, at the same seeds
     paper: str | None  # the paper's figures for the two, "74 vs 146", where it gives both
+    # whether those figures have the method better than its baseline (None: no figures, a tie,
+    # or a table whose better direction is not known)
+    paper_better: bool | None = None
 
     @property
     def gains(self) -> list[float]:
@@ -52,6 +55,15 @@ class Comparison:
         """At how many seeds the model did strictly better (a tie is no win)."""
         pairs = zip(self.values, self.base_values, strict=True)
         return sum(self.measure.beats(v, b) for v, b in pairs)
+
+    @property
+    def as_paper(self) -> bool | None:
+        """Whether most seeds went the paper's way: the method better than its baseline at most
+        seeds where the paper has it better, at most seeds worse (or level) where the paper has
+        it worse; None where the paper gives no direction."""
+        if self.paper_better is None:
+            return None
+        return (self.wins * 2 > len(self.seeds)) == self.paper_better
 
     @property
     def whole(self) -> bool:
@@ -80,28 +92,53 @@ def comparisons(refs: dict[str, Reference]) -> list[Comparison]:
                     tuple(r["seed"] for r in rows),
                     tuple(float(v[model]) for v in vals),
                     tuple(float(v[base]) for v in vals),
-                    paper_pair(preset.paper, measure, model, base),
+                    *paper_pair(preset.paper, measure, model, base),
                 )
             )
     return out
 
 
-def paper_pair(paper: dict, measure: Measure, model: str, base: str) -> str | None:
+# How a paper's table other than the study's measure reads: the words of its key that say a
+# higher figure is better, and those that say a lower one is.
+HIGHER, LOWER = ("top1", "bleu", "score", "accuracy"), ("error", "perplexity", "seconds")
+
+
+def higher_is_better(key: str) -> bool | None:
+    """Which way a paper's table of figures points, from its key; None where it does not say."""
+    if any(w in key for w in HIGHER):
+        return True
+    if any(w in key for w in LOWER):
+        return False
+    return None
+
+
+def paper_pair(
+    paper: dict, measure: Measure, model: str, base: str
+) -> tuple[str | None, bool | None]:
     """The paper's own figures for a model and its baseline, "74 vs 146": in the study's measure
     where the paper gives it, else in the paper's own setting, named (DKD's CIFAR-100 top-1,
-    "76.32 vs 72.5 (resnet32x4 -> resnet8x4 on CIFAR-100, top-1 accuracy %, 240 epochs)");
-    None where it gives no figure for one of the two."""
+    "76.32 vs 72.5 (resnet32x4 -> resnet8x4 on CIFAR-100, top-1 accuracy %, 240 epochs)"),
+    and whether they have the model better; (None, None) where it gives no figure for one of
+    the two."""
     own = measure.paper_values(paper)
     if model in own and base in own:
-        return f"{own[model]:g} vs {own[base]:g}"
+        higher = not measure.lower_is_better
+        return f"{own[model]:g} vs {own[base]:g}", _better(own[model], own[base], higher)
     for key, table in paper.items():
         if isinstance(table, dict) and all(
             isinstance(table.get(n), int | float) and not isinstance(table.get(n), bool)
             for n in (model, base)
         ):
             setting = paper.get("setting") or key.replace("_", " ")
-            return f"{table[model]:g} vs {table[base]:g} ({setting})"
-    return None
+            text = f"{table[model]:g} vs {table[base]:g} ({setting})"
+            return text, _better(table[model], table[base], higher_is_better(key))
+    return None, None
+
+
+def _better(value: float, base: float, higher: bool | None) -> bool | None:
+    if higher is None or value == base:
+        return None
+    return (value > base) == higher
 
 
 def shared(comps: list[Comparison]) -> list[tuple[str, list[str]]]:
@@ -153,6 +190,7 @@ def table_rows(comps: list[Comparison]) -> list[dict]:
                 "mean": figure_of(statistics.mean(c.values), False, d),
                 "its mean": figure_of(statistics.mean(c.base_values), False, d),
                 "paper": c.paper,
+                "as the paper": {True: "yes", False: "no", None: None}[c.as_paper],
                 "gain at each seed": "  ".join(signed(g, c.whole) for g in c.gains),
                 "measure": c.measure.label,
             }

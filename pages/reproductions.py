@@ -29,7 +29,8 @@ ui.prose(
 st.caption(
     "Green: the method did better than what it is compared with at that seed; red: worse; the "
     "number: by how much, on the preset's headline figure. Better is not always what the paper "
-    "predicts: a label-smoothed teacher's student should do worse, so should an ablation."
+    "predicts: a label-smoothed teacher's student should do worse, so should an ablation. Where "
+    "the paper gives both figures, the table says whether most seeds went its way."
 )
 
 refs, _ = reference_ui.references()
@@ -50,6 +51,14 @@ st.markdown(
     f"{sum(c.wins == len(c.seeds) for c in comps)}, at none in "
     f"{sum(c.wins == 0 for c in comps)}."
 )
+told = [c for c in comps if c.as_paper is not None]
+if told:
+    against = [f"{c.model} vs {c.baseline} in {c.preset}" for c in told if not c.as_paper]
+    st.markdown(
+        f"Where the paper gives figures for both ({len(told)} of the comparisons), most seeds "
+        f"went the paper's way in {len(told) - len(against)}"
+        + (f"; against it: {', '.join(against)}." if against else ".")
+    )
 same = shared(comps)
 if same:
     said = "; ".join(f"{pair} in {', '.join(names)}" for pair, names in same)
@@ -72,6 +81,10 @@ st.dataframe(
         ),
         "paper": st.column_config.TextColumn(
             "paper", help="The paper's figures for the two, where it gives both"
+        ),
+        "as the paper": st.column_config.TextColumn(
+            "as the paper",
+            help="Whether most seeds went the way of the paper's two figures (better or worse)",
         ),
         "gain at each seed": st.column_config.TextColumn(
             "gain at each seed", help="Positive: the method did better at that seed"

@@ -128,6 +128,43 @@ def test_the_page_opens_on_the_first_family_a_grid_per_result(every):
     assert "temperature-sweep" in sweeps and "alpha-sweep" in sweeps
 
 
+def test_the_papers_direction_is_read_from_its_figures_and_its_tables_sense(every):
+    """A comparison goes the paper's way when most seeds have the method better where the
+    paper's two figures do, and worse where they do not; test errors count down, CIFAR-100's
+    top-1 up. RKD's CIFAR-100 figure was below hard labels' (Tian et al. 2020, Table 1)."""
+    from app.reproduction_views import Comparison, higher_is_better, paper_pair
+
+    by = {(c.preset, c.model): c for c in every}
+    hinton = by["hinton-mnist", "student_kd"]  # 74 vs 146 errors: the paper has KD better
+    assert hinton.paper_better is True and hinton.as_paper is True
+    rkd = by["rkd-mnist", "student_rkd"]  # 71.90 vs 72.50 top-1: the paper has RKD worse
+    assert rkd.paper_better is False and rkd.as_paper is (rkd.wins * 2 <= len(rkd.seeds))
+    assert higher_is_better("cifar100_top1") and higher_is_better("glue_macro_score")
+    assert higher_is_better("test_errors") is False and higher_is_better("params_millions") is None
+    m = PRESETS["hinton-mnist"].seed_measures[0]
+    assert paper_pair({"test_errors": {"a": 5, "b": 5}}, m, "a", "b") == ("5 vs 5", None)
+    assert paper_pair({}, m, "a", "b") == (None, None)
+    worse = Comparison("p", m, "a", "b", (0, 1, 2), (9.0, 9.0, 1.0), (5.0, 5.0, 5.0), "9 vs 5",
+                       False)  # fmt: skip
+    assert worse.wins == 1 and worse.as_paper is True  # worse at most seeds, as the paper said
+
+
+def test_the_table_and_the_summary_say_where_seeds_went_against_the_paper(every):
+    at = _page(fam="Relation-based")
+    mine = [c for c in every if preset_home(c.preset)[1] == "Relation-based"]
+    told = [c for c in mine if c.as_paper is not None]
+    table = at.dataframe[0].value
+    assert table["as the paper"].tolist() == [
+        {True: "yes", False: "no", None: None}[c.as_paper] for c in mine
+    ]
+    against = [f"{c.model} vs {c.baseline} in {c.preset}" for c in told if not c.as_paper]
+    line = next(m.value for m in at.markdown if m.value.startswith("Where the paper gives"))
+    assert f"({len(told)} of the comparisons)" in line
+    way = len(told) - len(against)
+    assert f"the paper's way in {way}; against it: {', '.join(against)}." in line
+    assert "student_rkd vs student_hard in rkd-mnist" in against
+
+
 @pytest.mark.parametrize("family", ["Transformer era", "Training modes"])
 def test_a_family_from_the_link(every, family):
     at = _page(fam=family)
@@ -168,6 +205,11 @@ def test_the_readme_counts_the_comparisons_shipped(every):
         f"Of the {len(every)} comparisons shipped, the method did better at most seeds in {most} "
         f"and at every seed in {whole}."
     ) in readme
+    told = [c for c in every if c.as_paper is not None]
+    against = {c.model.removeprefix("student_").upper() for c in told if not c.as_paper}
+    assert f"Where the paper gives figures for both sides ({len(told)} comparisons)" in readme
+    assert f"they did in {sum(c.as_paper for c in told)}; not for RKD, CRD and DKD" in readme
+    assert against == {"RKD", "CRD", "DKD"}
 
 
 def test_without_shipped_runs_the_page_says_so_in_one_line(tmp_path, monkeypatch):
