@@ -45,7 +45,14 @@ VID_PRESET = register(
         "epochs, with VID on every intermediate block; this is a 300-300 MLP teacher and a "
         "30-30 MLP student on MNIST for a few epochs, with VID on the embedding alone, so only "
         "the ordering of hard labels, KD and VID can be compared. β = 1 and σ² = 5 at the start "
-        "are the reference code's, not tuned here. ",
+        "are the reference code's, not tuned here. In the shipped run (seed 0, the long "
+        "profile) VID makes 285 test errors against 308 on hard labels and 244 by KD; over five "
+        "seeds (the table under the run) 270.6 against 285.6 and 238.4: ahead of hard labels at "
+        "5 seeds of 5 and of KD at none, where the benchmark had VID a little behind KD (73.09% "
+        "against 73.33%). Its variances barely move in 16 epochs: every unit's σ² is between "
+        "4.34 and 4.46 at the end while the regressor's squared errors on the units range from "
+        "0.011 to 0.43, so here VID acts as an evenly weighted hint through a regressor (the "
+        "hints page draws both).",
         profiles={"long": LONG_PROFILE},
         profile_notes=LONG_NOTE,
     )

@@ -251,7 +251,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 18
+    assert len(long) == 19
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
@@ -688,24 +688,37 @@ def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
     )
 
 
-def test_the_pkt_text_and_readme_quote_its_shipped_run_and_five_seeds():
+@pytest.mark.parametrize("preset, label", [("pkt-mnist", "PKT"), ("vid-mnist", "VID")])
+def test_a_relation_students_text_and_readme_quote_its_shipped_run_and_five_seeds(preset, label):
+    """The words under the shipped run (its student against hard labels and KD, once and over
+    five seeds) and the README's rows are the files' arithmetic."""
     from pathlib import Path
 
-    ref = load_references()[0]["pkt-mnist"]
+    ref = load_references()[0][preset]
     rows = load_seed_study(ref)
     errors = {n: m["test_errors"] for n, m in ref.result["models"].items()}
     mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in errors}
-    sd = statistics.stdev(r["errors"]["student_pkt"] for r in rows)
-    beat_hard = dict(seed_wins(ref, rows))["student_pkt"][1]
-    beat_kd = sum(r["errors"]["student_pkt"] < r["errors"]["student_kd"] for r in rows)
-    text = " ".join(PRESETS["pkt-mnist"].differences.split())
-    said = (f"PKT makes {errors['student_pkt']} test errors against {errors['student_hard']} on "
+    student = f"student_{preset.split('-')[0]}"
+    sd = statistics.stdev(r["errors"][student] for r in rows)
+    beat_hard = dict(seed_wins(ref, rows))[student][1]
+    beat_kd = sum(r["errors"][student] < r["errors"]["student_kd"] for r in rows)
+    text = " ".join(PRESETS[preset].differences.split())
+    said = (f"{label} makes {errors[student]} test errors against {errors['student_hard']} on "
             f"hard labels and {errors['student_kd']} by KD; over five seeds (the table under the "
-            f"run) {mean['student_pkt']:.1f} against {mean['student_hard']:.1f} and "
+            f"run) {mean[student]:.1f} against {mean['student_hard']:.1f} and "
             f"{mean['student_kd']:.1f}: ahead of hard labels at {beat_hard} seeds of 5 and of KD "
             f"at {'none' if beat_kd == 0 else beat_kd}")  # fmt: skip
     assert said in text
     readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
-    assert f"| `pkt-mnist` | PKT {mean['student_pkt']:.1f} ({sd:.1f}) | {beat_hard} of 5" in readme
-    assert f"PKT **{errors['student_pkt']}** (the same teacher {errors['teacher']}" in readme
-    assert f"({mean['student_pkt']:.1f} errors against {mean['student_kd']:.1f}," in readme
+    assert f"| `{preset}` | {label} {mean[student]:.1f} ({sd:.1f}) | {beat_hard} of 5" in readme
+    assert f"{label} **{errors[student]}** (the same teacher {errors['teacher']}" in readme
+    assert f"({mean[student]:.1f} errors" in readme
+
+
+def test_the_vid_text_quotes_its_shipped_variances_and_errors():
+    ref = load_references()[0]["vid-mnist"]
+    last = ref.result["history"]["student_vid"][-1]["extra"]
+    var, err = last["variance"], last["squared_error"]
+    text = " ".join(PRESETS["vid-mnist"].differences.split())
+    assert f"between {min(var):.2f} and {max(var):.2f} at the end" in text
+    assert f"range from {min(err):.2g} to {max(err):.2g}" in text
