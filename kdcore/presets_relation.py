@@ -239,3 +239,31 @@ RELATION_PRESETS: dict[str, Preset] = {
         ),
     )
 }
+
+
+def method_preset(
+    name: str,
+    method: str,
+    *,
+    title: str,
+    summary: str,
+    source: str,
+    top1: float,
+    claim: str,
+    differences: str,
+    seed_pairs: dict[str, str] | None = None,
+) -> Preset:
+    """A preset of one more method on the relation presets' models (:func:`_run`: the shared
+    300-300 teacher, then the 30-30 student on hard labels, with KD and with ``method``),
+    registered, with the long profile, beside the CIFAR-100 table's teacher, hard labels and KD
+    and ``top1``, the method's own figure in that table (its ``claim`` quoted)."""
+    return register(
+        Preset(
+            name=name, title=title, summary=summary, source=source,
+            paper={"test_errors": {}, "setting": _SETTING, "claims": [claim],
+                   "cifar100_top1": {**_CIFAR, f"student_{method}": top1}},
+            config=RelationConfig(), runner=lambda cfg, ctx: _run(name, method, cfg, ctx),
+            differences=differences, seed_pairs=seed_pairs or {},
+            profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE,
+        )
+    )  # fmt: skip

@@ -9,51 +9,40 @@ so a preset added later comes last.
 
 from __future__ import annotations
 
-from .presets_relation import _CIFAR, _SETTING, RelationConfig, _run
-from .runner import LONG_NOTE, LONG_PROFILE, Preset, register
+from .presets_relation import method_preset
 
 PRESET = "vid-mnist"
 
 # Tian, Krishnan & Isola 2020 (CRD), Table 1 (RepDistiller's README), resnet32x4 -> resnet8x4 on
 # CIFAR-100: VID 73.09 top-1 %, beside the teacher, hard labels and KD the other presets quote.
-VID_PAPER = {
-    "test_errors": {},
-    "setting": _SETTING,
-    "cifar100_top1": {**_CIFAR, "student_vid": 73.09},
-    "claims": [
-        "Predicting the teacher's layer from the student's as a Gaussian with a learned "
-        "variance per channel (a lower bound on their mutual information) teaches a smaller "
-        "student: in the CRD benchmark a resnet8x4 taught by a resnet32x4 on CIFAR-100 reaches "
-        "73.09% by VID alone, against 72.50% on hard labels and 73.33% by KD (Tian et al. 2020, "
-        "Table 1).",
-    ],
-}
+CLAIM = (
+    "Predicting the teacher's layer from the student's as a Gaussian with a learned "
+    "variance per channel (a lower bound on their mutual information) teaches a smaller "
+    "student: in the CRD benchmark a resnet8x4 taught by a resnet32x4 on CIFAR-100 reaches "
+    "73.09% by VID alone, against 72.50% on hard labels and 73.33% by KD (Tian et al. 2020, "
+    "Table 1)."
+)
 
-VID_PRESET = register(
-    Preset(
-        name=PRESET,
-        title="Variational information distillation: a hint with its own uncertainty",
-        summary="The 30-30 student on hard labels, with KD (T = 4, α = 0.9) and with VID on the "
-        "embedding (β = 1, σ² from 5): the teacher's 300 units predicted from the student's 30 "
-        "by a small regressor, each unit with its own learned variance.",
-        source="Ahn et al. 2019 (arXiv:1904.05835, CVPR); CIFAR-100 figures: Tian et al. 2020, "
-        "Table 1",
-        paper=VID_PAPER,
-        config=RelationConfig(),
-        runner=lambda cfg, ctx: _run(PRESET, "vid", cfg, ctx),
-        differences="The benchmark distils a resnet32x4 into a resnet8x4 on CIFAR-100 for 240 "
-        "epochs, with VID on every intermediate block; this is a 300-300 MLP teacher and a "
-        "30-30 MLP student on MNIST for a few epochs, with VID on the embedding alone, so only "
-        "the ordering of hard labels, KD and VID can be compared. β = 1 and σ² = 5 at the start "
-        "are the reference code's, not tuned here. In the shipped run (seed 0, the long "
-        "profile) VID makes 285 test errors against 308 on hard labels and 244 by KD; over five "
-        "seeds (the table under the run) 270.6 against 285.6 and 238.4: ahead of hard labels at "
-        "5 seeds of 5 and of KD at none, where the benchmark had VID a little behind KD (73.09% "
-        "against 73.33%). Its variances barely move in 16 epochs: every unit's σ² is between "
-        "4.34 and 4.46 at the end while the regressor's squared errors on the units range from "
-        "0.011 to 0.43, so here VID acts as an evenly weighted hint through a regressor (the "
-        "hints page draws both).",
-        profiles={"long": LONG_PROFILE},
-        profile_notes=LONG_NOTE,
-    )
+VID_PRESET = method_preset(
+    PRESET,
+    "vid",
+    title="Variational information distillation: a hint with its own uncertainty",
+    summary="The 30-30 student on hard labels, with KD (T = 4, α = 0.9) and with VID on the "
+    "embedding (β = 1, σ² from 5): the teacher's 300 units predicted from the student's 30 "
+    "by a small regressor, each unit with its own learned variance.",
+    source="Ahn et al. 2019 (arXiv:1904.05835, CVPR); CIFAR-100 figures: Tian et al. 2020, Table 1",
+    top1=73.09,
+    claim=CLAIM,
+    differences="The benchmark distils a resnet32x4 into a resnet8x4 on CIFAR-100 for 240 "
+    "epochs, with VID on every intermediate block; this is a 300-300 MLP teacher and a "
+    "30-30 MLP student on MNIST for a few epochs, with VID on the embedding alone, so only "
+    "the ordering of hard labels, KD and VID can be compared. β = 1 and σ² = 5 at the start "
+    "are the reference code's, not tuned here. In the shipped run (seed 0, the long "
+    "profile) VID makes 285 test errors against 308 on hard labels and 244 by KD; over five "
+    "seeds (the table under the run) 270.6 against 285.6 and 238.4: ahead of hard labels at "
+    "5 seeds of 5 and of KD at none, where the benchmark had VID a little behind KD (73.09% "
+    "against 73.33%). Its variances barely move in 16 epochs: every unit's σ² is between "
+    "4.34 and 4.46 at the end while the regressor's squared errors on the units range from "
+    "0.011 to 0.43, so here VID acts as an evenly weighted hint through a regressor (the "
+    "hints page draws both).",
 )

@@ -91,6 +91,21 @@ def _pool_to(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return x
 
 
+def paired_shapes(params, probe: Probe) -> tuple[tuple[int, ...], tuple[int, ...], tuple]:
+    """The student's and the teacher's layer shapes ((C,) or (C, H, W), from ``params``'
+    ``student_layer`` and ``teacher_layer``) and the spatial size both are pooled to (the
+    smaller one's; () for flat layers); ValueError (one line) unless both are flat or both
+    spatial."""
+    s_shape = probe.student_shape(params.student_layer)
+    t_shape = probe.teacher_shape(params.teacher_layer)
+    if len(s_shape) != len(t_shape):
+        raise ValueError(
+            f"student {params.student_layer} {s_shape} and teacher {params.teacher_layer} "
+            f"{t_shape} are not both flat or both spatial"
+        )
+    return s_shape, t_shape, tuple(min(a, b) for a, b in zip(s_shape[1:], t_shape[1:], strict=True))
+
+
 class FitNets(Distiller):
     """Hint learning through a projector (the paper's regressor), with optional normalisation,
     optional KD, and FitNets' two-stage schedule. Owns the projector and the normalisers, so
@@ -98,15 +113,8 @@ class FitNets(Distiller):
 
     def __init__(self, params: FitNetsParams, probe: Probe):
         super().__init__(params)
-        s_shape = probe.student_shape(params.student_layer)  # (C,) or (C, H, W)
-        t_shape = probe.teacher_shape(params.teacher_layer)
-        if len(s_shape) != len(t_shape):
-            raise ValueError(
-                f"student {params.student_layer} {s_shape} and teacher {params.teacher_layer} "
-                f"{t_shape} are not both flat or both spatial"
-            )
+        s_shape, t_shape, self.size = paired_shapes(params, probe)
         spatial = len(s_shape) == 3
-        self.size = tuple(min(a, b) for a, b in zip(s_shape[1:], t_shape[1:], strict=True))
         self.projector = build_projector(params.projector, s_shape[0], t_shape[0], spatial)
         before, after = "none", "none"
         if params.normalise == "whiten":

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..method import Distiller, Probe, flat_feature_targets, param
-from .kd import ce_and_kd
+from ..method import param
+from .similarity import BatchRelation
 
 # β, the weight of L_PKT against cross-entropy, from RepDistiller's scripts/run_cifar_distill.sh
 # (--distill pkt -a 0 -b 30000), the benchmark whose CIFAR-100 table the pkt-mnist preset quotes.
@@ -110,22 +110,11 @@ class PKTParams:
     alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
 
 
-class PKT(Distiller):
-    """CE (and optionally KD) plus β·L_PKT. Stateless: the teacher's flattened features are
-    cached; its distributions depend on which examples share the batch, so they are computed
-    per step."""
+class PKT(BatchRelation):
+    """CE (and optionally KD) plus β·L_PKT."""
 
-    def __init__(self, params: PKTParams, probe: Probe):
-        super().__init__(params)
-        probe.student_shape(params.student_layer)
-        probe.teacher_shape(params.teacher_layer)
+    part = "pkt"
 
-    def teacher_targets(self, out):
-        return flat_feature_targets(out, self.params.teacher_layer)
-
-    def forward(self, student, teacher, batch):
+    def relation(self, student_feat, teacher_feat):
         p = self.params
-        parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
-        feat = student.features[p.student_layer]
-        parts["pkt"] = p.weight * pkt_loss(feat, teacher["feat"], p.self_pairs)
-        return parts
+        return p.weight * pkt_loss(student_feat, teacher_feat, p.self_pairs)

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..method import Distiller, Probe, flat_feature_targets, param
+from ..method import param
 from .kd import ce_and_kd
+from .similarity import BatchRelation
 
 # λ_RKD-D and λ_RKD-A as used for image classification (CIFAR-100) by RepDistiller's RKDLoss
 # (w_d=25, w_a=50) and mdistiller (CFG.RKD.DISTANCE_WEIGHT, ANGLE_WEIGHT); Park et al. 2019 use 1
@@ -265,22 +266,13 @@ class RKDParams:
     alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
 
 
-class RKD(Distiller):
-    """CE (and optionally KD) plus λ_D·RKD-D + λ_A·RKD-A on one pair of layers. Stateless: the
-    teacher's flattened features are cached; its distances and angles depend on the batch.
+class RKD(BatchRelation):
+    """CE (and optionally KD) plus λ_D·RKD-D + λ_A·RKD-A on one pair of layers, two parts.
 
     The relations are taken within consecutive groups of ``group`` examples of the (shuffled)
     batch and the losses averaged over the groups: the reference code's batches of 64 see
     64³ triplets, and a batch of 128 in one piece would cost eight times as much in RKD-A.
     """
-
-    def __init__(self, params: RKDParams, probe: Probe):
-        super().__init__(params)
-        probe.student_shape(params.student_layer)  # fail early on a missing layer
-        probe.teacher_shape(params.teacher_layer)
-
-    def teacher_targets(self, out):
-        return flat_feature_targets(out, self.params.teacher_layer)
 
     def forward(self, student, teacher, batch):
         p = self.params

@@ -68,20 +68,37 @@ class SimilarityParams:
     alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
 
 
-class SimilarityPreserving(Distiller):
-    """CE (and optionally KD) plus γ·L_SP. Stateless: the teacher's flattened features are
-    cached; G_T depends on which examples share the batch, so it is computed per step."""
+class BatchRelation(Distiller):
+    """CE (and optionally KD) plus one weighted term on how the examples of the batch relate in
+    one pair of layers (``student_layer``, ``teacher_layer`` of the parameters). Stateless: the
+    teacher's flattened features are cached; its relations depend on which examples share the
+    batch, so they are computed per step. Subclasses name the part and compute it."""
 
-    def __init__(self, params: SimilarityParams, probe: Probe):
+    part = ""  # the loss part's name
+
+    def __init__(self, params, probe: Probe):
         super().__init__(params)
-        probe.student_shape(params.student_layer)
+        probe.student_shape(params.student_layer)  # fail early on a missing layer
         probe.teacher_shape(params.teacher_layer)
 
     def teacher_targets(self, out):
         return flat_feature_targets(out, self.params.teacher_layer)
 
+    def relation(self, student_feat: torch.Tensor, teacher_feat: torch.Tensor) -> torch.Tensor:
+        """The weighted term: student_feat (B, ...) as the layer gives it, teacher_feat (B, D)."""
+        raise NotImplementedError
+
     def forward(self, student, teacher, batch):
         p = self.params
         parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
-        parts["sp"] = p.gamma * similarity_loss(student.features[p.student_layer], teacher["feat"])
+        parts[self.part] = self.relation(student.features[p.student_layer], teacher["feat"])
         return parts
+
+
+class SimilarityPreserving(BatchRelation):
+    """CE (and optionally KD) plus γ·L_SP."""
+
+    part = "sp"
+
+    def relation(self, student_feat, teacher_feat):
+        return self.params.gamma * similarity_loss(student_feat, teacher_feat)

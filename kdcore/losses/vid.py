@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..method import Distiller, Probe, param
-from .fitnets import _pool_to
+from .fitnets import _pool_to, paired_shapes
 from .kd import ce_and_kd
 
 # RepDistiller's defaults: σ² starts at 5 (init_pred_var), is softplus(α) + 1e-5, and the VID
@@ -101,14 +101,7 @@ class VID(Distiller):
 
     def __init__(self, params: VIDParams, probe: Probe):
         super().__init__(params)
-        s_shape = probe.student_shape(params.student_layer)  # (C,) or (C, H, W)
-        t_shape = probe.teacher_shape(params.teacher_layer)
-        if len(s_shape) != len(t_shape):
-            raise ValueError(
-                f"student {params.student_layer} {s_shape} and teacher {params.teacher_layer} "
-                f"{t_shape} are not both flat or both spatial"
-            )
-        self.size = tuple(min(a, b) for a, b in zip(s_shape[1:], t_shape[1:], strict=True))
+        s_shape, t_shape, self.size = paired_shapes(params, probe)  # (C,) or (C, H, W)
         self.regressor = vid_regressor(s_shape[0], t_shape[0], len(s_shape) == 3)
         self.alpha = nn.Parameter(torch.full((t_shape[0],), vid_alpha(params.init_variance)))
         self._sq = torch.zeros(t_shape[0])  # this epoch's summed squared error per channel
