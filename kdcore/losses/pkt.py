@@ -102,7 +102,7 @@ class PKTParams:
         PKT_WEIGHT, "β, weight of L_PKT", 0.0, 1e6, 1000.0, "RepDistiller: 30,000"
     )  # fmt: skip
     self_pairs: bool = param(
-        False, "Count each example as its own neighbour",
+        False, "Self-pairs",
         help="Off: the paper's equation (k ≠ i). On: the authors' code, where each example's "
         "pair with itself has the largest kernel, 1.",
     )  # fmt: skip
