@@ -187,7 +187,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/visibility:",
         "hints.py",
-        ("img", "epoch", "test", "ep_vid", "vid_epoch"),
+        ("img", "epoch", "test", "ep_vid", "vid_who", "vid_epoch"),
     ),
     PageInfo(
         "modes",

@@ -1056,7 +1056,10 @@ def stored_students(
     if run is None or not run.result:
         return run
     models = run.result.get("models", {})
-    names = [n for n in ("student_hard", "student_kd", f"student_{method}") if n in models]
+    # the method's students: its own, then any run again with other parameters (student_vid_near)
+    names = [n for n in ("student_hard", "student_kd") if n in models] + [
+        n for n in models if n == f"student_{method}" or n.startswith(f"student_{method}_")
+    ]
     cols = st.columns(len(names) or 1)
     for col, name in zip(cols, names, strict=False):
         acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"

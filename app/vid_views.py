@@ -1,6 +1,7 @@
 """The features page's section on variational information distillation (Ahn et al. 2019): the
-stored vid-mnist run's students, and for every unit of the teacher's embedding the variance the
-VID student learned against the squared error its regressor made on that unit, epoch by epoch.
+stored vid-mnist run's students, and for every unit of the teacher's embedding the variance a
+VID student learned against the squared error its regressor made on that unit, epoch by epoch,
+for each of the run's VID students (their variances started at different values).
 
 :func:`variance_figure` is a plain function of lists; only :func:`show_vid` talks to Streamlit.
 """
@@ -18,7 +19,6 @@ from app.relation_figures import _fig
 from kdcore.losses.vid import vid_loss
 
 PRESET = "vid-mnist"
-STUDENT = "student_vid"
 COST = (
     "One epoch trains a 300-300 teacher (cached afterwards, shared with the relation presets) "
     "and three 30-30 students: about 10 s on a quiet 2-core CPU."
@@ -66,12 +66,19 @@ def show_vid(queue) -> None:
         r"\sigma_c^2 = \log\big(1 + e^{\alpha_c}\big) + \epsilon\end{gathered}"
     )
     run = lab_ui.stored_students(queue, PRESET, "vid", COST, ("ep_vid", "run_vid"), PAPER_LINE)
-    history = (run.result or {}).get("history", {}).get(STUDENT, []) if run else []
-    kept = [e["extra"] for e in history if "variance" in e.get("extra", {})]
+    kept = variances(run.result or {}) if run else {}
     if not kept:
         if run is not None:
             ui.fallback(f"{lab_ui.run_name(run)} kept no variances; run it again.")
         return
+    labels = {start_label(epochs[0].get("start_variance"), name): name
+              for name, epochs in kept.items()}  # fmt: skip
+    if len(labels) > 1:
+        who = labels[ui.url_choice("VID student", list(labels), key="vid_who",
+                                   default=next(iter(labels)))]  # fmt: skip
+    else:
+        who = next(iter(kept))
+    kept = kept[who]
     ui.guard_url("vid_epoch", ui.int_ok(1, max(len(kept), 2)), len(kept))
     epoch = st.slider("Epoch", 1, max(len(kept), 2), len(kept), key="vid_epoch",
                       bind="query-params", disabled=len(kept) < 2)  # fmt: skip
@@ -89,13 +96,31 @@ def show_vid(queue) -> None:
         if above > 0.9
         else ""
     )
+    corr = float(np.corrcoef(np.log(var), np.log(err))[0, 1]) if len(var) > 2 else float("nan")
     st.caption(
-        f"Epoch {epoch} of {lab_ui.run_name(run)}: the {len(var)} units' squared errors range "
+        f"Epoch {epoch} of {who} in {lab_ui.run_name(run)}: the {len(var)} units' squared "
+        f"errors range "
         f"from {err.min():.3g} to {err.max():.3g}, their learned σ² from {var.min():.3g} to "
-        f"{var.max():.3g}; {above:.0%} of the units have a σ² above twice their error. {why}"
-        f"VID's term at these σ² is {now:.3f} a unit; with each σ² at its optimum it would be "
-        f"{best:.3f}. The lab starts σ² wherever you like (σ² at the start)."
+        f"{var.max():.3g}; {above:.0%} of the units have a σ² above twice their error, and "
+        f"the correlation of their logarithms is {corr:.2f}. {why}VID's term at these σ² is "
+        f"{now:.3f} a unit; with each σ² at its optimum it would be {best:.3f}."
     )
+
+
+def variances(result: dict) -> dict[str, list[dict]]:
+    """The VID students of a run and their epochs' records, where they kept variances."""
+    out = {}
+    for name, epochs in result.get("history", {}).items():
+        kept = [e["extra"] for e in epochs if "variance" in e.get("extra", {})]
+        if kept:
+            out[name] = kept
+    return out
+
+
+def start_label(start: float | None, name: str) -> str:
+    """A VID student's name in the control: where its variances started (from the run's own
+    record; an older run without it is named as the run names it)."""
+    return f"σ² from {start:g}" if start is not None else name
 
 
 def _t(a: np.ndarray) -> torch.Tensor:

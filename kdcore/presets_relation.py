@@ -68,12 +68,15 @@ def _run(
     ctx: RunContext,
     watch: Callable[[str], Callable[[KDModel], dict]] | None = None,
     before: Callable[[KDModel, Dataset], None] | None = None,
+    more: tuple[tuple[str, dict[str, Any]], ...] = (),
 ) -> dict:
     """Teacher, then hard, KD and ``method`` students; ``watch(model_name)`` gives each student's
-    per-epoch probe, ``before(teacher, data)`` runs once the teacher is ready."""
+    per-epoch probe, ``before(teacher, data)`` runs once the teacher is ready. ``more``: the
+    method again with other parameters, (suffix, overrides) each, as ``student_<method>_<suffix>``
+    after the others."""
     t0 = time.perf_counter()
     data = run_data(cfg, ctx)
-    ctx.count = 4
+    ctx.count = 4 + len(more)
     # The teacher never trains longer than the students: --epochs 1 is a quick run from scratch.
     teacher = _shared_teacher(ctx, data, replace(cfg, teacher_epochs=min(cfg.teacher_epochs,
                                                                          cfg.epochs)))  # fmt: skip
@@ -87,10 +90,10 @@ def _run(
         ctx, data, cfg.student, s_cfg, "student_kd", "kd", teacher, KD, logits,
         watch=w("student_kd"),
     )  # fmt: skip
-    train_student(
-        ctx, data, cfg.student, s_cfg, f"student_{method}", method, teacher, cfg.params,
-        watch=w(f"student_{method}"),
-    )  # fmt: skip
+    for student, overrides in ((f"student_{method}", {}),
+                               *((f"student_{method}_{k}", o) for k, o in more)):  # fmt: skip
+        train_student(ctx, data, cfg.student, s_cfg, student, method, teacher,
+                      {**cfg.params, **overrides}, watch=w(student))  # fmt: skip
     return finish(PRESETS[name], cfg, ctx, t0)
 
 
@@ -252,17 +255,24 @@ def method_preset(
     claim: str,
     differences: str,
     seed_pairs: dict[str, str] | None = None,
+    config: RelationConfig | None = None,
+    more: Callable[[Any], tuple[tuple[str, dict[str, Any]], ...]] | None = None,
 ) -> Preset:
     """A preset of one more method on the relation presets' models (:func:`_run`: the shared
-    300-300 teacher, then the 30-30 student on hard labels, with KD and with ``method``),
-    registered, with the long profile, beside the CIFAR-100 table's teacher, hard labels and KD
-    and ``top1``, the method's own figure in that table (its ``claim`` quoted)."""
+    300-300 teacher, then the 30-30 student on hard labels, with KD and with ``method``; then,
+    where ``more(cfg)`` names them, the method again with other parameters), registered, with
+    the long profile, beside the CIFAR-100 table's teacher, hard labels and KD and ``top1``, the
+    method's own figure in that table (its ``claim`` quoted)."""
+
+    def runner(cfg, ctx: RunContext) -> dict:
+        return _run(name, method, cfg, ctx, more=more(cfg) if more else ())
+
     return register(
         Preset(
             name=name, title=title, summary=summary, source=source,
             paper={"test_errors": {}, "setting": _SETTING, "claims": [claim],
                    "cifar100_top1": {**_CIFAR, f"student_{method}": top1}},
-            config=RelationConfig(), runner=lambda cfg, ctx: _run(name, method, cfg, ctx),
+            config=config or RelationConfig(), runner=runner,
             differences=differences, seed_pairs=seed_pairs or {},
             profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE,
         )

@@ -167,6 +167,27 @@ def test_hints_page_draws_a_vid_runs_variances_against_its_errors(no_shipped, st
     assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [4.5, 4.4, 4.45]
 
 
+def test_a_vid_run_with_two_starts_draws_the_one_chosen(no_shipped, store_path):
+    """Each VID student named by where its variances started (its own record), chosen in the
+    URL; the students' errors side by side."""
+    near = [{**e, "start_variance": 0.05, "variance": [0.3, 0.01, 0.06]} for e in VID_EPOCHS]
+    far = [{**e, "start_variance": 5.0} for e in VID_EPOCHS]
+    names = ("student_hard", "student_kd", "student_vid", "student_vid_near")
+    extras = {"student_vid": far, "student_vid_near": near}
+    history = {n: [_epoch(e + 1, {"ce": 0.5}, extra=extras.get(n, [None, None])[e])
+                   for e in range(2)] for n in names}  # fmt: skip
+    _fake_run(Store(store_path), "vid-mnist", {"models": _models(*names), "history": history})
+    at = _page("hints.py", vid_who="σ² from 0.05")
+    assert not at.exception
+    assert at.button_group(key="vid_who").options == ["σ² from 5", "σ² from 0.05"]
+    assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [0.3, 0.01, 0.06]
+    caption = next(c.value for c in at.caption if c.value.startswith("Epoch 2 of"))
+    assert "student_vid_near" in caption and "weighed almost evenly" not in caption
+    assert {"student_vid", "student_vid_near"} <= {m.label for m in at.metric}
+    at.button_group(key="vid_who").set_value("σ² from 5").run()
+    assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [4.5, 4.4, 4.45]
+
+
 def test_a_run_in_flight_is_polled_not_offered(store_path):
     store = Store(store_path)
     store.create("preset", "attention-transfer", {"epochs": 1}, "k", status="running")

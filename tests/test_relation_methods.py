@@ -234,11 +234,15 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
-    assert list(result["models"]) == ["teacher", "student_hard", "student_kd", f"student_{method}"]
+    more = ["student_vid_near"] if name == "vid-mnist" else []  # VID from a second σ² start
+    students = ["student_hard", "student_kd", f"student_{method}", *more]
+    assert list(result["models"]) == ["teacher", *students]
     assert result["models"][f"student_{method}"]["method"] == method
     if name == "vid-mnist":  # each epoch, every teacher unit's variance and squared error
-        extra = result["history"]["student_vid"][0]["extra"]
-        assert len(extra["variance"]) == len(extra["squared_error"]) == 30  # mlp-30's embedding
+        for student, start in (("student_vid", 5.0), ("student_vid_near", 0.05)):
+            extra = result["history"][student][0]["extra"]
+            assert len(extra["variance"]) == len(extra["squared_error"]) == 30  # mlp-30's
+            assert extra["start_variance"] == start and max(extra["variance"]) < start * 1.5
     if name == "rkd-mnist":
         gaps, mats = result["geometry"], result["geometry_matrices"]
         assert set(gaps) == {"student_hard", "student_kd", "student_rkd"}

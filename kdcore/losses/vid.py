@@ -96,8 +96,8 @@ class VIDParams:
 class VID(Distiller):
     """CE (and optionally KD) plus β·VID. Owns the regressor μ and each channel's α (σ² =
     softplus(α) + ε), so they train with the student and are saved beside it. Each epoch records
-    every channel's σ² and the mean squared error of μ on it over that epoch's batches: at the
-    likelihood's optimum the two are equal."""
+    every channel's σ² (and where it started) and the mean squared error of μ on it over that
+    epoch's batches: at the likelihood's optimum the two are equal."""
 
     def __init__(self, params: VIDParams, probe: Probe):
         super().__init__(params)
@@ -130,6 +130,7 @@ class VID(Distiller):
         mse = (self._sq / max(self._n, 1)).cpu()
         self._sq, self._n = torch.zeros_like(self._sq), 0
         return {
+            "start_variance": self.params.init_variance,
             "variance": [float(f"{v:.4g}") for v in self.variance().cpu()],
             "squared_error": [float(f"{v:.4g}") for v in mse],
         }
