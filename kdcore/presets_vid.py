@@ -58,7 +58,10 @@ VID_PRESET = method_preset(
     "against 73.33%). Its variances barely move in 16 epochs: every unit's σ² is between "
     "4.34 and 4.46 at the end while the regressor's squared errors on the units range from "
     "0.011 to 0.43, so here VID acts as an evenly weighted hint through a regressor (the "
-    "hints page draws both). A second VID student starts at σ² = 0.05, near those errors.",
+    "hints page draws both). A second VID student, its variances started at 0.05 near those "
+    "errors, follows them (over the units, the correlation of the logarithms of σ² and error "
+    "is 0.98 at the end, 0.88 from 5) and makes 261 errors; over five seeds 257.2, ahead of "
+    "the first VID student at 4 seeds of 5, of hard labels at 4 and of KD at none.",
     config=VIDConfig(),
     more=lambda cfg: (("near", {"init_variance": cfg.near_variance}),),
     # the paper's claims: VID beats hard labels; the learned variances: a start near the errors

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -722,3 +723,16 @@ def test_the_vid_text_quotes_its_shipped_variances_and_errors():
     text = " ".join(PRESETS["vid-mnist"].differences.split())
     assert f"between {min(var):.2f} and {max(var):.2f} at the end" in text
     assert f"range from {min(err):.2g} to {max(err):.2g}" in text
+    # the second VID student, from 0.05: its errors, how closely its variances follow, its seeds
+    near = ref.result["history"]["student_vid_near"][-1]["extra"]
+    assert near["start_variance"] == 0.05 and last["start_variance"] == 5.0
+    corr = [float(np.corrcoef(np.log(e["variance"]), np.log(e["squared_error"]))[0, 1])
+            for e in (near, last)]  # fmt: skip
+    rows = load_seed_study(ref)
+    mean = statistics.mean(r["errors"]["student_vid_near"] for r in rows)
+    ahead = dict(seed_wins(ref, rows))["student_vid_near"][1]
+    beat_hard = sum(r["errors"]["student_vid_near"] < r["errors"]["student_hard"] for r in rows)
+    errors = ref.result["models"]["student_vid_near"]["test_errors"]
+    assert (f"is {corr[0]:.2f} at the end, {corr[1]:.2f} from 5) and makes {errors} errors; "
+            f"over five seeds {mean:.1f}, ahead of the first VID student at {ahead} seeds of 5, "
+            f"of hard labels at {beat_hard} and of KD at none") in text  # fmt: skip
