@@ -34,8 +34,9 @@ def variance_figure(variance: list[float], squared_error: list[float], epoch: in
     variance learned for it (y), both on log scales; the diagonal, where each variance is at its
     optimum, dotted."""
     x, y = np.asarray(squared_error), np.asarray(variance)
-    fig = _fig(xaxis_title="squared error of the regressor on the unit (this epoch's batches)",
-               yaxis_title="learned variance σ²", height=380, legend=LEGEND_BELOW)  # fmt: skip
+    # short titles: a phone's 390 px cut the long one at both ends (the caption says the rest)
+    fig = _fig(xaxis_title="the unit's squared error", yaxis_title="learned σ²", height=380,
+               legend=LEGEND_BELOW)  # fmt: skip
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     lo = float(min(x[x > 0].min(initial=1.0), y.min()))
@@ -98,8 +99,8 @@ def show_vid(queue) -> None:
     )
     corr = float(np.corrcoef(np.log(var), np.log(err))[0, 1]) if len(var) > 2 else float("nan")
     st.caption(
-        f"Epoch {epoch} of {who} in {lab_ui.run_name(run)}: the {len(var)} units' squared "
-        f"errors range "
+        f"{lab_ui.run_name(run)}, {who} at epoch {epoch}: the {len(var)} units' squared "
+        f"errors (the regressor's, over the epoch's batches) range "
         f"from {err.min():.3g} to {err.max():.3g}, their learned σ² from {var.min():.3g} to "
         f"{var.max():.3g}; {above:.0%} of the units have a σ² above twice their error, and "
         f"the correlation of their logarithms is {corr:.2f}. {why}VID's term at these σ² is "

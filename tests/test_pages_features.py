@@ -155,12 +155,12 @@ def test_hints_page_draws_a_vid_runs_variances_against_its_errors(no_shipped, st
     points = _spec(at, "vid_variance")["data"][1]
     assert list(_values(points["x"])) == [0.4, 0.02, 0.1]
     assert list(_values(points["y"])) == [5.0, 4.9, 4.95]
-    caption = next(c.value for c in at.caption if c.value.startswith("Epoch 1 of"))
+    caption = next(c.value for c in at.caption if "student_vid at epoch 1:" in c.value)
     err, var = (torch.tensor(VID_EPOCHS[0][k], dtype=torch.float64).view(1, -1)
                 for k in ("squared_error", "variance"))  # fmt: skip
     now = float(vid_loss(err.sqrt(), torch.zeros_like(err), var))
     best = float(vid_loss(err.sqrt(), torch.zeros_like(err), err))
-    assert "errors range from 0.02 to 0.4" in caption and "from 4.9 to 5" in caption
+    assert "batches) range from 0.02 to 0.4" in caption and "from 4.9 to 5" in caption
     assert f"is {now:.3f} a unit" in caption and f"would be {best:.3f}" in caption
     assert "100% of the units" in caption and "weighed almost evenly" in caption
     at.slider(key="vid_epoch").set_value(2).run()
@@ -181,8 +181,8 @@ def test_a_vid_run_with_two_starts_draws_the_one_chosen(no_shipped, store_path):
     assert not at.exception
     assert at.button_group(key="vid_who").options == ["σ² from 5", "σ² from 0.05"]
     assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [0.3, 0.01, 0.06]
-    caption = next(c.value for c in at.caption if c.value.startswith("Epoch 2 of"))
-    assert "student_vid_near" in caption and "weighed almost evenly" not in caption
+    caption = next(c.value for c in at.caption if "at epoch 2:" in c.value)
+    assert "student_vid_near at epoch 2" in caption and "weighed almost evenly" not in caption
     assert {"student_vid", "student_vid_near"} <= {m.label for m in at.metric}
     at.button_group(key="vid_who").set_value("σ² from 5").run()
     assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [4.5, 4.4, 4.45]
