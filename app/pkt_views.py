@@ -2,8 +2,8 @@
 image's distribution over its neighbours in the batch, for the demo teacher and student, as a
 table and as the chosen image's row, with how much of it falls on the image's own digit.
 
-:func:`pkt_figures` and :func:`row_figure` are plain functions of arrays; only :func:`show_pkt`
-talks to Streamlit.
+:func:`pkt_numbers` and :func:`row_figure` are plain functions of tensors and arrays; only
+:func:`show_pkt` talks to Streamlit.
 """
 
 from __future__ import annotations
