@@ -187,7 +187,18 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/visibility:",
         "hints.py",
-        ("img", "epoch", "test", "ep_vid", "vid_who", "vid_epoch"),
+        (
+            "img",
+            "epoch",
+            "test",
+            "ep_vid",
+            "vid_who",
+            "vid_epoch",
+            "ab_mu",
+            "ep_ab",
+            "ab_who",
+            "ab_epoch",
+        ),
     ),
     PageInfo(
         "modes",
@@ -298,8 +309,8 @@ MAP: tuple[MapCell, ...] = (
         "Feature",
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
-        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), "
-        "projectors (Miles 2024), "
+        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
+        "2019), projectors (Miles 2024), "
         "TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start from the "
         "teacher's layers and its cosine loss (Sanh 2019)",
         (
@@ -391,6 +402,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "projector-normalisation": MapLink("projector"),
     "fitnets-mnist": MapLink("features"),
     "vid-mnist": MapLink("features"),
+    "ab-mnist": MapLink("features"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),

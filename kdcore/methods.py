@@ -8,6 +8,7 @@ parameters, a thin distiller), one entry here, one test file and one page sectio
 from __future__ import annotations
 
 from .losses import (
+    ab,
     attention,
     crd,
     deit,
@@ -99,6 +100,17 @@ register(
         summary="A hint with its own uncertainty: the teacher's layer predicted from the "
         "student's as a Gaussian whose variance, learned per channel, lets the student give up "
         "on what it cannot represent.",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "ab", "Activation boundaries", "feature",
+        "Heo, Lee, Yun & Choi 2019 (AAAI), arXiv:1811.03233", ab.ABParams,
+        ab.ActivationBoundaries,
+        summary="Which side of zero each teacher unit falls on, not how far: a squared hinge "
+        "that trains the student (through a connector) to fire where the teacher's units fire, "
+        "as an initialisation before classification.",
     )
 )  # fmt: skip
 

@@ -46,7 +46,9 @@ class KDModel(nn.Module):
 
 
 class MLP(KDModel):
-    """Fully connected ReLU net on flattened images.
+    """Fully connected ReLU net on flattened images. Its features: each hidden layer before its
+    ReLU (``hidden<i>_pre``, what activation-boundary transfer reads) and after it
+    (``hidden<i>``), and the last of those again as ``embedding``.
 
     Hinton et al. (2015, §3) regularised the teacher with dropout (Srivastava et al. 2014 used 20%
     on the inputs and 50% on hidden units for MNIST). Those rates need thousands of epochs; the
@@ -73,7 +75,9 @@ class MLP(KDModel):
         h = self.input_dropout(x.flatten(1))  # (B, 784)
         feats: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.layers):
-            h = self.dropout(F.relu(layer(h)))  # (B, H_i)
+            z = layer(h)  # (B, H_i), before the ReLU: its sign is whether each unit fires
+            feats[f"hidden{i + 1}_pre"] = z
+            h = self.dropout(F.relu(z))  # (B, H_i)
             feats[f"hidden{i + 1}"] = h
         feats["embedding"] = h
         return ModelOutput(self.head(h), feats)

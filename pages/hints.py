@@ -1,16 +1,18 @@
-"""Hints and attention maps: FitNets' guided layer, attention transfer and VID's learned
-variances, from stored runs."""
+"""Hints and attention maps: FitNets' guided layer, attention transfer, VID's learned variances
+and AB's activation boundaries, from stored runs."""
 
 import streamlit as st
 import torch
 
 from app import lab_ui, ui
+from app.ab_views import show_ab
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
 from app.vid_views import show_vid
 from kdcore.checkpoint import CheckpointError, load_model
 from kdcore.data import load_mnist
 from kdcore.jobs import JobQueue
+from kdcore.losses.ab import ab_loss
 from kdcore.losses.attention import at_loss, attention_map
 from kdcore.losses.fitnets import fitnet_loss
 from kdcore.losses.vid import vid_loss
@@ -184,4 +186,6 @@ st.caption(
 
 st.header("VID: a hint with its own uncertainty")
 show_vid(queue)
-ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss)
+st.header("Activation boundaries: fire where the teacher fires")
+show_ab(queue)
+ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss)

@@ -37,7 +37,8 @@ def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict
     _, h, w = in_shape
     if name in MLP_WIDTHS:
         w1, w2 = MLP_WIDTHS[name]
-        return {"hidden1": (b, w1), "hidden2": (b, w2), "embedding": (b, w2)}
+        return {"hidden1_pre": (b, w1), "hidden1": (b, w1), "hidden2_pre": (b, w2),
+                "hidden2": (b, w2), "embedding": (b, w2)}  # fmt: skip
     if name in ("cnn", "cnn-8"):
         c = 32 if name == "cnn" else 8
         return {"conv1": (b, c, h // 2, w // 2), "conv2": (b, 2 * c, h // 4, w // 4),
@@ -141,7 +142,11 @@ def test_mlp_names_with_any_widths(name, widths):
     model = build_model(name).eval()
     out = model.forward_features(torch.randn(2, 1, 28, 28))
     hidden = {k: tuple(v.shape) for k, v in out.features.items() if k.startswith("hidden")}
-    assert hidden == {f"hidden{i + 1}": (2, w) for i, w in enumerate(widths)}
+    assert hidden == {f"hidden{i + 1}{pre}": (2, w) for i, w in enumerate(widths)
+                      for pre in ("_pre", "")}  # fmt: skip
+    for i in range(len(widths)):  # after the ReLU (no dropout in eval): the same, cut at zero
+        h, z = out.features[f"hidden{i + 1}"], out.features[f"hidden{i + 1}_pre"]
+        assert torch.equal(h, torch.relu(z))
     assert out.features["embedding"].shape == (2, widths[-1])
     assert out.logits.shape == (2, 10)
     assert model.num_params() == mlp_params((784, *widths, 10))
