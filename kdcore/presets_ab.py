@@ -40,16 +40,16 @@ AB_PRESET = method_preset(
     "ab",
     title="Activation boundaries: fire where the teacher fires",
     summary="The 30-30 student on hard labels, with KD (T = 4, α = 0.9), and initialised by "
-    "AB for 2 epochs: its 30 second-layer units, through a connector, made to fall on the "
-    "side of zero each of the teacher's 300 falls on (margin 1), then hard labels for the "
-    "rest; a second AB student then learns by KD instead.",
+    "2 epochs of AB: its 30 second-layer units, through a connector, made to fall on the "
+    "side of zero each of the teacher's 300 falls on (margin 1), then the others' epochs on "
+    "hard labels; a second AB student learns by KD after the same initialisation.",
     source="Heo et al. 2019 (arXiv:1811.03233, AAAI); CIFAR-100 figures: Tian et al. 2020, "
     "Table 1",
     top1=73.17,
     claim=CLAIM,
     differences="The benchmark distils a resnet32x4 into a resnet8x4 on CIFAR-100 for 240 "
     "epochs after 30 of AB on several blocks; this is a 300-300 MLP teacher and a 30-30 MLP "
-    "student on MNIST for 16 epochs, 2 of them AB alone, on the second hidden layer, so only "
+    "student on MNIST for 16 epochs after 2 of AB alone on the second hidden layer, so only "
     "the ordering of hard labels, KD and AB can be compared. The margin (1) and the weight "
     "(3/1000) are the authors' code's, not tuned here.",
     config=ABConfig(),

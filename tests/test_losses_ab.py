@@ -116,7 +116,7 @@ def test_the_method_initialises_then_classifies_and_records_its_agreement(small)
     d = build_distiller("ab", {**layers, "init_epochs": 1}, student, teacher, small)
     result = distill(student, teacher, small, cfg, "ab", distiller=d)
     assert result.ok, result.message
-    assert [h.stage for h in result.history] == ["init", "train", "train"]
+    assert [h.stage for h in result.history] == ["init", "train", "train", "train"]
     assert set(result.history[0].losses) == {"ab", "total"}  # AB alone first
     assert "ab" not in result.history[-1].losses and "ce" in result.history[-1].losses
     extra = result.history[0].extra

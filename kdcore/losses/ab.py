@@ -11,7 +11,8 @@ the values: the loss is zero once every teacher unit that fires is matched by a 
 student response above a margin μ, and every silent one by a response below −μ, whatever their
 sizes. The count of mismatched sides (its Eq. 2) has no gradient, so it is trained through a
 squared hinge that is zero exactly where the sides agree with room μ. The student is first
-trained on this loss alone (an initialisation), then on its classification loss.
+trained on this loss alone (an initialisation, in epochs of its own before the run's), then on
+its classification loss.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ class ABParams:
     weight: float = param(AB_WEIGHT, "β, weight of AB", 0.0, 1e4, 1e-3, "Authors' code: 0.003")
     init_epochs: int = param(
         2, "Initialisation epochs", 0, 1000,
-        help="This many epochs of AB alone (student and connector), then the rest on CE "
-        "(and KD at α > 0) without it. 0: one stage, CE + KD + β·AB together.",
+        help="This many epochs of AB alone (student and connector) before the run's epochs "
+        "on CE (and KD at α > 0) without it. 0: one stage, CE + KD + β·AB together.",
     )  # fmt: skip
     T: float = param(4.0, "Temperature T (KD)", 0.05, 100.0, 0.5)
     alpha: float = param(0.0, "α, weight of KD", 0.0, 1.0, 0.05, "(1 − α) goes to CE.")
@@ -120,7 +121,8 @@ class ActivationBoundaries(Distiller):
         h = self.params.init_epochs
         if h <= 0:
             return [Stage("train", epochs)]
-        return [Stage("init", h), Stage("train", max(epochs - h, 1))]
+        return [Stage("init", h), Stage("train", epochs)]  # before the run's epochs, as both
+        # reference codes add theirs (RepDistiller: 30 before 240)
 
     def forward(self, student, teacher, batch):
         p = self.params
