@@ -156,14 +156,17 @@ def dkd_scatter_figure(p_t: np.ndarray, nckd: np.ndarray, chosen: tuple[float, f
 
 def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> go.Figure:
     """Test accuracy in % per epoch of the named models of a stored run (the store keeps it as a
-    fraction; every other view of a run shows %)."""
+    fraction; every other view of a run shows %). A model whose method had a stage before its
+    last (AB's initialisation, on no labels) is drawn from its last stage on, its epochs
+    counted from there: every model lines up on the epochs it trained for its labels."""
     fig = _fig(xaxis_title="epoch", yaxis_title="test accuracy %", height=320)
     # whole epochs, one tick each while they fit: "d" alone labelled a 2-epoch run's 1.2, 1.4, ...
     # ticks "1 1 1 2 2 2"
-    fig.update_xaxes(**epoch_ticks(max((len(history.get(n, [])) for n in names), default=1)))
-    for name in names:
-        recs = history.get(name, [])
-        fig.add_scatter(x=[r["epoch"] for r in recs], y=[100 * r["test_accuracy"] for r in recs],
+    shown = {n: [r for r in history.get(n, []) if r.get("stage", "") == history[n][-1].get(
+        "stage", "")] for n in names}  # fmt: skip
+    fig.update_xaxes(**epoch_ticks(max((len(recs) for recs in shown.values()), default=1)))
+    for name, recs in shown.items():
+        fig.add_scatter(x=list(range(1, len(recs) + 1)), y=[100 * r["test_accuracy"] for r in recs],
                         name=name, mode="lines+markers",
                         line=dict(color=MODEL.get(name), width=3))  # fmt: skip
     return fig

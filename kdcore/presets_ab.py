@@ -51,7 +51,15 @@ AB_PRESET = method_preset(
     "epochs after 30 of AB on several blocks; this is a 300-300 MLP teacher and a 30-30 MLP "
     "student on MNIST for 16 epochs after 2 of AB alone on the second hidden layer, so only "
     "the ordering of hard labels, KD and AB can be compared. The margin (1) and the weight "
-    "(3/1000) are the authors' code's, not tuned here.",
+    "(3/1000) are the authors' code's, not tuned here. In the shipped run (seed 0, the long "
+    "profile) AB makes 271 test errors against 308 on hard labels and 244 by KD, and AB "
+    "then KD 241; over five seeds (the table under the run) AB makes 288.4 against hard "
+    "labels' 285.6, ahead at 2 seeds of 5, and AB then KD 250.2 against KD's 238.4, ahead "
+    "at 2: not the benchmark's direction (73.17% against 72.50%). The boundaries do "
+    "transfer: after the 2 epochs the connected student's units fall on the teacher's side "
+    "of zero 85.5% of the time, where guessing each unit's usual side scores 63.7%. "
+    "Classification then moves them: with the connector frozen, 71.0% at the end on hard "
+    "labels and 67.6% by KD (the hints page draws it).",
     config=ABConfig(),
     more=lambda cfg: (("kd", {"alpha": 0.9}),),
     # the paper's claim: AB beats hard labels; the authors' script's KD stage: beside KD alone

@@ -124,12 +124,15 @@ def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     assert not at.exception and any("diverges" in c.value for c in at.caption)
 
 
-def test_hints_page_offers_its_three_runs(no_shipped, store_path):
+def test_hints_page_offers_its_four_runs(no_shipped, store_path):
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now"] * 3
-    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid"}
-    assert "No completed vid-mnist run" in at.info[-1].value
-    assert len(at.latex) == 3 and not at.get("plotly_chart")
+    assert [b.label for b in at.button] == ["Run it now"] * 4
+    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab"}
+    assert "No completed ab-mnist run" in at.info[-1].value
+    # AB's cost of one unit needs no run: the only chart before any training
+    assert len(at.latex) == 4 and [_spec(at, "ab_hinge")] == [
+        json.loads(c.proto.spec) for c in at.get("plotly_chart")
+    ]
 
 
 # A stored vid-mnist run's VID student: three teacher units, two epochs.
@@ -188,12 +191,68 @@ def test_a_vid_run_with_two_starts_draws_the_one_chosen(no_shipped, store_path):
     assert list(_values(_spec(at, "vid_variance")["data"][1]["y"])) == [4.5, 4.4, 4.45]
 
 
+def test_the_ab_hinge_is_the_loss_at_the_urls_margin(no_shipped, store_path):
+    """Each curve of the chart is ab_loss for one unit at the margin in the URL, zero past the
+    margin on the teacher's side; the dotted steps are the mismatch count."""
+    at = _page("hints.py", ab_mu="0.5")
+    assert at.slider(key="ab_mu").value == 0.5
+    fires, count, silent = (_spec(at, "ab_hinge")["data"][i] for i in (0, 1, 2))
+    x, y = _values(fires["x"]), _values(fires["y"])
+    assert y[x >= 0.5].max() == 0.0 and y[np.isclose(x, -1.0)][0] == pytest.approx(2.25)
+    assert list(_values(count["y"])) == [float(v <= 0) for v in x]
+    y = _values(silent["y"])
+    assert y[x <= -0.5].max() == 0.0 and y[np.isclose(x, 1.0)][0] == pytest.approx(2.25)
+    assert any("costs at least μ² = 0.25" in c.value for c in at.caption)
+
+
+def test_a_stored_ab_run_draws_its_agreement_against_guessing(no_shipped, store_path):
+    """Per epoch, each AB student's agreement beside the guess of each unit's usual side (from
+    how often the teacher's units fire), the initialisation shaded; per unit at the URL's epoch,
+    how often it fires against how often the student is on its side; the caption's figures are
+    the run's."""
+    on = [0.5, 0.9, 0.2]  # the guess: mean of max(p, 1 - p) = (0.5 + 0.9 + 0.8) / 3
+    unit = [[0.9, 0.95, 0.85], [0.7, 0.9, 0.8], [0.6, 0.9, 0.8]]
+    stages = ["init", "train", "train"]
+    extra = [{"agreement": float(np.mean(u)), "unit_agreement": u, "teacher_on": on}
+             for u in unit]  # fmt: skip
+    names = ("student_hard", "student_kd", "student_ab", "student_ab_kd")
+    losses = {"student_ab_kd": {"ce": 0.5, "kd": 0.1}}
+    history = {n: [_epoch(e + 1, {"ab": 1.0} if stages[e] == "init" else losses.get(n, {"ce": 0.5}),
+                          stage=stages[e] if n.startswith("student_ab") else "",
+                          extra=extra[e] if n.startswith("student_ab") else None)
+                   for e in range(3)] for n in names}  # fmt: skip
+    run_id = _fake_run(Store(store_path), "ab-mnist", {"models": _models(*names),
+                                                       "history": history})  # fmt: skip
+    at = _page("hints.py", ab_epoch="1", ab_who="AB, then KD")
+    assert at.slider(key="ab_epoch").value == 1
+    assert at.button_group(key="ab_who").options == ["AB, then hard labels", "AB, then KD"]
+    assert any(f"Run #{run_id}" in c.value and "AB 73.17%" in c.value for c in at.caption)
+    fig = _spec(at, "ab_agreement")
+    lines = {t["name"]: list(_values(t["y"])) for t in fig["data"]}
+    assert lines["AB, then KD"] == pytest.approx([np.mean(u) for u in unit])
+    assert lines["guessing each unit's usual side"] == pytest.approx([2.2 / 3] * 3)
+    assert [(s["x0"], s["x1"]) for s in fig["layout"]["shapes"]] == [(0.5, 1.5)]
+    # the accuracy curves line the students up on their epochs on labels: AB's from its last
+    # stage on, counted from 1
+    curves = {t["name"]: list(_values(t["x"])) for t in _spec(at, "curves_ab")["data"]}
+    assert curves["student_ab"] == [1, 2] and curves["student_hard"] == [1, 2, 3]
+    points = _spec(at, "ab_units")["data"][1]
+    assert list(_values(points["x"])) == on and list(_values(points["y"])) == unit[0]
+    caption = next(c.value for c in at.caption if "AB, then KD at epoch 1" in c.value)
+    assert "(AB alone)" in caption and "90.0% of the time, against 73.3%" in caption
+    assert "3 of the 3 teacher units" in caption
+    assert "(epoch 1) it was 90.0%; at the last epoch, 76.7%" in caption
+    at.slider(key="ab_epoch").set_value(3).run()
+    caption = next(c.value for c in at.caption if "AB, then KD at epoch 3" in c.value)
+    assert "(after the initialisation)" in caption and "1 of the 3 teacher units" in caption
+
+
 def test_a_run_in_flight_is_polled_not_offered(store_path):
     store = Store(store_path)
     store.create("preset", "attention-transfer", {"epochs": 1}, "k", status="running")
     at = _page("hints.py")
     keys = [b.key for b in at.button]
-    assert "run_at" not in keys and {"run_fit", "run_vid"} <= set(keys)  # the others still offer
+    assert "run_at" not in keys and {"run_fit", "run_vid", "run_ab"} <= set(keys)  # the others
     assert at.get("progress") and "under way" in " ".join(c.value for c in at.caption)
 
 

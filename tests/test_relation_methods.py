@@ -228,13 +228,14 @@ def test_preset_configs_validate():
         PRESETS["rkd-mnist"].with_changes({"geometry_batch": 1})
 
 
-# DIST's figures are ImageNet's; VID is a feature method on the relation presets' models
-@pytest.mark.parametrize("name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist"])
+# DIST's figures are ImageNet's; VID and AB are feature methods on the relation presets' models
+@pytest.mark.parametrize("name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist", "ab-mnist"])
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
-    more = ["student_vid_near"] if name == "vid-mnist" else []  # VID from a second σ² start
+    # VID from a second σ² start; AB then KD after the same initialisation
+    more = {"vid-mnist": ["student_vid_near"], "ab-mnist": ["student_ab_kd"]}.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
     assert list(result["models"]) == ["teacher", *students]
     assert result["models"][f"student_{method}"]["method"] == method
@@ -243,6 +244,12 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
             extra = result["history"][student][0]["extra"]
             assert len(extra["variance"]) == len(extra["squared_error"]) == 30  # mlp-30's
             assert extra["start_variance"] == start and max(extra["variance"]) < start * 1.5
+    if name == "ab-mnist":  # the initialisation first, then the run's epochs on labels
+        for student, kd in (("student_ab", False), ("student_ab_kd", True)):
+            history = result["history"][student]
+            assert [e["stage"] for e in history] == ["init", "init", "train"]
+            assert len(history[0]["extra"]["unit_agreement"]) == 30  # the tiny teacher's width
+            assert ("kd" in history[-1]["losses"]) == kd and "ab" not in history[-1]["losses"]
     if name == "rkd-mnist":
         gaps, mats = result["geometry"], result["geometry_matrices"]
         assert set(gaps) == {"student_hard", "student_kd", "student_rkd"}

@@ -252,7 +252,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 19
+    assert len(long) == 20
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
@@ -736,3 +736,40 @@ def test_the_vid_text_quotes_its_shipped_variances_and_errors():
     assert (f"is {corr[0]:.2f} at the end, {corr[1]:.2f} from 5) and makes {errors} errors; "
             f"over five seeds {mean:.1f}, ahead of the first VID student at {ahead} seeds of 5, "
             f"of hard labels at {beat_hard} and of KD at none") in text  # fmt: skip
+
+
+def test_the_ab_text_and_readme_quote_its_shipped_errors_seeds_and_agreements():
+    from pathlib import Path
+
+    from app.ab_views import agreements, baseline
+
+    ref = load_references()[0]["ab-mnist"]
+    models = ref.result["models"]
+    text = " ".join(PRESETS["ab-mnist"].differences.split())
+    errs = {n: models[n]["test_errors"] for n in models}
+    assert (f"AB makes {errs['student_ab']} test errors against {errs['student_hard']} on hard "
+            f"labels and {errs['student_kd']} by KD, and AB then KD {errs['student_ab_kd']}"
+            ) in text  # fmt: skip
+    rows = load_seed_study(ref)
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in rows[0]["errors"]}
+    wins = dict(seed_wins(ref, rows))
+    assert (f"AB makes {mean['student_ab']:.1f} against hard labels' "
+            f"{mean['student_hard']:.1f}, ahead at {wins['student_ab'][1]} seeds of 5, and AB "
+            f"then KD {mean['student_ab_kd']:.1f} against KD's {mean['student_kd']:.1f}, ahead "
+            f"at {wins['student_ab_kd'][1]}:") in text  # fmt: skip
+    kept = agreements(ref.result)
+    hard, kd = kept["AB, then hard labels"], kept["AB, then KD"]
+    init = [e for e in hard if e["stage"] == "init"]
+    assert (f"after the {len(init)} epochs the connected student's units fall on the teacher's "
+            f"side of zero {init[-1]['agreement']:.1%} of the time, where guessing each unit's "
+            f"usual side scores {baseline(init[-1]['teacher_on']):.1%}") in text  # fmt: skip
+    assert (f"{hard[-1]['agreement']:.1%} at the end on hard labels and "
+            f"{kd[-1]['agreement']:.1%} by KD") in text  # fmt: skip
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    sd = statistics.stdev(r["errors"]["student_ab"] for r in rows)
+    assert (
+        f"| `ab-mnist` | AB {mean['student_ab']:.1f} ({sd:.1f}) | {wins['student_ab'][1]} of 5"
+        in (readme)
+    )
+    assert f"AB **{errs['student_ab']}** (the same teacher {errs['teacher']}" in readme
+    assert f"{init[-1]['agreement']:.1%} after the initialisation" in readme
