@@ -25,6 +25,8 @@ DIGITS = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4",
           "#0b7285", "#862e9c", "#f59f00", "#495057", "#74b816")  # fmt: skip
 MODEL = {"student_hard": "#868e96", "student_kd": COLORS["teacher"], "student_rkd": "#e8590c",
          "student_dkd": "#e8590c", "student_dist": "#e8590c", "teacher": "#1f2430"}  # fmt: skip
+# for the students MODEL does not name, in order
+OTHERS = (COLORS["student"], COLORS["ce"], "#2f9e44", "#ae3ec9", "#1098ad")
 
 
 def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
@@ -165,10 +167,13 @@ def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> 
     shown = {n: [r for r in history.get(n, []) if r.get("stage", "") == history[n][-1].get(
         "stage", "")] for n in names}  # fmt: skip
     fig.update_xaxes(**epoch_ticks(max((len(recs) for recs in shown.values()), default=1)))
+    # a method's students in colours of their own (the theme's cycle would give a fourth model
+    # the hard-label student's grey)
+    spare = iter(c for c in OTHERS if c not in {MODEL.get(n) for n in names})
     for name, recs in shown.items():
         fig.add_scatter(x=list(range(1, len(recs) + 1)), y=[100 * r["test_accuracy"] for r in recs],
                         name=name, mode="lines+markers",
-                        line=dict(color=MODEL.get(name), width=3))  # fmt: skip
+                        line=dict(color=MODEL.get(name) or next(spare, None), width=3))  # fmt: skip
     return fig
 
 

@@ -234,8 +234,10 @@ def test_a_stored_ab_run_draws_its_agreement_against_guessing(no_shipped, store_
     assert [(s["x0"], s["x1"]) for s in fig["layout"]["shapes"]] == [(0.5, 1.5)]
     # the accuracy curves line the students up on their epochs on labels: AB's from its last
     # stage on, counted from 1
-    curves = {t["name"]: list(_values(t["x"])) for t in _spec(at, "curves_ab")["data"]}
+    traces = _spec(at, "curves_ab")["data"]
+    curves = {t["name"]: list(_values(t["x"])) for t in traces}
     assert curves["student_ab"] == [1, 2] and curves["student_hard"] == [1, 2, 3]
+    assert len({t["line"]["color"] for t in traces}) == 4  # no two students in one colour
     points = _spec(at, "ab_units")["data"][1]
     assert list(_values(points["x"])) == on and list(_values(points["y"])) == unit[0]
     caption = next(c.value for c in at.caption if "AB, then KD at epoch 1" in c.value)

@@ -773,3 +773,28 @@ def test_the_ab_text_and_readme_quote_its_shipped_errors_seeds_and_agreements():
     )
     assert f"AB **{errs['student_ab']}** (the same teacher {errs['teacher']}" in readme
     assert f"{init[-1]['agreement']:.1%} after the initialisation" in readme
+
+
+def test_the_lessons_ab_step_says_what_the_shipped_run_measured():
+    """The AB step's figures: the shipped run's agreement at the end of the initialisation (the
+    step's epoch), the guess beside it, and that over five seeds AB does not beat hard labels
+    on average."""
+    import tomllib
+    from pathlib import Path
+
+    from app.ab_views import agreements, baseline
+
+    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
+                           .read_text())  # fmt: skip
+    step = next(s for s in lesson["step"] if s["title"].startswith("AB:"))
+    ref = load_references()[0]["ab-mnist"]
+    epochs = agreements(ref.result)["AB, then hard labels"]
+    at = epochs[int(step["params"]["ab_epoch"]) - 1]
+    assert at["stage"] == "init" and epochs[int(step["params"]["ab_epoch"])]["stage"] == "train"
+    talk = " ".join(step["talk"].split())
+    assert (f"teacher's side {at['agreement']:.1%} of the time, against "
+            f"{baseline(at['teacher_on']):.1%} for guessing") in talk  # fmt: skip
+    rows = load_seed_study(ref)
+    means = {n: statistics.mean(r["errors"][n] for r in rows) for n in ("student_ab",
+                                                                       "student_hard")}  # fmt: skip
+    assert "no better than on hard labels" in talk and means["student_ab"] >= means["student_hard"]
