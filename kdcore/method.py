@@ -281,10 +281,16 @@ class Method:
     build: Callable[[Any, Probe], Distiller]
     uses_teacher: bool = True
     summary: str = ""  # one sentence: what is transferred
+    abbreviation: str = ""  # how a chart's point names it; "" for the name in capitals (KD)
     baseline: bool = False  # the reference every distilled student is compared with
     # Its step can be captured as a CUDA graph (kdcore.cudagraph): pure tensor code with no host
     # synchronisation and no Python state that changes from step to step.
     graph_safe: bool = False
+
+    @property
+    def short(self) -> str:
+        """The method's name where a long one does not fit (a point's label): RKD, SP."""
+        return self.abbreviation or self.name.upper()
 
     def make_params(self, values: dict[str, Any] | Any | None = None) -> Any:
         """The parameter dataclass from a dict of overrides (or an instance), checked."""

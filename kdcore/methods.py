@@ -130,6 +130,7 @@ register(
         similarity.SimilarityPreserving,
         summary="Which examples of the batch the teacher finds alike: its B × B table of "
         "row-normalised similarities.",
+        abbreviation="SP",
     )
 )  # fmt: skip
 register(
@@ -184,6 +185,7 @@ register(
         lambda p, probe: zscore.ZScoreKD(p),
         summary="KD on each example's z-scored logits: the teacher's logits taught up to their "
         "mean and spread, so the student need not match their size.",
+        abbreviation="z-score KD",
     )
 )  # fmt: skip
 

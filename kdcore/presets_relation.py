@@ -149,7 +149,7 @@ def _runner(name: str, method: str) -> Callable[[RelationConfig, RunContext], di
 # DKD from Zhao et al. 2022, Table 6 (the same-architecture pairs), same pair. Not comparable
 # with MNIST test errors, so they are kept under their own key rather than "test_errors".
 _CIFAR = {"teacher": 79.42, "student_hard": 72.50, "student_kd": 73.33}
-_SETTING = "resnet32x4 -> resnet8x4 on CIFAR-100, top-1 accuracy %, 240 epochs"
+SETTING = "resnet32x4 -> resnet8x4 on CIFAR-100, top-1 accuracy %, 240 epochs"
 # No unattributed claim about the size of the teacher-student gap: it depends on the run's
 # length, and the text is shown under the run's own table, so each figure names its run (one
 # epoch on our CPU; the shipped runs of the long profile, which tests/test_shipped_pages.py
@@ -174,7 +174,7 @@ _DIFF = (
 def _preset(name, title, summary, source, paper, config, runner, differences) -> Preset:
     return Preset(
         name=name, title=title, summary=summary, source=source,
-        paper={"test_errors": {}, "setting": _SETTING, "cifar100_top1": paper},
+        paper={"test_errors": {}, "setting": SETTING, "cifar100_top1": paper},
         config=config, runner=runner, differences=_DIFF + differences,
         profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE,
     )  # fmt: skip
@@ -270,7 +270,7 @@ def method_preset(
     return register(
         Preset(
             name=name, title=title, summary=summary, source=source,
-            paper={"test_errors": {}, "setting": _SETTING, "claims": [claim],
+            paper={"test_errors": {}, "setting": SETTING, "claims": [claim],
                    "cifar100_top1": {**_CIFAR, f"student_{method}": top1}},
             config=config or RelationConfig(), runner=runner,
             differences=differences, seed_pairs=seed_pairs or {},

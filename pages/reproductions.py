@@ -4,6 +4,7 @@ compared with, family by family of the field, beside the papers' figures."""
 import streamlit as st
 
 from app import reference_ui, ui
+from app.benchmark_views import show_benchmark
 from app.catalog import families, preset_home
 from app.reproduction_views import (
     comparisons,
@@ -26,16 +27,18 @@ ui.prose(
     "the student before a bias shift. A result that holds at five seeds of five is a result; "
     "one that holds at three is a coin still in the air."
 )
+
+refs, _ = reference_ui.references()
+reference_ui.skipped_notice()
+every = comparisons(refs)
+show_benchmark(refs)
+st.header("Family by family")
 st.caption(
     "Green: the method did better than what it is compared with at that seed; red: worse; the "
     "number: by how much, on the preset's headline figure. Better is not always what the paper "
     "predicts: a label-smoothed teacher's student should do worse, so should an ablation. Where "
     "the paper gives both figures, the table says whether most seeds went its way."
 )
-
-refs, _ = reference_ui.references()
-reference_ui.skipped_notice()
-every = comparisons(refs)
 groups = families()
 family = ui.url_choice("Family", groups, "fam", groups[0])
 comps = [c for c in every if preset_home(c.preset)[1] == family]

@@ -1,0 +1,179 @@
+"""The reproductions page's benchmark: the CRD benchmark's resnet32x4 → resnet8x4 column on
+CIFAR-100 (Tian et al. 2020, Table 1; DKD's and the z-score's figures for the same pair from
+their own papers), beside every method this app runs on its own shared pair, the relation
+presets' 300-300 MLP teacher and 30-30 student on MNIST, at the same five seeds.
+
+:func:`benchmark`, :func:`rank_correlation` and :func:`benchmark_figure` are plain functions of
+the shipped files; only :func:`show_benchmark` talks to Streamlit.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import ui
+from app.figures import COLORS
+from app.relation_figures import _fig
+from app.reproduction_views import home_url
+from kdcore.methods import get_method
+from kdcore.presets import PRESETS
+from kdcore.presets_relation import SETTING
+from kdcore.reference import Reference, load_seed_study
+
+HARD = "student_hard"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One method of the benchmark: its CIFAR-100 top-1 in the paper's table, and its test errors
+    here at each seed beside the hard-label student's at the same seed."""
+
+    model: str  # student_<method>
+    preset: str  # the first preset whose seed study trains it
+    paper: float  # top-1 %, resnet32x4 -> resnet8x4 on CIFAR-100
+    errors: tuple[float, ...]  # test errors here, one per seed
+    hard: tuple[float, ...]  # the hard-label student's at the same seeds
+
+    @property
+    def method(self) -> str:
+        return self.model.removeprefix("student_")
+
+    @property
+    def label(self) -> str:
+        return get_method(self.method).short
+
+    @property
+    def saved(self) -> float:
+        """Test errors saved against hard labels, averaged over the seeds (positive: better)."""
+        return statistics.mean(self.hard) - statistics.mean(self.errors)
+
+    @property
+    def wins(self) -> int:
+        return sum(e < h for e, h in zip(self.errors, self.hard, strict=True))
+
+
+def benchmark(refs: dict[str, Reference]) -> tuple[list[Entry], float]:
+    """Every student of a preset quoting the benchmark's setting that the paper's table names,
+    once each (KD is in all of them, trained again and identical), with the table's hard-label
+    figure; ([], nan) when no such preset ships a seed study."""
+    entries: dict[str, Entry] = {}
+    hard_paper = float("nan")
+    for name, preset in PRESETS.items():
+        table = preset.paper.get("cifar100_top1", {})
+        rows = load_seed_study(refs[name]) if name in refs else []
+        if preset.paper.get("setting") != SETTING or not rows:
+            continue
+        hard_paper = table[HARD]
+        for model, top1 in table.items():
+            new = model.startswith("student_") and model != HARD and model not in entries
+            if new and all(model in r["errors"] and HARD in r["errors"] for r in rows):
+                entries[model] = Entry(
+                    model,
+                    name,
+                    float(top1),
+                    tuple(float(r["errors"][model]) for r in rows),
+                    tuple(float(r["errors"][HARD]) for r in rows),
+                )
+    return sorted(entries.values(), key=lambda e: -e.paper), hard_paper
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):
+        tied = x == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def rank_correlation(a: list[float], b: list[float]) -> float:
+    """Spearman's ρ: the Pearson correlation of the two lists' ranks (nan under three items)."""
+    if len(a) < 3:
+        return float("nan")
+    return float(np.corrcoef(_ranks(np.asarray(a)), _ranks(np.asarray(b)))[0, 1])
+
+
+def benchmark_figure(entries: list[Entry], hard_paper: float) -> go.Figure:
+    """One point per method: how far the paper's table put it above hard labels (x, top-1
+    points) against how many test errors it saved here, on average over the seeds (y); the
+    axes through zero, so the top-right quarter is where both say it helps."""
+    # short titles, the labels of the rightmost points to their left: a phone's 390 px cut both
+    fig = _fig(xaxis_title="paper: top-1 points above hard labels",
+               yaxis_title="here: MNIST errors saved", height=420,
+               showlegend=False)  # fmt: skip
+    x = [e.paper - hard_paper for e in entries]
+    right = min(x) + 0.75 * (max(x) - min(x))
+    fig.add_hline(y=0, line=dict(color=COLORS["muted"], width=1))
+    fig.add_vline(x=0, line=dict(color=COLORS["muted"], width=1))
+    hover = "%{text}: %{x:+.2f} points in the paper, %{y:+.1f} errors saved here<extra></extra>"
+    fig.add_scatter(
+        x=x,
+        y=[e.saved for e in entries],
+        text=[e.label for e in entries],
+        mode="markers+text",
+        textposition=["top left" if v > right else "top center" for v in x],
+        marker=dict(
+            size=10,
+            color=[COLORS["teacher"] if e.saved > 0 else COLORS["student"] for e in entries],
+        ),
+        hovertemplate=hover,
+    )
+    return fig
+
+
+def benchmark_rows(entries: list[Entry], hard_paper: float) -> list[dict]:
+    """The table under the chart, a row per method, best in the paper first."""
+    n = len(entries[0].errors) if entries else 0
+    return [
+        {
+            "method": e.label,
+            "paper top-1 %": f"{e.paper:.2f} ({e.paper - hard_paper:+.2f})",
+            f"errors here, {n} seeds": f"{statistics.mean(e.errors):.1f} "
+            f"({statistics.stdev(e.errors):.1f})",
+            "saved": f"{e.saved:+.1f}",
+            "ahead of hard labels": f"{e.wins} of {n}",
+            "result": f"{home_url(e.preset)}#{e.preset}",
+        }
+        for e in entries
+    ]
+
+
+def show_benchmark(refs: dict[str, Reference]) -> None:
+    """The section: the chart, the table and the ranking's agreement, in numbers."""
+    entries, hard_paper = benchmark(refs)
+    if len(entries) < 2:
+        return
+    st.header("One benchmark, one pair")
+    hard = entries[0].hard
+    ui.prose(
+        "The CRD benchmark (Tian et al. 2020, Table 1) distils a resnet32x4 into a resnet8x4 on "
+        "CIFAR-100 by one method after another. Every method here that the table names runs "
+        "on one pair too, the same 300-300 teacher and 30-30 student on MNIST at the same "
+        "seeds: does the table's ordering survive a change of data, networks and length?"
+    )
+    ui.plot(benchmark_figure(entries, hard_paper), key="benchmark")
+    st.dataframe(
+        benchmark_rows(entries, hard_paper),
+        hide_index=True,
+        column_config={"result": st.column_config.LinkColumn(
+            "result", display_text=r"#(.*)$", help="Opens the page that draws its run")},
+        key="benchmark_table",
+    )  # fmt: skip
+    both = [e for e in entries if (e.paper > hard_paper) == (e.saved > 0)]
+    rho = rank_correlation([e.paper for e in entries], [e.saved for e in entries])
+    st.caption(
+        f"Hard labels: {hard_paper:.2f}% in the paper, {statistics.mean(hard):.1f} test errors "
+        f"here over {len(hard)} seeds (blue: fewer errors than that here; orange: more). Of "
+        f"the {len(entries)} methods, {len(both)} land on the same side of hard labels in "
+        f"both; the rank correlation (Spearman) of the paper's "
+        f"ordering and ours is {rho:.2f}. DKD's and the z-score's figures are their own papers' "
+        "for the same pair (Zhao et al. 2022, Table 6; Sun et al. 2024, the official code's "
+        "README)."
+    )
