@@ -135,10 +135,11 @@ def show_ab(queue) -> None:
         "a margin μ on the side the teacher's unit is on, and costs nothing once it does. The "
         "student is initialised by this loss alone, then trained on its labels."
     )
-    st.latex(
-        r"\mathcal{L}_{AB}(I) = \big\lVert \rho(T(I)) \odot \sigma\big(\mu\mathbf{1} - "
-        r"r(S(I))\big) + \big(1 - \rho(T(I))\big) \odot \sigma\big(\mu\mathbf{1} + "
-        r"r(S(I))\big) \big\rVert_2^2, \quad \rho(x) = \mathbf{1}[x > 0]"
+    st.latex(  # in lines: a phone's column is narrower than the sum
+        r"\begin{gathered}\mathcal{L}_{AB}(I) = \big\lVert \rho(T(I)) \odot "
+        r"\sigma\big(\mu\mathbf{1} - r(S(I))\big)\\ + \big(1 - \rho(T(I))\big) \odot "
+        r"\sigma\big(\mu\mathbf{1} + r(S(I))\big) \big\rVert_2^2,\\ "
+        r"\rho(x) = \mathbf{1}[x > 0]\end{gathered}"
     )
     margin = ui.url_float("Margin μ", "ab_mu", 0.0, 3.0, AB_MARGIN, 0.25, slider=True)
     ui.plot(hinge_figure(margin), key="ab_hinge")
