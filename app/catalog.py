@@ -420,6 +420,7 @@ LAB_DRAWN: dict[str, str] = {
         "Response-based",
     ),
     **dict.fromkeys(("similarity-mnist", "crd-mnist"), "Relation-based"),
+    "fitnets-mlp": "Feature-based",  # the benchmark's FitNet; the hints page draws fitnets-mnist
 }
 
 

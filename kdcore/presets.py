@@ -760,3 +760,4 @@ from . import presets_zscore  # noqa: E402, F401
 from . import presets_pkt  # noqa: E402, F401
 from . import presets_vid  # noqa: E402, F401
 from . import presets_ab  # noqa: E402, F401
+from . import presets_fitnets_mlp  # noqa: E402, F401

@@ -228,8 +228,10 @@ def test_preset_configs_validate():
         PRESETS["rkd-mnist"].with_changes({"geometry_batch": 1})
 
 
-# DIST's figures are ImageNet's; VID and AB are feature methods on the relation presets' models
-@pytest.mark.parametrize("name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist", "ab-mnist"])
+# DIST's figures are ImageNet's; VID, AB and FitNets: feature methods on the relation presets' pair
+@pytest.mark.parametrize(
+    "name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist", "ab-mnist", "fitnets-mlp"]
+)
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
     assert result["status"] == "completed", result["message"]
