@@ -237,7 +237,11 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
     # VID from a second σ² start; AB then KD after the same initialisation
-    more = {"vid-mnist": ["student_vid_near"], "ab-mnist": ["student_ab_kd"]}.get(name, [])
+    more = {
+        "vid-mnist": ["student_vid_near"],
+        "ab-mnist": ["student_ab_kd"],
+        "fitnets-mlp": ["student_fitnets_light"],
+    }.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
     assert list(result["models"]) == ["teacher", *students]
     assert result["models"][f"student_{method}"]["method"] == method
