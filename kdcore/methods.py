@@ -81,6 +81,7 @@ register(
         fitnets.FitNetsParams, fitnets.FitNets,
         summary="An intermediate layer of the teacher, reproduced by the student's layer "
         "through a trained projector.",
+        abbreviation="FitNets",
     )
 )  # fmt: skip
 register(

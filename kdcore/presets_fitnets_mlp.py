@@ -49,7 +49,17 @@ FITNETS_MLP_PRESET = method_preset(
     "Tian et al. 2020, Table 1",
     top1=73.50,
     claim=CLAIM,
-    differences="TO BE MEASURED",
+    differences="The benchmark distils a resnet32x4 into a resnet8x4 on CIFAR-100 for 240 "
+    "epochs, the hint on the middle of three stages; this is a 300-300 MLP teacher and a "
+    "30-30 MLP student on MNIST for 16 epochs, the hint on the first of two hidden layers, "
+    "so only the ordering of hard labels, KD and FitNets can be compared. β = 100 is the "
+    "benchmark's, not tuned here: on this pair the weighted hint is 29 against CE's 0.15 at "
+    "the end of the shipped run, and the student learns its labels slowly. In the shipped "
+    "run (seed 0, the long profile) FitNets makes 467 test errors against 308 on hard labels "
+    "and 244 by KD; over five seeds (the table under the run) 493.2 against 285.6 and 238.4, "
+    "behind hard labels at every seed, where the benchmark had FitNet ahead (73.50% against "
+    "72.50%). With the hint weighted 1 the second FitNets student makes 264, and 253.8 over "
+    "five seeds: ahead of hard labels at 5 seeds of 5, behind KD at every seed.",
     config=FitNetsMLPConfig(),
     # the benchmark's weight, then a hundredth of it: on this pair the hint at β = 100 outweighs
     # CE by two orders of magnitude

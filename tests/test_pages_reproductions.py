@@ -86,7 +86,8 @@ def test_every_preset_has_a_family_and_a_page_that_draws_it():
     assert home_url("dist-stronger") == "/dkd"
     assert home_url("born-again") == "/modes?mode=born-again"
     assert home_url("hinton-mnist") == "/lab?preset=hinton-mnist"
-    assert {preset_home(n)[1] for n in LAB_DRAWN} == {"Response-based", "Relation-based"}
+    assert {preset_home(n)[1] for n in LAB_DRAWN} == {"Response-based", "Relation-based",
+                                                      "Feature-based"}  # fmt: skip
 
 
 def test_gains_are_written_short_enough_for_a_phone(every):
@@ -213,8 +214,11 @@ def test_the_readme_counts_the_comparisons_shipped(every):
     told = [c for c in every if c.as_paper is not None]
     against = {c.model.removeprefix("student_").upper() for c in told if not c.as_paper}
     assert f"Where the paper gives figures for both sides ({len(told)} comparisons)" in readme
-    assert f"they did in {sum(c.as_paper for c in told)}; not for RKD, CRD, DKD and AB" in readme
-    assert against == {"RKD", "CRD", "DKD", "AB"}
+    assert (
+        f"they did in {sum(c.as_paper for c in told)}; not for RKD, CRD, DKD, AB and FitNets"
+        in (readme)
+    )
+    assert against == {"RKD", "CRD", "DKD", "AB", "FITNETS"}
 
 
 def test_without_shipped_runs_the_page_says_so_in_one_line(tmp_path, monkeypatch):

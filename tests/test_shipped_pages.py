@@ -63,7 +63,8 @@ def test_every_preset_ships_a_run_and_every_page_section_shows_one():
     # the rest open in the lab: Hinton's demos, the sweeps and two relation methods
     assert not shown & set(LAB_DRAWN) and shown | set(LAB_DRAWN) == set(PRESETS)
     assert set(LAB_DRAWN) == {"hinton-mnist", "omitted-3", "only-7-8", "temperature-sweep",
-                              "alpha-sweep", "similarity-mnist", "crd-mnist"}  # fmt: skip
+                              "alpha-sweep", "similarity-mnist", "crd-mnist",
+                              "fitnets-mlp"}  # fmt: skip
 
 
 @pytest.mark.parametrize("page,params,preset", VIEWS, ids=lambda v: str(v))
@@ -798,3 +799,29 @@ def test_the_lessons_ab_step_says_what_the_shipped_run_measured():
     means = {n: statistics.mean(r["errors"][n] for r in rows) for n in ("student_ab",
                                                                        "student_hard")}  # fmt: skip
     assert "no better than on hard labels" in talk and means["student_ab"] >= means["student_hard"]
+
+
+def test_the_fitnets_mlp_text_quotes_its_shipped_run_and_seeds():
+    ref = load_references()[0]["fitnets-mlp"]
+    models, history = ref.result["models"], ref.result["history"]
+    text = " ".join(PRESETS["fitnets-mlp"].differences.split())
+    last = history["student_fitnets"][-1]["losses"]
+    assert (f"the weighted hint is {last['hint']:.0f} against CE's {last['ce']:.2f} at the end "
+            "of the shipped run") in text  # fmt: skip
+    errs = {n: m["test_errors"] for n, m in models.items()}
+    assert (
+        f"FitNets makes {errs['student_fitnets']} test errors against "
+        f"{errs['student_hard']} on hard labels and {errs['student_kd']} by KD"
+    ) in text
+    rows = load_seed_study(ref)
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in errs if n != "teacher"}
+    assert (f"over five seeds (the table under the run) {mean['student_fitnets']:.1f} against "
+            f"{mean['student_hard']:.1f} and {mean['student_kd']:.1f}, behind hard labels at "
+            "every seed") in text  # fmt: skip
+    assert all(r["errors"]["student_fitnets"] > r["errors"]["student_hard"] for r in rows)
+    light = [r["errors"]["student_fitnets_light"] for r in rows]
+    assert (f"the second FitNets student makes {errs['student_fitnets_light']}, and "
+            f"{mean['student_fitnets_light']:.1f} over five seeds: ahead of hard labels at "
+            f"{sum(v < r['errors']['student_hard'] for v, r in zip(light, rows, strict=True))} "
+            "seeds of 5, behind KD at every seed") in text  # fmt: skip
+    assert all(v > r["errors"]["student_kd"] for v, r in zip(light, rows, strict=True))
