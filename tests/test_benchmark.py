@@ -106,3 +106,20 @@ def test_the_readme_quotes_the_benchmark(shipped):
     assert paper[-1] == "RKD" and here.index("RKD") == 2
     assert ("(CRD, third in the paper, is ninth here; RKD, last there, is third here; FitNets, "
             "at the benchmark's hint weight, last)") in readme  # fmt: skip
+
+
+def test_the_lessons_benchmark_step_says_what_the_files_show(shipped):
+    import tomllib
+
+    _, entries, hard_paper = shipped
+    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
+                           .read_text())  # fmt: skip
+    step = next(s for s in lesson["step"] if s["title"].startswith("Does a benchmark"))
+    talk = " ".join(step["talk"].split())
+    both = sum((e.paper > hard_paper) == (e.saved > 0) for e in entries)
+    rho = rank_correlation([e.paper for e in entries], [e.saved for e in entries])
+    assert "ranks ten methods" in talk and "the same ten" in talk and len(entries) == 10
+    assert f"{both} of the {len(entries)} land on the same side" in talk
+    assert f"(Spearman {rho:.2f})" in talk and abs(rho) < 0.3  # "uncorrelated"
+    here = [e.label for e in sorted(entries, key=lambda e: -e.saved)]
+    assert here.index("CRD") == 8 and here.index("RKD") == 2 and here[-1] == "FitNets"
