@@ -32,8 +32,9 @@ FIRES, SILENT = "the teacher's unit fires", "the teacher's unit is silent"
 
 
 def unit_costs(response: np.ndarray, fires: bool, margin: float) -> tuple[list, list]:
-    """AB's loss (:func:`ab_loss`) and the mismatch count (Eq. 2) of one unit at each
-    ``response`` of the connected student, where the teacher's unit fires or is silent."""
+    """AB's loss (:func:`ab_loss`) and the mismatch count (the activation transfer loss) of one
+    unit at each ``response`` of the connected student, where the teacher's unit fires or is
+    silent."""
     s = torch.as_tensor(response, dtype=torch.float64).view(-1, 1, 1)  # one example each
     t = torch.full((1, 1), 1.0 if fires else 0.0, dtype=torch.float64)
     t_sign = t * 2 - 1  # a response on the teacher's side, for the count
@@ -52,7 +53,7 @@ def hinge_figure(margin: float) -> go.Figure:
                                (False, SILENT, COLORS["student"])):  # fmt: skip
         hinge, count = unit_costs(x, fires, margin)
         fig.add_scatter(x=x, y=hinge, mode="lines", name=f"{name}: AB", line=dict(color=color))
-        fig.add_scatter(x=x, y=count, mode="lines", name="its mismatch count (Eq. 2)",
+        fig.add_scatter(x=x, y=count, mode="lines", name="its mismatch count",
                         line=dict(color=color, dash="dot", width=1.5), showlegend=fires,
                         legendgroup="count")  # fmt: skip
     for edge in {-margin, margin}:
@@ -147,8 +148,8 @@ def show_ab(queue) -> None:
         f"At μ = {margin:g} a unit costs nothing once the student's response is past "
         f"{margin:g} on the teacher's side; on the wrong side it costs at least μ² = "
         f"{margin**2:g} and grows with the square of the distance. The dotted steps are the "
-        "count the hinge stands in for (the paper's Eq. 2), which has no gradient. ρ and σ: "
-        "the step and the ReLU; T(I), S(I): the layers before their ReLUs."
+        "count the hinge stands in for (the paper's activation transfer loss), which has no "
+        "gradient. ρ and σ: the step and the ReLU; T(I), S(I): the layers before their ReLUs."
     )
     run = lab_ui.stored_students(queue, PRESET, "ab", COST, ("ep_ab", "run_ab"), PAPER_LINE)
     kept = agreements(run.result or {}) if run else {}

@@ -24,8 +24,8 @@ SETTINGS = settings(max_examples=40, deadline=None)
 
 
 def ref_ab(s: np.ndarray, t: np.ndarray, margin: float) -> float:
-    """Eq. 4 unit by unit: ρ(t)·max(0, μ − s)² + (1 − ρ(t))·max(0, μ + s)², summed over an
-    example's units, averaged over examples."""
+    """The paper's hinge unit by unit: ρ(t)·max(0, μ − s)² + (1 − ρ(t))·max(0, μ + s)², summed
+    over an example's units, averaged over examples."""
     total = 0.0
     for b in range(s.shape[0]):
         for idx in np.ndindex(*s.shape[1:]):

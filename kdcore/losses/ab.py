@@ -9,10 +9,10 @@ A ReLU unit splits its input space in two along a hyperplane, its activation bou
 an example falls on is what the next layer sees most of. The paper transfers those sides, not
 the values: the loss is zero once every teacher unit that fires is matched by a (connected)
 student response above a margin μ, and every silent one by a response below −μ, whatever their
-sizes. The count of mismatched sides (its Eq. 2) has no gradient, so it is trained through a
-squared hinge that is zero exactly where the sides agree with room μ. The student is first
-trained on this loss alone (an initialisation, in epochs of its own before the run's), then on
-its classification loss.
+sizes. The count of mismatched sides (its activation transfer loss) has no gradient, so it is
+trained through a squared hinge that is zero exactly where the sides agree with room μ. The
+student is first trained on this loss alone (an initialisation, in epochs of its own before the
+run's), then on its classification loss.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ AB_WEIGHT = 3e-3
 
 
 def activation_transfer_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    r"""The count of mismatched activations (Heo et al. 2019, Eq. 2), per example, averaged
-    over the batch:
+    r"""The count of mismatched activations (Heo et al. 2019, the activation transfer loss), per
+    example, averaged over the batch:
 
     .. math:: \mathcal{L}(I) = \big\lVert \rho(\mathcal{T}(I)) - \rho(\mathcal{S}(I))
         \big\rVert_1, \qquad \rho(x) = \begin{cases}1 & x > 0\\ 0 & x \le 0\end{cases}
@@ -48,8 +48,9 @@ def activation_transfer_loss(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def ab_loss(s: torch.Tensor, t_on: torch.Tensor, margin: float = AB_MARGIN) -> torch.Tensor:
-    r"""The paper's differentiable stand-in for Eq. 2 (its Eq. 4, with the connector r applied
-    before): a squared hinge per unit, summed over units, averaged over the batch,
+    r"""The paper's piecewise differentiable stand-in for the activation transfer loss (with the
+    connector r applied before): a squared hinge per unit, summed over units, averaged over the
+    batch,
 
     .. math:: \mathcal{L}(I) = \big\lVert \rho(\mathcal{T}(I)) \odot \sigma(\mu \mathbf{1} -
         r(\mathcal{S}(I))) + (1 - \rho(\mathcal{T}(I))) \odot \sigma(\mu \mathbf{1} +
