@@ -70,22 +70,26 @@ def baseline(teacher_on: list[float]) -> float:
 
 
 def agreement_figure(kept: dict[str, list[dict]]) -> go.Figure:
-    """Each AB student's agreement over its epochs (the initialisation shaded), beside what
-    guessing each unit's usual side scores."""
+    """Each AB student's agreement over its epochs (the initialisation shaded; a student
+    without one drawn from where the others start on their labels), beside what guessing each
+    unit's usual side scores."""
     fig = _fig(xaxis_title="epoch", yaxis_title="units on the teacher's side", height=340,
                legend=LEGEND_BELOW)  # fmt: skip
     fig.update_yaxes(tickformat=".0%")
-    colors = [COLORS["student"], COLORS["ce"], COLORS["other"]]
+    colors = [COLORS["student"], COLORS["ce"], "#2f9e44", COLORS["other"]]
+    # a student without an initialisation starts where the others start on their labels
+    inits = {label: sum(e.get("stage") == "init" for e in epochs) for label, epochs in
+             kept.items()}  # fmt: skip
+    init = max(inits.values())
     for i, (label, epochs) in enumerate(kept.items()):
-        x = list(range(1, len(epochs) + 1))
+        x = list(range(init - inits[label] + 1, init - inits[label] + len(epochs) + 1))
         fig.add_scatter(x=x, y=[e["agreement"] for e in epochs], mode="lines+markers",
                         name=label, line=dict(color=colors[i % len(colors)]))  # fmt: skip
-    first = next(iter(kept.values()))
+    first = max(kept.values(), key=len)
     x = list(range(1, len(first) + 1))
     fig.add_scatter(x=x, y=[baseline(e["teacher_on"]) for e in first], mode="lines",
                     name="guessing each unit's usual side",
                     line=dict(color=COLORS["uniform"], dash="dot"))  # fmt: skip
-    init = sum(e.get("stage") == "init" for e in first)
     if init:
         fig.add_vrect(x0=0.5, x1=init + 0.5, fillcolor=COLORS["soft"], line_width=0,
                       annotation_text="AB alone", annotation_position="top left")  # fmt: skip
@@ -112,8 +116,9 @@ def unit_figure(unit_agreement: list[float], teacher_on: list[float], epoch: int
 
 
 def agreements(result: dict) -> dict[str, list[dict]]:
-    """The AB students of a run and their epochs' records (with each epoch's stage), named by
-    what followed their initialisation, where they kept agreements."""
+    """The AB students of a run and their epochs' records (with each epoch's stage), where they
+    kept agreements, named from their own records: what followed an initialisation ("AB, then
+    KD"), or, with none, what AB was kept beside ("AB beside hard labels")."""
     out = {}
     for epochs in result.get("history", {}).values():
         kept = [{**e["extra"], "stage": e.get("stage", "")} for e in epochs
@@ -121,7 +126,8 @@ def agreements(result: dict) -> dict[str, list[dict]]:
         if kept:
             trained = [e for e in epochs if e.get("stage") != "init"]
             then = "KD" if trained and "kd" in trained[-1].get("losses", {}) else "hard labels"
-            out[f"AB, then {then}"] = kept
+            first = any(e["stage"] == "init" for e in kept)
+            out[f"AB, then {then}" if first else f"AB beside {then}"] = kept
     return out
 
 
@@ -176,7 +182,8 @@ def agreement_caption(run_name: str, who: str, epochs: list[dict], epoch: int) -
     agree, on = np.asarray(e["unit_agreement"]), np.asarray(e["teacher_on"])
     guess = np.maximum(on, 1 - on)
     init = [x for x in epochs if x.get("stage") == "init"]
-    stage = "AB alone" if e.get("stage") == "init" else "after the initialisation"
+    stage = ("AB alone" if e.get("stage") == "init" else "after the initialisation" if init
+             else "AB beside its labels from the start")  # fmt: skip
     after = (
         f" At the end of the initialisation (epoch {len(init)}) it was "
         f"{init[-1]['agreement']:.1%}; at the last epoch, {epochs[-1]['agreement']:.1%}: the "

@@ -42,7 +42,8 @@ AB_PRESET = method_preset(
     summary="The 30-30 student on hard labels, with KD (T = 4, α = 0.9), and initialised by "
     "2 epochs of AB: its 30 second-layer units, through a connector, made to fall on the "
     "side of zero each of the teacher's 300 falls on (margin 1), then the others' epochs on "
-    "hard labels; a second AB student learns by KD after the same initialisation.",
+    "hard labels; a second AB student learns by KD after the same initialisation, and a "
+    "third keeps AB beside CE from the start instead of initialising by it.",
     source="Heo et al. 2019 (arXiv:1811.03233, AAAI); CIFAR-100 figures: Tian et al. 2020, "
     "Table 1",
     top1=73.17,
@@ -61,8 +62,10 @@ AB_PRESET = method_preset(
     "Classification then moves them: with the connector frozen, 71.0% at the end on hard "
     "labels and 67.6% by KD (the hints page draws it).",
     config=ABConfig(),
-    more=lambda cfg: (("kd", {"alpha": 0.9}),),
-    # the paper's claim: AB beats hard labels; the authors' script's KD stage: beside KD alone
+    # the authors' script's KD stage; and a one-stage variant with AB kept beside CE (no
+    # initialisation), to show whether the boundaries help where they are kept
+    more=lambda cfg: (("kd", {"alpha": 0.9}), ("throughout", {"init_epochs": 0})),
+    # the paper's claim: AB beats hard labels; the KD stage: beside KD alone
     seed_pairs={"student_kd": "student_hard", "student_ab": "student_hard",
-                "student_ab_kd": "student_kd"},
+                "student_ab_kd": "student_kd", "student_ab_throughout": "student_hard"},
 )  # fmt: skip

@@ -215,29 +215,38 @@ def test_a_stored_ab_run_draws_its_agreement_against_guessing(no_shipped, store_
     stages = ["init", "train", "train"]
     extra = [{"agreement": float(np.mean(u)), "unit_agreement": u, "teacher_on": on}
              for u in unit]  # fmt: skip
-    names = ("student_hard", "student_kd", "student_ab", "student_ab_kd")
-    losses = {"student_ab_kd": {"ce": 0.5, "kd": 0.1}}
-    history = {n: [_epoch(e + 1, {"ab": 1.0} if stages[e] == "init" else losses.get(n, {"ce": 0.5}),
-                          stage=stages[e] if n.startswith("student_ab") else "",
+    names = ("student_hard", "student_kd", "student_ab", "student_ab_kd", "student_ab_throughout")
+    losses = {
+        "student_ab_kd": {"ce": 0.5, "kd": 0.1},
+        "student_ab_throughout": {"ce": 0.5, "ab": 0.2},
+    }
+    inits = ("student_ab", "student_ab_kd")  # the third keeps AB beside CE: one stage, unnamed
+    history = {n: [_epoch(e + 1, {"ab": 1.0} if stages[e] == "init" and n in inits
+                          else losses.get(n, {"ce": 0.5}),
+                          stage=stages[e] if n in inits else "",
                           extra=extra[e] if n.startswith("student_ab") else None)
                    for e in range(3)] for n in names}  # fmt: skip
     run_id = _fake_run(Store(store_path), "ab-mnist", {"models": _models(*names),
                                                        "history": history})  # fmt: skip
     at = _page("hints.py", ab_epoch="1", ab_who="AB, then KD")
     assert at.slider(key="ab_epoch").value == 1
-    assert at.button_group(key="ab_who").options == ["AB, then hard labels", "AB, then KD"]
+    assert at.button_group(key="ab_who").options == ["AB, then hard labels", "AB, then KD",
+                                                     "AB beside hard labels"]  # fmt: skip
     assert any(f"Run #{run_id}" in c.value and "AB 73.17%" in c.value for c in at.caption)
     fig = _spec(at, "ab_agreement")
     lines = {t["name"]: list(_values(t["y"])) for t in fig["data"]}
     assert lines["AB, then KD"] == pytest.approx([np.mean(u) for u in unit])
     assert lines["guessing each unit's usual side"] == pytest.approx([2.2 / 3] * 3)
     assert [(s["x0"], s["x1"]) for s in fig["layout"]["shapes"]] == [(0.5, 1.5)]
+    xs = {t["name"]: list(_values(t["x"])) for t in fig["data"]}
+    assert xs["AB, then KD"] == [1, 2, 3] and xs["AB beside hard labels"] == [2, 3, 4]
     # the accuracy curves line the students up on their epochs on labels: AB's from its last
     # stage on, counted from 1
     traces = _spec(at, "curves_ab")["data"]
     curves = {t["name"]: list(_values(t["x"])) for t in traces}
     assert curves["student_ab"] == [1, 2] and curves["student_hard"] == [1, 2, 3]
-    assert len({t["line"]["color"] for t in traces}) == 4  # no two students in one colour
+    assert curves["student_ab_throughout"] == [1, 2, 3]
+    assert len({t["line"]["color"] for t in traces}) == 5  # no two students in one colour
     points = _spec(at, "ab_units")["data"][1]
     assert list(_values(points["x"])) == on and list(_values(points["y"])) == unit[0]
     caption = next(c.value for c in at.caption if "AB, then KD at epoch 1" in c.value)
@@ -247,6 +256,9 @@ def test_a_stored_ab_run_draws_its_agreement_against_guessing(no_shipped, store_
     at.slider(key="ab_epoch").set_value(3).run()
     caption = next(c.value for c in at.caption if "AB, then KD at epoch 3" in c.value)
     assert "(after the initialisation)" in caption and "1 of the 3 teacher units" in caption
+    at.button_group(key="ab_who").set_value("AB beside hard labels").run()
+    caption = next(c.value for c in at.caption if "AB beside hard labels at epoch 3" in c.value)
+    assert "(AB beside its labels from the start)" in caption and "initialisation (" not in caption
 
 
 def test_a_run_in_flight_is_polled_not_offered(store_path):

@@ -236,10 +236,10 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
-    # VID from a second σ² start; AB then KD after the same initialisation
+    # VID from a second σ² start; AB then KD after the same initialisation, and beside CE
     more = {
         "vid-mnist": ["student_vid_near"],
-        "ab-mnist": ["student_ab_kd"],
+        "ab-mnist": ["student_ab_kd", "student_ab_throughout"],
         "fitnets-mlp": ["student_fitnets_light"],
     }.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
@@ -256,6 +256,8 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
             assert [e["stage"] for e in history] == ["init", "init", "train"]
             assert len(history[0]["extra"]["unit_agreement"]) == 30  # the tiny teacher's width
             assert ("kd" in history[-1]["losses"]) == kd and "ab" not in history[-1]["losses"]
+        kept = result["history"]["student_ab_throughout"]  # one stage: AB beside CE
+        assert [e["stage"] for e in kept] == [""] and {"ce", "ab"} <= set(kept[0]["losses"])
     if name == "rkd-mnist":
         gaps, mats = result["geometry"], result["geometry_matrices"]
         assert set(gaps) == {"student_hard", "student_kd", "student_rkd"}
