@@ -774,6 +774,18 @@ def test_the_ab_text_and_readme_quote_its_shipped_errors_seeds_and_agreements():
     )
     assert f"AB **{errs['student_ab']}** (the same teacher {errs['teacher']}" in readme
     assert f"{init[-1]['agreement']:.1%} after the initialisation" in readme
+    # the third AB student, kept beside CE from the start: its agreement, errors and seeds
+    kept_on = kept["AB beside hard labels"]
+    assert not any(e["stage"] == "init" for e in kept_on)
+    through = errs["student_ab_throughout"]
+    sd = statistics.stdev(r["errors"]["student_ab_throughout"] for r in rows)
+    assert (f"AB holds them at {kept_on[-1]['agreement']:.1%} and the student makes {through}; "
+            f"over five seeds {mean['student_ab_throughout']:.1f}, ahead of hard labels at "
+            f"{wins['student_ab_throughout'][1]} seeds of 5") in text  # fmt: skip
+    assert (f"AB kept beside CE {mean['student_ab_throughout']:.1f} ({sd:.1f}), ahead of hard "
+            f"labels at {wins['student_ab_throughout'][1]} of 5") in readme  # fmt: skip
+    assert f"AB kept beside CE from the start **{through}**, its units at " in readme
+    assert f"{kept_on[-1]['agreement']:.1%} for the student that keeps AB beside CE" in readme
 
 
 def test_the_lessons_ab_step_says_what_the_shipped_run_measured():
@@ -799,6 +811,10 @@ def test_the_lessons_ab_step_says_what_the_shipped_run_measured():
     means = {n: statistics.mean(r["errors"][n] for r in rows) for n in ("student_ab",
                                                                        "student_hard")}  # fmt: skip
     assert "no better than on hard labels" in talk and means["student_ab"] >= means["student_hard"]
+    kept_on = agreements(ref.result)["AB beside hard labels"]
+    ahead = dict(seed_wins(ref, rows))["student_ab_throughout"][1]
+    assert (f"its units stay at {kept_on[-1]['agreement']:.1%}, and it beats hard labels at "
+            f"{ahead} seeds of 5") in talk  # fmt: skip
 
 
 def test_the_fitnets_mlp_text_quotes_its_shipped_run_and_seeds():
