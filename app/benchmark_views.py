@@ -25,23 +25,18 @@ from kdcore.presets import PRESETS
 from kdcore.presets_relation import SETTING
 from kdcore.reference import Reference, load_seed_study
 
-HARD = "student_hard"
-
 
 @dataclass(frozen=True)
 class Entry:
     """One method of the benchmark: its CIFAR-100 top-1 in the paper's table, and its test errors
     here at each seed beside the hard-label student's at the same seed."""
 
-    model: str  # student_<method>
+    model: str  # the student's name in the runs
+    method: str  # its method, as the run recorded it (a key of the registry)
     preset: str  # the first preset whose seed study trains it
     paper: float  # top-1 %, resnet32x4 -> resnet8x4 on CIFAR-100
     errors: tuple[float, ...]  # test errors here, one per seed
     hard: tuple[float, ...]  # the hard-label student's at the same seeds
-
-    @property
-    def method(self) -> str:
-        return self.model.removeprefix("student_")
 
     @property
     def label(self) -> str:
@@ -59,8 +54,9 @@ class Entry:
 
 def benchmark(refs: dict[str, Reference]) -> tuple[list[Entry], float]:
     """Every student of a preset quoting the benchmark's setting that the paper's table names,
-    once each (KD is in all of them, trained again and identical), with the table's hard-label
-    figure; ([], nan) when no such preset ships a seed study."""
+    once each (KD is in all of them, trained again and identical), beside the run's baseline
+    (its hard-label student, as the run's records name their roles), with the table's figure
+    for that baseline; ([], nan) when no such preset ships a seed study."""
     entries: dict[str, Entry] = {}
     hard_paper = float("nan")
     for name, preset in PRESETS.items():
@@ -68,16 +64,22 @@ def benchmark(refs: dict[str, Reference]) -> tuple[list[Entry], float]:
         rows = load_seed_study(refs[name]) if name in refs else []
         if preset.paper.get("setting") != SETTING or not rows:
             continue
-        hard_paper = table[HARD]
+        models = refs[name].result.get("models", {})
+        base = next((m for m, rec in models.items() if rec.get("role") == "baseline"), None)
+        if base not in table:
+            continue
+        hard_paper = table[base]
         for model, top1 in table.items():
-            new = model.startswith("student_") and model != HARD and model not in entries
-            if new and all(model in r["errors"] and HARD in r["errors"] for r in rows):
+            rec = models.get(model, {})
+            new = rec.get("role") == "student" and model not in entries
+            if new and all(model in r["errors"] and base in r["errors"] for r in rows):
                 entries[model] = Entry(
                     model,
+                    rec["method"],
                     name,
                     float(top1),
                     tuple(float(r["errors"][model]) for r in rows),
-                    tuple(float(r["errors"][HARD]) for r in rows),
+                    tuple(float(r["errors"][base]) for r in rows),
                 )
     return sorted(entries.values(), key=lambda e: -e.paper), hard_paper
 
