@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.benchmark_views import benchmark, rank_correlation
+from app.benchmark_views import benchmark, floor_of, rank_correlation
 from kdcore.presets import PRESETS
 from kdcore.presets_relation import SETTING
 from kdcore.reference import load_references, load_seed_study
@@ -36,6 +36,13 @@ def ref_spearman(a: list[float], b: list[float]) -> float:
 def test_rank_correlation_is_spearmans_rho(pairs):
     a, b = [float(x) for x, _ in pairs], [float(y) for _, y in pairs]
     assert rank_correlation(a, b) == pytest.approx(ref_spearman(a, b), abs=1e-12)
+
+
+def test_the_floor_cuts_only_a_value_far_below_the_rest():
+    assert floor_of([10.0, 0.0, -10.0]) is None  # an even spread
+    assert floor_of([40.0, 20.0, -50.0, -200.0]) == pytest.approx(-50 - 0.15 * 90)
+    assert floor_of([40.0, 20.0, -200.0]) == pytest.approx(-0.15 * 40)  # zero stays on
+    assert floor_of([5.0, 1.0]) is None and floor_of([300.0, 20.0, 10.0]) is None
 
 
 def test_rank_correlation_gives_ties_their_mean_rank():
@@ -68,6 +75,23 @@ def test_every_method_of_the_benchmarks_setting_is_in_once_with_its_seeds(shippe
         assert e.paper == PRESETS[e.preset].paper["cifar100_top1"][e.model]
         assert e.saved == pytest.approx(statistics.mean(e.hard) - statistics.mean(e.errors))
     assert [e.paper for e in entries] == sorted((e.paper for e in entries), reverse=True)
+    # a method's other recipes: every student of its preset with its method and no paper figure
+    for e in entries:
+        ref = refs[e.preset]
+        table = PRESETS[e.preset].paper["cifar100_top1"]
+        mine = [m for m, rec in ref.result["models"].items()
+                if rec.get("method") == e.method and m not in table]  # fmt: skip
+        assert [m for m, _ in e.variants] == mine
+        rows = load_seed_study(ref)
+        for m, gain in e.variants:
+            assert gain == pytest.approx(statistics.mean(
+                r["errors"]["student_hard"] - r["errors"][m] for r in rows))  # fmt: skip
+    assert {m for e in entries for m, _ in e.variants} == {
+        "student_fitnets_light",
+        "student_ab_kd",
+        "student_ab_throughout",
+        "student_vid_near",
+    }
     # KD in every such preset, trained again and identical
     kd = {tuple(r["errors"]["student_kd"] for r in load_seed_study(refs[n])) for n in same}
     assert len(kd) == 1
@@ -78,10 +102,16 @@ def test_the_page_draws_it_and_says_what_it_shows(shipped):
     at = run_page("reproductions.py", 180)
     chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
                  if "benchmark" in c.proto.id)  # fmt: skip
-    points = chart["data"][0]
-    assert list(points["text"]) == [e.label for e in entries]
+    points = next(t for t in chart["data"] if t["mode"] == "markers+text")
+    floor = floor_of([e.saved for e in entries] + [g for e in entries for _, g in e.variants])
+    cut = [e.saved < floor for e in entries]  # FitNets at the benchmark's weight, far below
+    assert sum(cut) == 1 and floor == pytest.approx(-55.6 - 0.15 * (47.2 + 55.6))
+    assert list(points["text"]) == [f"{e.label} ({e.saved:+.0f}, below)" if c else e.label
+                                    for e, c in zip(entries, cut, strict=True)]  # fmt: skip
     assert list(plotly_array(points["x"])) == pytest.approx([e.paper - hard_paper for e in entries])
-    assert list(plotly_array(points["y"])) == pytest.approx([e.saved for e in entries])
+    assert list(plotly_array(points["y"])) == pytest.approx([max(e.saved, floor) for e in entries])
+    assert list(plotly_array(points["customdata"])) == pytest.approx([e.saved for e in entries])
+    assert points["marker"]["symbol"] == ["triangle-down" if c else "circle" for c in cut]
     table = next(f.value for f in at.dataframe if "method" in f.value.columns)
     assert table["method"].tolist() == [e.label for e in entries]
     assert table["ahead of hard labels"].tolist() == [f"{e.wins} of 5" for e in entries]
@@ -90,6 +120,19 @@ def test_the_page_draws_it_and_says_what_it_shows(shipped):
     caption = next(c.value for c in at.caption if c.value.startswith("Hard labels:"))
     assert f"Of the {len(entries)} methods, {both} land on the same side" in caption
     assert f"ordering and ours is {rho:.2f}." in caption
+    # each other recipe of a method, hollow, at its method's x, from its benchmark point
+    hollow = [t for t in chart["data"] if t["mode"] == "lines+markers"]
+    want = [v for e in entries for _, g in e.variants
+            for v in (e.paper - hard_paper, max(e.saved, floor), g)]  # fmt: skip
+    got = [v for t in hollow for v in (plotly_array(t["x"])[0], *plotly_array(t["y"]))]
+    assert got == pytest.approx(want) and len(want) >= 12
+    said = next(c.value for c in at.caption if c.value.startswith("Hollow:"))
+    _, e, m, g = max(((abs(g - e.saved), e, m, g) for e in entries for m, g in e.variants),
+                     key=lambda t: t[0])  # fmt: skip
+    assert (
+        f"{e.label} saves {e.saved:+.1f} errors as the benchmark runs it and {g:+.1f} as {m}"
+        in (said)
+    )
 
 
 def test_the_readme_quotes_the_benchmark(shipped):
@@ -106,6 +149,15 @@ def test_the_readme_quotes_the_benchmark(shipped):
     assert paper[-1] == "RKD" and here.index("RKD") == 2
     assert ("(CRD, third in the paper, is ninth here; RKD, last there, is third here; FitNets, "
             "at the benchmark's hint weight, last)") in readme  # fmt: skip
+    by = {e.label: e for e in entries}
+    fit, ab = by["FitNets"], by["AB"]
+    light = dict(fit.variants)["student_fitnets_light"]
+    kept = dict(ab.variants)["student_ab_throughout"]
+    assert f"other recipes here ({sum(len(e.variants) for e in entries)} students)" in readme
+    assert (
+        f"FitNets goes from {fit.saved:.1f} errors saved to {light:+.1f} with the hint "
+        f"weighted 1, AB from {ab.saved:.1f} to {kept:+.1f} kept beside CE"
+    ) in readme
 
 
 def test_the_lessons_benchmark_step_says_what_the_files_show(shipped):
