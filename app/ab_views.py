@@ -168,9 +168,7 @@ def show_ab(queue) -> None:
     who = (ui.url_choice("AB student", labels, key="ab_who", default=labels[0])
            if len(labels) > 1 else labels[0])  # fmt: skip
     epochs = kept[who]
-    ui.guard_url("ab_epoch", ui.int_ok(1, max(len(epochs), 2)), len(epochs))
-    epoch = st.slider("Epoch", 1, max(len(epochs), 2), len(epochs), key="ab_epoch",
-                      bind="query-params", disabled=len(epochs) < 2)  # fmt: skip
+    epoch = ui.url_epoch("ab_epoch", len(epochs))
     e = epochs[min(epoch, len(epochs)) - 1]
     ui.plot(unit_figure(e["unit_agreement"], e["teacher_on"], epoch), key="ab_units")
     st.caption(agreement_caption(lab_ui.run_name(run), who, epochs, epoch))

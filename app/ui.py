@@ -498,6 +498,14 @@ def url_int(label: str, key: str, lo: int, hi: int, default: int, boxed: bool = 
     return int(st.number_input(label, *box, default, 1, key=key, bind="query-params", **kw))
 
 
+def url_epoch(key: str, n: int) -> int:
+    """The epoch of a stored run to draw, 1 to ``n`` (the last by default), a slider kept in the
+    URL; a link value out of range is dropped with a notice. A run of one epoch leaves it shown
+    but disabled (a slider needs two ends)."""
+    guard_url(key, int_ok(1, max(n, 2)), n)
+    return st.slider("Epoch", 1, max(n, 2), n, key=key, bind="query-params", disabled=n < 2)
+
+
 def url_choice(
     label: str,
     options: Sequence,

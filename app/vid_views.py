@@ -80,9 +80,7 @@ def show_vid(queue) -> None:
     else:
         who = next(iter(kept))
     kept = kept[who]
-    ui.guard_url("vid_epoch", ui.int_ok(1, max(len(kept), 2)), len(kept))
-    epoch = st.slider("Epoch", 1, max(len(kept), 2), len(kept), key="vid_epoch",
-                      bind="query-params", disabled=len(kept) < 2)  # fmt: skip
+    epoch = ui.url_epoch("vid_epoch", len(kept))
     e = kept[min(epoch, len(kept)) - 1]
     var, err = np.asarray(e["variance"]), np.asarray(e["squared_error"])
     ui.plot(variance_figure(e["variance"], e["squared_error"], epoch), key="vid_variance")

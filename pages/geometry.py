@@ -169,9 +169,7 @@ elif run is not None:
     epochs = max(len(v) for v in gaps.values())
     st.caption(f"{lab_ui.run_name(run)}: {lab_ui.describe(run)}; {len(mats['indices'])} test "
                "images shown.")  # fmt: skip
-    ui.guard_url("epoch", ui.int_ok(1, max(epochs, 2)), epochs)
-    epoch = st.slider("Epoch", 1, max(epochs, 2), epochs, key="epoch", bind="query-params",
-                      disabled=epochs < 2)  # fmt: skip
+    epoch = ui.url_epoch("epoch", epochs)
     ui.plot(gap_figure(gaps, epoch), key="gaps")
     names = list(mats["students"])
     default = "student_rkd" if "student_rkd" in names else names[0]

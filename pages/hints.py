@@ -125,9 +125,7 @@ if run is not None:
                          help="Which of the run's kept test images")  # fmt: skip
     with c2:
         n = len(hist_at)
-        ui.guard_url("epoch", ui.int_ok(1, max(n, 2)), n)
-        epoch = st.slider("Epoch", 1, max(n, 2), n, key="epoch", bind="query-params",
-                          disabled=n < 2)  # fmt: skip
+        epoch = ui.url_epoch("epoch", n)
     left, right = st.columns([1, 5])
     left.image(digit_image(shown[img]), caption=f"test image #{shown[img]}", width=112)
     columns = {
