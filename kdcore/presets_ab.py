@@ -10,19 +10,11 @@ so a preset added later comes last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from .presets_relation import RelationConfig, method_preset
+from .presets_relation import method_preset
 
 PRESET = "ab-mnist"
 # both nets' second hidden layer before its ReLU: the paper's pre-activation responses
 LAYERS = {"student_layer": "hidden2_pre", "teacher_layer": "hidden2_pre"}
-
-
-@dataclass(frozen=True)
-class ABConfig(RelationConfig):
-    params: dict[str, Any] = field(default_factory=lambda: dict(LAYERS))
 
 
 # Tian, Krishnan & Isola 2020 (CRD), Table 1 (RepDistiller's README), resnet32x4 -> resnet8x4 on
@@ -64,7 +56,7 @@ AB_PRESET = method_preset(
     "(one stage, no initialisation), AB holds them at 88.4% and the student makes 250; over "
     "five seeds 256.2, ahead of hard labels at 4 seeds of 5: here the boundaries help where "
     "they are kept, not where they are only a starting point.",
-    config=ABConfig(),
+    params=LAYERS,
     # the authors' script's KD stage; and a one-stage variant with AB kept beside CE (no
     # initialisation), to show whether the boundaries help where they are kept
     more=lambda cfg: (("kd", {"alpha": 0.9}), ("throughout", {"init_epochs": 0})),

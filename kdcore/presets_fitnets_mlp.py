@@ -10,10 +10,7 @@ so a preset added later comes last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from .presets_relation import RelationConfig, method_preset
+from .presets_relation import method_preset
 
 PRESET = "fitnets-mlp"
 # RepDistiller's benchmark recipe (scripts/run_cifar_distill.sh: --distill hint -a 0 -b 100,
@@ -21,11 +18,6 @@ PRESET = "fitnets-mlp"
 # the two hidden layers, through a linear regressor from the student's 30 units to the 300
 HINT = {"student_layer": "hidden1", "teacher_layer": "hidden1", "projector": "linear",
         "beta": 100.0, "hint_epochs": 0, "alpha": 0.0}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FitNetsMLPConfig(RelationConfig):
-    params: dict[str, Any] = field(default_factory=lambda: dict(HINT))
 
 
 # Tian, Krishnan & Isola 2020 (CRD), Table 1 (RepDistiller's README), resnet32x4 -> resnet8x4 on
@@ -60,7 +52,7 @@ FITNETS_MLP_PRESET = method_preset(
     "behind hard labels at every seed, where the benchmark had FitNet ahead (73.50% against "
     "72.50%). With the hint weighted 1 the second FitNets student makes 264, and 253.8 over "
     "five seeds: ahead of hard labels at 5 seeds of 5, behind KD at every seed.",
-    config=FitNetsMLPConfig(),
+    params=HINT,
     # the benchmark's weight, then a hundredth of it: on this pair the hint at β = 100 outweighs
     # CE by two orders of magnitude
     more=lambda cfg: (("light", {"beta": 1.0}),),

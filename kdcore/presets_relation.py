@@ -257,12 +257,14 @@ def method_preset(
     seed_pairs: dict[str, str] | None = None,
     config: RelationConfig | None = None,
     more: Callable[[Any], tuple[tuple[str, dict[str, Any]], ...]] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Preset:
     """A preset of one more method on the relation presets' models (:func:`_run`: the shared
     300-300 teacher, then the 30-30 student on hard labels, with KD and with ``method``; then,
     where ``more(cfg)`` names them, the method again with other parameters), registered, with
     the long profile, beside the CIFAR-100 table's teacher, hard labels and KD and ``top1``, the
-    method's own figure in that table (its ``claim`` quoted)."""
+    method's own figure in that table (its ``claim`` quoted). ``params``: the method's
+    overrides for every one of its students (its layers), where ``config`` is not given."""
 
     def runner(cfg, ctx: RunContext) -> dict:
         return _run(name, method, cfg, ctx, more=more(cfg) if more else ())
@@ -272,7 +274,7 @@ def method_preset(
             name=name, title=title, summary=summary, source=source,
             paper={"test_errors": {}, "setting": SETTING, "claims": [claim],
                    "cifar100_top1": {**_CIFAR, f"student_{method}": top1}},
-            config=config or RelationConfig(), runner=runner,
+            config=config or RelationConfig(params=dict(params or {})), runner=runner,
             differences=differences, seed_pairs=seed_pairs or {},
             profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE,
         )
