@@ -153,8 +153,7 @@ class ActivationBoundaries(Distiller):
     def epoch_summary(self) -> dict:
         n = max(self._n, 1)
         agree, on = (self._agree / n).cpu(), (self._on / n).cpu()
-        self._agree, self._on, self._n = torch.zeros_like(self._agree), torch.zeros_like(
-            self._on), 0  # fmt: skip
+        self._agree, self._on, self._n = agree.new_zeros(agree.shape), on.new_zeros(on.shape), 0
         return {
             "agreement": round(float(agree.mean()), 5),
             "unit_agreement": [round(float(v), 4) for v in agree],
