@@ -171,6 +171,10 @@ PAGES: tuple[PageInfo, ...] = (
             "who",
             "ep_rkd",
             "ep_pkt",
+            "cc_g",
+            "cc_p",
+            "ep_cc",
+            "cc_who",
         ),
     ),
     PageInfo(
@@ -399,6 +403,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "consistent-teaching": MapLink("consistent-teaching"),
     "rkd-mnist": MapLink("relations"),
     "pkt-mnist": MapLink("relations"),
+    "cc-mnist": MapLink("relations"),
     "projector-normalisation": MapLink("projector"),
     "fitnets-mnist": MapLink("features"),
     "vid-mnist": MapLink("features"),

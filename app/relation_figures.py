@@ -29,6 +29,14 @@ MODEL = {"student_hard": "#868e96", "student_kd": COLORS["teacher"], "student_rk
 OTHERS = (COLORS["student"], COLORS["ce"], "#2f9e44", "#ae3ec9", "#1098ad")
 
 
+def model_colours(names: list[str]) -> dict[str, str | None]:
+    """Each model's colour in a stored run's charts: MODEL's where it names one, else the next of
+    OTHERS not already taken (the theme's cycle would give a fourth model the hard-label
+    student's grey), so a student has one colour in every chart of its run."""
+    spare = iter(c for c in OTHERS if c not in {MODEL.get(n) for n in names})
+    return {n: MODEL.get(n) or next(spare, None) for n in names}
+
+
 def _fig(fig: go.Figure | None = None, **layout) -> go.Figure:
     fig = fig or go.Figure()
     fig.update_layout(template=TEMPLATE, **layout)
@@ -127,12 +135,15 @@ def invariance_figure(angles: np.ndarray, rkd: np.ndarray, l2: np.ndarray, curre
     return fig
 
 
-def gap_figure(gaps: dict[str, list[float]], epoch: int) -> go.Figure:
-    """Geometry gap per epoch for each student of a stored rkd-mnist run."""
-    fig = _fig(xaxis_title="epoch", yaxis_title="mean |D_student − D_teacher|", height=320)
+def gap_figure(gaps: dict[str, list[float]], epoch: int,
+               title: str = "mean |D_student − D_teacher|") -> go.Figure:  # fmt: skip
+    """A per-epoch gap to the teacher for each student of a stored run (rkd-mnist's geometry
+    gap by default), the chosen epoch dotted."""
+    fig = _fig(xaxis_title="epoch", yaxis_title=title, height=320)
+    colours = model_colours(list(gaps))
     for name, values in gaps.items():
         fig.add_scatter(x=list(range(1, len(values) + 1)), y=values, name=name,
-                        mode="lines+markers", line=dict(color=MODEL.get(name)))  # fmt: skip
+                        mode="lines+markers", line=dict(color=colours[name]))  # fmt: skip
     fig.add_vline(x=epoch, line=dict(color="#868e96", dash="dot"))
     return fig
 
@@ -167,13 +178,11 @@ def accuracy_curves_figure(history: dict[str, list[dict]], names: list[str]) -> 
     shown = {n: [r for r in history.get(n, []) if r.get("stage", "") == history[n][-1].get(
         "stage", "")] for n in names}  # fmt: skip
     fig.update_xaxes(**epoch_ticks(max((len(recs) for recs in shown.values()), default=1)))
-    # a method's students in colours of their own (the theme's cycle would give a fourth model
-    # the hard-label student's grey)
-    spare = iter(c for c in OTHERS if c not in {MODEL.get(n) for n in names})
+    colours = model_colours(names)
     for name, recs in shown.items():
         fig.add_scatter(x=list(range(1, len(recs) + 1)), y=[100 * r["test_accuracy"] for r in recs],
                         name=name, mode="lines+markers",
-                        line=dict(color=MODEL.get(name) or next(spare, None), width=3))  # fmt: skip
+                        line=dict(color=colours[name], width=3))  # fmt: skip
     return fig
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .losses import (
     ab,
     attention,
+    cc,
     crd,
     deit,
     dist,
@@ -140,6 +141,15 @@ register(
         "Passalis & Tefas 2018 (ECCV), arXiv:1803.10837", pkt.PKTParams, pkt.PKT,
         summary="Who is whose neighbour in the teacher's embedding: each example's probability "
         "distribution over the others of the batch, from their cosine similarities.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "cc", "Correlation congruence", "relation",
+        "Peng et al. 2019 (ICCV), arXiv:1904.01802", cc.CCParams, cc.CC,
+        summary="How alike the teacher finds each pair of examples of the batch: a Gaussian "
+        "kernel between their features, as a Taylor series, matched entry by entry.",
+        abbreviation="CC",
     )
 )  # fmt: skip
 register(

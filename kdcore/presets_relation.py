@@ -258,15 +258,17 @@ def method_preset(
     config: RelationConfig | None = None,
     more: Callable[[Any], tuple[tuple[str, dict[str, Any]], ...]] | None = None,
     params: dict[str, Any] | None = None,
+    runner: Callable[[Any, RunContext], dict] | None = None,
 ) -> Preset:
     """A preset of one more method on the relation presets' models (:func:`_run`: the shared
     300-300 teacher, then the 30-30 student on hard labels, with KD and with ``method``; then,
     where ``more(cfg)`` names them, the method again with other parameters), registered, with
     the long profile, beside the CIFAR-100 table's teacher, hard labels and KD and ``top1``, the
     method's own figure in that table (its ``claim`` quoted). ``params``: the method's
-    overrides for every one of its students (its layers), where ``config`` is not given."""
+    overrides for every one of its students (its layers), where ``config`` is not given.
+    ``runner``: one that records more than the students (it calls :func:`_run` itself)."""
 
-    def runner(cfg, ctx: RunContext) -> dict:
+    def run(cfg, ctx: RunContext) -> dict:
         return _run(name, method, cfg, ctx, more=more(cfg) if more else ())
 
     return register(
@@ -274,7 +276,7 @@ def method_preset(
             name=name, title=title, summary=summary, source=source,
             paper={"test_errors": {}, "setting": SETTING, "claims": [claim],
                    "cifar100_top1": {**_CIFAR, f"student_{method}": top1}},
-            config=config or RelationConfig(params=dict(params or {})), runner=runner,
+            config=config or RelationConfig(params=dict(params or {})), runner=runner or run,
             differences=differences, seed_pairs=seed_pairs or {},
             profiles={"long": LONG_PROFILE}, profile_notes=LONG_NOTE,
         )

@@ -1,11 +1,11 @@
-"""Relations: the geometry of a batch in the teacher's and the student's embeddings (RKD), and
-each image's neighbours as probabilities (PKT)."""
+"""Relations: the geometry of a batch in the teacher's and the student's embeddings (RKD), each
+image's neighbours as probabilities (PKT), and each pair through a Gaussian kernel (CC)."""
 
 import numpy as np
 import streamlit as st
 import torch
 
-from app import lab_ui, ui
+from app import cc_views, lab_ui, ui
 from app.lab_ui import optional_queue
 from app.pkt_views import PAPER_LINE, show_pkt
 from app.relation_figures import (
@@ -114,6 +114,8 @@ cos = heatmap_pair(*out["cos"], ("teacher", "student"), labels, sel, zmin=-1.0, 
 ui.plot(cos, key="cos")
 st.header("Neighbours as probabilities: PKT")
 show_pkt(out["t"], out["s"], labels, sel)
+st.header("Pairs through a kernel: correlation congruence")
+cc_views.show_cc(out["t"], out["s"], labels, sel)
 st.header("Angles in all triplets")
 st.markdown(
     f"RKD-A compares the cosine of the angle at x_i between x_j and x_k for all "
@@ -183,7 +185,9 @@ elif run is not None:
 
 st.header("Trained with PKT: the pkt-mnist preset")
 lab_ui.stored_students(queue, "pkt-mnist", "pkt", COST, ("ep_pkt", "run_pkt"), PAPER_LINE)
+st.header("Trained with CC: the cc-mnist preset")
+cc_views.show_stored_cc(queue)
 
 ui.show_code(geometry.distance_matrix, geometry.geometry_gap, rkd_distance_loss, rkd_angle_loss,
              geometry.apply_transform, geometry.rkd_vs_l2, neighbour_probabilities,
-             pkt_loss)  # fmt: skip
+             pkt_loss, *cc_views.CODE)  # fmt: skip

@@ -52,11 +52,13 @@ def test_geometry_page_reads_the_url_and_rkd_ignores_rotation(no_shipped, store_
     at = _page("geometry.py", batch="random", n="32", sel="5", seed="3")
     assert at.number_input(key="sel").value == 5 and at.number_input(key="n").value == 32
     charts = at.get("plotly_chart")
-    assert _charts(at) == ["dist", "cos", "pkt", "pkt_row", "angles", "pca", "invariance"]
+    assert _charts(at) == ["dist", "cos", "pkt", "pkt_row", "cc", "cc_series", "angles", "pca",
+                           "invariance"]  # fmt: skip
     dist = json.loads(charts[0].proto.spec)
     assert _z(dist["data"][0]).shape == (32, 32)
     assert "No completed rkd-mnist run" in at.info[0].value
     assert "No completed pkt-mnist run" in at.info[1].value
+    assert "No completed cc-mnist run" in at.info[2].value
     before = _metrics(at)
     at.slider(key="angle").set_value(90.0)
     at.slider(key="scale").set_value(3.0).run()
@@ -160,6 +162,75 @@ def test_geometry_page_shows_a_stored_pkt_run(store_path):
     assert not at.exception and _metrics(at)["student_pkt"] == "260 errors"
     assert any(f"Run #{run_id}" in c.value and "PKT 73.64%" in c.value for c in at.caption)
     assert "curves_pkt" in _charts(at) and "run_pkt" not in _buttons(at)
+
+
+def test_cc_section_draws_the_kernel_matrices_of_the_batch(no_shipped, store_path):
+    """The heat maps are kdcore's Taylor-series kernel of the demo models' embeddings at the
+    URL's γ and P, the metric is cc_loss, the series chart's bold curve is that order's, and
+    P = 0 makes every entry the same constant."""
+    import math
+
+    import torch
+
+    from app.ui import load_demo, models_dir
+    from kdcore.losses.cc import CC_WEIGHT, cc_loss, correlation_matrix
+
+    at = _page("geometry.py", batch="random", n="40", seed="2", sel="6", cc_g="0.8", cc_p="3")
+    assert at.slider(key="cc_g").value == 0.8 and at.number_input(key="cc_p").value == 3
+    heat = _spec(at, "cc")["data"]
+    psi_t, psi_s = _z(heat[0]), _z(heat[1])
+    bundle = load_demo(str(models_dir()))
+    idx = torch.randperm(len(bundle.data.y_test), generator=torch.Generator().manual_seed(2))[:40]
+    with torch.no_grad():
+        t, s = (m.forward_features(bundle.data.x_test[idx]).features["embedding"]
+                for m in (bundle.teacher, bundle.student))  # fmt: skip
+    np.testing.assert_allclose(psi_t, correlation_matrix(t, 0.8, 3).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(psi_s, correlation_matrix(s, 0.8, 3).numpy(), rtol=1e-5)
+    loss = float(cc_loss(s, t, 0.8, 3))
+    shown = next(x for x in at.metric if x.label == "L_CC, demo student")
+    assert float(shown.value) == pytest.approx(loss, rel=1e-2)
+    assert f"β·L_CC = {CC_WEIGHT * loss:.3f}" in shown.proto.delta
+    series = _spec(at, "cc_series")["data"]
+    assert [d["name"] for d in series] == ["exact RBF", "P = 0", "P = 1", "P = 2", "P = 3"]
+    assert series[-1]["line"]["width"] == 3  # the chosen order, bold
+    at.number_input(key="cc_p").set_value(0).run()
+    assert not at.exception
+    flat = _z(_spec(at, "cc")["data"][0])
+    np.testing.assert_allclose(flat, math.exp(-1.6), rtol=1e-6)
+
+
+CC_STUDENTS = ("student_hard", "student_kd", "student_cc", "student_cc_kd", "student_cc_code")
+CC_MATRICES = {
+    "indices": [4, 9, 1],
+    "labels": [1, 1, 7],
+    "teacher": [[1.0, 0.9, 0.5], [0.9, 1.0, 0.5], [0.5, 0.5, 1.0]],
+    "students": {
+        s: [[1.0, v, 0.6], [v, 1.0, 0.6], [0.6, 0.6, 1.0]]
+        for s, v in zip(CC_STUDENTS, (0.7, 0.8, 0.88, 0.89, 0.6), strict=True)
+    },
+}
+
+
+def test_geometry_page_shows_a_stored_cc_run(store_path):
+    errors = {"student_hard": 300, "student_kd": 250, "student_cc": 270, "student_cc_kd": 240,
+              "student_cc_code": 320}  # fmt: skip
+    models = {n: {"test_errors": e, "test_accuracy": 1 - e / 1e4} for n, e in errors.items()}
+    history = {n: [{"epoch": 1, "test_accuracy": 0.97}] for n in models}
+    gaps = {n: [0.02, 0.01 if n != "student_cc_code" else 0.03] for n in models}
+    run_id = _fake_run(Store(store_path), "cc-mnist", {"models": models, "history": history,
+                       "congruence": gaps, "correlation_matrices": CC_MATRICES})  # fmt: skip
+    at = _page("geometry.py", n="32", cc_who="student_cc_code")
+    assert not at.exception and _metrics(at)["student_cc_code"] == "320 errors"
+    assert any(f"Run #{run_id}" in c.value and "CC 72.97%" in c.value for c in at.caption)
+    assert {"curves_cc", "cc_congruence", "cc_stored"} <= set(_charts(at))
+    assert "run_cc" not in _buttons(at)
+    lines = _spec(at, "cc_congruence")["data"]
+    assert [d["name"] for d in lines] == list(models)
+    assert len({d["line"]["color"] for d in lines}) == 5  # a colour of its own each
+    assert any("student_cc_code 0.0300" in c.value for c in at.caption)
+    stored = _spec(at, "cc_stored")
+    assert "student_cc_code, last epoch" in json.dumps(stored["layout"]["annotations"])
+    assert _z(stored["data"][1])[0, 1] == 0.6
 
 
 def _charts(at) -> list[str]:

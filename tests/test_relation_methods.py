@@ -25,7 +25,7 @@ from tests.tiny_mnist import few_per_class, write_tiny_mnist
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-RELATION = ("rkd", "similarity", "pkt", "nst", "crd", "dkd")
+RELATION = ("rkd", "similarity", "pkt", "cc", "nst", "crd", "dkd")
 RELATION_PRESETS = ("rkd-mnist", "similarity-mnist", "pkt-mnist", "crd-mnist", "dkd-mnist")
 
 
@@ -69,8 +69,8 @@ def test_trains_one_epoch_with_finite_parts(small, method):
     result = distill(student, teacher, small, cfg, method)
     assert result.ok, result.message
     losses = result.history[-1].losses
-    expected = {"rkd": {"rkd_d", "rkd_a"}, "similarity": {"sp"}, "pkt": {"pkt"}, "nst": {"nst"},
-                "crd": {"crd"}, "dkd": {"tckd", "nckd"}}[method]  # fmt: skip
+    expected = {"rkd": {"rkd_d", "rkd_a"}, "similarity": {"sp"}, "pkt": {"pkt"}, "cc": {"cc"},
+                "nst": {"nst"}, "crd": {"crd"}, "dkd": {"tckd", "nckd"}}[method]  # fmt: skip
     assert expected | {"ce"} <= set(losses)
     assert all(math.isfinite(v) for v in losses.values()), losses
 
@@ -230,7 +230,7 @@ def test_preset_configs_validate():
 
 # DIST's figures are ImageNet's; VID, AB and FitNets: feature methods on the relation presets' pair
 @pytest.mark.parametrize(
-    "name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist", "ab-mnist", "fitnets-mlp"]
+    "name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist", "ab-mnist", "fitnets-mlp", "cc-mnist"]
 )
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
@@ -241,6 +241,7 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         "vid-mnist": ["student_vid_near"],
         "ab-mnist": ["student_ab_kd", "student_ab_throughout"],
         "fitnets-mlp": ["student_fitnets_light"],
+        "cc-mnist": ["student_cc_kd", "student_cc_code"],
     }.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
     assert list(result["models"]) == ["teacher", *students]
@@ -258,6 +259,16 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
             assert ("kd" in history[-1]["losses"]) == kd and "ab" not in history[-1]["losses"]
         kept = result["history"]["student_ab_throughout"]  # one stage: AB beside CE
         assert [e["stage"] for e in kept] == [""] and {"ce", "ab"} <= set(kept[0]["losses"])
+    if name == "cc-mnist":  # every student judged by the paper's L_CC each epoch
+        gaps, mats = result["congruence"], result["correlation_matrices"]
+        assert list(gaps) == students and all(len(g) == 1 and g[0] > 0 for g in gaps.values())
+        assert len(mats["teacher"]) == len(mats["labels"]) == len(mats["students"]["student_cc"])
+        assert mats["labels"] == sorted(mats["labels"])  # digit order
+        assert (
+            result["history"]["student_cc_code"][0]["extra"]["congruence"]
+            == gaps["student_cc_code"][0]
+        )
+        assert result["models"]["student_cc_code"]["method_params"]["form"] == "benchmark code"
     if name == "rkd-mnist":
         gaps, mats = result["geometry"], result["geometry_matrices"]
         assert set(gaps) == {"student_hard", "student_kd", "student_rkd"}
