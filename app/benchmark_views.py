@@ -231,7 +231,11 @@ def show_benchmark(refs: dict[str, Reference]) -> None:
         f"ordering and ours is {rho:.2f}. DKD's and the z-score's figures are their own papers' "
         "for the same pair (Zhao et al. 2022, Table 6; Sun et al. 2024, the official code's "
         "README)."
-    )
+        # a preset that trained the table's recipe as another student than student_<method>
+        + "".join(f" {e.label}'s point is {e.model}, the student trained as the table's own run "
+                  "was (its preset says why)." for e in entries
+                  if e.model != f"student_{e.method}")
+    )  # fmt: skip
     if moves:
         _, e, m, g = moves[0]
         st.caption(
