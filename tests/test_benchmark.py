@@ -91,6 +91,8 @@ def test_every_method_of_the_benchmarks_setting_is_in_once_with_its_seeds(shippe
         "student_ab_kd",
         "student_ab_throughout",
         "student_vid_near",
+        "student_cc",  # CC's own loss: the table's CC is RepDistiller's code (student_cc_code)
+        "student_cc_kd",
     }
     # KD in every such preset, trained again and identical
     kd = {tuple(r["errors"]["student_kd"] for r in load_seed_study(refs[n])) for n in same}
@@ -120,6 +122,7 @@ def test_the_page_draws_it_and_says_what_it_shows(shipped):
     caption = next(c.value for c in at.caption if c.value.startswith("Hard labels:"))
     assert f"Of the {len(entries)} methods, {both} land on the same side" in caption
     assert f"ordering and ours is {rho:.2f}." in caption
+    assert "CC's point is student_cc_code, the student trained as the table's own run" in caption
     # each other recipe of a method, hollow, at its method's x, from its benchmark point
     hollow = [t for t in chart["data"] if t["mode"] == "lines+markers"]
     want = [v for e in entries for _, g in e.variants
@@ -145,9 +148,9 @@ def test_the_readme_quotes_the_benchmark(shipped):
     assert f"rank correlation of the two orderings is {rho:.2f}" in readme
     paper = [e.label for e in entries]
     here = [e.label for e in sorted(entries, key=lambda e: -e.saved)]
-    assert paper.index("CRD") == 2 and here.index("CRD") == 8 and here[-1] == "FitNets"
+    assert paper.index("CRD") == 2 and here.index("CRD") == 9 and here[-1] == "FitNets"
     assert paper[-1] == "RKD" and here.index("RKD") == 2
-    assert ("(CRD, third in the paper, is ninth here; RKD, last there, is third here; FitNets, "
+    assert ("(CRD, third in the paper, is tenth here; RKD, last there, is third here; FitNets, "
             "at the benchmark's hint weight, last)") in readme  # fmt: skip
     by = {e.label: e for e in entries}
     fit, ab = by["FitNets"], by["AB"]
@@ -170,8 +173,8 @@ def test_the_lessons_benchmark_step_says_what_the_files_show(shipped):
     talk = " ".join(step["talk"].split())
     both = sum((e.paper > hard_paper) == (e.saved > 0) for e in entries)
     rho = rank_correlation([e.paper for e in entries], [e.saved for e in entries])
-    assert "ranks ten methods" in talk and "the same ten" in talk and len(entries) == 10
+    assert "ranks eleven methods" in talk and "the same eleven" in talk and len(entries) == 11
     assert f"{both} of the {len(entries)} land on the same side" in talk
     assert f"(Spearman {rho:.2f})" in talk and abs(rho) < 0.3  # "uncorrelated"
     here = [e.label for e in sorted(entries, key=lambda e: -e.saved)]
-    assert here.index("CRD") == 8 and here.index("RKD") == 2 and here[-1] == "FitNets"
+    assert here.index("CRD") == 9 and here.index("RKD") == 2 and here[-1] == "FitNets"

@@ -253,7 +253,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 21
+    assert len(long) == 22
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
@@ -841,3 +841,41 @@ def test_the_fitnets_mlp_text_quotes_its_shipped_run_and_seeds():
             f"{sum(v < r['errors']['student_hard'] for v, r in zip(light, rows, strict=True))} "
             "seeds of 5, behind KD at every seed") in text  # fmt: skip
     assert all(v > r["errors"]["student_kd"] for v, r in zip(light, rows, strict=True))
+
+
+def test_the_cc_text_and_readme_quote_its_shipped_run_seeds_and_congruence():
+    from pathlib import Path
+
+    ref = load_references()[0]["cc-mnist"]
+    errs = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    text = " ".join(PRESETS["cc-mnist"].differences.split())
+    assert (f"CC makes {errs['student_cc']} test errors against {errs['student_hard']} on hard "
+            f"labels and {errs['student_kd']} by KD, CC with KD {errs['student_cc_kd']}, and the "
+            f"benchmark's code {errs['student_cc_code']};") in text  # fmt: skip
+    rows = load_seed_study(ref)
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in errs if n != "teacher"}
+    wins = dict(seed_wins(ref, rows))
+    assert (
+        f"CC makes {mean['student_cc']:.1f} against hard labels' {mean['student_hard']:.1f}, "
+        f"ahead at {wins['student_cc'][1]} seeds of 5, CC with KD "
+        f"{mean['student_cc_kd']:.1f} against KD's {mean['student_kd']:.1f}, ahead at "
+        f"{wins['student_cc_kd'][1]}, and the benchmark's code "
+        f"{mean['student_cc_code']:.1f}, ahead of hard labels at "
+        f"{wins['student_cc_code'][1]} and behind the paper's form at every seed"
+    ) in text
+    assert all(r["errors"]["student_cc_code"] > r["errors"]["student_cc"] for r in rows)
+    last = {n: v[-1] for n, v in ref.result["congruence"].items()}
+    assert (
+        f"the paper's form ends with L_CC {last['student_cc']:.2g} to the teacher, against "
+        f"{last['student_hard']:.2g} on hard labels and {last['student_kd']:.2g} by KD; the "
+        f"benchmark code's student ends at {last['student_cc_code']:.2g}"
+    ) in text
+    assert last["student_cc"] < last["student_kd"] < last["student_cc_code"] < last["student_hard"]
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    sd = statistics.stdev(r["errors"]["student_cc"] for r in rows)
+    assert (f"| `cc-mnist` | CC {mean['student_cc']:.1f} ({sd:.1f}) | "
+            f"{wins['student_cc'][1]} of 5") in readme  # fmt: skip
+    assert (f"CC **{errs['student_cc']}** (the same teacher {errs['teacher']}, hard "
+            f"{errs['student_hard']}, KD {errs['student_kd']}), with KD {errs['student_cc_kd']}, "
+            f"the benchmark's code {errs['student_cc_code']}") in readme  # fmt: skip
+    assert f"L_CC to the teacher at the end {last['student_cc']:.2g}" in readme
