@@ -79,14 +79,19 @@ def series_figure(gamma: float, order: int, cos_range: tuple[float, float]) -> g
                   annotation_position="top left")  # fmt: skip
     fig.add_scatter(x=c.numpy(), y=rbf_of_cosine(c, gamma).numpy(), name="exact RBF",
                     line=dict(color=COLORS["teacher"], width=3))  # fmt: skip
+    lower = "P = 0" if order == 1 else f"P = 0 to {order - 1}"
     for p in range(order + 1):
         chosen = p == order
         fig.add_scatter(
             x=c.numpy(), y=rbf_series(c, gamma, p).numpy(), name=f"P = {p}",
-            showlegend=chosen or p == 0,
+            # the lower orders share one legend entry, as they share one grey
+            showlegend=chosen or p == 0, legendgroup="chosen" if chosen else "lower",
+            hovertemplate=f"P = {p}: %{{y:.3f}}<extra></extra>",
             line=dict(color=COLORS["student"] if chosen else COLORS["muted"],
                       width=3 if chosen else 1, dash=None if chosen else "dot"),
         )  # fmt: skip
+        if p == 0 and not chosen:
+            fig.data[-1].name = lower
     return fig
 
 
@@ -121,10 +126,11 @@ def show_cc(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int) -> No
               f"β·L_CC = {CC_WEIGHT * out['loss']:.3f}", delta_color="off",
               delta_arrow="off")  # fmt: skip
     own_t, own_s = out["contrast"]
-    m2.metric(f"This image: its kernel with other {labels[sel]}s above the rest",
+    m2.metric(f"Its kernel with other {labels[sel]}s, above the rest",
               f"{own_t:+.3f} teacher", f"{own_s:+.3f} student", delta_color="off",
               delta_arrow="off")  # fmt: skip
-    m3.metric("Series against the exact kernel, worst pair", f"{out['series_error']:.1e}")
+    m3.metric("The series' largest error", f"{out['series_error']:.1e}",
+              help="Against the exact Gaussian kernel, over the teacher's pairs of this batch")
     ui.plot(series_figure(gamma, order, out["cos_range"]), key="cc_series")
     lo, hi = out["cos_range"]
     st.caption(

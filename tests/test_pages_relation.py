@@ -191,7 +191,8 @@ def test_cc_section_draws_the_kernel_matrices_of_the_batch(no_shipped, store_pat
     assert float(shown.value) == pytest.approx(loss, rel=1e-2)
     assert f"β·L_CC = {CC_WEIGHT * loss:.3f}" in shown.proto.delta
     series = _spec(at, "cc_series")["data"]
-    assert [d["name"] for d in series] == ["exact RBF", "P = 0", "P = 1", "P = 2", "P = 3"]
+    assert [d["name"] for d in series] == ["exact RBF", "P = 0 to 2", "P = 1", "P = 2", "P = 3"]
+    assert [d.get("showlegend", True) for d in series] == [True, True, False, False, True]
     assert series[-1]["line"]["width"] == 3  # the chosen order, bold
     at.number_input(key="cc_p").set_value(0).run()
     assert not at.exception
