@@ -129,8 +129,11 @@ def show_cc(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int) -> No
     m2.metric(f"Its kernel with other {labels[sel]}s, above the rest",
               f"{own_t:+.3f} teacher", f"{own_s:+.3f} student", delta_color="off",
               delta_arrow="off")  # fmt: skip
-    m3.metric("The series' largest error", f"{out['series_error']:.1e}",
-              help="Against the exact Gaussian kernel, over the teacher's pairs of this batch")
+    m3.metric(
+        "The series' largest error",
+        f"{out['series_error']:.1e}",
+        help="Against the exact Gaussian kernel, over the teacher's pairs of this batch",
+    )
     ui.plot(series_figure(gamma, order, out["cos_range"]), key="cc_series")
     lo, hi = out["cos_range"]
     st.caption(
