@@ -879,3 +879,25 @@ def test_the_cc_text_and_readme_quote_its_shipped_run_seeds_and_congruence():
             f"{errs['student_hard']}, KD {errs['student_kd']}), with KD {errs['student_cc_kd']}, "
             f"the benchmark's code {errs['student_cc_code']}") in readme  # fmt: skip
     assert f"L_CC to the teacher at the end {last['student_cc']:.2g}" in readme
+
+
+def test_the_lessons_cc_step_says_what_the_shipped_run_measured():
+    import tomllib
+    from pathlib import Path
+
+    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
+                           .read_text())  # fmt: skip
+    step = next(s for s in lesson["step"] if s["title"].startswith("CC:"))
+    assert step["params"]["cc_who"] == "student_cc_code"
+    ref = load_references()[0]["cc-mnist"]
+    last = {n: v[-1] for n, v in ref.result["congruence"].items()}
+    talk = " ".join(step["talk"].split())
+    assert (f"the CC student ends {last['student_cc']:.2g} from the teacher, hard labels "
+            f"{last['student_hard']:.2g}, and the student trained with the code the CRD "
+            f"benchmark ran as CC {last['student_cc_code']:.2g}") in talk  # fmt: skip
+    rows = load_seed_study(ref)
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in last}
+    assert (
+        f"the paper's loss makes {mean['student_cc']:.1f} errors, the benchmark's code "
+        f"{mean['student_cc_code']:.1f}, hard labels {mean['student_hard']:.1f}"
+    ) in talk
