@@ -202,6 +202,7 @@ PAGES: tuple[PageInfo, ...] = (
             "ep_ab",
             "ab_who",
             "ab_epoch",
+            "ep_ft",
         ),
     ),
     PageInfo(
@@ -408,6 +409,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "fitnets-mnist": MapLink("features"),
     "vid-mnist": MapLink("features"),
     "ab-mnist": MapLink("features"),
+    "ft-mnist": MapLink("features"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),

@@ -16,6 +16,7 @@ from .losses import (
     dist,
     dkd,
     fitnets,
+    ft,
     kd,
     modes,
     nst,
@@ -113,6 +114,17 @@ register(
         summary="Which side of zero each teacher unit falls on, not how far: a squared hinge "
         "that trains the student (through a connector) to fire where the teacher's units fire, "
         "as an initialisation before classification.",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "ft", "Factor transfer", "feature",
+        "Kim, Park & Kwak 2018 (NeurIPS), arXiv:1802.04977", ft.FTParams, ft.FactorTransfer,
+        summary="The teacher's layer as a paraphraser rephrased it: an autoencoder trained "
+        "first on the teacher's layer gives its narrower middle as the factor, which a "
+        "translator on the student's layer learns to give too.",
+        abbreviation="FT",
     )
 )  # fmt: skip
 

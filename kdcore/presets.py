@@ -762,3 +762,4 @@ from . import presets_vid  # noqa: E402, F401
 from . import presets_ab  # noqa: E402, F401
 from . import presets_fitnets_mlp  # noqa: E402, F401
 from . import presets_cc  # noqa: E402, F401
+from . import presets_ft  # noqa: E402, F401

@@ -1,10 +1,10 @@
-"""Hints and attention maps: FitNets' guided layer, attention transfer, VID's learned variances
-and AB's activation boundaries, from stored runs."""
+"""Hints and attention maps: FitNets' guided layer, attention transfer, VID's learned variances,
+AB's activation boundaries and FT's paraphrased factors, from stored runs."""
 
 import streamlit as st
 import torch
 
-from app import lab_ui, ui
+from app import ft_views, lab_ui, ui
 from app.ab_views import show_ab
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
@@ -186,4 +186,6 @@ st.header("VID: a hint with its own uncertainty")
 show_vid(queue)
 st.header("Activation boundaries: fire where the teacher fires")
 show_ab(queue)
-ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss)
+st.header("Factor transfer: the teacher's layer, paraphrased")
+ft_views.show_ft(queue)
+ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss, *ft_views.CODE)

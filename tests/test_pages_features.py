@@ -124,13 +124,14 @@ def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     assert not at.exception and any("diverges" in c.value for c in at.caption)
 
 
-def test_hints_page_offers_its_four_runs(no_shipped, store_path):
+def test_hints_page_offers_its_five_runs(no_shipped, store_path):
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now"] * 4
-    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab"}
-    assert "No completed ab-mnist run" in at.info[-1].value
+    assert [b.label for b in at.button] == ["Run it now"] * 5
+    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ft"}
+    assert "No completed ab-mnist run" in at.info[-2].value
+    assert "No completed ft-mnist run" in at.info[-1].value
     # AB's cost of one unit needs no run: the only chart before any training
-    assert len(at.latex) == 4 and [_spec(at, "ab_hinge")] == [
+    assert len(at.latex) == 5 and [_spec(at, "ab_hinge")] == [
         json.loads(c.proto.spec) for c in at.get("plotly_chart")
     ]
 
@@ -335,3 +336,37 @@ def test_projector_verdict_reads_the_numbers():
     rows = projector_table(res)
     assert rows[0] == {"model": "projector_none", "collapsed σ": 1, "of": 2, "σ_max": 1.0,
                        "σ_min": 1e-3, "test accuracy %": None}  # fmt: skip
+
+
+def test_hints_page_shows_a_stored_ft_run_and_its_factor_gaps(store_path):
+    """Each FT student's L_FT is its recorded β·L_FT over its own β, epoch by epoch on labels
+    (after the paraphraser's epochs), and the caption quotes the paraphraser's errors."""
+    from kdcore.store import Store
+
+    names = ("student_hard", "student_kd", "student_ft", "student_ft_random", "student_ft_light")
+    models = _models(*names)
+    weights = {"student_ft": 500.0, "student_ft_random": 500.0, "student_ft_light": 50.0}
+    for n, w in weights.items():
+        models[n].update(method="ft", method_params={"weight": w, "init_epochs": 2})
+    history = {n: [{"epoch": 1, "stage": "", "test_accuracy": 0.9, "losses": {"ce": 1.0}}]
+               for n in names}  # fmt: skip
+    history["student_ft"] = [
+        {"epoch": 1, "stage": "paraphraser", "test_accuracy": 0.1, "losses": {"rec": 0.43}},
+        {"epoch": 2, "stage": "paraphraser", "test_accuracy": 0.1, "losses": {"rec": 0.41}},
+        {"epoch": 3, "stage": "train", "test_accuracy": 0.9, "losses": {"ce": 1.0, "ft": 5.0}},
+        {"epoch": 4, "stage": "train", "test_accuracy": 0.95, "losses": {"ce": 0.5, "ft": 2.5}},
+    ]
+    for n in ("student_ft_random", "student_ft_light"):
+        losses = [{"ce": 1.0, "ft": weights[n] * 0.01 / e} for e in (1, 2)]
+        history[n] = [_epoch(e, lo) for e, lo in enumerate(losses, 1)]
+    run_id = _fake_run(Store(store_path), "ft-mnist", {"models": models, "history": history})
+    at = _page("hints.py")
+    assert not at.exception
+    gaps = _spec(at, "ft_gaps")["data"]
+    assert [d["name"] for d in gaps] == ["student_ft (β = 500)", "student_ft_random (β = 500)",
+                                         "student_ft_light (β = 50)"]  # fmt: skip
+    assert list(_values(gaps[0]["y"])) == pytest.approx([0.01, 0.005])
+    assert list(_values(gaps[2]["y"])) == pytest.approx([0.01, 0.005])
+    assert any(f"Run #{run_id}" in c.value and "FT 72.86%" in c.value for c in at.caption)
+    said = next(c.value for c in at.caption if c.value.startswith("The paraphraser's"))
+    assert "0.430, 0.410" in said and "student_ft_light 0.0050" in said

@@ -230,7 +230,16 @@ def test_preset_configs_validate():
 
 # DIST's figures are ImageNet's; VID, AB and FitNets: feature methods on the relation presets' pair
 @pytest.mark.parametrize(
-    "name", [*RELATION_PRESETS, "dist-mnist", "vid-mnist", "ab-mnist", "fitnets-mlp", "cc-mnist"]
+    "name",
+    [
+        *RELATION_PRESETS,
+        "dist-mnist",
+        "vid-mnist",
+        "ab-mnist",
+        "fitnets-mlp",
+        "cc-mnist",
+        "ft-mnist",
+    ],
 )
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
@@ -242,6 +251,7 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         "ab-mnist": ["student_ab_kd", "student_ab_throughout"],
         "fitnets-mlp": ["student_fitnets_light"],
         "cc-mnist": ["student_cc_kd", "student_cc_code"],
+        "ft-mnist": ["student_ft_random", "student_ft_light"],
     }.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
     assert list(result["models"]) == ["teacher", *students]
@@ -259,6 +269,10 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
             assert ("kd" in history[-1]["losses"]) == kd and "ab" not in history[-1]["losses"]
         kept = result["history"]["student_ab_throughout"]  # one stage: AB beside CE
         assert [e["stage"] for e in kept] == [""] and {"ce", "ab"} <= set(kept[0]["losses"])
+    if name == "ft-mnist":  # the paraphraser's epochs first, except from an untrained one
+        for student, stages in (("student_ft", ["paraphraser", "paraphraser", "train"]),
+                                ("student_ft_random", [""])):  # fmt: skip
+            assert [e["stage"] for e in result["history"][student]] == stages
     if name == "cc-mnist":  # every student judged by the paper's L_CC each epoch
         gaps, mats = result["congruence"], result["correlation_matrices"]
         assert list(gaps) == students and all(len(g) == 1 and g[0] > 0 for g in gaps.values())
