@@ -30,8 +30,8 @@ PAPER_LINE = (
 
 def factor_gaps(result: dict) -> dict[str, dict]:
     """For each FT student of a run: β, the paraphraser's reconstruction error per epoch of its
-    stage (empty for an untrained paraphraser), and L_FT itself (the recorded β·L_FT over β)
-    per epoch on labels."""
+    stage (empty for an untrained paraphraser), absolute and relative to the layer's size where
+    the run kept it, and L_FT itself (the recorded β·L_FT over β) per epoch on labels."""
     out = {}
     for name, rec in result.get("models", {}).items():
         params = rec.get("method_params") or {}
@@ -41,6 +41,11 @@ def factor_gaps(result: dict) -> dict[str, dict]:
         out[name] = {
             "weight": params["weight"],
             "rec": [e["losses"]["rec"] for e in epochs if e.get("stage") == "paraphraser"],
+            "relative": [
+                e["extra"]["relative_reconstruction"]
+                for e in epochs
+                if "relative_reconstruction" in e.get("extra", {})
+            ],
             "ft": [e["losses"]["ft"] / params["weight"] for e in epochs if "ft" in e["losses"]],
         }
     return out
@@ -72,11 +77,13 @@ def show_ft(queue) -> None:
     gaps = factor_gaps((run.result or {}) if run is not None else {})
     if gaps:
         ui.plot(gap_figure(gaps), key="ft_gaps")
-        rec = next((g["rec"] for g in gaps.values() if g["rec"]), [])
+        para = next((g for g in gaps.values() if g["rec"]), None)
         said = [f"{name} {g['ft'][-1]:.4f}" for name, g in gaps.items() if g["ft"]]
+        rel = (f" ({', '.join(f'{v:.0%}' for v in para['relative'])} of the layer's own size)"
+               if para and para["relative"] else "")  # fmt: skip
         st.caption(
             (f"The paraphraser's reconstruction error (mean absolute) over its epochs: "
-             f"{', '.join(f'{v:.3f}' for v in rec)}. " if rec else "")
+             f"{', '.join(f'{v:.3f}' for v in para['rec'])}{rel}. " if para else "")
             + "L_FT after the last epoch: " + ", ".join(said) + ". An untrained paraphraser's "
             "factor is a fixed random map of the teacher's layer."
         )  # fmt: skip

@@ -139,6 +139,11 @@ def test_the_paraphraser_trains_alone_then_stays_fixed(small):
     assert set(parts) == {"rec"}
     _, rec = d.paraphraser(targets["feat"])
     assert parts["rec"].item() == pytest.approx(reconstruction_loss(rec, targets["feat"]).item())
+    size = targets["feat"].abs().mean().item()
+    assert d.epoch_summary() == {
+        "relative_reconstruction": pytest.approx(parts["rec"].item() / size, abs=1e-5)
+    }
+    assert d.epoch_summary() == {}  # reset for the next epoch
     parts["rec"].backward()
     assert all(q.grad is not None for q in d.paraphraser.parameters())
     assert all(q.grad is None for q in (*d.translator.parameters(), *student.parameters()))
@@ -171,3 +176,6 @@ def test_two_stages_train_on_real_images(small, arch):
     assert set(result.history[0].losses) == {"rec", "total"}
     assert {"ce", "ft"} <= set(result.history[-1].losses)
     assert all(math.isfinite(v) for h in result.history for v in h.losses.values())
+    # the paraphraser's error relative to the layer's size, recorded in its epochs only
+    rel = result.history[0].extra["relative_reconstruction"]
+    assert rel > 0 and "relative_reconstruction" not in result.history[-1].extra

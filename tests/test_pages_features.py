@@ -351,8 +351,8 @@ def test_hints_page_shows_a_stored_ft_run_and_its_factor_gaps(store_path):
     history = {n: [{"epoch": 1, "stage": "", "test_accuracy": 0.9, "losses": {"ce": 1.0}}]
                for n in names}  # fmt: skip
     history["student_ft"] = [
-        {"epoch": 1, "stage": "paraphraser", "test_accuracy": 0.1, "losses": {"rec": 0.43}},
-        {"epoch": 2, "stage": "paraphraser", "test_accuracy": 0.1, "losses": {"rec": 0.41}},
+        _epoch(1, {"rec": 0.43}, "paraphraser", {"relative_reconstruction": 0.61}),
+        _epoch(2, {"rec": 0.41}, "paraphraser", {"relative_reconstruction": 0.58}),
         {"epoch": 3, "stage": "train", "test_accuracy": 0.9, "losses": {"ce": 1.0, "ft": 5.0}},
         {"epoch": 4, "stage": "train", "test_accuracy": 0.95, "losses": {"ce": 0.5, "ft": 2.5}},
     ]
@@ -369,4 +369,5 @@ def test_hints_page_shows_a_stored_ft_run_and_its_factor_gaps(store_path):
     assert list(_values(gaps[2]["y"])) == pytest.approx([0.01, 0.005])
     assert any(f"Run #{run_id}" in c.value and "FT 72.86%" in c.value for c in at.caption)
     said = next(c.value for c in at.caption if c.value.startswith("The paraphraser's"))
-    assert "0.430, 0.410" in said and "student_ft_light 0.0050" in said
+    assert "0.430, 0.410 (61%, 58% of the layer's own size)" in said
+    assert "student_ft_light 0.0050" in said

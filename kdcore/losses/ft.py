@@ -145,6 +145,7 @@ class FactorTransfer(Distiller):
         spatial = len(t_shape) == 3
         self.paraphraser = Paraphraser(t_shape[0], params.rate, spatial)
         self.translator = translator(s_shape[0], factor_width(t_shape[0], params.rate), spatial)
+        self._err = self._size = 0.0  # this epoch's summed |reconstruction − layer| and |layer|
 
     def teacher_targets(self, out):
         return {"logits": out.logits,
@@ -161,10 +162,24 @@ class FactorTransfer(Distiller):
         p = self.params
         if self.stage == "paraphraser":
             _, rec = self.paraphraser(teacher["feat"])
-            return {"rec": reconstruction_loss(rec, teacher["feat"])}
+            loss = reconstruction_loss(rec, teacher["feat"])
+            with torch.no_grad():
+                self._err += float(loss) * rec.numel()
+                self._size += float(teacher["feat"].abs().sum())
+            return {"rec": loss}
         with torch.no_grad():  # fixed after its stage, as the authors' factor_t.detach()
             factor_t = self.paraphraser.encoder(teacher["feat"])
         factor_s = self.translator(_pool_to(student.features[p.student_layer], self.size))
         parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         parts["ft"] = p.weight * ft_loss(factor_s, factor_t)
         return parts
+
+    def epoch_summary(self) -> dict:
+        """In the paraphraser's epochs, its reconstruction error relative to the layer's size:
+        Σ|reconstruction − layer| / Σ|layer| over the epoch's batches (0: perfect, 1: no better
+        than reconstructing zeros)."""
+        if self._size <= 0:
+            return {}
+        out = {"relative_reconstruction": round(self._err / self._size, 5)}
+        self._err = self._size = 0.0
+        return out
