@@ -251,7 +251,7 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         "ab-mnist": ["student_ab_kd", "student_ab_throughout"],
         "fitnets-mlp": ["student_fitnets_light"],
         "cc-mnist": ["student_cc_kd", "student_cc_code"],
-        "ft-mnist": ["student_ft_random", "student_ft_light"],
+        "ft-mnist": ["student_ft_random", "student_ft_long", "student_ft_light"],
     }.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
     assert list(result["models"]) == ["teacher", *students]
@@ -271,7 +271,8 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         assert [e["stage"] for e in kept] == [""] and {"ce", "ab"} <= set(kept[0]["losses"])
     if name == "ft-mnist":  # the paraphraser's epochs first, except from an untrained one
         for student, stages in (("student_ft", ["paraphraser", "paraphraser", "train"]),
-                                ("student_ft_random", [""])):  # fmt: skip
+                                ("student_ft_random", [""]),
+                                ("student_ft_long", ["paraphraser"] * 16 + ["train"])):  # fmt: skip
             assert [e["stage"] for e in result["history"][student]] == stages
     if name == "cc-mnist":  # every student judged by the paper's L_CC each epoch
         gaps, mats = result["congruence"], result["correlation_matrices"]
