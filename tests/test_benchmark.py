@@ -93,6 +93,9 @@ def test_every_method_of_the_benchmarks_setting_is_in_once_with_its_seeds(shippe
         "student_vid_near",
         "student_cc",  # CC's own loss: the table's CC is RepDistiller's code (student_cc_code)
         "student_cc_kd",
+        "student_ft_random",
+        "student_ft_long",
+        "student_ft_light",
     }
     # KD in every such preset, trained again and identical
     kd = {tuple(r["errors"]["student_kd"] for r in load_seed_study(refs[n])) for n in same}
@@ -148,18 +151,20 @@ def test_the_readme_quotes_the_benchmark(shipped):
     assert f"rank correlation of the two orderings is {rho:.2f}" in readme
     paper = [e.label for e in entries]
     here = [e.label for e in sorted(entries, key=lambda e: -e.saved)]
-    assert paper.index("CRD") == 2 and here.index("CRD") == 9 and here[-1] == "FitNets"
+    assert paper.index("CRD") == 2 and here.index("CRD") == 10 and here[-1] == "FitNets"
     assert paper[-1] == "RKD" and here.index("RKD") == 2
-    assert ("(CRD, third in the paper, is tenth here; RKD, last there, is third here; FitNets, "
+    assert ("(CRD, third in the paper, is eleventh here; RKD, last there, is third here; FitNets, "
             "at the benchmark's hint weight, last)") in readme  # fmt: skip
     by = {e.label: e for e in entries}
-    fit, ab = by["FitNets"], by["AB"]
+    fit, ab, ft = by["FitNets"], by["AB"], by["FT"]
     light = dict(fit.variants)["student_fitnets_light"]
     kept = dict(ab.variants)["student_ab_throughout"]
     assert f"other recipes here ({sum(len(e.variants) for e in entries)} students)" in readme
     assert (
         f"FitNets goes from {fit.saved:.1f} errors saved to {light:+.1f} with the hint "
-        f"weighted 1, AB from {ab.saved:.1f} to {kept:+.1f} kept beside CE"
+        f"weighted 1, AB from {ab.saved:.1f} to {kept:+.1f} kept beside CE from the start, FT "
+        f"from {ft.saved:.1f} to {dict(ft.variants)['student_ft_long']:+.1f} with its paraphraser "
+        "trained 16 epochs"
     ) in readme
 
 
@@ -173,8 +178,8 @@ def test_the_lessons_benchmark_step_says_what_the_files_show(shipped):
     talk = " ".join(step["talk"].split())
     both = sum((e.paper > hard_paper) == (e.saved > 0) for e in entries)
     rho = rank_correlation([e.paper for e in entries], [e.saved for e in entries])
-    assert "ranks eleven methods" in talk and "the same eleven" in talk and len(entries) == 11
+    assert "ranks twelve methods" in talk and "the same twelve" in talk and len(entries) == 12
     assert f"{both} of the {len(entries)} land on the same side" in talk
     assert f"(Spearman {rho:.2f})" in talk and abs(rho) < 0.3  # "uncorrelated"
     here = [e.label for e in sorted(entries, key=lambda e: -e.saved)]
-    assert here.index("CRD") == 9 and here.index("RKD") == 2 and here[-1] == "FitNets"
+    assert here.index("CRD") == 10 and here.index("RKD") == 2 and here[-1] == "FitNets"

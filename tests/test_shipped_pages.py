@@ -253,7 +253,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 22
+    assert len(long) == 23
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
@@ -901,3 +901,42 @@ def test_the_lessons_cc_step_says_what_the_shipped_run_measured():
         f"the paper's loss makes {mean['student_cc']:.1f} errors, the benchmark's code "
         f"{mean['student_cc_code']:.1f}, hard labels {mean['student_hard']:.1f}"
     ) in talk
+
+
+def test_the_ft_text_quotes_its_shipped_run_seeds_and_paraphraser():
+    from pathlib import Path
+
+    from app.ft_views import factor_gaps
+
+    ref = load_references()[0]["ft-mnist"]
+    errs = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    text = " ".join(PRESETS["ft-mnist"].differences.split())
+    assert (f"FT makes {errs['student_ft']} test errors against {errs['student_hard']} on hard "
+            f"labels and {errs['student_kd']} by KD") in text  # fmt: skip
+    rows = load_seed_study(ref)
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in errs if n != "teacher"}
+    wins = dict(seed_wins(ref, rows))
+    assert (f"{mean['student_ft']:.1f} against {mean['student_hard']:.1f}, ahead of hard labels "
+            f"at {wins['student_ft'][1]} seeds of 5") in text  # fmt: skip
+    gaps = factor_gaps(ref.result)
+    short, long = gaps["student_ft"]["relative"][-1], gaps["student_ft_long"]["relative"][-1]
+    assert f"still {short:.0%} of the layer's own size" in text and f"({long:.0%} left)" in text
+    assert (f"an untrained paraphraser does as badly ({mean['student_ft_random']:.1f}, ahead at "
+            f"{wins['student_ft_random'][1]})") in text  # fmt: skip
+    assert (
+        f"{errs['student_ft_long']} errors, and {mean['student_ft_long']:.1f} over five "
+        f"seeds, ahead of hard labels at {wins['student_ft_long'][1]} seeds of 5"
+    ) in text
+    assert all(r["errors"]["student_ft_long"] < r["errors"]["student_ft"] for r in rows)
+    assert (f"{errs['student_ft_light']} and {mean['student_ft_light']:.1f}, ahead at "
+            f"{wins['student_ft_light'][1]} of 5") in text  # fmt: skip
+    assert all(mean[n] > mean["student_kd"] for n in mean if n.startswith("student_ft"))
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    sd = statistics.stdev(r["errors"]["student_ft"] for r in rows)
+    assert (f"| `ft-mnist` | FT {mean['student_ft']:.1f} ({sd:.1f}) | "
+            f"{wins['student_ft'][1]} of 5") in readme  # fmt: skip
+    assert (f"FT **{errs['student_ft']}** (the same teacher {errs['teacher']}, hard "
+            f"{errs['student_hard']}, KD {errs['student_kd']}); from an untrained paraphraser "
+            f"{errs['student_ft_random']}, after 16 paraphraser epochs {errs['student_ft_long']}, "
+            f"at β = 50 {errs['student_ft_light']}") in readme  # fmt: skip
+    assert f"reconstruction error {short:.0%} of the layer's size after 2 epochs" in readme
