@@ -315,7 +315,7 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
         "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
-        "2019), projectors (Miles 2024), "
+        "2019), factor transfer (Kim 2018), projectors (Miles 2024), "
         "TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start from the "
         "teacher's layers and its cosine loss (Sanh 2019)",
         (
@@ -343,8 +343,8 @@ MAP: tuple[MapCell, ...] = (
         "Relation",
         "Offline",
         "distances and angles between examples, or between positions inside a transformer",
-        "RKD (Park 2019), PKT (Passalis 2018), CRD (Tian 2020), MiniLM's self-attention "
-        "relations (Wang 2020, 2021)",
+        "RKD (Park 2019), PKT (Passalis 2018), CC (Peng 2019), CRD (Tian 2020), MiniLM's "
+        "self-attention relations (Wang 2020, 2021)",
         (MapLink("relations"), MapLink("attention-relations")),
     ),
     MapCell(

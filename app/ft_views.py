@@ -52,9 +52,9 @@ def factor_gaps(result: dict) -> dict[str, dict]:
 
 
 def gap_figure(gaps: dict[str, dict]) -> go.Figure:
-    """L_FT per epoch on labels, a line per FT student, on a log scale."""
+    """L_FT per epoch on labels, a line per FT student, from zero."""
     fig = _fig(xaxis_title="epoch (after the paraphraser's)", yaxis_title="L_FT, unweighted",
-               height=340, legend=LEGEND_BELOW, yaxis_type="log")  # fmt: skip
+               height=340, legend=LEGEND_BELOW, yaxis_rangemode="tozero")  # fmt: skip
     colours = model_colours(list(gaps))
     for name, g in gaps.items():
         fig.add_scatter(x=list(range(1, len(g["ft"]) + 1)), y=g["ft"], mode="lines+markers",

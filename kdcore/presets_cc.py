@@ -7,8 +7,8 @@ cached with them).
 
 After every epoch each student's embedding of a fixed batch of test images is measured by the
 paper's own loss against the teacher's (``congruence``), so the benchmark code's student is
-judged by what CC asks for; the last epoch's correlation matrices of the first images, in digit
-order, are kept for the relations page (``correlation_matrices``).
+judged by what CC asks for; the last epoch's correlation matrices of 40 of them, four of each
+digit in digit order, are kept for the relations page (``correlation_matrices``).
 
 Registered after every other preset: a shipped run's id is minus its preset's place in the list,
 so a preset added later comes last.
@@ -43,13 +43,19 @@ MORE = (("kd", {"alpha": 0.9}), ("code", {"form": "benchmark code", "weight": CC
 @dataclass(frozen=True)
 class CCConfig(RelationConfig):
     probe_batch: int = param(128, "Test images whose correlations are tracked", 2, 1024)
-    probe_shown: int = param(40, "Of those, how many matrices are kept (in digit order)", 2, 128)
+    probe_shown: int = param(
+        40,
+        "Of those, how many the kept matrices show (as many of each digit, in digit order)",
+        10,
+        128,
+    )
 
 
 def run_cc(cfg: CCConfig, ctx: RunContext) -> dict:
     """The preset, with ``congruence`` = {student: [L_CC to the teacher on the fixed test batch,
     per epoch]} (the run's γ and P) and ``correlation_matrices`` = the teacher's and each
-    student's last ψ on the first ``probe_shown`` of them, sorted by digit."""
+    student's last ψ on ``probe_shown`` of them, the same number of each digit in digit order
+    (a digit shown once would put two of the chart's digit ticks on top of each other)."""
     gaps: dict[str, list[float]] = {}
     mats: dict[str, Any] = {"indices": [], "labels": [], "teacher": [], "students": {}}
     ctx.extra.update(congruence=gaps, correlation_matrices=mats)  # kept by a cancelled run too
@@ -61,16 +67,17 @@ def run_cc(cfg: CCConfig, ctx: RunContext) -> dict:
         gen = torch.Generator().manual_seed(cfg.seed)
         n = min(cfg.probe_batch, len(data.y_test))
         idx = torch.randperm(len(data.y_test), generator=gen)[:n]  # (n,) fixed by the seed
-        k = min(cfg.probe_shown, n)
         labels = data.y_test[idx.to(data.y_test.device)].cpu()
-        shown = torch.sort(labels[:k], stable=True).indices  # (k,) the first k in digit order
+        per = max(1, cfg.probe_shown // data.num_classes)  # as many of each digit, in order
+        shown = torch.cat([torch.nonzero(labels == d).flatten()[:per]
+                           for d in range(data.num_classes)])  # fmt: skip
         probe["x"] = data.x_test[idx.to(data.x_test.device)]
         probe["shown"] = shown.to(probe["x"].device)
         with torch.no_grad():
             probe["t"] = teacher.eval().forward_features(probe["x"]).features["embedding"]
         mats.update(
-            indices=idx[:k][shown].tolist(),
-            labels=labels[:k][shown].tolist(),
+            indices=idx[shown].tolist(),
+            labels=labels[shown].tolist(),
             teacher=_rounded(correlation_matrix(probe["t"][probe["shown"]], **kernel)),
         )
 

@@ -278,7 +278,8 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         gaps, mats = result["congruence"], result["correlation_matrices"]
         assert list(gaps) == students and all(len(g) == 1 and g[0] > 0 for g in gaps.values())
         assert len(mats["teacher"]) == len(mats["labels"]) == len(mats["students"]["student_cc"])
-        assert mats["labels"] == sorted(mats["labels"])  # digit order
+        assert mats["labels"] == sorted(mats["labels"])  # digit order, as many of each
+        assert [mats["labels"].count(d) for d in range(10)] == [4] * 10
         assert (
             result["history"]["student_cc_code"][0]["extra"]["congruence"]
             == gaps["student_cc_code"][0]
