@@ -940,3 +940,27 @@ def test_the_ft_text_quotes_its_shipped_run_seeds_and_paraphraser():
             f"{errs['student_ft_random']}, after 16 paraphraser epochs {errs['student_ft_long']}, "
             f"at β = 50 {errs['student_ft_light']}") in readme  # fmt: skip
     assert f"reconstruction error {short:.0%} of the layer's size after 2 epochs" in readme
+
+
+def test_the_lessons_ft_step_says_what_the_shipped_run_measured():
+    import tomllib
+    from pathlib import Path
+
+    from app.ft_views import factor_gaps
+
+    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
+                           .read_text())  # fmt: skip
+    step = next(s for s in lesson["step"] if s["title"].startswith("FT:"))
+    ref = load_references()[0]["ft-mnist"]
+    gaps = factor_gaps(ref.result)
+    rows = load_seed_study(ref)
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in rows[0]["errors"]}
+    talk = " ".join(step["talk"].split())
+    assert (f"the paraphraser still misses {gaps['student_ft']['relative'][-1]:.0%} of the layer"
+            ) in talk  # fmt: skip
+    assert (f"FT makes {mean['student_ft']:.1f} errors over five seeds against hard labels' "
+            f"{mean['student_hard']:.1f}") in talk  # fmt: skip
+    assert f"Trained 16 epochs ({gaps['student_ft_long']['relative'][-1]:.0%} missed)" in talk
+    assert f"makes {mean['student_ft_long']:.1f} and beats the 2-epoch student at every" in talk
+    assert all(r["errors"]["student_ft_long"] < r["errors"]["student_ft"] for r in rows)
+    assert abs(mean["student_ft_random"] - mean["student_ft"]) < 10  # "does as well"
