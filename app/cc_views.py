@@ -126,9 +126,16 @@ def show_cc(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int) -> No
               f"β·L_CC = {CC_WEIGHT * out['loss']:.3f}", delta_color="off",
               delta_arrow="off")  # fmt: skip
     own_t, own_s = out["contrast"]
-    m2.metric(f"Its kernel with other {labels[sel]}s, above the rest",
-              f"{own_t:+.3f} teacher", f"{own_s:+.3f} student", delta_color="off",
-              delta_arrow="off")  # fmt: skip
+    if own_t == own_t:  # not NaN: the batch has other images of its digit, and others
+        m2.metric(f"Its kernel with other {labels[sel]}s, above the rest",
+                  f"{own_t:+.3f} teacher", f"{own_s:+.3f} student", delta_color="off",
+                  delta_arrow="off")  # fmt: skip
+    else:
+        m2.metric(
+            f"Its kernel with other {labels[sel]}s",
+            "—",
+            help="No other image of its digit (or no other digit) in this batch",
+        )
     m3.metric(
         "The series' largest error",
         f"{out['series_error']:.1e}",

@@ -384,3 +384,22 @@ def test_zscore_section_shows_kd_asking_for_size_where_the_zscore_does_not(no_sh
     # the preset's text quotes these demo models' median logit spreads
     med = [float(x.std(1).median()) for x in (s, t)]
     assert f"a median σ of {med[0]:.1f} against {med[1]:.1f}" in PRESETS["zscore-mnist"].differences
+
+
+def test_cc_numbers_say_nothing_of_a_digit_alone_in_its_batch():
+    """The selected image's contrast needs other images of its digit and of other digits: NaN
+    (shown as a dash) without them, the plain difference of the two means with them."""
+    import math
+
+    import torch
+
+    from app.cc_views import cc_numbers
+    from kdcore.losses.cc import correlation_matrix
+
+    gen = torch.Generator().manual_seed(0)
+    t, s = torch.rand(6, 8, generator=gen), torch.rand(6, 5, generator=gen)
+    alone = cc_numbers(t, s, [3, 1, 1, 2, 2, 2], 0, 0.4, 2)
+    assert all(math.isnan(v) for v in alone["contrast"])
+    out = cc_numbers(t, s, [3, 3, 1, 2, 2, 2], 0, 0.4, 2)
+    psi = correlation_matrix(t, 0.4, 2)
+    assert out["contrast"][0] == pytest.approx(float(psi[0, 1] - psi[0, 2:].mean()), rel=1e-6)
