@@ -18,6 +18,7 @@ import torch
 from app import lab_ui, ui
 from app.figures import COLORS, LEGEND_BELOW
 from app.relation_figures import _fig, gap_figure, heatmap_pair
+from kdcore.geometry import cosine_matrix
 from kdcore.losses.cc import (
     CC_GAMMA,
     CC_ORDER,
@@ -56,8 +57,7 @@ def cc_numbers(t: torch.Tensor, s: torch.Tensor, labels: list[int], sel: int, ga
             return float("nan")
         return float(psi[sel][same].mean() - psi[sel][other].mean())
 
-    q = torch.nn.functional.normalize(t, dim=1)
-    cos = (q @ q.t())[~torch.eye(len(y), dtype=torch.bool)]  # the n(n − 1) distinct pairs
+    cos = cosine_matrix(t)[~torch.eye(len(y), dtype=torch.bool)]  # the n(n − 1) distinct pairs
     return {
         "psi_t": psi_t.numpy(), "psi_s": psi_s.numpy(),
         "loss": float(cc_loss(s, t, gamma, order)),

@@ -7,6 +7,8 @@ own replaces it; one in flight shows live above it. AppTest on the real shipped 
 from __future__ import annotations
 
 import statistics
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,20 @@ from kdcore.reference import (
 )
 from kdcore.store import Store
 from tests.apptest import PAGES, run_page
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _lesson_step(title: str) -> dict:
+    """The guided lesson's step whose title starts with ``title``."""
+    lesson = tomllib.loads((ROOT / "assets" / "lesson.toml").read_text())
+    return next(s for s in lesson["step"] if s["title"].startswith(title))
+
+
+def _readme_words() -> str:
+    """The README with every run of whitespace made one space (its lines wrap anywhere)."""
+    return " ".join((ROOT / "README.md").read_text().split())
+
 
 TIMEOUT = 180  # the first run of a page loads MNIST, the demo models or the LM teacher
 SHIPPED = "Shown: the run shipped with the app"
@@ -319,9 +335,8 @@ def test_the_modes_text_quotes_the_spread_of_their_five_seeds():
 def test_the_readme_quotes_the_language_seed_studies(preset, key, said):
     """The README's five-seed table of the language presets is the shipped studies' arithmetic
     (a KL in thousandths of a bit, an acceptance rate as it is)."""
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     measure = next(m for m in PRESETS[preset].seed_measures if m.key == key)
     rows = load_seed_study(load_references()[0][preset])
     scale, digits = (1000, 2) if key.startswith("kl") else (1, 4)
@@ -427,9 +442,8 @@ def test_the_tinybert_text_quotes_its_five_seeds():
 
 @pytest.mark.parametrize("preset", ["omitted-3", "only-7-8"])
 def test_the_readme_quotes_the_bias_demonstrations_at_five_seeds(preset):
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     bias = BIAS_ERRORS
     rows = load_seed_study(load_references()[0][preset])
     assert len(rows) == 5
@@ -447,9 +461,8 @@ def test_the_readme_quotes_the_bias_demonstrations_at_five_seeds(preset):
 def test_the_readme_quotes_the_sweeps_at_five_seeds():
     """Each student's line of the README's five-seed sweep table: the mean (sd) at every value
     swept, then on hard labels alone where trained, and the value each seed did best at."""
-    from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     lines = readme.splitlines()
     refs = load_references()[0]
     for preset in ("temperature-sweep", "alpha-sweep"):
@@ -498,12 +511,8 @@ def test_the_alpha_sweeps_text_quotes_its_five_seeds():
 
 def test_the_lessons_temperature_step_says_what_the_sweep_measured():
     """The guided lesson's words on the temperature sweep, checked against the shipped study."""
-    import tomllib
-    from pathlib import Path
 
-    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
-                           .read_text())  # fmt: skip
-    step = next(s for s in lesson["step"] if s["title"].startswith("Which temperature"))
+    step = _lesson_step("Which temperature")
     ref = load_references()[0]["temperature-sweep"]
     wide, narrow = sweep_seeds(ref, load_seed_study(ref))
     temps, mn, mw, sd = wide.values, narrow.mean(), wide.mean(), wide.sd()
@@ -522,11 +531,10 @@ def test_the_lessons_temperature_step_says_what_the_sweep_measured():
 def test_the_readme_quotes_the_shipped_distilbert_run():
     """The README's line on the shipped distilbert run is that run's arithmetic: the KLs in
     thousandths, the starts, the first epoch, the size and the speed."""
-    from pathlib import Path
 
     res = load_references()[0]["distilbert"].result
     m, floor = res["models"], res["floor_bits"]
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith("| `distilbert` ("))
     kl = {n: f"{1000 * v['kl_true']:.2f}" for n, v in m.items()}
     first = {n: res["history"][n][0]["extra"]["bits_per_char"] - floor for n in m if n != "teacher"}
@@ -581,7 +589,6 @@ def test_the_distilbert_text_quotes_its_five_seeds():
 def test_the_dist_text_quotes_its_shipped_run_and_five_seeds():
     """What the DKD page says under the shipped dist-mnist run, and the README's lines on it, are
     that run's and its seed study's arithmetic."""
-    from pathlib import Path
 
     ref = load_references()[0]["dist-mnist"]
     rows = load_seed_study(ref)
@@ -598,7 +605,7 @@ def test_the_dist_text_quotes_its_shipped_run_and_five_seeds():
             f"{mean['student_kd']:.1f}, ahead of hard labels at {wins['student_dist']} seeds of 5 "
             f"and of KD at {'none' if beat_kd == 0 else beat_kd}")  # fmt: skip
     assert said in text
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     assert f"| `dist-mnist` | DIST {mean['student_dist']:.1f} (" in readme
     assert f"DIST **{errors['student_dist']}** (the same teacher {errors['teacher']}" in readme
 
@@ -606,7 +613,6 @@ def test_the_dist_text_quotes_its_shipped_run_and_five_seeds():
 def test_the_dist_stronger_text_quotes_its_shipped_run_and_five_seeds():
     """What the preset says under its shipped run (DKD page, lab) and the README's lines on it
     are that run's and its seed study's arithmetic."""
-    from pathlib import Path
 
     from kdcore.presets_stronger import student_name
 
@@ -633,7 +639,7 @@ def test_the_dist_stronger_text_quotes_its_shipped_run_and_five_seeds():
         f"{'none' if beat_hard == 0 else beat_hard}"
     )
     assert said in text
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     sd = statistics.stdev(r["errors"][dist[0]] for r in rows)
     assert f"by DIST {mean[dist[0]]:.1f} ({sd:.1f})" in readme
     assert f"by DIST **{errors[dist[0]]} / {errors[dist[1]]} / {errors[dist[2]]}**" in readme
@@ -643,7 +649,6 @@ def test_the_consistent_teaching_text_quotes_its_shipped_run_and_five_seeds():
     """The preset's words under its shipped run and the README's rows are that run's and its
     seed study's arithmetic, the ordering included."""
     import itertools
-    from pathlib import Path
 
     from kdcore.presets_consistent import STUDENTS
 
@@ -660,13 +665,12 @@ def test_the_consistent_teaching_text_quotes_its_shipped_run_and_five_seeds():
             f"run) {mean[0]:.1f}, {mean[1]:.1f}, {mean[2]:.1f}, {mean[3]:.1f} and {mean[4]:.1f}, "
             f"each way ahead of the one before it at {min(ahead)} seeds of 5")  # fmt: skip
     assert said in text and ahead == {5}
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     assert f"function matching **{errors[4]}**;" in readme
     assert f"function matching **{mean[4]:.1f} (" in readme
 
 
 def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
-    from pathlib import Path
 
     ref = load_references()[0]["zscore-mnist"]
     rows = load_seed_study(ref)
@@ -683,7 +687,7 @@ def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
             f"{mean['student_hard']:.1f} and {mean['student_kd']:.1f}: ahead of hard labels at "
             f"{beat_hard} seeds of 5 (level at the fifth) and of KD at {beat_kd}")  # fmt: skip
     assert said in text and level == 1
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     assert f"| `zscore-mnist` | z-scored KD {mean['student_zscore']:.1f} ({sd:.1f}) |" in readme
     assert f"z-scored KD **{errors['student_zscore']}** (the same teacher {errors['teacher']}" in (
         readme
@@ -694,7 +698,6 @@ def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
 def test_a_relation_students_text_and_readme_quote_its_shipped_run_and_five_seeds(preset, label):
     """The words under the shipped run (its student against hard labels and KD, once and over
     five seeds) and the README's rows are the files' arithmetic."""
-    from pathlib import Path
 
     ref = load_references()[0][preset]
     rows = load_seed_study(ref)
@@ -711,7 +714,7 @@ def test_a_relation_students_text_and_readme_quote_its_shipped_run_and_five_seed
             f"{mean['student_kd']:.1f}: ahead of hard labels at {beat_hard} seeds of 5 and of KD "
             f"at {'none' if beat_kd == 0 else beat_kd}")  # fmt: skip
     assert said in text
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    readme = _readme_words()
     assert f"| `{preset}` | {label} {mean[student]:.1f} ({sd:.1f}) | {beat_hard} of 5" in readme
     assert f"{label} **{errors[student]}** (the same teacher {errors['teacher']}" in readme
     assert f"({mean[student]:.1f} errors" in readme
@@ -740,7 +743,6 @@ def test_the_vid_text_quotes_its_shipped_variances_and_errors():
 
 
 def test_the_ab_text_and_readme_quote_its_shipped_errors_seeds_and_agreements():
-    from pathlib import Path
 
     from app.ab_views import agreements, baseline
 
@@ -766,7 +768,7 @@ def test_the_ab_text_and_readme_quote_its_shipped_errors_seeds_and_agreements():
             f"usual side scores {baseline(init[-1]['teacher_on']):.1%}") in text  # fmt: skip
     assert (f"{hard[-1]['agreement']:.1%} at the end on hard labels and "
             f"{kd[-1]['agreement']:.1%} by KD") in text  # fmt: skip
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    readme = _readme_words()
     sd = statistics.stdev(r["errors"]["student_ab"] for r in rows)
     assert (
         f"| `ab-mnist` | AB {mean['student_ab']:.1f} ({sd:.1f}) | {wins['student_ab'][1]} of 5"
@@ -792,14 +794,10 @@ def test_the_lessons_ab_step_says_what_the_shipped_run_measured():
     """The AB step's figures: the shipped run's agreement at the end of the initialisation (the
     step's epoch), the guess beside it, and that over five seeds AB does not beat hard labels
     on average."""
-    import tomllib
-    from pathlib import Path
 
     from app.ab_views import agreements, baseline
 
-    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
-                           .read_text())  # fmt: skip
-    step = next(s for s in lesson["step"] if s["title"].startswith("AB:"))
+    step = _lesson_step("AB:")
     ref = load_references()[0]["ab-mnist"]
     epochs = agreements(ref.result)["AB, then hard labels"]
     at = epochs[int(step["params"]["ab_epoch"]) - 1]
@@ -844,7 +842,6 @@ def test_the_fitnets_mlp_text_quotes_its_shipped_run_and_seeds():
 
 
 def test_the_cc_text_and_readme_quote_its_shipped_run_seeds_and_congruence():
-    from pathlib import Path
 
     ref = load_references()[0]["cc-mnist"]
     errs = {n: m["test_errors"] for n, m in ref.result["models"].items()}
@@ -871,7 +868,7 @@ def test_the_cc_text_and_readme_quote_its_shipped_run_seeds_and_congruence():
         f"benchmark code's student ends at {last['student_cc_code']:.2g}"
     ) in text
     assert last["student_cc"] < last["student_kd"] < last["student_cc_code"] < last["student_hard"]
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    readme = _readme_words()
     sd = statistics.stdev(r["errors"]["student_cc"] for r in rows)
     assert (f"| `cc-mnist` | CC {mean['student_cc']:.1f} ({sd:.1f}) | "
             f"{wins['student_cc'][1]} of 5") in readme  # fmt: skip
@@ -882,12 +879,8 @@ def test_the_cc_text_and_readme_quote_its_shipped_run_seeds_and_congruence():
 
 
 def test_the_lessons_cc_step_says_what_the_shipped_run_measured():
-    import tomllib
-    from pathlib import Path
 
-    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
-                           .read_text())  # fmt: skip
-    step = next(s for s in lesson["step"] if s["title"].startswith("CC:"))
+    step = _lesson_step("CC:")
     assert step["params"]["cc_who"] == "student_cc_code"
     ref = load_references()[0]["cc-mnist"]
     last = {n: v[-1] for n, v in ref.result["congruence"].items()}
@@ -904,7 +897,6 @@ def test_the_lessons_cc_step_says_what_the_shipped_run_measured():
 
 
 def test_the_ft_text_quotes_its_shipped_run_seeds_and_paraphraser():
-    from pathlib import Path
 
     from app.ft_views import factor_gaps
 
@@ -931,7 +923,7 @@ def test_the_ft_text_quotes_its_shipped_run_seeds_and_paraphraser():
     assert (f"{errs['student_ft_light']} and {mean['student_ft_light']:.1f}, ahead at "
             f"{wins['student_ft_light'][1]} of 5") in text  # fmt: skip
     assert all(mean[n] > mean["student_kd"] for n in mean if n.startswith("student_ft"))
-    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    readme = _readme_words()
     sd = statistics.stdev(r["errors"]["student_ft"] for r in rows)
     assert (f"| `ft-mnist` | FT {mean['student_ft']:.1f} ({sd:.1f}) | "
             f"{wins['student_ft'][1]} of 5") in readme  # fmt: skip
@@ -943,14 +935,10 @@ def test_the_ft_text_quotes_its_shipped_run_seeds_and_paraphraser():
 
 
 def test_the_lessons_ft_step_says_what_the_shipped_run_measured():
-    import tomllib
-    from pathlib import Path
 
     from app.ft_views import factor_gaps
 
-    lesson = tomllib.loads((Path(__file__).resolve().parent.parent / "assets" / "lesson.toml")
-                           .read_text())  # fmt: skip
-    step = next(s for s in lesson["step"] if s["title"].startswith("FT:"))
+    step = _lesson_step("FT:")
     ref = load_references()[0]["ft-mnist"]
     gaps = factor_gaps(ref.result)
     rows = load_seed_study(ref)

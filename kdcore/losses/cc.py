@@ -55,6 +55,13 @@ CC_FEAT_DIM = 128
 FORMS = ("paper", "benchmark code")
 
 
+def _cosines(feat: torch.Tensor) -> torch.Tensor:
+    """(B, ...) flattened per example and L2-normalised -> (B, B) cosines (a zero row: zeros).
+    Unlike :func:`kdcore.geometry.cosine_matrix`, it keeps the gradient."""
+    q = F.normalize(feat.reshape(feat.shape[0], -1), dim=1)  # (B, D), unit rows
+    return q @ q.t()
+
+
 def rbf_of_cosine(cos: torch.Tensor, gamma: float = CC_GAMMA) -> torch.Tensor:
     r"""The exact Gaussian RBF between two unit vectors from their cosine c (elementwise):
     ‖a − b‖² = 2 − 2c, so
@@ -71,8 +78,7 @@ def rbf_kernel(feat: torch.Tensor, gamma: float = CC_GAMMA) -> torch.Tensor:
     feat: (B, ...) any shape, flattened per example. Returns (B, B), 1 on the diagonal (an
     all-zero example has cosine 0 with every example, itself included: e^{−2γ}).
     """
-    q = F.normalize(feat.reshape(feat.shape[0], -1), dim=1)  # (B, D), unit rows
-    return rbf_of_cosine(q @ q.t(), gamma)
+    return rbf_of_cosine(_cosines(feat), gamma)
 
 
 def rbf_series(cos: torch.Tensor, gamma: float = CC_GAMMA, order: int = CC_ORDER) -> torch.Tensor:
@@ -101,8 +107,7 @@ def correlation_matrix(
     feat: (B, ...) any shape, flattened per example. Returns (B, B), symmetric. P = 0 gives the
     constant exp(−2γ), blind to the batch; the series tends to :func:`rbf_kernel` as P grows.
     """
-    q = F.normalize(feat.reshape(feat.shape[0], -1), dim=1)  # (B, D)
-    return rbf_series(q @ q.t(), gamma, order)  # (B, B), from the cosines
+    return rbf_series(_cosines(feat), gamma, order)  # (B, B), from the cosines
 
 
 def cc_loss(
