@@ -16,6 +16,7 @@ from .losses import (
     dist,
     dkd,
     fitnets,
+    fsp,
     ft,
     kd,
     modes,
@@ -125,6 +126,17 @@ register(
         "first on the teacher's layer gives its narrower middle as the factor, which a "
         "translator on the student's layer learns to give too.",
         abbreviation="FT",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "fsp", "Flow of solution procedure", "feature",
+        "Yim, Joo, Bae & Kim 2017 (CVPR)", fsp.FSPParams, fsp.FSP,
+        summary="How the teacher's features change from one layer to the next: the Gram "
+        "matrix between two layers' channels (the FSP matrix), matched pair by pair as an "
+        "initialisation before classification, by a shallower student of the same widths.",
+        abbreviation="FSP",
     )
 )  # fmt: skip
 

@@ -149,7 +149,7 @@ class ResNet(KDModel):
 
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         h = self.stem(x)  # (B, 16w, H, W)
-        feats: dict[str, torch.Tensor] = {}
+        feats: dict[str, torch.Tensor] = {"stem": h}  # the first stage's input (FSP's first map)
         for i, stage in enumerate(self.stages):
             h = stage(h)  # (B, C_i, H/2^i, W/2^i)
             feats[f"stage{i + 1}"] = h
