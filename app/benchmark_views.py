@@ -230,7 +230,10 @@ def show_benchmark(refs: dict[str, Reference]) -> None:
         f"both; the rank correlation (Spearman) of the paper's "
         f"ordering and ours is {rho:.2f}. DKD's and the z-score's figures are their own papers' "
         "for the same pair (Zhao et al. 2022, Table 6; Sun et al. 2024, the official code's "
-        "README)."
+        "README). Three of the table's methods cannot run on two MLPs: AT and NST compare "
+        "spatial maps, and FSP needs the teacher's channel counts at every layer it pairs (the "
+        "benchmark leaves it out of its table of different architectures); the features page "
+        "runs AT on two CNNs and FSP on two ResNets of the same widths."
         # a preset that trained the table's recipe as another student than student_<method>
         + "".join(f" {e.label}'s point is {e.model}, the student trained as the table's own run "
                   "was (its preset says why)." for e in entries

@@ -203,6 +203,10 @@ PAGES: tuple[PageInfo, ...] = (
             "ab_who",
             "ab_epoch",
             "ep_ft",
+            "ep_fsp",
+            "fsp_pair",
+            "fsp_who",
+            "fsp_ep",
         ),
     ),
     PageInfo(
@@ -315,7 +319,7 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
         "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
-        "2019), factor transfer (Kim 2018), projectors (Miles 2024), "
+        "2019), factor transfer (Kim 2018), FSP (Yim 2017), projectors (Miles 2024), "
         "TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start from the "
         "teacher's layers and its cosine loss (Sanh 2019)",
         (
@@ -410,6 +414,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "vid-mnist": MapLink("features"),
     "ab-mnist": MapLink("features"),
     "ft-mnist": MapLink("features"),
+    "fsp-mnist": MapLink("features"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),

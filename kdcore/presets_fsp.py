@@ -31,7 +31,7 @@ from .losses.fsp import FSP_LAYERS, fsp_loss, fsp_matrices
 from .method import param
 from .models import KDModel
 from .presets_relation import RelationConfig, _rounded, _run
-from .runner import Preset, RunContext, register
+from .runner import TEST_ERRORS, Measure, Preset, RunContext, register
 
 PRESET = "fsp-mnist"
 MORE = (("kd", {"alpha": 0.9}),)  # the benchmark's code lets KD into the second stage at α > 0
@@ -98,6 +98,25 @@ SPEED = (
     "paper's fast-optimisation experiment (Yim et al. 2017, §4.1)."
 )
 
+
+def first_epoch_errors(result: dict) -> dict[str, float]:
+    """A seed study's extractor: each student's test errors after its first epoch on labels
+    (after FSP's own epochs, for an FSP student), the paper's fast optimisation in one figure."""
+    out = {}
+    for name, epochs in (result.get("history") or {}).items():
+        trained = [e for e in epochs if e.get("stage", "train") in ("train", "")]
+        if name.startswith("student_") and trained:
+            out[name] = trained[0]["test_errors"]
+    return out
+
+
+FIRST_EPOCH = Measure(
+    "first_epoch_errors",
+    "test errors after one epoch on labels",
+    better="fewer test errors after one epoch on labels",
+    extract=first_epoch_errors,
+)
+
 FSP_PRESET = register(
     Preset(
         name=PRESET,
@@ -134,5 +153,6 @@ FSP_PRESET = register(
             "student_fsp": "student_hard",
             "student_fsp_kd": "student_kd",
         },
+        seed_measures=(TEST_ERRORS, FIRST_EPOCH),
     )
 )

@@ -1,10 +1,11 @@
 """Hints and attention maps: FitNets' guided layer, attention transfer, VID's learned variances,
-AB's activation boundaries and FT's paraphrased factors, from stored runs."""
+AB's activation boundaries, FT's paraphrased factors and FSP's flow between layers, from stored
+runs."""
 
 import streamlit as st
 import torch
 
-from app import ft_views, lab_ui, ui
+from app import fsp_views, ft_views, lab_ui, ui
 from app.ab_views import show_ab
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
@@ -188,4 +189,7 @@ st.header("Activation boundaries: fire where the teacher fires")
 show_ab(queue)
 st.header("Factor transfer: the teacher's layer, paraphrased")
 ft_views.show_ft(queue)
-ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss, *ft_views.CODE)
+st.header("FSP: the flow from one layer to the next")
+fsp_views.show_fsp(queue)
+ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss, *ft_views.CODE,
+             *fsp_views.CODE)  # fmt: skip

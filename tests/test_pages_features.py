@@ -124,14 +124,16 @@ def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     assert not at.exception and any("diverges" in c.value for c in at.caption)
 
 
-def test_hints_page_offers_its_five_runs(no_shipped, store_path):
+def test_hints_page_offers_its_six_runs(no_shipped, store_path):
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now"] * 5
-    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ft"}
-    assert "No completed ab-mnist run" in at.info[-2].value
-    assert "No completed ft-mnist run" in at.info[-1].value
+    assert [b.label for b in at.button] == ["Run it now"] * 6
+    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ft",
+                                                "ep_fsp"}  # fmt: skip
+    assert "No completed ab-mnist run" in at.info[-3].value
+    assert "No completed ft-mnist run" in at.info[-2].value
+    assert "No completed fsp-mnist run" in at.info[-1].value
     # AB's cost of one unit needs no run: the only chart before any training
-    assert len(at.latex) == 5 and [_spec(at, "ab_hinge")] == [
+    assert len(at.latex) == 6 and [_spec(at, "ab_hinge")] == [
         json.loads(c.proto.spec) for c in at.get("plotly_chart")
     ]
 
@@ -371,3 +373,58 @@ def test_hints_page_shows_a_stored_ft_run_and_its_factor_gaps(store_path):
     said = next(c.value for c in at.caption if c.value.startswith("The paraphraser's"))
     assert "0.430, 0.410 (61%, 58% of the layer's own size)" in said
     assert "student_ft_light 0.0050" in said
+
+
+def fsp_result() -> dict:
+    """A stored fsp-mnist run's shape: two pairs of layers (2 × 2 and 2 × 3 matrices); the FSP
+    students recorded after their FSP epoch and two epochs on labels, the others after two."""
+    names = ("student_hard", "student_kd", "student_fsp", "student_fsp_kd")
+    history = {n: [_epoch(e, {"ce": 0.5}) for e in (1, 2)] for n in names}  # one stage: ""
+    for n in ("student_fsp", "student_fsp_kd"):
+        history[n] = [_epoch(1, {"fsp": 9.0}, "init"), *(_epoch(e, {"ce": 0.5}, "train")
+                                                        for e in (2, 3))]  # fmt: skip
+    flow = {"student_hard": [[4.0, 40.0], [3.0, 30.0]], "student_kd": [[4.0, 20.0], [2.0, 10.0]],
+            "student_fsp": [[0.5, 5.0], [0.4, 4.0], [0.3, 3.0]],
+            "student_fsp_kd": [[0.5, 5.0], [0.6, 6.0], [0.7, 7.0]]}  # fmt: skip
+
+    def mats(v: float) -> list:
+        return [[[v, 0.0], [0.0, v]], [[v, 1.0, 2.0], [0.0, v, 0.0]]]
+
+    students = {n: [mats(float(i + e)) for e in range(len(f))]
+                for i, (n, f) in enumerate(flow.items())}  # fmt: skip
+    return {"models": _models(*names), "history": history, "flow": flow,
+            "flow_matrices": {"layers": ["stem", "stage1", "stage2"], "indices": [3, 1, 4],
+                              "teacher": mats(1.0), "students": students}}  # fmt: skip
+
+
+def test_hints_page_shows_a_stored_fsp_run_its_flow_and_matrices(store_path):
+    """The FSP loss to the teacher per epoch, FSP's own epoch at 0; the matrices of the chosen
+    pair, student and epoch beside the teacher's; a student with no record there says so."""
+    run_id = _fake_run(Store(store_path), "fsp-mnist", fsp_result())
+    at = _page("hints.py")
+    assert not at.exception
+    flow = _spec(at, "fsp_flow")["data"]
+    assert [d["name"] for d in flow] == ["student_hard", "student_kd", "student_fsp",
+                                         "student_fsp_kd"]  # fmt: skip
+    assert list(_values(flow[2]["x"])) == [0, 1, 2] and list(_values(flow[0]["x"])) == [1, 2]
+    assert list(_values(flow[0]["y"])) == pytest.approx([44.0, 33.0])
+    assert any(f"Run #{run_id}" in c.value and "FSP 69.95%" in c.value for c in at.caption)
+    speed = next(c.value for c in at.caption if c.value.startswith("Test errors after each"))
+    assert speed.endswith("800 against 900, 700 against 800.")
+    # the widest pair, the FSP student, the last epoch by default: teacher, student, difference
+    panels = _spec(at, "fsp_matrices")["data"]
+    assert len(panels) == 3
+    assert _values(panels[0]["z"]).tolist() == [[1.0, 1.0, 2.0], [0.0, 1.0, 0.0]]
+    assert _values(panels[1]["z"]).tolist() == [[4.0, 1.0, 2.0], [0.0, 4.0, 0.0]]
+    assert _values(panels[2]["z"]).tolist() == [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0]]
+    said = next(c.value for c in at.caption if c.value.startswith("student_fsp at epoch 2"))
+    assert "stem → stage1" not in said and "stage1 → stage2 3, all pairs 3.3" in said
+    at.number_input(key="fsp_ep").set_value(0).run()
+    at.button_group(key="fsp_pair").set_value("stem → stage1").run()
+    assert not at.exception
+    said = next(c.value for c in at.caption if c.value.startswith("student_fsp at epoch 0"))
+    assert "stem → stage1 0.5, all pairs 5.5" in said
+    assert _values(_spec(at, "fsp_matrices")["data"][1]["z"]).tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    at.button_group(key="fsp_who").set_value("student_hard").run()
+    assert not at.exception and len(_spec(at, "fsp_matrices")["data"]) == 1
+    assert any(c.value.startswith("student_hard has no matrices at epoch 0") for c in at.caption)

@@ -239,10 +239,13 @@ def test_preset_configs_validate():
         "fitnets-mlp",
         "cc-mnist",
         "ft-mnist",
+        "fsp-mnist",
     ],
 )
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
-    result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **TINY)))
+    # FSP needs the teacher's channels: a ResNet of the student's widths (its own, for speed)
+    tiny = {**TINY, "teacher": "resnet8"} if name == "fsp-mnist" else TINY
+    result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **tiny)))
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
     # VID from a second σ² start; AB then KD after the same initialisation, and beside CE
@@ -252,6 +255,7 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         "fitnets-mlp": ["student_fitnets_light"],
         "cc-mnist": ["student_cc_kd", "student_cc_code"],
         "ft-mnist": ["student_ft_random", "student_ft_long", "student_ft_light"],
+        "fsp-mnist": ["student_fsp_kd"],
     }.get(name, [])
     students = ["student_hard", "student_kd", f"student_{method}", *more]
     assert list(result["models"]) == ["teacher", *students]
@@ -274,6 +278,18 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
                                 ("student_ft_random", [""]),
                                 ("student_ft_long", ["paraphraser"] * 16 + ["train"])):  # fmt: skip
             assert [e["stage"] for e in result["history"][student]] == stages
+    if name == "fsp-mnist":  # an FSP epoch first; every student judged by the FSP loss
+        flow, mats = result["flow"], result["flow_matrices"]
+        assert list(flow) == students and mats["layers"] == ["stem", "stage1", "stage2", "stage3"]
+        for student in ("student_fsp", "student_fsp_kd"):
+            assert [e["stage"] for e in result["history"][student]] == ["init", "train"]
+            assert len(flow[student]) == 2 and len(mats["students"][student]) == 2
+        assert len(flow["student_hard"]) == 1 and all(len(f[0]) == 3 for f in flow.values())
+        shapes = [(len(m), len(m[0])) for m in mats["teacher"]]
+        assert shapes == [(16, 16), (16, 32), (32, 64)]
+        first = result["history"]["student_fsp"][0]
+        assert first["extra"]["flow"] == pytest.approx(sum(flow["student_fsp"][0]), abs=1e-3)
+        assert "kd" in result["history"]["student_fsp_kd"][-1]["losses"]
     if name == "cc-mnist":  # every student judged by the paper's L_CC each epoch
         gaps, mats = result["congruence"], result["correlation_matrices"]
         assert list(gaps) == students and all(len(g) == 1 and g[0] > 0 for g in gaps.values())
