@@ -409,6 +409,9 @@ def test_hints_page_shows_a_stored_fsp_run_its_flow_and_matrices(store_path):
     assert list(_values(flow[2]["x"])) == [0, 1, 2] and list(_values(flow[0]["x"])) == [1, 2]
     assert list(_values(flow[0]["y"])) == pytest.approx([44.0, 33.0])
     assert any(f"Run #{run_id}" in c.value and "FSP 69.95%" in c.value for c in at.caption)
+    assert any(c.value == "After FSP's own epochs its student's matrices are 6 times nearer the "
+               "teacher's than the hard-label student's at the end (6 against 33); its epochs "
+               "on labels take it to 3." for c in at.caption)  # fmt: skip
     speed = next(c.value for c in at.caption if c.value.startswith("Test errors after each"))
     assert speed.endswith("800 against 900, 700 against 800.")
     # the widest pair, the FSP student, the last epoch by default: teacher, student, difference
