@@ -9,6 +9,8 @@ per step would cost as much as the student's own), and runs each of the method's
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -18,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import Dataset
+from .data import STATS, Dataset
 from .method import Distiller, Probe
 from .methods import get_method
-from .models import KDModel, ModelOutput
+from .models import KDModel, ModelOutput, build_model
 from .train import Batch, Callback, EpochRecord, FitResult, StepOutput, TrainConfig, fit
 
 # The (student, teacher) inputs of a batch where they are not its own images
@@ -65,6 +67,39 @@ def probe(student: KDModel, teacher: KDModel | None, data: Dataset, n: int = 8) 
         t = teacher.forward_features(x) if teacher is not None else None
     student.train(was)
     return Probe(s, t, data.num_classes, len(data.y_train))
+
+
+def check_fit(
+    method: str, params: dict[str, Any], student: str, teacher: str, dataset: str, num_train: int
+) -> None:
+    """Raise ValueError (one line) where ``method`` with ``params`` cannot pair these two
+    architectures on ``dataset``'s images (a layer one of them lacks, channel counts FSP needs,
+    maps a spatial method needs): before anything trains, both models untrained, probed on two
+    blank images. Remembered per configuration (the lab asks on every rerun)."""
+    problem = _fit_problem(method, json.dumps(params, sort_keys=True), student, teacher, dataset,
+                           num_train)  # fmt: skip
+    if problem:
+        raise ValueError(problem)
+
+
+@functools.lru_cache(maxsize=64)
+def _fit_problem(method: str, params: str, student: str, teacher: str, dataset: str,
+                 num_train: int) -> str:  # fmt: skip
+    m = get_method(method)
+    channels = len(STATS[dataset][0])
+    shape = (channels, 28, 28) if channels == 1 else (channels, 32, 32)
+    classes = 100 if dataset == "cifar100" else 10
+    x = torch.zeros(2, *shape)
+    try:
+        with torch.no_grad():
+            s = build_model(student, classes, shape).eval().forward_features(x)
+            t = None
+            if m.uses_teacher:
+                t = build_model(teacher, classes, shape).eval().forward_features(x)
+        m.build(m.make_params(json.loads(params)), Probe(s, t, classes, num_train))
+    except ValueError as err:
+        return " ".join(str(err).split())
+    return ""
 
 
 def build_distiller(

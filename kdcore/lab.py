@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import DATASETS, DataUnavailable, class_counts, load_dataset, per_class
+from .distill import check_fit
 from .method import check_config, param
 from .methods import METHODS, baseline_method, get_method
 from .runner import (
@@ -79,6 +80,11 @@ class CustomConfig:
         check_config(self)
         check_architectures(self)
         get_method(self.method).make_params(self.params)
+        # the method must fit the two models (their layers, FSP's channels) before any training
+        train = 50000 if self.dataset.startswith("cifar") else 60000
+        size = self.per_class * (100 if self.dataset == "cifar100" else 10) or train
+        check_fit(self.method, self.params, self.student, self.teacher, self.dataset,
+                  min(size, train))  # fmt: skip
 
     @property
     def plan(self) -> list[tuple[str, str | None]]:

@@ -430,3 +430,23 @@ def test_lab_preset_shows_what_epochs_cover_the_teacher_epochs_and_an_estimate(
     at.number_input(key="tep-omitted-3").set_value(2).run()  # a new teacher: 2 x 10 s
     assert "about 28 s" in estimate()
     assert not at.button[0].disabled
+
+
+def test_a_method_that_cannot_pair_the_two_models_disables_start_with_the_reason(store_path):
+    """FSP needs a layer of each name in both models and the teacher's channel counts: with the
+    default MLPs Start is disabled and says which layer is missing, before anything trains;
+    two ResNets of the same widths are ready."""
+    at = _page("lab.py")
+    at.button_group(key="method").set_value("fsp").run()
+    assert not at.exception, at.exception
+    assert at.button[0].disabled
+    (reason,) = [w.value for w in at.warning]
+    assert reason.startswith("the student has no feature 'stem'; it has hidden1_pre")
+    at.selectbox(key="teacher").set_value("resnet20")
+    at.selectbox(key="student").set_value("resnet8x4").run()
+    assert at.button[0].disabled
+    assert [w.value for w in at.warning] == [
+        "FSP needs the teacher's channels: the student's stem has 64, the teacher's 16"
+    ]
+    at.selectbox(key="student").set_value("resnet8").run()
+    assert not at.exception and not at.warning and not at.button[0].disabled
