@@ -219,6 +219,15 @@ class Stage:
     epochs: int
 
 
+def stage_first(name: str, before: int, epochs: int) -> list[Stage]:
+    """A method's own stage of ``before`` epochs ahead of the run's ``epochs`` (AB's
+    initialisation, FT's paraphraser, FSP's matching: the reference codes add theirs before the
+    run's, RepDistiller 30 before 240); at 0, the run's stage alone."""
+    if before <= 0:
+        return [Stage("train", epochs)]
+    return [Stage(name, before), Stage("train", epochs)]
+
+
 class Distiller(nn.Module):
     """One method's step, as a module so that what it owns trains and saves with the student.
 

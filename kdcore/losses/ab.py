@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..method import Distiller, Probe, Stage, param
+from ..method import Distiller, Probe, Stage, param, stage_first
 from .fitnets import _pool_to, paired_shapes
 from .kd import ce_and_kd
 
@@ -119,11 +119,7 @@ class ActivationBoundaries(Distiller):
         return {"logits": out.logits, "on": (feat > 0).float()}
 
     def stages(self, epochs: int) -> list[Stage]:
-        h = self.params.init_epochs
-        if h <= 0:
-            return [Stage("train", epochs)]
-        return [Stage("init", h), Stage("train", epochs)]  # before the run's epochs, as both
-        # reference codes add theirs (RepDistiller: 30 before 240)
+        return stage_first("init", self.params.init_epochs, epochs)
 
     def forward(self, student, teacher, batch):
         p = self.params

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..method import Distiller, Probe, Stage, param
+from ..method import Distiller, Probe, Stage, param, stage_first
 from .kd import ce_and_kd
 
 FSP_LAYERS = "stem,stage1,stage2,stage3"  # a CIFAR ResNet's stem and stage outputs, in order
@@ -135,11 +135,7 @@ class FSP(Distiller):
         return {"logits": out.logits, **{f"fsp:{i}": g for i, g in enumerate(mats)}}
 
     def stages(self, epochs: int) -> list[Stage]:
-        h = self.params.init_epochs
-        if h <= 0:
-            return [Stage("train", epochs)]
-        return [Stage("init", h), Stage("train", epochs)]  # before the run's epochs, as the
-        # benchmark adds its 30 before 240
+        return stage_first("init", self.params.init_epochs, epochs)
 
     def forward(self, student, teacher, batch):
         p = self.params

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..method import Distiller, Probe, Stage, param
+from ..method import Distiller, Probe, Stage, param, stage_first
 from .fitnets import _pool_to, paired_shapes
 from .kd import ce_and_kd
 
@@ -152,11 +152,8 @@ class FactorTransfer(Distiller):
                 "feat": _pool_to(out.features[self.params.teacher_layer], self.size)}  # fmt: skip
 
     def stages(self, epochs: int) -> list[Stage]:
-        h = self.params.init_epochs
-        if h <= 0:
-            return [Stage("train", epochs)]
-        return [Stage("paraphraser", h), Stage("train", epochs)]  # before the run's, as the
-        # authors train it first (train_Paraphraser.py) and RepDistiller's init stage does
+        # the authors train the paraphraser first (train_Paraphraser.py), as RepDistiller does
+        return stage_first("paraphraser", self.params.init_epochs, epochs)
 
     def forward(self, student, teacher, batch):
         p = self.params
