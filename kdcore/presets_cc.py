@@ -33,7 +33,7 @@ from .losses.cc import (
 )
 from .method import param
 from .models import KDModel
-from .presets_relation import RelationConfig, _rounded, _run, method_preset
+from .presets_relation import RelationConfig, _rounded, _run, fixed_test_batch, method_preset
 from .runner import RunContext
 
 PRESET = "cc-mnist"
@@ -64,14 +64,11 @@ def run_cc(cfg: CCConfig, ctx: RunContext) -> dict:
               "order": cfg.params.get("order", CC_ORDER)}  # fmt: skip
 
     def before(teacher: KDModel, data: Dataset) -> None:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        n = min(cfg.probe_batch, len(data.y_test))
-        idx = torch.randperm(len(data.y_test), generator=gen)[:n]  # (n,) fixed by the seed
+        idx, probe["x"] = fixed_test_batch(data, cfg.probe_batch, cfg.seed)
         labels = data.y_test[idx.to(data.y_test.device)].cpu()
         per = max(1, cfg.probe_shown // data.num_classes)  # as many of each digit, in order
         shown = torch.cat([torch.nonzero(labels == d).flatten()[:per]
                            for d in range(data.num_classes)])  # fmt: skip
-        probe["x"] = data.x_test[idx.to(data.x_test.device)]
         probe["shown"] = shown.to(probe["x"].device)
         with torch.no_grad():
             probe["t"] = teacher.eval().forward_features(probe["x"]).features["embedding"]

@@ -30,7 +30,7 @@ from .data import Dataset
 from .losses.fsp import FSP_LAYERS, fsp_loss, fsp_matrices
 from .method import param
 from .models import KDModel
-from .presets_relation import RelationConfig, _rounded, _run
+from .presets_relation import RelationConfig, _rounded, _run, fixed_test_batch
 from .runner import TEST_ERRORS, Measure, Preset, RunContext, register
 
 PRESET = "fsp-mnist"
@@ -58,10 +58,7 @@ def run_fsp(cfg: FSPConfig, ctx: RunContext) -> dict:
     probe: dict[str, Any] = {}
 
     def before(teacher: KDModel, data: Dataset) -> None:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        n = min(cfg.probe_batch, len(data.y_test))
-        idx = torch.randperm(len(data.y_test), generator=gen)[:n]  # (n,) fixed by the seed
-        probe["x"] = data.x_test[idx.to(data.x_test.device)]
+        idx, probe["x"] = fixed_test_batch(data, cfg.probe_batch, cfg.seed)
         with torch.no_grad():
             out = teacher.eval().forward_features(probe["x"])
             probe["t"] = fsp_matrices(out.features, layers)

@@ -97,6 +97,14 @@ def _run(
     return finish(PRESETS[name], cfg, ctx, t0)
 
 
+def fixed_test_batch(data: Dataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` test images drawn by ``seed`` (at most the whole test set): their indices (n,), in
+    the draw's order, and the images, on the data's device: a preset's fixed probe batch."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(data.y_test), generator=gen)[: min(n, len(data.y_test))]
+    return idx, data.x_test[idx.to(data.x_test.device)]
+
+
 def _rounded(m: torch.Tensor, digits: int = 3) -> list[list[float]]:
     return [[round(float(v), digits) for v in row] for row in m.cpu()]
 
@@ -111,13 +119,10 @@ def run_rkd(cfg: RKDConfig, ctx: RunContext) -> dict:
     probe: dict[str, torch.Tensor] = {}
 
     def before(teacher: KDModel, data: Dataset) -> None:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        n = min(cfg.geometry_batch, len(data.y_test))
-        idx = torch.randperm(len(data.y_test), generator=gen)[:n]  # (n,) fixed by the seed
-        probe["x"] = data.x_test[idx.to(data.x_test.device)]
+        idx, probe["x"] = fixed_test_batch(data, cfg.geometry_batch, cfg.seed)
         with torch.no_grad():
             probe["t"] = teacher.eval().forward_features(probe["x"]).features["embedding"]
-        k = min(cfg.geometry_shown, n)
+        k = min(cfg.geometry_shown, len(idx))
         mats.update(
             indices=idx[:k].tolist(),
             labels=data.y_test[idx[:k].to(data.y_test.device)].tolist(),
