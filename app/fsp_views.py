@@ -86,14 +86,15 @@ def flow_figure(series: dict[str, dict], epoch: int) -> go.Figure:
     return fig
 
 
-def matrix_figure(teacher: np.ndarray, student: np.ndarray | None, who: str,
-                  layers: tuple[str, str]) -> go.Figure:  # fmt: skip
-    """The teacher's FSP matrix and the student's on one colour scale, and their difference on
-    its own (red where the student's entry is above the teacher's); rows are the first layer's
-    channels, columns the second's."""
-    panels = [("teacher", teacher)]
+def matrix_figure(
+    teacher: np.ndarray, student: np.ndarray | None, layers: tuple[str, str]
+) -> go.Figure:
+    """The teacher's FSP matrix and a student's on one colour scale, and their difference
+    (student − teacher) on its own (red where the student's entry is above the teacher's);
+    rows are the first layer's channels, columns the second's."""
+    panels = [("teacher", teacher)]  # short titles: three panels share a phone's width
     if student is not None:
-        panels += [(who, student), ("student − teacher", student - teacher)]
+        panels += [("student", student), ("difference", student - teacher)]
     fig = subplots(1, len(panels), subplot_titles=[p[0] for p in panels], horizontal_spacing=0.06)
     both = [teacher] if student is None else [teacher, student]
     lo, hi = float(min(m.min() for m in both)), float(max(m.max() for m in both))
@@ -103,6 +104,7 @@ def matrix_figure(teacher: np.ndarray, student: np.ndarray | None, who: str,
         fig.add_trace(go.Heatmap(
             z=z, zmin=-span if diff else lo, zmax=span if diff else hi,
             colorscale="RdBu_r" if diff else "Viridis", showscale=col == 2 or len(panels) == 1,
+            colorbar=dict(thickness=12),
             hovertemplate=f"{layers[0]} channel %{{y}}, {layers[1]} channel %{{x}}"
             "<br>%{z:.3f}<extra></extra>"), row=1, col=col)  # fmt: skip
     fig.update_yaxes(autorange="reversed")
@@ -144,8 +146,8 @@ def show_fsp(queue) -> None:
         i, s = names.index(pair), series[who]
         at = s["x"].index(epoch) if epoch in s["x"] else None
         student = None if at is None else np.array(mats["students"][who][at][i])
-        ui.plot(matrix_figure(np.array(mats["teacher"][i]), student, who,
-                              (layers[i], layers[i + 1])), key="fsp_matrices")  # fmt: skip
+        ui.plot(matrix_figure(np.array(mats["teacher"][i]), student, (layers[i], layers[i + 1])),
+                key="fsp_matrices")  # fmt: skip
         st.caption(
             f"{who} has no matrices at epoch {epoch}: it starts on its labels from random "
             "weights." if at is None else
