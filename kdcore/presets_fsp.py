@@ -144,7 +144,16 @@ FSP_PRESET = register(
         "are the benchmark code's (each stage's output and the next, the larger map pooled "
         "to the smaller); the loss sums each matrix's squared differences, as the paper "
         "writes it, with the same weight 1 for every pair, clipped as every student's "
-        "gradient is.",
+        "gradient is. In the shipped run (seed 0) the teacher makes 55 test errors, the "
+        "student 75 on hard labels, 57 by KD, 72 after FSP and 63 after FSP then KD; over five "
+        "seeds (the table under the run) FSP makes 70.4 against hard labels' 71.0, ahead at 3 "
+        "seeds of 5, and FSP then KD 61.4 against KD's 61.4, ahead at 3: level, where the "
+        "benchmark had FSP 0.89 points above hard labels and 0.71 below KD. The fast "
+        "optimisation holds at every seed: after one epoch on labels the FSP student makes 153 "
+        "errors against 290 on hard labels (122.0 against 477.6 over five seeds, ahead at 5 of "
+        "5). The flow transfers and then fades: the FSP loss to the teacher on 128 test images "
+        "is 287 after FSP's epoch, against 6,840 for the hard-label student at the end; its "
+        "epochs on labels take it to 1,062.",
         seed_pairs={
             "student_kd": "student_hard",
             "student_fsp": "student_hard",

@@ -64,7 +64,7 @@ LM = [
     "distilbert",
 ]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
-          "zero-shot-mnist", "consistent-teaching", *LM, "omitted-3", "only-7-8",
+          "zero-shot-mnist", "consistent-teaching", "fsp-mnist", *LM, "omitted-3", "only-7-8",
           "temperature-sweep", "alpha-sweep"]  # fmt: skip
 
 
@@ -952,3 +952,70 @@ def test_the_lessons_ft_step_says_what_the_shipped_run_measured():
     assert f"makes {mean['student_ft_long']:.1f} and beats the 2-epoch student at every" in talk
     assert all(r["errors"]["student_ft_long"] < r["errors"]["student_ft"] for r in rows)
     assert abs(mean["student_ft_random"] - mean["student_ft"]) < 10  # "does as well"
+
+
+def _fsp_figures() -> dict:
+    """The fsp-mnist shipped run's and seed study's figures every text about it quotes."""
+    from app.fsp_views import flow_series
+    from kdcore.presets_fsp import FIRST_EPOCH
+
+    ref = load_references()[0]["fsp-mnist"]
+    rows = load_seed_study(ref)
+    errs = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    first = FIRST_EPOCH.values(ref.result)
+    students = [n for n in errs if n != "teacher"]
+    mean = {n: statistics.mean(r["errors"][n] for r in rows) for n in errs}
+    first_mean = {n: statistics.mean(row_values(r, FIRST_EPOCH)[n] for r in rows)
+                  for n in students}  # fmt: skip
+    series = flow_series(ref.result)
+    fsp, hard = series["student_fsp"], series["student_hard"]
+    return {
+        "errs": errs, "first": first, "mean": mean, "first_mean": first_mean,
+        "sd": statistics.stdev(r["errors"]["student_fsp"] for r in rows),
+        "wins": dict(seed_wins(ref, rows)), "first_wins": dict(seed_wins(ref, rows, FIRST_EPOCH)),
+        "start": fsp["total"][fsp["x"].index(0)], "end": fsp["total"][-1],
+        "hard_end": hard["total"][-1],
+    }  # fmt: skip
+
+
+def test_the_fsp_text_and_readme_quote_its_shipped_run_seeds_and_flow():
+    f = _fsp_figures()
+    errs, mean, wins, first = f["errs"], f["mean"], f["wins"], f["first"]
+    text = " ".join(PRESETS["fsp-mnist"].differences.split())
+    assert (f"the teacher makes {errs['teacher']} test errors, the student {errs['student_hard']} "
+            f"on hard labels, {errs['student_kd']} by KD, {errs['student_fsp']} after FSP and "
+            f"{errs['student_fsp_kd']} after FSP then KD") in text  # fmt: skip
+    assert (f"FSP makes {mean['student_fsp']:.1f} against hard labels' "
+            f"{mean['student_hard']:.1f}, ahead at {wins['student_fsp'][1]} seeds of 5, and FSP "
+            f"then KD {mean['student_fsp_kd']:.1f} against KD's {mean['student_kd']:.1f}, ahead "
+            f"at {wins['student_fsp_kd'][1]}") in text  # fmt: skip
+    fm, fw = f["first_mean"], f["first_wins"]
+    assert (f"after one epoch on labels the FSP student makes {first['student_fsp']} errors "
+            f"against {first['student_hard']} on hard labels ({fm['student_fsp']:.1f} against "
+            f"{fm['student_hard']:.1f} over five seeds, ahead at {fw['student_fsp'][1]} of 5)"
+            ) in text  # fmt: skip
+    assert (f"{f['start']:,.0f} after FSP's epoch, against {f['hard_end']:,.0f} for the "
+            f"hard-label student at the end; its epochs on labels take it to {f['end']:,.0f}"
+            ) in text  # fmt: skip
+    readme = _readme_words()
+    assert (f"| `fsp-mnist` | FSP {mean['student_fsp']:.1f} ({f['sd']:.1f}) | "
+            f"{wins['student_fsp'][1]} of 5") in readme  # fmt: skip
+    assert (f"ResNet-20 teacher {errs['teacher']}; ResNet-8 hard {errs['student_hard']}, KD "
+            f"{errs['student_kd']}, **FSP {errs['student_fsp']}**, FSP then KD "
+            f"{errs['student_fsp_kd']}; after one epoch on labels hard {first['student_hard']}, "
+            f"**FSP {first['student_fsp']}**") in readme  # fmt: skip
+    assert (f"{f['start']:,.0f} after FSP's epoch and {f['end']:,.0f} at the end, against "
+            f"{f['hard_end']:,.0f} for the hard-label student") in readme  # fmt: skip
+    assert (f"optimisation: {first['student_fsp']} against {first['student_hard']} after the "
+            "first)") in readme  # fmt: skip
+
+
+def test_the_lessons_fsp_step_says_what_the_shipped_run_measured():
+    f = _fsp_figures()
+    talk = " ".join(_lesson_step("FSP:")["talk"].split())
+    assert (f"{f['hard_end'] / f['start']:.0f} times nearer the teacher's than the hard-label "
+            f"student's ({f['start']:,.0f} against {f['hard_end']:,.0f})") in talk  # fmt: skip
+    assert (f"it makes {f['first']['student_fsp']} errors against hard labels' "
+            f"{f['first']['student_hard']}") in talk  # fmt: skip
+    assert (f"over five seeds FSP ends at {f['mean']['student_fsp']:.1f} errors against "
+            f"{f['mean']['student_hard']:.1f}") in talk  # fmt: skip
