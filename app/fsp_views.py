@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import lab_ui, ui
-from app.figures import LEGEND_BELOW, epoch_ticks, square_cells, subplots
+from app.figures import LEGEND_BELOW, epoch_ticks, log_ticks, square_cells, subplots
 from app.relation_figures import _fig, model_colours
 from kdcore.losses.fsp import fsp_loss, fsp_matrix
 
@@ -83,6 +83,12 @@ def flow_figure(series: dict[str, dict], epoch: int) -> go.Figure:
                         line=dict(color=colours[name], width=3))  # fmt: skip
     fig.add_vline(x=epoch, line=dict(color="#868e96", dash="dot"))
     fig.update_xaxes(**epoch_ticks(max((len(s["x"]) for s in series.values()), default=1)))
+    # 1-2-5 labels: Plotly's own within a decade and a half are the digits 2 to 9, which ran
+    # into each other (presenter mode's larger type most)
+    values = [v for s in series.values() for v in s["total"] if v > 0]
+    ticks = log_ticks(min(values), max(values)) if values else []
+    if len(ticks) >= 2:
+        fig.update_yaxes(tickvals=ticks)
     return fig
 
 

@@ -45,6 +45,7 @@ def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict
                 "embedding": (b, 128)}  # fmt: skip
     _, m = RESNETS[name]
     return {
+        "stem": (b, 16 * m, h, w),
         "stage1": (b, 16 * m, h, w),
         "stage2": (b, 32 * m, h // 2, w // 2),
         "stage3": (b, 64 * m, h // 4, w // 4),
