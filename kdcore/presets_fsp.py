@@ -100,9 +100,10 @@ def first_epoch_errors(result: dict) -> dict[str, float]:
     """A seed study's extractor: each student's test errors after its first epoch on labels
     (after FSP's own epochs, for an FSP student), the paper's fast optimisation in one figure."""
     out = {}
+    models = result.get("models") or {}
     for name, epochs in (result.get("history") or {}).items():
         trained = [e for e in epochs if e.get("stage", "train") in ("train", "")]
-        if name.startswith("student_") and trained:
+        if models.get(name, {}).get("role") in ("student", "baseline") and trained:
             out[name] = trained[0]["test_errors"]
     return out
 
