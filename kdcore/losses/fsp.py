@@ -142,14 +142,14 @@ class FSP(Distiller):
         training_fsp = self.stage == "init" or p.init_epochs <= 0
         with torch.set_grad_enabled(training_fsp and torch.is_grad_enabled()):
             s_mats = fsp_matrices(student.features, self.layers)
-        t_mats = [teacher[f"fsp:{i}"] for i in range(len(s_mats))]
-        with torch.no_grad():
+            t_mats = [teacher[f"fsp:{i}"] for i in range(len(s_mats))]
+            # each pair's loss once: the measure (λ = 1) and, where it trains, the loss itself
             pairs = torch.stack(
                 [fsp_loss([s], [t], 1.0) for s, t in zip(s_mats, t_mats, strict=True)]
             )
-            self._sums = self._sums.to(pairs.device) + pairs * len(batch.y)
-            self._n += len(batch.y)
-        fsp = fsp_loss(s_mats, t_mats, p.weight) if training_fsp else None
+        self._sums = self._sums.to(pairs.device) + pairs.detach() * len(batch.y)
+        self._n += len(batch.y)
+        fsp = p.weight * pairs.sum() if training_fsp else None
         if self.stage == "init":
             return {"fsp": fsp}
         parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
