@@ -319,9 +319,9 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
         "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
-        "2019), factor transfer (Kim 2018), FSP (Yim 2017), projectors (Miles 2024), "
-        "TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start from the "
-        "teacher's layers and its cosine loss (Sanh 2019)",
+        "2019), factor transfer (Kim 2018), FSP (Yim 2017), ReviewKD (Chen 2021), projectors "
+        "(Miles 2024), TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start "
+        "from the teacher's layers and its cosine loss (Sanh 2019)",
         (
             MapLink("features"),
             MapLink("projector"),
@@ -415,6 +415,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "ab-mnist": MapLink("features"),
     "ft-mnist": MapLink("features"),
     "fsp-mnist": MapLink("features"),
+    "review-mnist": MapLink("features"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),

@@ -22,6 +22,7 @@ from .losses import (
     modes,
     nst,
     pkt,
+    review,
     rkd,
     similarity,
     vid,
@@ -137,6 +138,18 @@ register(
         "matrix between two layers' channels (the FSP matrix), matched pair by pair as an "
         "initialisation before classification, by a shallower student of the same widths.",
         abbreviation="FSP",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "review", "Knowledge review (ReviewKD)", "feature",
+        "Chen, Liu, Zhao & Jia 2021 (CVPR), arXiv:2104.09044", review.ReviewParams,
+        review.ReviewKD,
+        summary="Every level of the teacher, taught by the student's same level and all its "
+        "deeper ones: fused from the deepest up by attention, each fusion compared with the "
+        "teacher's level at several scales (a pyramid of poolings).",
+        abbreviation="ReviewKD",
     )
 )  # fmt: skip
 

@@ -115,9 +115,13 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def preact(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output before its last ReLU: the residual sum."""
         out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return self.bn2(self.conv2(out)) + self.shortcut(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.preact(x))
 
 
 class ResNet(KDModel):
@@ -151,8 +155,12 @@ class ResNet(KDModel):
         h = self.stem(x)  # (B, 16w, H, W)
         feats: dict[str, torch.Tensor] = {"stem": h}  # the first stage's input (FSP's first map)
         for i, stage in enumerate(self.stages):
-            h = stage(h)  # (B, C_i, H/2^i, W/2^i)
-            feats[f"stage{i + 1}"] = h
+            for block in stage[:-1]:
+                h = block(h)
+            pre = stage[-1].preact(h)  # (B, C_i, H/2^i, W/2^i), before the last ReLU
+            h = F.relu(pre)
+            # pre-activations as the MLPs': ReviewKD's (and OFD's) teacher targets
+            feats[f"stage{i + 1}_pre"], feats[f"stage{i + 1}"] = pre, h
         emb = F.adaptive_avg_pool2d(h, 1).flatten(1)  # (B, 64w)
         feats["embedding"] = emb
         return ModelOutput(self.head(emb), feats)

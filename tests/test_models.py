@@ -46,8 +46,11 @@ def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict
     _, m = RESNETS[name]
     return {
         "stem": (b, 16 * m, h, w),
+        "stage1_pre": (b, 16 * m, h, w),
         "stage1": (b, 16 * m, h, w),
+        "stage2_pre": (b, 32 * m, h // 2, w // 2),
         "stage2": (b, 32 * m, h // 2, w // 2),
+        "stage3_pre": (b, 64 * m, h // 4, w // 4),
         "stage3": (b, 64 * m, h // 4, w // 4),
         "embedding": (b, 64 * m),
     }
@@ -133,6 +136,21 @@ def test_dropout_only_in_the_teacher_and_only_in_training():
     assert torch.equal(teacher(x), teacher(x))
     student = build_model("mlp-1200").train()
     assert torch.equal(student(x), student(x))
+
+
+def test_a_resnet_stage_is_its_pre_activation_cut_at_zero():
+    """The blocks run as their forward would: each stage, the ReLU of what its "_pre" holds,
+    and the logits those of the plain forward."""
+    torch.manual_seed(0)
+    model = build_model("resnet8", 10, (1, 28, 28)).eval()
+    x = torch.randn(2, 1, 28, 28)
+    out = model.forward_features(x)
+    for i in (1, 2, 3):
+        assert torch.equal(out.features[f"stage{i}"], torch.relu(out.features[f"stage{i}_pre"]))
+    h = model.stem(x)
+    for stage in model.stages:
+        h = stage(h)
+    torch.testing.assert_close(out.features["stage3"], h)
 
 
 @pytest.mark.parametrize(

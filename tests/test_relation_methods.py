@@ -240,11 +240,13 @@ def test_preset_configs_validate():
         "cc-mnist",
         "ft-mnist",
         "fsp-mnist",
+        "review-mnist",
     ],
 )
 def test_preset_runs_and_reports_every_student(tiny_dir, name):
     # FSP needs the teacher's channels: a ResNet of the student's widths (its own, for speed)
-    tiny = {**TINY, "teacher": "resnet8"} if name == "fsp-mnist" else TINY
+    # (ReviewKD's levels are a ResNet's stages)
+    tiny = {**TINY, "teacher": "resnet8"} if name in ("fsp-mnist", "review-mnist") else TINY
     result = json.loads(json.dumps(run_preset(name, data_dir=tiny_dir, **tiny)))
     assert result["status"] == "completed", result["message"]
     method = name.split("-")[0]
@@ -290,6 +292,12 @@ def test_preset_runs_and_reports_every_student(tiny_dir, name):
         first = result["history"]["student_fsp"][0]
         assert first["extra"]["flow"] == pytest.approx(sum(flow["student_fsp"][0]), abs=1e-3)
         assert "kd" in result["history"]["student_fsp_kd"][-1]["losses"]
+    if name == "review-mnist":  # HCL at each of the four levels, the fusion of the three above
+        extra = result["history"]["student_review"][0]["extra"]
+        assert len(extra["level_loss"]) == 4 and len(extra["fusion"]) == 3
+        assert extra["review_loss"] == pytest.approx(sum(extra["level_loss"]), abs=1e-4)
+        assert all(0 < w < 1 for row in extra["fusion"] for w in row)  # sigmoids, averaged
+        assert {"ce", "review", "total"} == set(result["history"]["student_review"][0]["losses"])
     if name == "cc-mnist":  # every student judged by the paper's L_CC each epoch
         gaps, mats = result["congruence"], result["correlation_matrices"]
         assert list(gaps) == students and all(len(g) == 1 and g[0] > 0 for g in gaps.values())
