@@ -207,6 +207,8 @@ PAGES: tuple[PageInfo, ...] = (
             "fsp_pair",
             "fsp_who",
             "fsp_ep",
+            "ep_review",
+            "review_ep",
         ),
     ),
     PageInfo(

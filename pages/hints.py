@@ -1,11 +1,11 @@
 """Hints and attention maps: FitNets' guided layer, attention transfer, VID's learned variances,
-AB's activation boundaries, FT's paraphrased factors and FSP's flow between layers, from stored
-runs."""
+AB's activation boundaries, FT's paraphrased factors, FSP's flow between layers and ReviewKD's
+paths across levels, from stored runs."""
 
 import streamlit as st
 import torch
 
-from app import fsp_views, ft_views, lab_ui, ui
+from app import fsp_views, ft_views, lab_ui, review_views, ui
 from app.ab_views import show_ab
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
@@ -191,5 +191,7 @@ st.header("Factor transfer: the teacher's layer, paraphrased")
 ft_views.show_ft(queue)
 st.header("FSP: the flow from one layer to the next")
 fsp_views.show_fsp(queue)
+st.header("Knowledge review: every level taught by the deeper ones too")
+review_views.show_review(queue)
 ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss, *ft_views.CODE,
-             *fsp_views.CODE)  # fmt: skip
+             *fsp_views.CODE, *review_views.CODE)  # fmt: skip

@@ -124,16 +124,17 @@ def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     assert not at.exception and any("diverges" in c.value for c in at.caption)
 
 
-def test_hints_page_offers_its_six_runs(no_shipped, store_path):
+def test_hints_page_offers_its_seven_runs(no_shipped, store_path):
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now"] * 6
+    assert [b.label for b in at.button] == ["Run it now"] * 7
     assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ft",
-                                                "ep_fsp"}  # fmt: skip
-    assert "No completed ab-mnist run" in at.info[-3].value
-    assert "No completed ft-mnist run" in at.info[-2].value
-    assert "No completed fsp-mnist run" in at.info[-1].value
+                                                "ep_fsp", "ep_review"}  # fmt: skip
+    assert "No completed ab-mnist run" in at.info[-4].value
+    assert "No completed ft-mnist run" in at.info[-3].value
+    assert "No completed fsp-mnist run" in at.info[-2].value
+    assert "No completed review-mnist run" in at.info[-1].value
     # AB's cost of one unit needs no run: the only chart before any training
-    assert len(at.latex) == 6 and [_spec(at, "ab_hinge")] == [
+    assert len(at.latex) == 7 and [_spec(at, "ab_hinge")] == [
         json.loads(c.proto.spec) for c in at.get("plotly_chart")
     ]
 
@@ -431,3 +432,44 @@ def test_hints_page_shows_a_stored_fsp_run_its_flow_and_matrices(store_path):
     at.button_group(key="fsp_who").set_value("student_hard").run()
     assert not at.exception and len(_spec(at, "fsp_matrices")["data"]) == 1
     assert any(c.value.startswith("student_hard has no matrices at epoch 0") for c in at.caption)
+
+
+def review_result() -> dict:
+    """A stored review-mnist run's shape: the ReviewKD student's three epochs, three levels (two
+    fusing), HCL per level and the fusion's mean attention (own, residual) per fusing level."""
+    names = ("student_hard", "student_kd", "student_review")
+    history = {n: [_epoch(e, {"ce": 0.5}) for e in (1, 2, 3)] for n in names}
+    fusion = [[[0.5, 0.5], [0.5, 0.5]], [[0.4, 0.6], [0.8, 0.5]], [[0.2, 0.6], [0.5, 0.5]]]
+    history["student_review"] = [
+        _epoch(e, {"ce": 0.5, "review": 1.0}, extra={
+            "review_loss": 3.0 / e, "level_loss": [1.0 / e, 1.5 / e, 0.5 / e],
+            "fusion": fusion[e - 1]}) for e in (1, 2, 3)]  # fmt: skip
+    models = _models(*names)
+    models["student_review"]["method_params"] = {
+        "layers": "stage1,stage2,embedding",
+        "teacher_layers": "stage1_pre,stage2_pre,embedding",
+    }
+    return {"models": models, "history": history}
+
+
+def test_hints_page_shows_a_stored_review_run_its_levels_and_paths(store_path):
+    """HCL per level per epoch; the paths grid at the chosen epoch: level j's weight in the
+    prediction of level i is the product of the residual weights from i to j − 1 and j's own
+    (1 at the deepest level), blank below the diagonal."""
+    run_id = _fake_run(Store(store_path), "review-mnist", review_result())
+    at = _page("hints.py")
+    assert not at.exception
+    levels = _spec(at, "review_levels")["data"]
+    assert [d["name"] for d in levels] == ["stage1", "stage2", "embedding"]
+    assert list(_values(levels[1]["y"])) == pytest.approx([1.5, 0.75, 0.5])
+    assert any(f"Run #{run_id}" in c.value and "ReviewKD 71.89%" in c.value for c in at.caption)
+    grid = _values(_spec(at, "review_paths")["data"][0]["z"]).astype(float)
+    want = [[0.2, 0.6 * 0.5, 0.6 * 0.5], [np.nan, 0.5, 0.5], [np.nan, np.nan, 1.0]]
+    np.testing.assert_allclose(grid, want)
+    said = next(c.value for c in at.caption if c.value.startswith("Epoch 3, means"))
+    assert "stage1_pre is predicted from the student's stage1 at weight 0.20" in said
+    assert "deeper levels at 0.60 in all: 75% of the sum is review" in said
+    at.number_input(key="review_ep").set_value(2).run()
+    assert not at.exception
+    grid = _values(_spec(at, "review_paths")["data"][0]["z"]).astype(float)
+    np.testing.assert_allclose(grid[0], [0.4, 0.6 * 0.8, 0.6 * 0.5])

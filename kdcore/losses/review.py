@@ -112,7 +112,8 @@ class ABF(nn.Module):
 # ----------------------------------------------------------------------------- as a method
 
 
-def _names(text: str) -> list[str]:
+def level_names(text: str) -> list[str]:
+    """A comma-separated list of features, as names."""
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
@@ -145,7 +146,8 @@ class ReviewKD(Distiller):
 
     def __init__(self, params: ReviewParams, probe: Probe):
         super().__init__(params)
-        self.layers, self.teacher_layers = _names(params.layers), _names(params.teacher_layers)
+        self.layers = level_names(params.layers)
+        self.teacher_layers = level_names(params.teacher_layers)
         if not self.layers or len(self.layers) != len(self.teacher_layers):
             raise ValueError(
                 f"ReviewKD pairs levels in order: {len(self.layers)} student levels against "
