@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import lab_ui, ui
-from app.figures import LEGEND_BELOW, epoch_ticks, square_cells
+from app.figures import LEGEND_BELOW, epoch_ticks, log_ticks, square_cells
 from app.relation_figures import _fig
 from kdcore.losses.review import (
     ABF,
@@ -27,8 +27,8 @@ from kdcore.losses.review import (
 PRESET, MODEL = "review-mnist", "student_review"
 COST = (
     "One epoch trains a ResNet-20 teacher (cached afterwards) and three ResNet-8 students, the "
-    "ReviewKD one beside the teacher's live features and its four fusion modules: some 3 "
-    "minutes on a quiet 2-core CPU."
+    "ReviewKD one beside the teacher's live features (too large to cache) and its four fusion "
+    "modules: some 6 minutes on a 2-core CPU, half of them the ReviewKD student's."
 )
 PAPER_LINE = (
     "Paper (CIFAR-100, resnet56 → resnet20): hard labels 69.06%, KD 70.66%, ReviewKD 71.89% "
@@ -83,28 +83,38 @@ def level_figure(levels: list[list[float]], names: list[str], epoch: int) -> go.
                         line=dict(color=colour, width=3))  # fmt: skip
     fig.add_vline(x=epoch, line=dict(color="#868e96", dash="dot"))
     fig.update_xaxes(**epoch_ticks(len(levels)))
+    values = [v for row in levels for v in row if v > 0]
+    ticks = log_ticks(min(values), max(values)) if values else []
+    if len(ticks) >= 2:  # 1-2-5 labels: Plotly's own digits 2 to 9 run into each other
+        fig.update_yaxes(tickvals=ticks)
     return fig
 
 
 def paths_figure(weights: np.ndarray, student: list[str], teacher: list[str]) -> go.Figure:
     """The review's paths as a grid: a row per teacher level, a column per student level, each
-    cell the weight that level carries in that prediction (blank below the diagonal)."""
+    cell the weight that level carries in that prediction, written in it (blank below the
+    diagonal)."""
     text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in weights]
     fig = go.Figure(go.Heatmap(
         z=weights, x=student, y=teacher, zmin=0, zmax=1, colorscale="Blues", text=text,
-        texttemplate="%{text}", colorbar=dict(thickness=12), hoverongaps=False,
+        texttemplate="%{text}", showscale=False, hoverongaps=False,
         hovertemplate="student's %{x} → teacher's %{y}: %{z:.3f}<extra></extra>"))  # fmt: skip
-    fig.update_yaxes(autorange="reversed", title_text="teacher level (predicted)")
-    fig.update_xaxes(title_text="student level (read)", side="top")
+    fig.update_yaxes(autorange="reversed", title_text="teacher level")
+    fig.update_xaxes(title_text="student level", side="top")
     square_cells(fig)
     return _fig(fig, height=340, margin=dict(l=40, r=20, t=60, b=20))
 
 
+def review_share(weights: np.ndarray) -> float:
+    """The deeper levels' share of the weights behind the shallowest prediction."""
+    total = float(np.nansum(weights[0]))
+    return float(np.nansum(weights[0][1:])) / total if total > 0 else 0.0
+
+
 def paths_line(weights: np.ndarray, student: list[str], teacher: list[str]) -> str:
     """In words: how much of the shallowest prediction comes from deeper levels."""
-    row = weights[0]
+    row, share = weights[0], review_share(weights)
     deeper = float(np.nansum(row[1:]))
-    share = deeper / float(np.nansum(row)) if np.nansum(row) > 0 else 0.0
     return (f"The teacher's {teacher[0]} is predicted from the student's {student[0]} at weight "
             f"{row[0]:.2f} and from its deeper levels at {deeper:.2f} in all: {share:.0%} of "
             "the sum is review.")  # fmt: skip
@@ -129,7 +139,7 @@ def show_review(queue) -> None:
         student, teacher = levels_of(result)
         n = len(series["levels"])
         epoch = ui.url_int("Epoch of the ReviewKD student", "review_ep", 1, n, n)
-        left, right = st.columns([3, 2])
+        left, right = st.columns(2)
         with left:
             ui.plot(level_figure(series["levels"], student, epoch), key="review_levels")
         weights = path_weights(series["fusion"][epoch - 1])
