@@ -141,6 +141,8 @@ def test_unpaired_or_missing_levels_are_refused_in_one_line(pair):
     data, student, teacher = pair
     with pytest.raises(ValueError, match="3 student levels against 4 teacher levels"):
         build_distiller("review", {"layers": "stage1,stage2,stage3"}, student, teacher, data)
+    with pytest.raises(ValueError, match="at least one level"):
+        build_distiller("review", {"layers": " , "}, student, teacher, data)
     mlp = build_model("mlp-30", 10, (1, 28, 28))
     with pytest.raises(ValueError, match="the student has no feature 'stage1'"):
         build_distiller("review", {}, mlp, teacher, data)

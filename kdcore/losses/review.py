@@ -148,7 +148,10 @@ class ReviewKD(Distiller):
         super().__init__(params)
         self.layers = level_names(params.layers)
         self.teacher_layers = level_names(params.teacher_layers)
-        if not self.layers or len(self.layers) != len(self.teacher_layers):
+        if not self.layers:
+            raise ValueError("ReviewKD needs at least one level: the student's features, shallow "
+                             "to deep, comma-separated")  # fmt: skip
+        if len(self.layers) != len(self.teacher_layers):
             raise ValueError(
                 f"ReviewKD pairs levels in order: {len(self.layers)} student levels against "
                 f"{len(self.teacher_layers)} teacher levels"
