@@ -77,6 +77,17 @@ REVIEW_PRESET = register(
         "its loss weight ramped up over the first 20; this is a resnet20 into a resnet8 on "
         "MNIST (one channel in, 28 × 28) for 3 epochs at the full weight from the start, so "
         "only the ordering of hard labels, KD and ReviewKD can be compared. The levels, the "
-        "fusion, the loss and its weight (0.6) are the authors' code's for that column.",
+        "fusion, the loss and its weight (0.6) are the authors' code's for that column. In the "
+        "shipped run (seed 0) the teacher makes 48 test errors, the student 72 on hard labels, "
+        "58 by KD and 62 by ReviewKD; over five seeds (the table under the run) ReviewKD makes "
+        "66.2 against hard labels' 71.2, ahead at 4 seeds of 5, and KD 61.4, ahead at 5: "
+        "ReviewKD beats hard labels, as the paper found, but not KD (ahead of it at 1 seed of "
+        "5), which the paper's ReviewKD beat by 1.23 points. The fusion learns to lean on each "
+        "level's own features: 41% of the sum behind the shallowest prediction comes from the "
+        "deeper levels after the first epoch, 32% at the end. It is the dearest student here: "
+        "751 s of the shipped run's 1,356 against 109 s for the hard-label one, since the "
+        "teacher's maps (88 KB an image) are too large to cache, so the teacher runs beside it "
+        "at every step, and its four fusion modules (114k parameters, more than the student's "
+        "78k) work at the student's map sizes.",
     )
 )

@@ -64,8 +64,8 @@ LM = [
     "distilbert",
 ]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
-          "zero-shot-mnist", "consistent-teaching", "fsp-mnist", *LM, "omitted-3", "only-7-8",
-          "temperature-sweep", "alpha-sweep"]  # fmt: skip
+          "zero-shot-mnist", "consistent-teaching", "fsp-mnist", "review-mnist", *LM, "omitted-3",
+          "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
 
 
 def _page(name: str, **params) -> AppTest:
@@ -1019,3 +1019,54 @@ def test_the_lessons_fsp_step_says_what_the_shipped_run_measured():
             f"{f['first']['student_hard']}") in talk  # fmt: skip
     assert (f"over five seeds FSP ends at {f['mean']['student_fsp']:.1f} errors against "
             f"{f['mean']['student_hard']:.1f}") in talk  # fmt: skip
+
+
+def _review_figures() -> dict:
+    """The review-mnist shipped run's and seed study's figures every text about it quotes: the
+    errors, the five seeds, and the deeper levels' share of the shallowest prediction."""
+    from app.review_views import level_series, path_weights, review_share
+
+    ref = load_references()[0]["review-mnist"]
+    rows = load_seed_study(ref)
+    errs = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    first = {n: h[0]["test_errors"] for n, h in ref.result["history"].items()}
+    fusion = level_series(ref.result)["fusion"]
+    return {
+        "errs": errs, "first": first,
+        "mean": {n: statistics.mean(r["errors"][n] for r in rows) for n in errs},
+        "sd": statistics.stdev(r["errors"]["student_review"] for r in rows),
+        "wins": {m: k for m, (_, k) in seed_wins(ref, rows).items()},
+        "shares": [review_share(path_weights(f)) for f in (fusion[0], fusion[-1])],
+    }  # fmt: skip
+
+
+def test_the_review_text_readme_and_lesson_quote_its_shipped_run_and_seeds():
+    f = _review_figures()
+    errs, mean, wins, (start, end) = f["errs"], f["mean"], f["wins"], f["shares"]
+    text = " ".join(PRESETS["review-mnist"].differences.split())
+    assert (f"the teacher makes {errs['teacher']} test errors, the student {errs['student_hard']} "
+            f"on hard labels, {errs['student_kd']} by KD and {errs['student_review']} by "
+            "ReviewKD") in text  # fmt: skip
+    assert (f"ReviewKD makes {mean['student_review']:.1f} against hard labels' "
+            f"{mean['student_hard']:.1f}, ahead at {wins['student_review']} seeds of 5, and KD "
+            f"{mean['student_kd']:.1f}, ahead at {wins['student_kd']}") in text  # fmt: skip
+    shares = (f"{start:.0%} of the sum behind the shallowest prediction comes from the deeper "
+              f"levels after the first epoch, {end:.0%} at the end")  # fmt: skip
+    assert shares in text
+    readme = _readme_words()
+    assert (f"| `review-mnist` | ReviewKD {mean['student_review']:.1f} ({f['sd']:.1f}) | "
+            f"{wins['student_review']} of 5") in readme  # fmt: skip
+    first = f["first"]
+    assert (f"ResNet-20 teacher {errs['teacher']}; ResNet-8 hard {errs['student_hard']}, KD "
+            f"{errs['student_kd']}, **ReviewKD {errs['student_review']}**; after the first epoch "
+            f"hard {first['student_hard']}, KD {first['student_kd']}, ReviewKD "
+            f"{first['student_review']}") in readme  # fmt: skip
+    assert (f"{start:.0%} of the shallowest prediction comes from deeper levels after the first "
+            f"epoch, {end:.0%} at the end") in readme  # fmt: skip
+    talk = " ".join(_lesson_step("ReviewKD:")["talk"].split())
+    assert f"{start:.0%} of the sum behind the shallowest prediction" in talk
+    assert f"{end:.0%} at the end" in talk
+    assert (f"ends at {errs['student_review']} errors against hard labels' "
+            f"{errs['student_hard']} and KD's {errs['student_kd']}; over five seeds ReviewKD "
+            f"makes {mean['student_review']:.1f} against {mean['student_hard']:.1f} and KD "
+            f"{mean['student_kd']:.1f}") in talk  # fmt: skip
