@@ -150,11 +150,11 @@ def show_review(queue) -> None:
             "level carries in the sum behind each prediction, the product of the mean "
             f"attention along its path. {paths_line(weights, student, teacher)}"
         )
-    st.latex(  # in lines: whole, a phone shrinks it below reading size
-        r"\begin{gathered}R_n = C_n\,S^n,\quad R_i = a_i \odot C_i\,S^i + b_i \odot "
-        r"\mathrm{up}(R_{i+1}),\quad (a_i, b_i) = \sigma\big(W_i[\,C_i S^i; \mathrm{up}\,R_{i+1}]"
-        r"\big)\\ \mathcal L = \mathrm{CE} + \lambda \sum_{i=1}^{n} \frac{\sum_k w_k\, "
-        r"\mathrm{MSE}\big(P_k(Q_i R_i),\, P_k(T^i)\big)}{\sum_k w_k},\quad w_k = 2^{-k}"
+    st.latex(  # in short lines: whole, a phone shrinks it below reading size
+        r"\begin{gathered}R_n = C_n S^n\\ R_i = a_i \odot C_i S^i + b_i \odot \mathrm{up}\,R_{i+1}"
+        r"\\ (a_i, b_i) = \sigma\big(W_i\,[C_i S^i;\ \mathrm{up}\,R_{i+1}]\big)\\ "
+        r"D_i = \frac{\sum_k w_k\, \mathrm{MSE}(P_k Q_i R_i,\ P_k T^i)}{\sum_k w_k}\\ "
+        r"\mathcal L = \mathrm{CE} + \lambda \sum_{i=1}^{n} D_i,\quad w_k = 2^{-k}"
         r"\end{gathered}"
     )
     st.caption(
