@@ -39,7 +39,7 @@ FSP_LAYERS = "stem,stage1,stage2,stage3"  # a CIFAR ResNet's stem and stage outp
 FSP_WEIGHT = 1.0  # λ for every pair (the paper's are equal; it gives no value)
 
 
-def _as_map(f: torch.Tensor) -> torch.Tensor:
+def as_map(f: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) as it is; a flat (B, C) layer as a 1 × 1 map."""
     return f if f.dim() == 4 else f.reshape(*f.shape[:2], 1, 1)
 
@@ -53,7 +53,7 @@ def fsp_matrix(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
     f1: (B, m, H1, W1), f2: (B, n, H2, W2) (a flat (B, C) layer counts as 1 × 1); the larger
     map is average-pooled to the smaller's size first (the benchmark's code; the paper pairs
     maps of one size). Returns (B, m, n)."""
-    a, b = _as_map(f1), _as_map(f2)
+    a, b = as_map(f1), as_map(f2)
     size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
     if tuple(a.shape[2:]) != size:
         a = F.adaptive_avg_pool2d(a, size)

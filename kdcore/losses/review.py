@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..method import Distiller, Probe, param
+from .fsp import as_map
 from .kd import ce_and_kd
 
 REVIEW_LAYERS = "stage1,stage2,stage3,embedding"  # a CIFAR ResNet's levels, shallow to deep
@@ -39,11 +40,6 @@ REVIEW_TEACHER_LAYERS = "stage1_pre,stage2_pre,stage3_pre,embedding"
 REVIEW_WEIGHT = 1.0  # the authors' default --kd-loss-weight (0.6 for resnet56 -> resnet20)
 PYRAMID = (4, 2, 1)  # HCL's pooled sizes, after the map itself
 MAX_MID = 512  # the code's cap on ABF's middle width
-
-
-def as_map(f: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) as it is; a flat (B, C) level as a 1 × 1 map."""
-    return f if f.dim() == 4 else f.reshape(*f.shape[:2], 1, 1)
 
 
 def hcl_level(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
