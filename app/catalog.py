@@ -51,7 +51,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/device_thermostat:",
         "temperature.py",
-        ("teacher", "src", "digit", "idx", "z", "T", "log", "eps"),
+        ("teacher", "src", "digit", "idx", "z", "T", "log", "eps", "ep_ctkd"),
     ),
     PageInfo(
         "kd-loss",
@@ -280,7 +280,7 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
-        "logit standardisation (Sun 2024), "
+        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), "
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
@@ -405,6 +405,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "dist-mnist": MapLink("dkd"),
     "dist-stronger": MapLink("dkd"),
     "zscore-mnist": MapLink("dkd"),
+    "ctkd-mnist": MapLink("temperature"),
     "smooth-teacher": MapLink("label-smoothing"),
     "zero-shot-mnist": MapLink("zero-shot"),
     "consistent-teaching": MapLink("consistent-teaching"),

@@ -12,6 +12,7 @@ from .losses import (
     attention,
     cc,
     crd,
+    ctkd,
     deit,
     dist,
     dkd,
@@ -234,6 +235,17 @@ register(
         summary="KD on each example's z-scored logits: the teacher's logits taught up to their "
         "mean and spread, so the student need not match their size.",
         abbreviation="z-score KD",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "ctkd", "Curriculum temperature (CTKD)", "response",
+        "Li, Li, Yang, Zhao, Song, Luo, Li & Yang 2023 (AAAI), arXiv:2211.16231", ctkd.CTKDParams,
+        lambda p, probe: ctkd.CTKD(p, probe.num_train),
+        summary="KD at a temperature learned against the student: a gradient reversal makes it "
+        "climb the loss the student descends, ever harder along a cosine curriculum.",
+        abbreviation="CTKD",
     )
 )  # fmt: skip
 

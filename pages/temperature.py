@@ -6,7 +6,10 @@ import torch
 
 from app import ui
 from app.components.tslider import temperature_slider, url_temperature
+from app.ctkd_views import CODE as CTKD_CODE
+from app.ctkd_views import show_ctkd
 from app.figures import targets_figure
+from app.lab_ui import optional_queue
 from app.own_digit import own_digit
 from app.seed_sweeps import show_sweep_at
 from kdcore import analysis
@@ -105,4 +108,7 @@ ui.prose(
 if not show_sweep_at("temperature-sweep", T, key="sweep_at_T"):
     st.caption("The shipped temperature sweep is not here to show.")
 st.markdown("[Open the sweep in the lab, or run it again](lab?preset=temperature-sweep)")
-ui.show_code(softmax_t, analysis.temperature_sweep, analysis.label_smoothing_as_kd)
+
+st.header("A temperature that learns: curriculum temperature")
+show_ctkd(optional_queue(), T)
+ui.show_code(softmax_t, analysis.temperature_sweep, analysis.label_smoothing_as_kd, *CTKD_CODE)
