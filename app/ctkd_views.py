@@ -134,8 +134,9 @@ def show_ctkd(queue, T: float) -> None:
         way = "CTKD's temperature never goes there"
     st.caption(
         f"Means over the 10,000 test images, the demo teacher and student. At your T = {T:g} "
-        f"the loss is {at_T:.3f} and {way}. CTKD's T lies between 1 and 21 and starts at "
-        f"{T_INIT:.1f} (the official code's)."
+        f"the loss is {at_T:.3f} and {way}. It is highest at T = {GRID[int(np.argmax(loss))]:g}, "
+        "where a temperature that climbs it comes to rest. CTKD's T lies between 1 and 21 and "
+        f"starts at {T_INIT:.1f} (the official code's)."
     )
     run = lab_ui.stored_students(queue, PRESET, METHOD, COST, ("ep_ctkd", "run_ctkd"),
                                  PAPER_LINE)  # fmt: skip
