@@ -145,7 +145,11 @@ def show_ctkd(queue, T: float) -> None:
     if paths:
         kd_params = (result.get("models") or {}).get("student_kd", {}).get("method_params") or {}
         ui.plot(trajectory_figure(paths, kd_params.get("T"), T), key="ctkd_paths")
-        ends = "; ".join(f"{n} from {p['start']:.1f} to {p['T'][-1]:.1f}" for n, p in paths.items())
+        ends = "; ".join(
+            f"{n} from {p['start']:.1f} to {p['T'][-1]:.1f} (lowest {min(p['T']):.1f}, highest "
+            f"{max(p['T']):.1f})"
+            for n, p in paths.items()
+        )
         st.caption(f"The temperature each CTKD student learned, 40 steps an epoch: {ends}.")
     st.latex(  # in short lines: whole, a phone shrinks it below reading size
         r"\begin{gathered}T = T_{start} + T_{range}\,\sigma(\theta_T)\\ "

@@ -74,7 +74,10 @@ def test_the_shipped_run_draws_each_learned_temperature_as_recorded(store_path):
     assert ly[0] == 0.0 and ly[-1] == pytest.approx(1.0)
     ends = _caption(at, "The temperature each CTKD student learned")
     end = history["student_ctkd"][-1]["extra"]["temperature"]
-    assert f"student_ctkd from {T_INIT:.1f} to {end:.1f}" in ends
+    low = min(recorded_ctkd := [v for e in history["student_ctkd"]
+                                for v in e["extra"]["temperature_trace"]] + [end])  # fmt: skip
+    assert f"student_ctkd from {T_INIT:.1f} to {end:.1f} (lowest {low:.1f}, highest " in ends
+    assert max(recorded_ctkd) < 21.0
     assert np.isfinite(end) and 1.0 < end < 21.0
 
 
