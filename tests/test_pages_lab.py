@@ -450,3 +450,22 @@ def test_a_method_that_cannot_pair_the_two_models_disables_start_with_the_reason
     ]
     at.selectbox(key="student").set_value("resnet8").run()
     assert not at.exception and not at.warning and not at.button[0].disabled
+
+
+def test_ctkd_takes_its_controls_from_its_entry_and_refuses_a_start_outside_its_range(store_path):
+    """CTKD's learned temperature lies strictly between the lowest and the lowest plus the
+    range: a start outside disables Start with the reason, before anything trains."""
+    at = _page("lab.py")
+    at.button_group(key="method").set_value("ctkd").run()
+    assert not at.exception and not at.button[0].disabled
+    shown = {n.key: n.value for n in at.number_input}
+    assert shown["t_start"] == 1.0 and shown["t_range"] == 20.0 and shown["ramp_epochs"] == 10.0
+    assert shown["t_init"] == pytest.approx(15.62, abs=0.01)
+    at.number_input(key="t_init").set_value(25.0).run()
+    assert at.button[0].disabled
+    assert [w.value for w in at.warning] == [
+        "the starting temperature must lie strictly between the lowest (1) and the lowest plus "
+        "the range (21), not 25"
+    ]
+    at.number_input(key="t_range").set_value(30.0).run()
+    assert not at.warning and not at.button[0].disabled
