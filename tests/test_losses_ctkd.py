@@ -3,9 +3,10 @@ curriculum against the official code's cosine schedule, the learned temperature'
 inverse, θ's gradient against finite differences of KD in T; the registered method's parts, its
 refusals, and on real images that the temperature climbs the loss the student descends.
 
-The references follow Li et al. 2023 (Eq. 8) and the official code (``train_student.py``'s
-``CosineDecay`` with ``--decay_max 0 --decay_min -1 --decay_loops 10``, whose value at epoch n
-is −λ_n, used as the reversal's factor; ``t_start + t_end * sigmoid(temp)``).
+The references follow Li et al. 2023 (its cosine curriculum) and the official code
+(``train_student.py``'s ``CosineDecay`` with ``--decay_max 0 --decay_min -1 --decay_loops 10``,
+whose value at epoch n is −λ_n, used as the reversal's factor; ``t_start + t_end *
+sigmoid(temp)``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ reversal layer (Ganin & Lempitsky 2015) between the temperature and the loss,
 
 so the temperature goes wherever the student's task is hardest. How hard it pushes follows an
 easy-to-hard curriculum: the reversed gradient is scaled by λ, which rises from 0 to 1 along a
-half cosine over the first E epochs (the paper's Eq. 8),
+half cosine over the first E epochs (the paper's cosine curriculum; at whole epochs the
+official code's ``CosineDecay``),
 
 .. math::
     \lambda_n = \lambda_{min} + \tfrac12(\lambda_{max}-\lambda_{min})
@@ -25,11 +26,11 @@ half cosine over the first E epochs (the paper's Eq. 8),
 As the official code's global temperature and its CIFAR-100 script: one scalar θ_T, starting at
 1 (so T starts at 1 + 20·σ(1) ≈ 15.6), T = 1 + 20·σ(θ_T) in [1, 21], E = 10 epochs (of 240),
 λ from 0 to 1, 0.1·CE + 0.9·T²·KL (``-r 0.1 -a 0.9``); θ_T is trained by the student's optimiser
-(the code adds the temperature module to the SGD's parameters). The code moves λ once per epoch;
-here it moves at every step along the same curve (n counts the epochs done, fractions included),
-so that a run of a few epochs can have a curriculum shorter than one epoch; at whole epochs the
-two agree. The paper's instance-wise variant (a small net predicting one T per example) is not
-built here.
+(the code adds the temperature module to the SGD's parameters). The code holds λ_n through
+epoch n (counting from 1); here λ moves at every step along the same curve, n the epochs done,
+fractions included, reaching λ_n as epoch n ends, so that a run of a few epochs can have a
+curriculum shorter than one epoch. The paper's instance-wise variant (a small net predicting
+one T per example) is not built here.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def reverse_gradient(x: torch.Tensor, lam: float) -> torch.Tensor:
 
 def curriculum(epochs_done: float, ramp: float, lam_min: float = 0.0, lam_max: float = 1.0):
     r"""λ after ``epochs_done`` epochs (fractions allowed) of a half-cosine ramp of ``ramp``
-    epochs from ``lam_min`` to ``lam_max`` (Li et al. 2023, Eq. 8); ``lam_max`` throughout when
+    epochs from ``lam_min`` to ``lam_max`` (Li et al. 2023); ``lam_max`` throughout when
     ``ramp`` is 0."""
     if ramp <= 0:
         return lam_max
