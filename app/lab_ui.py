@@ -328,6 +328,7 @@ def show_result(run: RunRecord) -> None:
     if run.result is None:
         if any(run.history.values()):
             ui.plot(live_figure(run.history), key=f"partial-{run.id}")
+            show_recorded(run)
         return
     if not _paper_source(run):  # no paper to compare with: our table, the gain, the curves
         results_table(run)
@@ -337,6 +338,7 @@ def show_result(run: RunRecord) -> None:
                 st.markdown(gain)
         if any(run.history.values()):
             ui.plot(live_figure(run.history), key=f"curves-{run.id}")
+            show_recorded(run)
         return
     if preset_views is not None:
         try:
@@ -350,6 +352,21 @@ def show_result(run: RunRecord) -> None:
     results_table(run)
     if any(run.history.values()):
         ui.plot(live_figure(run.history), key=f"curves-{run.id}")
+
+
+def show_recorded(run: RunRecord) -> None:
+    """What each model's method recorded of its own every epoch (:mod:`app.recorded`), where it
+    recorded any number: the models in the curves' colours."""
+    from app.recorded import recorded_figure, recorded_series
+
+    series = recorded_series(run.history)
+    if series:
+        colours = {m: _colour(i) for i, m in enumerate(run.history)}
+        ui.plot(recorded_figure(series, colours), key=f"recorded-{run.id}")
+        st.caption(
+            "What each model's method recorded at the end of every epoch, under the names it "
+            "gives them (its distiller's epoch summary)."
+        )
 
 
 def weight_buttons(caption: str, files: list[tuple[str, Path, str, str]]) -> None:

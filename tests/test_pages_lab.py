@@ -469,3 +469,32 @@ def test_ctkd_takes_its_controls_from_its_entry_and_refuses_a_start_outside_its_
     ]
     at.number_input(key="t_range").set_value(30.0).run()
     assert not at.warning and not at.button[0].disabled
+
+
+def test_a_custom_run_draws_what_its_method_recorded_each_epoch(store_path, tmp_path, monkeypatch):
+    """A real CTKD run: beside the curves, a panel per number its distiller recorded (the
+    learned temperature, λ, ...) with the stored values; a plain KD run records none."""
+    import json
+
+    from tests.apptest import plotly_array
+
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    at = _tiny(_page("lab.py"), method="ctkd")
+    at.number_input(key="ramp_epochs").set_value(1.0).run()
+    at.button[0].click().run()
+    _until_done(at)
+    assert "completed" in _header(at)
+    run = Store(store_path).get(1)
+    (chart,) = [c for c in at.get("plotly_chart") if c.key == "recorded-1"]
+    spec = json.loads(chart.proto.spec)
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[:2] == ["temperature", "lambda"]
+    stored = [e["extra"]["temperature"] for e in run.history["student_ctkd"]]
+    first = next(d for d in spec["data"] if d["name"] == "student_ctkd")
+    assert plotly_array(first["y"]).tolist() == pytest.approx(stored)
+    assert min(stored) > 1.0 and max(stored) < 21.0
+    lam = [e["extra"]["lambda"] for e in run.history["student_ctkd"]]
+    assert lam == pytest.approx([1.0, 1.0])  # the curriculum was one epoch long
+    # the hard-label baseline records nothing of its own: no line of it in the panel
+    assert {d["name"] for d in spec["data"]} == {"student_ctkd"}
+    assert any("recorded at the end of every epoch" in c.value for c in at.caption)

@@ -17,7 +17,8 @@ reversal layer (Ganin & Lempitsky 2015) between the temperature and the loss,
 so the temperature goes wherever the student's task is hardest. How hard it pushes follows an
 easy-to-hard curriculum: the reversed gradient is scaled by λ, which rises from 0 to 1 along a
 half cosine over the first E epochs (the paper's cosine curriculum; at whole epochs the
-official code's ``CosineDecay``),
+official code's ``CosineDecay``, which the script runs from 0 down to −1 and the code's reversal
+layer multiplies the gradient by, unnegated: the same reversal by λ from 0 to 1),
 
 .. math::
     \lambda_n = \lambda_{min} + \tfrac12(\lambda_{max}-\lambda_{min})
