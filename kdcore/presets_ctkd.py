@@ -12,7 +12,7 @@ so a preset added later comes last.
 
 from __future__ import annotations
 
-from .presets_relation import RelationConfig, _run
+from .presets_relation import CIFAR_RN56, SETTING_RN56, RelationConfig, _run
 from .runner import LONG_NOTE, LONG_PROFILE, Preset, register
 
 PRESET = "ctkd-mnist"
@@ -25,7 +25,6 @@ MORE = (("t4", {"t_init": 4.0}),)
 # Li et al. 2023, the official README's CIFAR-100 table (top-1 %, 240 epochs), RN-56 -> RN-20:
 # KD and KD with CTKD; the teacher and hard-label figures are the CRD benchmark's (Tian et al.
 # 2020, Table 1), which the KD figure is from too
-SETTING = "resnet56 -> resnet20 on CIFAR-100, top-1 accuracy %, 240 epochs"
 CLAIM = (
     "A temperature learned against the student, along an easy-to-hard curriculum, beats a fixed "
     "one: a resnet20 taught by a resnet56 on CIFAR-100 reaches 70.66% by KD at T = 4 and 71.19% "
@@ -43,14 +42,9 @@ CTKD_PRESET = register(
         "CIFAR-100 figures: the official README's table",
         paper={
             "test_errors": {},
-            "setting": SETTING,
+            "setting": SETTING_RN56,
             "claims": [CLAIM],
-            "cifar100_top1": {
-                "teacher": 72.34,
-                "student_hard": 69.06,
-                "student_kd": 70.66,
-                "student_ctkd": 71.19,
-            },
+            "cifar100_top1": {**CIFAR_RN56, "student_ctkd": 71.19},
         },
         config=RelationConfig(params={"ramp_epochs": RAMP}),
         runner=lambda cfg, ctx: _run(PRESET, "ctkd", cfg, ctx, more=MORE),

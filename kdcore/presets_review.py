@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .method import param
-from .presets_relation import RelationConfig, _run
+from .presets_relation import CIFAR_RN56, SETTING_RN56, RelationConfig, _run
 from .runner import Preset, RunContext, register
 
 PRESET = "review-mnist"
@@ -42,7 +42,6 @@ def run_review(cfg: ReviewConfig, ctx: RunContext) -> dict:
 
 # Chen, Liu, Zhao & Jia 2021, Table 1 (CIFAR-100, top-1 %, 240 epochs), resnet56 -> resnet20;
 # the teacher, hard-label and KD figures are the CRD benchmark's, which that table reprints.
-SETTING = "resnet56 -> resnet20 on CIFAR-100, top-1 accuracy %, 240 epochs"
 CLAIM = (
     "Teaching each of the teacher's levels from the student's same level and all its deeper "
     "ones, fused by attention and compared at several scales, beats both hard labels and KD: a "
@@ -62,14 +61,9 @@ REVIEW_PRESET = register(
         source="Chen, Liu, Zhao & Jia 2021 (CVPR), Table 1",
         paper={
             "test_errors": {},
-            "setting": SETTING,
+            "setting": SETTING_RN56,
             "claims": [CLAIM],
-            "cifar100_top1": {
-                "teacher": 72.34,
-                "student_hard": 69.06,
-                "student_kd": 70.66,
-                "student_review": 71.89,
-            },
+            "cifar100_top1": {**CIFAR_RN56, "student_review": 71.89},
         },
         config=ReviewConfig(),
         runner=run_review,
