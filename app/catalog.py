@@ -183,7 +183,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/transform:",
         "projector.py",
-        ("ds", "dt", "lr", "steps", "raw", "variant"),
+        ("ds", "dt", "lr", "steps", "raw", "variant", "ep_mgd"),
     ),
     PageInfo(
         "features",
@@ -322,8 +322,9 @@ MAP: tuple[MapCell, ...] = (
         "intermediate activations or attention maps, or a transformer's hidden states",
         "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
         "2019), factor transfer (Kim 2018), FSP (Yim 2017), ReviewKD (Chen 2021), projectors "
-        "(Miles 2024), TinyBERT's layer-to-layer hidden states (Jiao 2020), DistilBERT's start "
-        "from the teacher's layers and its cosine loss (Sanh 2019)",
+        "(Miles 2024), masked generative distillation (Yang 2022), TinyBERT's layer-to-layer "
+        "hidden states (Jiao 2020), DistilBERT's start from the teacher's layers and its cosine "
+        "loss (Sanh 2019)",
         (
             MapLink("features"),
             MapLink("projector"),
@@ -419,6 +420,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "ft-mnist": MapLink("features"),
     "fsp-mnist": MapLink("features"),
     "review-mnist": MapLink("features"),
+    "mgd-mnist": MapLink("projector"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),
