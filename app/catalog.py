@@ -183,7 +183,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/transform:",
         "projector.py",
-        ("ds", "dt", "lr", "steps", "raw", "variant", "ep_mgd"),
+        ("ds", "dt", "lr", "steps", "raw", "variant", "ep_mgd", "mgd_draw"),
     ),
     PageInfo(
         "features",

@@ -12,6 +12,8 @@ from app.feature_figures import (
     spectrum_figure,
 )
 from app.lab_ui import describe, optional_queue
+from app.mgd_views import CODE as MGD_CODE
+from app.mgd_views import show_mgd
 from kdcore.jobs import JobQueue
 from kdcore.losses.fitnets import FitNets
 from kdcore.projectors import (
@@ -140,5 +142,8 @@ if run is not None:
     st.markdown(projector_verdict(res))
     lab_ui.why_differs(PRESET)
 
+st.header("A projector that must fill in: masked generative distillation")
+show_mgd(queue)
+
 ui.see_also(("hidden-states", "a projector inside a transformer, layer by layer (TinyBERT)"))
-ui.show_code(FitNets, build_projector, whitened_flow)
+ui.show_code(FitNets, build_projector, whitened_flow, *MGD_CODE)

@@ -45,16 +45,21 @@ MASKS = ("channels", "pixels")  # the official classification code's, the paper'
 
 
 def mgd_mask(
-    shape: tuple[int, int, int, int], ratio: float, on: str, device: Any = "cpu"
+    shape: tuple[int, int, int, int],
+    ratio: float,
+    on: str,
+    device: Any = "cpu",
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """A random keep-mask for maps of ``shape`` (N, C, H, W): 0 with probability ``ratio`` per
     image and channel (``on="channels"``: (N, C, 1, 1)) or per image and position
-    (``"pixels"``: (N, 1, H, W)), else 1, as the official ``where(mat < lambda_mgd, 0, 1)``."""
+    (``"pixels"``: (N, 1, H, W)), else 1, as the official ``where(mat < lambda_mgd, 0, 1)``.
+    ``generator``: draw from it rather than torch's global stream (a page's illustration)."""
     if on not in MASKS:
         raise ValueError(f"MGD masks channels or pixels, not {on!r}")
     n, c, h, w = shape
     size = (n, c, 1, 1) if on == "channels" else (n, 1, h, w)
-    return (torch.rand(size, device=device) >= ratio).float()
+    return (torch.rand(size, device=device, generator=generator) >= ratio).float()
 
 
 def mgd_loss(generated: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
