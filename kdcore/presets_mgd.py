@@ -81,7 +81,15 @@ PRESETS_HERE = {
             "(15%), the generator and the loss are the official classification code's; α is "
             "its weight per number of the map (7e-5 on ResNet-18's 25,088, here 5.6e-4 on "
             "conv2's 3,136). The pixel mask is the paper's text at its detection configs' share "
-            "(65%).",
+            "(65%). In the shipped run (seed 0, made on an Intel Xeon) the teacher makes 66 test "
+            "errors, the student 99 on hard labels, 84 by KD, 90 with MGD on channels and 84 on "
+            "pixels; over five seeds (the table under the run) MGD on channels makes 87.8 against "
+            "hard labels' 92.4 (ahead at 3 seeds of 5) and on pixels 87.8 (ahead at 3); KD 79.2 "
+            "(ahead at 5), and neither MGD student beats KD at any seed: the paper's ImageNet "
+            "gain (69.90% to 71.69%) shows here only as a small, unsteady one over hard labels, "
+            "with no KD term beside it. The generators learn the teacher's map to within "
+            "0.125 of the map's size on channels and 0.295 on pixels, where two thirds of "
+            "every map is hidden.",
             seed_pairs={
                 "student_kd": "student_hard",
                 "student_mgd": "student_hard",
