@@ -17,12 +17,13 @@ from app import lab_ui, ui
 from app.figures import LEGEND_BELOW, epoch_ticks, square_cells, subplots
 from app.relation_figures import _fig
 from kdcore.losses.mgd import MGDGenerator, mgd_loss, mgd_mask
+from kdcore.presets_mgd import MGDConfig
 
 PRESET, METHOD = "mgd-mnist", "mgd"
 SHAPE = (64, 7, 7)  # the CNN teacher's conv2, which the preset's generator rebuilds
 COST = (
     "One epoch trains the CNN teacher (cached afterwards) and four thin-CNN students, the two "
-    "MGD ones beside the teacher's live maps (too large to cache): some 45 s on a quiet 2-core "
+    "MGD ones beside the teacher's live maps (too large to cache): about 50 s on a quiet 2-core "
     "CPU."
 )
 PAPER_LINE = (
@@ -53,8 +54,9 @@ def mask_figure(m: dict[str, np.ndarray], ratios: dict[str, float]) -> go.Figure
                                  showscale=False, xgap=2, ygap=2,
                                  hovertemplate="%{z:.0f} (1: kept)<extra></extra>"),
                       row=1, col=col)  # fmt: skip
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, ticks="", showgrid=False,
+                     zeroline=False)  # fmt: skip
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
     square_cells(fig)
     return _fig(fig, height=300, margin=dict(l=20, r=20, t=60, b=10))
 
@@ -93,13 +95,11 @@ def show_mgd(queue) -> None:
         "the shape the run rebuilds, the teacher's 64 × 7 × 7 conv2."
     )
     draw = ui.url_int("Draw", "mgd_draw", 0, 999, 0, help="Another draw of both masks")
-    ratios = {"channels": 0.15, "pixels": 0.65}
+    cfg = MGDConfig()  # the preset's shares
+    ratios = {"channels": cfg.channel_ratio, "pixels": cfg.pixel_ratio}
+    ui.plot(mask_figure(masks(draw, ratios["channels"], ratios["pixels"]), ratios), key="mgd_mask")
     run = lab_ui.stored_students(queue, PRESET, METHOD, COST, ("ep_mgd", "run_mgd"), PAPER_LINE)
     result = (run.result or {}) if run is not None else {}
-    for name, key in (("student_mgd", "channels"), ("student_mgd_pixels", "pixels")):
-        p = (result.get("models") or {}).get(name, {}).get("method_params") or {}
-        ratios[key] = p.get("ratio", ratios[key])
-    ui.plot(mask_figure(masks(draw, ratios["channels"], ratios["pixels"]), ratios), key="mgd_mask")
     series = reconstruction(result)
     if series:
         ui.plot(reconstruction_figure(series), key="mgd_rebuild")
