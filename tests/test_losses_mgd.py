@@ -107,6 +107,8 @@ def test_maps_of_two_sizes_are_refused_in_one_line_and_flat_layers_are_1x1_maps(
         build_distiller("mgd", {"student_layer": "conv1"}, student, teacher, small)
     assert "14 × 14" in str(err.value) and "\n" not in str(err.value)
     mlp_s, mlp_t = build_model("mlp-30"), build_model("mlp-100")
+    with pytest.raises(ValueError, match="the student has no feature 'conv2'"):
+        build_distiller("mgd", {}, mlp_s, mlp_t, small)  # the defaults name a CNN's layer
     flat = {"student_layer": "embedding", "teacher_layer": "embedding"}
     d = build_distiller("mgd", flat, mlp_s, mlp_t, small)
     assert d.generator.align.in_channels == 30 and d.generator.align.out_channels == 100

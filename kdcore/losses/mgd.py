@@ -109,7 +109,9 @@ class MGD(Distiller):
 
     def __init__(self, params: MGDParams, probe: Probe):
         super().__init__(params)
-        s = as_map(probe.student.features[_check(probe, params)[0]])
+        probe.student_shape(params.student_layer)  # each layer in its model, or one line
+        probe.teacher_shape(params.teacher_layer)
+        s = as_map(probe.student.features[params.student_layer])
         t = as_map(probe.teacher.features[params.teacher_layer])
         if s.shape[2:] != t.shape[2:]:
             raise ValueError(
@@ -142,10 +144,3 @@ class MGD(Distiller):
             out["reconstruction"] = float(torch.cat(self._err).mean())
         self._err = []
         return out
-
-
-def _check(probe: Probe, p: MGDParams) -> tuple[str, str]:
-    """The two layers, each present in its model (ValueError in one line otherwise)."""
-    probe.student_shape(p.student_layer)
-    probe.teacher_shape(p.teacher_layer)
-    return p.student_layer, p.teacher_layer
