@@ -73,8 +73,8 @@ def reconstruction(result: dict) -> dict[str, list[float]]:
 
 
 def reconstruction_figure(series: dict[str, list[float]]) -> go.Figure:
-    fig = _fig(xaxis_title="epoch", yaxis_title="‖T − G‖² / ‖T‖², training batches",
-               height=300, legend=LEGEND_BELOW)  # fmt: skip
+    fig = _fig(xaxis_title="epoch", yaxis_title="generator's error", height=300,
+               legend=LEGEND_BELOW)  # fmt: skip
     for name, ys in series.items():
         fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=name,
                         line=dict(color=COLOURS.get(name), width=3))  # fmt: skip
@@ -105,8 +105,8 @@ def show_mgd(queue) -> None:
         ui.plot(reconstruction_figure(series), key="mgd_rebuild")
         ends = "; ".join(f"{n} {v[0]:.3f} → {v[-1]:.3f}" for n, v in series.items())
         st.caption(
-            "How far each generator's rebuilt map is from the teacher's, as a share of the "
-            f"map's own size, over each epoch's training batches: {ends}."
+            "How far each generator's rebuilt map is from the teacher's, ‖T − G‖² / ‖T‖²: a "
+            f"share of the map's own size, over each epoch's training batches: {ends}."
         )
     st.latex(  # in short lines: whole, a phone shrinks it below reading size
         r"\begin{gathered}M = [\,u \ge \lambda\,],\quad u \sim U(0,1)\\ "
