@@ -15,6 +15,7 @@ import torch
 
 from app import lab_ui, ui
 from app.figures import LEGEND_BELOW, epoch_ticks, square_cells, subplots
+from app.recorded import recorded_series
 from app.relation_figures import _fig
 from kdcore.losses.mgd import MGDGenerator, mgd_loss, mgd_mask
 from kdcore.presets_mgd import MGDConfig
@@ -62,14 +63,10 @@ def mask_figure(m: dict[str, np.ndarray], ratios: dict[str, float]) -> go.Figure
 
 
 def reconstruction(result: dict) -> dict[str, list[float]]:
-    """Each MGD student's generator error per epoch (relative to the teacher's map)."""
-    out = {}
-    for name, rec in (result.get("models") or {}).items():
-        if rec.get("method") == METHOD:
-            epochs = (result.get("history") or {}).get(name, [])
-            out[name] = [e["extra"]["reconstruction"] for e in epochs
-                         if "reconstruction" in e.get("extra", {})]  # fmt: skip
-    return {k: v for k, v in out.items() if v}
+    """Each MGD student's generator error per epoch (relative to the teacher's map), as its
+    epochs recorded it (:func:`app.recorded.recorded_series`)."""
+    series = recorded_series(result.get("history") or {}).get("reconstruction", {})
+    return {name: [v for _, v in points] for name, points in series.items()}
 
 
 def reconstruction_figure(series: dict[str, list[float]]) -> go.Figure:
