@@ -23,6 +23,7 @@ from .losses import (
     mgd,
     modes,
     nst,
+    ofd,
     pkt,
     review,
     rkd,
@@ -118,6 +119,16 @@ register(
         summary="Which side of zero each teacher unit falls on, not how far: a squared hinge "
         "that trains the student (through a connector) to fire where the teacher's units fire, "
         "as an initialisation before classification.",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "ofd", "Overhaul of feature distillation (OFD)", "feature",
+        "Heo, Kim, Yun, Park, Kwak & Choi 2019 (ICCV), arXiv:1904.01866", ofd.OFDParams, ofd.OFD,
+        summary="The teacher's layer before its ReLU, its negative values raised to each "
+        "channel's expected negative response (a margin ReLU), matched through a connector by "
+        "a partial L2 that skips a student already below a non-positive target.",
     )
 )  # fmt: skip
 

@@ -767,3 +767,4 @@ from . import presets_fsp  # noqa: E402, F401
 from . import presets_review  # noqa: E402, F401
 from . import presets_ctkd  # noqa: E402, F401
 from . import presets_mgd  # noqa: E402, F401
+from . import presets_ofd  # noqa: E402, F401
