@@ -1077,12 +1077,14 @@ def stored_students(
     names = [n for n in ("student_hard", "student_kd") if n in models] + [
         n for n in models if n == f"student_{method}" or n.startswith(f"student_{method}_")
     ]
-    cols = st.columns(len(names) or 1)
-    for col, name in zip(cols, names, strict=False):
-        acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
-        # the accuracy under the errors is a label, not a change: grey, no arrow
-        col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
-                   delta_arrow="off")  # fmt: skip
+    # at most four a row, the rows even: six side by side cut "309 errors" to "309 err…"
+    per = math.ceil(len(names) / math.ceil(len(names) / 4)) if names else 1
+    for i in range(0, max(len(names), 1), per):
+        for col, name in zip(st.columns(per), names[i : i + per], strict=False):
+            acc = f"{100 * models[name]['test_accuracy']:.2f}% accuracy"
+            # the accuracy under the errors is a label, not a change: grey, no arrow
+            col.metric(name, f"{models[name]['test_errors']} errors", acc, delta_color="off",
+                       delta_arrow="off")  # fmt: skip
     ui.plot(accuracy_curves_figure(run.result.get("history", {}), names), key=f"curves_{method}")
     st.caption(f"{run_name(run)}: {describe(run)}. {paper}")
     why_differs(preset)

@@ -5,7 +5,7 @@ paths across levels, from stored runs."""
 import streamlit as st
 import torch
 
-from app import fsp_views, ft_views, lab_ui, review_views, ui
+from app import fsp_views, ft_views, lab_ui, ofd_views, review_views, ui
 from app.ab_views import show_ab
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
@@ -187,11 +187,13 @@ st.header("VID: a hint with its own uncertainty")
 show_vid(queue)
 st.header("Activation boundaries: fire where the teacher fires")
 show_ab(queue)
+st.header("Overhaul of feature distillation: before the ReLU, with a margin")
+ofd_views.show_ofd(queue)
 st.header("Factor transfer: the teacher's layer, paraphrased")
 ft_views.show_ft(queue)
 st.header("FSP: the flow from one layer to the next")
 fsp_views.show_fsp(queue)
 st.header("Knowledge review: every level taught by the deeper ones too")
 review_views.show_review(queue)
-ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss, *ft_views.CODE,
-             *fsp_views.CODE, *review_views.CODE)  # fmt: skip
+ui.show_code(attention_map, at_loss, fitnet_loss, vid_loss, ab_loss, *ofd_views.CODE,
+             *ft_views.CODE, *fsp_views.CODE, *review_views.CODE)  # fmt: skip

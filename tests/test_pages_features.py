@@ -125,17 +125,19 @@ def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     assert not at.exception and any("diverges" in c.value for c in at.caption)
 
 
-def test_hints_page_offers_its_seven_runs(no_shipped, store_path):
+def test_hints_page_offers_its_eight_runs(no_shipped, store_path):
     at = _page("hints.py")
-    assert [b.label for b in at.button] == ["Run it now"] * 7
-    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ft",
-                                                "ep_fsp", "ep_review"}  # fmt: skip
-    assert "No completed ab-mnist run" in at.info[-4].value
+    assert [b.label for b in at.button] == ["Run it now"] * 8
+    assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ofd",
+                                                "ep_ft", "ep_fsp", "ep_review"}  # fmt: skip
+    assert "No completed ab-mnist run" in at.info[-5].value
+    assert "No completed ofd-mnist run" in at.info[-4].value
     assert "No completed ft-mnist run" in at.info[-3].value
     assert "No completed fsp-mnist run" in at.info[-2].value
     assert "No completed review-mnist run" in at.info[-1].value
-    # AB's cost of one unit needs no run: the only chart before any training
-    assert len(at.latex) == 7 and [_spec(at, "ab_hinge")] == [
+    # AB's cost of one unit and OFD's of one number need no run: the only charts before any
+    # training
+    assert len(at.latex) == 8 and [_spec(at, "ab_hinge"), _spec(at, "ofd_cost")] == [
         json.loads(c.proto.spec) for c in at.get("plotly_chart")
     ]
 
