@@ -78,6 +78,8 @@ PAGES: tuple[PageInfo, ...] = (
             "ep_dist",
             "ep_stronger",
             "ep_zscore",
+            "nkd_gamma",
+            "ep_nkd",
         ),
     ),
     PageInfo(
@@ -408,6 +410,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "dist-mnist": MapLink("dkd"),
     "dist-stronger": MapLink("dkd"),
     "zscore-mnist": MapLink("dkd"),
+    "nkd-mnist": MapLink("dkd"),
     "ctkd-mnist": MapLink("temperature"),
     "smooth-teacher": MapLink("label-smoothing"),
     "zero-shot-mnist": MapLink("zero-shot"),

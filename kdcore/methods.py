@@ -22,6 +22,7 @@ from .losses import (
     kd,
     mgd,
     modes,
+    nkd,
     nst,
     ofd,
     pkt,
@@ -247,6 +248,16 @@ register(
         summary="The teacher's class probabilities matched only up to scale and shift: their "
         "Pearson correlation with the student's, per example (inter-class) and per class over "
         "the batch (intra-class).",
+    )
+)  # fmt: skip
+
+register(
+    Method(
+        "nkd", "Normalized KD (NKD)", "response",
+        "Yang, Zeng, Li, Zhang, Yuan & Li 2023 (ICCV), arXiv:2303.13005", nkd.NKDParams,
+        lambda p, probe: nkd.NKD(p),
+        summary="KD's target term kept, and its distribution over the wrong classes normalised "
+        "to sum to one and given a constant weight, where KD weights it by the teacher's doubt.",
     )
 )  # fmt: skip
 

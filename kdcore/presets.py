@@ -768,3 +768,4 @@ from . import presets_review  # noqa: E402, F401
 from . import presets_ctkd  # noqa: E402, F401
 from . import presets_mgd  # noqa: E402, F401
 from . import presets_ofd  # noqa: E402, F401
+from . import presets_nkd  # noqa: E402, F401

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import lab_ui, ui
+from app import lab_ui, nkd_views, ui
 from app.dist_views import show_stronger
 from app.figures import COLORS
 from app.relation_figures import dkd_scatter_figure, probabilities_figure
@@ -174,4 +174,8 @@ show_zscore(i, T, a)
 lab_ui.stored_students(queue, "zscore-mnist", "zscore", COST, ("ep_zscore", "run_zscore"),
                        PAPER_LINE)  # fmt: skip
 
-ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations, zscore_kd_loss)
+st.header("Normalized KD: the wrong digits at a constant weight")
+nkd_views.show_nkd(queue, i, example.digit, T)
+
+ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations, zscore_kd_loss,
+             *nkd_views.CODE)  # fmt: skip
