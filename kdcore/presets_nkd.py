@@ -44,7 +44,17 @@ NKD_PRESET = register(
         },
         config=RelationConfig(),
         runner=lambda cfg, ctx: _run(PRESET, "nkd", cfg, ctx, more=MORE),
-        differences="",
+        differences="The paper distils a ResNet-34 into a ResNet-18 on ImageNet for 100 "
+        "epochs; this is a 300-300 MLP teacher and a 30-30 MLP student on MNIST for 16 epochs, "
+        "so only the ordering of hard labels, KD and NKD can be compared. λ = 1, γ = 1.5 and "
+        "the cross-entropy at weight 1 are the official ImageNet settings, not tuned here; KD "
+        "keeps T = 4, α = 0.9. In the shipped run (seed 0, the long profile, made on an Intel "
+        "Xeon) the teacher makes 137 test errors, the student 309 on hard labels, 226 by KD "
+        "and 236 by NKD; over five seeds (the table under the run) NKD makes 242.6 against "
+        "hard labels' 285.0 and KD's 232.0: ahead of hard labels at 4 seeds of 5 (level at the "
+        "fifth), of KD at none. The paper's gain over the student alone shows here; its gain "
+        "over KD does not. Softened at λ = 4 instead of 1, NKD makes 249.0, ahead of hard "
+        "labels at every seed and of KD at none.",
         seed_pairs={"student_kd": "student_hard", "student_nkd": "student_hard",
                     "student_nkd_t4": "student_hard"},
         profiles={"long": LONG_PROFILE},
