@@ -205,6 +205,7 @@ PAGES: tuple[PageInfo, ...] = (
             "ab_who",
             "ab_epoch",
             "ofd_m",
+            "ofd_unit",
             "ep_ofd",
             "ep_ft",
             "ep_fsp",

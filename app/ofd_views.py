@@ -84,6 +84,53 @@ def cost_caption(margin: float) -> str:
     )
 
 
+@st.cache_resource(max_entries=1, show_spinner=False)
+def demo_responses() -> np.ndarray:
+    """The demo teacher's second hidden layer before its ReLU on the 10,000 test images,
+    (N, 300) in float64: the layer ofd-mnist distils, of the model the other pages draw."""
+    bundle = ui.load_demo(str(ui.models_dir()))
+    with torch.no_grad():
+        out = bundle.teacher.eval().forward_features(bundle.data.x_test)
+    return out.features["hidden2_pre"].double().numpy()
+
+
+def unit_margins(x: np.ndarray) -> dict[str, float]:
+    """One unit's responses (N,): their mean and spread, the share below zero, the paper's
+    margin (:func:`gaussian_margin` of that mean and spread) and the mean of the negatives."""
+    mean, std = float(x.mean()), float(x.std())
+    gaussian = float(gaussian_margin(torch.tensor([mean]), torch.tensor([max(std, 1e-6)]))[0])
+    neg = x[x < 0]
+    return {"mean": mean, "std": std, "below": float((x < 0).mean()), "gaussian": gaussian,
+            "responses": float(neg.mean()) if len(neg) else 0.0}  # fmt: skip
+
+
+def default_unit(responses: np.ndarray) -> int:
+    """The unit whose two margins differ most: where the paper's Gaussian reading is worst."""
+    gaps = [abs(m["gaussian"] - m["responses"]) for m in map(unit_margins, responses.T)]
+    return int(np.argmax(gaps))
+
+
+def unit_figure(x: np.ndarray, m: dict[str, float], unit: int) -> go.Figure:
+    """One teacher unit's responses before its ReLU as a density, the normal with their mean and
+    spread, and the margins: the paper's (that normal's expected negative value) and the mean
+    of the negative responses themselves."""
+    fig = _fig(xaxis_title=f"unit {unit}'s response before its ReLU", yaxis_title="density",
+               height=340, legend=LEGEND_BELOW, bargap=0.02)  # fmt: skip
+    hover = "%{x}: %{y:.3f}<extra></extra>"
+    fig.add_histogram(x=x, histnorm="probability density", nbinsx=80, name="test images",
+                      marker_color=COLORS["muted"], hovertemplate=hover)  # fmt: skip
+    g = np.linspace(float(x.min()), float(x.max()), 241)
+    pdf = np.exp(-0.5 * ((g - m["mean"]) / m["std"]) ** 2) / (m["std"] * math.sqrt(2 * math.pi))
+    fig.add_scatter(x=g, y=pdf, mode="lines", name="normal, same mean and spread",
+                    line=dict(color=COLORS["teacher"]))  # fmt: skip
+    marks = ((m["gaussian"], "Gaussian margin", COLORS["teacher"]),
+             (m["responses"], "negatives' mean", COLORS["student"]))  # fmt: skip
+    for value, name, colour in marks:
+        fig.add_scatter(x=[value, value], y=[0, float(pdf.max())], mode="lines", name=name,
+                        line=dict(color=colour, dash="dash", width=2))  # fmt: skip
+    return fig
+
+
 def ofd_students(result: dict) -> dict[str, list[dict]]:
     """The run's students that kept OFD's records, each with its epochs' records."""
     out = {}
@@ -167,6 +214,18 @@ def show_ofd(queue) -> None:
     margin = ui.url_float("Margin m", "ofd_m", -3.0, 0.0, round(STANDARD, 1), 0.1, slider=True)
     ui.plot(cost_figure(margin), key="ofd_cost")
     st.caption(cost_caption(margin))
+    responses = demo_responses()
+    unit = ui.url_int("Unit of the demo teacher", "ofd_unit", 0, responses.shape[1] - 1,
+                      default_unit(responses))  # fmt: skip
+    m = unit_margins(responses[:, unit])
+    ui.plot(unit_figure(responses[:, unit], m, unit), key="ofd_unit_chart")
+    st.caption(
+        f"The demo teacher (784-300-300-10) on the 10,000 test images: unit {unit} of its "
+        f"second hidden layer is below zero on {m['below']:.1%} of them. A normal with its "
+        f"mean {m['mean']:.3f} and spread {m['std']:.3f} expects a negative value of "
+        f"{m['gaussian']:.3f}, the paper's margin; its negative responses average "
+        f"{m['responses']:.3f}. The default unit is the one where the two differ most."
+    )
     run = lab_ui.stored_students(queue, PRESET, "ofd", COST, ("ep_ofd", "run_ofd"), PAPER_LINE)
     students = ofd_students(run.result or {}) if run else {}
     if not students:

@@ -129,17 +129,18 @@ def test_hints_page_offers_its_eight_runs(no_shipped, store_path):
     at = _page("hints.py")
     assert [b.label for b in at.button] == ["Run it now"] * 8
     assert {n.key for n in at.number_input} == {"ep_fit", "ep_at", "ep_vid", "ep_ab", "ep_ofd",
-                                                "ep_ft", "ep_fsp", "ep_review"}  # fmt: skip
+                                                "ep_ft", "ep_fsp", "ep_review",
+                                                "ofd_unit"}  # fmt: skip
     assert "No completed ab-mnist run" in at.info[-5].value
     assert "No completed ofd-mnist run" in at.info[-4].value
     assert "No completed ft-mnist run" in at.info[-3].value
     assert "No completed fsp-mnist run" in at.info[-2].value
     assert "No completed review-mnist run" in at.info[-1].value
-    # AB's cost of one unit and OFD's of one number need no run: the only charts before any
-    # training
-    assert len(at.latex) == 8 and [_spec(at, "ab_hinge"), _spec(at, "ofd_cost")] == [
-        json.loads(c.proto.spec) for c in at.get("plotly_chart")
-    ]
+    # AB's cost of one unit, OFD's of one number and the demo teacher's unit need no run: the
+    # only charts before any training
+    assert len(at.latex) == 8 and [
+        _spec(at, "ab_hinge"), _spec(at, "ofd_cost"), _spec(at, "ofd_unit_chart")
+    ] == [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
 # A stored vid-mnist run's VID student: three teacher units, two epochs.

@@ -92,3 +92,29 @@ def test_the_lab_runs_ofd_from_its_entry_and_draws_its_shares(store_path, tmp_pa
                                                                  "skipped"}  # fmt: skip
     drawn = {d["xaxis"]: plotly_array(d["y"]).tolist() for d in spec["data"]}
     assert [e["skipped"] for e in records] in [pytest.approx(v) for v in drawn.values()]
+
+
+def test_a_demo_teacher_unit_shows_its_responses_and_both_margins(no_shipped, store_path):
+    """The histogram is the demo teacher's unit before its ReLU on the test images; the two
+    dashed lines are gaussian_margin of their mean and spread and the mean of the negatives;
+    by default the unit where those differ most."""
+    import torch
+
+    from app.ofd_views import demo_responses, unit_margins
+    from kdcore.losses.ofd import gaussian_margin
+
+    responses = demo_responses()
+    x = responses[:, 7]
+    at = _page("hints.py", ofd_unit="7")
+    assert at.number_input(key="ofd_unit").value == 7
+    hist, normal, gauss, neg = _spec(at, "ofd_unit_chart")["data"]
+    assert _values(hist["x"]) == pytest.approx(x)
+    peak = 1 / (x.std() * np.sqrt(2 * np.pi))  # the normal's density at its mean
+    assert _values(normal["y"]).max() == pytest.approx(peak, rel=1e-2)
+    want = float(gaussian_margin(torch.tensor([x.mean()]), torch.tensor([x.std()]))[0])
+    assert _values(gauss["x"]) == pytest.approx([want, want], rel=1e-6)
+    assert _values(neg["x"]) == pytest.approx([x[x < 0].mean()] * 2, rel=1e-9)
+    caption = next(c.value for c in at.caption if "unit 7 of its" in c.value)
+    assert f"below zero on {(x < 0).mean():.1%}" in caption and f"{want:.3f}" in caption
+    gaps = [abs(m["gaussian"] - m["responses"]) for m in map(unit_margins, responses.T)]
+    assert _page("hints.py").number_input(key="ofd_unit").value == int(np.argmax(gaps))
