@@ -139,7 +139,9 @@ def test_hints_page_offers_its_eight_runs(no_shipped, store_path):
     # AB's cost of one unit, OFD's of one number and the demo teacher's unit need no run: the
     # only charts before any training
     assert len(at.latex) == 8 and [
-        _spec(at, "ab_hinge"), _spec(at, "ofd_cost"), _spec(at, "ofd_unit_chart")
+        _spec(at, "ab_hinge"),
+        _spec(at, "ofd_cost"),
+        _spec(at, "ofd_unit_chart"),
     ] == [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
