@@ -285,7 +285,8 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
-        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), "
+        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), normalized KD "
+        "(Yang 2023), "
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
@@ -326,7 +327,8 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "intermediate activations or attention maps, or a transformer's hidden states",
         "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
-        "2019), factor transfer (Kim 2018), FSP (Yim 2017), ReviewKD (Chen 2021), projectors "
+        "2019), the overhaul of feature distillation, OFD (Heo 2019), factor transfer (Kim "
+        "2018), FSP (Yim 2017), ReviewKD (Chen 2021), projectors "
         "(Miles 2024), masked generative distillation (Yang 2022), TinyBERT's layer-to-layer "
         "hidden states (Jiao 2020), DistilBERT's start from the teacher's layers and its cosine "
         "loss (Sanh 2019)",
