@@ -84,7 +84,9 @@ class MLP(KDModel):
 
 
 class SmallCNN(KDModel):
-    """conv(32)-pool-conv(64)-pool-fc(128)-fc(K). About 0.4M parameters on 28x28 inputs."""
+    """conv(32)-pool-conv(64)-pool-fc(128)-fc(K). About 0.4M parameters on 28x28 inputs. Its
+    features: each convolution's map before its ReLU and pooling (``conv<i>_pre``, where OFD
+    and AB read a layer) and after both (``conv<i>``), and the fc layer as ``embedding``."""
 
     def __init__(
         self, in_channels: int = 1, num_classes: int = 10, width: int = 32, image: int = 28
@@ -96,10 +98,13 @@ class SmallCNN(KDModel):
         self.head = nn.Linear(128, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
-        c1 = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (B, w, H/2, W/2)
-        c2 = F.max_pool2d(F.relu(self.conv2(c1)), 2)  # (B, 2w, H/4, W/4)
+        z1 = self.conv1(x)  # (B, w, H, W), before the ReLU
+        c1 = F.max_pool2d(F.relu(z1), 2)  # (B, w, H/2, W/2)
+        z2 = self.conv2(c1)  # (B, 2w, H/2, W/2)
+        c2 = F.max_pool2d(F.relu(z2), 2)  # (B, 2w, H/4, W/4)
         emb = F.relu(self.fc(c2.flatten(1)))  # (B, 128)
-        return ModelOutput(self.head(emb), {"conv1": c1, "conv2": c2, "embedding": emb})
+        feats = {"conv1_pre": z1, "conv1": c1, "conv2_pre": z2, "conv2": c2, "embedding": emb}
+        return ModelOutput(self.head(emb), feats)
 
 
 class BasicBlock(nn.Module):

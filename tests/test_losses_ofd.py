@@ -217,3 +217,23 @@ def test_spatial_layers_get_a_convolutional_connector_and_bad_margins_are_refuse
     with pytest.raises(ValueError, match="margin"):
         build_distiller("ofd", {**LAYERS, "margin": "median"}, build_model("mlp-30"),
                         build_model("mlp-100"), small)  # fmt: skip
+
+
+def test_the_cnns_maps_before_their_relus_are_the_papers_position(small):
+    """The CNN's conv2 before its ReLU and pooling (14 × 14): the teacher's channels have
+    negative responses to raise, their margins are below zero, and after the ReLU (conv2) none
+    is negative at all."""
+    torch.manual_seed(0)
+    student, teacher = build_model("cnn-8"), build_model("cnn")
+    pre = {"student_layer": "conv2_pre", "teacher_layer": "conv2_pre"}
+    d = build_distiller("ofd", pre, student, teacher, small)
+    result = distill(student, teacher, small, TrainConfig(epochs=1, batch_size=50, seed=0),
+                     "ofd", distiller=d)  # fmt: skip
+    assert result.ok, result.message
+    extra = result.history[-1].extra
+    assert 0 < extra["raised"] < extra["negative"] < 1
+    assert max(extra["margin"]) < 0 and len(extra["margin"]) == 64
+    with torch.no_grad():
+        out = teacher.eval().forward_features(small.x_train[:8])
+    assert out.features["conv2_pre"].shape[1:] == (64, 14, 14)
+    assert torch.equal(torch.relu(out.features["conv2_pre"]).amax(), out.features["conv2"].amax())

@@ -41,7 +41,8 @@ def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict
                 "hidden2": (b, w2), "embedding": (b, w2)}  # fmt: skip
     if name in ("cnn", "cnn-8"):
         c = 32 if name == "cnn" else 8
-        return {"conv1": (b, c, h // 2, w // 2), "conv2": (b, 2 * c, h // 4, w // 4),
+        return {"conv1_pre": (b, c, h, w), "conv1": (b, c, h // 2, w // 2),
+                "conv2_pre": (b, 2 * c, h // 2, w // 2), "conv2": (b, 2 * c, h // 4, w // 4),
                 "embedding": (b, 128)}  # fmt: skip
     _, m = RESNETS[name]
     return {

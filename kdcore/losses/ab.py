@@ -80,7 +80,7 @@ def ab_connector(c_s: int, c_t: int, spatial: bool) -> nn.Sequential:
 class ABParams:
     student_layer: str = param(
         "embedding", "Student layer", choices="student features",
-        help="The paper's: a layer before its ReLU (an MLP's hidden<i>_pre).",
+        help="The paper's: a layer before its ReLU (hidden<i>_pre, the CNN's conv<i>_pre).",
     )  # fmt: skip
     teacher_layer: str = param(
         "embedding", "Teacher layer", choices="teacher features",

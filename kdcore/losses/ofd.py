@@ -87,7 +87,7 @@ def ofd_loss(s: torch.Tensor, t: torch.Tensor, margin: torch.Tensor) -> torch.Te
 class OFDParams:
     student_layer: str = param(
         "embedding", "Student layer", choices="student features",
-        help="The paper's: before its ReLU (an MLP's hidden<i>_pre, a ResNet's stage<i>_pre).",
+        help="The paper's: before its ReLU (hidden<i>_pre, conv<i>_pre, stage<i>_pre).",
     )  # fmt: skip
     teacher_layer: str = param(
         "embedding", "Teacher layer", choices="teacher features",
