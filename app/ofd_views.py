@@ -110,6 +110,12 @@ def default_unit(responses: np.ndarray) -> int:
     return int(np.argmax(gaps))
 
 
+@st.cache_resource(max_entries=1, show_spinner=False)
+def demo_default_unit() -> int:
+    """:func:`default_unit` of the demo teacher, once (300 units' margins: 0.1 s a rerun)."""
+    return default_unit(demo_responses())
+
+
 def unit_figure(x: np.ndarray, m: dict[str, float], unit: int) -> go.Figure:
     """One teacher unit's responses before its ReLU as a density, the normal with their mean and
     spread, and the margins: the paper's (that normal's expected negative value) and the mean
@@ -216,7 +222,7 @@ def show_ofd(queue) -> None:
     st.caption(cost_caption(margin))
     responses = demo_responses()
     unit = ui.url_int("Unit of the demo teacher", "ofd_unit", 0, responses.shape[1] - 1,
-                      default_unit(responses))  # fmt: skip
+                      demo_default_unit())  # fmt: skip
     m = unit_margins(responses[:, unit])
     ui.plot(unit_figure(responses[:, unit], m, unit), key="ofd_unit_chart")
     st.caption(

@@ -122,8 +122,9 @@ class OFD(Distiller):
         self.connector = ab_connector(s_shape[0], c, len(s_shape) == 3)
         # running sums per teacher channel: count, Σx, Σx², Σ of negatives and their count
         self.register_buffer("stats", torch.zeros(5, c, dtype=torch.float64))
-        # this epoch's counts: numbers, raised to the margin, below zero, skipped
-        self.register_buffer("shares", torch.zeros(4, dtype=torch.float64), persistent=False)
+        # this epoch's counts: raised to the margin, below zero, skipped; and of numbers seen
+        self.register_buffer("shares", torch.zeros(3, dtype=torch.float64), persistent=False)
+        self._seen = 0
 
     def teacher_targets(self, out):
         feat = _pool_to(out.features[self.params.teacher_layer], self.size)
@@ -168,17 +169,18 @@ class OFD(Distiller):
         ofd = partial_l2(s, target) if p.partial else (s - target).pow(2).flatten(1).sum(1).mean()
         with torch.no_grad():
             self.shares += torch.stack([
-                torch.tensor(float(t.numel()), device=t.device),
                 (t < m.view(1, -1, *[1] * (t.dim() - 2))).sum(),
                 (t < 0).sum(), ((s <= target) & (target <= 0)).sum(),
             ]).double()  # fmt: skip
+        self._seen += t.numel()  # a shape, known on the host: no tensor made each step
         parts = ce_and_kd(student.logits, teacher.get("logits"), batch.y, p.alpha, p.T)
         parts["ofd"] = p.weight * ofd
         return parts
 
     def epoch_summary(self) -> dict:
-        _, raised, negative, skipped = (self.shares / self.shares[0].clamp_min(1)).tolist()
+        raised, negative, skipped = (self.shares / max(self._seen, 1)).tolist()
         self.shares.zero_()
+        self._seen = 0
         margins = self.margins()
         out = {
             "margin_gaussian": [round(float(v), 4) for v in margins["gaussian"].cpu()],
