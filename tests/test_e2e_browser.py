@@ -253,7 +253,7 @@ def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path
             assert page.locator("[data-testid='stMetric']").count() == 2
             page.get_by_text("Run it on this machine").click()  # the offer, folded under it
             page.get_by_role("button", name="Run it now").click()
-            page.get_by_text("is under way").first.wait_for(timeout=60_000)
+            wait_for_the_run(page, store)
             # The peers train in one step: the chart names both, split per model.
             page.get_by_text("peer_2, mutual").first.wait_for(timeout=400_000)
             page.screenshot(path=str(ARTIFACTS / "modes-live.png"))
@@ -269,6 +269,34 @@ def test_a_mutual_learning_run_from_the_modes_page_ends_with_its_curves(tmp_path
 
     run = Store(store).get(1)
     assert run.status == "completed" and set(run.result["peers"]) == {"peer_1", "peer_2"}
+
+
+def wait_for_the_run(page, store) -> None:
+    """After "Run it now": the page names run #1 in flight. One CI run once saw nothing in 60 s;
+    the page, the store and the server's log then say which side lost the click. A click that
+    never reached the server (no run in the store) is made once more, with a warning; anything
+    else fails with what each side shows."""
+    import warnings
+
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    from kdcore.store import Store
+
+    under_way = page.get_by_text("is under way").first
+    for attempt in (1, 2):
+        try:
+            under_way.wait_for(timeout=60_000)
+            return
+        except PlaywrightTimeout:
+            runs = [(r.id, r.status, r.message) for r in Store(store).list(limit=5)]
+            if attempt == 1 and not runs:
+                warnings.warn("a click on 'Run it now' never reached the server", stacklevel=2)
+                page.get_by_role("button", name="Run it now").click()
+                continue
+            shown = " ".join(page.inner_text("[data-testid='stMain']").split())[:1500]
+            log = (ARTIFACTS / "streamlit-modes.log").read_text()[-1500:]
+            pytest.fail(f"no run under way after {attempt} click(s); the store holds {runs}; "
+                        f"the page shows: {shown}\nthe server's log ends: {log}")  # fmt: skip
 
 
 def test_back_on_the_run_history_returns_the_runs_compared(browser, server):
