@@ -101,11 +101,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 def _print_summary(result: dict) -> None:
     paper = result.get("paper", {}).get("test_errors", {})
-    print(f"{'model':16s}{'test errors':>12s}{'accuracy':>10s}{'paper':>8s}{'seconds':>9s}")
+    w = max([16, *(len(n) + 1 for n in result["models"])])  # the longest name, and a space
+    print(f"{'model':{w}s}{'test errors':>12s}{'accuracy':>10s}{'paper':>8s}{'seconds':>9s}")
     for name, m in result["models"].items():
         ref = paper.get(name, "")
         print(
-            f"{name:16s}{m['test_errors']:12d}{m['test_accuracy']:10.4f}{ref!s:>8s}"
+            f"{name:{w}s}{m['test_errors']:12d}{m['test_accuracy']:10.4f}{ref!s:>8s}"
             f"{m['seconds']:9.1f}"
         )
     adj = result.get("bias_adjustment")

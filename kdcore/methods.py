@@ -29,6 +29,7 @@ from .losses import (
     review,
     rkd,
     similarity,
+    uskd,
     vid,
     zscore,
 )
@@ -329,5 +330,15 @@ register(
         modes.SelfDistillation, uses_teacher=False,
         summary="No teacher: classifiers on the student's own shallow layers, taught by its "
         "deepest exit's predictions and features in the same run.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "uskd", "USKD: soft labels it makes for itself", "response",
+        "Yang, Zeng, Li, Zhang, Yuan & Li 2023 (ICCV), arXiv:2303.13005, §4", uskd.USKDParams,
+        uskd.USKD, uses_teacher=False, abbreviation="USKD",
+        summary="No teacher: the label's weight from the network's own squared confidence, and "
+        "its wrong classes taught a Zipf distribution in the order a weak classifier on an "
+        "inner layer and the network itself rank them.",
     )
 )  # fmt: skip

@@ -769,3 +769,4 @@ from . import presets_ctkd  # noqa: E402, F401
 from . import presets_mgd  # noqa: E402, F401
 from . import presets_ofd  # noqa: E402, F401
 from . import presets_nkd  # noqa: E402, F401
+from . import presets_uskd  # noqa: E402, F401
