@@ -318,9 +318,9 @@ MAP: tuple[MapCell, ...] = (
     MapCell(
         "Response",
         "Self",
-        "an earlier generation's predictions",
-        "Born-Again Networks (Furlanello 2018)",
-        (_mode("born-again", "Born-again networks"),),
+        "an earlier generation's predictions, or soft labels it makes itself",
+        "Born-Again Networks (Furlanello 2018), USKD's own confidence and Zipf labels (Yang 2023)",
+        (_mode("born-again", "Born-again networks"), _mode("uskd", "Its own soft labels")),
     ),
     MapCell(
         "Feature",
@@ -406,7 +406,7 @@ def mode_views() -> dict[str, dict[str, str]]:
 # here, Hinton's demonstrations, his sweeps and two relation methods are drawn in the lab itself.
 _MODE_PRESETS = ("mutual-learning", "online-features", "mutual-contrastive", "born-again",
                  "class-wise", "deep-supervision", "ensemble", "teacher-free",
-                 "teacher-assistant")  # fmt: skip
+                 "teacher-assistant", "uskd")  # fmt: skip
 _LM_PRESETS = ("word-vs-sequence-kd", "on-policy-kd")
 DRAWN_ON: dict[str, MapLink] = {
     "dkd-mnist": MapLink("dkd"),

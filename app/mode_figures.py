@@ -355,3 +355,41 @@ def relation_gap_figure(history: dict[str, list[dict]], alone_gap: float | None)
     fig.update_xaxes(**epoch_ticks(last))
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+# the baseline grey, then the students; the teacher keeps the app's blue (dashed)
+PROFILE_COLOURS = (COLORS["uniform"], COLORS["student"], "#2b8a3e", "#c2255c", "#5f3dc4")
+
+
+def rank_profile_figure(
+    history: dict[str, list[dict]], names: dict[str, str], teacher: list[float] | None,
+    zipf: list[float],
+) -> go.Figure:  # fmt: skip
+    """Left: each model's distribution over the wrong digits by rank after its last epoch (each
+    record's ``extra["rank_profile"]``; ``names``: model -> legend label), the teacher's and
+    USKD's Zipf labels (the label ranked first) dashed, on a log scale. Right: the top wrong
+    digit's share per epoch."""
+    # two lines each: side by side on a phone, one line each ran into the other
+    fig = subplots(1, 2, subplot_titles=("by rank,<br>at the end", "top wrong digit,<br>per epoch"),
+                   column_widths=[0.55, 0.45])  # fmt: skip
+    ranks = list(range(1, len(zipf) + 1))
+    for i, (model, label) in enumerate(names.items()):
+        rec = [r for r in history.get(model, []) if "rank_profile" in r.get("extra", {})]
+        if not rec:
+            continue
+        line = dict(color=PROFILE_COLOURS[i % len(PROFILE_COLOURS)])
+        fig.add_scatter(x=ranks, y=rec[-1]["extra"]["rank_profile"], mode="lines+markers",
+                        name=label, legendgroup=model, line=line, row=1, col=1)  # fmt: skip
+        fig.add_scatter(x=[r["epoch"] for r in rec], y=[r["extra"]["rank_profile"][0] for r in rec],
+                        mode="lines+markers", name=label, legendgroup=model, showlegend=False,
+                        line=line, row=1, col=2)  # fmt: skip
+    for label, values, colour in (("teacher", teacher, COLORS["teacher"]),
+                                  ("Zipf labels", zipf, "#212529")):  # fmt: skip
+        if values:
+            fig.add_scatter(x=ranks, y=values, mode="lines", name=label,
+                            line=dict(color=colour, dash="dash"), row=1, col=1)  # fmt: skip
+    fig.update_xaxes(title_text="rank", dtick=1, row=1, col=1)
+    fig.update_yaxes(title_text="share", type="log", row=1, col=1)
+    last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(last), row=1, col=2)
+    return _fig(fig, height=380, legend=LEGEND_BELOW)

@@ -8,7 +8,7 @@ import torch
 
 from app import mode_figures as mf
 from app import ui
-from kdcore.losses import modes
+from kdcore.losses import modes, uskd
 from kdcore.losses.kd import softmax_t
 
 
@@ -139,6 +139,43 @@ def show_teacher_free(res: dict) -> None:
                   for k, v in rows.items()], hide_index=True)  # fmt: skip
 
 
+USKD_NAMES = {"student_hard": "hard labels", "student_kd": "KD, from a teacher",
+              "student_uskd": "USKD, CIFAR weights",
+              "student_uskd_imagenet": "USKD, ImageNet weights"}  # fmt: skip
+
+
+def show_uskd(res: dict) -> None:
+    """The students' test errors against hard labels, then how each spreads its probability
+    over the wrong digits, beside the Zipf labels USKD teaches, and what USKD recorded."""
+    models, history = res["models"], res["history"]
+    names = {n: label for n, label in USKD_NAMES.items() if n in models}
+    hard = models["student_hard"]["test_errors"]
+    for col, (name, label) in zip(st.columns(len(names)), names.items(), strict=True):
+        errors = models[name]["test_errors"]
+        delta = None if name == "student_hard" else f"{errors - hard:+d} vs hard labels"
+        col.metric(label, f"{errors} errors", delta, delta_color="inverse")
+    last = {label: history[n][-1]["extra"]["rank_profile"] for n, label in names.items()
+            if history.get(n) and "rank_profile" in history[n][-1].get("extra", {})}  # fmt: skip
+    teacher = res.get("teacher_rank_profile")
+    if not last:
+        return
+    zipf = uskd.zipf_profile(len(next(iter(last.values()))) + 1).tolist()
+    ui.plot(mf.rank_profile_figure(history, names, teacher, zipf), key="uskd_profile")
+    said = ", ".join(f"{v[0]:.3f} ({k})" for k, v in last.items())
+    line = (f"On the test set, the share of the wrong digits' probability on the likeliest "
+            f"wrong digit after the last epoch: {said}; Zipf's labels give it {zipf[0]:.3f}"
+            + (f", the teacher {teacher[0]:.3f}." if teacher else "."))  # fmt: skip
+    own = (history.get("student_uskd") or [{}])[-1].get("extra", {})
+    if "weak_accuracy" in own:
+        line += (
+            f" In USKD's last epoch (CIFAR weights) its weak classifier got "
+            f"{100 * own['weak_accuracy']:.1f}% of the training images right, the label ranked "
+            f"first for {100 * own['label_first']:.1f}% of them, and the target labels ran from "
+            f"{own['target_label_min']:.2f} to {own['target_label_max']:.2f}, 1 on average."
+        )
+    st.caption(line)
+
+
 def show_capacity(res: dict) -> None:
     hard = res["models"].get("student_hard", {}).get("test_accuracy")
     ui.plot(mf.capacity_figure(res["capacity"], res.get("chain"), hard), key="capacity")
@@ -153,4 +190,5 @@ SHOW = {"mutual-learning": show_mutual, "online-features": show_online_features,
         "mutual-contrastive": show_mutual_contrastive,
         "born-again": show_born_again, "class-wise": show_class_wise,
         "deep-supervision": show_exits, "ensemble": show_ensemble,
-        "teacher-free": show_teacher_free, "teacher-assistant": show_capacity}  # fmt: skip
+        "teacher-free": show_teacher_free, "teacher-assistant": show_capacity,
+        "uskd": show_uskd}  # fmt: skip

@@ -94,7 +94,12 @@ USKD_PRESET = register(
         "hidden layer (the authors' code takes the stage before the last), so only whether "
         "USKD beats hard labels can be compared. The weights are the official configs', not "
         "tuned here. The teacher trains only for KD's student, the scale of what a real "
-        "teacher adds.",
+        "teacher adds. In the shipped run (seed 0, the long profile, made on an Intel Xeon) "
+        "the student makes 309 test errors on hard labels, 273 with USKD at the CIFAR weights "
+        "and 258 at the ImageNet ones, and 226 by KD from the teacher (137); over five seeds "
+        "(the table under the run) USKD makes 263.4 and 262.0 against hard labels' 285.0 and "
+        "KD's 232.0: ahead of hard labels at 5 and 4 seeds of 5, of KD at none. Without a "
+        "teacher it goes two fifths of the way KD goes.",
         seed_pairs={"student_kd": "student_hard", "student_uskd": "student_hard",
                     "student_uskd_imagenet": "student_hard"},
         profiles={"long": LONG_PROFILE},

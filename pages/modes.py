@@ -5,7 +5,7 @@ import streamlit as st
 from app import catalog, lab_ui, ui
 from app import mode_figures as mf
 from app.mode_views import SHOW
-from kdcore.losses import class_wise, modes
+from kdcore.losses import class_wise, modes, uskd
 from kdcore.losses import mutual_contrastive as contrastive
 from kdcore.losses import online_features as online
 from kdcore.losses.kd import kd_loss
@@ -42,6 +42,12 @@ WHAT = {
     "et al. 2020). What it learns to keep consistent is its view of the wrong classes: a 3 and "
     "another 3 should look alike, 8-ish or 5-ish, to the network itself. It is meant to make "
     "predictions less overconfident and images of one class less different in its eyes.",
+    "uskd": "No teacher at all: USKD (Yang et al. 2023) makes both of NKD's soft labels from the "
+    "network itself. The label's weight is its **own confidence, squared** and re-centred on 1 "
+    "over the batch; the wrong digits get **Zipf's law**, 1/rank, in the order a weak linear "
+    "classifier on an inner layer and the network rank them. Below, the student on hard labels, "
+    "with USKD, and with KD from a real teacher for scale, and how each spreads its probability "
+    "over the wrong digits.",
     "born-again": "A network teaches **a fresh copy of itself**: generation k is taught by "
     "generation k − 1, same architecture. It transfers the teacher's soft targets only, no "
     "extra capacity, and still helped on CIFAR-100; averaging the generations adds an ensemble.",
@@ -75,6 +81,10 @@ EQ = {
     r"\quad y(x') = y(x)",
     "born-again": r"\mathcal{L}(\theta_k) = (1-\alpha)\,\mathrm{CE}(y, q_k) + \alpha T^2\,"
     r"\mathrm{KL}\big(q^T_{k-1} \,\|\, q^T_k\big),\quad \bar p = \tfrac1G\textstyle\sum_k q_k",
+    "uskd": r"\begin{gathered}\tilde T_t = S_t^2 + 1 - \overline{S_t^2},\quad "
+    r"\tilde T_{i \ne t} \propto \frac{1}{\mathrm{rank}_i}\\ \mathcal{L} = \mathrm{CE} - "
+    r"\alpha\,\tilde T_t \log S_t\\ - \beta \sum_{i \ne t} \tilde T_i \log \hat S_i - "
+    r"\mu \sum_i y^{0.1}_i \log W_i\end{gathered}",
     "deep-supervision": r"\mathcal{L} = \mathrm{CE}(y,q^C) + \sum_{i<C}\Big[(1-\alpha)\,"
     r"\mathrm{CE}(y,q^i) + \alpha T^2\,\mathrm{KL}(q^{C,T}\|q^{i,T}) + "
     r"\tfrac{\beta}{D}\lVert F_i-F_C\rVert^2\Big]",
@@ -108,6 +118,7 @@ CODE = {
         run_class_wise,
     ),
     "deep-supervision": (modes.self_distillation_parts, modes.SelfDistillation),
+    "uskd": (uskd.target_label, uskd.rank_scores, uskd.zipf_labels, uskd.uskd_parts),
     "ensemble": (modes.ensemble_soft_targets, modes.ensemble_kd_loss, modes.TeacherEnsemble),
     "teacher-free": (modes.uniform_teacher, modes.virtual_teacher, modes.teacher_free_loss),
     "teacher-assistant": (kd_loss,),

@@ -276,6 +276,7 @@ TINY_OVERRIDES = {
     "teacher-free": {"teacher": "mlp-30", "student": "mlp-10"},
     "teacher-assistant": {"teachers": ("mlp-10", "mlp-30"), "assistant": "mlp-10",
                           "student": "mlp-8"},
+    "uskd": {"teacher": "mlp-30", "teacher_epochs": 1},
 }  # fmt: skip
 
 

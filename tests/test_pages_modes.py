@@ -131,6 +131,27 @@ def test_each_mode_shows_its_stored_run(store_path, results, mode):
         assert [t["y"][-1] for t in lines] == [extra["intra_class_kl"], extra["ece"],
                                                extra["confidence"]]  # fmt: skip
         assert any("two test images of one class differ by" in c.value for c in at.caption)
+    elif mode == "uskd":
+        errors = {k: m["test_errors"] for k, m in result["models"].items()}
+        assert [m.value for m in at.metric] == [f"{errors[n]} errors" for n in
+                                                ("student_hard", "student_kd", "student_uskd",
+                                                 "student_uskd_imagenet")]  # fmt: skip
+        assert (
+            at.metric[2].delta
+            == f"{errors['student_uskd'] - errors['student_hard']:+d} vs hard labels"
+        )
+        lines = {(t["name"], t["xaxis"]): t["y"] for t in charts[0]["data"]}
+        last = result["history"]["student_uskd"][-1]["extra"]["rank_profile"]
+        assert lines[("USKD, CIFAR weights", "x")] == last
+        assert lines[("teacher", "x")] == result["teacher_rank_profile"]
+        zipf = [1 / r for r in range(2, 11)]
+        assert lines[("Zipf labels", "x")] == pytest.approx([z / sum(zipf) for z in zipf], rel=1e-6)
+        assert lines[("USKD, CIFAR weights", "x2")] == [
+            r["extra"]["rank_profile"][0] for r in result["history"]["student_uskd"]
+        ]
+        own = result["history"]["student_uskd"][-1]["extra"]
+        assert any(f"{100 * own['weak_accuracy']:.1f}% of the training images" in c.value
+                   for c in at.caption)  # fmt: skip
     elif mode == "online-features":
         errors = {k: m["test_errors"] for k, m in result["models"].items()}
         assert at.metric[0].value == f"{errors['afd_1']} errors"
@@ -165,7 +186,8 @@ def test_a_mutual_learning_run_in_flight_is_drawn_live(store_path, results):
     ("mode", "cited"),
     [("born-again", "Furlanello et al. 2018, Table 2"),
      ("teacher-assistant", "Mirzadeh et al. 2020, Table 1"),
-     ("ensemble", "Hinton et al. 2015, Table 1")],
+     ("ensemble", "Hinton et al. 2015, Table 1"),
+     ("uskd", "ImageNet top-1 accuracy %, alone and with USKD")],
 )  # fmt: skip
 def test_each_mode_shows_its_papers_table_from_the_preset(no_shipped, store_path, mode, cited):
     """The page draws the rows the preset quotes (one source of truth), under a citation."""

@@ -270,7 +270,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 26
+    assert len(long) == 27
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
@@ -669,6 +669,41 @@ def test_the_consistent_teaching_text_quotes_its_shipped_run_and_five_seeds():
     readme = (ROOT / "README.md").read_text()
     assert f"function matching **{errors[4]}**;" in readme
     assert f"function matching **{mean[4]:.1f} (" in readme
+
+
+def test_the_uskd_text_and_readme_quote_its_shipped_run_and_five_seeds():
+    """USKD's words under its shipped run (the modes page, the lab) and the README's rows are
+    the run's and its seed study's arithmetic: no teacher, ahead of hard labels, not of KD."""
+    ref = load_references()[0]["uskd"]
+    rows = load_seed_study(ref)
+    e = {n: m["test_errors"] for n, m in ref.result["models"].items()}
+    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in e}
+    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in e}
+    own = ("student_uskd", "student_uskd_imagenet")
+    hard = [sum(r["errors"][m] < r["errors"]["student_hard"] for r in rows) for m in own]
+    kd = {sum(r["errors"][m] < r["errors"]["student_kd"] for r in rows) for m in own}
+    share = (mean["student_hard"] - mean["student_uskd"]) / (
+        mean["student_hard"] - mean["student_kd"]
+    )
+    text = " ".join(PRESETS["uskd"].differences.split())
+    said = (f"the student makes {e['student_hard']} test errors on hard labels, "
+            f"{e['student_uskd']} with USKD at the CIFAR weights and {e['student_uskd_imagenet']} "
+            f"at the ImageNet ones, and {e['student_kd']} by KD from the teacher ({e['teacher']}); "
+            f"over five seeds (the table under the run) USKD makes {mean['student_uskd']:.1f} and "
+            f"{mean['student_uskd_imagenet']:.1f} against hard labels' {mean['student_hard']:.1f} "
+            f"and KD's {mean['student_kd']:.1f}: ahead of hard labels at {hard[0]} and {hard[1]} "
+            f"seeds of 5, of KD at none")  # fmt: skip
+    assert said in text and kd == {0}
+    assert "two fifths of the way" in text and 0.35 <= share < 0.45
+    readme = _readme_words()
+    assert (f"| `uskd` | teacher {mean['teacher']:.1f} ({sd['teacher']:.1f}); hard "
+            f"{mean['student_hard']:.1f} ({sd['student_hard']:.1f}), KD {mean['student_kd']:.1f} "
+            f"({sd['student_kd']:.1f}), USKD {mean['student_uskd']:.1f} "
+            f"({sd['student_uskd']:.1f}) | {hard[0]} of 5 (beat KD at 0); at the ImageNet "
+            f"weights, {mean['student_uskd_imagenet']:.1f} ({sd['student_uskd_imagenet']:.1f}), "
+            f"{hard[1]} of 5 (beat KD at 0) |") in readme  # fmt: skip
+    assert (f"USKD **{e['student_uskd']}**, at the ImageNet weights **"
+            f"{e['student_uskd_imagenet']}**, with no teacher") in readme  # fmt: skip
 
 
 def test_the_zscore_text_and_readme_quote_its_shipped_run_and_five_seeds():
