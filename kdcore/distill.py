@@ -66,7 +66,8 @@ def probe(student: KDModel, teacher: KDModel | None, data: Dataset, n: int = 8) 
         s = student.forward_features(x)
         t = teacher.forward_features(x) if teacher is not None else None
     student.train(was)
-    return Probe(s, t, data.num_classes, len(data.y_train))
+    head = teacher.classifier() if teacher is not None else None
+    return Probe(s, t, data.num_classes, len(data.y_train), teacher_head=head)
 
 
 def check_fit(
@@ -93,10 +94,11 @@ def _fit_problem(method: str, params: str, student: str, teacher: str, dataset: 
     try:
         with torch.no_grad():
             s = build_model(student, classes, shape).eval().forward_features(x)
-            t = None
+            t, head = None, None
             if m.uses_teacher:
-                t = build_model(teacher, classes, shape).eval().forward_features(x)
-        m.build(m.make_params(json.loads(params)), Probe(s, t, classes, num_train))
+                t_model = build_model(teacher, classes, shape).eval()
+                t, head = t_model.forward_features(x), t_model.classifier()
+        m.build(m.make_params(json.loads(params)), Probe(s, t, classes, num_train, head))
     except ValueError as err:
         return " ".join(str(err).split())
     return ""

@@ -188,12 +188,16 @@ def coerce(cfg_type: type, key: str, raw: str) -> Any:
 @dataclass
 class Probe:
     """What a method may look at to size its modules: both models' outputs on a few real
-    training images (features in forward order, with their shapes)."""
+    training images (features in forward order, with their shapes), and the teacher's last
+    layer."""
 
     student: ModelOutput
     teacher: ModelOutput | None
     num_classes: int
     num_train: int  # size of the training set (memory banks hold one row per example)
+    # The teacher's last layer, from its embedding to its logits (KDModel.classifier), for a
+    # method that reads the student's features with it (SRRL); the method copies and freezes it
+    teacher_head: nn.Module | None = None
 
     def student_shape(self, layer: str) -> tuple[int, ...]:
         return _shape(self.student, layer, "student")

@@ -29,6 +29,7 @@ from .losses import (
     review,
     rkd,
     similarity,
+    srrl,
     uskd,
     vid,
     zscore,
@@ -340,5 +341,14 @@ register(
         summary="No teacher: the label's weight from the network's own squared confidence, and "
         "its wrong classes taught a Zipf distribution in the order a weak classifier on an "
         "inner layer and the network itself rank them.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "srrl", "SRRL: the teacher's classifier reads the student", "feature",
+        "Yang, Martinez, Bulat & Tzimiropoulos 2021 (ICLR)", srrl.SRRLParams, srrl.SRRL,
+        abbreviation="SRRL",
+        summary="The student's penultimate feature, projected, matched to the teacher's and "
+        "passed through the teacher's frozen classifier to give the teacher's logits.",
     )
 )  # fmt: skip

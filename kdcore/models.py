@@ -41,6 +41,12 @@ class KDModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).logits
 
+    def classifier(self) -> nn.Module | None:
+        """The last layer, which maps the ``"embedding"`` feature to the logits (its ``head``), or
+        None where the logits are not that layer's output alone."""
+        head = getattr(self, "head", None)
+        return head if isinstance(head, nn.Module) else None
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -770,3 +770,4 @@ from . import presets_mgd  # noqa: E402, F401
 from . import presets_ofd  # noqa: E402, F401
 from . import presets_nkd  # noqa: E402, F401
 from . import presets_uskd  # noqa: E402, F401
+from . import presets_srrl  # noqa: E402, F401

@@ -110,6 +110,10 @@ class TinyViT(KDModel):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
 
+    def classifier(self) -> nn.Module | None:
+        """The class head, unless a distillation head's logits are averaged in."""
+        return self.head if self.head_dist is None else None
+
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         b = x.shape[0]
         h = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, D): one row per patch
