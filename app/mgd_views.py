@@ -47,7 +47,8 @@ def masks(draw: int, channel_ratio: float, pixel_ratio: float) -> dict[str, np.n
 
 def mask_figure(m: dict[str, np.ndarray], ratios: dict[str, float]) -> go.Figure:
     """The two masks side by side, kept cells light, masked ones dark."""
-    titles = [f"{k}: {int((1 - v).sum())} of {v.size} masked ({ratios[k]:.0%} drawn)"
+    # two lines each: side by side on a phone, one line each ran into the other
+    titles = [f"{k}: {int((1 - v).sum())} of {v.size}<br>masked ({ratios[k]:.0%} drawn)"
               for k, v in m.items()]  # fmt: skip
     fig = subplots(1, 2, subplot_titles=titles, horizontal_spacing=0.12)
     for col, v in enumerate(m.values(), start=1):

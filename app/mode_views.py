@@ -174,6 +174,7 @@ def show_uskd(res: dict) -> None:
             f"{own['target_label_min']:.2f} to {own['target_label_max']:.2f}, 1 on average."
         )
     st.caption(line)
+    ui.page_link("dkd", "The same paper with a teacher: NKD, on the decoupled-KD page")
 
 
 def show_capacity(res: dict) -> None:

@@ -109,3 +109,5 @@ def show_nkd(queue, index: int, label: int, T: float) -> None:
         r"\log \hat S^{\lambda}_i\end{gathered}"
     )
     lab_ui.stored_students(queue, PRESET, "nkd", COST, ("ep_nkd", "run_nkd"), PAPER_LINE)
+    ui.page_link("modes", "The same paper without a teacher: USKD's own soft labels",
+                 {"mode": "uskd"})  # fmt: skip

@@ -30,6 +30,8 @@ PAPER_LINE = (
 NAMES = {"student_srrl": "both losses", "student_srrl_fm": "feature statistics only",
          "student_srrl_sr": "softmax regression only"}  # fmt: skip
 COLOURS = {"student_srrl": "#2f9e44", "student_srrl_fm": "#862e9c", "student_srrl_sr": "#e8590c"}
+# the two with the softmax regression read alike: the one alone dotted over the other
+DASH = {"student_srrl_sr": "dot"}
 
 
 def reading(result: dict) -> dict[str, list[float]]:
@@ -45,7 +47,8 @@ def reading_figure(series: dict[str, list[float]]) -> go.Figure:
     for name, ys in series.items():
         fig.add_scatter(x=list(range(1, len(ys) + 1)), y=[100 * v for v in ys],
                         mode="lines+markers", name=NAMES.get(name, name),
-                        line=dict(color=COLOURS.get(name), width=3))  # fmt: skip
+                        line=dict(color=COLOURS.get(name), width=3,
+                                  dash=DASH.get(name, "solid")))  # fmt: skip
     fig.update_xaxes(**epoch_ticks(max(len(v) for v in series.values())))
     return fig
 

@@ -42,7 +42,16 @@ SRRL_PRESET = register(
         "a linear map where the official code has a 1×1 convolution on the last feature map, so "
         "only the ordering of hard labels, KD and SRRL can be compared. The weights (1 and 1 "
         "beside CE) are the official ImageNet run's, not tuned here. Its tables are not quoted: "
-        "we could not check them here.",
+        "we could not check them here. In the shipped run (seed 0, the long profile, made on an "
+        "Intel Xeon) the teacher makes 137 test errors, the student 309 on hard labels, 226 by "
+        "KD and 264 with SRRL, 245 with the feature statistics alone and 239 with the softmax "
+        "regression alone; over five seeds (the table under the run) SRRL makes 246.4 against "
+        "hard labels' 285.0 and KD's 232.0, ahead of hard labels at 5 seeds of 5 and of KD at "
+        "1; the feature statistics alone 256.0 (ahead of KD at none), the softmax regression "
+        "alone 244.2 (at 2). By the last epoch the teacher's classifier reads the projected "
+        "feature of every SRRL student right on 98.0% to 98.5% of the training images, with or "
+        "without the softmax regression: on MNIST, matching the teacher's feature is enough for "
+        "its classifier to read the student's.",
         seed_pairs={"student_kd": "student_hard", "student_srrl": "student_hard",
                     "student_srrl_fm": "student_hard", "student_srrl_sr": "student_hard"},
         profiles={"long": LONG_PROFILE},

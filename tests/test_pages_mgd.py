@@ -41,8 +41,8 @@ def test_the_masks_are_the_methods_draw_and_the_errors_the_runs_records(store_pa
         z = torch.tensor(plotly_array(trace["z"]).copy(), dtype=torch.float32).reshape(want.shape)
         assert torch.equal(z, want)
     titles = [a["text"] for a in data["layout"]["annotations"]]
-    assert titles[0].startswith(f"channels: {int((1 - want_c).sum())} of 64 masked (15% drawn)")
-    assert titles[1].startswith(f"pixels: {int((1 - want_p).sum())} of 49 masked (65% drawn)")
+    assert titles[0] == f"channels: {int((1 - want_c).sum())} of 64<br>masked (15% drawn)"
+    assert titles[1] == f"pixels: {int((1 - want_p).sum())} of 49<br>masked (65% drawn)"
     lines = _chart(at, "mgd_rebuild")["data"]
     assert [d["name"] for d in lines] == ["student_mgd", "student_mgd_pixels"]
     for d in lines:
