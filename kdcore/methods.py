@@ -32,6 +32,7 @@ from .losses import (
     srrl,
     uskd,
     vid,
+    wsld,
     zscore,
 )
 from .method import Method
@@ -350,5 +351,14 @@ register(
         abbreviation="SRRL",
         summary="The student's penultimate feature, projected, matched to the teacher's and "
         "passed through the teacher's frozen classifier to give the teacher's logits.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "wsld", "Weighted soft labels (WSLD)", "response",
+        "Zhou, Song, Chen, Zhou, Wang, Yuan & Zhang 2021 (ICLR), arXiv:2102.00650",
+        wsld.WSLDParams, lambda p, probe: wsld.WSLD(p), abbreviation="WSLD",
+        summary="KD's soft term weighted per image by 1 − exp(−L_s/L_t): full where the student "
+        "trails the teacher on the label, less where it is already ahead.",
     )
 )  # fmt: skip

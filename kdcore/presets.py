@@ -771,3 +771,4 @@ from . import presets_ofd  # noqa: E402, F401
 from . import presets_nkd  # noqa: E402, F401
 from . import presets_uskd  # noqa: E402, F401
 from . import presets_srrl  # noqa: E402, F401
+from . import presets_wsld  # noqa: E402, F401
