@@ -80,6 +80,7 @@ PAGES: tuple[PageInfo, ...] = (
             "ep_zscore",
             "nkd_gamma",
             "ep_nkd",
+            "ep_wsld",
         ),
     ),
     PageInfo(
@@ -286,7 +287,7 @@ MAP: tuple[MapCell, ...] = (
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
         "logit standardisation (Sun 2024), curriculum temperature (Li 2023), normalized KD "
-        "(Yang 2023), "
+        "(Yang 2023), weighted soft labels, WSLD (Zhou 2021), "
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "
         "(Mirzadeh 2020), hand-made teachers (Yuan 2020), label-smoothed teachers (Müller 2019), "
@@ -415,6 +416,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "dist-stronger": MapLink("dkd"),
     "zscore-mnist": MapLink("dkd"),
     "nkd-mnist": MapLink("dkd"),
+    "wsld-mnist": MapLink("dkd"),
     "ctkd-mnist": MapLink("temperature"),
     "smooth-teacher": MapLink("label-smoothing"),
     "zero-shot-mnist": MapLink("zero-shot"),

@@ -45,7 +45,18 @@ WSLD_PRESET = register(
         differences="The paper distils a ResNet-34 into a ResNet-18 on ImageNet for 100 epochs; "
         "this is a 300-300 MLP teacher and a 30-30 MLP student on MNIST for 16 epochs, so only "
         "the ordering of hard labels, KD and WSLD can be compared. T = 2 and α = 2.5 are the "
-        "official ImageNet code's, not tuned here; KD keeps T = 4, α = 0.9.",
+        "official ImageNet code's, not tuned here; KD keeps T = 4, α = 0.9. In the shipped run "
+        "(seed 0, the long profile, made on an Intel Xeon) the teacher makes 137 test errors, "
+        "the student 309 on hard labels, 226 by KD, 312 by WSLD and 271 with every weight 1; "
+        "over five seeds (the table under the run) WSLD makes 324.2 against hard labels' 285.0, "
+        "KD's 232.0 and the unweighted term's 249.8: ahead of hard labels at 0 seeds of 5, of KD "
+        "at 0 and of the unweighted term at 0. The paper's direction does not hold here, and the "
+        "run's records say why: its premise is that the images on which the student is already "
+        "ahead of the teacher on the label are few, but this teacher trains 4 epochs and the "
+        "student 16, and by the last epoch the WSLD student is ahead on 87.1% of its training "
+        "images (49.0% after the first), so their weights fall below 0.63 and the mean weight "
+        "to 0.193: the soft labels fade as the student fits its labels, and it ends where hard "
+        "labels do, after a slower start (803 errors after one epoch against 523).",
         seed_pairs={"student_kd": "student_hard", "student_wsld": "student_hard",
                     "student_wsld_plain": "student_hard"},
         profiles={"long": LONG_PROFILE},

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from app import lab_ui, nkd_views, ui
+from app import lab_ui, nkd_views, ui, wsld_views
 from app.dist_views import show_stronger
 from app.figures import COLORS
 from app.relation_figures import dkd_scatter_figure, probabilities_figure
@@ -177,5 +177,8 @@ lab_ui.stored_students(queue, "zscore-mnist", "zscore", COST, ("ep_zscore", "run
 st.header("Normalized KD: the wrong digits at a constant weight")
 nkd_views.show_nkd(queue, i, example.digit, T)
 
+st.header("Weighted soft labels: less where the student is already ahead")
+wsld_views.show_wsld(queue, i)
+
 ui.show_code(dkd_parts, dkd_loss, kd_per_example, teacher_target_prob, relations, zscore_kd_loss,
-             *nkd_views.CODE)  # fmt: skip
+             *nkd_views.CODE, *wsld_views.CODE)  # fmt: skip

@@ -249,11 +249,12 @@ def test_dkd_page_shows_the_identity_for_the_chosen_image(no_shipped, store_path
     p_t, tckd, nckd = m["p_t (teacher, at T)"], m["T²·TCKD"], m["T²·NCKD"]
     assert m["T²·KD"] == pytest.approx(tckd + (1 - p_t) * nckd, abs=2e-3)
     assert _charts(at) == ["scatter", "dist_probs", "zscore_logits", "zscore_spread",
-                           "nkd_non_target"]  # fmt: skip
+                           "nkd_non_target", "wsld_weights"]  # fmt: skip
     assert "No completed dkd-mnist" in at.info[0].value  # no run of any preset yet
     assert "No completed dist-mnist" in at.info[1].value
-    assert "No completed zscore-mnist" in at.info[-2].value
-    assert "No completed nkd-mnist" in at.info[-1].value
+    assert "No completed zscore-mnist" in at.info[-3].value
+    assert "No completed nkd-mnist" in at.info[-2].value
+    assert "No completed wsld-mnist" in at.info[-1].value
     before = _metrics(at)
     at.slider(key="T").set_value(8.0).run()
     assert not at.exception and _metrics(at) != before
