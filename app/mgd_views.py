@@ -15,7 +15,7 @@ import torch
 
 from app import lab_ui, ui
 from app.figures import LEGEND_BELOW, epoch_ticks, square_cells, subplots
-from app.recorded import recorded_series
+from app.recorded import recorded_values
 from app.relation_figures import _fig
 from kdcore.losses.mgd import MGDGenerator, mgd_loss, mgd_mask
 from kdcore.presets_mgd import MGDConfig
@@ -65,9 +65,8 @@ def mask_figure(m: dict[str, np.ndarray], ratios: dict[str, float]) -> go.Figure
 
 def reconstruction(result: dict) -> dict[str, list[float]]:
     """Each MGD student's generator error per epoch (relative to the teacher's map), as its
-    epochs recorded it (:func:`app.recorded.recorded_series`)."""
-    series = recorded_series(result.get("history") or {}).get("reconstruction", {})
-    return {name: [v for _, v in points] for name, points in series.items()}
+    epochs recorded it."""
+    return recorded_values(result, "reconstruction")
 
 
 def reconstruction_figure(series: dict[str, list[float]]) -> go.Figure:

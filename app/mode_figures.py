@@ -10,7 +10,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, epoch_ticks, subplots
+from app.figures import COLORS, LEGEND_BELOW, TEMPLATE, decade_ticks, epoch_ticks, subplots
 from app.preset_views import legend_entry
 
 PALETTE = ("#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#5f3dc4", "#0b7285")
@@ -389,7 +389,9 @@ def rank_profile_figure(
             fig.add_scatter(x=ranks, y=values, mode="lines", name=label,
                             line=dict(color=colour, dash="dash"), row=1, col=1)  # fmt: skip
     fig.update_xaxes(title_text="rank", dtick=1, row=1, col=1)
-    fig.update_yaxes(title_text="share", type="log", row=1, col=1)
+    shares = [v for rec in history.values() for r in rec
+              for v in r.get("extra", {}).get("rank_profile", [])] + list(zipf)  # fmt: skip
+    fig.update_yaxes(title_text="share", type="log", row=1, col=1, **decade_ticks(shares))
     last = max((r["epoch"] for rec in history.values() for r in rec), default=0)
     fig.update_xaxes(title_text="epoch", **epoch_ticks(last), row=1, col=2)
     return _fig(fig, height=380, legend=LEGEND_BELOW)

@@ -30,6 +30,13 @@ def recorded_series(history: dict[str, list[dict]]) -> dict[str, dict[str, list[
     return out
 
 
+def recorded_values(result: dict, key: str) -> dict[str, list[float]]:
+    """{model: [its value at each epoch]} of one number a run's epochs recorded (``key``), from
+    the run's result dict: :func:`recorded_series` without the epochs."""
+    series = recorded_series(result.get("history") or {}).get(key, {})
+    return {name: [v for _, v in points] for name, points in series.items()}
+
+
 def recorded_figure(series: dict[str, dict[str, list[tuple]]], colours: dict[str, str]):
     """A small panel per recorded number (the first six), a line per model in its colour."""
     keys = list(series)[:MOST]

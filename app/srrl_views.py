@@ -13,7 +13,7 @@ import streamlit as st
 
 from app import lab_ui, ui
 from app.figures import LEGEND_BELOW, epoch_ticks
-from app.recorded import recorded_series
+from app.recorded import recorded_values
 from app.relation_figures import _fig
 from kdcore.losses.srrl import Connector, feature_statistics_loss, softmax_regression_loss
 
@@ -36,9 +36,8 @@ DASH = {"student_srrl_sr": "dot"}
 
 def reading(result: dict) -> dict[str, list[float]]:
     """Each SRRL student's share of training images whose projected feature the teacher's
-    classifier reads as the label, per epoch (:func:`app.recorded.recorded_series`)."""
-    series = recorded_series(result.get("history") or {}).get("read_accuracy", {})
-    return {name: [v for _, v in points] for name, points in series.items()}
+    classifier reads as the label, per epoch, as its epochs recorded it."""
+    return recorded_values(result, "read_accuracy")
 
 
 def reading_figure(series: dict[str, list[float]]) -> go.Figure:

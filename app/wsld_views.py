@@ -13,7 +13,7 @@ import streamlit as st
 import torch.nn.functional as F
 
 from app import lab_ui, ui
-from app.figures import COLORS, LEGEND_BELOW, epoch_ticks, subplots
+from app.figures import COLORS, LEGEND_BELOW, decade_ticks, epoch_ticks, subplots
 from app.recorded import recorded_series
 from app.relation_figures import _fig, model_colours
 from kdcore.losses.wsld import AHEAD, sample_weights, soft_cross_entropy, wsld_loss
@@ -52,7 +52,7 @@ def weights_figure(weights: np.ndarray, mark: float) -> go.Figure:
     fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=1 / BINS,
                 marker_color=COLORS["teacher"],
                 hovertemplate="weight %{x:.3f}: %{y} images<extra></extra>")  # fmt: skip
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", **decade_ticks(counts))
     fig.add_vline(x=AHEAD, line=dict(color=COLORS["muted"], dash="dash"),
                   annotation_text="level", annotation_position="top")  # fmt: skip
     side = "bottom left" if mark > 0.5 else "bottom right"  # the label inside the chart
