@@ -19,6 +19,7 @@ from .losses import (
     fitnets,
     fsp,
     ft,
+    ickd,
     kd,
     mgd,
     modes,
@@ -360,5 +361,14 @@ register(
         wsld.WSLDParams, lambda p, probe: wsld.WSLD(p), abbreviation="WSLD",
         summary="KD's soft term weighted per image by 1 − exp(−L_s/L_t): full where the student "
         "trails the teacher on the label, less where it is already ahead.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "ickd", "Inter-channel correlation (ICKD)", "relation",
+        "Liu, Huang, Lin, Xie, Wang, Chang & Liang 2021 (ICCV), arXiv:2202.03680",
+        ickd.ICKDParams, ickd.ICKD, abbreviation="ICKD",
+        summary="Which of the teacher's channels fire together and which apart: each image's "
+        "channel-by-channel correlation matrix, matched through a learned 1 × 1 map.",
     )
 )  # fmt: skip

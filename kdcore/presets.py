@@ -772,3 +772,4 @@ from . import presets_nkd  # noqa: E402, F401
 from . import presets_uskd  # noqa: E402, F401
 from . import presets_srrl  # noqa: E402, F401
 from . import presets_wsld  # noqa: E402, F401
+from . import presets_ickd  # noqa: E402, F401

@@ -26,7 +26,7 @@ import torch
 from .data import Dataset
 from .geometry import distance_matrix, geometry_gap
 from .losses.crd import CRD_NUM_NEGATIVES
-from .method import param
+from .method import Distiller, param
 from .models import KDModel
 from .presets import HintonDemoConfig, _shared_teacher, _student_cfg
 from .runner import (
@@ -69,14 +69,18 @@ def _run(
     watch: Callable[[str], Callable[[KDModel], dict]] | None = None,
     before: Callable[[KDModel, Dataset], None] | None = None,
     more: tuple[tuple[str, dict[str, Any]], ...] = (),
+    also: tuple[tuple[str, dict[str, Any]], ...] = (),
+    built: Callable[[str], Callable[[Distiller], None] | None] | None = None,
 ) -> dict:
     """Teacher, then hard, KD and ``method`` students; ``watch(model_name)`` gives each student's
     per-epoch probe, ``before(teacher, data)`` runs once the teacher is ready. ``more``: the
     method again with other parameters, (suffix, overrides) each, as ``student_<method>_<suffix>``
-    after the others."""
+    after the others; ``also``: other methods beside it, (method, parameters) each, as
+    ``student_<method>`` last. ``built(model_name)`` may hand back a function that is given that
+    student's distiller before it trains (see :func:`kdcore.runner.train_student`)."""
     t0 = time.perf_counter()
     data = run_data(cfg, ctx)
-    ctx.count = 4 + len(more)
+    ctx.count = 4 + len(more) + len(also)
     # The teacher never trains longer than the students: --epochs 1 is a quick run from scratch.
     teacher = _shared_teacher(ctx, data, replace(cfg, teacher_epochs=min(cfg.teacher_epochs,
                                                                          cfg.epochs)))  # fmt: skip
@@ -85,15 +89,20 @@ def _run(
     s_cfg = _student_cfg(cfg)
     logits = {"logits": predict_logits(teacher, data.x_train)}
     w = watch or (lambda _: None)
+    b = built or (lambda _: None)
     train_student(ctx, data, cfg.student, s_cfg, "student_hard", "hard", watch=w("student_hard"))
     train_student(
         ctx, data, cfg.student, s_cfg, "student_kd", "kd", teacher, KD, logits,
         watch=w("student_kd"),
     )  # fmt: skip
-    for student, overrides in ((f"student_{method}", {}),
-                               *((f"student_{method}_{k}", o) for k, o in more)):  # fmt: skip
-        train_student(ctx, data, cfg.student, s_cfg, student, method, teacher,
-                      {**cfg.params, **overrides}, watch=w(student))  # fmt: skip
+    students = (
+        (f"student_{method}", method, cfg.params),
+        *((f"student_{method}_{k}", method, {**cfg.params, **o}) for k, o in more),
+        *((f"student_{m}", m, o) for m, o in also),
+    )
+    for student, m, params in students:
+        train_student(ctx, data, cfg.student, s_cfg, student, m, teacher, params,
+                      watch=w(student), built=b(student))  # fmt: skip
     return finish(PRESETS[name], cfg, ctx, t0)
 
 

@@ -426,6 +426,7 @@ def train_student(
     role: str | None = None,
     watch: Callable[[KDModel], dict] | None = None,
     view: View | None = None,
+    built: Callable[[Distiller], None] | None = None,
 ) -> KDModel:
     """Train a student with ``method`` from the same seed as every other student of the run
     (a fair comparison).
@@ -435,13 +436,17 @@ def train_student(
     the teacher's targets when the caller already computed them (``{"logits": ...}`` for KD).
     The role defaults to "baseline" for the registry's baseline method, else "student".
     ``watch(model)`` records figures of the student in every epoch's ``extra`` (see distill);
-    ``view`` the two models' inputs where they are not the batch's (see distill).
+    ``view`` the two models' inputs where they are not the batch's (see distill); ``built(d)``
+    is handed the method's distiller before training, for a ``watch`` that draws what the
+    method's own modules make of the student (ICKD's embedded channels).
     """
     m = get_method(method)
     seed_everything(cfg.seed + 1)
     model = build_model(arch, data.num_classes, data.image_shape).to(ctx.device)
     p = m.make_params(params)
     distiller = build_distiller(method, p, model, teacher, data)
+    if built is not None:
+        built(distiller)
     result = ctx.train(
         name,
         lambda cbs: distill(
