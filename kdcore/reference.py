@@ -53,6 +53,8 @@ SHIPPED_WEIGHTS = {
     "smooth-teacher": ("teacher_hard", "teacher_ls"),
     # the zero-shot page crafts an impression from its teacher live
     "zero-shot-mnist": ("teacher",),
+    # the channels page draws its ResNet teacher's last-stage channels on any test image
+    "ickd-mnist": ("teacher",),
 }
 
 
