@@ -181,6 +181,14 @@ PAGES: tuple[PageInfo, ...] = (
         ),
     ),
     PageInfo(
+        "channels",
+        "Relations between channels",
+        "Relation-based",
+        ":material/grid_view:",
+        "channels.py",
+        ("img", "ch", "ep_ickd", "ickd_ep", "ickd_who"),
+    ),
+    PageInfo(
         "projector",
         "The projector's spectrum",
         "Feature-based",
@@ -358,10 +366,12 @@ MAP: tuple[MapCell, ...] = (
     MapCell(
         "Relation",
         "Offline",
-        "distances and angles between examples, or between positions inside a transformer",
-        "RKD (Park 2019), PKT (Passalis 2018), CC (Peng 2019), CRD (Tian 2020), MiniLM's "
+        "distances and angles between examples, between a layer's channels, or between "
+        "positions inside a transformer",
+        "RKD (Park 2019), PKT (Passalis 2018), CC (Peng 2019), CRD (Tian 2020), inter-channel "
+        "correlation, ICKD (Liu 2021), neuron selectivity transfer, NST (Huang 2017), MiniLM's "
         "self-attention relations (Wang 2020, 2021)",
-        (MapLink("relations"), MapLink("attention-relations")),
+        (MapLink("relations"), MapLink("channels"), MapLink("attention-relations")),
     ),
     MapCell(
         "Relation",
@@ -424,6 +434,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "rkd-mnist": MapLink("relations"),
     "pkt-mnist": MapLink("relations"),
     "cc-mnist": MapLink("relations"),
+    "ickd-mnist": MapLink("channels"),
     "projector-normalisation": MapLink("projector"),
     "fitnets-mnist": MapLink("features"),
     "vid-mnist": MapLink("features"),

@@ -1061,22 +1061,31 @@ def stored_or_offer(
 
 
 def stored_students(
-    queue: JobQueue | None, preset: str, method: str, cost: str, keys: tuple[str, str], paper: str
+    queue: JobQueue | None,
+    preset: str,
+    method: str,
+    cost: str,
+    keys: tuple[str, str],
+    paper: str,
+    also: tuple[str, ...] = (),
 ) -> RunRecord | None:
     """A student-against-baselines preset's stored run (:func:`stored_or_offer`): the hard-label,
-    KD and ``method`` students' errors and accuracy curves, with ``paper``'s line under them
-    (``keys``: the epochs box's and the button's). Returns the run shown, for what else the
-    section draws of it."""
+    KD and ``method`` students' errors and accuracy curves (and those of the methods ``also``
+    trained beside it), with ``paper``'s line under them (``keys``: the epochs box's and the
+    button's). Returns the run shown, for what else the section draws of it."""
     from app.relation_figures import accuracy_curves_figure
 
     run = stored_or_offer(queue, preset, cost, *keys)
     if run is None or not run.result:
         return run
     models = run.result.get("models", {})
-    # the method's students: its own, then any run again with other parameters (student_vid_near)
-    names = [n for n in ("student_hard", "student_kd") if n in models] + [
-        n for n in models if n == f"student_{method}" or n.startswith(f"student_{method}_")
-    ]
+    # the method's students: its own, any run again with other parameters (student_vid_near),
+    # then the other methods trained beside it
+    names = (
+        [n for n in ("student_hard", "student_kd") if n in models]
+        + [n for n in models if n == f"student_{method}" or n.startswith(f"student_{method}_")]
+        + [f"student_{m}" for m in also if f"student_{m}" in models]
+    )
     # at most four a row, the rows even: six side by side cut "309 errors" to "309 err…"
     per = math.ceil(len(names) / math.ceil(len(names) / 4)) if names else 1
     for i in range(0, max(len(names), 1), per):

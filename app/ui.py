@@ -668,6 +668,11 @@ def _png(data: Dataset, index: int) -> bytes:
     return out.getvalue()
 
 
+def test_png(index: int) -> bytes:
+    """The bundled MNIST's test image ``index`` as a 4x PNG thumbnail, for ``st.image``."""
+    return _png(load_mnist(), index)
+
+
 # ----------------------------------------------------------------------------- plots and code
 
 

@@ -304,7 +304,7 @@ CUT_BUTTONS = """() => [...document.querySelectorAll("[data-testid='stButtonGrou
     "slug", ["temperature", "kd-loss", "dkd", "label-smoothing", "zero-shot",
              "consistent-teaching", "deit",
              "language-models", "attention-relations", "hidden-states", "distilbert",
-             "speculative", "relations", "projector", "features", "modes"],
+             "speculative", "relations", "channels", "projector", "features", "modes"],
 )  # fmt: skip
 def test_every_equation_fits_a_phone_at_a_readable_size(browser, server, slug):
     """KaTeX does not wrap: at 390 px each display equation is drawn whole (the router's script
