@@ -144,7 +144,18 @@ ICKD_PRESET = register(
         "stage 7 × 7) for 3 epochs, so only the ordering of hard labels, KD, NST and ICKD can be "
         "compared. The layer (the last stage's output), the embedding (1 × 1 convolution, "
         "BatchNorm) and the loss are the official code's; the weights are its CIFAR-100 "
-        "command's, not tuned here, every student's gradient clipped as in the other presets.",
+        "command's, not tuned here, every student's gradient clipped as in the other presets. "
+        "In the shipped run (seed 0, made on an Intel Xeon) the teacher makes 48 test errors, "
+        "the student 72 on hard labels, 58 by KD, 76 with ICKD, 71 with ICKD and KD and 85 with "
+        "NST; over five seeds (the table under the run) ICKD makes 72.6 against hard labels' 71.4, "
+        "ahead at 2 seeds of 5, ICKD with KD 65.4 against KD's 58.0, ahead at 1, and NST 79.0, "
+        "ahead of hard labels at 0: where the official table has ICKD 2.7 points above hard "
+        "labels and 1.1 above KD, here the channels' correlations add nothing the labels and "
+        "KD do not give in three epochs. ICKD's own loss to the teacher on 128 test images falls "
+        "from 0.116 to 0.067 over the ICKD student's epochs, through its 1 × 1 map, while the "
+        "student's own channels stay more diverse than the teacher's (effective rank 16.4 "
+        "against the teacher's 12.9; every student's lies above it, KD's highest at 17.8): the "
+        "map does the matching.",
         seed_pairs={
             "student_kd": "student_hard",
             "student_ickd": "student_hard",

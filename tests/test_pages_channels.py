@@ -95,3 +95,71 @@ def test_the_order_puts_blocks_together(n):
     if n == 1:  # two blocks: each comes out whole, one after the other
         groups = [perm[order[i]] // 3 for i in range(len(m))]
         assert groups[:3] == [groups[0]] * 3 and groups[3:] == [groups[3]] * 3
+
+
+def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run_and_five_seeds():
+    import statistics
+    from pathlib import Path
+
+    from app import lesson
+    from kdcore.presets import PRESETS
+    from kdcore.reference import load_seed_study
+
+    ref = _shipped()
+    e = {m: r["test_errors"] for m, r in ref.result["models"].items()}
+    rows = load_seed_study(ref)
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[0]["errors"] == e  # seed 0 is the shipped run again
+    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in e}
+    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in e}
+
+    def wins(m: str, over: str = "student_hard") -> int:
+        return sum(r["errors"][m] < r["errors"][over] for r in rows)
+
+    spectra, gap = ref.result["channel_spectrum"], ref.result["channel_matrices"]["gap"]
+    rank = {m: v[-1]["rank"] for m, v in spectra["students"].items()}
+    # "every student's lies above it, KD's highest"
+    assert min(rank.values()) > spectra["teacher"]["rank"] and max(rank, key=rank.get) == (
+        "student_kd"
+    )
+    text = " ".join(PRESETS["ickd-mnist"].differences.split())
+    assert (f"the teacher makes {e['teacher']} test errors, the student {e['student_hard']} on "
+            f"hard labels, {e['student_kd']} by KD, {e['student_ickd']} with ICKD, "
+            f"{e['student_ickd_kd']} with ICKD and KD and {e['student_nst']} with NST; over five "
+            f"seeds (the table under the run) ICKD makes {mean['student_ickd']:.1f} against hard "
+            f"labels' {mean['student_hard']:.1f}, ahead at {wins('student_ickd')} seeds of 5, ICKD "
+            f"with KD {mean['student_ickd_kd']:.1f} against KD's {mean['student_kd']:.1f}, ahead "
+            f"at {wins('student_ickd_kd', 'student_kd')}, and NST {mean['student_nst']:.1f}, ahead "
+            f"of hard labels at {wins('student_nst')}") in text  # fmt: skip
+    assert (
+        f"ICKD's own loss to the teacher on 128 test images falls from "
+        f"{gap['student_ickd'][0]:.3f} to {gap['student_ickd'][-1]:.3f}"
+    ) in text
+    assert (f"effective rank {rank['student_ickd']:.1f} against the teacher's "
+            f"{spectra['teacher']['rank']:.1f}") in text  # fmt: skip
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert (f"| `ickd-mnist` | ICKD {mean['student_ickd']:.1f} ({sd['student_ickd']:.1f}) | "
+            f"{wins('student_ickd')} of 5 (ResNet-20 teacher {mean['teacher']:.1f} "
+            f"({sd['teacher']:.1f}); ResNet-8 hard {mean['student_hard']:.1f} "
+            f"({sd['student_hard']:.1f}), KD {mean['student_kd']:.1f} ({sd['student_kd']:.1f}), "
+            f"{wins('student_kd')} of 5; ICKD with KD {mean['student_ickd_kd']:.1f} "
+            f"({sd['student_ickd_kd']:.1f}), ahead of KD at "
+            f"{wins('student_ickd_kd', 'student_kd')}; NST {mean['student_nst']:.1f} "
+            f"({sd['student_nst']:.1f}), {wins('student_nst')} of 5) |") in readme  # fmt: skip
+    assert (
+        f"ResNet-8 hard {e['student_hard']}, KD {e['student_kd']}, ICKD {e['student_ickd']}, "
+        f"ICKD with KD {e['student_ickd_kd']}, NST {e['student_nst']}"
+    ) in readme
+    step = next(s for s in lesson.load().steps if s.title.startswith("ICKD:"))
+    talk = " ".join(step.talk.split())
+    params = dict(step.params)
+    maps, _ = _teacher_channels(int(params["img"]))
+    ch = int(params["ch"])
+    cos = cosines(maps)
+    alike, apart = alike_and_apart(cos, ch)
+    assert (f"channel {ch} fires with channel {alike} (cosine {cos[ch, alike]:.2f}) and hardly "
+            f"with {apart} ({cos[ch, apart]:.2f})") in talk  # fmt: skip
+    assert (
+        f"over five seeds {mean['student_ickd']:.1f} against hard labels' "
+        f"{mean['student_hard']:.1f} and KD's {mean['student_kd']:.1f}"
+    ) in talk

@@ -215,13 +215,15 @@ def test_the_readme_counts_the_comparisons_shipped(every):
     against = {c.model.removeprefix("student_").upper() for c in told if not c.as_paper}
     assert f"Where the paper gives figures for both sides ({len(told)} comparisons)" in readme
     assert (
-        f"they did in {sum(c.as_paper for c in told)}; not for RKD, CRD, DKD, AB, FitNets, FT and "
-        "WSLD" in (readme)
+        f"they did in {sum(c.as_paper for c in told)}; not for RKD, CRD, DKD, AB, FitNets, FT, "
+        "WSLD, ICKD and NST against hard labels" in (readme)
     )
-    assert against == {"RKD", "CRD", "DKD", "AB", "FITNETS", "FT", "CTKD", "WSLD"}
-    # CTKD's paper compares it with KD, not hard labels
-    ctkd = [c for c in told if c.model == "student_ctkd"]
-    assert [c.baseline for c in ctkd] == ["student_kd"] and "nor for CTKD against KD." in readme
+    assert against == {"RKD", "CRD", "DKD", "AB", "FITNETS", "FT", "CTKD", "WSLD", "ICKD",
+                       "ICKD_KD", "NST"}  # fmt: skip
+    # CTKD's paper compares it with KD, not hard labels; ICKD with KD is set against KD here
+    for model in ("student_ctkd", "student_ickd_kd"):
+        assert [c.baseline for c in told if c.model == model] == ["student_kd"]
+    assert "nor for CTKD and ICKD with KD against KD." in readme
 
 
 def test_without_shipped_runs_the_page_says_so_in_one_line(tmp_path, monkeypatch):
