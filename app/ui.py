@@ -668,6 +668,13 @@ def _png(data: Dataset, index: int) -> bytes:
     return out.getvalue()
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the teacher...")
+def saved_model(path: str) -> KDModel:
+    """A run's saved model (a teacher whose layers a page draws live), loaded once per server and
+    shared read-only by every session: eval mode, never trained. Raises CheckpointError."""
+    return load_model(path)[0]
+
+
 def test_png(index: int) -> bytes:
     """The bundled MNIST's test image ``index`` as a 4x PNG thumbnail, for ``st.image``."""
     return _png(load_mnist(), index)

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from app import channel_views, lab_ui, ui
-from kdcore.checkpoint import CheckpointError, load_model
+from kdcore.checkpoint import CheckpointError
 from kdcore.data import load_mnist
 from kdcore.losses.ickd import (
     channel_spectrum,
@@ -22,19 +22,13 @@ from kdcore.presets_ickd import LAYER
 CHOSEN, ALIKE, APART = "#e03131", "#2f9e44", "#1c7ed6"
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the teacher...")
-def teacher(path: str) -> torch.nn.Module:
-    """A run's saved teacher, shared read-only by every session (eval mode, never trained)."""
-    return load_model(path)[0]
-
-
 @st.cache_data(max_entries=64)
 def channels_of(path: str, index: int) -> dict:
     """Test image ``index`` through the teacher's last stage: its channel maps (C, H, W), their
     ICKD matrix (C, C), the cosines between maps and the effective rank of their Gram."""
     x = load_mnist().x_test[index : index + 1]
     with torch.no_grad():
-        feat = teacher(path).forward_features(x).features[LAYER]  # (1, C, H, W)
+        feat = ui.saved_model(path).forward_features(x).features[LAYER]  # (1, C, H, W)
     maps = feat[0].numpy()
     return {"maps": maps, "icc": icc_matrix(feat)[0].numpy(), "cos": channel_views.cosines(maps),
             "rank": effective_rank(channel_spectrum(icc_gram(feat)))}  # fmt: skip
@@ -69,7 +63,7 @@ with intro:
         if kept is None:
             raise CheckpointError("no run of the preset kept its teacher's weights")
         net_path = str(kept)
-        teacher(net_path)
+        ui.saved_model(net_path)
     except CheckpointError as err:
         net_path = None
         ui.fallback(f"The teacher cannot be loaded, so this view is off: {err}")

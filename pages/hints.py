@@ -10,7 +10,7 @@ from app.ab_views import show_ab
 from app.feature_figures import accuracy_bars, attention_grid, hint_figure, loss_curve
 from app.lab_ui import describe, optional_queue
 from app.vid_views import show_vid
-from kdcore.checkpoint import CheckpointError, load_model
+from kdcore.checkpoint import CheckpointError
 from kdcore.data import load_mnist
 from kdcore.jobs import JobQueue
 from kdcore.losses.ab import ab_loss
@@ -41,17 +41,11 @@ def feature_shape(arch: str, layer: str) -> tuple[int, ...]:
     return tuple(out.features[layer].shape[1:])
 
 
-@st.cache_resource(max_entries=2)
-def teacher_cnn(path: str):
-    """The run's saved teacher, shared read-only by every session (eval mode, never trained)."""
-    return load_model(path)[0]
-
-
 @st.cache_data(max_entries=64)
 def live_maps(path: str, index: int, layers: tuple[str, ...]) -> dict:
     x = load_mnist().x_test[index : index + 1]  # (1, 1, 28, 28)
     with torch.no_grad():
-        maps = attention_snapshot(teacher_cnn(path), x, layers)  # {layer: [1][H][W]}
+        maps = attention_snapshot(ui.saved_model(path), x, layers)  # {layer: [1][H][W]}
     return {layer: m[0] for layer, m in maps.items()}
 
 

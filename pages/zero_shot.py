@@ -11,7 +11,7 @@ from app.feature_figures import accuracy_bars
 from app.figures import COLORS
 from app.relation_figures import probabilities_figure
 from app.zero_shot_figures import image_grid, similarity_figure
-from kdcore.checkpoint import CheckpointError, load_model
+from kdcore.checkpoint import CheckpointError
 from kdcore.data import load_mnist
 from kdcore.presets_zeroshot import PRESET, STUDENTS, unpack_images
 from kdcore.zero_shot import (
@@ -33,16 +33,11 @@ STEPS = 200  # Adam steps for the one impression crafted on this page, as the ru
 BETAS = {"1 (spread)": 1.0, "0.1 (peaked)": 0.1}
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the teacher...")
-def teacher(path: str) -> torch.nn.Module:
-    return load_model(path)[0]
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def craft(path: str, digit: int, beta: float, draw: int) -> dict:
     """One impression of ``digit``: a vector sampled at β (seed ``draw``) and the noise image
     (the same seed) optimised for STEPS steps until the teacher gives it back at T = 20."""
-    net = teacher(path)
+    net = ui.saved_model(path)
     data = load_mnist()
     sim = teacher_similarity(net)
     y = sample_targets(sim, digit, beta, 1, seed=draw)
@@ -89,7 +84,7 @@ try:
     if kept is None:
         raise CheckpointError("this run kept no weights for its teacher")
     path = str(kept)
-    net = teacher(path)
+    net = ui.saved_model(path)
 except CheckpointError as err:
     net = None
     ui.fallback(f"The teacher cannot be loaded, so the live views are off: {err}")
