@@ -207,6 +207,7 @@ def distill(
     """
     if distiller is None:
         distiller = build_distiller(method, params, student, teacher, data)
+    student = distiller.deploy(student)  # what trains and is evaluated (SimKD: with more)
     entry = get_method(method)
     uses_teacher = entry.uses_teacher
     extras: dict[str, torch.Tensor] = {}

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import ModelOutput
+from .models import KDModel, ModelOutput
 from .train import Batch
 
 # ----------------------------------------------------------------------------- parameter fields
@@ -266,6 +266,12 @@ class Distiller(nn.Module):
         inputs, labels ``batch.y`` (B,) and positions ``batch.index`` in the training set.
         """
         raise NotImplementedError
+
+    def deploy(self, student: KDModel) -> KDModel:
+        """The network that trains and answers at test time: the student itself, for every
+        method but one that keeps a part of the teacher (SimKD's student reads its features with
+        the teacher's classifier). Called again with the same student, the same network."""
+        return student
 
     def after_step(self, batch: Batch) -> None:
         """Called after each optimiser step (e.g. to update a memory bank at ``batch.index``)."""

@@ -30,6 +30,7 @@ from .losses import (
     review,
     rkd,
     similarity,
+    simkd,
     srrl,
     uskd,
     vid,
@@ -370,5 +371,14 @@ register(
         ickd.ICKDParams, ickd.ICKD, abbreviation="ICKD",
         summary="Which of the teacher's channels fire together and which apart: each image's "
         "channel-by-channel correlation matrix, matched through a learned 1 × 1 map.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "simkd", "SimKD: the student keeps the teacher's classifier", "feature",
+        "Chen, Mei, Zhang, Wang, Feng & Chen 2022 (CVPR), arXiv:2203.14001", simkd.SimKDParams,
+        simkd.SimKD, abbreviation="SimKD",
+        summary="The student's last feature, through a projector, pulled onto the teacher's by "
+        "one squared error, and read at test time by the teacher's own frozen classifier.",
     )
 )  # fmt: skip

@@ -71,16 +71,19 @@ def _run(
     more: tuple[tuple[str, dict[str, Any]], ...] = (),
     also: tuple[tuple[str, dict[str, Any]], ...] = (),
     built: Callable[[str], Callable[[Distiller], None] | None] | None = None,
+    others: tuple[tuple[str, str, str, dict[str, Any]], ...] = (),
 ) -> dict:
     """Teacher, then hard, KD and ``method`` students; ``watch(model_name)`` gives each student's
     per-epoch probe, ``before(teacher, data)`` runs once the teacher is ready. ``more``: the
     method again with other parameters, (suffix, overrides) each, as ``student_<method>_<suffix>``
     after the others; ``also``: other methods beside it, (method, parameters) each, as
-    ``student_<method>`` last. ``built(model_name)`` may hand back a function that is given that
-    student's distiller before it trains (see :func:`kdcore.runner.train_student`)."""
+    ``student_<method>`` after them; ``others``: students of other architectures, (name,
+    architecture, method, parameters) each, last. ``built(model_name)`` may hand back a function
+    that is given that student's distiller before it trains (see
+    :func:`kdcore.runner.train_student`)."""
     t0 = time.perf_counter()
     data = run_data(cfg, ctx)
-    ctx.count = 4 + len(more) + len(also)
+    ctx.count = 4 + len(more) + len(also) + len(others)
     # The teacher never trains longer than the students: --epochs 1 is a quick run from scratch.
     teacher = _shared_teacher(ctx, data, replace(cfg, teacher_epochs=min(cfg.teacher_epochs,
                                                                          cfg.epochs)))  # fmt: skip
@@ -96,13 +99,14 @@ def _run(
         watch=w("student_kd"),
     )  # fmt: skip
     students = (
-        (f"student_{method}", method, cfg.params),
-        *((f"student_{method}_{k}", method, {**cfg.params, **o}) for k, o in more),
-        *((f"student_{m}", m, o) for m, o in also),
+        (f"student_{method}", cfg.student, method, cfg.params),
+        *((f"student_{method}_{k}", cfg.student, method, {**cfg.params, **o}) for k, o in more),
+        *((f"student_{m}", cfg.student, m, o) for m, o in also),
+        *others,
     )
-    for student, m, params in students:
-        train_student(ctx, data, cfg.student, s_cfg, student, m, teacher, params,
-                      watch=w(student), built=b(student))  # fmt: skip
+    for student, arch, m, params in students:
+        train_student(ctx, data, arch, s_cfg, student, m, teacher, params, watch=w(student),
+                      built=b(student))  # fmt: skip
     return finish(PRESETS[name], cfg, ctx, t0)
 
 

@@ -447,6 +447,7 @@ def train_student(
     distiller = build_distiller(method, p, model, teacher, data)
     if built is not None:
         built(distiller)
+    net = distiller.deploy(model)  # the student, or what its method deploys it with (SimKD)
     result = ctx.train(
         name,
         lambda cbs: distill(
@@ -467,10 +468,11 @@ def train_student(
     )
     role = role or ("baseline" if m.baseline else "student")
     info = {"role": role, "arch": arch, "method": method, "method_params": asdict(p)}
-    summary = model_summary(model, eval_data or data, result.seconds, **info)
+    summary = model_summary(net, eval_data or data, result.seconds, **info)
+    # The weights saved are the student's own; what its method adds is kept with the distiller
     trained = Trained(arch, model, data.num_classes, data.image_shape, role, method, distiller)
     ctx.done(name, summary, trained)
-    return model.eval()
+    return net.eval()
 
 
 def finish(preset: Preset, cfg: Any, ctx: RunContext, t0: float, **extra) -> dict:
