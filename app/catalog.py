@@ -194,7 +194,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/transform:",
         "projector.py",
-        ("ds", "dt", "lr", "steps", "raw", "variant", "ep_mgd", "mgd_draw", "ep_srrl"),
+        ("ds", "dt", "lr", "steps", "raw", "variant", "ep_mgd", "mgd_draw", "ep_srrl", "ep_simkd"),
     ),
     PageInfo(
         "features",
@@ -339,7 +339,8 @@ MAP: tuple[MapCell, ...] = (
         "2019), the overhaul of feature distillation, OFD (Heo 2019), factor transfer (Kim "
         "2018), FSP (Yim 2017), ReviewKD (Chen 2021), projectors "
         "(Miles 2024), masked generative distillation (Yang 2022), the teacher's classifier "
-        "reading the student's feature, SRRL (Yang 2021), TinyBERT's layer-to-layer "
+        "reading the student's feature, SRRL (Yang 2021), or kept by the student, SimKD (Chen "
+        "2022), TinyBERT's layer-to-layer "
         "hidden states (Jiao 2020), DistilBERT's start from the teacher's layers and its cosine "
         "loss (Sanh 2019)",
         (
@@ -445,6 +446,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "review-mnist": MapLink("features"),
     "mgd-mnist": MapLink("projector"),
     "srrl-mnist": MapLink("projector"),
+    "simkd-mnist": MapLink("projector"),
     "attention-transfer": MapLink("features"),
     "deit-mnist": MapLink("deit"),
     "speculative-draft": MapLink("speculative"),

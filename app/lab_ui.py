@@ -393,6 +393,14 @@ def show_weights(store: Store, run: RunRecord) -> None:
               f"weights-{run.id}-{name}") for name in run.weights]  # fmt: skip
     weight_buttons("Trained weights (safetensors, loadable with `kdcore.checkpoint.load_model`):",
                    files)  # fmt: skip
+    # what each student's method trained beside it, kept by the job (kdcore.jobs)
+    modules = [(name, path.parent / "methods" / path.name, f"run{run.id}-{name}-method.safetensors",
+                f"method-{run.id}-{name}") for name, path, _, _ in files]  # fmt: skip
+    weight_buttons(
+        "What each method trained or kept beside its student (a projector, an embedding, the "
+        "teacher's classifier a student answers through), safetensors:",
+        [f for f in modules if f[1].is_file()],
+    )
 
 
 def header(run: RunRecord) -> None:

@@ -86,7 +86,13 @@ CIFAR = {
     "teacher": 79.42, "student_hard": 73.09, "student_kd": 74.42,
     "student_simkd": 78.08, "student_simkd_f4": 77.88, "student_simkd_f8": 76.73,
 }  # fmt: skip
-SETTING = "resnet32x4 -> resnet8x4 on CIFAR-100, top-1 accuracy %, 240 epochs"
+# Not the CRD table's setting string (kdcore.presets_relation.SETTING): the authors ran every
+# method again, their student and KD above that table's 72.50 and 73.33, so SimKD's figures stay
+# out of the benchmark that plots that table's
+SETTING = (
+    "resnet32x4 -> resnet8x4 on CIFAR-100, top-1 accuracy %, 240 epochs, every method run again "
+    "by SimKD's authors"
+)
 CLAIM = (
     "Reusing the teacher's classifier for the student's inference and training only the "
     "student's encoder, through a projector, to match the teacher's last feature with a single "
@@ -114,7 +120,19 @@ SIMKD_PRESET = register(
         "on MNIST, the projector's 1 × 1, 3 × 3 and 1 × 1 convolutions linear maps on the last "
         "hidden layer, so only the ordering can be compared. The loss (one squared error, no "
         "cross-entropy, no KD) and the factors are the official code's, not tuned here, every "
-        "student's gradient clipped as in the other presets.",
+        "student's gradient clipped as in the other presets. In the shipped run (seed 0, the "
+        "long profile, made on an Intel Xeon) the teacher makes 137 test errors, the 30-30 "
+        "student 309 on hard labels, 226 by KD and 246 with SimKD at f = 2 (101,000 parameters "
+        "deployed), 264 at f = 4 (59,075) and 327 at f = 8 (42,127); the 110-110 student "
+        "(99,670) 172 on hard labels and 156 by KD. Over five seeds (the table under the run) "
+        "SimKD makes 257.6 at f = 2, 278.4 at 4 and 315.6 at 8, against hard labels' 285.0 and "
+        "KD's 232.0, ahead of KD at 0, 0 and 0 seeds of 5; the 110-110 student makes 177.2 on "
+        "hard labels and 151.0 by KD. The factors fall in the paper's order (f = 2 ahead of 4 "
+        "at 5 seeds of 5, 4 ahead of 8 at 4), and at f = 2 SimKD beats hard labels at every "
+        "seed, but not KD: by the last epoch it names the teacher's class on 98.3% of the test "
+        "images, KD's 30-30 student on 98.3%, so the teacher's classifier did not make it more "
+        "the teacher's than KD did; and the parameters its projector adds serve far better as "
+        "width in the student itself.",
         seed_pairs={
             "student_kd": "student_hard",
             "student_simkd": "student_kd",

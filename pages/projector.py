@@ -14,6 +14,8 @@ from app.feature_figures import (
 from app.lab_ui import describe, optional_queue
 from app.mgd_views import CODE as MGD_CODE
 from app.mgd_views import show_mgd
+from app.simkd_views import CODE as SIMKD_CODE
+from app.simkd_views import show_simkd
 from app.srrl_views import CODE as SRRL_CODE
 from app.srrl_views import show_srrl
 from kdcore.jobs import JobQueue
@@ -148,6 +150,8 @@ st.header("A projector that must fill in: masked generative distillation")
 show_mgd(queue)
 st.header("A projector graded by the teacher's classifier: SRRL")
 show_srrl(queue)
+st.header("A projector that hands the student the teacher's classifier: SimKD")
+show_simkd(queue)
 
 ui.see_also(("hidden-states", "a projector inside a transformer, layer by layer (TinyBERT)"))
-ui.show_code(FitNets, build_projector, whitened_flow, *MGD_CODE, *SRRL_CODE)
+ui.show_code(FitNets, build_projector, whitened_flow, *MGD_CODE, *SRRL_CODE, *SIMKD_CODE)

@@ -208,3 +208,35 @@ def test_the_preset_records_agreement_and_the_feature_gap_and_a_student_of_the_d
     for s in simkd:
         assert result["history"][s][-1]["extra"]["feature_gap"] == reuse["gap"][s][-1] >= 0
         assert set(result["history"][s][-1]["losses"]) == {"simkd", "total"}
+
+
+def test_a_lab_run_stores_the_student_and_what_it_answers_through_and_the_lab_offers_both(
+    tmp_path, monkeypatch, store_path
+):
+    from safetensors.torch import load_file
+
+    from kdcore.checkpoint import load_model
+    from kdcore.jobs import RunSpec, execute
+    from kdcore.store import Store
+    from tests.apptest import run_page
+
+    monkeypatch.setenv("KD_CACHE_DIR", str(tmp_path / "cache"))
+    store = Store(store_path)
+    spec = RunSpec.custom(device="cpu", method="simkd", teacher="mlp-100", student="mlp-30",
+                          per_class=10, teacher_epochs=1, epochs=1, baseline=False)  # fmt: skip
+    run_id, result = execute(store, spec)
+    assert result["status"] == "completed", result["message"]
+    summary = result["models"]["student_simkd"]
+    bare = sum(p.numel() for p in build_model("mlp-30").parameters())
+    assert summary["params"] > bare  # the deployed network: with the projector and the head
+    # the student's own weights load as the 30-30 net; its method's file holds the rest
+    net, _ = load_model(store.weights_path(run_id, "student_simkd"))
+    assert sum(p.numel() for p in net.parameters()) == bare
+    path = store.weights_path(run_id, "student_simkd").parent / "methods"
+    state = load_file(str(path / "student_simkd.safetensors"))
+    assert {k.split(".")[0] for k in state} == {"projector", "head"}
+    assert state["head.weight"].shape == (10, 100)  # the teacher's classifier
+    at = run_page("lab.py", 180, run=str(run_id))
+    assert not at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels.count("student_simkd") == 2  # its weights, and its method's modules

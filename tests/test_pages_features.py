@@ -106,11 +106,12 @@ def attention_result() -> dict:
 
 def test_projector_page_offers_a_run_and_draws_the_flow(no_shipped, store_path):
     at = _page("projector.py", ds="4", dt="6", steps="50")
-    # and MGD's and SRRL's sections'
-    assert [b.key for b in at.button] == ["run_now", "run_mgd", "run_srrl"]
+    # and MGD's, SRRL's and SimKD's sections'
+    assert [b.key for b in at.button] == ["run_now", "run_mgd", "run_srrl", "run_simkd"]
     assert "No completed projector-normalisation run" in at.info[0].value
-    assert "No completed mgd-mnist run" in at.info[-2].value
-    assert "No completed srrl-mnist run" in at.info[-1].value
+    assert "No completed mgd-mnist run" in at.info[-3].value
+    assert "No completed srrl-mnist run" in at.info[-2].value
+    assert "No completed simkd-mnist run" in at.info[-1].value
     assert at.number_input(key="epochs").value == 1
     flow = _spec(at, "flow")
     assert len(flow["data"]) == 1 + 4  # the distance and one line per σ of a (6, 4) map
@@ -288,9 +289,9 @@ def test_a_run_in_flight_is_polled_not_offered(store_path):
 def test_projector_page_shows_a_stored_run(store_path):
     run_id = _fake_run(Store(store_path), "projector-normalisation", projector_result())
     at = _page("projector.py", steps="20")
-    # no offer of the preset's own run; only MGD's and SRRL's sections', folded under their
-    # shipped runs
-    assert [b.key for b in at.button] == ["run_mgd", "run_srrl"]
+    # no offer of the preset's own run; only MGD's, SRRL's and SimKD's sections', folded under
+    # their shipped runs
+    assert [b.key for b in at.button] == ["run_mgd", "run_srrl", "run_simkd"]
     assert any(f"Run #{run_id}" in c.value for c in at.caption)
     assert len(_spec(at, "final")["data"]) == 2
     spectrum = _spec(at, "spectrum")
