@@ -35,7 +35,8 @@ PAPER_LINE = (
 def label(model: dict) -> str:
     """A student's name in the charts: its architecture and method, and a projector's factor."""
     m = model.get("method", "")
-    short = METHODS[m].short if m in METHODS else m
+    entry = METHODS.get(m)
+    short = m if entry is None else "hard labels" if entry.baseline else entry.short
     factor = model.get("method_params", {}).get("factor")
     return f"{model.get('arch', '')} · {short}" + (f" f = {factor}" if factor else "")
 
@@ -65,7 +66,7 @@ def size_figure(points: list[dict], teacher: dict | None) -> go.Figure:
     colours = model_colours([p["name"] for p in points])
     for p in points:
         fig.add_scatter(x=[p["params"]], y=[p["errors"]], mode="markers+text", name=p["label"],
-                        text=[str(p["errors"])], textposition="top center",
+                        text=[str(p["errors"])], textposition="middle right",
                         marker=dict(size=12, color=colours[p["name"]]),
                         hovertemplate=f"{p['label']}: %{{x:,}} parameters, %{{y}} errors"
                         "<extra></extra>")  # fmt: skip
@@ -81,14 +82,21 @@ def size_figure(points: list[dict], teacher: dict | None) -> go.Figure:
     if teacher:
         fig.add_hline(y=teacher["test_errors"], line=dict(color="#495057", dash="dash"),
                       annotation_text=f"teacher, {teacher['params']:,} parameters",
-                      annotation_position="top right")  # fmt: skip
+                      annotation_position="top left")  # fmt: skip
+    # room for the numbers right of the points, and above the highest
+    xs = [p["params"] for p in points]
+    ys = [p["errors"] for p in points] + ([teacher["test_errors"]] if teacher else [])
+    if xs:
+        fig.update_xaxes(range=[0.85 * min(xs), 1.1 * max(xs)])
+        fig.update_yaxes(range=[min(ys) - 0.08 * (max(ys) - min(ys)) - 5,
+                                max(ys) + 0.08 * (max(ys) - min(ys)) + 5])  # fmt: skip
     fig.update_xaxes(tickformat=",")
     return fig
 
 
 def agreement_figure(agreement: dict[str, list[float]], labels: dict[str, str]) -> go.Figure:
     """The share of test images on which each student names the teacher's class, per epoch."""
-    fig = _fig(xaxis_title="epoch", yaxis_title="names the teacher's class (%)", height=320,
+    fig = _fig(xaxis_title="epoch", yaxis_title="as the teacher (%)", height=320,
                legend=LEGEND_BELOW)  # fmt: skip
     colours = model_colours(list(agreement))
     for name, ys in agreement.items():

@@ -30,6 +30,7 @@ def test_labels_and_points_come_from_the_runs_records():
     models = load_references()[0]["simkd-mnist"].result["models"]
     assert label(models["student_simkd_f4"]) == "mlp-30 · SimKD f = 4"
     assert label(models["student_kd_wide"]) == "mlp-110 · KD"
+    assert label(models["student_hard"]) == "mlp-30 · hard labels"  # the registry's baseline
     points = size_points({"models": models})
     assert [p["name"] for p in points] == list(STUDENTS)  # the teacher is a line, not a point
     assert all(p["params"] == models[p["name"]]["params"] for p in points)
