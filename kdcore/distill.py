@@ -207,7 +207,7 @@ def distill(
     """
     if distiller is None:
         distiller = build_distiller(method, params, student, teacher, data)
-    student = distiller.deploy(student)  # what trains and is evaluated (SimKD: with more)
+    student = distiller.deploy(student)  # what trains and is evaluated: the student, or more
     entry = get_method(method)
     uses_teacher = entry.uses_teacher
     extras: dict[str, torch.Tensor] = {}

@@ -447,7 +447,7 @@ def train_student(
     distiller = build_distiller(method, p, model, teacher, data)
     if built is not None:
         built(distiller)
-    net = distiller.deploy(model)  # the student, or what its method deploys it with (SimKD)
+    net = distiller.deploy(model)  # the student, or the network its method deploys it in
     result = ctx.train(
         name,
         lambda cbs: distill(
