@@ -71,9 +71,10 @@ def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) 
     beside the recorded trace as a heatmap of log10 σ (steps down, σ index across)."""
     # Short titles (log₁₀ σ is the colour bar's title), room between the panels for the step
     # axis, a slim colour bar and the legend under the plot: the titles ran into each other on
-    # a phone, the step axis's title lay on the left panel, the legend covered the titles.
-    fig = subplots(1, 2, subplot_titles=("spectrum after<br>each epoch", "during training"),
-                   horizontal_spacing=0.18)  # fmt: skip
+    # a phone, the step axis's title lay on the left panel (even 0.18 of the width apart: the
+    # steps are named in the panel's title instead), the legend covered the titles.
+    fig = subplots(1, 2, subplot_titles=("spectrum after<br>each epoch", "during training<br>"
+                                         "(steps downwards)"), horizontal_spacing=0.18)  # fmt: skip
     colours = shades(len(epochs), VARIANT.get(variant, COLORS["teacher"]))
     for e, (values, colour) in enumerate(zip(epochs, colours, strict=True)):
         y = np.maximum(np.asarray(values, dtype=float), FLOOR)
@@ -88,7 +89,7 @@ def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) 
                        hovertemplate="step %{y}, σ%{x}: 10^%{z:.2f}<extra></extra>"),
             row=1, col=2,
         )  # fmt: skip
-        fig.update_yaxes(title_text="step", autorange="reversed", row=1, col=2)
+        fig.update_yaxes(autorange="reversed", row=1, col=2)
     floored = np.maximum(np.concatenate([np.ravel(e) for e in epochs]) if epochs else [1.0], FLOOR)
     fig.update_yaxes(type="log", title_text="σ", row=1, col=1, **decade_ticks(floored))
     fig.update_xaxes(title_text="σ index<br>(largest first)")  # one line each: they met
