@@ -16,7 +16,7 @@ import streamlit as st
 from app import lab_ui, ui
 from app.figures import LEGEND_BELOW, epoch_ticks
 from app.relation_figures import _fig, model_colours
-from kdcore.losses.simkd import ReusedClassifier, align, simkd_loss
+from kdcore.losses.simkd import ReusedClassifier, SimKD, simkd_loss
 from kdcore.methods import METHODS
 
 PRESET, METHOD = "simkd-mnist", "simkd"
@@ -147,4 +147,4 @@ def show_simkd(queue) -> None:
     )
 
 
-CODE = (simkd_loss, align, ReusedClassifier.forward_features)
+CODE = (simkd_loss, SimKD.teacher_targets, ReusedClassifier.forward_features)

@@ -240,3 +240,25 @@ def test_a_lab_run_stores_the_student_and_what_it_answers_through_and_the_lab_of
     assert not at.exception
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels.count("student_simkd") == 2  # its weights, and its method's modules
+
+
+def test_a_larger_student_map_is_pooled_to_the_teachers_as_the_official_code_does():
+    small = few_per_class(per=2)
+    torch.manual_seed(0)
+    shape = (1, 28, 28)
+    student, teacher = build_model("resnet8", 10, shape), build_model("resnet8", 10, shape)
+    layers = {"student_layer": "stage2", "teacher_layer": "stage3"}  # 14 × 14 against 7 × 7
+    d = build_distiller("simkd", layers, student, teacher, small)
+    assert d.size == (7, 7)
+    x = small.x_train[:4]
+    net = d.deploy(student).eval()
+    d.eval()
+    with torch.no_grad():
+        out, t_out = net.forward_features(x), teacher.forward_features(x)
+        targets = d.teacher_targets(t_out)
+        by_hand = d.projector(F.adaptive_avg_pool2d(student.forward_features(x).features[
+            "stage2"], (7, 7)))  # fmt: skip
+    assert torch.allclose(out.features[PROJECTED], by_hand, atol=1e-6)
+    assert torch.equal(targets["feat"], t_out.features["stage3"])  # already the smaller
+    loss = d(out, targets, type("B", (), {"y": small.y_train[:4]})())["simkd"]
+    assert loss.item() == pytest.approx(official(by_hand, t_out.features["stage3"]).item())

@@ -190,13 +190,18 @@ class SimKD(Distiller):
         return self
 
     def teacher_targets(self, out):
-        return {"logits": out.logits, "feat": out.features[self.params.teacher_layer]}
+        """The teacher's logits and its feature at the size the projector works at (a larger
+        map pooled once here, not at every step)."""
+        feat = out.features[self.params.teacher_layer]
+        if feat.dim() == 4 and tuple(feat.shape[-2:]) != self.size:
+            feat = F.adaptive_avg_pool2d(feat, self.size)
+        return {"logits": out.logits, "feat": feat}
 
     def forward(self, student, teacher, batch):
         if PROJECTED not in student.features:
             raise ValueError("SimKD trains the deployed network (SimKD.deploy), not the bare "
                              "student")  # fmt: skip
-        projected, target = align(student.features[PROJECTED], teacher["feat"])
+        projected, target = student.features[PROJECTED], teacher["feat"]  # one size: aligned
         with torch.no_grad():
             self._seen += len(batch.y)
             self.agree += (student.logits.argmax(1) == teacher["logits"].argmax(1)).sum()
