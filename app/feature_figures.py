@@ -74,7 +74,7 @@ def spectrum_figure(epochs: list[list[float]], trace: list[dict], variant: str) 
     # a phone, the step axis's title lay on the left panel (even 0.18 of the width apart: the
     # steps are named in the panel's title instead), the legend covered the titles.
     fig = subplots(1, 2, subplot_titles=("spectrum after<br>each epoch", "during training<br>"
-                                         "(steps downwards)"), horizontal_spacing=0.18)  # fmt: skip
+                                         "step by step"), horizontal_spacing=0.18)  # fmt: skip
     colours = shades(len(epochs), VARIANT.get(variant, COLORS["teacher"]))
     for e, (values, colour) in enumerate(zip(epochs, colours, strict=True)):
         y = np.maximum(np.asarray(values, dtype=float), FLOOR)
