@@ -51,7 +51,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Response-based",
         ":material/device_thermostat:",
         "temperature.py",
-        ("teacher", "src", "digit", "idx", "z", "T", "log", "eps", "ep_ctkd"),
+        ("teacher", "src", "digit", "idx", "z", "T", "log", "eps", "ep_ctkd", "ep_ttm"),
     ),
     PageInfo(
         "kd-loss",
@@ -429,6 +429,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "nkd-mnist": MapLink("dkd"),
     "wsld-mnist": MapLink("dkd"),
     "ctkd-mnist": MapLink("temperature"),
+    "ttm-mnist": MapLink("temperature"),
     "smooth-teacher": MapLink("label-smoothing"),
     "zero-shot-mnist": MapLink("zero-shot"),
     "consistent-teaching": MapLink("consistent-teaching"),

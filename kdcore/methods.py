@@ -32,6 +32,7 @@ from .losses import (
     similarity,
     simkd,
     srrl,
+    ttm,
     uskd,
     vid,
     wsld,
@@ -380,5 +381,14 @@ register(
         simkd.SimKD, abbreviation="SimKD",
         summary="The student's last feature, through a projector, pulled onto the teacher's by "
         "one squared error, and read at test time by the teacher's own frozen classifier.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "ttm", "Transformed teacher matching (TTM)", "response",
+        "Zheng & Yang 2024 (ICLR), arXiv:2402.11148", ttm.TTMParams,
+        lambda p, probe: ttm.TTM(p), abbreviation="TTM",
+        summary="The temperature on the teacher alone: the student's plain softmax matched to "
+        "the teacher's at T, which is KD plus a reward for the student's own Rényi entropy.",
     )
 )  # fmt: skip

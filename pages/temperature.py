@@ -12,6 +12,8 @@ from app.figures import targets_figure
 from app.lab_ui import optional_queue
 from app.own_digit import own_digit
 from app.seed_sweeps import show_sweep_at
+from app.ttm_views import CODE as TTM_CODE
+from app.ttm_views import show_ttm
 from kdcore import analysis
 from kdcore.losses import softmax_t
 
@@ -109,6 +111,10 @@ if not show_sweep_at("temperature-sweep", T, key="sweep_at_T"):
     st.caption("The shipped temperature sweep is not here to show.")
 st.markdown("[Open the sweep in the lab, or run it again](lab?preset=temperature-sweep)")
 
+queue = optional_queue()
 st.header("A temperature that learns: curriculum temperature")
-show_ctkd(optional_queue(), T)
-ui.show_code(softmax_t, analysis.temperature_sweep, analysis.label_smoothing_as_kd, *CTKD_CODE)
+show_ctkd(queue, T)
+st.header("The temperature on the teacher alone: TTM")
+show_ttm(queue, np.asarray(logits), np.asarray(student), T)
+ui.show_code(softmax_t, analysis.temperature_sweep, analysis.label_smoothing_as_kd, *CTKD_CODE,
+             *TTM_CODE)  # fmt: skip
