@@ -88,13 +88,17 @@ def entropy_figure(entropy: dict) -> go.Figure:
             fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=name,
                             line=dict(color=LINES[k % len(LINES)], width=2), hovertemplate=tip,
                             legendgroup=name, showlegend=row == 1, row=row, col=1)  # fmt: skip
-        for y, name, dash in (((entropy.get("teacher") or {}).get(key), "teacher", "dot"),
-                              (math.log(10), "uniform, log 10", "dash")):  # fmt: skip
+        teacher = entropy.get("teacher") or {}
+        target = teacher.get("target") if key == "shannon" else None
+        for y, name, dash, colour in (
+            (teacher.get(key), "teacher", "dot", COLORS["teacher"]),
+            (target, f"teacher at T = {1 / order:g}, TTM's target", "dashdot", COLORS["other"]),
+            (math.log(10), "uniform, log 10", "dash", COLORS["muted"]),
+        ):
             if y is not None:
                 fig.add_scatter(x=[1, epochs], y=[y, y], mode="lines", name=name, row=row, col=1,
-                                line=dict(color=COLORS["teacher"] if name == "teacher" else
-                                          COLORS["muted"], dash=dash, width=2),
-                                legendgroup=name, showlegend=row == 1)  # fmt: skip
+                                line=dict(color=colour, dash=dash, width=2), legendgroup=name,
+                                showlegend=row == 1)  # fmt: skip
     fig.update_yaxes(title_text="nats")
     fig.update_xaxes(title_text="epoch", row=2, col=1, **epoch_ticks(epochs))
     return _fig(fig, height=480, legend=LEGEND_BELOW)
@@ -143,11 +147,17 @@ def show_ttm(queue, teacher: np.ndarray, student: np.ndarray, T: float) -> None:
     if entropy and entropy.get("shannon"):
         ui.plot(entropy_figure(entropy), key="ttm_entropy")
         last = {n: ys[-1] for n, ys in entropy["shannon"].items() if ys}
+        teacher = entropy.get("teacher") or {}
+        said = f"; the teacher {teacher.get('shannon', float('nan')):.3f}"
+        if "target" in teacher:
+            said += f", at T = {1 / entropy.get('order', 0.1):g} {teacher['target']:.3f}"
         st.caption(
             "Each student's mean entropy over the 10,000 test images after every epoch. At the "
             "end, Shannon's: "
             + ", ".join(f"{n} {v:.3f}" for n, v in last.items())
-            + f"; the teacher {entropy['teacher'].get('shannon', float('nan')):.3f} nats."
+            + said
+            + f" nats (uniform: log 10 = {math.log(10):.3f}). TTM's student is drawn towards "
+            "the teacher's softmax at T, not its own: far less sure of the digit it names."
         )
 
 

@@ -37,8 +37,9 @@ WTTM_TOP1 = 76.06
 
 
 def run_ttm(cfg, ctx: RunContext) -> dict:
-    """The preset, with ``entropy`` = {"order": 1/T, "teacher": {"renyi", "shannon"}, "renyi":
-    {model: [per epoch]}, "shannon": {model: [per epoch]}}: means over the test images, nats."""
+    """The preset, with ``entropy`` = {"order": 1/T, "teacher": {"renyi", "shannon", "target"},
+    "renyi": {model: [per epoch]}, "shannon": {model: [per epoch]}}: means over the test images,
+    nats; the teacher's ``target`` is the Shannon entropy of its softmax at T, TTM's target."""
     from .presets_relation import _run
 
     order = 1.0 / float(cfg.params.get("T", TTM_T))
@@ -52,9 +53,10 @@ def run_ttm(cfg, ctx: RunContext) -> dict:
 
     def before(teacher: KDModel, data: Dataset) -> None:
         probe["x"] = data.x_test
-        ent["teacher"]["renyi"], ent["teacher"]["shannon"] = means(
-            predict_logits(teacher, data.x_test)
-        )
+        logits = predict_logits(teacher, data.x_test)
+        ent["teacher"]["renyi"], ent["teacher"]["shannon"] = means(logits)
+        # TTM's target, the teacher's softmax at T: the entropy a TTM student is pulled towards
+        ent["teacher"]["target"] = round(float(renyi_entropy(logits * order, 1.0).mean()), 5)
 
     def watch(name: str) -> Callable[[KDModel], dict]:
         ent["renyi"][name], ent["shannon"][name] = [], []
