@@ -294,7 +294,8 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
-        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), normalized KD "
+        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), transformed "
+        "teacher matching, TTM (Zheng 2024), normalized KD "
         "(Yang 2023), weighted soft labels, WSLD (Zhou 2021), "
         "DeiT distillation "
         "token (Touvron 2021), ensembles of teachers (Hinton 2015), teacher assistants "

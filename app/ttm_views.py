@@ -17,11 +17,12 @@ import streamlit as st
 import torch
 
 from app import lab_ui, ui
-from app.figures import COLORS, LEGEND_BELOW, epoch_ticks, subplots
-from app.relation_figures import _fig
+from app.figures import COLORS, LEGEND_BELOW, decade_ticks, epoch_ticks, subplots
+from app.relation_figures import _fig, model_colours
 from kdcore.losses.ttm import TTM, decomposition, power_sum, ttm_loss
 
 PRESET, METHOD = "ttm-mnist", "ttm"
+BINS = 60
 COST = (  # measured: 52 s for the long profile's 16 epochs on a 2-core CPU, the teacher cached
     "One epoch trains a 300-300 teacher (cached afterwards, shared with the other relation "
     "presets) and five 30-30 students: about 10 s on a quiet 2-core CPU, up to two minutes on "
@@ -31,8 +32,6 @@ PAPER_LINE = (
     "Paper (CIFAR-100, resnet32x4 → resnet8x4): KD 73.33%, TTM 76.17%, weighted TTM 76.06% "
     "(Zheng & Yang 2024, official README)."
 )
-# the run's students in its order: hard labels, KD, then the method's
-LINES = [COLORS["uniform"], COLORS["kd"], COLORS["student"], "#2f9e44", "#862e9c", "#c2255c"]
 
 
 def softmax(z: np.ndarray, T: float) -> np.ndarray:
@@ -63,14 +62,23 @@ def test_weights(T: float) -> np.ndarray:
 
 
 def weights_figure(weights: np.ndarray, marked: float, T: float) -> go.Figure:
-    """The test images' WTTM weights, the chosen image's dotted, the two ends dashed."""
-    fig = _fig(xaxis_title=f"weight Σ p^(1/T) at T = {T:g}", yaxis_title="images", height=300,
-               legend=LEGEND_BELOW)  # fmt: skip
-    fig.add_histogram(x=weights, nbinsx=60, marker_color=COLORS["teacher"], name="test images",
-                      hovertemplate="weight %{x}: %{y}<extra></extra>")  # fmt: skip
-    fig.add_vline(x=marked, line=dict(color=COLORS["student"], width=2, dash="dot"))
-    for x in (1.0, 10 ** (1 - 1 / T)) if T >= 1 else ():
-        fig.add_vline(x=x, line=dict(color=COLORS["uniform"], width=1, dash="dash"))
+    """How many test images get each WTTM weight (60 bins from 1 to 10^(1 − 1/T), its two ends,
+    for T ≥ 1; the weights' own range below), the page's image marked."""
+    lo, hi = (1.0, 10 ** (1 - 1 / T)) if T >= 1 else (float(weights.min()), float(weights.max()))
+    hi = max(hi, lo + 0.1)  # at T = 1 every weight is 1: one bar, not sixty of no width
+    fig = _fig(xaxis_title=f"weight Σ p^(1/T) at T = {T:g}", yaxis_title="test images",
+               height=300, showlegend=False, bargap=0.05)  # fmt: skip
+    counts, edges = np.histogram(weights, bins=BINS, range=(lo, hi))
+    fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=(hi - lo) / BINS,
+                marker_color=COLORS["teacher"],
+                hovertemplate="weight %{x:.3f}: %{y} images<extra></extra>")  # fmt: skip
+    ticks = decade_ticks(counts)
+    if ticks:  # counts over two decades or more; closer, Plotly's minor log labels collide
+        fig.update_yaxes(type="log", **ticks)
+    side = "bottom left" if marked > (lo + hi) / 2 else "bottom right"  # inside the chart
+    fig.add_vline(x=marked, line=dict(color=COLORS["student"], width=3),
+                  annotation_text="this image", annotation_position=side)  # fmt: skip
+    fig.update_xaxes(range=[lo, hi])
     return fig
 
 
@@ -81,12 +89,14 @@ def entropy_figure(entropy: dict) -> go.Figure:
     fig = subplots(2, 1, shared_xaxes=True, vertical_spacing=0.1,
                    subplot_titles=("Shannon H(p)", f"Rényi H of order {order:g}"))  # fmt: skip
     epochs = 1
+    # each student in the colour the run's accuracy curves give it
+    colours = model_colours(list(entropy.get("shannon") or {}))
     for row, key in ((1, "shannon"), (2, "renyi")):
-        for k, (name, ys) in enumerate((entropy.get(key) or {}).items()):
+        for name, ys in (entropy.get(key) or {}).items():
             epochs = max(epochs, len(ys))
             tip = f"{name}, epoch %{{x}}: %{{y:.3f}} nats<extra></extra>"
             fig.add_scatter(x=list(range(1, len(ys) + 1)), y=ys, mode="lines+markers", name=name,
-                            line=dict(color=LINES[k % len(LINES)], width=2), hovertemplate=tip,
+                            line=dict(color=colours.get(name), width=2), hovertemplate=tip,
                             legendgroup=name, showlegend=row == 1, row=row, col=1)  # fmt: skip
         teacher = entropy.get("teacher") or {}
         target = teacher.get("target") if key == "shannon" else None
@@ -126,13 +136,13 @@ def show_ttm(queue, teacher: np.ndarray, student: np.ndarray, T: float) -> None:
         col.metric(label, f"{value:.4f}".replace("-0.0000", "0.0000"))
     st.caption(
         f"This image at T = {T:g}: the student's Rényi entropy of order 1/T is "
-        f"{d['renyi']:.4f} nats (at most log 10 = {math.log(10):.4f}); TTM on its own: "
-        f"{float(ttm_loss(s, t, T)):.4f}. WTTM weighs this image {w:.3f}."
+        f"{d['renyi']:.4f} nats (at most log 10 = {math.log(10):.4f}); KD's own loss, T²·KL, is "
+        f"T times its part: {T * d['kd']:.4f}. WTTM weighs this image {w:.3f}."
     )
     st.latex(  # in short lines: whole, a phone shrinks it below reading size
         r"\begin{gathered}\tilde p_t = \mathrm{softmax}(v/T) = p_t^{1/T} \big/ "
         r"\textstyle\sum_j p_{t,j}^{1/T}\\ \mathcal L_{TTM} = \mathrm{KL}(\tilde p_t\,\|\,p_s)"
-        r"\\ = T\,\mathrm{KL}\big(\tilde p_t\,\|\,\mathrm{softmax}(z/T)\big) - (T-1)\,"
+        r"\\ = T\,\mathrm{KL}\big(\tilde p_t\,\|\,\mathrm{softmax}(z/T)\big)\\ - (T-1)\,"
         r"H_{1/T}(p_s) + (T-1)\,H(\tilde p_t)\\ \mathcal L_{WTTM} = "
         r"\textstyle\sum_j p_{t,j}^{1/T}\cdot \mathcal L_{TTM}\end{gathered}"
     )

@@ -84,7 +84,22 @@ TTM_PRESET = method_preset(
     "README's table",
     top1=76.17,
     claim=CLAIM,
-    differences="",
+    differences="The paper distils a resnet32x4 into a resnet8x4 on CIFAR-100 for 240 epochs; "
+    "this is a 300-300 MLP teacher and a 30-30 MLP student on MNIST for 16 epochs, so only the "
+    "ordering of hard labels, KD and TTM can be compared. T = 10 and β = 45 beside the "
+    "cross-entropy are the official README's command (vgg13 → vgg8), not tuned here; the "
+    "paper lists its values for each pair in an appendix not quoted here. Weighted TTM keeps "
+    "them, and T = 4, KD's, is ours; plain KD keeps T = 4, α = 0.9. In the shipped run (seed "
+    "0, the long profile, made on an Intel Xeon) the teacher makes 137 test errors, the "
+    "student 309 on hard labels, 226 by KD, 283 by TTM, 268 by weighted TTM and 274 by TTM at "
+    "T = 4; over five seeds (the table under the run) TTM makes 287.6 against hard labels' "
+    "285.0 and KD's 232.0, weighted TTM 285.8 and TTM at T = 4 262.0: TTM ahead of hard "
+    "labels at 2 seeds of 5 and of KD at 0. The paper's direction does not hold here, and the "
+    "run's records show what TTM asked: the student's plain softmax is pulled onto the "
+    "teacher's at T = 10, which for this teacher is almost flat (a mean entropy of 2.085 nats "
+    "on the test images, where ten equal classes give 2.303), and the TTM student gets there: "
+    "its own mean entropy ends at 2.07 nats against KD's 0.062. Its Rényi reward is the "
+    "paper's regulariser taken far; at T = 4 it is milder, and the student better.",
     seed_pairs={
         "student_kd": "student_hard",
         "student_ttm": "student_kd",

@@ -90,8 +90,9 @@ def feature_and_mode_charts():
 
 
 def stored_run_charts():
-    """The speculative, DeiT, label-smoothing and DIST stored-run charts, legends under the
-    plot (stand-in numbers: only the layout is under test here)."""
+    """The speculative, DeiT, label-smoothing, DIST and TTM stored-run charts, legends under the
+    plot (stand-in numbers: only the layout is under test here; TTM's entropies the shipped
+    run's)."""
     from app import deit_figures as df
     from app import spec_figures as sf
     from kdcore.presets_spec import DRAFTS
@@ -116,7 +117,20 @@ def stored_run_charts():
     epochs = [{"epoch": e, "test_accuracy": 0.9, "extra": {"kl_train": 0.01, "kl_test": 0.2}}
               for e in range(1, 801)]  # fmt: skip
     history = dict.fromkeys(cf.LABELS, epochs)
+    import numpy as np
+
+    from app import ttm_views as tv
+    from app.reference_ui import references
+
+    entropy = references()[0]["ttm-mnist"].result["entropy"]  # the shipped run's, as drawn
+    z = np.array([-4.7, 2.8, 16.4, 4.7, -4.2, -5.3, -5.5, 3.8, -0.9, -5.2])
+    rng = np.random.default_rng(0)
     return {
+        "ttm targets": tv.targets_figure(z, 0.3 * z, 12.5),
+        "ttm weights": tv.weights_figure(1 + 6 * rng.random(10_000), 3.3, 50.0),
+        "ttm weights, a log axis": tv.weights_figure(1 + 6 * rng.random(10_000) ** 9, 3.3, 50.0),
+        "ttm weights at T = 1": tv.weights_figure(np.ones(100), 1.0, 1.0),
+        "ttm entropy": tv.entropy_figure(entropy),
         "consistent errors": cf.errors_figure(history, list(cf.LABELS)),
         "consistent fidelity": cf.fidelity_figure(history, list(cf.LABELS)[1:]),
         "label smoothing students": students_figure(points, 9999, 2.5),
@@ -191,7 +205,8 @@ PHONE_WIDTHS = (358, 328, 820)
 
 # the stored-run charts drawn at a phone's width too (two panels, long axis titles)
 STORED_ON_PHONE = ("label smoothing students", "dist from stronger teachers", "consistent errors",
-                   "consistent fidelity")  # fmt: skip
+                   "consistent fidelity", "ttm targets", "ttm weights", "ttm weights, a log axis",
+                   "ttm entropy")  # fmt: skip
 
 
 def phone_charts():

@@ -219,13 +219,15 @@ def test_the_readme_counts_the_comparisons_shipped(every):
         "WSLD, ICKD and NST against hard labels" in (readme)
     )
     assert against == {"RKD", "CRD", "DKD", "AB", "FITNETS", "FT", "CTKD", "WSLD", "ICKD",
-                       "ICKD_KD", "NST", "SIMKD", "SIMKD_F4", "SIMKD_F8"}  # fmt: skip
-    # CTKD's paper compares it with KD, not hard labels; ICKD with KD and SimKD are set against
-    # KD here
+                       "ICKD_KD", "NST", "SIMKD", "SIMKD_F4", "SIMKD_F8", "TTM",
+                       "TTM_WEIGHTED"}  # fmt: skip
+    # CTKD's paper compares it with KD, not hard labels; ICKD with KD, SimKD and TTM are set
+    # against KD here
     for model in ("student_ctkd", "student_ickd_kd", "student_simkd", "student_simkd_f4",
-                  "student_simkd_f8"):  # fmt: skip
+                  "student_simkd_f8", "student_ttm", "student_ttm_weighted"):  # fmt: skip
         assert [c.baseline for c in told if c.model == model] == ["student_kd"]
-    assert "nor for CTKD, ICKD with KD and SimKD (at f = 2, 4 and 8) against KD." in readme
+    assert ("nor for CTKD, ICKD with KD, SimKD (at f = 2, 4 and 8) and TTM (and weighted TTM) "
+            "against KD.") in readme  # fmt: skip
 
 
 def test_without_shipped_runs_the_page_says_so_in_one_line(tmp_path, monkeypatch):

@@ -270,7 +270,7 @@ def test_the_long_profile_is_the_default_at_sixteen_epochs():
     from kdcore.runner import resolve
 
     long = [name for name, p in PRESETS.items() if "long" in p.profiles]
-    assert len(long) == 30
+    assert len(long) == 31
     assert {"dkd-mnist", "dist-mnist", "teacher-assistant", "smooth-teacher",
             "dist-stronger"} <= set(long)  # fmt: skip
     for name in long:
