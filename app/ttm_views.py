@@ -147,9 +147,9 @@ def show_ttm(queue, teacher: np.ndarray, student: np.ndarray, T: float) -> None:
         r"\textstyle\sum_j p_{t,j}^{1/T}\cdot \mathcal L_{TTM}\end{gathered}"
     )
     ui.prose(
-        "Weighted TTM multiplies each image's term by that normaliser, Σ p^(1/T): 1 where the "
-        "teacher is certain, up to 10^(1 − 1/T) where it is torn, so the images it hesitates "
-        "on weigh more. The demo teacher's weights over the test set at your T:"
+        "Weighted TTM multiplies each image's term by that normaliser, Σ p^(1/T): above T = 1, "
+        "1 where the teacher is certain, up to 10^(1 − 1/T) where it is torn, so the images it "
+        "hesitates on weigh more. The demo teacher's weights over the test set at your T:"
     )
     ui.plot(weights_figure(test_weights(T), w, T), key="ttm_weights")
     run = lab_ui.stored_students(queue, PRESET, METHOD, COST, ("ep_ttm", "run_ttm"), PAPER_LINE)
@@ -157,10 +157,10 @@ def show_ttm(queue, teacher: np.ndarray, student: np.ndarray, T: float) -> None:
     if entropy and entropy.get("shannon"):
         ui.plot(entropy_figure(entropy), key="ttm_entropy")
         last = {n: ys[-1] for n, ys in entropy["shannon"].items() if ys}
-        teacher = entropy.get("teacher") or {}
-        said = f"; the teacher {teacher.get('shannon', float('nan')):.3f}"
-        if "target" in teacher:
-            said += f", at T = {1 / entropy.get('order', 0.1):g} {teacher['target']:.3f}"
+        held = entropy.get("teacher") or {}  # the run's teacher's entropies
+        said = f"; the teacher {held.get('shannon', float('nan')):.3f}"
+        if "target" in held:
+            said += f", at T = {1 / entropy.get('order', 0.1):g} {held['target']:.3f}"
         st.caption(
             "Each student's mean entropy over the 10,000 test images after every epoch. At the "
             "end, Shannon's: "

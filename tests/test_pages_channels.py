@@ -15,6 +15,7 @@ from kdcore.data import load_mnist
 from kdcore.losses.ickd import icc_matrix
 from kdcore.reference import load_references
 from tests.apptest import chart, plotly_array, run_page
+from tests.seed_study import shipped_study
 
 TIMEOUT = 180
 STUDENTS = ("student_hard", "student_kd", "student_ickd", "student_ickd_kd", "student_nst")
@@ -98,23 +99,14 @@ def test_the_order_puts_blocks_together(n):
 
 
 def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run_and_five_seeds():
-    import statistics
     from pathlib import Path
 
     from app import lesson
     from kdcore.presets import PRESETS
-    from kdcore.reference import load_seed_study
 
-    ref = _shipped()
-    e = {m: r["test_errors"] for m, r in ref.result["models"].items()}
-    rows = load_seed_study(ref)
-    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
-    assert rows[0]["errors"] == e  # seed 0 is the shipped run again
-    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in e}
-    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in e}
-
-    def wins(m: str, over: str = "student_hard") -> int:
-        return sum(r["errors"][m] < r["errors"][over] for r in rows)
+    study = shipped_study("ickd-mnist")
+    ref, e, mean, sd, wins = study.ref, study.errors, study.mean, study.sd, study.wins
+    assert study.rows[0]["errors"] == e  # seed 0 is the shipped run again
 
     spectra, gap = ref.result["channel_spectrum"], ref.result["channel_matrices"]["gap"]
     rank = {m: v[-1]["rank"] for m, v in spectra["students"].items()}

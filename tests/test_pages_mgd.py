@@ -6,7 +6,6 @@ README quote the shipped run and its five seeds."""
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,9 @@ import torch
 
 from kdcore.losses.mgd import mgd_mask
 from kdcore.presets import PRESETS
-from kdcore.reference import load_references, load_seed_study
+from kdcore.reference import load_references
 from tests.apptest import plotly_array, run_page
+from tests.seed_study import shipped_study
 
 TIMEOUT = 180
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,15 +57,8 @@ def test_the_masks_are_the_methods_draw_and_the_errors_the_runs_records(store_pa
 
 
 def test_the_preset_and_the_readme_quote_the_shipped_run_and_five_seeds():
-    ref = load_references()[0]["mgd-mnist"]
-    errors = {m: r["test_errors"] for m, r in ref.result["models"].items()}
-    rows = load_seed_study(ref)
-    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
-    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in errors}
-    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in errors}
-
-    def wins(m: str, over: str = "student_hard") -> int:
-        return sum(r["errors"][m] < r["errors"][over] for r in rows)
+    study = shipped_study("mgd-mnist")
+    ref, errors, mean, sd, wins = study.ref, study.errors, study.mean, study.sd, study.wins
 
     rec = {m: [e["extra"]["reconstruction"] for e in ref.result["history"][m]]
            for m in ("student_mgd", "student_mgd_pixels")}  # fmt: skip

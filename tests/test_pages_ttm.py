@@ -7,7 +7,6 @@ README and the lesson quote the shipped run and its five seeds."""
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ import torch
 
 from kdcore.losses.ttm import decomposition, power_sum
 from kdcore.presets import PRESETS
-from kdcore.reference import load_references, load_seed_study
+from kdcore.reference import load_references
 from tests.apptest import plotly_array, run_page
+from tests.seed_study import shipped_study
 
 TIMEOUT = 120  # the first run loads MNIST and the demo models
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,15 +82,8 @@ def test_the_shipped_run_draws_each_students_entropy_as_recorded(store_path):
 
 
 def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run_and_five_seeds():
-    ref = load_references()[0]["ttm-mnist"]
-    e = {m: r["test_errors"] for m, r in ref.result["models"].items()}
-    rows = load_seed_study(ref)
-    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
-    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in e}
-    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in e}
-
-    def wins(m: str, over: str = "student_hard") -> int:
-        return sum(r["errors"][m] < r["errors"][over] for r in rows)
+    study = shipped_study("ttm-mnist")
+    ref, e, mean, sd, wins = study.ref, study.errors, study.mean, study.sd, study.wins
 
     ent = ref.result["entropy"]["shannon"]
     text = " ".join(PRESETS["ttm-mnist"].differences.split())

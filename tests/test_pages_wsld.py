@@ -6,7 +6,6 @@ the preset's text, the README and the lesson quote the shipped run and its five 
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,9 @@ import torch.nn.functional as F
 
 from kdcore.losses.wsld import sample_weights
 from kdcore.presets import PRESETS
-from kdcore.reference import load_references, load_seed_study
+from kdcore.reference import load_references
 from tests.apptest import plotly_array, run_page
+from tests.seed_study import shipped_study
 
 TIMEOUT = 120  # the first run loads MNIST and the demo models
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,15 +51,8 @@ def test_the_section_draws_the_demo_models_weights_for_the_pages_image(no_shippe
 
 
 def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run_and_five_seeds():
-    ref = load_references()[0]["wsld-mnist"]
-    e = {m: r["test_errors"] for m, r in ref.result["models"].items()}
-    rows = load_seed_study(ref)
-    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
-    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in e}
-    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in e}
-
-    def wins(m: str, over: str = "student_hard") -> int:
-        return sum(r["errors"][m] < r["errors"][over] for r in rows)
+    study = shipped_study("wsld-mnist")
+    ref, e, mean, sd, wins = study.ref, study.errors, study.mean, study.sd, study.wins
 
     text = " ".join(PRESETS["wsld-mnist"].differences.split())
     assert (f"the teacher makes {e['teacher']} test errors, the student {e['student_hard']} on "
