@@ -6,15 +6,15 @@ README and the lesson step quote the shipped run and its five seeds."""
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import pytest
 
 from app.simkd_views import label, size_points
 from kdcore.presets import PRESETS
-from kdcore.reference import load_references, load_seed_study
+from kdcore.reference import load_references
 from tests.apptest import plotly_array, run_page
+from tests.seed_study import shipped_study
 
 TIMEOUT = 180
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,16 +75,9 @@ def test_with_no_run_the_section_offers_one(no_shipped, store_path):
 
 
 def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run_and_five_seeds():
-    ref = load_references()[0]["simkd-mnist"]
-    e = {m: r["test_errors"] for m, r in ref.result["models"].items()}
+    study = shipped_study("simkd-mnist")
+    ref, e, mean, sd, wins = study.ref, study.errors, study.mean, study.sd, study.wins
     p = {m: r["params"] for m, r in ref.result["models"].items()}
-    rows = load_seed_study(ref)
-    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
-    mean = {m: statistics.mean(r["errors"][m] for r in rows) for m in e}
-    sd = {m: statistics.stdev(r["errors"][m] for r in rows) for m in e}
-
-    def wins(m: str, over: str) -> int:
-        return sum(r["errors"][m] < r["errors"][over] for r in rows)
 
     agree = {m: 100 * v[-1] for m, v in ref.result["reuse"]["agreement"].items()}
     text = " ".join(PRESETS["simkd-mnist"].differences.split())
