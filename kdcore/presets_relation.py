@@ -282,6 +282,7 @@ def method_preset(
     params: dict[str, Any] | None = None,
     runner: Callable[[Any, RunContext], dict] | None = None,
     top1_student: str = "",
+    setting: str = SETTING,
 ) -> Preset:
     """A preset of one more method on the relation presets' models (:func:`_run`: the shared
     300-300 teacher, then the 30-30 student on hard labels, with KD and with ``method``; then,
@@ -291,7 +292,9 @@ def method_preset(
     overrides for every one of its students (its layers), where ``config`` is not given.
     ``runner``: one that records more than the students (it calls :func:`_run` itself).
     ``top1_student``: the student trained as the table's own runs were, where that is not
-    ``student_<method>`` (CC: the benchmark ran another loss under the paper's name)."""
+    ``student_<method>`` (CC: the benchmark ran another loss under the paper's name).
+    ``setting``: where the figures are another table's than the CRD benchmark's, its name (such
+    a preset stays out of the benchmark's chart)."""
 
     def run(cfg, ctx: RunContext) -> dict:
         return _run(name, method, cfg, ctx, more=more(cfg) if more else ())
@@ -299,7 +302,7 @@ def method_preset(
     return register(
         Preset(
             name=name, title=title, summary=summary, source=source,
-            paper={"test_errors": {}, "setting": SETTING, "claims": [claim],
+            paper={"test_errors": {}, "setting": setting, "claims": [claim],
                    "cifar100_top1": {**_CIFAR, top1_student or f"student_{method}": top1}},
             config=config or RelationConfig(params=dict(params or {})), runner=runner or run,
             differences=differences, seed_pairs=seed_pairs or {},
