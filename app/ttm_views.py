@@ -23,7 +23,7 @@ from kdcore.losses.ttm import TTM, decomposition, power_sum, ttm_loss
 
 PRESET, METHOD = "ttm-mnist", "ttm"
 BINS = 60
-COST = (  # measured: 52 s for the long profile's 16 epochs on a 2-core CPU, the teacher cached
+COST = (  # measured: 49 to 51 s for the long profile's 16 epochs on a 2-core CPU, the teacher cached
     "One epoch trains a 300-300 teacher (cached afterwards, shared with the other relation "
     "presets) and five 30-30 students: about 10 s on a quiet 2-core CPU, up to two minutes on "
     "a busy one."
