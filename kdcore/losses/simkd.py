@@ -40,14 +40,20 @@ from ..models import KDModel, ModelOutput
 PROJECTED = "projected"  # the deployed network's feature: the student's, through the projector
 
 
+def at_size(feature: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """A map average-pooled to the spatial ``size`` (H, W) (the official code's pooling of the
+    larger map); a vector, or a map of that size already, unchanged."""
+    if feature.dim() != 4 or tuple(feature.shape[-2:]) == tuple(size):
+        return feature
+    return F.adaptive_avg_pool2d(feature, size)
+
+
 def align(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The two maps at one spatial size: the larger average-pooled to the smaller (the official
     ``SimKD.forward``); vectors, and maps of one size, unchanged. (B, C, H, W) or (B, C) each."""
-    if student.dim() != 4 or student.shape[-2:] == teacher.shape[-2:]:
-        return student, teacher
-    if student.shape[-1] > teacher.shape[-1]:
-        return F.adaptive_avg_pool2d(student, teacher.shape[-2:]), teacher
-    return student, F.adaptive_avg_pool2d(teacher, student.shape[-2:])
+    if student.dim() == 4 and student.shape[-1] > teacher.shape[-1]:
+        return at_size(student, teacher.shape[-2:]), teacher
+    return student, at_size(teacher, student.shape[-2:]) if student.dim() == 4 else teacher
 
 
 def simkd_loss(projected: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -105,10 +111,7 @@ class ReusedClassifier(KDModel):
 
     def forward_features(self, x: torch.Tensor) -> ModelOutput:
         out = self.student.forward_features(x)
-        f = out.features[self.layer]
-        if f.dim() == 4 and tuple(f.shape[-2:]) != self.size:
-            f = F.adaptive_avg_pool2d(f, self.size)
-        projected = self.projector(f)
+        projected = self.projector(at_size(out.features[self.layer], self.size))
         return ModelOutput(
             reused_logits(self.head, projected), {**out.features, PROJECTED: projected}
         )
@@ -192,10 +195,8 @@ class SimKD(Distiller):
     def teacher_targets(self, out):
         """The teacher's logits and its feature at the size the projector works at (a larger
         map pooled once here, not at every step)."""
-        feat = out.features[self.params.teacher_layer]
-        if feat.dim() == 4 and tuple(feat.shape[-2:]) != self.size:
-            feat = F.adaptive_avg_pool2d(feat, self.size)
-        return {"logits": out.logits, "feat": feat}
+        return {"logits": out.logits, "feat": at_size(out.features[self.params.teacher_layer],
+                                                      self.size)}  # fmt: skip
 
     def forward(self, student, teacher, batch):
         if PROJECTED not in student.features:
