@@ -19,11 +19,12 @@ import torch
 from app import lab_ui, ui
 from app.figures import COLORS, LEGEND_BELOW, decade_ticks, epoch_ticks, subplots
 from app.relation_figures import _fig, model_colours
+from kdcore.losses import softmax_t
 from kdcore.losses.ttm import TTM, decomposition, power_sum, ttm_loss
 
 PRESET, METHOD = "ttm-mnist", "ttm"
 BINS = 60
-COST = (  # measured: 49 to 51 s for the long profile's 16 epochs on a 2-core CPU, the teacher cached
+COST = (  # measured: 49 to 51 s for the long profile (16 epochs), 2-core CPU, teacher cached
     "One epoch trains a 300-300 teacher (cached afterwards, shared with the other relation "
     "presets) and five 30-30 students: about 10 s on a quiet 2-core CPU, up to two minutes on "
     "a busy one."
@@ -35,7 +36,8 @@ PAPER_LINE = (
 
 
 def softmax(z: np.ndarray, T: float) -> np.ndarray:
-    return torch.softmax(torch.as_tensor(z, dtype=torch.float64) / T, -1).numpy()
+    """:func:`kdcore.losses.softmax_t` of one row of logits, in float64."""
+    return softmax_t(torch.as_tensor(z, dtype=torch.float64), T).numpy()
 
 
 def targets_figure(teacher: np.ndarray, student: np.ndarray, T: float) -> go.Figure:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from .data import Dataset
 from .losses.ttm import TTM_T, renyi_entropy
 from .models import KDModel
-from .presets_relation import method_preset
+from .presets_relation import _run, method_preset
 from .runner import RunContext
 from .train import predict_logits
 
@@ -46,8 +46,6 @@ def run_ttm(cfg, ctx: RunContext) -> dict:
     """The preset, with ``entropy`` = {"order": 1/T, "teacher": {"renyi", "shannon", "target"},
     "renyi": {model: [per epoch]}, "shannon": {model: [per epoch]}}: means over the test images,
     nats; the teacher's ``target`` is the Shannon entropy of its softmax at T, TTM's target."""
-    from .presets_relation import _run
-
     order = 1.0 / float(cfg.params.get("T", TTM_T))
     ent: dict = {"order": order, "teacher": {}, "renyi": {}, "shannon": {}}
     ctx.extra["entropy"] = ent  # kept by a cancelled run too
