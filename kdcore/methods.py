@@ -10,6 +10,7 @@ from __future__ import annotations
 from .losses import (
     ab,
     attention,
+    cat,
     cc,
     crd,
     ctkd,
@@ -390,5 +391,15 @@ register(
         lambda p, probe: ttm.TTM(p), abbreviation="TTM",
         summary="The temperature on the teacher alone: the student's plain softmax matched to "
         "the teacher's at T, which is KD plus a reward for the student's own Rényi entropy.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "cat", "Class attention transfer (CAT-KD)", "feature",
+        "Guo, Yan, Li & Lin 2023 (CVPR), arXiv:2304.12777", cat.CATParams, cat.CAT,
+        abbreviation="CAT-KD",
+        summary="Where the teacher sees each class: its class activation maps (the head read at "
+        "every position of the last map, each map's mean a logit), pooled to 2 × 2 and matched "
+        "by squared error.",
     )
 )  # fmt: skip

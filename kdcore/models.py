@@ -32,6 +32,14 @@ class ModelOutput:
     features: dict[str, torch.Tensor]  # name -> (B, ...) in forward order; "embedding" is (B, D)
 
 
+def class_activation_maps(feat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    r"""The class activation maps (Zhou et al. 2016) of a linear head's weights (K, C) read at
+    every position of a map (B, C, H, W): :math:`M_k(h, w) = w_k^\top F(h, w)`, (B, K, H, W).
+    Each map's mean is the head applied to the pooled map less its bias: the logit up to a
+    constant per class."""
+    return F.conv2d(feat, weight[:, :, None, None])
+
+
 class KDModel(nn.Module):
     """Base class: subclasses implement ``forward_features``; ``forward`` returns the logits."""
 
@@ -136,7 +144,11 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(KDModel):
-    """CIFAR ResNet (He et al. 2016, §4.2): depth = 6n + 2, stage widths (16, 32, 64) x width."""
+    """CIFAR ResNet (He et al. 2016, §4.2): depth = 6n + 2, stage widths (16, 32, 64) x width.
+    Its features: the stem, each stage's output before its last ReLU (``stage<i>_pre``) and
+    after it (``stage<i>``), the class activation maps (``cam``, (K, H, W): the head's weights
+    applied at each position of ``stage3``, each map's mean its class's logit less the head's
+    bias) and the pooled ``embedding``."""
 
     def __init__(
         self, depth: int = 20, width: int = 1, num_classes: int = 10, in_channels: int = 3
@@ -172,6 +184,11 @@ class ResNet(KDModel):
             h = F.relu(pre)
             # pre-activations as the MLPs': ReviewKD's (and OFD's) teacher targets
             feats[f"stage{i + 1}_pre"], feats[f"stage{i + 1}"] = pre, h
+        # The class activation maps (Zhou et al. 2016): the head's weights at every position of
+        # the last stage, (B, K, H, W). The head is linear and pooling an average, so each map's
+        # mean is its class's logit less the head's bias: what CAT-KD transfers (Guo et al. 2023;
+        # its official code copies the teacher's weights, not its bias, into a 1 x 1 conv).
+        feats["cam"] = class_activation_maps(h, self.head.weight)
         emb = F.adaptive_avg_pool2d(h, 1).flatten(1)  # (B, 64w)
         feats["embedding"] = emb
         return ModelOutput(self.head(emb), feats)

@@ -775,3 +775,4 @@ from . import presets_wsld  # noqa: E402, F401
 from . import presets_ickd  # noqa: E402, F401
 from . import presets_simkd  # noqa: E402, F401
 from . import presets_ttm  # noqa: E402, F401
+from . import presets_cat  # noqa: E402, F401

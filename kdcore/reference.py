@@ -55,6 +55,8 @@ SHIPPED_WEIGHTS = {
     "zero-shot-mnist": ("teacher",),
     # the channels page draws its ResNet teacher's last-stage channels on any test image
     "ickd-mnist": ("teacher",),
+    # the class-maps page draws its ResNet teacher's class activation maps on any test image
+    "cat-mnist": ("teacher",),
 }
 
 

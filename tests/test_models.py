@@ -33,7 +33,7 @@ def test_the_table_is_what_the_tests_know():
     assert set(MODELS) == set(MLP_WIDTHS) | set(RESNETS) | {"cnn", "cnn-8"}
 
 
-def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict:
+def expected_features(name: str, b: int, in_shape: tuple[int, int, int], k: int = 10) -> dict:
     _, h, w = in_shape
     if name in MLP_WIDTHS:
         w1, w2 = MLP_WIDTHS[name]
@@ -53,6 +53,7 @@ def expected_features(name: str, b: int, in_shape: tuple[int, int, int]) -> dict
         "stage2": (b, 32 * m, h // 2, w // 2),
         "stage3_pre": (b, 64 * m, h // 4, w // 4),
         "stage3": (b, 64 * m, h // 4, w // 4),
+        "cam": (b, k, h // 4, w // 4),
         "embedding": (b, 64 * m),
     }
 
@@ -80,6 +81,8 @@ def test_every_model_gives_logits_and_named_features(name):
     assert {k: tuple(v.shape) for k, v in out.features.items()} == want
     # The embedding is what the head reads: the logits are a linear map of it.
     torch.testing.assert_close(model.head(out.features["embedding"]), logits)
+    if "cam" in out.features:  # the class maps: each one's mean is its logit less the bias
+        torch.testing.assert_close(out.features["cam"].mean((2, 3)) + model.head.bias, logits)
 
 
 @pytest.mark.parametrize("name", ["mlp-30", "cnn", "resnet8"])
@@ -89,7 +92,7 @@ def test_other_class_counts_and_input_shapes(name):
     out = model.forward_features(torch.randn(2, *in_shape))
     assert out.logits.shape == (2, 100)
     assert {k: tuple(v.shape) for k, v in out.features.items()} == expected_features(
-        name, 2, in_shape
+        name, 2, in_shape, 100
     )
 
 
