@@ -226,6 +226,14 @@ PAGES: tuple[PageInfo, ...] = (
         ),
     ),
     PageInfo(
+        "class-maps",
+        "Class activation maps",
+        "Feature-based",
+        ":material/center_focus_strong:",
+        "class_maps.py",
+        ("img", "r", "norm", "bin", "ep_cat", "cat_who", "cat_img", "cat_ep"),
+    ),
+    PageInfo(
         "modes",
         "Training modes",
         "Training modes",
@@ -335,8 +343,10 @@ MAP: tuple[MapCell, ...] = (
     MapCell(
         "Feature",
         "Offline",
-        "intermediate activations or attention maps, or a transformer's hidden states",
-        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), VID (Ahn 2019), AB (Heo "
+        "intermediate activations, attention or class activation maps, or a transformer's "
+        "hidden states",
+        "FitNets (Romero 2015), attention transfer (Zagoruyko 2017), class attention transfer, "
+        "CAT-KD (Guo 2023), VID (Ahn 2019), AB (Heo "
         "2019), the overhaul of feature distillation, OFD (Heo 2019), factor transfer (Kim "
         "2018), FSP (Yim 2017), ReviewKD (Chen 2021), projectors "
         "(Miles 2024), masked generative distillation (Yang 2022), the teacher's classifier "
@@ -346,6 +356,7 @@ MAP: tuple[MapCell, ...] = (
         "loss (Sanh 2019)",
         (
             MapLink("features"),
+            MapLink("class-maps"),
             MapLink("projector"),
             MapLink("hidden-states"),
             MapLink("distilbert"),
@@ -446,6 +457,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "ft-mnist": MapLink("features"),
     "fsp-mnist": MapLink("features"),
     "review-mnist": MapLink("features"),
+    "cat-mnist": MapLink("class-maps"),
     "mgd-mnist": MapLink("projector"),
     "srrl-mnist": MapLink("projector"),
     "simkd-mnist": MapLink("projector"),

@@ -1,0 +1,91 @@
+"""AppTest for the class-maps page: one test image through the shipped cat-mnist run's teacher
+(its ten class maps and what CAT transfers of them at the URL's resolution, normalised and
+binarised, all computed again here from the shipped weights by the loss's own functions), the
+shipped run's students as recorded, odd URL values, and the offer of a run where none is shipped
+or stored."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from kdcore.checkpoint import load_model
+from kdcore.data import load_mnist
+from kdcore.losses.cat import binarize, transferred
+from kdcore.reference import load_references
+from tests.apptest import chart, plotly_array, run_page
+
+TIMEOUT = 180
+STUDENTS = ("student_hard", "student_kd", "student_cat", "student_cat_alone",
+            "student_cat_binary")  # fmt: skip
+
+
+def _shipped():
+    return load_references()[0]["cat-mnist"]
+
+
+def _teacher(index: int):
+    ref = _shipped()
+    net = load_model(ref.path.parent / ref.weights["teacher"]["file"])[0]
+    with torch.no_grad():
+        out = net.forward_features(load_mnist().x_test[index : index + 1])
+    return out.features["cam"], out.logits[0], net.head.bias.detach()
+
+
+def _panels(fig: dict) -> np.ndarray:
+    return np.stack([plotly_array(t["z"]) for t in fig["data"]])
+
+
+def test_the_page_draws_one_images_maps_what_cat_transfers_and_the_shipped_students(store_path):
+    ref = _shipped()
+    models, kept = ref.result["models"], ref.result["class_maps"]
+    at = run_page("class_maps.py", TIMEOUT, img="7", r="4", norm="true", bin="true",
+                  cat_who="student_cat_alone", cat_img=str(kept["indices"][2]),
+                  cat_ep="2")  # fmt: skip
+    assert not at.exception
+    shown = {m.label: m.value for m in at.metric}
+    for name in STUDENTS:
+        assert shown[name] == f"{models[name]['test_errors']} errors"
+    maps, logits, bias = _teacher(7)
+    pred = int(logits.argmax())
+    assert shown["teacher says"] == str(pred)
+    # the ten maps as the teacher computes them, and what CAT sends of them at the URL's setting
+    assert np.allclose(_panels(chart(at, "cat_maps")), maps[0].numpy(), atol=1e-5)
+    sent = transferred(binarize(maps), 4, True)[0].numpy()
+    assert np.allclose(_panels(chart(at, "cat_sent")), sent, atol=1e-6)
+    # each map's mean plus the head's bias is the logit the caption names
+    z = float(maps[0, pred].mean() + bias[pred])
+    assert any(f"it is the logit, {float(logits[pred]):.3f}" in c.value for c in at.caption)
+    assert abs(z - float(logits[pred])) < 1e-4
+    # the kept image's maps, teacher above the chosen student, as recorded
+    pair = _panels(chart(at, "cat_pair"))
+    assert np.allclose(pair[:10], np.array(kept["teacher"][2]), atol=1e-9)
+    assert np.allclose(pair[10:], np.array(kept["students"]["student_cat_alone"][2]), atol=1e-9)
+    assert any(f"Test image #{kept['indices'][2]}" in c.value for c in at.caption)
+    gaps = ref.result["class_map_gap"]
+    for key, which in (("cat_gap_pooled", "pooled"), ("cat_gap_full", "full")):
+        lines = chart(at, key)["data"]
+        assert len(lines) == len(STUDENTS)
+        for line, name in zip(lines, STUDENTS, strict=True):
+            assert plotly_array(line["y"]).tolist() == [e[which] for e in gaps[name]]
+
+
+def test_odd_url_values_fall_back_to_the_defaults_with_a_note(store_path):
+    at = run_page("class_maps.py", TIMEOUT, img="99999", r="5", cat_who="nobody", cat_ep="x")
+    assert not at.exception
+    assert at.number_input(key="img").value == 0
+    assert at.button_group(key="r").value == 2
+    assert len(at.toast) >= 3
+    # at the defaults: CAT-KD's own view, the maps pooled to 2 × 2 as they are
+    maps, _, _ = _teacher(0)
+    sent = transferred(maps, 2, False)[0].numpy()
+    assert np.allclose(_panels(chart(at, "cat_sent")), sent, atol=1e-5)
+
+
+def test_with_no_run_the_page_offers_one_and_turns_the_image_view_off(no_shipped, store_path):
+    at = run_page("class_maps.py", TIMEOUT)
+    assert not at.exception
+    assert any("No completed cat-mnist run" in i.value for i in at.info)
+    assert any(b.key == "run_cat" for b in at.button)
+    assert any("this view is off" in c.value for c in at.caption)
+    assert not [c for c in at.get("plotly_chart") if "cat_" in c.proto.id]
