@@ -96,7 +96,7 @@ def pair_figure(teacher: np.ndarray, student: np.ndarray, name: str, marked: int
     return _fig(fig, height=230, margin=dict(l=10, r=40, t=40, b=10))
 
 
-def gap_figure(gaps: dict[str, list[dict]], which: str, epoch: int) -> go.Figure:
+def gap_figure(gaps: dict[str, list[dict]], which: str) -> go.Figure:
     """Each student's normalised CAT distance to the teacher's maps per epoch (``which``:
     "pooled", at CAT's 2 × 2, or "full", at the maps' own size)."""
     title = "distance at 2 × 2" if which == "pooled" else "distance at 7 × 7"
@@ -106,7 +106,6 @@ def gap_figure(gaps: dict[str, list[dict]], which: str, epoch: int) -> go.Figure
         fig.add_scatter(x=list(range(1, len(per_epoch) + 1)), y=[e[which] for e in per_epoch],
                         name=LABEL.get(name, name), mode="lines+markers",
                         line=dict(color=colours[name], width=3))  # fmt: skip
-    fig.add_vline(x=epoch, line=dict(color="#868e96", dash="dot"))
     fig.update_xaxes(**epoch_ticks(max((len(v) for v in gaps.values()), default=1)))
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -131,7 +130,10 @@ def show_trained(run) -> None:
     at = kept["indices"].index(image)
     label = kept["labels"][at]
     teacher, student = np.array(kept["teacher"][at]), np.array(kept["students"][who][at])
-    ui.plot(pair_figure(teacher, student, who, label), key="cat_pair")
+    thumb, maps_col = st.columns([1, 7])
+    thumb.image(ui.test_png(image), caption=f"#{image}", width=56)
+    with maps_col:
+        ui.plot(pair_figure(teacher, student, who, label), key="cat_pair")
     said = ", ".join(f"{LABEL.get(n, n)} {v[-1]['pooled']:.3f}" for n, v in gaps.items())
     probe = (result.get("config") or {}).get("probe_batch", 128)
     st.caption(
@@ -141,19 +143,18 @@ def show_trained(run) -> None:
         f"to the teacher's maps at CAT's 2 × 2, normalised, on {probe} test images after the "
         f"last epoch: {said}."
     )
-    last = max(len(v) for v in gaps.values())
-    epoch = ui.url_epoch("cat_ep", last)
     left, right = st.columns(2)
     with left:
-        ui.plot(gap_figure(gaps, "pooled", epoch), key="cat_gap_pooled")
+        ui.plot(gap_figure(gaps, "pooled"), key="cat_gap_pooled")
     with right:
-        ui.plot(gap_figure(gaps, "full", epoch), key="cat_gap_full")
-    at_epoch = {n: v[min(epoch, len(v)) - 1] for n, v in gaps.items()}
-    near = min(at_epoch, key=lambda n: at_epoch[n]["full"])
+        ui.plot(gap_figure(gaps, "full"), key="cat_gap_full")
+    end = {n: v[-1] for n, v in gaps.items()}
+    near = min(end, key=lambda n: end[n]["full"])
     st.caption(
-        "How far each student's maps lie from the teacher's in *where* each class is seen: "
-        "CAT's loss with every map scaled to length 1, at CAT's 2 × 2 (left) and at the maps' "
-        f"full 7 × 7 (right), 0 when every map is the teacher's at some strength. At epoch "
-        f"{epoch} the nearest at 7 × 7 is {LABEL.get(near, near)} "
-        f"({at_epoch[near]['full']:.4f}); the hard-label and KD students never see a map."
+        "How far each student's maps lie from the teacher's in *where* each class is seen, after "
+        "each epoch: CAT's loss with every map scaled to length 1, at CAT's 2 × 2 (left) and at "
+        "the maps' full 7 × 7 (right), 0 when every map is the teacher's at some strength. The "
+        f"nearest at 7 × 7 at the end: {LABEL.get(near, near)} ({end[near]['full']:.4f}). The "
+        "hard-label and KD students never see a map: theirs come from the labels or the "
+        "teacher's probabilities alone."
     )

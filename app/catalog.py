@@ -231,7 +231,7 @@ PAGES: tuple[PageInfo, ...] = (
         "Feature-based",
         ":material/center_focus_strong:",
         "class_maps.py",
-        ("img", "r", "norm", "bin", "ep_cat", "cat_who", "cat_img", "cat_ep"),
+        ("img", "r", "norm", "bin", "ep_cat", "cat_who", "cat_img"),
     ),
     PageInfo(
         "modes",

@@ -122,7 +122,16 @@ CAT_PRESET = register(
         "channel in, 28 × 28, class maps of 7 × 7) for 3 epochs, so only the ordering of hard "
         "labels, KD and CAT-KD can be compared. The maps, the pooling, the normalisation, the "
         "binarisation and the weights are the official code's and configs', not tuned here; "
-        "its tables are not quoted: we could not check them here.",
+        "its tables are not quoted: we could not check them here. The student keeps its head's "
+        "bias, which the official students drop; the maps leave it out on both sides. In the "
+        "shipped run (seed 0, made on an Intel Xeon) the teacher makes 48 test errors, the "
+        "student 72 on hard labels, 58 by KD and 62 with CAT-KD, after the first epoch 226, 95 "
+        "and 85. Without a single label, CAT alone makes 194 and binarised CAT alone 1,198 "
+        "(88.0% right): the teacher's maps carry the classes, and where each class is seen, "
+        "without how strongly, carries far less of them in three epochs. On 128 test images the "
+        "CAT-KD student's maps end 0.008 from the teacher's at 2 × 2 (every map scaled to length "
+        "1), KD's 0.086 and hard labels' 0.134; at the maps' full 7 × 7, 0.0097 against 0.0144 "
+        "and 0.0155: the loss teaches the 2 × 2 it compares, less the finer map.",
         seed_pairs={
             "student_kd": "student_hard",
             "student_cat": "student_hard",

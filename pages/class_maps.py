@@ -100,7 +100,7 @@ with intro:
             f"What CAT-KD transfers of them: each map {how + ', ' if how else ''}pooled to "
             f"{r} × {r}. The official configs use 2 × 2: CAT-KD's maps as they are, CAT alone's "
             "normalised. At 1 × 1, unnormalised, each map is its mean: the loss matches the "
-            "logits less their biases; normalised, every 1 × 1 map is ±1 and says nothing."
+            "logits less their biases; normalised, every 1 × 1 map is ±1: only its sign is left."
         )
     st.latex(
         r"\begin{gathered}M_k(h, w) = w_k^\top F(h, w),\quad z_k = \tfrac{1}{HW}\textstyle\sum"

@@ -40,8 +40,7 @@ def test_the_page_draws_one_images_maps_what_cat_transfers_and_the_shipped_stude
     ref = _shipped()
     models, kept = ref.result["models"], ref.result["class_maps"]
     at = run_page("class_maps.py", TIMEOUT, img="7", r="4", norm="true", bin="true",
-                  cat_who="student_cat_alone", cat_img=str(kept["indices"][2]),
-                  cat_ep="2")  # fmt: skip
+                  cat_who="student_cat_alone", cat_img=str(kept["indices"][2]))  # fmt: skip
     assert not at.exception
     shown = {m.label: m.value for m in at.metric}
     for name in STUDENTS:
@@ -71,7 +70,7 @@ def test_the_page_draws_one_images_maps_what_cat_transfers_and_the_shipped_stude
 
 
 def test_odd_url_values_fall_back_to_the_defaults_with_a_note(store_path):
-    at = run_page("class_maps.py", TIMEOUT, img="99999", r="5", cat_who="nobody", cat_ep="x")
+    at = run_page("class_maps.py", TIMEOUT, img="99999", r="5", cat_who="nobody", cat_img="-1")
     assert not at.exception
     assert at.number_input(key="img").value == 0
     assert at.button_group(key="r").value == 2
@@ -89,3 +88,59 @@ def test_with_no_run_the_page_offers_one_and_turns_the_image_view_off(no_shipped
     assert any(b.key == "run_cat" for b in at.button)
     assert any("this view is off" in c.value for c in at.caption)
     assert not [c for c in at.get("plotly_chart") if "cat_" in c.proto.id]
+
+
+def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run():
+    import tomllib
+    from pathlib import Path
+
+    from kdcore.presets import PRESETS
+
+    ref = _shipped()
+    e = {m: s["test_errors"] for m, s in ref.result["models"].items()}
+    first = {m: h[0]["test_errors"] for m, h in ref.result["history"].items()}
+    gap = {m: v[-1] for m, v in ref.result["class_map_gap"].items()}
+    right = ref.result["models"]["student_cat_binary"]["test_accuracy"]
+    text = " ".join(PRESETS["cat-mnist"].differences.split())
+    assert (f"the teacher makes {e['teacher']} test errors, the student {e['student_hard']} on "
+            f"hard labels, {e['student_kd']} by KD and {e['student_cat']} with CAT-KD, after the "
+            f"first epoch {first['student_hard']}, {first['student_kd']} and "
+            f"{first['student_cat']}. Without a single label, CAT alone makes "
+            f"{e['student_cat_alone']} and binarised CAT alone {e['student_cat_binary']:,} "
+            f"({100 * right:.1f}% right)") in text  # fmt: skip
+    assert (f"maps end {gap['student_cat']['pooled']:.3f} from the teacher's at 2 × 2 (every map "
+            f"scaled to length 1), KD's {gap['student_kd']['pooled']:.3f} and hard labels' "
+            f"{gap['student_hard']['pooled']:.3f}; at the maps' full 7 × 7, "
+            f"{gap['student_cat']['full']:.4f} against {gap['student_kd']['full']:.4f} and "
+            f"{gap['student_hard']['full']:.4f}") in text  # fmt: skip
+    # the teacher's 2 × 2 is what is taught: CAT-KD nearest there, and the finer map less so
+    ratio = {w: gap["student_kd"][w] / gap["student_cat"][w] for w in ("pooled", "full")}
+    assert ratio["pooled"] > 5 * ratio["full"]
+    root = Path(__file__).resolve().parent.parent
+    readme = " ".join((root / "README.md").read_text().split())
+    assert (f"| `cat-mnist` (3; code `{ref.info['code_version'].split()[0]}`) | "
+            f"{ref.info['seconds']:,.0f} s | ResNet-20 teacher {e['teacher']} (its weights ship, "
+            f"559 KB, for the class maps of any test image); ResNet-8 hard {e['student_hard']}, "
+            f"KD {e['student_kd']}, **CAT-KD {e['student_cat']}**; without a label, CAT alone "
+            f"{e['student_cat_alone']} and binarised CAT alone {e['student_cat_binary']:,}; after "
+            f"the first epoch hard {first['student_hard']}, KD {first['student_kd']}, CAT-KD "
+            f"{first['student_cat']}; the distance to the teacher's maps at 2 × 2 at the end: "
+            f"hard {gap['student_hard']['pooled']:.3f}, KD {gap['student_kd']['pooled']:.3f}, "
+            f"CAT-KD {gap['student_cat']['pooled']:.3f}, CAT alone "
+            f"{gap['student_cat_alone']['pooled']:.3f}, binarised "
+            f"{gap['student_cat_binary']['pooled']:.3f} |") in readme  # fmt: skip
+    lesson = tomllib.loads((root / "assets" / "lesson.toml").read_text())
+    step = next(s for s in lesson["step"] if s["title"].startswith("CAT-KD:"))
+    talk = " ".join(step["talk"].split())
+    assert (f"CAT-KD makes {e['student_cat']} errors against hard labels' {e['student_hard']} "
+            f"and KD's {e['student_kd']}, and its maps end {gap['student_cat']['pooled']:.3f} "
+            f"from the teacher's at 2 × 2 against KD's {gap['student_kd']['pooled']:.3f}. Without "
+            f"a single label, the maps alone teach a student to {e['student_cat_alone']} errors; "
+            f"binarised, where each class is seen but not how strongly, to "
+            f"{e['student_cat_binary']:,}.") in talk  # fmt: skip
+    # "the one deep red map, brightest just below the loop": the image the step opens on
+    maps, logits, _ = _teacher(int(step["params"]["img"]))
+    peaks = maps[0].amax((1, 2))
+    assert int(logits.argmax()) == 9 and peaks[9] > 1.5 * peaks[torch.arange(10) != 9].max()
+    row = int(maps[0, 9].argmax()) // maps.shape[-1]
+    assert 3 <= row <= 5  # the loop fills rows 1-3 of the 7 × 7 grid, the stem rows 4-6
