@@ -72,13 +72,13 @@ def maps_figure(maps: np.ndarray, marked: int | None, note: str = "", cols: int 
     return _fig(fig, height=150 * rows + 40, margin=dict(l=10, r=10, t=40, b=10))
 
 
-def pair_figure(teacher: np.ndarray, student: np.ndarray, name: str, marked: int) -> go.Figure:
+def pair_figure(teacher: np.ndarray, student: np.ndarray, marked: int) -> go.Figure:
     """The teacher's ten maps of one image above a student's, each row on its own colour scale
     (a student's maps may be weaker or stronger; CAT's normalised distance asks only where)."""
     k = len(teacher)
-    rows = ["teacher", LABEL.get(name, name)]
+    # the rows' names short enough to stand beside a row on a phone: the caption names the student
     fig = subplots(2, k, subplot_titles=[str(c) for c in range(k)], horizontal_spacing=0.01,
-                   vertical_spacing=0.06, row_titles=rows)  # fmt: skip
+                   vertical_spacing=0.06, row_titles=["teacher", "student"])  # fmt: skip
     for row, maps in ((1, teacher), (2, student)):
         hi = float(np.abs(maps).max()) or 1.0
         for c in range(k):
@@ -133,7 +133,7 @@ def show_trained(run) -> None:
     thumb, maps_col = st.columns([1, 7])
     thumb.image(ui.test_png(image), caption=f"#{image}", width=56)
     with maps_col:
-        ui.plot(pair_figure(teacher, student, who, label), key="cat_pair")
+        ui.plot(pair_figure(teacher, student, label), key="cat_pair")
     said = ", ".join(f"{LABEL.get(n, n)} {v[-1]['pooled']:.3f}" for n, v in gaps.items())
     probe = (result.get("config") or {}).get("probe_batch", 128)
     st.caption(

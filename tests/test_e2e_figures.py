@@ -131,6 +131,7 @@ def stored_run_charts():
         "ttm weights, a log axis": tv.weights_figure(1 + 6 * rng.random(10_000) ** 9, 3.3, 50.0),
         "ttm weights at T = 1": tv.weights_figure(np.ones(100), 1.0, 1.0),
         "ttm entropy": tv.entropy_figure(entropy),
+        **cat_charts(),
         "consistent errors": cf.errors_figure(history, list(cf.LABELS)),
         "consistent fidelity": cf.fidelity_figure(history, list(cf.LABELS)[1:]),
         "label smoothing students": students_figure(points, 9999, 2.5),
@@ -141,6 +142,26 @@ def stored_run_charts():
             [0.5, 0.3, 0.2], [0.4, 0.4, 0.2], ["e", "a", " "], 0.9
         ),
         "deit token curves": df.token_curves(tokens),
+    }
+
+
+def cat_charts():
+    """The class-maps page's charts from the shipped cat-mnist run: ten maps a grid, the
+    teacher's above a student's with the longest name, and the distance lines."""
+    import numpy as np
+
+    from app import cam_views as cv
+    from app.reference_ui import references
+
+    result = references()[0]["cat-mnist"].result
+    kept, gaps = result["class_maps"], result["class_map_gap"]
+    teacher = np.array(kept["teacher"][0])
+    binary = np.array(kept["students"]["student_cat_binary"][0])
+    return {
+        "cat maps": cv.maps_figure(teacher, 1),
+        "cat transferred": cv.maps_figure(cv.teacher_view(teacher, 2, True, True), 1),
+        "cat pair": cv.pair_figure(teacher, binary, 1),
+        "cat distance": cv.gap_figure(gaps, "pooled"),
     }
 
 
@@ -206,7 +227,8 @@ PHONE_WIDTHS = (358, 328, 820)
 # the stored-run charts drawn at a phone's width too (two panels, long axis titles)
 STORED_ON_PHONE = ("label smoothing students", "dist from stronger teachers", "consistent errors",
                    "consistent fidelity", "ttm targets", "ttm weights", "ttm weights, a log axis",
-                   "ttm entropy")  # fmt: skip
+                   "ttm entropy", "cat maps", "cat transferred", "cat pair",
+                   "cat distance")  # fmt: skip
 
 
 def phone_charts():
@@ -440,6 +462,7 @@ def square_map_charts():
             ". the small old cat w",
         ),
         **{name: fig for name, fig in attention_charts().items() if "maps" in name},
+        **{name: fig for name, fig in cat_charts().items() if name != "cat distance"},
     }
 
 
