@@ -95,12 +95,12 @@ with intro:
         )
         sent = cam_views.teacher_view(maps, r, norm, bin_)
         ui.plot(cam_views.maps_figure(sent, pred, note=" (transferred)"), key="cat_sent")
-        how = ", ".join(w for w, on in (("binarised", bin_), ("normalised", norm)) if on)
+        steps = ["binarised"] * bin_ + [f"pooled to {r} × {r}"] + ["then normalised"] * norm
         st.caption(
-            f"What CAT-KD transfers of them: each map {how + ', ' if how else ''}pooled to "
-            f"{r} × {r}. The official configs use 2 × 2: CAT-KD's maps as they are, CAT alone's "
-            "normalised. At 1 × 1, unnormalised, each map is its mean: the loss matches the "
-            "logits less their biases; normalised, every 1 × 1 map is ±1: only its sign is left."
+            f"What CAT-KD transfers of them: each map {', '.join(steps)}. The official configs "
+            "use 2 × 2: CAT-KD's maps as they are, CAT alone's normalised. At 1 × 1, "
+            "unnormalised, each map is its mean: the loss matches the logits less their biases; "
+            "normalised, every 1 × 1 map is ±1: only its sign is left."
         )
     st.latex(
         r"\begin{gathered}M_k(h, w) = w_k^\top F(h, w),\quad z_k = \tfrac{1}{HW}\textstyle\sum"

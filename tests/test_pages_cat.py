@@ -52,6 +52,8 @@ def test_the_page_draws_one_images_maps_what_cat_transfers_and_the_shipped_stude
     assert np.allclose(_panels(chart(at, "cat_maps")), maps[0].numpy(), atol=1e-5)
     sent = transferred(binarize(maps), 4, True)[0].numpy()
     assert np.allclose(_panels(chart(at, "cat_sent")), sent, atol=1e-6)
+    assert any("each map binarised, pooled to 4 × 4, then normalised." in c.value
+               for c in at.caption)  # in the order the loss takes them  # fmt: skip
     # each map's mean plus the head's bias is the logit the caption names
     z = float(maps[0, pred].mean() + bias[pred])
     assert any(f"it is the logit, {float(logits[pred]):.3f}" in c.value for c in at.caption)
