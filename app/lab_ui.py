@@ -1174,3 +1174,20 @@ def weights_file(queue: JobQueue | None, run: RunRecord, model: str) -> Path | N
     if queue is None or model not in run.weights:
         return None
     return queue.store.weights_path(run.id, model)
+
+
+def kept_teacher(queue: JobQueue | None, run: RunRecord | None) -> str | None:
+    """Where ``run`` kept its teacher's weights, loaded once for the page to draw it live
+    (:func:`app.ui.saved_model`); None, with one line saying the view is off and why, when there
+    is no run, it kept none, or they cannot be loaded."""
+    from kdcore.checkpoint import CheckpointError
+
+    kept = weights_file(queue, run, "teacher") if run is not None else None
+    try:
+        if kept is None:
+            raise CheckpointError("no run of the preset kept its teacher's weights")
+        ui.saved_model(str(kept))
+    except CheckpointError as err:
+        ui.fallback(f"The teacher cannot be loaded, so this view is off: {err}")
+        return None
+    return str(kept)

@@ -7,7 +7,6 @@ import streamlit as st
 import torch
 
 from app import channel_views, lab_ui, ui
-from kdcore.checkpoint import CheckpointError
 from kdcore.data import load_mnist
 from kdcore.losses.ickd import (
     channel_spectrum,
@@ -58,15 +57,7 @@ if run is not None and run.result:
 
 with intro:
     st.header("One image through the teacher's last stage")
-    kept = lab_ui.weights_file(queue, run, "teacher") if run is not None else None
-    try:
-        if kept is None:
-            raise CheckpointError("no run of the preset kept its teacher's weights")
-        net_path = str(kept)
-        ui.saved_model(net_path)
-    except CheckpointError as err:
-        net_path = None
-        ui.fallback(f"The teacher cannot be loaded, so this view is off: {err}")
+    net_path = lab_ui.kept_teacher(queue, run)
     if net_path is not None:
         c1, c2 = st.columns(2)
         with c1:
