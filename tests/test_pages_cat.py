@@ -146,3 +146,18 @@ def test_the_preset_the_readme_and_the_lesson_quote_the_shipped_run():
     assert int(logits.argmax()) == 9 and peaks[9] > 1.5 * peaks[torch.arange(10) != 9].max()
     row = int(maps[0, 9].argmax()) // maps.shape[-1]
     assert 3 <= row <= 5  # the loop fills rows 1-3 of the 7 × 7 grid, the stem rows 4-6
+
+
+def test_in_the_lab_two_mlps_disable_start_with_the_reason_and_two_resnets_are_ready(store_path):
+    at = run_page("lab.py", TIMEOUT)
+    at.button_group(key="method").set_value("cat").run()
+    assert not at.exception and at.button[0].disabled
+    assert [w.value for w in at.warning] == [
+        "CAT-KD needs class activation maps, which the student does not have: a model ending in "
+        "average pooling and a linear head (the ResNets)"
+    ]
+    at.selectbox(key="teacher").set_value("resnet20")
+    at.selectbox(key="student").set_value("resnet8").run()
+    assert not at.exception and not at.warning and not at.button[0].disabled
+    shown = {n.key: n.value for n in at.number_input}
+    assert shown["beta"] == 0.7 and shown["resolution"] == 2 and shown["ce_weight"] == 1.0
