@@ -96,10 +96,10 @@ def pair_figure(teacher: np.ndarray, student: np.ndarray, marked: int) -> go.Fig
     return _fig(fig, height=230, margin=dict(l=10, r=40, t=40, b=10))
 
 
-def gap_figure(gaps: dict[str, list[dict]], which: str) -> go.Figure:
+def gap_figure(gaps: dict[str, list[dict]], which: str, size: int = 7) -> go.Figure:
     """Each student's normalised CAT distance to the teacher's maps per epoch (``which``:
-    "pooled", at CAT's 2 × 2, or "full", at the maps' own size)."""
-    title = "distance at 2 × 2" if which == "pooled" else "distance at 7 × 7"
+    "pooled", at CAT's 2 × 2, or "full", at the maps' own ``size``)."""
+    title = "distance at 2 × 2" if which == "pooled" else f"distance at {size} × {size}"
     fig = _fig(xaxis_title="epoch", yaxis_title=title, height=320, legend=LEGEND_BELOW)
     colours = model_colours(list(gaps))
     for name, per_epoch in gaps.items():
@@ -130,6 +130,7 @@ def show_trained(run) -> None:
     at = kept["indices"].index(image)
     label = kept["labels"][at]
     teacher, student = np.array(kept["teacher"][at]), np.array(kept["students"][who][at])
+    size = teacher.shape[-1]  # 7 on MNIST (28 / 4), 8 on CIFAR
     thumb, maps_col = st.columns([1, 7])
     thumb.image(ui.test_png(image), caption=f"#{image}", width=56)
     with maps_col:
@@ -137,8 +138,8 @@ def show_trained(run) -> None:
     said = ", ".join(f"{LABEL.get(n, n)} {v[-1]['pooled']:.3f}" for n, v in gaps.items())
     probe = (result.get("config") or {}).get("probe_batch", 128)
     st.caption(
-        f"Test image #{kept['indices'][at]}, a {label} (outlined): the teacher's ten class maps "
-        f"above those of the student taught {LABEL.get(who, who)} at its last epoch, red where "
+        f"Test image #{image}, a {label} (outlined): the teacher's ten class maps above the "
+        f"student's ({LABEL.get(who, who)}) at its last epoch, red where "
         "the class is seen, blue where it is seen against, each row on its own scale. Distance "
         f"to the teacher's maps at CAT's 2 × 2, normalised, on {probe} test images after the "
         f"last epoch: {said}."
@@ -147,14 +148,15 @@ def show_trained(run) -> None:
     with left:
         ui.plot(gap_figure(gaps, "pooled"), key="cat_gap_pooled")
     with right:
-        ui.plot(gap_figure(gaps, "full"), key="cat_gap_full")
+        ui.plot(gap_figure(gaps, "full", size), key="cat_gap_full")
     end = {n: v[-1] for n, v in gaps.items()}
     near = min(end, key=lambda n: end[n]["full"])
     st.caption(
         "How far each student's maps lie from the teacher's in *where* each class is seen, after "
         "each epoch: CAT's loss with every map scaled to length 1, at CAT's 2 × 2 (left) and at "
-        "the maps' full 7 × 7 (right), 0 when every map is the teacher's at some strength. The "
-        f"nearest at 7 × 7 at the end: {LABEL.get(near, near)} ({end[near]['full']:.4f}). The "
+        f"the maps' full {size} × {size} (right), 0 when every map is the teacher's at some "
+        f"strength. The nearest at {size} × {size} at the end: {LABEL.get(near, near)} "
+        f"({end[near]['full']:.4f}). The "
         "hard-label and KD students never see a map: theirs come from the labels or the "
         "teacher's probabilities alone."
     )
