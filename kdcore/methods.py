@@ -398,8 +398,8 @@ register(
         "cat", "Class attention transfer (CAT-KD)", "feature",
         "Guo, Yan, Li & Lin 2023 (CVPR), arXiv:2304.12777", cat.CATParams, cat.CAT,
         abbreviation="CAT-KD",
-        summary="Where the teacher sees each class: its class activation maps (the head read at "
-        "every position of the last map, each map's mean a logit), pooled to 2 × 2 and matched "
-        "by squared error.",
+        summary="Where the teacher sees each class: its class activation maps (the head's "
+        "weights read at every position of the last map, each map's mean its logit less the "
+        "bias), pooled to 2 × 2 and matched by squared error.",
     )
 )  # fmt: skip
