@@ -131,7 +131,12 @@ CAT_PRESET = register(
         "without how strongly, carries far less of them in three epochs. On 128 test images the "
         "CAT-KD student's maps end 0.008 from the teacher's at 2 × 2 (every map scaled to length "
         "1), KD's 0.086 and hard labels' 0.134; at the maps' full 7 × 7, 0.0097 against 0.0144 "
-        "and 0.0155: the loss teaches the 2 × 2 it compares, less the finer map.",
+        "and 0.0155: the loss teaches the 2 × 2 it compares, less the finer map. The same recipe "
+        "at other seeds: over five seeds (the table under the run) CAT-KD makes 61.0 against "
+        "hard labels' 71.4 and KD's 58.0, ahead of hard labels at 5 seeds of 5 and of KD at 0; "
+        "without a label CAT alone makes 165.6 and binarised CAT alone 559.2, from 274 to 1,198 "
+        "by seed. CAT-KD beats hard labels as KD does, not KD, and the shipped binarised "
+        "student was the worst of its five draws.",
         seed_pairs={
             "student_kd": "student_hard",
             "student_cat": "student_hard",

@@ -161,3 +161,31 @@ def test_in_the_lab_two_mlps_disable_start_with_the_reason_and_two_resnets_are_r
     assert not at.exception and not at.warning and not at.button[0].disabled
     shown = {n.key: n.value for n in at.number_input}
     assert shown["beta"] == 0.7 and shown["resolution"] == 2 and shown["ce_weight"] == 1.0
+
+
+def test_the_preset_and_the_readme_quote_the_five_seeds():
+    from pathlib import Path
+
+    from kdcore.presets import PRESETS
+    from tests.seed_study import shipped_study
+
+    study = shipped_study("cat-mnist")
+    mean, sd, wins = study.mean, study.sd, study.wins
+    assert study.rows[0]["errors"] == study.errors  # seed 0 is the shipped run again
+    text = " ".join(PRESETS["cat-mnist"].differences.split())
+    assert (f"over five seeds (the table under the run) CAT-KD makes {mean['student_cat']:.1f} "
+            f"against hard labels' {mean['student_hard']:.1f} and KD's {mean['student_kd']:.1f}, "
+            f"ahead of hard labels at {wins('student_cat')} seeds of 5 and of KD at "
+            f"{wins('student_cat', 'student_kd')}; without a label CAT alone makes "
+            f"{mean['student_cat_alone']:.1f} and binarised CAT alone "
+            f"{mean['student_cat_binary']:,.1f}") in text  # fmt: skip
+    readme = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert (f"| `cat-mnist` | CAT-KD {mean['student_cat']:.1f} ({sd['student_cat']:.1f}) | "
+            f"{wins('student_cat')} of 5 (ResNet-20 teacher {mean['teacher']:.1f} "
+            f"({sd['teacher']:.1f}); ResNet-8 hard {mean['student_hard']:.1f} "
+            f"({sd['student_hard']:.1f}), KD {mean['student_kd']:.1f} ({sd['student_kd']:.1f}), "
+            f"{wins('student_kd')} of 5; CAT-KD ahead of KD at "
+            f"{wins('student_cat', 'student_kd')}; without a label, CAT alone "
+            f"{mean['student_cat_alone']:.1f} ({sd['student_cat_alone']:.1f}) and binarised CAT "
+            f"alone {mean['student_cat_binary']:,.1f} ({sd['student_cat_binary']:.1f})) "
+            "|") in readme  # fmt: skip

@@ -65,7 +65,7 @@ LM = [
 ]
 SEEDED = [*LONG, "fitnets-mnist", "attention-transfer", "projector-normalisation", "deit-mnist",
           "zero-shot-mnist", "consistent-teaching", "fsp-mnist", "review-mnist", "mgd-mnist", *LM,
-          "omitted-3",
+          "cat-mnist", "omitted-3",
           "only-7-8", "temperature-sweep", "alpha-sweep"]  # fmt: skip
 
 
