@@ -3,8 +3,9 @@ teacher and what CAT transfers of them (pooled, normalised, binarised), and the 
 students (their maps beside the teacher's on the same images, and how far they lie from the
 teacher's in where each class is seen, epoch by epoch).
 
-The figures are plain functions of arrays and a run's records; only the ``show_*`` functions
-talk to Streamlit.
+The figures are functions of arrays and a run's records, each built once per input
+(``st.cache_data``: fifty heat maps cost some 300 ms to lay out, a cached copy a tenth of it);
+only the ``show_*`` functions draw.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def teacher_view(maps: np.ndarray, resolution: int, normalize: bool, binarized: 
     return transferred(m, resolution, normalize)[0].numpy()
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
 def maps_figure(maps: np.ndarray, marked: int | None, note: str = "", cols: int = 5) -> go.Figure:
     """K class maps on one colour scale centred on zero (red where the class is seen, blue where
     it is seen against), ``cols`` a row, titled by digit; ``marked`` outlined. ``note`` is each
@@ -72,6 +74,7 @@ def maps_figure(maps: np.ndarray, marked: int | None, note: str = "", cols: int 
     return _fig(fig, height=150 * rows + 40, margin=dict(l=10, r=10, t=40, b=10))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
 def pair_figure(teacher: np.ndarray, student: np.ndarray, marked: int) -> go.Figure:
     """The teacher's ten maps of one image above a student's, each row on its own colour scale
     (a student's maps may be weaker or stronger; CAT's normalised distance asks only where)."""
@@ -96,6 +99,7 @@ def pair_figure(teacher: np.ndarray, student: np.ndarray, marked: int) -> go.Fig
     return _fig(fig, height=230, margin=dict(l=10, r=40, t=40, b=10))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
 def gap_figure(gaps: dict[str, list[dict]], which: str, size: int = 7) -> go.Figure:
     """Each student's normalised CAT distance to the teacher's maps per epoch (``which``:
     "pooled", at CAT's 2 × 2, or "full", at the maps' own ``size``)."""
