@@ -30,6 +30,7 @@ from .losses import (
     pkt,
     review,
     rkd,
+    sdd,
     similarity,
     simkd,
     srrl,
@@ -401,5 +402,15 @@ register(
         summary="Where the teacher sees each class: its class activation maps (the head's "
         "weights read at every position of the last map, each map's mean its logit less the "
         "bias), pooled to 2 × 2 and matched by squared error.",
+    )
+)  # fmt: skip
+register(
+    Method(
+        "sdd", "Scale decoupled distillation (SD-KD)", "response",
+        "Wei, Luo & Luo 2024 (CVPR), arXiv:2403.13512", sdd.SDDParams, sdd.SDD,
+        abbreviation="SD-KD",
+        summary="KD on every region's logits, not only the whole image's: the logit map pooled "
+        "to 1 × 1 and 2 × 2 cells, each cell's softened logits matched, cells that disagree "
+        "with the whole image weighed twice.",
     )
 )  # fmt: skip
