@@ -776,3 +776,4 @@ from . import presets_ickd  # noqa: E402, F401
 from . import presets_simkd  # noqa: E402, F401
 from . import presets_ttm  # noqa: E402, F401
 from . import presets_cat  # noqa: E402, F401
+from . import presets_sdd  # noqa: E402, F401

@@ -57,6 +57,8 @@ SHIPPED_WEIGHTS = {
     "ickd-mnist": ("teacher",),
     # the class-maps page draws its ResNet teacher's class activation maps on any test image
     "cat-mnist": ("teacher",),
+    # the local-logits page pools its ResNet teacher's logit map on any test image
+    "sdd-mnist": ("teacher",),
 }
 
 

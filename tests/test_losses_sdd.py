@@ -174,3 +174,46 @@ def test_a_model_without_a_logit_map_is_refused_in_one_line():
     small = few_per_class(per=2, n_test=10)
     with pytest.raises(ValueError, match="SD-KD needs a logit map, which the student"):
         build_distiller("sdd", {}, build_model("mlp-30"), build_model("resnet8"), small)
+
+
+# ----------------------------------------------------------------------------- the preset
+
+
+def test_the_preset_keeps_every_students_cells_and_their_distance_to_the_teachers(tmp_path):
+    import json
+
+    from kdcore.presets import PRESETS, run_preset
+    from kdcore.presets_sdd import cell_gaps, split_scales
+    from tests.tiny_mnist import write_tiny_mnist
+
+    preset = PRESETS["sdd-mnist"]
+    assert preset.config.teacher == "resnet20" and preset.config.student == "resnet8"
+    data_dir = write_tiny_mnist(tmp_path / "mnist", n_train=200, n_test=100)
+    # the teacher a ResNet of the student's widths, for speed, as cat-mnist's test
+    result = run_preset("sdd-mnist", data_dir=data_dir, teacher="resnet8", teacher_epochs=1,
+                        epochs=2, per_class=10, probe_batch=16, shown=3)  # fmt: skip
+    result = json.loads(json.dumps(result))
+    assert result["status"] == "completed", result["message"]
+    students = ["student_hard", "student_kd", "student_sdd", "student_sdd_fine",
+                "student_sdd_even"]  # fmt: skip
+    assert list(result["models"]) == ["teacher", *students]
+    params = {s: result["models"][s]["method_params"] for s in students[2:]}
+    assert params["student_sdd"] == {"T": 4.0, "scales": "1,2", "beta": 2.0, "rule": "class",
+                                     "kd_weight": 0.9, "ce_weight": 0.1}  # fmt: skip
+    assert params["student_sdd_fine"]["scales"] == "1,2,4"
+    assert params["student_sdd_even"]["beta"] == 1
+    gaps, cells = result["cell_gap"], result["cells"]
+    assert list(gaps) == students and len(cells["indices"]) == len(cells["labels"]) == 3
+    assert len(cells["teacher"]) == 3 and len(cells["teacher"][0]) == 10  # 10 classes
+    assert len(cells["teacher"][0][0]) == 1 + 4 + 16  # the cells at 1 × 1, 2 × 2, 4 × 4
+    for s in students:
+        assert len(gaps[s]) == 2 and set(gaps[s][-1]) == {"1", "2", "4"}  # one per epoch
+        assert all(v >= 0 for v in gaps[s][-1].values())
+        assert result["history"][s][-1]["extra"]["cell_gap"] == gaps[s][-1]["2"]
+        assert len(cells["students"][s]) == 3
+    last = result["history"]["student_sdd"][-1]
+    assert {"ce", "sdd"} <= set(last["losses"]) and 0 <= last["extra"]["complementary"] <= 1
+    t = torch.tensor(cells["teacher"])
+    assert cell_gaps(t, t) == {"1": 0.0, "2": 0.0, "4": 0.0}
+    assert split_scales(t)[4].shape == (3, 10, 4, 4)
+    assert preset.paper["cifar100_top1"]["student_sdd"] == 76.63
