@@ -108,6 +108,14 @@ PAGES: tuple[PageInfo, ...] = (
         ("digit", "idx", "draw", "ep_consistent"),
     ),
     PageInfo(
+        "local-logits",
+        "Local logits: SD-KD",
+        "Response-based",
+        ":material/grid_4x4:",
+        "local_logits.py",
+        ("img", "scales", "T", "ep_sdd", "sdd_who", "sdd_img"),
+    ),
+    PageInfo(
         "deit",
         "Vision transformers: DeiT",
         "Transformer era",
@@ -302,7 +310,8 @@ MAP: tuple[MapCell, ...] = (
         "Offline",
         "the teacher's softened class probabilities",
         "KD (Hinton 2015), logit matching (Buciluǎ 2006), DKD (Zhao 2022), DIST (Huang 2022), "
-        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), transformed "
+        "logit standardisation (Sun 2024), curriculum temperature (Li 2023), scale decoupled "
+        "distillation, SD-KD (Wei 2024), transformed "
         "teacher matching, TTM (Zheng 2024), normalized KD "
         "(Yang 2023), weighted soft labels, WSLD (Zhou 2021), "
         "DeiT distillation "
@@ -317,6 +326,7 @@ MAP: tuple[MapCell, ...] = (
             MapLink("label-smoothing"),
             MapLink("zero-shot"),
             MapLink("consistent-teaching"),
+            MapLink("local-logits"),
             MapLink("deit"),
             MapLink("language-models"),
             MapLink("distilbert"),
@@ -458,6 +468,7 @@ DRAWN_ON: dict[str, MapLink] = {
     "fsp-mnist": MapLink("features"),
     "review-mnist": MapLink("features"),
     "cat-mnist": MapLink("class-maps"),
+    "sdd-mnist": MapLink("local-logits"),
     "mgd-mnist": MapLink("projector"),
     "srrl-mnist": MapLink("projector"),
     "simkd-mnist": MapLink("projector"),

@@ -132,6 +132,7 @@ def stored_run_charts():
         "ttm weights at T = 1": tv.weights_figure(np.ones(100), 1.0, 1.0),
         "ttm entropy": tv.entropy_figure(entropy),
         **cat_charts(),
+        **sdd_charts(),
         "consistent errors": cf.errors_figure(history, list(cf.LABELS)),
         "consistent fidelity": cf.fidelity_figure(history, list(cf.LABELS)[1:]),
         "label smoothing students": students_figure(points, 9999, 2.5),
@@ -162,6 +163,24 @@ def cat_charts():
         "cat transferred": cv.maps_figure(cv.teacher_view(teacher, 2, True, True), 1),
         "cat pair": cv.pair_figure(teacher, binary, 1),
         "cat distance": cv.gap_figure(gaps, "pooled"),
+    }
+
+
+def sdd_charts():
+    """The local-logits page's charts from the shipped sdd-mnist run: the teacher's cells at
+    three scales, the soft targets of 21 cells (the longest row names) and the distance lines
+    with the longest student names."""
+    import numpy as np
+
+    from app import sdd_views as sv
+    from app.reference_ui import references
+
+    result = references()[0]["sdd-mnist"].result
+    cells = np.array(result["cells"]["teacher"][0])
+    return {
+        "sdd cells": sv.grid_figure(cells, (1, 2, 4), 4.0),
+        "sdd targets": sv.targets_figure(cells, (1, 2, 4), 4.0),
+        "sdd distance": sv.gap_figure(result["cell_gap"]),
     }
 
 
