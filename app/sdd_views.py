@@ -145,6 +145,7 @@ def gap_figure(gaps: dict[str, list[dict]]) -> go.Figure:
                             line=dict(color=colours[name], width=3), row=1, col=col)  # fmt: skip
     fig.update_xaxes(**epoch_ticks(max((len(v) for v in gaps.values()), default=1)))
     fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(title_text="T² KL to the teacher", row=1, col=1)
     return _fig(fig, height=330, legend=LEGEND_BELOW, margin=dict(l=40, r=10, t=40, b=10))
 
 
@@ -157,12 +158,16 @@ def show_trained(run) -> None:
         ui.fallback(f"{lab_ui.run_name(run)} kept no cells; run it again.")
         return
     names = list(kept["students"])
+    # the kept image whose teacher cells most often name another class than the whole
+    teacher = torch.tensor(kept["teacher"])
+    disagree = complementary(teacher, torch.tensor(kept["labels"]), "class").sum(1)
+    first = kept["indices"][int(torch.argmax(disagree))]
     c1, c2 = st.columns(2)
     with c1:
         who = ui.url_choice("Student", names, "sdd_who", names[min(2, len(names) - 1)],
                             format_func=lambda n: LABEL.get(n, n))  # fmt: skip
     with c2:  # the kept images by their number in the test set, as the URL names them
-        image = ui.url_choice("Test image", kept["indices"], "sdd_img", kept["indices"][0])
+        image = ui.url_choice("Test image", kept["indices"], "sdd_img", first)
     at = kept["indices"].index(image)
     thumb, grids = st.columns([1, 7])
     thumb.image(ui.test_png(image), caption=f"#{image}, a {kept['labels'][at]}", width=56)
@@ -171,19 +176,25 @@ def show_trained(run) -> None:
                                 (LABEL.get(who, who), kept["students"][who][at])):  # fmt: skip
             st.caption(who_name)
             ui.plot(grid_figure(np.array(cells), KEPT_SCALES, 4.0), key=f"sdd_{who_name[:7]}")
+    st.caption(
+        f"Test image #{image}: the class each cell names at T = 4 and how sure it is, the "
+        f"teacher's above the student's ({LABEL.get(who, who)}) at its last epoch; a cell that "
+        "names another class than its own model's whole image outlined."
+    )
     ui.plot(gap_figure(gaps), key="sdd_gaps")
     end = {n: v[-1] for n, v in gaps.items()}
     said = "; ".join(f"{LABEL.get(n, n)} {e['1']:.3f}, {e['2']:.3f}, {e['4']:.3f}"
                      for n, e in end.items())  # fmt: skip
-    share = [h[-1].get("extra", {}).get("complementary") for h in
-             (result.get("history") or {}).values() if h]  # fmt: skip
-    share = next((s for s in share if s is not None), None)
+    history = result.get("history") or {}
+    shares = {n: h[-1]["extra"]["complementary"] for n, h in history.items()
+              if h and "complementary" in h[-1].get("extra", {})}  # fmt: skip
     st.caption(
         "How far each student's cells lie from the teacher's after each epoch: T² KL(teacher ‖ "
         "student) at T = 4, averaged over each scale's cells, on the run's probe images. After "
         f"the last epoch, at 1 × 1, 2 × 2 and 4 × 4: {said}. KD is taught the whole image "
         "alone; SD-KD at M = {1, 2} the whole and its four quarters; at {1, 2, 4} sixteen cells "
         "more."
-        + (f" In the last epoch {100 * share:.1f}% of the cells SD-KD saw were complementary."
-           if share is not None else "")
+        + (" The teacher's cells SD-KD weighed as complementary in the last epoch: "
+           + ", ".join(f"{LABEL.get(n, n)} {100 * v:.1f}%" for n, v in shares.items()) + "."
+           if shares else "")
     )  # fmt: skip

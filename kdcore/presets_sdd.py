@@ -144,7 +144,17 @@ SDD_PRESET = register(
         "commented out), so only the ordering of hard labels, KD and SD-KD can be compared. The "
         "cells, the weights and the loss are the paper's and the official code's (T = 4, "
         "mdistiller's CE 0.1 and α 0.9, β = 2), not tuned here; each scale is pooled from the "
-        "whole 7 × 7 map, where the official code pools 4 × 4 first.",
+        "whole 7 × 7 map, where the official code pools 4 × 4 first. In the shipped run (seed "
+        "0, made on an Intel Xeon) the teacher makes 48 test errors (cat-mnist's: the same "
+        "recipe and seed), the student 72 on hard labels, 58 by KD and 57 with SD-KD, 60 at "
+        "M = {1, 2, 4} and 61 with every cell weighed alike; after the first epoch 226, 95 and "
+        "73. The teacher's cells name another class than its whole image in 1.5% of the cells at "
+        "M = {1, 2} and 10.3% at {1, 2, 4}: on MNIST most regions agree, so β seldom acts. On "
+        "128 test images (T² KL at T = 4, each scale's cells averaged) KD's student ends 0.093 "
+        "from the teacher's whole-image logits, 1.522 from its 2 × 2 cells and 4.482 from its "
+        "4 × 4 cells, further there than hard labels' 3.900; SD-KD's ends 0.089, 0.127 and "
+        "1.338, and at {1, 2, 4} 0.203 from the 4 × 4 cells: each student learns the scales it "
+        "is taught, and KD's copies the teacher's answer while its regions say other things.",
         seed_pairs={
             "student_kd": "student_hard",
             "student_sdd": "student_kd",
