@@ -47,7 +47,7 @@ def scales_of(text: str) -> list[int]:
 
 
 @st.cache_data(max_entries=8, show_spinner="Pooling the teacher's logit maps…")
-def all_cells(path: str, n: int = 2000) -> np.ndarray:
+def all_cells(path: str, n: int = 1000) -> np.ndarray:
     """The first ``n`` test images' cells through the teacher at 1 × 1, 2 × 2 and 4 × 4,
     (n, K, 21)."""
     net = ui.saved_model(path)
@@ -73,7 +73,7 @@ def pick(cells: np.ndarray, n: int) -> np.ndarray:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def most_ambiguous(path: str, count: int = 12) -> list[int]:
-    """Test images (of the first 2,000) whose teacher cells most often name another class than
+    """Test images (of the first 1,000) whose teacher cells most often name another class than
     the whole image does, most first: where SD-KD's β weighs most."""
     cells = torch.from_numpy(all_cells(path))
     y = load_mnist().y_test[: len(cells)]
