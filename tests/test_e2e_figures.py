@@ -482,6 +482,7 @@ def square_map_charts():
         ),
         **{name: fig for name, fig in attention_charts().items() if "maps" in name},
         **{name: fig for name, fig in cat_charts().items() if name != "cat distance"},
+        "sdd cells": sdd_charts()["sdd cells"],
     }
 
 
