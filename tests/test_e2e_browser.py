@@ -168,7 +168,7 @@ def test_a_shared_link_opens_the_same_view_and_nonsense_gets_a_notice(browser, s
     page = open_page(browser, f"{server}/temperature?T=hot&digit=x")
     try:
         toasts = page.locator("[data-testid='stToast']")
-        toasts.first.wait_for(timeout=10_000)
+        toasts.first.wait_for(timeout=30_000)
         assert "not understood" in " ".join(toasts.all_inner_texts())
         assert page.locator("[data-testid='stException']").count() == 0
     finally:
