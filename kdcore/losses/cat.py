@@ -76,6 +76,19 @@ def cat_loss(
     )
 
 
+def require_maps(probe: Probe, need: str) -> None:
+    """Refuse, in one line beginning with ``need``, a pair whose student or teacher has no class
+    activation maps (the ``cam`` feature, (K, H, W) an example)."""
+    for who, shape in (("student", probe.student_shape), ("teacher", probe.teacher_shape)):
+        try:
+            dims = shape(LAYER)
+        except ValueError:
+            raise ValueError(f"{need}, which the {who} does not have: a model ending in average "
+                             "pooling and a linear head (the ResNets)") from None  # fmt: skip
+        if len(dims) != 3:
+            raise ValueError(f"{need} of (K, H, W); the {who}'s are {dims}")
+
+
 @dataclass(frozen=True)
 class CATParams:
     beta: float = param(
@@ -110,15 +123,7 @@ class CAT(Distiller):
 
     def __init__(self, params: CATParams, probe: Probe):
         super().__init__(params)
-        for who, shape in (("student", probe.student_shape), ("teacher", probe.teacher_shape)):
-            try:
-                dims = shape(LAYER)
-            except ValueError:
-                raise ValueError(f"CAT-KD needs class activation maps, which the {who} does not "
-                                 "have: a model ending in average pooling and a linear head (the "
-                                 "ResNets)") from None  # fmt: skip
-            if len(dims) != 3:
-                raise ValueError(f"CAT-KD needs (K, H, W) class maps; the {who}'s are {dims}")
+        require_maps(probe, "CAT-KD needs class activation maps")
 
     def teacher_targets(self, out):
         p = self.params

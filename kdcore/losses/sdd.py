@@ -49,8 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from ..method import Distiller, Probe, param
+from .cat import LAYER, require_maps  # LAYER: the class maps, the logit map less the bias
 
-LAYER = "cam"  # the models' class activation maps, their logit maps less the bias (B, K, H, W)
 SCALES = ("1", "1,2", "1,4", "1,2,4")  # the paper's Table 7
 RULES = ("class", "label")  # complementary by the paper's rule or the official code's
 
@@ -127,15 +127,7 @@ class SDD(Distiller):
 
     def __init__(self, params: SDDParams, probe: Probe):
         super().__init__(params)
-        for who, shape in (("student", probe.student_shape), ("teacher", probe.teacher_shape)):
-            try:
-                dims = shape(LAYER)
-            except ValueError:
-                raise ValueError(f"SD-KD needs a logit map, which the {who} does not have: a "
-                                 "model ending in average pooling and a linear head (the "
-                                 "ResNets)") from None  # fmt: skip
-            if len(dims) != 3:
-                raise ValueError(f"SD-KD needs a (K, H, W) logit map; the {who}'s is {dims}")
+        require_maps(probe, "SD-KD needs a logit map")
         self.scales = scale_list(params.scales)
         self._complementary = torch.zeros(())
         self._cells = 0
