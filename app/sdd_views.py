@@ -65,10 +65,12 @@ def image_cells(path: str, index: int) -> np.ndarray:
         return region_logits(out.features[LAYER], out.logits, list(KEPT_SCALES))[0].numpy()
 
 
-def pick(cells: np.ndarray, n: int) -> np.ndarray:
-    """Cells (B, K, 21) at the scales 1, 2, 4 laid out as the loss lays them out, kept to the
-    first ``n`` (the cells of M = {1, 2}: 5; of {1, 2, 4}: 21)."""
-    return cells[..., :n]
+def pick(cells: np.ndarray, scales: tuple[int, ...]) -> np.ndarray:
+    """Of cells (..., K, 21) at 1 × 1, 2 × 2 and 4 × 4, those of ``scales``, scale by scale as
+    the loss lays them out: (..., K, Σ m²) (M = {1, 4}: the whole image and the sixteen)."""
+    start = np.cumsum([0] + [m * m for m in KEPT_SCALES])
+    at = {m: start[i] for i, m in enumerate(KEPT_SCALES)}
+    return np.concatenate([cells[..., at[m] : at[m] + m * m] for m in scales], axis=-1)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -90,7 +92,8 @@ def softened(cells: np.ndarray, T: float) -> np.ndarray:
 def grid_figure(cells: np.ndarray, scales: tuple[int, ...], T: float) -> go.Figure:
     """One panel per scale: m × m cells coloured by how sure each is of its class at T and
     labelled with that class; a cell whose class is not the whole image's outlined in red
-    (complementary, by the paper's rule). ``cells``: (K, R) for one image."""
+    (complementary, by the paper's rule). ``cells``: (K, Σ m²) for one image, the cells of
+    ``scales`` in order (:func:`pick`)."""
     probs = softened(cells, T)
     fig = subplots(1, len(scales), subplot_titles=[SCALE_NAME[m] for m in scales],
                    horizontal_spacing=0.06)  # fmt: skip
@@ -118,17 +121,17 @@ def grid_figure(cells: np.ndarray, scales: tuple[int, ...], T: float) -> go.Figu
 @st.cache_data(max_entries=64, show_spinner=False)
 def targets_figure(cells: np.ndarray, scales: tuple[int, ...], T: float) -> go.Figure:
     """The soft targets each cell sends at T: a row per cell (the whole image first, then each
-    scale's cells row by row), a column per class."""
-    n = sum(m * m for m in scales)
+    scale's cells row by row), a column per class. ``cells`` as :func:`grid_figure` takes them."""
     names = [f"{SCALE_NAME[m]}" + (f", cell {k + 1}" if m > 1 else "") for m in scales
              for k in range(m * m)]  # fmt: skip
-    probs = softened(pick(cells, n), T).T  # (R, K)
+    probs = softened(cells, T).T  # (R, K)
     hover = "%{y}: p(%{x}) = %{z:.3f}<extra></extra>"
     fig = go.Figure(go.Heatmap(z=probs, x=[str(k) for k in range(probs.shape[1])], y=names,
                                zmin=0, zmax=1, colorscale="Blues", colorbar=dict(thickness=12),
                                hovertemplate=hover))  # fmt: skip
     fig.update_yaxes(autorange="reversed", type="category")
-    return _fig(fig, xaxis_title="class", height=60 + 22 * n, margin=dict(l=10, r=10, t=10, b=40))
+    return _fig(fig, xaxis_title="class", height=60 + 22 * len(names),
+                margin=dict(l=10, r=10, t=10, b=40))  # fmt: skip
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -47,7 +47,7 @@ with intro:
                    + ", ".join(f"#{i}" for i in ambiguous[:8]) + ".")  # fmt: skip
         label = int(load_mnist().y_test[index])
         m = sdd_views.scales_of(scales)
-        cells = sdd_views.pick(sdd_views.image_cells(net_path, index), sum(k * k for k in m))
+        cells = sdd_views.pick(sdd_views.image_cells(net_path, index), tuple(m))
         comp = complementary(torch.from_numpy(cells)[None], torch.tensor([label]), "class")[0]
         left, right = st.columns([1, 3])
         left.image(ui.test_png(index), caption=f"test image #{index}, a {label}", width=112)

@@ -69,6 +69,21 @@ def test_the_page_draws_one_images_cells_their_targets_and_the_shipped_students(
         assert plotly_array(line["y"]).tolist() == [e[scale] for e in gaps[name]]
 
 
+def test_the_whole_image_and_its_sixteenths_without_the_quarters(store_path):
+    at = run_page("local_logits.py", TIMEOUT, img="115", scales="1,4", T="1")
+    assert not at.exception
+    cells = _cells(115, (1, 4))  # (K, 17): the loss's own cells at M = {1, 4}
+    probs = torch.softmax(cells, 0)
+    grid = chart(at, "sdd_grid")["data"]
+    assert len(grid) == 2
+    assert np.allclose(plotly_array(grid[1]["z"]), probs[:, 1:].max(0).values.reshape(4, 4),
+                       atol=1e-6)  # fmt: skip
+    targets = plotly_array(chart(at, "sdd_targets")["data"][0]["z"])
+    assert np.allclose(targets, probs.T.numpy(), atol=1e-6)
+    comp = int(complementary(cells[None], torch.tensor([4]))[0].sum())
+    assert any(f"{comp} of its 16 cells" in c.value for c in at.caption)
+
+
 def test_odd_url_values_fall_back_to_the_defaults_with_a_note(store_path):
     at = run_page("local_logits.py", TIMEOUT, img="99999", scales="1,3", T="nan", sdd_who="x",
                   sdd_img="-1")  # fmt: skip
