@@ -87,15 +87,18 @@ def complementary(teacher_regions: torch.Tensor, labels: torch.Tensor, rule: str
 
 def sdd_loss(
     student_regions: torch.Tensor, teacher_regions: torch.Tensor, labels: torch.Tensor,
-    T: float = 4.0, beta: float = 2.0, rule: str = "class",
+    T: float = 4.0, beta: float = 2.0, rule: str = "class", comp: torch.Tensor | None = None,
 ) -> torch.Tensor:  # fmt: skip
     r"""The SD-KD term before its weight α: :math:`T^2` KL(teacher ‖ student) at temperature T in
     every cell, (B, K, R) each, the complementary cells' terms times β, averaged over the B·R
-    cells (the official ``sdd_kd_loss``)."""
+    cells (the official ``sdd_kd_loss``). ``comp``: the cells :func:`complementary` marks by
+    ``rule``, where the caller has them already."""
     log_q = F.log_softmax(student_regions / T, dim=1)
     log_p = F.log_softmax(teacher_regions / T, dim=1)
     kl = F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(1) * (T * T)  # (B, R)
-    weight = 1.0 + (beta - 1.0) * complementary(teacher_regions, labels, rule).to(kl.dtype)
+    if comp is None:
+        comp = complementary(teacher_regions, labels, rule)
+    weight = 1.0 + (beta - 1.0) * comp.to(kl.dtype)
     return (kl * weight).mean()
 
 
@@ -138,13 +141,12 @@ class SDD(Distiller):
     def forward(self, student, teacher, batch):
         p, t = self.params, teacher["regions"]
         s = region_logits(student.features[LAYER], student.logits, self.scales)
-        with torch.no_grad():
-            share = complementary(t, batch.y, p.rule).sum()
-        self._complementary = self._complementary.to(share.device) + share
+        comp = complementary(t, batch.y, p.rule)  # of the cached teacher cells: no gradient
+        self._complementary = self._complementary.to(comp.device) + comp.sum()
         self._cells += t.shape[0] * t.shape[2]
         return {
             "ce": p.ce_weight * F.cross_entropy(student.logits, batch.y),
-            "sdd": p.kd_weight * sdd_loss(s, t, batch.y, p.T, p.beta, p.rule),
+            "sdd": p.kd_weight * sdd_loss(s, t, batch.y, p.T, p.beta, p.rule, comp),
         }
 
     def epoch_summary(self) -> dict:
